@@ -1,0 +1,80 @@
+"""Helpers for reading settings from the environment and flags.
+
+Pure: parsing only. Each component defines its own settings dataclass and uses these to fill it,
+so that every setting is both an environment variable and a flag with one meaning.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+class SettingError(ValueError):
+    """A setting has a value we cannot use; the message names the setting."""
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go-style duration (`1h30m`, `90s`, `250ms`), or a plain number of seconds."""
+    value = text.strip()
+    if not value:
+        raise SettingError("empty duration")
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    pos = 0
+    total = 0.0
+    for match in _DURATION.finditer(value):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        pos = match.end()
+    if pos != len(value) or pos == 0:
+        raise SettingError(f"{text!r} is not a duration (expected e.g. 90s, 10m, 1h30m)")
+    return total
+
+
+def parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise SettingError(f"{text!r} is not a boolean (expected true or false)")
+
+
+def parse_list(text: str) -> tuple[str, ...]:
+    """A comma-separated list, blanks dropped, order kept, duplicates removed."""
+    seen: dict[str, None] = {}
+    for part in text.split(","):
+        item = part.strip()
+        if item:
+            seen[item] = None
+    return tuple(seen)
+
+
+def parse_bind(text: str, *, default_host: str = "0.0.0.0") -> tuple[str, int]:  # noqa: S104
+    """`HOST:PORT`, `:PORT` or `[v6]:PORT` into (host, port)."""
+    value = text.strip()
+    host, sep, port_text = value.rpartition(":")
+    if not sep:
+        raise SettingError(f"{text!r} is not HOST:PORT")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise SettingError(f"{text!r} has no numeric port") from None
+    if not 0 <= port <= 65535:
+        raise SettingError(f"{text!r}: port must be 0-65535")
+    host = host.strip("[]") or default_host
+    return host, port
+
+
+def env(name: str, default: str, *, environ: Mapping[str, str] | None = None) -> str:
+    """`$name` or `default`; an empty variable counts as unset."""
+    value = (environ if environ is not None else os.environ).get(name, "")
+    return value if value != "" else default

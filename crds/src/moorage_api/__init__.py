@@ -1,0 +1,1 @@
+"""Moorage API: pydantic models of our custom resources, the single source of truth for the CRDs."""

@@ -1,0 +1,1 @@
+"""The Moorage proxy runner: fronts one MCP server with authentication, authorisation and tool filtering."""

@@ -1,0 +1,1 @@
+"""The read-only HTTP API over an MCPRegistry's synced data."""

@@ -1,0 +1,1 @@
+"""The Moorage validating admission webhook."""
