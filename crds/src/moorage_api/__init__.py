@@ -1,1 +1,55 @@
-"""Moorage API: pydantic models of our custom resources, the single source of truth for the CRDs."""
+"""Moorage API: pydantic models of our custom resources, the single source of truth for the CRDs.
+
+Pure: no I/O, no asyncio, no Kubernetes client. Submodules:
+`constants` (group, kinds, labels, annotations, finalizer, field managers), `naming` (children's
+names, labels, status URL), `mcpserver`, `mcptoolconfig`, `mcpregistry` (the kinds), `runconfig`
+(the operator ↔ proxy runner contract), `documents` (JSON documents referenced from ConfigMaps),
+`images`, `durations`, `base` (shared parts and error formatting). `crdgen` and `docgen` generate
+`crds/manifests` and `docs/reference.md` from these models.
+"""
+
+from moorage_api.base import Condition, ObjectMeta, validation_messages
+from moorage_api.mcpregistry import (
+    MCPRegistry,
+    MCPRegistryPhase,
+    MCPRegistrySpec,
+    MCPRegistryStatus,
+    parse_mcpregistry,
+)
+from moorage_api.mcpserver import (
+    MCPServer,
+    MCPServerPhase,
+    MCPServerSpec,
+    MCPServerStatus,
+    parse_mcpserver,
+)
+from moorage_api.mcptoolconfig import (
+    MCPToolConfig,
+    MCPToolConfigSpec,
+    MCPToolConfigStatus,
+    parse_mcptoolconfig,
+)
+from moorage_api.runconfig import RunConfig, load_runconfig, render_runconfig_json
+
+__all__ = [
+    "Condition",
+    "MCPRegistry",
+    "MCPRegistryPhase",
+    "MCPRegistrySpec",
+    "MCPRegistryStatus",
+    "MCPServer",
+    "MCPServerPhase",
+    "MCPServerSpec",
+    "MCPServerStatus",
+    "MCPToolConfig",
+    "MCPToolConfigSpec",
+    "MCPToolConfigStatus",
+    "ObjectMeta",
+    "RunConfig",
+    "load_runconfig",
+    "parse_mcpregistry",
+    "parse_mcpserver",
+    "parse_mcptoolconfig",
+    "render_runconfig_json",
+    "validation_messages",
+]

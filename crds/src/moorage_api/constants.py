@@ -1,0 +1,77 @@
+"""Names every component agrees on: API group and kinds, labels, annotations, finalizers, managers.
+
+Pure data. Anything that names an object or a key shared between the operator, the webhook and the
+proxy runner lives here (or in `moorage_api.naming` when it is computed from an object's name), so
+that a rename happens in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+GROUP: Final = "moorage.dev"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+CATEGORY: Final = "moorage"
+
+KIND_MCPSERVER: Final = "MCPServer"
+KIND_MCPTOOLCONFIG: Final = "MCPToolConfig"
+KIND_MCPREGISTRY: Final = "MCPRegistry"
+
+PLURAL_MCPSERVER: Final = "mcpservers"
+PLURAL_MCPTOOLCONFIG: Final = "mcptoolconfigs"
+PLURAL_MCPREGISTRY: Final = "mcpregistries"
+
+SINGULAR_MCPSERVER: Final = "mcpserver"
+SINGULAR_MCPTOOLCONFIG: Final = "mcptoolconfig"
+SINGULAR_MCPREGISTRY: Final = "mcpregistry"
+
+SHORT_NAMES_MCPSERVER: Final = ("mcps", "mcpserver")
+SHORT_NAMES_MCPTOOLCONFIG: Final = ("mcptc",)
+SHORT_NAMES_MCPREGISTRY: Final = ("mcpreg",)
+
+# Labels on everything Moorage creates (spec §3). The operator's informers select owned objects
+# with LABEL_MANAGED_BY=MANAGED_BY only, so every child must carry it.
+LABEL_NAME: Final = "app.kubernetes.io/name"
+LABEL_INSTANCE: Final = "app.kubernetes.io/instance"
+LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+LABEL_PART_OF: Final = "app.kubernetes.io/part-of"
+LABEL_COMPONENT: Final = "app.kubernetes.io/component"
+LABEL_MCPSERVER: Final = f"{GROUP}/mcpserver"
+LABEL_MCPREGISTRY: Final = f"{GROUP}/mcpregistry"
+
+NAME_MCPSERVER: Final = "mcpserver"
+"""Value of LABEL_NAME on an MCPServer's children."""
+NAME_MCPREGISTRY: Final = "mcpregistry"
+"""Value of LABEL_NAME on an MCPRegistry's children."""
+MANAGED_BY: Final = "moorage"
+PART_OF: Final = "moorage"
+COMPONENT_MCP_SERVER: Final = "mcp-server"
+"""Value of LABEL_COMPONENT on the MCP server's StatefulSet pods (part of its selector)."""
+COMPONENT_PROXY_RUNNER: Final = "proxy-runner"
+COMPONENT_REGISTRY_API: Final = "registry-api"
+
+ANNOTATION_CONTENT_CHECKSUM: Final = f"{GROUP}/content-checksum"
+"""On a ConfigMap the operator renders: checksum of its data, to skip writes when unchanged."""
+ANNOTATION_RUNCONFIG_CHECKSUM: Final = f"{GROUP}/runconfig-checksum"
+"""On the proxy Deployment's pod template: changes when a RunConfig change needs a restart."""
+ANNOTATION_SYNC: Final = f"{GROUP}/sync"
+"""On an MCPRegistry: `true` requests a manual sync; the operator removes it once handled."""
+SYNC_REQUESTED: Final = "true"
+
+FINALIZER_TOOLCONFIG_PROTECTION: Final = f"{GROUP}/toolconfig-protection"
+"""Keeps an MCPToolConfig while an MCPServer references it."""
+
+FIELD_MANAGER_OPERATOR: Final = "moorage-operator"
+FIELD_MANAGER_PROXYRUNNER: Final = "moorage-proxyrunner"
+
+CONTAINER_MCP: Final = "mcp"
+"""The MCP server's container in its StatefulSet pod; Moorage's required settings target it."""
+CONTAINER_PROXYRUNNER: Final = "proxyrunner"
+RUNCONFIG_KEY: Final = "runconfig.json"
+"""Key of the RunConfig in ConfigMap `<name>-runconfig`."""
+RUNCONFIG_PATH: Final = "/etc/moorage/runconfig.json"
+"""Where the proxy runner reads its RunConfig by default."""
+REGISTRY_DATA_KEY: Final = "registry.json"
+REGISTRY_SYNC_METADATA_KEY: Final = "sync_metadata.json"
+REGISTRY_API_PORT: Final = 8080

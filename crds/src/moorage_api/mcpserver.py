@@ -1,0 +1,533 @@
+"""The MCPServer kind (spec §2.1): an MCP server Moorage runs behind an authenticated proxy.
+
+Pure: models and the rules the schema can state. The webhook adds what a schema cannot say
+(podTemplateSpec validity, Cedar parsing, transport/port consistency); the operator turns a valid
+MCPServer into children (spec §3) and a RunConfig (spec §3.1).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Final, Literal, Self
+
+from pydantic import Field, StringConstraints, field_validator, model_validator
+
+from moorage_api.base import (
+    CONDITIONS_FIELD_EXTRA,
+    ApiModel,
+    Condition,
+    ConfigMapKey,
+    EnvName,
+    EnvVar,
+    ObjectMeta,
+    ObjectName,
+    ResourceRequirements,
+    cel,
+    check_object_name,
+    find_duplicates,
+    list_map,
+    object_name_rules,
+    set_exactly_for_type,
+    validations,
+)
+from moorage_api.constants import KIND_MCPSERVER
+from moorage_api.images import (
+    IMAGE_REFERENCE_MAX_LENGTH,
+    IMAGE_REFERENCE_PATTERN,
+    parse_image_reference,
+)
+
+Transport = Literal["stdio", "sse", "streamable-http"]
+ProxyMode = Literal["sse", "streamable-http"]
+SessionAffinity = Literal["ClientIP", "None"]
+
+MCPSERVER_NAME_MAX_LENGTH: Final = 50
+"""Longest MCPServer name whose children's names stay valid (`mcp-<name>-headless` ≤ 63)."""
+MCPSERVER_NAME_PATTERN: Final = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+"""Service names must start with a letter (DNS-1035), and `mcp-<name>-proxy` embeds the name."""
+SERVICE_ACCOUNT_REF_PATTERN: Final = (
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+)
+HTTP_URL_PATTERN: Final = r"^https?://[^\s]+$"
+ENDPOINT_PREFIX_PATTERN: Final = r"^/[^\s?#]*$"
+BUILTIN_PROFILES: Final = ("none", "network")
+
+
+class MCPServerPhase(StrEnum):
+    """Coarse state of an MCPServer (`status.phase`)."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    FAILED = "Failed"
+    TERMINATING = "Terminating"
+    STOPPED = "Stopped"
+
+
+class MCPServerConditionType(StrEnum):
+    """Condition types an MCPServer's status carries."""
+
+    READY = "Ready"
+    POD_TEMPLATE_VALID = "PodTemplateValid"
+    TOOL_CONFIG_RESOLVED = "ToolConfigResolved"
+    AUTH_CONFIG_VALID = "AuthConfigValid"
+    STDIO_REPLICA_CAPPED = "StdioReplicaCapped"
+
+
+class ReadyReason(StrEnum):
+    """Reasons of the `Ready` condition."""
+
+    RUNNING = "Running"
+    NOT_READY = "NotReady"
+    FAILED = "Failed"
+
+
+class SecretEnv(ApiModel):
+    """A Secret key injected as an environment variable (`secretKeyRef`); never copied elsewhere."""
+
+    name: ObjectName = Field(..., description="Name of the Secret in the MCPServer's namespace.")
+    key: ConfigMapKey = Field(..., description="Key in the Secret's data.")
+    target_env_name: EnvName | None = Field(
+        None, description="Environment variable to set; defaults to `key`."
+    )
+
+    @property
+    def env_name(self) -> str:
+        """The variable the MCP container sees."""
+        return self.target_env_name or self.key
+
+
+PermissionProfileType = Literal["builtin", "configMap"]
+
+
+class PermissionProfileRef(ApiModel):
+    """Which network permissions the MCP pods get."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            cel(
+                "self.type != 'builtin' || self.name in ['none', 'network']",
+                "a builtin permission profile is named none or network",
+                field_path=".name",
+            ),
+            cel(
+                "self.type == 'configMap' || !has(self.key)",
+                "key is only used with a configMap permission profile",
+                field_path=".key",
+            ),
+        )
+    }
+
+    type: PermissionProfileType = Field(
+        "builtin",
+        description=(
+            "`builtin` for a profile Moorage knows (`none`: no egress, `network`: no "
+            "restriction), `configMap` for a profile JSON in a ConfigMap."
+        ),
+    )
+    name: ObjectName = Field(
+        ..., description="Builtin profile name (`none`, `network`) or the ConfigMap's name."
+    )
+    key: ConfigMapKey | None = Field(
+        None,
+        description=(
+            "Key in the ConfigMap holding the profile JSON (its `network.outbound.allow_port` and "
+            "`allow_cidr` become egress rules); defaults to `profile.json`."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _check_type(self) -> Self:
+        if self.type == "builtin" and self.name not in BUILTIN_PROFILES:
+            raise ValueError(
+                f"name: builtin profile {self.name!r} does not exist (expected none or network)"
+            )
+        if self.type != "configMap" and self.key is not None:
+            raise ValueError("key: only used with a configMap permission profile")
+        return self
+
+
+class InlineOIDCConfig(ApiModel):
+    """An OIDC issuer whose bearer tokens the proxy accepts."""
+
+    issuer: str = Field(
+        ...,
+        max_length=2048,
+        pattern=HTTP_URL_PATTERN,
+        description="Issuer URL; must equal the tokens' `iss` claim.",
+    )
+    audience: str = Field(..., min_length=1, description="Audience the tokens must carry in `aud`.")
+    jwks_url: str | None = Field(
+        None,
+        max_length=2048,
+        pattern=HTTP_URL_PATTERN,
+        description="JWKS URL; discovered from the issuer's metadata when unset.",
+    )
+    client_id: str | None = Field(
+        None, description="OAuth client id advertised in the protected-resource metadata."
+    )
+    required_scopes: list[str] = Field(
+        default_factory=list, description="Scopes every token must include."
+    )
+
+
+class OIDCConfigMapRef(ApiModel):
+    """A ConfigMap key holding the inline OIDC fields as JSON."""
+
+    name: ObjectName = Field(..., description="Name of the ConfigMap in the same namespace.")
+    key: ConfigMapKey = Field("oidc.json", description="Key of the JSON document.")
+
+
+class KubernetesOIDCConfig(ApiModel):
+    """Accept projected service-account tokens of this cluster's issuer."""
+
+    audience: str = Field("moorage", min_length=1, description="Audience the tokens must carry.")
+    issuer: str | None = Field(
+        None,
+        max_length=2048,
+        pattern=HTTP_URL_PATTERN,
+        description="Issuer; discovered from the apiserver when unset.",
+    )
+    allowed_service_accounts: list[
+        Annotated[str, StringConstraints(pattern=SERVICE_ACCOUNT_REF_PATTERN)]
+    ] = Field(
+        default_factory=list,
+        description="Service accounts (`namespace/name`) allowed in; empty allows any.",
+    )
+
+
+OIDCConfigType = Literal["kubernetes", "configMap", "inline"]
+
+
+class OIDCConfig(ApiModel):
+    """How the proxy authenticates MCP clients; absent means unauthenticated."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            set_exactly_for_type("inline", "inline"),
+            set_exactly_for_type("configMap", "configMap"),
+            cel(
+                "self.type == 'kubernetes' || !has(self.kubernetes)",
+                "kubernetes is only allowed when type is kubernetes",
+                field_path=".kubernetes",
+            ),
+        )
+    }
+
+    type: OIDCConfigType = Field(
+        ...,
+        description=(
+            "`kubernetes`: service-account tokens of this cluster; `configMap`: issuer settings "
+            "from a ConfigMap; `inline`: issuer settings here."
+        ),
+    )
+    inline: InlineOIDCConfig | None = Field(None, description="Issuer settings for `inline`.")
+    config_map: OIDCConfigMapRef | None = Field(
+        None, description="Where the settings are for `configMap`."
+    )
+    kubernetes: KubernetesOIDCConfig | None = Field(
+        None, description="Settings for `kubernetes` (defaults apply when unset)."
+    )
+
+    @model_validator(mode="after")
+    def _check_type(self) -> Self:
+        _require_exactly_for(self.type, "inline", self.inline)
+        _require_exactly_for(self.type, "configMap", self.config_map)
+        if self.type != "kubernetes" and self.kubernetes is not None:
+            raise ValueError("kubernetes: only allowed when type is kubernetes")
+        return self
+
+
+class InlineAuthzConfig(ApiModel):
+    """Cedar policies and entities."""
+
+    policies: list[str] = Field(
+        ..., min_length=1, description="Cedar policies; each string may hold several."
+    )
+    entities_json: str = Field(
+        "[]", description="Cedar entities as a JSON array (principals' parents, attributes)."
+    )
+
+
+class AuthzConfigMapRef(ApiModel):
+    """A ConfigMap key holding the inline authorisation fields as JSON."""
+
+    name: ObjectName = Field(..., description="Name of the ConfigMap in the same namespace.")
+    key: ConfigMapKey = Field("authz.json", description="Key of the JSON document.")
+
+
+AuthzConfigType = Literal["inline", "configMap"]
+
+
+class AuthzConfig(ApiModel):
+    """Cedar authorisation of MCP requests."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            set_exactly_for_type("inline", "inline"),
+            set_exactly_for_type("configMap", "configMap"),
+        )
+    }
+
+    type: AuthzConfigType = Field(
+        ..., description="`inline`: policies here; `configMap`: policies in a ConfigMap."
+    )
+    inline: InlineAuthzConfig | None = Field(None, description="Policies for `inline`.")
+    config_map: AuthzConfigMapRef | None = Field(
+        None, description="Where the policies are for `configMap`."
+    )
+
+    @model_validator(mode="after")
+    def _check_type(self) -> Self:
+        _require_exactly_for(self.type, "inline", self.inline)
+        _require_exactly_for(self.type, "configMap", self.config_map)
+        return self
+
+
+def _require_exactly_for(kind: str, wanted: str, value: object) -> None:
+    if kind == wanted and value is None:
+        raise ValueError(f"{wanted}: required when type is {wanted}")
+    if kind != wanted and value is not None:
+        raise ValueError(f"{wanted}: not allowed when type is {kind}")
+
+
+class ToolConfigRef(ApiModel):
+    """A reference to an MCPToolConfig in the same namespace."""
+
+    name: ObjectName = Field(..., description="Name of the MCPToolConfig.")
+
+
+class AuditConfig(ApiModel):
+    """Audit logging of MCP requests."""
+
+    enabled: bool = Field(False, description="Write one audit record per MCP request.")
+
+
+class MetadataOverrides(ApiModel):
+    """Extra labels and annotations; Moorage's own keys win on conflict."""
+
+    labels: dict[str, str] = Field(default_factory=dict, description="Extra labels.")
+    annotations: dict[str, str] = Field(default_factory=dict, description="Extra annotations.")
+
+
+class ProxyDeploymentOverrides(ApiModel):
+    """Extra metadata and env on the proxy runner's Deployment."""
+
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Extra labels on the Deployment."
+    )
+    annotations: dict[str, str] = Field(
+        default_factory=dict, description="Extra annotations on the Deployment."
+    )
+    env: list[EnvVar] = Field(
+        default_factory=list,
+        max_length=256,
+        json_schema_extra=list_map("name"),
+        description="Extra env for the proxyrunner container; names unique.",
+    )
+    pod_template_metadata_overrides: MetadataOverrides | None = Field(
+        None, description="Extra labels and annotations on the Deployment's pods."
+    )
+
+    @field_validator("env")
+    @classmethod
+    def _unique_env(cls, value: list[EnvVar]) -> list[EnvVar]:
+        return _check_unique_env(value)
+
+
+class ResourceOverrides(ApiModel):
+    """Extra metadata on the objects the operator creates."""
+
+    proxy_deployment: ProxyDeploymentOverrides | None = Field(
+        None, description="For the proxy runner's Deployment."
+    )
+    proxy_service: MetadataOverrides | None = Field(
+        None, description="For the proxy Service `mcp-<name>-proxy`."
+    )
+
+
+def _check_unique_env(value: list[EnvVar]) -> list[EnvVar]:
+    duplicates = find_duplicates([item.name for item in value])
+    if duplicates:
+        raise ValueError(f"environment variable names must be unique: {', '.join(duplicates)}")
+    return value
+
+
+PodTemplateSpec = dict[str, Any]
+"""A `corev1.PodTemplateSpec` as raw JSON; the webhook validates it."""
+
+
+class MCPServerSpec(ApiModel):
+    """Desired state of an MCPServer."""
+
+    image: str = Field(
+        ...,
+        min_length=1,
+        max_length=IMAGE_REFERENCE_MAX_LENGTH,
+        json_schema_extra={"pattern": IMAGE_REFERENCE_PATTERN},
+        description="The MCP server's image, e.g. `ghcr.io/org/server:1.2.0`.",
+    )
+    transport: Transport = Field(
+        "stdio", description="How the MCP server speaks MCP: `stdio`, `sse` or `streamable-http`."
+    )
+    proxy_mode: ProxyMode = Field(
+        "streamable-http",
+        description=(
+            "What clients get for a stdio server (`sse` or `streamable-http`); for HTTP transports "
+            "the proxy speaks the server's transport."
+        ),
+    )
+    port: int = Field(8080, ge=1, le=65535, description="The proxy's port (container, Service).")
+    target_port: int = Field(
+        8080, ge=1, le=65535, description="The MCP server's own port (HTTP transports)."
+    )
+    args: list[str] = Field(
+        default_factory=list, max_length=1024, description="Arguments for the `mcp` container."
+    )
+    env: list[EnvVar] = Field(
+        default_factory=list,
+        max_length=512,
+        json_schema_extra=list_map("name"),
+        description="Environment for the `mcp` container; names unique.",
+    )
+    secrets: list[SecretEnv] = Field(
+        default_factory=list,
+        max_length=256,
+        description="Secret keys injected as env into the `mcp` container.",
+    )
+    service_account: ObjectName | None = Field(
+        None,
+        description="Existing ServiceAccount for the MCP pods; unset → the operator creates `<name>-sa`.",
+    )
+    resources: ResourceRequirements | None = Field(
+        None, description="Compute resources of the `mcp` container."
+    )
+    pod_template_spec: PodTemplateSpec | None = Field(
+        None,
+        description=(
+            "A PodTemplateSpec applied to the MCP server's pod first; Moorage's required settings "
+            "(container `mcp`: image, args, stdin, env) are applied on top."
+        ),
+    )
+    permission_profile: PermissionProfileRef = Field(
+        PermissionProfileRef(type="builtin", name="network"),
+        description="Network permissions of the MCP pods.",
+    )
+    oidc_config: OIDCConfig | None = Field(
+        None, description="Authentication of MCP clients; unset → unauthenticated."
+    )
+    authz_config: AuthzConfig | None = Field(None, description="Cedar authorisation.")
+    tool_config_ref: ToolConfigRef | None = Field(
+        None, description="An MCPToolConfig filtering and renaming tools."
+    )
+    audit: AuditConfig = Field(
+        AuditConfig(),
+        description="Audit logging.",
+    )
+    replicas: int | None = Field(
+        None,
+        ge=0,
+        description="Proxy Deployment replicas; unset → not managed (HPA-friendly); 0 → Stopped.",
+    )
+    backend_replicas: int | None = Field(
+        None,
+        ge=0,
+        description="MCP server StatefulSet replicas for HTTP transports; unset → not managed.",
+    )
+    session_affinity: SessionAffinity = Field(
+        "ClientIP", description="Session affinity of the proxy Service."
+    )
+    trust_proxy_headers: bool = Field(
+        False, description="Honour `X-Forwarded-*` headers when building SSE endpoint URLs."
+    )
+    endpoint_prefix: str | None = Field(
+        None,
+        max_length=1024,
+        pattern=ENDPOINT_PREFIX_PATTERN,
+        description="Path prefix for SSE endpoint URLs behind an ingress (e.g. `/servers/time`).",
+    )
+    resource_overrides: ResourceOverrides | None = Field(
+        None, description="Extra metadata and env on the objects the operator creates."
+    )
+
+    @field_validator("image")
+    @classmethod
+    def _check_image(cls, value: str) -> str:
+        # The CRD carries IMAGE_REFERENCE_PATTERN; the parser says the same with a readable error.
+        parse_image_reference(value)
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _unique_env(cls, value: list[EnvVar]) -> list[EnvVar]:
+        return _check_unique_env(value)
+
+    @property
+    def effective_proxy_mode(self) -> ProxyMode:
+        """What clients speak: `proxyMode` for stdio, the transport itself for HTTP transports."""
+        if self.transport == "stdio":
+            return self.proxy_mode
+        return self.transport
+
+
+class MCPServerStatus(ApiModel):
+    """Observed state of an MCPServer, written by the operator."""
+
+    phase: MCPServerPhase | None = Field(
+        None, description="`Pending`, `Running`, `Failed`, `Terminating` or `Stopped`."
+    )
+    message: str | None = Field(None, description="A sentence about the current phase.")
+    url: str | None = Field(None, description="Where MCP clients in the cluster connect.")
+    ready_replicas: int | None = Field(
+        None, ge=0, description="Ready replicas of the proxy Deployment."
+    )
+    observed_generation: int | None = Field(
+        None, ge=0, description="The `.metadata.generation` this status describes."
+    )
+    tool_config_hash: str | None = Field(
+        None, description="`configHash` of the MCPToolConfig in effect."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra=CONDITIONS_FIELD_EXTRA,
+        description=(
+            "`Ready`, `PodTemplateValid`, `ToolConfigResolved`, `AuthConfigValid`, "
+            "`StdioReplicaCapped`."
+        ),
+    )
+
+
+class MCPServer(ApiModel):
+    """An MCP server that Moorage runs behind an authenticated, observable proxy."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": object_name_rules(
+            max_length=MCPSERVER_NAME_MAX_LENGTH,
+            pattern=MCPSERVER_NAME_PATTERN,
+            why="children are named mcp-<name>-headless",
+        )
+    }
+
+    api_version: Literal["moorage.dev/v1alpha1"] = Field(
+        "moorage.dev/v1alpha1", description="`moorage.dev/v1alpha1`."
+    )
+    kind: Literal["MCPServer"] = Field(KIND_MCPSERVER, description="`MCPServer`.")
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta, description="Standard metadata.")
+    spec: MCPServerSpec = Field(..., description="Desired state.")
+    status: MCPServerStatus = Field(
+        default_factory=MCPServerStatus,
+        description="Observed state.",
+    )
+
+    @model_validator(mode="after")
+    def _check_name(self) -> Self:
+        check_object_name(
+            self.metadata.name,
+            max_length=MCPSERVER_NAME_MAX_LENGTH,
+            pattern=MCPSERVER_NAME_PATTERN,
+        )
+        return self
+
+
+def parse_mcpserver(obj: dict[str, Any]) -> MCPServer:
+    """Validate a raw MCPServer (as the apiserver returns it); raises `pydantic.ValidationError`."""
+    return MCPServer.model_validate(obj)

@@ -1,0 +1,94 @@
+"""Names and labels of the objects Moorage creates, computed from the owner's name (spec §3).
+
+Pure. The operator and the proxy runner both create children of an MCPServer and must agree on
+their names, labels and selectors; they compute them here.
+"""
+
+from __future__ import annotations
+
+from moorage_api.constants import (
+    COMPONENT_MCP_SERVER,
+    LABEL_COMPONENT,
+    LABEL_INSTANCE,
+    LABEL_MANAGED_BY,
+    LABEL_MCPREGISTRY,
+    LABEL_MCPSERVER,
+    LABEL_NAME,
+    LABEL_PART_OF,
+    MANAGED_BY,
+    NAME_MCPREGISTRY,
+    NAME_MCPSERVER,
+    PART_OF,
+)
+from moorage_api.mcpserver import ProxyMode
+
+
+def proxy_service_name(server: str) -> str:
+    """ClusterIP Service in front of the proxy runner."""
+    return f"mcp-{server}-proxy"
+
+
+def headless_service_name(server: str) -> str:
+    """Headless Service of an HTTP-transport MCP server's StatefulSet."""
+    return f"mcp-{server}-headless"
+
+
+def runconfig_configmap_name(server: str) -> str:
+    return f"{server}-runconfig"
+
+
+def proxy_runner_name(server: str) -> str:
+    """ServiceAccount, Role and RoleBinding of the proxy runner."""
+    return f"{server}-proxy-runner"
+
+
+def mcp_service_account_name(server: str) -> str:
+    """ServiceAccount the operator creates for the MCP pods when `spec.serviceAccount` is unset."""
+    return f"{server}-sa"
+
+
+def egress_policy_name(server: str) -> str:
+    """NetworkPolicy restricting the MCP pods' egress."""
+    return f"{server}-egress"
+
+
+def registry_storage_configmap_name(registry: str) -> str:
+    return f"{registry}-registry-storage"
+
+
+def registry_api_name(registry: str) -> str:
+    """Deployment and Service of the registry API."""
+    return f"{registry}-api"
+
+
+def mcpserver_labels(server: str) -> dict[str, str]:
+    """Labels on every child of an MCPServer."""
+    return {
+        LABEL_NAME: NAME_MCPSERVER,
+        LABEL_INSTANCE: server,
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_PART_OF: PART_OF,
+        LABEL_MCPSERVER: server,
+    }
+
+
+def mcp_pod_selector(server: str) -> dict[str, str]:
+    """Selector of the MCP server's StatefulSet (and its headless Service, NetworkPolicy)."""
+    return {LABEL_MCPSERVER: server, LABEL_COMPONENT: COMPONENT_MCP_SERVER}
+
+
+def mcpregistry_labels(registry: str) -> dict[str, str]:
+    """Labels on every child of an MCPRegistry."""
+    return {
+        LABEL_NAME: NAME_MCPREGISTRY,
+        LABEL_INSTANCE: registry,
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_PART_OF: PART_OF,
+        LABEL_MCPREGISTRY: registry,
+    }
+
+
+def mcpserver_url(server: str, *, namespace: str, port: int, proxy_mode: ProxyMode) -> str:
+    """`status.url`: where clients in the cluster reach the proxy (spec §2.1)."""
+    path = "/sse" if proxy_mode == "sse" else "/mcp"
+    return f"http://{proxy_service_name(server)}.{namespace}.svc.cluster.local:{port}{path}"
