@@ -1,0 +1,98 @@
+"""`moorage-dev`: the local control plane and the demo, for people working on Moorage.
+
+moorage-dev cluster up       start (or find running) etcd, kube-apiserver, controller manager,
+                             scheduler and kwok on 127.0.0.1; last line KUBECONFIG=<path>
+moorage-dev cluster down     stop everything `up` started
+moorage-dev cluster status   say what runs, exit 1 when the control plane is not healthy
+moorage-dev build            build (or find) the control plane binaries and print their paths
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from moorage_dev.binaries import BinaryError, ensure_binaries
+from moorage_dev.cluster import ControlPlane, ControlPlaneError, default_state_dir
+
+
+def _say(message: str) -> None:
+    print(f"==> {message}", file=sys.stderr, flush=True)
+
+
+def cluster_up(state_dir: Path) -> int:
+    existing = ControlPlane.load(state_dir, report=_say)
+    if existing is not None and existing.is_healthy():
+        _say(f"control plane already running at {existing.server}")
+        print(f"KUBECONFIG={existing.kubeconfig}")
+        return 0
+    if existing is not None:
+        existing.stop()
+    plane = ControlPlane(state_dir, report=_say)
+    plane.start()
+    _say(f"logs in {state_dir / 'logs'}; stop it with: moorage-dev cluster down")
+    print(f"KUBECONFIG={plane.kubeconfig}")
+    return 0
+
+
+def cluster_down(state_dir: Path) -> int:
+    plane = ControlPlane.load(state_dir, report=_say)
+    if plane is None:
+        _say("no control plane recorded; nothing to stop")
+        return 0
+    plane.stop()
+    _say("control plane stopped")
+    return 0
+
+
+def cluster_status(state_dir: Path) -> int:
+    plane = ControlPlane.load(state_dir, report=_say)
+    if plane is None:
+        print("control plane: not started")
+        return 1
+    for name, alive in plane.running().items():
+        print(f"{name:<26} {'running' if alive else 'stopped'} (pid {plane.pids[name]})")
+    healthy = plane.is_healthy()
+    print(
+        f"apiserver {plane.server if plane.ports else '-'}: {'ready' if healthy else 'not ready'}"
+    )
+    if healthy:
+        print(f"KUBECONFIG={plane.kubeconfig}")
+    return 0 if healthy else 1
+
+
+def build() -> int:
+    for name, path in ensure_binaries(report=_say).items():
+        print(f"{name}={path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="moorage-dev", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="where the control plane keeps its state (default: $MOORAGE_STATE_DIR or ~/.cache/moorage/cluster)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    cluster = sub.add_parser("cluster", help="the local control plane")
+    cluster.add_argument("action", choices=["up", "down", "status"])
+    sub.add_parser("build", help="build or find the control plane binaries")
+    args = parser.parse_args(argv)
+    state_dir: Path = args.state_dir or default_state_dir()
+    try:
+        if args.command == "build":
+            return build()
+        actions = {"up": cluster_up, "down": cluster_down, "status": cluster_status}
+        return actions[args.action](state_dir)
+    except (BinaryError, ControlPlaneError) as exc:
+        print(f"moorage-dev: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

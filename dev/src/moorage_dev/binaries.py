@@ -1,0 +1,345 @@
+"""Finding or building the control plane binaries the tests and the demo run.
+
+etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kwok are built from Go
+modules with the local Go toolchain and cached outside the repository, keyed by version, so a
+second run builds nothing. Binaries that already exist are used instead: an explicit path in
+`MOORAGE_<NAME>_BIN` (e.g. `MOORAGE_KUBE_APISERVER_BIN`), or the `KUBEBUILDER_ASSETS` folder that
+`setup-envtest` fills.
+
+`go install k8s.io/kubernetes/cmd/kube-apiserver@vX` cannot work (the module requires every staging
+module at v0.0.0 through local replaces), so we write a tiny wrapper module that requires
+`k8s.io/kubernetes` and replaces each staging module with its published `v0.N.P`. etcd's server
+module has local replaces too and gets the same treatment with a one-line `main`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+KUBERNETES_VERSION = "1.34.4"
+ETCD_VERSION = "3.6.6"
+KWOK_VERSION = "0.7.0"
+GO_MIN_VERSION = (1, 24)
+# Where the official Go tarball installs; used when `go` is not on PATH.
+_DEFAULT_GO = "/usr/local/go/bin/go"
+
+KUBERNETES_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+ALL_BINARIES = ("etcd", *KUBERNETES_COMMANDS, "kwok")
+
+# The staging modules of k8s.io/kubernetes 1.34 (notes/control-plane.md); each is published as
+# k8s.io/<name> v0.<minor>.<patch>.
+STAGING_MODULES = (
+    "api",
+    "apiextensions-apiserver",
+    "apimachinery",
+    "apiserver",
+    "cli-runtime",
+    "client-go",
+    "cloud-provider",
+    "cluster-bootstrap",
+    "code-generator",
+    "component-base",
+    "component-helpers",
+    "controller-manager",
+    "cri-api",
+    "cri-client",
+    "csi-translation-lib",
+    "dynamic-resource-allocation",
+    "endpointslice",
+    "externaljwt",
+    "kms",
+    "kube-aggregator",
+    "kube-controller-manager",
+    "kube-proxy",
+    "kube-scheduler",
+    "kubectl",
+    "kubelet",
+    "metrics",
+    "mount-utils",
+    "pod-security-admission",
+    "sample-apiserver",
+    "sample-cli-plugin",
+    "sample-controller",
+)
+
+Reporter = Callable[[str], None]
+
+
+class BinaryError(RuntimeError):
+    """A binary could not be found or built; the message says what is missing and what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class Versions:
+    kubernetes: str = KUBERNETES_VERSION
+    etcd: str = ETCD_VERSION
+    kwok: str = KWOK_VERSION
+
+    @property
+    def key(self) -> str:
+        return f"k8s-{self.kubernetes}_etcd-{self.etcd}_kwok-{self.kwok}"
+
+
+def cache_root() -> Path:
+    """`$MOORAGE_CACHE_DIR`, else `$XDG_CACHE_HOME/moorage`, else `~/.cache/moorage`."""
+    explicit = os.environ.get("MOORAGE_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "moorage"
+
+
+def cache_bin_dir(versions: Versions) -> Path:
+    return cache_root() / "controlplane" / versions.key / "bin"
+
+
+def env_var_for(name: str) -> str:
+    return "MOORAGE_" + name.upper().replace("-", "_") + "_BIN"
+
+
+def find_prebuilt(name: str) -> Path | None:
+    """An existing binary named by `MOORAGE_<NAME>_BIN` or found in `KUBEBUILDER_ASSETS`."""
+    explicit = os.environ.get(env_var_for(name))
+    if explicit:
+        path = Path(explicit)
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise BinaryError(f"{env_var_for(name)}={explicit} is not an executable file")
+        return path
+    assets = os.environ.get("KUBEBUILDER_ASSETS")
+    if assets:
+        path = Path(assets) / name
+        if path.is_file() and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def go_binary() -> str:
+    """The `go` command, checked to be new enough; a clear error when it is missing."""
+    go = shutil.which("go") or (_DEFAULT_GO if Path(_DEFAULT_GO).exists() else None)
+    if go is None:
+        raise BinaryError(
+            "the Go toolchain ('go') was not found on PATH: it is needed to build etcd, "
+            "kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kwok. Install Go "
+            f">= {GO_MIN_VERSION[0]}.{GO_MIN_VERSION[1]}, or point KUBEBUILDER_ASSETS / "
+            "MOORAGE_<NAME>_BIN at existing binaries."
+        )
+    out = subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True, check=False)
+    version = out.stdout.strip().removeprefix("go")
+    parts = version.split(".")
+    try:
+        major, minor = int(parts[0]), int(parts[1])
+    except (ValueError, IndexError):
+        return go
+    if (major, minor) < GO_MIN_VERSION:
+        raise BinaryError(
+            f"Go {version} is too old to build Kubernetes {KUBERNETES_VERSION}: "
+            f"need >= {GO_MIN_VERSION[0]}.{GO_MIN_VERSION[1]}"
+        )
+    return go
+
+
+def kubernetes_go_mod(version: str) -> str:
+    """The wrapper module that builds k8s.io/kubernetes commands at `version`."""
+    minor_patch = version.removeprefix("1.")
+    replaces = "\n".join(
+        f"replace k8s.io/{m} => k8s.io/{m} v0.{minor_patch}" for m in STAGING_MODULES
+    )
+    return f"module moorage.dev/controlplane\n\ngo 1.24\n\nrequire k8s.io/kubernetes v{version}\n\n{replaces}\n"
+
+
+def kubernetes_tools_go() -> str:
+    imports = "\n".join(f'\t_ "k8s.io/kubernetes/cmd/{c}"' for c in KUBERNETES_COMMANDS)
+    return f"//go:build tools\n\npackage tools\n\nimport (\n{imports}\n)\n"
+
+
+def etcd_go_mod(version: str) -> str:
+    return f"module moorage.dev/etcd\n\ngo 1.24\n\nrequire go.etcd.io/etcd/server/v3 v{version}\n"
+
+
+ETCD_MAIN_GO = """package main
+
+import (
+\t"os"
+
+\t"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() {
+\tetcdmain.Main(os.Args)
+}
+"""
+
+
+def kwok_go_mod(version: str) -> str:
+    return f"module moorage.dev/kwok\n\ngo 1.24\n\nrequire sigs.k8s.io/kwok v{version}\n"
+
+
+KWOK_TOOLS_GO = '//go:build tools\n\npackage tools\n\nimport _ "sigs.k8s.io/kwok/cmd/kwok"\n'
+
+
+def _run_go(go: str, args: list[str], *, cwd: Path, what: str, report: Reporter) -> None:
+    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
+    started = time.monotonic()
+    proc = subprocess.run(
+        [go, *args], cwd=cwd, env=env, capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-25:])
+        hint = ""
+        if "dial tcp" in tail or "proxy" in tail.lower() or "lookup" in tail:
+            hint = " (the Go module proxy could not be reached: check GOPROXY and the network)"
+        raise BinaryError(f"{what} failed{hint}: go {' '.join(args)}\n{tail}")
+    report(f"{what}: {time.monotonic() - started:.0f}s")
+
+
+def _ldflags_kubernetes(version: str) -> str:
+    major, minor, _ = version.split(".")
+    prefix = "k8s.io/component-base/version"
+    return " ".join(
+        [
+            "-s -w",
+            f"-X {prefix}.gitVersion=v{version}",
+            f"-X {prefix}.gitMajor={major}",
+            f"-X {prefix}.gitMinor={minor}",
+            f"-X {prefix}.gitTreeState=clean",
+        ]
+    )
+
+
+def build_kubernetes(go: str, out: Path, *, version: str, report: Reporter) -> None:
+    with tempfile.TemporaryDirectory(prefix="moorage-k8s-build-") as tmp:
+        work = Path(tmp)
+        (work / "go.mod").write_text(kubernetes_go_mod(version))
+        (work / "tools.go").write_text(kubernetes_tools_go())
+        _run_go(
+            go,
+            ["mod", "tidy"],
+            cwd=work,
+            what=f"resolve k8s.io/kubernetes v{version}",
+            report=report,
+        )
+        targets = [f"k8s.io/kubernetes/cmd/{c}" for c in KUBERNETES_COMMANDS]
+        _run_go(
+            go,
+            [
+                "build",
+                "-trimpath",
+                "-ldflags",
+                _ldflags_kubernetes(version),
+                "-o",
+                f"{out}/",
+                *targets,
+            ],
+            cwd=work,
+            what=f"build {', '.join(KUBERNETES_COMMANDS)} v{version}",
+            report=report,
+        )
+
+
+def build_etcd(go: str, out: Path, *, version: str, report: Reporter) -> None:
+    with tempfile.TemporaryDirectory(prefix="moorage-etcd-build-") as tmp:
+        work = Path(tmp)
+        (work / "go.mod").write_text(etcd_go_mod(version))
+        (work / "main.go").write_text(ETCD_MAIN_GO)
+        _run_go(go, ["mod", "tidy"], cwd=work, what=f"resolve etcd v{version}", report=report)
+        _run_go(
+            go,
+            ["build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / "etcd"), "."],
+            cwd=work,
+            what=f"build etcd v{version}",
+            report=report,
+        )
+
+
+def build_kwok(go: str, out: Path, *, version: str, report: Reporter) -> None:
+    with tempfile.TemporaryDirectory(prefix="moorage-kwok-build-") as tmp:
+        work = Path(tmp)
+        (work / "go.mod").write_text(kwok_go_mod(version))
+        (work / "tools.go").write_text(KWOK_TOOLS_GO)
+        _run_go(go, ["mod", "tidy"], cwd=work, what=f"resolve kwok v{version}", report=report)
+        _run_go(
+            go,
+            [
+                "build",
+                "-trimpath",
+                "-ldflags",
+                f"-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=v{version}",
+                "-o",
+                str(out / "kwok"),
+                "sigs.k8s.io/kwok/cmd/kwok",
+            ],
+            cwd=work,
+            what=f"build kwok v{version}",
+            report=report,
+        )
+
+
+@contextlib.contextmanager
+def _build_lock(directory: Path) -> Iterator[None]:
+    """One builder at a time per cache entry (a test run and the demo may start together)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / ".lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _complete(directory: Path, names: tuple[str, ...]) -> bool:
+    return all((directory / n).is_file() for n in names)
+
+
+def ensure_binaries(
+    *, versions: Versions | None = None, report: Reporter | None = None
+) -> dict[str, Path]:
+    """The path of every control plane binary, building (once) what is not there yet."""
+    versions = versions or Versions()
+    say: Reporter = report or (lambda _msg: None)
+    found: dict[str, Path] = {}
+    for name in ALL_BINARIES:
+        path = find_prebuilt(name)
+        if path is not None:
+            found[name] = path
+    missing = [n for n in ALL_BINARIES if n not in found]
+    if not missing:
+        return found
+    bin_dir = cache_bin_dir(versions)
+    with _build_lock(bin_dir.parent):
+        groups: list[tuple[tuple[str, ...], Callable[[str, Path], None]]] = [
+            (
+                ("etcd",),
+                lambda go, out: build_etcd(go, out, version=versions.etcd, report=say),
+            ),
+            (
+                KUBERNETES_COMMANDS,
+                lambda go, out: build_kubernetes(go, out, version=versions.kubernetes, report=say),
+            ),
+            (("kwok",), lambda go, out: build_kwok(go, out, version=versions.kwok, report=say)),
+        ]
+        for names, build in groups:
+            needed = [n for n in names if n in missing]
+            if not needed or _complete(bin_dir, names):
+                continue
+            go = go_binary()
+            say(f"building {', '.join(names)} (cached in {bin_dir} afterwards)")
+            staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=bin_dir.parent))
+            try:
+                build(go, staging)
+                bin_dir.mkdir(parents=True, exist_ok=True)
+                for n in names:
+                    (staging / n).replace(bin_dir / n)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+    for name in missing:
+        found[name] = bin_dir / name
+    return found

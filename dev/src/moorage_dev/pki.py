@@ -1,0 +1,162 @@
+"""Certificates, keys and kubeconfigs for the local control plane.
+
+One CA signs the apiserver's serving certificate and a client certificate per component (admin in
+`system:masters`, the controller manager, the scheduler, kwok, and the apiserver's client to the
+"kubelet" that kwok serves). Service-account tokens are signed with an RSA key of their own.
+Everything is written under the cluster's state directory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from moorage_core.tls import CertificatePair, build_ca, build_leaf
+
+APISERVER_HOSTS = [
+    "127.0.0.1",
+    "localhost",
+    "10.0.0.1",
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+]
+
+# name -> (common name, organization)
+CLIENTS: dict[str, tuple[str, str | None]] = {
+    "admin": ("moorage-admin", "system:masters"),
+    "controller-manager": ("system:kube-controller-manager", None),
+    "scheduler": ("system:kube-scheduler", None),
+    "kwok": ("kwok-controller", "system:masters"),
+    "apiserver-kubelet-client": ("kube-apiserver-kubelet-client", "system:masters"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Pki:
+    """Paths of everything `write_pki` produced."""
+
+    directory: Path
+
+    def cert(self, name: str) -> Path:
+        return self.directory / f"{name}.crt"
+
+    def key(self, name: str) -> Path:
+        return self.directory / f"{name}.key"
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.cert("ca")
+
+    @property
+    def sa_key(self) -> Path:
+        return self.directory / "sa.key"
+
+    @property
+    def sa_pub(self) -> Path:
+        return self.directory / "sa.pub"
+
+    def kubeconfig(self, name: str) -> Path:
+        return self.directory.parent / f"{name}.kubeconfig"
+
+
+def _write(path: Path, data: bytes, *, private: bool = False) -> None:
+    path.write_bytes(data)
+    path.chmod(0o600 if private else 0o644)
+
+
+def _write_pair(pki: Pki, name: str, pair: CertificatePair) -> None:
+    _write(pki.cert(name), pair.cert_pem)
+    _write(pki.key(name), pair.key_pem, private=True)
+
+
+def write_pki(directory: Path) -> Pki:
+    """Create the CA, serving and client certificates, and the service-account key pair."""
+    directory.mkdir(parents=True, exist_ok=True)
+    pki = Pki(directory)
+    ca = build_ca(common_name="moorage-local-ca", days=30)
+    _write_pair(pki, "ca", ca)
+    _write_pair(
+        pki,
+        "apiserver",
+        build_leaf(ca, common_name="kube-apiserver", hosts=APISERVER_HOSTS, days=30),
+    )
+    for name, (common_name, organization) in CLIENTS.items():
+        _write_pair(
+            pki,
+            name,
+            build_leaf(
+                ca,
+                common_name=common_name,
+                hosts=["127.0.0.1", "localhost"] if name == "kwok" else [],
+                client=True,
+                organization=organization,
+                days=30,
+            ),
+        )
+    sa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    _write(
+        pki.sa_key,
+        sa.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        ),
+        private=True,
+    )
+    _write(
+        pki.sa_pub,
+        sa.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
+    )
+    return pki
+
+
+def build_kubeconfig(
+    *, server: str, ca_file: Path, cert_file: Path, key_file: Path, user: str
+) -> str:
+    """A kubeconfig with one cluster, one user (client certificate) and one current context."""
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "moorage-local",
+                "cluster": {"server": server, "certificate-authority": str(ca_file)},
+            }
+        ],
+        "users": [
+            {
+                "name": user,
+                "user": {"client-certificate": str(cert_file), "client-key": str(key_file)},
+            }
+        ],
+        "contexts": [
+            {"name": "moorage-local", "context": {"cluster": "moorage-local", "user": user}}
+        ],
+        "current-context": "moorage-local",
+    }
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def write_kubeconfigs(pki: Pki, *, server: str) -> dict[str, Path]:
+    """One kubeconfig per client certificate, next to the pki directory."""
+    paths: dict[str, Path] = {}
+    for name in CLIENTS:
+        path = pki.kubeconfig(name)
+        text = build_kubeconfig(
+            server=server,
+            ca_file=pki.ca_cert,
+            cert_file=pki.cert(name),
+            key_file=pki.key(name),
+            user=name,
+        )
+        _write(path, text.encode(), private=True)
+        paths[name] = path
+    return paths
