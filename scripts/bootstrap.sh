@@ -1,0 +1,11 @@
+# Sourced by the other scripts: make sure uv and the project's Python environment exist.
+# A fresh machine has Python 3.11+ and pip; everything else is installed from here.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export PATH="$HOME/.local/bin:$PATH"
+if ! command -v uv >/dev/null 2>&1; then
+  echo "==> installing uv" >&2
+  python3 -m pip install --quiet --user uv 2>/dev/null || python3 -m pip install --quiet uv
+fi
+echo "==> installing Python dependencies (uv sync --frozen)" >&2
+uv sync --frozen --quiet
