@@ -90,17 +90,19 @@ def set_exactly_for_type(type_value: str, field: str) -> dict[str, str]:
 
 
 def object_name_rules(*, max_length: int, pattern: str, why: str) -> dict[str, Any]:
-    """`json_schema_extra` for a kind whose name is embedded in its children's names."""
+    """`json_schema_extra` for a kind whose name is embedded in its children's names.
+
+    No `fieldPath`: the CRD schema of `metadata` has no properties to point at; the messages name
+    the field instead.
+    """
     return validations(
         cel(
             f"self.metadata.name.size() <= {max_length}",
             f"metadata.name must be at most {max_length} characters ({why})",
-            field_path=".metadata.name",
         ),
         cel(
             f"self.metadata.name.matches('{pattern}')",
             "metadata.name must be lower-case letters, digits and '-', starting with a letter",
-            field_path=".metadata.name",
         ),
     )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal, Self
 
-from pydantic import Field, StringConstraints, field_validator, model_validator
+from pydantic import Field, StringConstraints, WithJsonSchema, field_validator, model_validator
 
 from moorage_api.base import (
     CONDITIONS_FIELD_EXTRA,
@@ -352,8 +352,12 @@ def _check_unique_env(value: list[EnvVar]) -> list[EnvVar]:
     return value
 
 
-PodTemplateSpec = dict[str, Any]
-"""A `corev1.PodTemplateSpec` as raw JSON; the webhook validates it."""
+PodTemplateSpec = Annotated[
+    dict[str, Any],
+    WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True}),
+]
+"""A `corev1.PodTemplateSpec` as raw JSON. The CRD keeps it free-form (the only such field) and
+the webhook validates it against the real PodTemplateSpec schema."""
 
 
 class MCPServerSpec(ApiModel):

@@ -26,7 +26,7 @@ from moorage_api.base import (
     validation_messages,
 )
 from moorage_api.documents import OutboundNetwork
-from moorage_api.mcpserver import PermissionProfileType, ProxyMode, Transport
+from moorage_api.mcpserver import PermissionProfileType, PodTemplateSpec, ProxyMode, Transport
 
 SCHEMA_VERSION: Final = "moorage/v1"
 
@@ -162,7 +162,7 @@ class RunConfig(RunConfigModel):
     )
     port: int = Field(8080, ge=1, le=65535, description="The proxy's port.")
     target_port: int = Field(8080, ge=1, le=65535, description="The MCP server's port (HTTP).")
-    pod_template_spec: dict[str, Any] | None = Field(
+    pod_template_spec: PodTemplateSpec | None = Field(
         None, description="The MCPServer's podTemplateSpec, verbatim (Kubernetes camelCase)."
     )
     resources: ResourceRequirements | None = Field(

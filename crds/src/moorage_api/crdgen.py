@@ -1,0 +1,238 @@
+"""Generate the CustomResourceDefinitions in `crds/manifests` from the models.
+
+`python -m moorage_api.crdgen` writes one `apiextensions.k8s.io/v1` CRD per kind
+(`<plural>.moorage.dev.yaml`) and a `kustomization.yaml` listing them; `--check` writes nothing and
+exits 1 when the committed files differ. Output is deterministic: same models, same bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import yaml
+from pydantic import BaseModel
+
+from moorage_api.constants import (
+    CATEGORY,
+    GROUP,
+    KIND_MCPREGISTRY,
+    KIND_MCPSERVER,
+    KIND_MCPTOOLCONFIG,
+    PLURAL_MCPREGISTRY,
+    PLURAL_MCPSERVER,
+    PLURAL_MCPTOOLCONFIG,
+    SHORT_NAMES_MCPREGISTRY,
+    SHORT_NAMES_MCPSERVER,
+    SHORT_NAMES_MCPTOOLCONFIG,
+    SINGULAR_MCPREGISTRY,
+    SINGULAR_MCPSERVER,
+    SINGULAR_MCPTOOLCONFIG,
+    VERSION,
+)
+from moorage_api.generating import REPO_ROOT, run_generator
+from moorage_api.mcpregistry import MCPRegistry
+from moorage_api.mcpserver import MCPServer
+from moorage_api.mcptoolconfig import MCPToolConfig
+from moorage_api.structural import JsonSchema, resource_schema
+
+HEADER: Final = (
+    "# Generated from crds/src/moorage_api by `python -m moorage_api.crdgen`. Do not edit.\n"
+)
+KUSTOMIZATION: Final = "kustomization.yaml"
+
+
+@dataclass(frozen=True, slots=True)
+class PrinterColumn:
+    """One `additionalPrinterColumns` entry; priority 1 shows only with `-o wide`."""
+
+    name: str
+    type: str
+    json_path: str
+    description: str
+    priority: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        column: dict[str, Any] = {
+            "name": self.name,
+            "type": self.type,
+            "jsonPath": self.json_path,
+            "description": self.description,
+        }
+        if self.priority:
+            column["priority"] = self.priority
+        return column
+
+
+AGE: Final = PrinterColumn(
+    "Age", "date", ".metadata.creationTimestamp", "Time since the object was created."
+)
+
+
+def condition_column(condition: str, *, name: str | None = None) -> PrinterColumn:
+    return PrinterColumn(
+        name or condition,
+        "string",
+        f'.status.conditions[?(@.type=="{condition}")].status',
+        f"Status of the {condition} condition.",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class KindDefinition:
+    """Everything a CRD says about one kind besides its schema."""
+
+    model: type[BaseModel]
+    kind: str
+    plural: str
+    singular: str
+    short_names: tuple[str, ...]
+    columns: tuple[PrinterColumn, ...]
+
+    @property
+    def crd_name(self) -> str:
+        return f"{self.plural}.{GROUP}"
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.crd_name}.yaml"
+
+
+KINDS: Final = (
+    KindDefinition(
+        model=MCPServer,
+        kind=KIND_MCPSERVER,
+        plural=PLURAL_MCPSERVER,
+        singular=SINGULAR_MCPSERVER,
+        short_names=SHORT_NAMES_MCPSERVER,
+        columns=(
+            PrinterColumn("Phase", "string", ".status.phase", "Coarse state of the server."),
+            condition_column("Ready"),
+            PrinterColumn("Replicas", "integer", ".status.readyReplicas", "Ready proxy replicas."),
+            PrinterColumn("URL", "string", ".status.url", "Where MCP clients connect."),
+            AGE,
+            PrinterColumn(
+                "Transport", "string", ".spec.transport", "How the server speaks MCP.", 1
+            ),
+            PrinterColumn("Image", "string", ".spec.image", "The MCP server's image.", 1),
+        ),
+    ),
+    KindDefinition(
+        model=MCPToolConfig,
+        kind=KIND_MCPTOOLCONFIG,
+        plural=PLURAL_MCPTOOLCONFIG,
+        singular=SINGULAR_MCPTOOLCONFIG,
+        short_names=SHORT_NAMES_MCPTOOLCONFIG,
+        columns=(
+            condition_column("Valid"),
+            condition_column("DeletionBlocked", name="Blocked"),
+            AGE,
+            PrinterColumn("Hash", "string", ".status.configHash", "Hash of the spec.", 1),
+        ),
+    ),
+    KindDefinition(
+        model=MCPRegistry,
+        kind=KIND_MCPREGISTRY,
+        plural=PLURAL_MCPREGISTRY,
+        singular=SINGULAR_MCPREGISTRY,
+        short_names=SHORT_NAMES_MCPREGISTRY,
+        columns=(
+            PrinterColumn("Phase", "string", ".status.phase", "Coarse state of the registry."),
+            PrinterColumn(
+                "Servers",
+                "integer",
+                ".status.syncStatus.serverCount",
+                "Servers in the synced data.",
+            ),
+            PrinterColumn(
+                "Last Sync", "date", ".status.syncStatus.lastSyncTime", "When data last synced."
+            ),
+            AGE,
+            PrinterColumn("Source", "string", ".spec.source.type", "configMap or git.", 1),
+            PrinterColumn(
+                "Endpoint", "string", ".status.apiStatus.endpoint", "The registry API's URL.", 1
+            ),
+        ),
+    ),
+)
+
+
+def build_crd(definition: KindDefinition) -> dict[str, Any]:
+    """The CustomResourceDefinition of one kind, as a plain JSON-able dict."""
+    schema: JsonSchema = resource_schema(definition.model)
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": definition.crd_name},
+        "spec": {
+            "group": GROUP,
+            "names": {
+                "kind": definition.kind,
+                "listKind": f"{definition.kind}List",
+                "plural": definition.plural,
+                "singular": definition.singular,
+                "shortNames": list(definition.short_names),
+                "categories": [CATEGORY],
+            },
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": [column.to_json() for column in definition.columns],
+                    "schema": {"openAPIV3Schema": schema},
+                }
+            ],
+        },
+    }
+
+
+def to_yaml(document: dict[str, Any]) -> str:
+    """Block-style YAML in the dict's own order, long lines unwrapped (stable diffs)."""
+    return yaml.safe_dump(
+        document, sort_keys=False, allow_unicode=True, width=1_000_000, default_flow_style=False
+    )
+
+
+def render_manifests(output: Path) -> dict[Path, str]:
+    """File path → text of every file in `crds/manifests`."""
+    files = {
+        output / definition.file_name: HEADER + to_yaml(build_crd(definition))
+        for definition in KINDS
+    }
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": sorted(definition.file_name for definition in KINDS),
+    }
+    files[output / KUSTOMIZATION] = HEADER + to_yaml(kustomization)
+    return files
+
+
+def stale_manifests(output: Path, files: dict[Path, str]) -> list[Path]:
+    """YAML files in `output` this generator no longer produces (a renamed kind)."""
+    if not output.is_dir():
+        return []
+    return sorted(path for path in output.glob("*.yaml") if path not in files)
+
+
+DEFAULT_OUTPUT: Final = REPO_ROOT / "crds" / "manifests"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_generator(
+        argv,
+        prog="moorage_api.crdgen",
+        description="Generate Moorage's CRDs from the moorage_api models.",
+        default_output=DEFAULT_OUTPUT,
+        render=render_manifests,
+        stale=stale_manifests,
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
