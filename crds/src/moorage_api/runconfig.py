@@ -86,7 +86,7 @@ class RunConfigPermissionProfile(RunConfigModel):
     outbound: OutboundNetwork | None = Field(
         None,
         description=(
-            "Egress allowed by a configMap profile (from its `network.outbound`); None for "
+            "Egress allowed by a configMap profile (from its `network.outbound`); null for "
             "builtin profiles (`none` denies all egress, `network` allows all)."
         ),
     )
@@ -100,10 +100,10 @@ class RunConfigOIDC(RunConfigModel):
         description="`oidc`: tokens of `issuer`; `kubernetes`: service-account tokens of the cluster.",
     )
     issuer: str | None = Field(
-        None, description="Issuer URL; for `kubernetes`, None means discover it."
+        None, description="Issuer URL; for `kubernetes`, null means discover it."
     )
     audience: str = Field(..., min_length=1, description="Required `aud`.")
-    jwks_url: str | None = Field(None, description="JWKS URL; None means discover it.")
+    jwks_url: str | None = Field(None, description="JWKS URL; null means discover it.")
     client_id: str | None = Field(None, description="OAuth client id for resource metadata.")
     required_scopes: list[str] = Field(default_factory=list, description="Required scopes.")
     allowed_service_accounts: list[str] = Field(
@@ -145,7 +145,7 @@ class RunConfig(RunConfigModel):
     name: str = Field(..., min_length=1, description="Name of the MCPServer.")
     namespace: str = Field(..., min_length=1, description="Namespace of the MCPServer.")
     owner: OwnerReference | None = Field(
-        None, description="The MCPServer as an ownerReference; None when running locally."
+        None, description="The MCPServer as an ownerReference; null when running locally."
     )
     generation: int = Field(0, ge=0, description="`.metadata.generation` rendered.")
     image: str = Field(..., min_length=1, description="Image of the `mcp` container.")
@@ -172,14 +172,14 @@ class RunConfig(RunConfigModel):
         None, description="ServiceAccount of the MCP pods (`spec.serviceAccount` or `<name>-sa`)."
     )
     backend_replicas: int | None = Field(
-        None, ge=0, description="StatefulSet replicas for HTTP transports; None: not managed."
+        None, ge=0, description="StatefulSet replicas for HTTP transports; null: not managed."
     )
     permission_profile: RunConfigPermissionProfile = Field(
         RunConfigPermissionProfile(type="builtin", name="network"),
         description="Network permissions of the MCP pods.",
     )
-    oidc: RunConfigOIDC | None = Field(None, description="Client authentication; None: off.")
-    authz: RunConfigAuthz | None = Field(None, description="Cedar authorisation; None: off.")
+    oidc: RunConfigOIDC | None = Field(None, description="Client authentication; null: off.")
+    authz: RunConfigAuthz | None = Field(None, description="Cedar authorisation; null: off.")
     tools_filter: list[str] = Field(
         default_factory=list, description="Tool names (after renaming) to expose; empty: all."
     )
