@@ -8,7 +8,8 @@ import contextlib
 import pytest
 
 from moorage_core import errors
-from moorage_core.kube import CONFIGMAPS, SERVICES, KubeClient, WatchEvent
+from moorage_core.kube import CONFIGMAPS, PODTEMPLATES, SERVICES, KubeClient, WatchEvent
+from moorage_dev.cluster import ControlPlane
 
 pytestmark = pytest.mark.integration
 
@@ -96,10 +97,28 @@ async def test_watch_streams_events_in_order(kube: KubeClient, namespace: str) -
     assert seen == [("ADDED", "w"), ("MODIFIED", "w"), ("DELETED", "w")]
 
 
-async def test_watch_from_a_compacted_version_raises_gone(kube: KubeClient, namespace: str) -> None:
+async def test_watch_from_a_compacted_version_raises_gone(
+    kube: KubeClient, namespace: str, control_plane: ControlPlane
+) -> None:
+    template = {
+        "apiVersion": "v1",
+        "kind": "PodTemplate",
+        "metadata": {"name": "t"},
+        "template": {"spec": {"containers": [{"name": "c", "image": "busybox"}]}},
+    }
+    created = await kube.create(PODTEMPLATES, template, namespace=namespace)
+    await kube.patch(
+        PODTEMPLATES, {"metadata": {"labels": {"a": "b"}}}, namespace=namespace, name="t"
+    )
+    # One more write so that the watch's start revision lies strictly below the compaction.
+    await kube.create(CONFIGMAPS, _cm("later"), namespace=namespace)
+    control_plane.compact_etcd()
     with pytest.raises(errors.Gone):
         async for _ in kube.watch(
-            CONFIGMAPS, namespace=namespace, resource_version="1", timeout_seconds=5
+            PODTEMPLATES,
+            namespace=namespace,
+            resource_version=created["metadata"]["resourceVersion"],
+            timeout_seconds=5,
         ):
             pass
 
