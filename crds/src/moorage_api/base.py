@@ -18,6 +18,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainValidator,
     StringConstraints,
     ValidationError,
     WithJsonSchema,
@@ -51,8 +52,20 @@ ConfigMapKey = Annotated[
 """A key in a ConfigMap's or Secret's data."""
 EnvName = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=ENV_NAME_PATTERN)]
 """An environment variable name as Kubernetes accepts it in a container's env."""
+
+
+def _check_quantity(value: object) -> int | str:
+    # One validator instead of a union so that an error is reported once, at the field.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and re.fullmatch(QUANTITY_PATTERN, value):
+        return value
+    raise ValueError(f"{value!r} is not a quantity (expected e.g. 500m, 1Gi, 2)")
+
+
 Quantity = Annotated[
-    int | Annotated[str, StringConstraints(pattern=QUANTITY_PATTERN)],
+    int | str,
+    PlainValidator(_check_quantity),
     WithJsonSchema(
         {
             "anyOf": [{"type": "integer"}, {"type": "string"}],
