@@ -1,0 +1,20 @@
+"""What the webhook decides about an object: pure validation, one function per kind.
+
+Pure: no I/O, no asyncio, aiohttp, Kubernetes client or metrics (an import-linter contract
+enforces it). `validate_<kind>(new, *, old) -> Verdict` takes the raw object of an admission
+request (and the stored object on an update) and returns errors, which reject it, and warnings,
+which the client shows. The HTTP layer (`moorage_webhook.reviews`) maps kinds to these functions.
+"""
+
+from moorage_webhook.validation.registries import validate_mcpregistry
+from moorage_webhook.validation.servers import validate_mcpserver
+from moorage_webhook.validation.toolconfigs import validate_mcptoolconfig
+from moorage_webhook.validation.verdict import Problem, Verdict
+
+__all__ = [
+    "Problem",
+    "Verdict",
+    "validate_mcpregistry",
+    "validate_mcpserver",
+    "validate_mcptoolconfig",
+]

@@ -1,0 +1,704 @@
+"""`spec.podTemplateSpec` of an MCPServer: is it a PodTemplateSpec the apiserver will take?
+
+Pure: no I/O. The CRD keeps `podTemplateSpec` open (`x-kubernetes-preserve-unknown-fields`), so a
+typo or a wrong type would only surface when the proxy runner applies the StatefulSet, as a failed
+pod in someone else's logs. This module describes the shape of `core/v1` PodTemplateSpec (metadata;
+the pod spec with containers, init containers, volumes, tolerations, security contexts, probes and
+the rest; `affinity` terms are taken as opaque objects) and the rules the apiserver applies to pod
+templates, plus what matters because Moorage merges its own settings on top:
+
+- container `mcp` gets image, args, stdin and env from the MCPServer: an image set here is ignored;
+- every other container needs its own image;
+- a StatefulSet pod template only takes `restartPolicy: Always` and no ephemeral containers;
+- the labels Moorage selects its pods by are Moorage's to set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any, Final
+
+from moorage_api.constants import (
+    CONTAINER_MCP,
+    LABEL_COMPONENT,
+    LABEL_INSTANCE,
+    LABEL_MANAGED_BY,
+    LABEL_MCPSERVER,
+    LABEL_NAME,
+    LABEL_PART_OF,
+)
+from moorage_webhook.validation.names import (
+    config_key_problem,
+    dns1123_label_problem,
+    dns1123_subdomain_problem,
+    env_name_problem,
+    label_value_problem,
+    port_name_problem,
+    qualified_name_problem,
+)
+from moorage_webhook.validation.quantities import QuantityError, parse_quantity
+from moorage_webhook.validation.shapes import (
+    ANY_OBJECT,
+    BOOL,
+    INT32,
+    INT64,
+    INT_OR_STRING,
+    NON_NEGATIVE_INT32,
+    NON_NEGATIVE_INT64,
+    PORT_NUMBER,
+    QUANTITY,
+    STRING,
+    STRING_MAP,
+    STRINGS,
+    Int,
+    ListOf,
+    MapOf,
+    Obj,
+    Rule,
+    Shape,
+    Str,
+)
+from moorage_webhook.validation.verdict import Findings, key_path, quoted
+
+MOORAGE_LABELS: Final = frozenset(
+    {
+        LABEL_NAME,
+        LABEL_INSTANCE,
+        LABEL_MANAGED_BY,
+        LABEL_PART_OF,
+        LABEL_COMPONENT,
+        LABEL_MCPSERVER,
+    }
+)
+"""Labels Moorage puts on what it creates; the StatefulSet selects the MCP pods by some of them."""
+
+RISKY_CAPABILITIES: Final = frozenset({"ALL", "SYS_ADMIN", "NET_ADMIN", "SYS_PTRACE", "SYS_MODULE"})
+
+
+# -- rules ------------------------------------------------------------------------------------
+
+
+def _name_rule(problem: Callable[[str], str | None], field_name: str = "name") -> Rule:
+    def rule(obj: dict[str, Any], path: str, out: Findings) -> None:
+        value = obj.get(field_name)
+        if isinstance(value, str) and (why := problem(value)) is not None:
+            out.error(f"{path}.{field_name}", why)
+
+    return rule
+
+
+def _check_labels(obj: dict[str, Any], path: str, out: Findings) -> None:
+    labels = obj.get("labels") or {}
+    for key, value in labels.items():
+        entry = key_path(f"{path}.labels", key)
+        if (why := qualified_name_problem(key) or label_value_problem(value)) is not None:
+            out.error(entry, why)
+        elif key in MOORAGE_LABELS:
+            out.warn(entry, "Moorage sets this label on the MCP server's pods; its value wins")
+    for key in obj.get("annotations") or {}:
+        if (why := qualified_name_problem(key)) is not None:
+            out.error(key_path(f"{path}.annotations", key), why)
+
+
+def _check_env_list(obj: dict[str, Any], path: str, out: Findings) -> None:
+    seen: set[str] = set()
+    for index, var in enumerate(obj.get("env") or []):
+        name = var.get("name")
+        if not isinstance(name, str):
+            continue
+        entry = f"{path}.env[{index}].name"
+        if (why := env_name_problem(name)) is not None:
+            out.error(entry, why)
+        elif name in seen:
+            out.warn(entry, f"{quoted(name)} is set more than once; the last value wins")
+        seen.add(name)
+
+
+def _check_env_var(obj: dict[str, Any], path: str, out: Findings) -> None:
+    if obj.get("value") and obj.get("valueFrom") is not None:
+        out.error(f"{path}.valueFrom", "may not be set when value is not empty")
+
+
+def _check_ports(obj: dict[str, Any], path: str, out: Findings) -> None:
+    names: set[str] = set()
+    for index, port in enumerate(obj.get("ports") or []):
+        name = port.get("name")
+        if not isinstance(name, str) or not name:
+            continue
+        entry = f"{path}.ports[{index}].name"
+        if (why := port_name_problem(name)) is not None:
+            out.error(entry, why)
+        elif name in names:
+            out.error(entry, f"port name {quoted(name)} is used twice in this container")
+        names.add(name)
+
+
+def _check_requests_within_limits(obj: dict[str, Any], path: str, out: Findings) -> None:
+    limits = obj.get("limits") or {}
+    requests = obj.get("requests") or {}
+    for resource, request in requests.items():
+        if resource not in limits:
+            continue
+        try:
+            wanted: Decimal = parse_quantity(request)
+            limit: Decimal = parse_quantity(limits[resource])
+        except QuantityError:
+            continue  # reported by the field's own shape
+        if wanted > limit:
+            out.error(
+                key_path(f"{path}.requests", resource),
+                f"request {request} must be less than or equal to the limit {limits[resource]}",
+            )
+    for part in ("limits", "requests"):
+        for resource, value in (obj.get(part) or {}).items():
+            try:
+                negative = parse_quantity(value) < 0
+            except QuantityError:
+                continue
+            if negative:
+                out.error(key_path(f"{path}.{part}", resource), "must not be negative")
+
+
+def _check_security_context(obj: dict[str, Any], path: str, out: Findings) -> None:
+    if obj.get("privileged") is True:
+        out.warn(f"{path}.privileged", "a privileged container has full access to its node")
+    added = (obj.get("capabilities") or {}).get("add") or []
+    risky = sorted(c for c in added if isinstance(c, str) and c.upper() in RISKY_CAPABILITIES)
+    if risky:
+        out.warn(f"{path}.capabilities.add", f"adds powerful capabilities: {', '.join(risky)}")
+    if obj.get("privileged") is True and obj.get("allowPrivilegeEscalation") is False:
+        out.error(
+            f"{path}.allowPrivilegeEscalation",
+            "cannot be false when privileged is true",
+        )
+
+
+def _check_probe(obj: dict[str, Any], path: str, out: Findings) -> None:
+    for field_name in ("periodSeconds", "timeoutSeconds", "successThreshold", "failureThreshold"):
+        value = obj.get(field_name)
+        if isinstance(value, int) and value < 1:
+            out.error(f"{path}.{field_name}", f"must be at least 1, not {value}")
+
+
+def _check_toleration(obj: dict[str, Any], path: str, out: Findings) -> None:
+    operator = obj.get("operator") or "Equal"
+    if operator == "Exists" and obj.get("value"):
+        out.error(f"{path}.value", "must be empty when operator is Exists")
+    if not obj.get("key") and operator != "Exists":
+        out.error(f"{path}.operator", "must be Exists when key is empty")
+    if obj.get("tolerationSeconds") is not None and obj.get("effect") != "NoExecute":
+        out.error(f"{path}.tolerationSeconds", "may only be set when effect is NoExecute")
+    key = obj.get("key")
+    if key and (why := qualified_name_problem(key)) is not None:
+        out.error(f"{path}.key", why)
+
+
+def _check_volume_mounts(obj: dict[str, Any], path: str, out: Findings) -> None:
+    paths: set[str] = set()
+    for index, mount in enumerate(obj.get("volumeMounts") or []):
+        mount_path = mount.get("mountPath")
+        entry = f"{path}.volumeMounts[{index}].mountPath"
+        if isinstance(mount_path, str):
+            if not mount_path:
+                out.error(entry, "must not be empty")
+            elif mount_path in paths:
+                out.error(entry, f"{quoted(mount_path)} is mounted twice in this container")
+            paths.add(mount_path)
+        sub_path = mount.get("subPath")
+        if isinstance(sub_path, str) and (sub_path.startswith("/") or ".." in sub_path.split("/")):
+            out.error(
+                f"{path}.volumeMounts[{index}].subPath",
+                "must be a relative path without '..'",
+            )
+
+
+# -- shapes -----------------------------------------------------------------------------------
+
+_OBJECT_META: Final = Obj(
+    {
+        "name": STRING,
+        "generateName": STRING,
+        "namespace": STRING,
+        "selfLink": STRING,
+        "uid": STRING,
+        "resourceVersion": STRING,
+        "generation": INT64,
+        "creationTimestamp": STRING,
+        "deletionTimestamp": STRING,
+        "deletionGracePeriodSeconds": INT64,
+        "labels": STRING_MAP,
+        "annotations": STRING_MAP,
+        "ownerReferences": ListOf(ANY_OBJECT),
+        "finalizers": STRINGS,
+        "managedFields": ListOf(ANY_OBJECT),
+    },
+    rules=(_check_labels,),
+)
+
+_LOCAL_REF: Final = Obj({"name": STRING})
+_KEY_SELECTOR: Final = Obj(
+    {"name": STRING, "key": STRING, "optional": BOOL},
+    required=frozenset({"key"}),
+    rules=(_name_rule(config_key_problem, "key"),),
+)
+_ENV_VAR: Final = Obj(
+    {
+        "name": STRING,
+        "value": STRING,
+        "valueFrom": Obj(
+            {
+                "configMapKeyRef": _KEY_SELECTOR,
+                "secretKeyRef": _KEY_SELECTOR,
+                "fieldRef": Obj(
+                    {"apiVersion": STRING, "fieldPath": STRING},
+                    required=frozenset({"fieldPath"}),
+                ),
+                "resourceFieldRef": Obj(
+                    {"containerName": STRING, "resource": STRING, "divisor": QUANTITY},
+                    required=frozenset({"resource"}),
+                ),
+                "fileKeyRef": ANY_OBJECT,
+            },
+            one_of=(
+                "configMapKeyRef",
+                "secretKeyRef",
+                "fieldRef",
+                "resourceFieldRef",
+                "fileKeyRef",
+            ),
+            one_of_required=True,
+        ),
+    },
+    required=frozenset({"name"}),
+    rules=(_check_env_var,),
+)
+_ENV_FROM: Final = Obj(
+    {
+        "prefix": STRING,
+        "configMapRef": Obj({"name": STRING, "optional": BOOL}),
+        "secretRef": Obj({"name": STRING, "optional": BOOL}),
+    },
+    one_of=("configMapRef", "secretRef"),
+    one_of_required=True,
+)
+_CONTAINER_PORT: Final = Obj(
+    {
+        "name": STRING,
+        "containerPort": PORT_NUMBER,
+        "hostPort": Int(0, 65535),
+        "hostIP": STRING,
+        "protocol": Str(("TCP", "UDP", "SCTP")),
+    },
+    required=frozenset({"containerPort"}),
+)
+_RESOURCE_MAP: Final = MapOf(QUANTITY)
+_RESOURCES: Final = Obj(
+    {
+        "limits": _RESOURCE_MAP,
+        "requests": _RESOURCE_MAP,
+        "claims": ListOf(Obj({"name": STRING, "request": STRING}, required=frozenset({"name"}))),
+    },
+    rules=(_check_requests_within_limits,),
+)
+_SE_LINUX: Final = Obj({"level": STRING, "role": STRING, "type": STRING, "user": STRING})
+_SECCOMP: Final = Obj(
+    {"type": Str(("RuntimeDefault", "Unconfined", "Localhost")), "localhostProfile": STRING},
+    required=frozenset({"type"}),
+)
+_APPARMOR: Final = Obj(
+    {"type": Str(("RuntimeDefault", "Unconfined", "Localhost")), "localhostProfile": STRING},
+    required=frozenset({"type"}),
+)
+_WINDOWS: Final = Obj(
+    {
+        "gmsaCredentialSpec": STRING,
+        "gmsaCredentialSpecName": STRING,
+        "hostProcess": BOOL,
+        "runAsUserName": STRING,
+    }
+)
+_SECURITY_CONTEXT: Final = Obj(
+    {
+        "allowPrivilegeEscalation": BOOL,
+        "appArmorProfile": _APPARMOR,
+        "capabilities": Obj({"add": STRINGS, "drop": STRINGS}),
+        "privileged": BOOL,
+        "procMount": Str(("Default", "Unmasked")),
+        "readOnlyRootFilesystem": BOOL,
+        "runAsGroup": NON_NEGATIVE_INT64,
+        "runAsNonRoot": BOOL,
+        "runAsUser": NON_NEGATIVE_INT64,
+        "seLinuxOptions": _SE_LINUX,
+        "seccompProfile": _SECCOMP,
+        "windowsOptions": _WINDOWS,
+    },
+    rules=(_check_security_context,),
+)
+_HTTP_GET: Final = Obj(
+    {
+        "path": STRING,
+        "port": INT_OR_STRING,
+        "host": STRING,
+        "scheme": Str(("HTTP", "HTTPS")),
+        "httpHeaders": ListOf(
+            Obj({"name": STRING, "value": STRING}, required=frozenset({"name", "value"}))
+        ),
+    },
+    required=frozenset({"port"}),
+)
+_EXEC: Final = Obj({"command": STRINGS})
+_TCP_SOCKET: Final = Obj({"port": INT_OR_STRING, "host": STRING}, required=frozenset({"port"}))
+_PROBE: Final = Obj(
+    {
+        "exec": _EXEC,
+        "httpGet": _HTTP_GET,
+        "tcpSocket": _TCP_SOCKET,
+        "grpc": Obj({"port": PORT_NUMBER, "service": STRING}, required=frozenset({"port"})),
+        "initialDelaySeconds": NON_NEGATIVE_INT32,
+        "periodSeconds": NON_NEGATIVE_INT32,
+        "timeoutSeconds": NON_NEGATIVE_INT32,
+        "successThreshold": NON_NEGATIVE_INT32,
+        "failureThreshold": NON_NEGATIVE_INT32,
+        "terminationGracePeriodSeconds": INT64,
+    },
+    one_of=("exec", "httpGet", "tcpSocket", "grpc"),
+    one_of_required=True,
+    rules=(_check_probe,),
+)
+_LIFECYCLE_HANDLER: Final = Obj(
+    {
+        "exec": _EXEC,
+        "httpGet": _HTTP_GET,
+        "tcpSocket": _TCP_SOCKET,
+        "sleep": Obj({"seconds": NON_NEGATIVE_INT64}, required=frozenset({"seconds"})),
+    },
+    one_of=("exec", "httpGet", "tcpSocket", "sleep"),
+    one_of_required=True,
+)
+_CONTAINER_FIELDS: Final[dict[str, Shape]] = {
+    "name": STRING,
+    "image": STRING,
+    "command": STRINGS,
+    "args": STRINGS,
+    "workingDir": STRING,
+    "ports": ListOf(_CONTAINER_PORT),
+    "envFrom": ListOf(_ENV_FROM),
+    "env": ListOf(_ENV_VAR),
+    "resources": _RESOURCES,
+    "resizePolicy": ListOf(
+        Obj(
+            {"resourceName": STRING, "restartPolicy": Str(("NotRequired", "RestartContainer"))},
+            required=frozenset({"resourceName", "restartPolicy"}),
+        )
+    ),
+    "restartPolicy": Str(("Always",)),
+    "volumeMounts": ListOf(
+        Obj(
+            {
+                "name": STRING,
+                "mountPath": STRING,
+                "readOnly": BOOL,
+                "recursiveReadOnly": Str(("Disabled", "IfPossible", "Enabled")),
+                "subPath": STRING,
+                "subPathExpr": STRING,
+                "mountPropagation": Str(("None", "HostToContainer", "Bidirectional")),
+            },
+            required=frozenset({"name", "mountPath"}),
+        )
+    ),
+    "volumeDevices": ListOf(
+        Obj({"name": STRING, "devicePath": STRING}, required=frozenset({"name", "devicePath"}))
+    ),
+    "livenessProbe": _PROBE,
+    "readinessProbe": _PROBE,
+    "startupProbe": _PROBE,
+    "lifecycle": Obj(
+        {"postStart": _LIFECYCLE_HANDLER, "preStop": _LIFECYCLE_HANDLER, "stopSignal": STRING}
+    ),
+    "terminationMessagePath": STRING,
+    "terminationMessagePolicy": Str(("File", "FallbackToLogsOnError")),
+    "imagePullPolicy": Str(("Always", "Never", "IfNotPresent")),
+    "securityContext": _SECURITY_CONTEXT,
+    "stdin": BOOL,
+    "stdinOnce": BOOL,
+    "tty": BOOL,
+}
+_CONTAINER_RULES: Final = (
+    _name_rule(dns1123_label_problem),
+    _check_env_list,
+    _check_ports,
+    _check_volume_mounts,
+)
+_CONTAINER: Final = Obj(
+    {k: v for k, v in _CONTAINER_FIELDS.items() if k != "restartPolicy"},
+    required=frozenset({"name"}),
+    rules=_CONTAINER_RULES,
+)
+_INIT_CONTAINER: Final = Obj(
+    _CONTAINER_FIELDS, required=frozenset({"name"}), rules=_CONTAINER_RULES
+)
+_KEY_TO_PATH: Final = ListOf(
+    Obj(
+        {"key": STRING, "path": STRING, "mode": Int(0, 0o777)},
+        required=frozenset({"key", "path"}),
+    )
+)
+_VOLUME_SOURCES: Final[dict[str, Shape]] = {
+    "configMap": Obj(
+        {
+            "name": STRING,
+            "items": _KEY_TO_PATH,
+            "defaultMode": Int(0, 0o777),
+            "optional": BOOL,
+        }
+    ),
+    "secret": Obj(
+        {
+            "secretName": STRING,
+            "items": _KEY_TO_PATH,
+            "defaultMode": Int(0, 0o777),
+            "optional": BOOL,
+        }
+    ),
+    "emptyDir": Obj({"medium": Str(("", "Memory", "HugePages")), "sizeLimit": QUANTITY}),
+    "persistentVolumeClaim": Obj(
+        {"claimName": STRING, "readOnly": BOOL}, required=frozenset({"claimName"})
+    ),
+    "projected": Obj({"sources": ListOf(ANY_OBJECT), "defaultMode": Int(0, 0o777)}),
+    "downwardAPI": Obj({"items": ListOf(ANY_OBJECT), "defaultMode": Int(0, 0o777)}),
+    "hostPath": Obj({"path": STRING, "type": STRING}, required=frozenset({"path"})),
+    "nfs": Obj(
+        {"server": STRING, "path": STRING, "readOnly": BOOL},
+        required=frozenset({"server", "path"}),
+    ),
+    "image": Obj({"reference": STRING, "pullPolicy": Str(("Always", "Never", "IfNotPresent"))}),
+    "csi": ANY_OBJECT,
+    "ephemeral": ANY_OBJECT,
+    **{
+        name: ANY_OBJECT
+        for name in (
+            "awsElasticBlockStore",
+            "azureDisk",
+            "azureFile",
+            "cephfs",
+            "cinder",
+            "fc",
+            "flexVolume",
+            "flocker",
+            "gcePersistentDisk",
+            "gitRepo",
+            "glusterfs",
+            "iscsi",
+            "photonPersistentDisk",
+            "portworxVolume",
+            "quobyte",
+            "rbd",
+            "scaleIO",
+            "storageos",
+            "vsphereVolume",
+        )
+    },
+}
+
+
+def _check_host_path(obj: dict[str, Any], path: str, out: Findings) -> None:
+    if obj.get("hostPath") is not None:
+        out.warn(f"{path}.hostPath", "mounts a directory of the node into the MCP server's pod")
+
+
+_VOLUME: Final = Obj(
+    {"name": STRING, **_VOLUME_SOURCES},
+    required=frozenset({"name"}),
+    one_of=tuple(_VOLUME_SOURCES),
+    rules=(_name_rule(dns1123_label_problem), _check_host_path),
+)
+_TOLERATION: Final = Obj(
+    {
+        "key": STRING,
+        "operator": Str(("Exists", "Equal")),
+        "value": STRING,
+        "effect": Str(("", "NoSchedule", "PreferNoSchedule", "NoExecute")),
+        "tolerationSeconds": INT64,
+    },
+    rules=(_check_toleration,),
+)
+_AFFINITY: Final = Obj(
+    {"nodeAffinity": ANY_OBJECT, "podAffinity": ANY_OBJECT, "podAntiAffinity": ANY_OBJECT}
+)
+_TOPOLOGY_SPREAD: Final = Obj(
+    {
+        "maxSkew": Int(1, 2**31 - 1),
+        "topologyKey": STRING,
+        "whenUnsatisfiable": Str(("DoNotSchedule", "ScheduleAnyway")),
+        "labelSelector": ANY_OBJECT,
+        "minDomains": Int(1, 2**31 - 1),
+        "nodeAffinityPolicy": Str(("Honor", "Ignore")),
+        "nodeTaintsPolicy": Str(("Honor", "Ignore")),
+        "matchLabelKeys": STRINGS,
+    },
+    required=frozenset({"maxSkew", "topologyKey", "whenUnsatisfiable"}),
+)
+_POD_SECURITY_CONTEXT: Final = Obj(
+    {
+        "appArmorProfile": _APPARMOR,
+        "fsGroup": NON_NEGATIVE_INT64,
+        "fsGroupChangePolicy": Str(("OnRootMismatch", "Always")),
+        "runAsGroup": NON_NEGATIVE_INT64,
+        "runAsNonRoot": BOOL,
+        "runAsUser": NON_NEGATIVE_INT64,
+        "seLinuxChangePolicy": STRING,
+        "seLinuxOptions": _SE_LINUX,
+        "seccompProfile": _SECCOMP,
+        "supplementalGroups": ListOf(NON_NEGATIVE_INT64),
+        "supplementalGroupsPolicy": Str(("Merge", "Strict")),
+        "sysctls": ListOf(
+            Obj({"name": STRING, "value": STRING}, required=frozenset({"name", "value"}))
+        ),
+        "windowsOptions": _WINDOWS,
+    }
+)
+
+
+def _check_pod_spec(obj: dict[str, Any], path: str, out: Findings) -> None:
+    containers = obj.get("containers") or []
+    init_containers = obj.get("initContainers") or []
+    seen: set[str] = set()
+    for group, items in (("containers", containers), ("initContainers", init_containers)):
+        for index, container in enumerate(items):
+            name = container.get("name")
+            entry = f"{path}.{group}[{index}]"
+            if isinstance(name, str) and name in seen:
+                out.error(f"{entry}.name", f"container name {quoted(name)} is used twice")
+            seen.add(name)
+            is_mcp = group == "containers" and name == CONTAINER_MCP
+            if is_mcp and container.get("image"):
+                out.warn(
+                    f"{entry}.image",
+                    f"ignored: container {quoted(CONTAINER_MCP)} always runs spec.image",
+                )
+            if is_mcp and container.get("args") is not None:
+                out.warn(
+                    f"{entry}.args",
+                    f"ignored: container {quoted(CONTAINER_MCP)} always gets spec.args",
+                )
+            if not is_mcp and not container.get("image"):
+                out.error(
+                    f"{entry}.image",
+                    f"required: only container {quoted(CONTAINER_MCP)} takes its image from spec.image",
+                )
+    volumes: set[str] = set()
+    for index, volume in enumerate(obj.get("volumes") or []):
+        name = volume.get("name")
+        if name in volumes:
+            out.error(f"{path}.volumes[{index}].name", f"volume name {quoted(name)} is used twice")
+        volumes.add(name)
+    for group, items in (("containers", containers), ("initContainers", init_containers)):
+        for index, container in enumerate(items):
+            for mount_index, mount in enumerate(container.get("volumeMounts") or []):
+                name = mount.get("name")
+                if isinstance(name, str) and name not in volumes:
+                    out.error(
+                        f"{path}.{group}[{index}].volumeMounts[{mount_index}].name",
+                        f"no volume named {quoted(name)} in {path}.volumes",
+                    )
+    restart = obj.get("restartPolicy")
+    if restart is not None and restart != "Always":
+        out.error(
+            f"{path}.restartPolicy",
+            f"{quoted(restart)} is not allowed: the MCP server runs in a StatefulSet, which only "
+            "takes Always",
+        )
+    if obj.get("ephemeralContainers"):
+        out.error(f"{path}.ephemeralContainers", "not allowed in a pod template")
+    for flag in ("hostNetwork", "hostPID", "hostIPC"):
+        if obj.get(flag) is True:
+            out.warn(f"{path}.{flag}", "shares the node's namespace with the MCP server")
+    if obj.get("nodeName"):
+        out.warn(f"{path}.nodeName", "bypasses the scheduler; use nodeSelector or affinity")
+    for field_name in ("serviceAccountName", "serviceAccount"):
+        value = obj.get(field_name)
+        if isinstance(value, str) and value and (why := dns1123_subdomain_problem(value)):
+            out.error(f"{path}.{field_name}", why)
+    for index, secret in enumerate(obj.get("imagePullSecrets") or []):
+        name = secret.get("name")
+        if isinstance(name, str) and name and (why := dns1123_subdomain_problem(name)):
+            out.error(f"{path}.imagePullSecrets[{index}].name", why)
+    for key, value in (obj.get("nodeSelector") or {}).items():
+        entry = key_path(f"{path}.nodeSelector", key)
+        if (why := qualified_name_problem(key) or label_value_problem(value)) is not None:
+            out.error(entry, why)
+
+
+_POD_SPEC: Final = Obj(
+    {
+        "activeDeadlineSeconds": Int(1, 2**63 - 1),
+        "affinity": _AFFINITY,
+        "automountServiceAccountToken": BOOL,
+        "containers": ListOf(_CONTAINER),
+        "dnsConfig": Obj(
+            {
+                "nameservers": STRINGS,
+                "searches": STRINGS,
+                "options": ListOf(Obj({"name": STRING, "value": STRING})),
+            }
+        ),
+        "dnsPolicy": Str(("ClusterFirstWithHostNet", "ClusterFirst", "Default", "None")),
+        "enableServiceLinks": BOOL,
+        "ephemeralContainers": ListOf(ANY_OBJECT),
+        "hostAliases": ListOf(
+            Obj({"ip": STRING, "hostnames": STRINGS}, required=frozenset({"ip"}))
+        ),
+        "hostIPC": BOOL,
+        "hostNetwork": BOOL,
+        "hostPID": BOOL,
+        "hostUsers": BOOL,
+        "hostname": STRING,
+        "imagePullSecrets": ListOf(_LOCAL_REF),
+        "initContainers": ListOf(_INIT_CONTAINER),
+        "nodeName": STRING,
+        "nodeSelector": STRING_MAP,
+        "os": Obj({"name": Str(("linux", "windows"))}, required=frozenset({"name"})),
+        "overhead": _RESOURCE_MAP,
+        "preemptionPolicy": Str(("PreemptLowerPriority", "Never")),
+        "priority": INT32,
+        "priorityClassName": STRING,
+        "readinessGates": ListOf(
+            Obj({"conditionType": STRING}, required=frozenset({"conditionType"}))
+        ),
+        "resourceClaims": ListOf(
+            Obj(
+                {
+                    "name": STRING,
+                    "resourceClaimName": STRING,
+                    "resourceClaimTemplateName": STRING,
+                },
+                required=frozenset({"name"}),
+            )
+        ),
+        "resources": _RESOURCES,
+        "restartPolicy": Str(("Always", "OnFailure", "Never")),
+        "runtimeClassName": STRING,
+        "schedulerName": STRING,
+        "schedulingGates": ListOf(Obj({"name": STRING}, required=frozenset({"name"}))),
+        "securityContext": _POD_SECURITY_CONTEXT,
+        "serviceAccount": STRING,
+        "serviceAccountName": STRING,
+        "setHostnameAsFQDN": BOOL,
+        "shareProcessNamespace": BOOL,
+        "subdomain": STRING,
+        "terminationGracePeriodSeconds": NON_NEGATIVE_INT64,
+        "tolerations": ListOf(_TOLERATION),
+        "topologySpreadConstraints": ListOf(_TOPOLOGY_SPREAD),
+        "volumes": ListOf(_VOLUME),
+    },
+    rules=(_check_pod_spec,),
+)
+
+POD_TEMPLATE_SPEC: Final = Obj({"metadata": _OBJECT_META, "spec": _POD_SPEC})
+"""The shape of `core/v1` PodTemplateSpec with the rules above."""
+
+
+def check_pod_template_spec(value: object, path: str, out: Findings) -> None:
+    """Report every problem of a `podTemplateSpec` value at `path` (errors in document order)."""
+    POD_TEMPLATE_SPEC.check(value, path, out)

@@ -1,0 +1,337 @@
+"""Rules for MCPServer that its CRD schema cannot state (spec §5).
+
+Pure: no I/O. Runs on a parsed `moorage_api.MCPServer` (types, defaults and schema rules already
+hold, see `objects.py`) and reports:
+
+- `image`: the full `distribution/reference` grammar with the reason it fails; a warning for a
+  floating reference (`latest`, or no tag and no digest);
+- transport/port consistency: `proxyMode` cannot contradict an HTTP transport, `targetPort` and
+  `backendReplicas` mean nothing for stdio, a stdio server runs one proxy replica, an
+  `endpointPrefix` only appears in SSE endpoint URLs;
+- env: secret env names must not collide with `env` or each other, and must be valid names;
+- `resources`: resource names, requests within limits;
+- `podTemplateSpec`: a real PodTemplateSpec (`podtemplates.py`), and its service account must not
+  contradict `serviceAccount`;
+- OIDC issuer and JWKS URLs (https, http only for localhost), scopes, service-account references;
+- Cedar policies and entities parse (`cedarpolicies.py`);
+- `resourceOverrides`: valid keys and values, and a warning for keys Moorage sets itself;
+- on update: a changed transport, proxy mode or port moves or breaks what clients use.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final
+
+from moorage_api.constants import GROUP
+from moorage_api.mcpserver import (
+    AuthzConfig,
+    MCPServer,
+    MCPServerSpec,
+    MetadataOverrides,
+    OIDCConfig,
+)
+from moorage_webhook.validation.cedarpolicies import check_entities_json, check_policy_text
+from moorage_webhook.validation.imagerefs import ImageReferenceError, check_image_reference
+from moorage_webhook.validation.locations import https_url_problem
+from moorage_webhook.validation.names import (
+    dns1123_label_problem,
+    dns1123_subdomain_problem,
+    env_name_problem,
+    label_value_problem,
+    qualified_name_problem,
+)
+from moorage_webhook.validation.objects import validate_object
+from moorage_webhook.validation.podtemplates import MOORAGE_LABELS, check_pod_template_spec
+from moorage_webhook.validation.quantities import QuantityError, parse_quantity
+from moorage_webhook.validation.verdict import Findings, Verdict, key_path, quoted
+
+DEFAULT_TARGET_PORT: Final = 8080
+MOORAGE_ANNOTATION_PREFIX: Final = f"{GROUP}/"
+STANDARD_RESOURCES: Final = frozenset({"cpu", "memory", "ephemeral-storage"})
+_SCOPE: Final = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+"""An OAuth scope token (RFC 6749 §3.3): printable ASCII without space, '"' and '\\'."""
+
+
+def image_message(value: str) -> str | None:
+    """The message for an invalid `spec.image`, naming the part of the reference that is wrong."""
+    result = check_image_reference(value)
+    if isinstance(result, ImageReferenceError):
+        return f"{quoted(value)} is not a valid image reference: {result}"
+    return None
+
+
+def _check_image(spec: MCPServerSpec, out: Findings) -> None:
+    result = check_image_reference(spec.image)
+    if isinstance(result, ImageReferenceError):
+        out.error("spec.image", f"{quoted(spec.image)} is not a valid image reference: {result}")
+        return
+    if result.digest is None and result.tag == "latest":
+        out.warn(
+            "spec.image",
+            "tag 'latest' moves: pin a version tag or a digest so every pod runs the same code",
+        )
+    elif result.digest is None and result.tag is None:
+        out.warn(
+            "spec.image",
+            "no tag means 'latest', which moves: pin a version tag or a digest",
+        )
+
+
+def _check_transport(spec: MCPServerSpec, out: Findings) -> None:
+    if spec.transport == "streamable-http" and spec.proxy_mode == "sse":
+        out.error(
+            "spec.proxyMode",
+            "must be streamable-http (or unset) for transport streamable-http: the proxy "
+            "serves an HTTP server's own transport",
+        )
+    if spec.transport == "stdio":
+        if spec.target_port != DEFAULT_TARGET_PORT:
+            out.warn(
+                "spec.targetPort",
+                "ignored for transport stdio: the proxy talks to the server over stdin/stdout",
+            )
+        if spec.backend_replicas is not None:
+            out.warn(
+                "spec.backendReplicas",
+                "ignored for transport stdio: one pod runs the server's process",
+            )
+        if spec.replicas is not None and spec.replicas > 1:
+            out.warn(
+                "spec.replicas",
+                f"a stdio server has one backend process, so the proxy runs 1 replica, "
+                f"not {spec.replicas}",
+            )
+    if spec.endpoint_prefix and spec.effective_proxy_mode != "sse":
+        out.warn(
+            "spec.endpointPrefix",
+            "only used in SSE endpoint URLs; clients of this server use streamable HTTP",
+        )
+
+
+def _check_env(spec: MCPServerSpec, out: Findings) -> None:
+    env_names = {var.name: index for index, var in enumerate(spec.env)}
+    secret_names: dict[str, int] = {}
+    for index, secret in enumerate(spec.secrets):
+        field = "targetEnvName" if secret.target_env_name is not None else "key"
+        path = f"spec.secrets[{index}].{field}"
+        name = secret.env_name
+        if secret.target_env_name is None and (why := env_name_problem(name)) is not None:
+            out.error(path, f"{why}; set targetEnvName to name the variable")
+            continue
+        if name in env_names:
+            out.error(
+                path,
+                f"environment variable {quoted(name)} is also set by spec.env[{env_names[name]}]",
+            )
+        elif name in secret_names:
+            out.error(
+                path,
+                f"environment variable {quoted(name)} is also set by spec.secrets[{secret_names[name]}]",
+            )
+        secret_names.setdefault(name, index)
+
+
+def _resource_name_problem(name: str) -> str | None:
+    if name in STANDARD_RESOURCES or name.startswith("hugepages-"):
+        return None
+    if "/" in name:
+        return qualified_name_problem(name)
+    return (
+        f"{quoted(name)} is not a resource name: use cpu, memory, ephemeral-storage, hugepages-<size> "
+        "or a domain-qualified extended resource"
+    )
+
+
+def _check_resources(spec: MCPServerSpec, out: Findings) -> None:
+    if spec.resources is None:
+        return
+    limits = spec.resources.limits
+    for part, values in (("limits", limits), ("requests", spec.resources.requests)):
+        for name, value in values.items():
+            path = key_path(f"spec.resources.{part}", name)
+            if (why := _resource_name_problem(name)) is not None:
+                out.error(path, why)
+                continue
+            try:
+                amount = parse_quantity(value)
+            except QuantityError as exc:
+                out.error(path, str(exc))
+                continue
+            if amount < 0:
+                out.error(path, "must not be negative")
+            elif part == "requests" and name in limits:
+                try:
+                    limit = parse_quantity(limits[name])
+                except QuantityError:
+                    continue
+                if amount > limit:
+                    out.error(
+                        path,
+                        f"request {value} must be less than or equal to the limit {limits[name]}",
+                    )
+
+
+def _check_pod_template(spec: MCPServerSpec, out: Findings) -> None:
+    template = spec.pod_template_spec
+    if template is None:
+        return
+    check_pod_template_spec(template, "spec.podTemplateSpec", out)
+    pod_spec = template.get("spec")
+    if spec.service_account is None or not isinstance(pod_spec, dict):
+        return
+    for field in ("serviceAccountName", "serviceAccount"):
+        value = pod_spec.get(field)
+        if isinstance(value, str) and value and value != spec.service_account:
+            out.error(
+                f"spec.podTemplateSpec.spec.{field}",
+                f"{quoted(value)} contradicts spec.serviceAccount {quoted(spec.service_account)}; set one",
+            )
+
+
+def _check_oidc(oidc: OIDCConfig | None, out: Findings) -> None:
+    if oidc is None:
+        return
+    if oidc.inline is not None:
+        base = "spec.oidcConfig.inline"
+        issuer = oidc.inline.issuer
+        if (why := https_url_problem(issuer, what="OIDC issuer")) is not None:
+            out.error(f"{base}.issuer", why)
+        elif "?" in issuer:
+            out.error(f"{base}.issuer", "an OIDC issuer URL must not have a query")
+        jwks = oidc.inline.jwks_url
+        if jwks is not None and (why := https_url_problem(jwks, what="JWKS URL")) is not None:
+            out.error(f"{base}.jwksUrl", why)
+        seen: set[str] = set()
+        for index, scope in enumerate(oidc.inline.required_scopes):
+            path = f"{base}.requiredScopes[{index}]"
+            if _SCOPE.fullmatch(scope) is None:
+                out.error(
+                    path,
+                    f"{quoted(scope)} is not an OAuth scope (printable ASCII without spaces, '\"' "
+                    "or '\\')",
+                )
+            elif scope in seen:
+                out.warn(path, f"scope {quoted(scope)} is listed twice")
+            seen.add(scope)
+    if oidc.kubernetes is not None:
+        base = "spec.oidcConfig.kubernetes"
+        sa_issuer = oidc.kubernetes.issuer
+        if sa_issuer is not None and (why := https_url_problem(sa_issuer, what="issuer")):
+            out.error(f"{base}.issuer", why)
+        accounts: set[str] = set()
+        for index, ref in enumerate(oidc.kubernetes.allowed_service_accounts):
+            path = f"{base}.allowedServiceAccounts[{index}]"
+            namespace, _, name = ref.partition("/")
+            ref_problem = dns1123_label_problem(namespace) or dns1123_subdomain_problem(name)
+            if ref_problem is not None:
+                out.error(path, f"{quoted(ref)} must be namespace/name: {ref_problem}")
+            elif ref in accounts:
+                out.warn(path, f"{quoted(ref)} is listed twice")
+            accounts.add(ref)
+
+
+def _check_authz(authz: AuthzConfig | None, out: Findings) -> None:
+    if authz is None or authz.inline is None:
+        return
+    base = "spec.authzConfig.inline"
+    for index, text in enumerate(authz.inline.policies):
+        check = check_policy_text(text)
+        if check.error is not None:
+            out.error(f"{base}.policies[{index}]", check.error)
+        for warning in check.warnings:
+            out.warn(f"{base}.policies[{index}]", warning)
+    if (why := check_entities_json(authz.inline.entities_json)) is not None:
+        out.error(f"{base}.entitiesJson", why)
+
+
+def _check_metadata(
+    labels: dict[str, str], annotations: dict[str, str], path: str, out: Findings
+) -> None:
+    for key, value in labels.items():
+        entry = key_path(f"{path}.labels", key)
+        if (why := qualified_name_problem(key) or label_value_problem(value)) is not None:
+            out.error(entry, why)
+        elif key in MOORAGE_LABELS:
+            out.warn(entry, "Moorage sets this label itself; its value wins")
+    for key in annotations:
+        entry = key_path(f"{path}.annotations", key)
+        if (why := qualified_name_problem(key)) is not None:
+            out.error(entry, why)
+        elif key.startswith(MOORAGE_ANNOTATION_PREFIX):
+            out.warn(
+                entry, f"{MOORAGE_ANNOTATION_PREFIX}* annotations are Moorage's; its value wins"
+            )
+
+
+def _check_overrides(spec: MCPServerSpec, out: Findings) -> None:
+    overrides = spec.resource_overrides
+    if overrides is None:
+        return
+    base = "spec.resourceOverrides"
+    deployment = overrides.proxy_deployment
+    if deployment is not None:
+        _check_metadata(deployment.labels, deployment.annotations, f"{base}.proxyDeployment", out)
+        pod: MetadataOverrides | None = deployment.pod_template_metadata_overrides
+        if pod is not None:
+            _check_metadata(
+                pod.labels,
+                pod.annotations,
+                f"{base}.proxyDeployment.podTemplateMetadataOverrides",
+                out,
+            )
+    if overrides.proxy_service is not None:
+        _check_metadata(
+            overrides.proxy_service.labels,
+            overrides.proxy_service.annotations,
+            f"{base}.proxyService",
+            out,
+        )
+
+
+def _check_update(spec: MCPServerSpec, old: MCPServerSpec, out: Findings) -> None:
+    if spec.transport != old.transport:
+        out.warn(
+            "spec.transport",
+            f"changing from {old.transport} to {spec.transport} replaces the MCP server's pods "
+            "and ends every client session",
+        )
+    elif spec.effective_proxy_mode != old.effective_proxy_mode:
+        out.warn(
+            "spec.proxyMode",
+            f"changing from {old.effective_proxy_mode} to {spec.effective_proxy_mode} moves "
+            "the endpoint clients use (status.url)",
+        )
+    if spec.port != old.port:
+        out.warn(
+            "spec.port",
+            f"changing from {old.port} to {spec.port} moves the endpoint clients use (status.url)",
+        )
+
+
+def mcpserver_rules(
+    new: MCPServer, old: MCPServer | None, raw: dict[str, Any], out: Findings
+) -> None:
+    """Every MCPServer rule of this module, in field order."""
+    spec = new.spec
+    _check_image(spec, out)
+    _check_transport(spec, out)
+    _check_env(spec, out)
+    _check_resources(spec, out)
+    _check_pod_template(spec, out)
+    _check_oidc(spec.oidc_config, out)
+    _check_authz(spec.authz_config, out)
+    _check_overrides(spec, out)
+    if old is not None:
+        _check_update(spec, old.spec, out)
+
+
+def validate_mcpserver(new: dict[str, Any], *, old: dict[str, Any] | None = None) -> Verdict:
+    """Validate an MCPServer for admission; `old` is the stored object on an update."""
+    return validate_object(
+        new,
+        old=old,
+        model=MCPServer,
+        rules=mcpserver_rules,
+        refiners={("spec", "image"): image_message},
+    )
