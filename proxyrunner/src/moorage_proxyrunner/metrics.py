@@ -1,0 +1,99 @@
+"""The proxy runner's Prometheus metrics, created against an injected registry.
+
+Names mirror the rest of Moorage (`moorage_<component>_...`): requests by MCP method and
+outcome, request latency, open client sessions, backend restarts, and messages dropped because
+a client did not read its stream.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
+
+
+KNOWN_METHODS = frozenset(
+    {
+        "initialize",
+        "ping",
+        "server/discover",
+        "subscriptions/listen",
+        "tools/list",
+        "tools/call",
+        "prompts/list",
+        "prompts/get",
+        "resources/list",
+        "resources/templates/list",
+        "resources/read",
+        "resources/subscribe",
+        "resources/unsubscribe",
+        "completion/complete",
+        "logging/setLevel",
+    }
+)
+
+
+def method_label(method: str) -> str:
+    """Methods outside the MCP set share one label, so clients cannot grow the series."""
+    return method if method in KNOWN_METHODS else "other"
+
+
+class ProxyMetrics:
+    """The collectors; `status` is `ok`, `error` (a JSON-RPC error) or the HTTP status of a
+    request turned away before it reached the backend (`400`, `404`, `413`, ...)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "moorage_proxy_requests_total",
+            "MCP requests handled, by method and status.",
+            ["method", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "moorage_proxy_request_duration_seconds",
+            "Time from a request's arrival to its response, by method.",
+            ["method"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.sessions = Gauge(
+            "moorage_proxy_active_sessions",
+            "Client sessions currently open (streamable HTTP and SSE).",
+            registry=registry,
+        )
+        self.backend_restarts = Counter(
+            "moorage_proxy_backend_restarts_total",
+            "Times the backend connection was re-established after it ended.",
+            registry=registry,
+        )
+        self.backend_up = Gauge(
+            "moorage_proxy_backend_connected",
+            "1 while the backend is connected and initialised, else 0.",
+            registry=registry,
+        )
+        self.dropped = Counter(
+            "moorage_proxy_dropped_messages_total",
+            "Server messages dropped because the client's stream was full or gone.",
+            registry=registry,
+        )
+
+    def observe(self, method: str, status: str, seconds: float) -> None:
+        label = method_label(method)
+        self.requests.labels(label, status).inc()
+        self.latency.labels(label).observe(seconds)
