@@ -1,0 +1,566 @@
+"""The MCP endpoints clients use when the backend is a shared stdio process.
+
+The proxy is the MCP server here: it terminates streamable HTTP (`/mcp`, both eras) and legacy
+HTTP+SSE (`/sse` + `/messages`), keeps the legacy sessions, and hands each request to the
+middleware pipeline and then to the `StdioBridge`.
+
+Legacy era: `initialize` is answered from the backend's cached result and opens a session
+(`Mcp-Session-Id`); later requests must name a live session (missing → 400, unknown → 404).
+`ping`, `logging/setLevel` and resource (un)subscriptions are answered here as far as the
+shared backend allows. Modern era (2026-07-28, chosen by the `MCP-Protocol-Version` header):
+every request is checked against its envelope and headers, `server/discover` is answered from
+the cached `initialize`, `subscriptions/listen` is served from the backend's notifications,
+removed methods are 404 / -32601, and results get the fields the modern wire requires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from moorage_proxyrunner import eras
+from moorage_proxyrunner.backends.stdio import Peer, StdioBridge
+from moorage_proxyrunner.jsonrpc import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    Json,
+    Kind,
+    Message,
+    encode,
+    error_response,
+    result_response,
+)
+from moorage_proxyrunner.metrics import ProxyMetrics
+from moorage_proxyrunner.pipeline import ANONYMOUS, Identity, McpCall, Pipeline, Reply
+from moorage_proxyrunner.responding import (
+    Refusal,
+    Refusing,
+    ResponseStream,
+    accepts,
+    endpoint_url,
+    json_body,
+    read_message,
+    rpc_error,
+    stream_mailbox,
+)
+from moorage_proxyrunner.sessions import Session, SessionRegistry
+from moorage_proxyrunner.settings import ProxySettings
+from moorage_proxyrunner.sse import format_event
+from moorage_proxyrunner.streams import Exchange, Mailbox
+
+log = structlog.get_logger(__name__)
+
+IDENTITY_KEY = "moorage.identity"
+"""Where authentication middleware leaves the caller's `Identity` on the aiohttp request."""
+
+_SWEEP_INTERVAL = 60.0
+
+
+def identity_of(request: web.Request) -> Identity:
+    identity = request.get(IDENTITY_KEY)
+    return identity if isinstance(identity, Identity) else ANONYMOUS
+
+
+class BridgeEndpoints(Refusing):
+    """aiohttp handlers over one `StdioBridge`."""
+
+    def __init__(
+        self,
+        bridge: StdioBridge,
+        *,
+        settings: ProxySettings,
+        pipeline: Pipeline,
+        metrics: ProxyMetrics,
+    ) -> None:
+        self.bridge = bridge
+        self.settings = settings
+        self.pipeline = pipeline
+        self.metrics = metrics
+        self.sessions = SessionRegistry(
+            bridge,
+            metrics=metrics,
+            capacity=settings.queue_capacity,
+            idle_timeout=settings.session_idle_timeout,
+        )
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+        self._listeners: set[Peer] = set()
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_post("/mcp", self.post)
+        app.router.add_get("/mcp", self.get)
+        app.router.add_delete("/mcp", self.delete)
+        app.router.add_get("/sse", self.sse)
+        app.router.add_post("/messages", self.messages)
+        app.router.add_post("/messages/", self.messages)
+
+    # ---- lifecycle ----
+
+    async def start(self) -> None:
+        await self.bridge.start()
+        self._sweeper = asyncio.create_task(self._sweep(), name="session-sweeper")
+
+    async def close_streams(self) -> None:
+        """Drain: end every session and stream so their handlers return."""
+        self.sessions.close_all(reason="the proxy is shutting down")
+        for peer in list(self._listeners):
+            if peer.mailbox is not None:
+                peer.mailbox.close()
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await self.close_streams()
+        await self.bridge.stop()
+
+    def is_ready(self) -> bool:
+        return self.bridge.connected
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(_SWEEP_INTERVAL)
+            closed = self.sessions.sweep()
+            if closed:
+                log.info("idle_sessions_closed", count=closed)
+
+    # ---- streamable HTTP ----
+
+    async def post(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        version = request.headers.get("MCP-Protocol-Version")
+        modern = version is not None and version not in eras.HANDSHAKE_VERSIONS
+        intake = await read_message(request, limit=self.settings.max_body_bytes)
+        if isinstance(intake, Refusal):
+            return self.refuse(intake, started)
+        parsed, wants_sse = intake.message, intake.wants_sse
+        if modern:
+            return await self._modern(request, parsed, wants_sse, started)
+        return await self._legacy(request, parsed, wants_sse, started)
+
+    async def get(self, request: web.Request) -> web.StreamResponse:
+        if self._is_modern_request(request):
+            return web.Response(status=405, headers={"Allow": "POST"})
+        _, wants_sse = accepts(request)
+        if not wants_sse:
+            return rpc_error(406, INVALID_REQUEST, "Accept must include text/event-stream")
+        session, failure = self._session_from(request)
+        if session is None:
+            assert failure is not None
+            return failure
+        if session.stream_open:
+            return rpc_error(409, INVALID_REQUEST, "This session already has an open GET stream")
+        mailbox = session.new_mailbox()
+        session.stream_open = True
+        try:
+            return await stream_mailbox(
+                request,
+                mailbox,
+                keepalive=self.settings.keepalive_interval,
+                headers={"Mcp-Session-Id": session.id},
+            )
+        finally:
+            session.stream_open = False
+            if session.peer.mailbox is mailbox:
+                session.peer.mailbox = None
+
+    async def delete(self, request: web.Request) -> web.StreamResponse:
+        if self._is_modern_request(request):
+            return web.Response(status=405, headers={"Allow": "POST"})
+        session, failure = self._session_from(request)
+        if session is None:
+            assert failure is not None
+            return failure
+        self.sessions.close(session, reason="the client ended the session")
+        return web.Response(status=200)
+
+    @staticmethod
+    def _is_modern_request(request: web.Request) -> bool:
+        version = request.headers.get("MCP-Protocol-Version")
+        return version is not None and version not in eras.HANDSHAKE_VERSIONS
+
+    def _session_from(self, request: web.Request) -> tuple[Session | None, web.Response | None]:
+        session_id = request.headers.get("Mcp-Session-Id")
+        if not session_id:
+            return None, rpc_error(
+                400, INVALID_REQUEST, "Bad Request: missing Mcp-Session-Id header"
+            )
+        session = self.sessions.get(session_id)
+        if session is None or session.transport != "streamable-http":
+            return None, rpc_error(404, INVALID_REQUEST, "Session not found")
+        return session, None
+
+    # ---- legacy era ----
+
+    async def _legacy(
+        self, request: web.Request, message: Message, wants_sse: bool, started: float
+    ) -> web.StreamResponse:
+        if message.kind is Kind.REQUEST and message.method == "initialize":
+            return await self._initialize(request, message, started)
+        session, failure = self._session_from(request)
+        if session is None:
+            assert failure is not None
+            self.metrics.observe(
+                message.method or "response", str(failure.status), time.perf_counter() - started
+            )
+            return failure
+        if message.kind is Kind.NOTIFICATION:
+            await self.bridge.notify(session.peer, message.body)
+            return web.Response(status=202)
+        if message.kind is Kind.RESPONSE:
+            await self.bridge.respond(session.peer, message.body)
+            return web.Response(status=202)
+        exchange = Exchange(streams=wants_sse, capacity=self.settings.queue_capacity)
+        stream = ResponseStream(
+            request,
+            exchange,
+            keepalive=self.settings.keepalive_interval,
+            headers={"Mcp-Session-Id": session.id},
+        )
+        reply = await self._run_legacy(session, message, identity_of(request), exchange, stream)
+        self._observe(message.method, reply.message, started)
+        return await stream.finish(reply.message or {}, status=reply.status)
+
+    async def _initialize(
+        self, request: web.Request, message: Message, started: float
+    ) -> web.StreamResponse:
+        if not await self.bridge.wait_connected(self.settings.drain_timeout):
+            return self.reject(
+                503,
+                INTERNAL_ERROR,
+                f"The MCP server is not available: {self.bridge.last_error or 'starting'}",
+                started,
+                method="initialize",
+                request_id=message.id,
+            )
+        params = message.params
+        result = eras.initialize_result_for(
+            self.bridge.initialize_result or {}, params.get("protocolVersion")
+        )
+        capabilities = params.get("capabilities")
+        session = self.sessions.create(
+            transport="streamable-http",
+            protocol_version=result["protocolVersion"],
+            capabilities=capabilities if isinstance(capabilities, dict) else {},
+        )
+        assert message.id is not None
+        self.metrics.observe("initialize", "ok", time.perf_counter() - started)
+        log.info(
+            "session_opened", session=session.id[:8], protocol_version=session.protocol_version
+        )
+        return json_body(
+            result_response(message.id, result), headers={"Mcp-Session-Id": session.id}
+        )
+
+    async def _run_legacy(
+        self,
+        session: Session,
+        message: Message,
+        identity: Identity,
+        exchange: Exchange,
+        stream: ResponseStream | None,
+    ) -> Reply:
+        """One legacy request, through the pipeline, to its final reply."""
+        peer = session.peer
+        method = message.method
+        assert message.id is not None
+        local = self._answer_locally(peer, message)
+        if local is not None:
+            return Reply(local)
+        on_done = None
+        if method in ("resources/subscribe", "resources/unsubscribe"):
+            uri = message.params.get("uri")
+            if not isinstance(uri, str):
+                return Reply(
+                    error_response(message.id, INVALID_PARAMS, "params.uri must be a string")
+                )
+            if method == "resources/subscribe":
+                if not self.bridge.hold(peer, uri):
+                    return Reply(result_response(message.id, {}))
+
+                def on_done(reply: Json, uri: str = uri) -> None:
+                    if "error" in reply:
+                        self.bridge.drop_hold(peer, uri)
+
+            elif not self.bridge.release(peer, uri):
+                return Reply(result_response(message.id, {}))
+
+        async def terminal(call: McpCall) -> Reply:
+            await self.bridge.request(peer, call.message, exchange, on_done=on_done)
+            if stream is not None:
+                return Reply(await stream.pump())
+            while exchange.final is None:
+                await exchange.wait(None)
+            return Reply(exchange.final)
+
+        call = McpCall(message.body, identity, "legacy", session.id)
+        try:
+            return await self.pipeline.bind(terminal)(call)
+        finally:
+            if not exchange.finished:
+                # The client left mid-call. On the legacy wire that is not cancellation: the
+                # server finishes, and its answer has nowhere to go.
+                exchange.abandon()
+
+    def _answer_locally(self, peer: Peer, message: Message) -> Json | None:
+        """Requests the proxy answers itself for a legacy session, or None to forward."""
+        method = message.method
+        assert message.id is not None
+        if method == "ping":
+            return result_response(message.id, {})
+        if method == "logging/setLevel" and "logging" in self.bridge.capabilities:
+            level = message.params.get("level")
+            if eras.log_rank(level) is None:
+                return error_response(message.id, INVALID_PARAMS, f"Unknown log level: {level!r}")
+            assert isinstance(level, str)
+            self.bridge.set_log_level(peer, level)
+            return result_response(message.id, {})
+        return None
+
+    def _observe(self, method: str, reply: Json | None, started: float) -> None:
+        status = "error" if reply is not None and "error" in reply else "ok"
+        self.metrics.observe(method, status, time.perf_counter() - started)
+
+    # ---- modern era ----
+
+    async def _modern(
+        self, request: web.Request, message: Message, wants_sse: bool, started: float
+    ) -> web.StreamResponse:
+        if message.kind is Kind.NOTIFICATION:
+            version = request.headers.get("MCP-Protocol-Version", "")
+            if version not in eras.MODERN_VERSIONS:
+                rejection = eras.unsupported_version(version)
+                return rpc_error(400, rejection.code, rejection.message, data=rejection.data)
+            # The modern wire has no client notifications we could act on (cancelling is
+            # closing the stream); accept and drop, as the spec allows.
+            return web.Response(status=202)
+        if message.kind is Kind.RESPONSE:
+            return self.reject(
+                400,
+                INVALID_REQUEST,
+                "Clients do not send responses on the 2026-07-28 wire",
+                started,
+            )
+        method = message.method
+        request_id = message.id
+        duplicated = eras.duplicated_routing_header(request.headers.keys())
+        if duplicated is not None:
+            return self.reject(
+                400,
+                -32020,
+                f"{duplicated} appears more than once",
+                started,
+                method=method,
+                request_id=request_id,
+            )
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        envelope = eras.check_modern_request(message.body, headers)
+        if isinstance(envelope, eras.LadderRejection):
+            return self.reject(
+                eras.modern_status(envelope.code),
+                envelope.code,
+                envelope.message,
+                started,
+                method=method,
+                request_id=request_id,
+                data=envelope.data,
+            )
+        if method in eras.REMOVED_IN_MODERN:
+            return self.reject(
+                404,
+                METHOD_NOT_FOUND,
+                f"Method not found: {method}",
+                started,
+                method=method,
+                request_id=request_id,
+            )
+        if not await self.bridge.wait_connected(self.settings.drain_timeout):
+            return self.reject(
+                503,
+                INTERNAL_ERROR,
+                f"The MCP server is not available: {self.bridge.last_error or 'starting'}",
+                started,
+                method=method,
+                request_id=request_id,
+            )
+        assert request_id is not None
+        if method == "server/discover":
+            result = eras.discover_result(self.bridge.initialize_result or {})
+            self.metrics.observe(method, "ok", time.perf_counter() - started)
+            return json_body(result_response(request_id, result))
+        if method == "subscriptions/listen":
+            if not wants_sse:
+                return self.reject(
+                    406, INVALID_REQUEST, "subscriptions/listen needs text/event-stream", started
+                )
+            return await self._listen(request, message, envelope)
+        params = message.params
+        eras.strip_envelope(params)
+        peer = Peer(
+            key=f"modern-{secrets.token_urlsafe(9)}",
+            modern=True,
+            capabilities=envelope.client_capabilities,
+            log_level=envelope.log_level,
+        )
+        self.bridge.attach(peer)
+        exchange = Exchange(streams=wants_sse, capacity=self.settings.queue_capacity)
+        stream = ResponseStream(request, exchange, keepalive=self.settings.keepalive_interval)
+
+        async def terminal(call: McpCall) -> Reply:
+            await self.bridge.request(peer, call.message, exchange)
+            return Reply(await stream.pump())
+
+        call = McpCall(message.body, identity_of(request), "modern", None)
+        try:
+            reply = await self.pipeline.bind(terminal)(call)
+        finally:
+            if not exchange.finished:
+                # On the modern wire, closing the response stream cancels the request.
+                self.bridge.cancel(peer, request_id, "the client closed the response stream")
+                exchange.abandon()
+            self.bridge.detach(peer)
+        final = reply.message or {}
+        status = reply.status
+        outcome = final.get("result")
+        if isinstance(outcome, dict):
+            eras.modern_result(method, outcome, self.bridge.server_info)
+        elif status == 200 and isinstance(final.get("error"), dict):
+            status = eras.modern_status(final["error"].get("code", 0))
+        self._observe(method, final, started)
+        if stream.committed:
+            status = 200
+        return await stream.finish(final, status=status)
+
+    async def _listen(
+        self, request: web.Request, message: Message, envelope: eras.Envelope
+    ) -> web.StreamResponse:
+        """`subscriptions/listen`, served from the legacy backend's notifications."""
+        request_id = message.id
+        assert request_id is not None
+        requested = message.params.get("notifications")
+        wanted: Json = requested if isinstance(requested, dict) else {}
+        caps = self.bridge.capabilities
+        honoured: Json = {}
+        for flag, capability in (
+            ("toolsListChanged", "tools"),
+            ("promptsListChanged", "prompts"),
+            ("resourcesListChanged", "resources"),
+        ):
+            if wanted.get(flag) is True and (caps.get(capability) or {}).get("listChanged"):
+                honoured[flag] = True
+        uris = wanted.get("resourceSubscriptions")
+        if isinstance(uris, list) and (caps.get("resources") or {}).get("subscribe"):
+            honoured["resourceSubscriptions"] = [u for u in uris if isinstance(u, str)]
+        mailbox = Mailbox(capacity=self.settings.queue_capacity)
+        peer = Peer(
+            key=f"listen-{secrets.token_urlsafe(9)}",
+            modern=True,
+            capabilities=envelope.client_capabilities,
+            mailbox=mailbox,
+            listen=honoured,
+            listen_id=request_id,
+        )
+        self.bridge.attach(peer)
+        self._listeners.add(peer)
+        ack = {
+            "jsonrpc": "2.0",
+            "method": "notifications/subscriptions/acknowledged",
+            "params": {"notifications": honoured, "_meta": {eras.SUBSCRIPTION_ID_KEY: request_id}},
+        }
+        try:
+            for uri in honoured.get("resourceSubscriptions", []):
+                await self.bridge.subscribe_quietly(peer, uri)
+            response = await stream_mailbox(
+                request,
+                mailbox,
+                keepalive=self.settings.keepalive_interval,
+                first=format_event(encode(ack)),
+            )
+            # The stream ended on our side (shutdown): close the subscription gracefully.
+            done = {"resultType": "complete", "_meta": {eras.SUBSCRIPTION_ID_KEY: request_id}}
+            await response.write(format_event(encode(result_response(request_id, done))))
+            return response
+        finally:
+            self._listeners.discard(peer)
+            self.bridge.detach(peer)
+
+    # ---- legacy HTTP+SSE ----
+
+    async def sse(self, request: web.Request) -> web.StreamResponse:
+        session = self.sessions.create(
+            transport="sse", protocol_version=eras.DEFAULT_NEGOTIATED, capabilities={}
+        )
+        mailbox = session.new_mailbox()
+        session.stream_open = True
+        endpoint = endpoint_url(request, self.settings, session.id)
+        log.info("sse_session_opened", session=session.id[:8])
+        try:
+            return await stream_mailbox(
+                request,
+                mailbox,
+                keepalive=self.settings.keepalive_interval,
+                first=format_event(endpoint.encode(), event="endpoint"),
+            )
+        finally:
+            session.stream_open = False
+            self.sessions.close(session, reason="the SSE stream closed")
+
+    async def messages(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        session_id = request.query.get("session_id") or request.query.get("sessionId")
+        if not session_id:
+            return rpc_error(400, INVALID_REQUEST, "Bad Request: missing session_id")
+        session = self.sessions.get(session_id)
+        if session is None or session.transport != "sse":
+            return rpc_error(404, INVALID_REQUEST, "Session not found")
+        intake = await read_message(request, limit=self.settings.max_body_bytes, check_accept=False)
+        if isinstance(intake, Refusal):
+            return self.refuse(intake, started)
+        parsed = intake.message
+        peer = session.peer
+        if parsed.kind is Kind.NOTIFICATION:
+            await self.bridge.notify(peer, parsed.body)
+        elif parsed.kind is Kind.RESPONSE:
+            await self.bridge.respond(peer, parsed.body)
+        elif parsed.method == "initialize":
+            if not await self.bridge.wait_connected(self.settings.drain_timeout):
+                return self.reject(503, INTERNAL_ERROR, "The MCP server is not available", started)
+            params = parsed.params
+            result = eras.initialize_result_for(
+                self.bridge.initialize_result or {}, params.get("protocolVersion")
+            )
+            capabilities = params.get("capabilities")
+            peer.capabilities = dict(capabilities) if isinstance(capabilities, dict) else {}
+            session.protocol_version = result["protocolVersion"]
+            assert parsed.id is not None
+            self._deliver(session, result_response(parsed.id, result))
+            self.metrics.observe("initialize", "ok", time.perf_counter() - started)
+        else:
+            task = asyncio.create_task(
+                self._sse_request(session, parsed, identity_of(request), started)
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return web.Response(status=202, text="Accepted")
+
+    async def _sse_request(
+        self, session: Session, message: Message, identity: Identity, started: float
+    ) -> None:
+        exchange = Exchange(streams=False, capacity=self.settings.queue_capacity)
+        reply = await self._run_legacy(session, message, identity, exchange, None)
+        self._observe(message.method, reply.message, started)
+        if reply.message is not None:
+            self._deliver(session, reply.message)
+
+    def _deliver(self, session: Session, message: Json) -> None:
+        mailbox = session.peer.mailbox
+        if mailbox is None or not mailbox.push(message):
+            self.metrics.dropped.inc()

@@ -1,0 +1,246 @@
+"""Writing MCP answers over HTTP: JSON bodies, SSE streams, and request bodies read safely.
+
+`ResponseStream` answers one request: it waits on the request's `Exchange` and answers with a
+plain JSON body when the response is all there is (the fast path), or switches to an SSE
+stream as soon as something must go out first (progress, a log line, a server request) or the
+request has been quiet for a keep-alive interval. Every event is written as it comes: nothing
+is buffered on our side, and the headers tell intermediaries not to buffer either.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from moorage_proxyrunner.jsonrpc import (
+    INVALID_REQUEST,
+    Json,
+    Message,
+    Rejection,
+    RequestId,
+    encode,
+    error_response,
+    parse_message,
+)
+from moorage_proxyrunner.metrics import ProxyMetrics
+from moorage_proxyrunner.settings import ProxySettings
+from moorage_proxyrunner.sse import KEEPALIVE, SSE_HEADERS, format_event
+from moorage_proxyrunner.streams import Exchange, Mailbox
+
+JSON_TYPE = "application/json"
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def json_body(
+    message: Json, *, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=encode(message), status=status, content_type=JSON_TYPE, headers=headers
+    )
+
+
+def rpc_error(
+    status: int,
+    code: int,
+    message: str,
+    *,
+    request_id: str | int | None = None,
+    data: object = None,
+) -> web.Response:
+    return json_body(error_response(request_id, code, message, data), status=status)
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The request body, refusing more than `limit` bytes without reading them all."""
+    length = request.content_length
+    if length is not None and length > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def accepts(request: web.Request) -> tuple[bool, bool]:
+    """(accepts JSON, accepts SSE). A missing Accept header accepts anything."""
+    accept = request.headers.get("Accept", "")
+    if not accept or "*/*" in accept:
+        return True, True
+    return (JSON_TYPE in accept or "application/*" in accept), "text/event-stream" in accept
+
+
+def is_json_content(request: web.Request) -> bool:
+    return request.content_type == JSON_TYPE
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why an incoming POST is turned away before any MCP processing, and with what status."""
+
+    status: int
+    code: int
+    message: str
+    request_id: RequestId | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Intake:
+    """An accepted POST: the message, its raw bytes, and whether the client takes SSE."""
+
+    message: Message
+    body: bytes
+    wants_sse: bool
+
+
+async def read_message(
+    request: web.Request, *, limit: int, check_accept: bool = True
+) -> Intake | Refusal:
+    """Content type (415), Accept (406), size (413) and JSON-RPC envelope (400) of a POST."""
+    if not is_json_content(request):
+        return Refusal(415, INVALID_REQUEST, "Content-Type must be application/json")
+    wants_json, wants_sse = accepts(request)
+    if check_accept and not wants_json and not wants_sse:
+        return Refusal(
+            406, INVALID_REQUEST, "Accept must include application/json and text/event-stream"
+        )
+    try:
+        body = await read_body(request, limit)
+    except BodyTooLarge:
+        return Refusal(413, INVALID_REQUEST, f"Request body exceeds {limit} bytes")
+    parsed = parse_message(body)
+    if isinstance(parsed, Rejection):
+        return Refusal(400, parsed.code, parsed.message, parsed.id)
+    return Intake(parsed, body, wants_sse)
+
+
+def endpoint_url(request: web.Request, settings: ProxySettings, session_id: str) -> str:
+    """The URL a legacy SSE client must POST to, as it sees the proxy.
+
+    Behind an ingress the path gets `endpoint_prefix` (or, when trusted, `X-Forwarded-Prefix`);
+    with trusted `X-Forwarded-Host` the URL is absolute.
+    """
+    prefix = settings.endpoint_prefix.rstrip("/")
+    if settings.trust_proxy_headers:
+        prefix = request.headers.get("X-Forwarded-Prefix", "").rstrip("/") or prefix
+    path = f"{prefix}/messages?session_id={session_id}"
+    host = request.headers.get("X-Forwarded-Host") if settings.trust_proxy_headers else None
+    if host:
+        scheme = request.headers.get("X-Forwarded-Proto", "http").split(",")[0].strip()
+        return f"{scheme}://{host.split(',')[0].strip()}{path}"
+    return path
+
+
+class Refusing:
+    """Mixin for endpoints: answer a request turned away before the backend, and count it."""
+
+    metrics: ProxyMetrics
+
+    def refuse(self, refusal: Refusal, started: float) -> web.Response:
+        return self.reject(
+            refusal.status, refusal.code, refusal.message, started, request_id=refusal.request_id
+        )
+
+    def reject(
+        self,
+        status: int,
+        code: int,
+        message: str,
+        started: float,
+        *,
+        method: str = "unknown",
+        request_id: RequestId | None = None,
+        data: object = None,
+    ) -> web.Response:
+        self.metrics.observe(method, str(status), time.perf_counter() - started)
+        return rpc_error(status, code, message, request_id=request_id, data=data)
+
+
+class ResponseStream:
+    """One request's answer on the wire; see the module docstring."""
+
+    def __init__(
+        self,
+        request: web.Request,
+        exchange: Exchange,
+        *,
+        keepalive: float,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.request = request
+        self.exchange = exchange
+        self.keepalive = keepalive
+        self.headers = headers
+        self.response: web.StreamResponse | None = None
+
+    @property
+    def committed(self) -> bool:
+        return self.response is not None
+
+    async def _commit(self) -> web.StreamResponse:
+        if self.response is None:
+            response = web.StreamResponse(
+                status=200, headers={**SSE_HEADERS, **(self.headers or {})}
+            )
+            await response.prepare(self.request)
+            self.response = response
+        return self.response
+
+    async def pump(self) -> Json:
+        """Stream interim messages until the response arrives; return the response."""
+        exchange = self.exchange
+        timeout = self.keepalive if exchange.streams else None
+        while True:
+            ready = await exchange.wait(timeout)
+            if not ready:
+                response = await self._commit()
+                await response.write(KEEPALIVE)
+                continue
+            items = exchange.take()
+            if items:
+                response = await self._commit()
+                for item in items:
+                    await response.write(format_event(encode(item)))
+            final = exchange.final
+            if final is not None:
+                return final
+
+    async def finish(self, message: Json, *, status: int = 200) -> web.StreamResponse:
+        if self.response is None:
+            return json_body(message, status=status, headers=self.headers)
+        await self.response.write(format_event(encode(message)))
+        await self.response.write_eof()
+        return self.response
+
+
+async def stream_mailbox(
+    request: web.Request,
+    mailbox: Mailbox,
+    *,
+    keepalive: float,
+    first: bytes = b"",
+    headers: dict[str, str] | None = None,
+) -> web.StreamResponse:
+    """Serve a long-lived SSE stream from `mailbox` until it closes or the client leaves."""
+    response = web.StreamResponse(status=200, headers={**SSE_HEADERS, **(headers or {})})
+    await response.prepare(request)
+    if first:
+        await response.write(first)
+    while True:
+        ready = await mailbox.wait(keepalive)
+        if not ready:
+            await response.write(KEEPALIVE)
+            continue
+        for item in mailbox.take():
+            await response.write(format_event(encode(item)))
+        if mailbox.closed:
+            break
+    return response

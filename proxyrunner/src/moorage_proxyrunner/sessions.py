@@ -1,0 +1,90 @@
+"""Legacy-era client sessions of the stdio bridge's front end.
+
+A session is created by `initialize` (streamable HTTP) or by opening `GET /sse` (HTTP+SSE) and
+ends with `DELETE`, the SSE stream closing, idling past the timeout, or shutdown. Its id is an
+unguessable token: it is the only thing that ties later requests to the session.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+from moorage_proxyrunner.backends.stdio import Peer, StdioBridge
+from moorage_proxyrunner.metrics import ProxyMetrics
+from moorage_proxyrunner.streams import Mailbox
+
+Transport = Literal["streamable-http", "sse"]
+
+
+@dataclass(eq=False, slots=True)
+class Session:
+    """`peer` is what the bridge knows of the client; `stream_open`: a GET stream is attached
+    (streamable HTTP allows one at a time)."""
+
+    id: str
+    peer: Peer
+    transport: Transport
+    protocol_version: str
+    capacity: int
+    last_active: float = field(default_factory=time.monotonic)
+    stream_open: bool = False
+
+    def touch(self) -> None:
+        self.last_active = time.monotonic()
+
+    def new_mailbox(self) -> Mailbox:
+        mailbox = Mailbox(capacity=self.capacity)
+        self.peer.mailbox = mailbox
+        return mailbox
+
+
+class SessionRegistry:
+    def __init__(
+        self, bridge: StdioBridge, *, metrics: ProxyMetrics, capacity: int, idle_timeout: float
+    ) -> None:
+        self._bridge = bridge
+        self._metrics = metrics
+        self._capacity = capacity
+        self._idle_timeout = idle_timeout
+        self._sessions: dict[str, Session] = {}
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def create(
+        self, *, transport: Transport, protocol_version: str, capabilities: dict[str, object]
+    ) -> Session:
+        session_id = secrets.token_urlsafe(24)
+        peer = Peer(key=session_id, capabilities=dict(capabilities))
+        session = Session(session_id, peer, transport, protocol_version, self._capacity)
+        self._sessions[session_id] = session
+        self._bridge.attach(peer)
+        self._metrics.sessions.set(len(self._sessions))
+        return session
+
+    def get(self, session_id: str | None) -> Session | None:
+        session = self._sessions.get(session_id) if session_id else None
+        if session is not None:
+            session.touch()
+        return session
+
+    def close(self, session: Session, *, reason: str) -> None:
+        if self._sessions.pop(session.id, None) is None:
+            return
+        self._bridge.detach(session.peer, reason=reason)
+        self._metrics.sessions.set(len(self._sessions))
+
+    def close_all(self, *, reason: str) -> None:
+        for session in list(self._sessions.values()):
+            self.close(session, reason=reason)
+
+    def sweep(self) -> int:
+        """Close sessions idle past the timeout (an open stream counts as activity)."""
+        cutoff = time.monotonic() - self._idle_timeout
+        stale = [s for s in self._sessions.values() if s.last_active < cutoff and not s.stream_open]
+        for session in stale:
+            self.close(session, reason="idle")
+        return len(stale)
