@@ -1,0 +1,631 @@
+"""HTTP backends: a streaming reverse proxy to MCP servers that speak HTTP themselves.
+
+`streamable-http` servers are reached at their `/mcp` URL: each client POST/GET/DELETE is
+forwarded with the MCP headers (session, protocol version, `Mcp-Method`/`Mcp-Name`/
+`Mcp-Param-*`, `Last-Event-ID`) and the answer streams back chunk by chunk, never buffered. A
+session is pinned to the target that created it (learned from the `Mcp-Session-Id` it
+returned). Legacy `sse` servers are reached at their `/sse` URL: the proxy opens the upstream
+stream, replaces the `endpoint` event with its own `/messages?session_id=` URL and pins the
+session to that target. The client's `Authorization` never goes upstream.
+
+Every request body is parsed and passed through the middleware pipeline first; a step that
+needs a result (the tool filter on `tools/list`) makes the proxy read that one answer whole and
+rewrite it. Targets is a list so a StatefulSet's pods can be given; locally it has one entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import itertools
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+from urllib.parse import urljoin
+
+import aiohttp
+import structlog
+from aiohttp import web
+
+from moorage_proxyrunner import eras
+from moorage_proxyrunner.bridging import identity_of
+from moorage_proxyrunner.jsonrpc import (
+    HEADER_MISMATCH,
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    Json,
+    Kind,
+    Message,
+    classify,
+    encode,
+    parse_message,
+)
+from moorage_proxyrunner.metrics import ProxyMetrics
+from moorage_proxyrunner.pipeline import Era, McpCall, Pipeline, Reply
+from moorage_proxyrunner.responding import (
+    Refusal,
+    Refusing,
+    endpoint_url,
+    json_body,
+    read_message,
+    rpc_error,
+)
+from moorage_proxyrunner.settings import ProxySettings
+from moorage_proxyrunner.sse import KEEPALIVE, SSE_HEADERS, Event, EventParser, format_event
+from moorage_proxyrunner.streams import Mailbox
+
+log = structlog.get_logger(__name__)
+
+FORWARDED_REQUEST_HEADERS: Final = frozenset(
+    {
+        "accept",
+        "content-type",
+        "mcp-session-id",
+        "mcp-protocol-version",
+        "mcp-method",
+        "mcp-name",
+        "last-event-id",
+    }
+)
+FORWARDED_RESPONSE_HEADERS: Final = frozenset(
+    {"content-type", "mcp-session-id", "cache-control", "allow"}
+)
+PROBE_INTERVAL: Final = 5.0
+"""Seconds between reachability probes of the targets (for `/health`)."""
+
+
+def forwarded_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The client headers an MCP server needs; never credentials, cookies or hop-by-hop ones."""
+    out: dict[str, str] = {}
+    for name, value in headers.items():
+        key = name.lower()
+        if key in FORWARDED_REQUEST_HEADERS or key.startswith("mcp-param-"):
+            out[name] = value
+    return out
+
+
+def encode_header_value(value: str) -> str:
+    """An `Mcp-Name` value as the modern spec writes it (base64 sentinel when not plain ASCII)."""
+    if (
+        value.isascii()
+        and value.isprintable()
+        and value == value.strip()
+        and not value.startswith("=?")
+    ):
+        return value
+    return f"=?base64?{base64.b64encode(value.encode()).decode()}?="
+
+
+@dataclass(eq=False, slots=True)
+class _SseSession:
+    """A legacy HTTP+SSE session relayed to one target.
+
+    `outbox` carries what the client's stream must write (upstream events, and answers the
+    pipeline rewrote); `awaited` are request ids whose answer a pipeline step wants to see
+    before the client does.
+    """
+
+    id: str
+    target: int
+    messages_url: str
+    outbox: Mailbox
+    awaited: dict[Any, asyncio.Future[Json]] = field(default_factory=dict)
+
+
+class HttpEndpoints(Refusing):
+    def __init__(
+        self,
+        targets: list[str],
+        *,
+        transport: str,
+        settings: ProxySettings,
+        pipeline: Pipeline,
+        metrics: ProxyMetrics,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        if not targets:
+            raise ValueError("an HTTP backend needs at least one target URL")
+        if transport not in ("sse", "streamable-http"):
+            raise ValueError(f"unknown HTTP transport {transport!r}")
+        self.targets = list(targets)
+        self.transport = transport
+        self.settings = settings
+        self.pipeline = pipeline
+        self.metrics = metrics
+        self._connect_timeout = connect_timeout
+        self._client: aiohttp.ClientSession | None = None
+        self._next = itertools.cycle(range(len(self.targets)))
+        self._pins: dict[str, int] = {}
+        self._sse: dict[str, _SseSession] = {}
+        self._reachable = [False] * len(self.targets)
+        self._prober: asyncio.Task[None] | None = None
+
+    # ---- lifecycle ----
+
+    def add_routes(self, app: web.Application) -> None:
+        if self.transport == "streamable-http":
+            app.router.add_post("/mcp", self.post)
+            app.router.add_get("/mcp", self.get_or_delete)
+            app.router.add_delete("/mcp", self.get_or_delete)
+        else:
+            app.router.add_get("/sse", self.sse)
+            app.router.add_post("/messages", self.messages)
+            app.router.add_post("/messages/", self.messages)
+
+    async def start(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=None, connect=self._connect_timeout, sock_read=None)
+        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60)
+        self._client = aiohttp.ClientSession(
+            timeout=timeout, connector=connector, auto_decompress=False
+        )
+        await self._probe_all()
+        self._prober = asyncio.create_task(self._probe_forever(), name="http-backend-probe")
+
+    async def close_streams(self) -> None:
+        for session in list(self._sse.values()):
+            session.outbox.close()
+
+    async def stop(self) -> None:
+        if self._prober is not None:
+            self._prober.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._prober
+        await self.close_streams()
+        if self._client is not None:
+            await self._client.close()
+
+    def is_ready(self) -> bool:
+        return any(self._reachable)
+
+    async def _probe_forever(self) -> None:
+        while True:
+            await asyncio.sleep(PROBE_INTERVAL)
+            await self._probe_all()
+
+    async def _probe_all(self) -> None:
+        await asyncio.gather(*(self._probe(i) for i in range(len(self.targets))))
+
+    async def _probe(self, index: int) -> None:
+        """Any HTTP answer means the server is up (a GET on /mcp is often 405 or 400)."""
+        assert self._client is not None
+        try:
+            async with self._client.head(
+                self.targets[index], timeout=aiohttp.ClientTimeout(total=2.0)
+            ) as resp:
+                await resp.release()
+            up = True
+        except (aiohttp.ClientError, TimeoutError):
+            up = False
+        if up != self._reachable[index]:
+            log.info("backend_reachability", target=self.targets[index], reachable=up)
+        self._reachable[index] = up
+        self.metrics.backend_up.set(1 if any(self._reachable) else 0)
+
+    @property
+    def client(self) -> aiohttp.ClientSession:
+        assert self._client is not None, "HttpEndpoints.start() was not called"
+        return self._client
+
+    def _pick(self) -> int:
+        if len(self.targets) == 1:
+            return 0
+        for _ in range(len(self.targets)):
+            index = next(self._next)
+            if self._reachable[index]:
+                return index
+        return next(self._next)
+
+    # ---- streamable HTTP ----
+
+    async def post(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        intake = await read_message(request, limit=self.settings.max_body_bytes)
+        if isinstance(intake, Refusal):
+            return self.refuse(intake, started)
+        parsed, body = intake.message, intake.body
+        target = self._target_for(request.headers.get("Mcp-Session-Id"))
+        if target is None:
+            return self.reject(
+                404, INVALID_REQUEST, "Session not found", started, request_id=parsed.id
+            )
+        if parsed.kind is Kind.REQUEST and _era(request) == "modern":
+            mismatch = self._modern_mismatch(request, parsed.body)
+            if mismatch is not None:
+                return self.reject(
+                    400, mismatch.code, mismatch.message, started, request_id=parsed.id
+                )
+        headers = forwarded_headers(request.headers)
+        if parsed.kind is not Kind.REQUEST:
+            return await self._relay(
+                request, "POST", target, headers, body, started, label=parsed.method or "response"
+            )
+        sent: list[Reply] = []
+
+        async def terminal(call: McpCall) -> Reply:
+            out = dict(headers)
+            data = body
+            if call.message is not parsed.body:
+                # A step rewrote the request (a renamed tool): the headers follow the body.
+                self._sync_name_header(call, out)
+                data = encode(call.message)
+            upstream = await self._open(target, "POST", out, data)
+            if upstream is None:
+                return Reply(_unreachable(call.id, self.targets[target]), status=502)
+            if call.want_result:
+                message = await _read_answer(upstream, call.id)
+                if message is None:
+                    return Reply(_unreachable(call.id, self.targets[target]), status=502)
+                reply = Reply(message, status=upstream.status)
+                reply.passthrough = _Headers(upstream)
+                return reply
+            reply = Reply(None, status=upstream.status, passthrough=upstream)
+            sent.append(reply)
+            return reply
+
+        call = McpCall(
+            parsed.body, identity_of(request), _era(request), request.headers.get("Mcp-Session-Id")
+        )
+        try:
+            reply = await self.pipeline.bind(terminal)(call)
+            return await self._answer(request, reply, started, parsed.method, target)
+        finally:
+            for item in sent:
+                if isinstance(item.passthrough, aiohttp.ClientResponse):
+                    item.passthrough.release()
+
+    async def get_or_delete(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        session_id = request.headers.get("Mcp-Session-Id")
+        target = self._target_for(session_id)
+        if target is None:
+            return self.reject(404, INVALID_REQUEST, "Session not found", started)
+        response = await self._relay(
+            request,
+            request.method,
+            target,
+            forwarded_headers(request.headers),
+            None,
+            started,
+            label=request.method,
+        )
+        if request.method == "DELETE" and session_id and 200 <= response.status < 300:
+            self._pins.pop(session_id, None)
+        return response
+
+    def _target_for(self, session_id: str | None) -> int | None:
+        if not session_id:
+            return self._pick()
+        pinned = self._pins.get(session_id)
+        if pinned is not None:
+            return pinned
+        # One target: it decides whether the session exists. Several: we cannot know which.
+        return 0 if len(self.targets) == 1 else None
+
+    async def _open(
+        self, target: int, method: str, headers: dict[str, str], body: bytes | None
+    ) -> aiohttp.ClientResponse | None:
+        try:
+            return await self.client.request(
+                method, self.targets[target], headers=headers, data=body
+            )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("backend_request_failed", target=self.targets[target], error=str(exc))
+            self._reachable[target] = False
+            return None
+
+    async def _relay(
+        self,
+        request: web.Request,
+        method: str,
+        target: int,
+        headers: dict[str, str],
+        body: bytes | None,
+        started: float,
+        *,
+        label: str,
+    ) -> web.StreamResponse:
+        upstream = await self._open(target, method, headers, body)
+        if upstream is None:
+            return self.reject(
+                502,
+                INTERNAL_ERROR,
+                f"The MCP server at {self.targets[target]} is unreachable",
+                started,
+            )
+        try:
+            response = await self._stream_back(request, upstream, target)
+        finally:
+            upstream.release()
+        self.metrics.observe(
+            label,
+            "ok" if response.status < 400 else str(response.status),
+            time.perf_counter() - started,
+        )
+        return response
+
+    async def _answer(
+        self, request: web.Request, reply: Reply, started: float, method: str, target: int
+    ) -> web.StreamResponse:
+        upstream = reply.passthrough
+        if reply.message is not None:
+            headers = {}
+            if isinstance(upstream, _Headers):
+                headers = upstream.headers
+                self._learn_session(headers, target)
+            status = "error" if "error" in reply.message else "ok"
+            self.metrics.observe(method, status, time.perf_counter() - started)
+            return json_body(reply.message, status=reply.status, headers=headers)
+        assert isinstance(upstream, aiohttp.ClientResponse)
+        response = await self._stream_back(request, upstream, target)
+        status = "ok" if upstream.status < 400 else str(upstream.status)
+        self.metrics.observe(method, status, time.perf_counter() - started)
+        return response
+
+    def _learn_session(self, headers: Mapping[str, str], target: int) -> None:
+        session_id = headers.get("Mcp-Session-Id")
+        if session_id and session_id not in self._pins:
+            self._pins[session_id] = target
+
+    async def _stream_back(
+        self, request: web.Request, upstream: aiohttp.ClientResponse, target: int
+    ) -> web.StreamResponse:
+        headers = {
+            k: v for k, v in upstream.headers.items() if k.lower() in FORWARDED_RESPONSE_HEADERS
+        }
+        self._learn_session(upstream.headers, target)
+        streaming = upstream.headers.get("Content-Type", "").startswith("text/event-stream")
+        if not streaming:
+            data = await upstream.read()
+            return web.Response(status=upstream.status, body=data, headers=headers)
+        response = web.StreamResponse(status=upstream.status, headers={**headers, **SSE_HEADERS})
+        await response.prepare(request)
+        async for chunk in upstream.content.iter_any():
+            await response.write(chunk)
+        await response.write_eof()
+        return response
+
+    @staticmethod
+    def _modern_mismatch(request: web.Request, body: Json) -> eras.LadderRejection | None:
+        duplicated = eras.duplicated_routing_header(request.headers.keys())
+        if duplicated is not None:
+            return eras.LadderRejection(HEADER_MISMATCH, f"{duplicated} appears more than once")
+        return eras.check_modern_headers(body, {k.lower(): v for k, v in request.headers.items()})
+
+    @staticmethod
+    def _sync_name_header(call: McpCall, headers: dict[str, str]) -> None:
+        """Keep `Mcp-Name` equal to the body after a step renamed the tool."""
+        key = eras.NAME_BEARING.get(call.method)
+        value = call.params.get(key) if key is not None else None
+        if not isinstance(value, str):
+            return
+        for name in list(headers):
+            if name.lower() == eras.NAME_HEADER:
+                headers[name] = encode_header_value(value)
+
+    # ---- legacy HTTP+SSE ----
+
+    async def sse(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        target = self._pick()
+        upstream = await self._open(target, "GET", {"Accept": "text/event-stream"}, None)
+        if upstream is None:
+            return self.reject(
+                502,
+                INTERNAL_ERROR,
+                f"The MCP server at {self.targets[target]} is unreachable",
+                started,
+            )
+        parser = EventParser()
+        try:
+            endpoint, early = await _first_endpoint(upstream, parser)
+            if endpoint is None:
+                return self.reject(
+                    502, INTERNAL_ERROR, "The MCP server did not send its endpoint event", started
+                )
+            session = _SseSession(
+                secrets.token_urlsafe(24),
+                target,
+                urljoin(self.targets[target], endpoint),
+                Mailbox(capacity=self.settings.queue_capacity),
+            )
+            self._sse[session.id] = session
+            self.metrics.sessions.set(len(self._sse))
+            pump = asyncio.create_task(self._pump(upstream, parser, session, early))
+            response = web.StreamResponse(status=200, headers=SSE_HEADERS)
+            await response.prepare(request)
+            await response.write(
+                format_event(
+                    endpoint_url(request, self.settings, session.id).encode(), event="endpoint"
+                )
+            )
+            try:
+                while True:
+                    ready = await session.outbox.wait(self.settings.keepalive_interval)
+                    if not ready:
+                        await response.write(KEEPALIVE)
+                        continue
+                    for item in session.outbox.take():
+                        await response.write(item["raw"])
+                    if session.outbox.closed:
+                        break
+            finally:
+                pump.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pump
+                self._sse.pop(session.id, None)
+                self.metrics.sessions.set(len(self._sse))
+            return response
+        finally:
+            upstream.release()
+
+    async def _pump(
+        self,
+        upstream: aiohttp.ClientResponse,
+        parser: EventParser,
+        session: _SseSession,
+        early: list[Event],
+    ) -> None:
+        """Upstream events → the client's outbox, holding back answers a step awaits."""
+        try:
+            for event in early:
+                self._relay_event(event.raw, event.event, event.data, session)
+            async for chunk in upstream.content.iter_any():
+                for event in parser.feed(chunk):
+                    self._relay_event(event.raw, event.event, event.data, session)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            log.info("sse_upstream_ended", error=str(exc))
+        finally:
+            session.outbox.close()
+
+    def _relay_event(self, raw: bytes, event: str, data: str, session: _SseSession) -> None:
+        if session.awaited and event == "message":
+            parsed = parse_message(data)
+            if isinstance(parsed, Message) and parsed.kind is Kind.RESPONSE:
+                future = session.awaited.pop(parsed.id, None)
+                if future is not None and not future.done():
+                    future.set_result(parsed.body)
+                    return
+        if not session.outbox.push({"raw": raw}):
+            self.metrics.dropped.inc()
+
+    async def messages(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        session_id = request.query.get("session_id") or request.query.get("sessionId")
+        if not session_id:
+            return rpc_error(400, INVALID_REQUEST, "Bad Request: missing session_id")
+        session = self._sse.get(session_id)
+        if session is None:
+            return rpc_error(404, INVALID_REQUEST, "Session not found")
+        intake = await read_message(request, limit=self.settings.max_body_bytes, check_accept=False)
+        if isinstance(intake, Refusal):
+            return self.refuse(intake, started)
+        parsed, body = intake.message, intake.body
+        headers = {"Content-Type": "application/json"}
+        if parsed.kind is not Kind.REQUEST:
+            return await self._post_message(
+                session, headers, body, started, parsed.method or "response"
+            )
+
+        async def terminal(call: McpCall) -> Reply:
+            data = body if call.message is parsed.body else encode(call.message)
+            future: asyncio.Future[Json] | None = None
+            if call.want_result:
+                future = asyncio.get_running_loop().create_future()
+                session.awaited[call.id] = future
+            upstream = await self._open_url(session.messages_url, headers, data)
+            if upstream is None or upstream.status >= 400:
+                session.awaited.pop(call.id, None)
+                status = 502 if upstream is None else upstream.status
+                if upstream is not None:
+                    upstream.release()
+                return Reply(_unreachable(call.id, session.messages_url), status=status)
+            upstream.release()
+            if future is None:
+                return Reply(None, status=202)
+            return Reply(await future)
+
+        call = McpCall(parsed.body, identity_of(request), "legacy", session_id)
+        reply = await self.pipeline.bind(terminal)(call)
+        if reply.message is not None and reply.status < 300:
+            session.outbox.push({"raw": format_event(encode(reply.message))})
+            self.metrics.observe(
+                parsed.method,
+                "error" if "error" in reply.message else "ok",
+                time.perf_counter() - started,
+            )
+            return web.Response(status=202, text="Accepted")
+        if reply.message is not None:
+            return json_body(reply.message, status=reply.status)
+        self.metrics.observe(parsed.method, "ok", time.perf_counter() - started)
+        return web.Response(status=202, text="Accepted")
+
+    async def _post_message(
+        self,
+        session: _SseSession,
+        headers: dict[str, str],
+        body: bytes,
+        started: float,
+        method: str,
+    ) -> web.Response:
+        upstream = await self._open_url(session.messages_url, headers, body)
+        if upstream is None:
+            return self.reject(502, INTERNAL_ERROR, "The MCP server is unreachable", started)
+        try:
+            data = await upstream.read()
+            return web.Response(
+                status=upstream.status, body=data, content_type=upstream.content_type
+            )
+        finally:
+            upstream.release()
+
+    async def _open_url(
+        self, url: str, headers: dict[str, str], body: bytes
+    ) -> aiohttp.ClientResponse | None:
+        try:
+            return await self.client.post(url, headers=headers, data=body)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("backend_request_failed", target=url, error=str(exc))
+            return None
+
+
+class _Headers:
+    """The upstream response headers kept for a reply that was read whole."""
+
+    __slots__ = ("headers",)
+
+    def __init__(self, upstream: aiohttp.ClientResponse) -> None:
+        self.headers = {k: v for k, v in upstream.headers.items() if k.lower() == "mcp-session-id"}
+
+
+def _era(request: web.Request) -> Era:
+    version = request.headers.get("MCP-Protocol-Version")
+    return "modern" if version is not None and version not in eras.HANDSHAKE_VERSIONS else "legacy"
+
+
+def _unreachable(request_id: Any, target: str) -> Json:
+    return {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "error": {"code": INTERNAL_ERROR, "message": f"The MCP server at {target} did not answer"},
+    }
+
+
+async def _first_endpoint(
+    upstream: aiohttp.ClientResponse, parser: EventParser
+) -> tuple[str | None, list[Event]]:
+    """Read the upstream stream up to its first event, which must be `endpoint` (spec);
+    also return the events that arrived in the same chunks after it."""
+    async with asyncio.timeout(30.0):
+        async for chunk in upstream.content.iter_any():
+            events = parser.feed(chunk)
+            if events:
+                first = events[0]
+                endpoint = first.data.strip() if first.event == "endpoint" else None
+                return endpoint, events[1:]
+    return None, []
+
+
+async def _read_answer(upstream: aiohttp.ClientResponse, request_id: Any) -> Json | None:
+    """The JSON-RPC answer in a whole upstream response (JSON body or SSE stream)."""
+    try:
+        if upstream.headers.get("Content-Type", "").startswith("text/event-stream"):
+            parser = EventParser()
+            async for chunk in upstream.content.iter_any():
+                for event in parser.feed(chunk):
+                    parsed = parse_message(event.data)
+                    if (
+                        isinstance(parsed, Message)
+                        and parsed.kind is Kind.RESPONSE
+                        and parsed.id == request_id
+                    ):
+                        return parsed.body
+            return None
+        parsed = classify(await upstream.json(content_type=None))
+        return parsed.body if isinstance(parsed, Message) else None
+    except (aiohttp.ClientError, ValueError):
+        return None
+    finally:
+        upstream.release()
