@@ -1,0 +1,151 @@
+"""`moorage-proxyrunner`: the command line.
+
+`run --local [options] -- <command...>` fronts a local stdio MCP server; `run --local
+--transport streamable-http|sse --target-url URL` fronts one on HTTP. `run [--config PATH]`
+is the in-cluster start-up from a RunConfig (spec §4.1), implemented by
+`moorage_proxyrunner.cluster.run_from_config`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+from moorage_core.loggers import configure_logging
+from moorage_core.settings import SettingError, parse_list
+from moorage_proxyrunner.local import LocalBackend, run_local
+from moorage_proxyrunner.settings import DEFAULT_MAX_BODY_BYTES, ProxySettings
+from moorage_proxyrunner.toolfilter import ToolPolicy
+
+DEFAULT_CONFIG = "/etc/moorage/runconfig.json"
+TRANSPORTS = ("stdio", "sse", "streamable-http")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="moorage-proxyrunner", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run the proxy", description="Run the MCP proxy.")
+    mode = run.add_mutually_exclusive_group()
+    mode.add_argument("--local", action="store_true", help="run without a cluster")
+    mode.add_argument("--config", metavar="PATH", help=f"RunConfig file (default {DEFAULT_CONFIG})")
+    run.add_argument("--host", default=None, help="listen address (default 127.0.0.1 with --local)")
+    run.add_argument("--port", type=int, default=8080, help="listen port (default 8080)")
+    run.add_argument(
+        "--transport",
+        choices=TRANSPORTS,
+        default="stdio",
+        help="how the MCP server speaks (default stdio)",
+    )
+    run.add_argument(
+        "--target-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="the MCP server's URL for sse/streamable-http (repeat for several replicas)",
+    )
+    run.add_argument(
+        "--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="request body limit"
+    )
+    run.add_argument("--endpoint-prefix", default="", help="path prefix for SSE endpoint URLs")
+    run.add_argument(
+        "--trust-proxy-headers", action="store_true", help="honour X-Forwarded-* headers"
+    )
+    run.add_argument(
+        "--allowed-origins", default="", help="comma list of extra allowed Origin values"
+    )
+    run.add_argument("--allowed-hosts", default="", help="comma list of allowed Host values")
+    run.add_argument(
+        "--tools-filter", default="", help="comma list of tool names to expose (default all)"
+    )
+    run.add_argument(
+        "--drain-timeout", type=float, default=10.0, help="seconds to finish requests on SIGTERM"
+    )
+    run.add_argument("--log-format", default="auto", choices=["auto", "json", "console"])
+    run.add_argument("--log-level", default="INFO")
+    return parser
+
+
+def split_command(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Options before `--`, the MCP server's command after it."""
+    args = list(argv)
+    if "--" in args:
+        index = args.index("--")
+        return args[:index], args[index + 1 :]
+    return args, []
+
+
+def settings_from(args: argparse.Namespace) -> ProxySettings:
+    return ProxySettings(
+        host=args.host or "127.0.0.1",
+        port=args.port,
+        max_body_bytes=args.max_body_bytes,
+        drain_timeout=args.drain_timeout,
+        endpoint_prefix=args.endpoint_prefix,
+        trust_proxy_headers=args.trust_proxy_headers,
+        allowed_origins=parse_list(args.allowed_origins),
+        allowed_hosts=parse_list(args.allowed_hosts),
+        tool_policy=ToolPolicy(allowed=frozenset(parse_list(args.tools_filter))),
+    )
+
+
+def local_backend(args: argparse.Namespace, command: list[str]) -> LocalBackend:
+    if args.transport == "stdio":
+        if args.target_url:
+            raise SettingError("--target-url is for --transport sse or streamable-http")
+        if not command:
+            raise SettingError("a stdio MCP server needs its command after `--`")
+        return LocalBackend(transport="stdio", command=tuple(command))
+    if command:
+        raise SettingError(f"--transport {args.transport} takes --target-url, not a command")
+    if not args.target_url:
+        raise SettingError(f"--transport {args.transport} needs --target-url")
+    return LocalBackend(transport=args.transport, target_urls=tuple(args.target_url))
+
+
+def run_cluster(args: argparse.Namespace) -> int:
+    """Hand over to the in-cluster start-up (`moorage_proxyrunner.cluster.run_from_config`).
+
+    It lives with the Kubernetes code and is imported only when used, so local mode needs none
+    of it; it takes the parsed arguments (`args.config` is the RunConfig path) and returns the
+    process exit code.
+    """
+    try:
+        cluster = importlib.import_module("moorage_proxyrunner.cluster")
+    except ModuleNotFoundError as exc:
+        if exc.name != "moorage_proxyrunner.cluster":
+            raise
+        print(
+            "moorage-proxyrunner: this build has no cluster mode; use `run --local`",
+            file=sys.stderr,
+        )
+        return 2
+    run_from_config: Callable[[argparse.Namespace], int] = cluster.run_from_config
+    return run_from_config(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options, command = split_command(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(options)
+    args.server_command = command
+    configure_logging(fmt=args.log_format, level=args.log_level)
+    if not args.local:
+        args.config = args.config or DEFAULT_CONFIG
+        return run_cluster(args)
+    try:
+        settings = settings_from(args)
+        backend = local_backend(args, command)
+    except SettingError as exc:
+        parser.error(str(exc))
+    try:
+        asyncio.run(run_local(backend, settings))
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
