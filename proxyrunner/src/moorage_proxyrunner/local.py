@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
+from moorage_proxyrunner.backends.processes import subprocess_factory
+from moorage_proxyrunner.backends.reverse import HttpEndpoints
 from moorage_proxyrunner.backends.stdio import StdioBridge
-from moorage_proxyrunner.backends.subprocess import subprocess_factory
 from moorage_proxyrunner.bridging import BridgeEndpoints
 from moorage_proxyrunner.frontend import Endpoints, make_app, serve
 from moorage_proxyrunner.metrics import ProxyMetrics
@@ -37,8 +38,6 @@ def build_endpoints(
     if backend.transport == "stdio":
         bridge = StdioBridge(subprocess_factory(backend.command), metrics=metrics)
         return BridgeEndpoints(bridge, settings=settings, pipeline=pipeline, metrics=metrics)
-    from moorage_proxyrunner.backends.http import HttpEndpoints
-
     return HttpEndpoints(
         list(backend.target_urls),
         transport=backend.transport,
