@@ -1,0 +1,266 @@
+"""AdmissionReview `admission.k8s.io/v1` in, AdmissionReview out: the webhook's decision, pure.
+
+Pure: no I/O (the aiohttp layer in `app.py` reads the body, times, logs and counts). Given the
+kind an endpoint serves and the raw request body, `review_body` returns a `ReviewOutcome`: the
+HTTP status and body to send and the facts to log.
+
+- A body that is not JSON, not an AdmissionReview, of another API version, or without the objects
+  its operation needs → HTTP 400 with a one-line reason (the apiserver then applies the failure
+  policy: fail-closed).
+- DELETE and CONNECT, and writes to subresources such as `status` → allowed: the webhook judges
+  only what a person writes in the main resource.
+- A review for a kind or version this endpoint does not serve (a misconfigured
+  ValidatingWebhookConfiguration) → denied with code 400 and a message saying so.
+- Otherwise the kind's `validate_*` decides: allowed with warnings, or denied with code 422
+  (`Invalid`), the errors joined into one message and listed as field causes.
+
+`dryRun` changes nothing: validation has no side effects.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from moorage_api.constants import (
+    GROUP,
+    KIND_MCPREGISTRY,
+    KIND_MCPSERVER,
+    KIND_MCPTOOLCONFIG,
+    VERSION,
+)
+from moorage_webhook.validation import (
+    Verdict,
+    validate_mcpregistry,
+    validate_mcpserver,
+    validate_mcptoolconfig,
+)
+
+ADMISSION_API_VERSION: Final = "admission.k8s.io/v1"
+DENIED_CODE: Final = 422
+DENIED_REASON: Final = "Invalid"
+MISROUTED_CODE: Final = 400
+MAX_WARNING_LENGTH: Final = 256
+"""The apiserver may truncate longer warnings; we cut them ourselves, where we choose."""
+
+Validator = Callable[..., Verdict]
+"""`validate_<kind>(new, *, old) -> Verdict`."""
+
+
+@dataclass(frozen=True, slots=True)
+class KindEndpoint:
+    """One `/validate/<kind>` endpoint: which kind it serves and which function judges it."""
+
+    path: str
+    kind: str
+    validate: Validator
+
+
+ENDPOINTS: Final = (
+    KindEndpoint("/validate/mcpserver", KIND_MCPSERVER, validate_mcpserver),
+    KindEndpoint("/validate/mcptoolconfig", KIND_MCPTOOLCONFIG, validate_mcptoolconfig),
+    KindEndpoint("/validate/mcpregistry", KIND_MCPREGISTRY, validate_mcpregistry),
+)
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True, populate_by_name=True)
+
+
+class GroupVersionKind(_Wire):
+    group: str = ""
+    version: str
+    kind: str
+
+
+class UserInfo(_Wire):
+    username: str = ""
+    uid: str = ""
+    groups: list[str] | None = None
+
+
+class AdmissionRequest(_Wire):
+    """The fields of `AdmissionRequest` the webhook reads; others are ignored."""
+
+    uid: str = Field(..., min_length=1)
+    kind: GroupVersionKind
+    sub_resource: str = Field("", alias="subResource")
+    name: str = ""
+    namespace: str = ""
+    operation: Literal["CREATE", "UPDATE", "DELETE", "CONNECT"]
+    user_info: UserInfo = Field(default_factory=UserInfo, alias="userInfo")
+    object: dict[str, Any] | None = None
+    old_object: dict[str, Any] | None = Field(None, alias="oldObject")
+    dry_run: bool = Field(False, alias="dryRun")
+
+
+class AdmissionReview(_Wire):
+    api_version: str = Field(..., alias="apiVersion")
+    kind: Literal["AdmissionReview"]
+    request: AdmissionRequest
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewOutcome:
+    """What to answer, and what to log and count about it."""
+
+    status: int
+    """HTTP status: 200 for every answered review, 400 for a malformed request."""
+    body: bytes
+    content_type: str
+    uid: str = ""
+    operation: str = ""
+    user: str = ""
+    namespace: str = ""
+    name: str = ""
+    dry_run: bool = False
+    allowed: bool | None = None
+    """None when no review was answered (HTTP error)."""
+    code: int = 0
+    """The admission status code (200 when allowed) or the HTTP error status."""
+    message: str = ""
+    """Why a review was denied, or why the request was malformed."""
+    warnings: int = 0
+
+
+def bad_request(reason: str, *, status: int = 400) -> ReviewOutcome:
+    return ReviewOutcome(
+        status=status,
+        body=(reason + "\n").encode(),
+        content_type="text/plain",
+        code=status,
+        message=reason,
+    )
+
+
+def _first_error(error: ValidationError) -> str:
+    item = error.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in item["loc"]) or "body"
+    return f"{where}: {item['msg']}"
+
+
+def _sanitize(warning: str) -> str:
+    text = warning.encode("ascii", "backslashreplace").decode("ascii")
+    text = "".join(c if c.isprintable() else " " for c in text)
+    if len(text) > MAX_WARNING_LENGTH:
+        text = text[: MAX_WARNING_LENGTH - 3] + "..."
+    return text
+
+
+def build_response(
+    uid: str,
+    *,
+    allowed: bool,
+    code: int = 200,
+    reason: str = "",
+    message: str = "",
+    warnings: list[str] | None = None,
+    causes: list[dict[str, str]] | None = None,
+    details: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An AdmissionReview `response` document."""
+    response: dict[str, Any] = {"uid": uid, "allowed": allowed}
+    if not allowed:
+        status: dict[str, Any] = {"status": "Failure", "code": code, "message": message}
+        if reason:
+            status["reason"] = reason
+        if causes:
+            status["details"] = {**(details or {}), "causes": causes}
+        response["status"] = status
+    if warnings:
+        response["warnings"] = [_sanitize(w) for w in warnings]
+    return {"apiVersion": ADMISSION_API_VERSION, "kind": "AdmissionReview", "response": response}
+
+
+def _answer(request: AdmissionRequest, document: dict[str, Any], **facts: Any) -> ReviewOutcome:
+    return ReviewOutcome(
+        status=200,
+        body=json.dumps(document, separators=(",", ":")).encode(),
+        content_type="application/json",
+        uid=request.uid,
+        operation=request.operation,
+        user=request.user_info.username,
+        namespace=request.namespace,
+        name=request.name,
+        dry_run=request.dry_run,
+        **facts,
+    )
+
+
+def parse_review(body: bytes) -> AdmissionReview | ReviewOutcome:
+    """The review in `body`, or the 400 outcome saying what is wrong with it."""
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return bad_request(f"request body is not JSON: {exc}")
+    if not isinstance(document, dict):
+        return bad_request("request body must be a JSON object (an AdmissionReview)")
+    version = document.get("apiVersion")
+    if version != ADMISSION_API_VERSION:
+        return bad_request(
+            f"apiVersion {json.dumps(version)} is not supported: send an "
+            f"{ADMISSION_API_VERSION} AdmissionReview (admissionReviewVersions: [v1])"
+        )
+    try:
+        review = AdmissionReview.model_validate(document)
+    except ValidationError as exc:
+        return bad_request(f"not an AdmissionReview: {_first_error(exc)}")
+    request = review.request
+    if request.operation in {"CREATE", "UPDATE"} and request.object is None:
+        return bad_request(f"request.object is required for {request.operation}")
+    if request.operation == "UPDATE" and request.old_object is None:
+        return bad_request("request.oldObject is required for UPDATE")
+    return review
+
+
+def review_body(endpoint: KindEndpoint, body: bytes) -> ReviewOutcome:
+    """Decide one AdmissionReview for `endpoint`'s kind (see the module docstring)."""
+    parsed = parse_review(body)
+    if isinstance(parsed, ReviewOutcome):
+        return parsed
+    request = parsed.request
+    if request.operation in {"DELETE", "CONNECT"} or request.sub_resource:
+        return _answer(request, build_response(request.uid, allowed=True), allowed=True, code=200)
+    gvk = request.kind
+    if gvk.group != GROUP or gvk.kind != endpoint.kind or gvk.version != VERSION:
+        message = (
+            f"{endpoint.path} validates {GROUP}/{VERSION} {endpoint.kind}, not "
+            f"{gvk.group or 'core'}/{gvk.version} {gvk.kind}: check the "
+            "ValidatingWebhookConfiguration's rules"
+        )
+        document = build_response(
+            request.uid, allowed=False, code=MISROUTED_CODE, reason="BadRequest", message=message
+        )
+        return _answer(request, document, allowed=False, code=MISROUTED_CODE, message=message)
+    assert request.object is not None  # parse_review guarantees it for CREATE and UPDATE
+    verdict = endpoint.validate(request.object, old=request.old_object)
+    warnings = verdict.warning_texts()
+    if verdict.allowed:
+        document = build_response(request.uid, allowed=True, warnings=warnings)
+        return _answer(request, document, allowed=True, code=200, warnings=len(warnings))
+    message = verdict.message()
+    document = build_response(
+        request.uid,
+        allowed=False,
+        code=DENIED_CODE,
+        reason=DENIED_REASON,
+        message=message,
+        warnings=warnings,
+        causes=[
+            {"reason": "FieldValueInvalid", "field": e.path, "message": e.message}
+            for e in verdict.errors
+        ],
+        details={"name": request.name, "group": GROUP, "kind": endpoint.kind},
+    )
+    return _answer(
+        request,
+        document,
+        allowed=False,
+        code=DENIED_CODE,
+        message=message,
+        warnings=len(warnings),
+    )

@@ -1,0 +1,90 @@
+"""Serving the webhook: the admission port and the metrics port, over one reloading TLS context.
+
+`WebhookServer` runs inside an event loop (the command's, or a test's): `start()` binds both
+ports, `stop()` closes them after in-flight requests finish. The certificate pair comes from
+`--cert-dir` and is reloaded when cert-manager rewrites it; both ports present the same pair.
+Readiness (on both ports) requires a certificate that has not expired; liveness only needs the
+loop to answer.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+import structlog
+from cryptography import x509
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+
+from moorage_core.serving import HealthChecks, HTTPSServer, make_health_app
+from moorage_core.tls import ReloadingTLS
+from moorage_webhook.app import make_app
+from moorage_webhook.metrics import WebhookMetrics
+from moorage_webhook.settings import WebhookSettings
+
+log = structlog.get_logger(__name__)
+
+COMMON_NAME = "moorage-webhook"
+
+
+class WebhookServer:
+    """The admission server (`settings.bind`) and the metrics server (`settings.metrics_bind`)."""
+
+    def __init__(
+        self, settings: WebhookSettings, *, registry: CollectorRegistry | None = None
+    ) -> None:
+        self.settings = settings
+        if registry is None:
+            registry = CollectorRegistry()
+            ProcessCollector(registry=registry)
+            PlatformCollector(registry=registry)
+            GCCollector(registry=registry)
+        self.registry = registry
+        self.metrics = WebhookMetrics.create(registry)
+        self.tls = ReloadingTLS.from_dir(
+            settings.cert_dir,
+            hosts=["localhost", "127.0.0.1"],
+            common_name=COMMON_NAME,
+            poll_interval=settings.tls_poll_interval,
+        )
+        checks = HealthChecks(readiness={"certificate": self.check_certificate})
+        host, port = settings.bind
+        self.admission = HTTPSServer(
+            make_app(settings, metrics=self.metrics, checks=checks),
+            host=host,
+            port=port,
+            tls=self.tls,
+        )
+        metrics_host, metrics_port = settings.metrics_bind
+        self.monitoring = HTTPSServer(
+            make_health_app(registry, checks), host=metrics_host, port=metrics_port, tls=self.tls
+        )
+
+    @property
+    def port(self) -> int:
+        """The admission port (the real one once started on port 0)."""
+        return self.admission.port
+
+    @property
+    def metrics_port(self) -> int:
+        return self.monitoring.port
+
+    async def check_certificate(self) -> None:
+        """Raise unless the served certificate file is readable and currently valid."""
+        cert = x509.load_pem_x509_certificate(self.tls.cert_file.read_bytes())
+        now = datetime.datetime.now(datetime.UTC)
+        if cert.not_valid_after_utc <= now:
+            raise RuntimeError(f"certificate expired at {cert.not_valid_after_utc.isoformat()}")
+        if cert.not_valid_before_utc > now:
+            raise RuntimeError(
+                f"certificate is not valid before {cert.not_valid_before_utc.isoformat()}"
+            )
+
+    async def start(self) -> None:
+        await self.admission.start()
+        await self.monitoring.start()
+        log.info("webhook_started", port=self.port, metrics_port=self.metrics_port)
+
+    async def stop(self) -> None:
+        await self.admission.stop()
+        await self.monitoring.stop()
+        log.info("webhook_stopped")

@@ -1,0 +1,140 @@
+"""The webhook's settings: every one a flag and an environment variable.
+
+`WebhookSettings.from_env_and_args(argv)` reads the environment, then the command line; a flag
+wins over its variable and an empty variable counts as unset. A value we cannot use raises
+`SettingError` naming the flag and the variable, so the webhook refuses to start with a message a
+person can act on.
+
+Pure: parsing and validation only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from moorage_core.settings import SettingError, parse_bind, parse_duration
+
+_LOG_FORMATS = ("json", "console", "auto")
+_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    """Everything the webhook is configured with."""
+
+    cert_dir: Path | None = None
+    """CERT_DIR / --cert-dir: directory holding `tls.crt` and `tls.key` (the mounted Secret),
+    reloaded when they change; serves both ports. Required by the command; unset only in tests
+    and local runs, where a self-signed pair is generated."""
+    bind: tuple[str, int] = ("0.0.0.0", 9443)  # noqa: S104 - the apiserver calls from outside
+    """BIND / --bind: HOST:PORT (or :PORT) of the HTTPS admission server. Default `:9443`."""
+    metrics_bind: tuple[str, int] = ("0.0.0.0", 8443)  # noqa: S104 - scraped from outside
+    """METRICS_BIND / --metrics-bind: HOST:PORT of the HTTPS server for /metrics, /healthz and
+    /readyz. Default `:8443`."""
+    max_request_bytes: int = 6 * 1024 * 1024
+    """MAX_REQUEST_BYTES / --max-request-bytes: largest AdmissionReview body accepted; larger
+    ones get 413. Default 6 MiB: an object and its old version, each up to etcd's 1.5 MiB, with
+    room for JSON escaping."""
+    tls_poll_interval: float = 2.0
+    """TLS_POLL_INTERVAL / --tls-poll-interval: seconds between checks of the certificate files
+    for a rotation (Go duration accepted). Default 2s."""
+    log_format: str = "auto"
+    """LOG_FORMAT / --log-format: `json`, `console`, or `auto` (console on a TTY, JSON
+    otherwise). Default auto."""
+    log_level: str = "info"
+    """LOG_LEVEL / --log-level: debug, info, warning, error or critical. Default info."""
+
+    @classmethod
+    def from_env_and_args(
+        cls, argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None = None
+    ) -> WebhookSettings:
+        """Settings from `environ` (default `os.environ`) overridden by the flags in `argv`."""
+        env = os.environ if environ is None else environ
+        args = vars(build_parser().parse_args(list(argv or [])))
+        values: dict[str, Any] = {}
+        for spec in _SPECS:
+            flag_value = args.get(spec.field)
+            raw = flag_value if flag_value is not None else env.get(spec.env, "")
+            if raw == "":
+                continue
+            try:
+                values[spec.field] = spec.parse(raw)
+            except SettingError as exc:
+                raise SettingError(f"{spec.env} (--{spec.flag}): {exc}") from None
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class _Spec:
+    field: str
+    env: str
+    flag: str
+    parse: Callable[[str], Any]
+    metavar: str
+
+
+def _directory(text: str) -> Path:
+    path = Path(text.strip())
+    if not path.is_dir():
+        raise SettingError(f"{text!r} is not a directory")
+    return path
+
+
+def _size(text: str) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise SettingError(f"{text!r} is not a whole number of bytes") from None
+    if not 1024 <= value <= 64 * 1024 * 1024:
+        raise SettingError(f"{value} is out of range (1024 to 64 MiB)")
+    return value
+
+
+def _interval(text: str) -> float:
+    value = parse_duration(text)
+    if value <= 0:
+        raise SettingError(f"{text!r} must be longer than zero")
+    return value
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in choices:
+            raise SettingError(f"{text!r} is not one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+_SPECS = (
+    _Spec("cert_dir", "CERT_DIR", "cert-dir", _directory, "DIR"),
+    _Spec("bind", "BIND", "bind", parse_bind, "HOST:PORT"),
+    _Spec("metrics_bind", "METRICS_BIND", "metrics-bind", parse_bind, "HOST:PORT"),
+    _Spec("max_request_bytes", "MAX_REQUEST_BYTES", "max-request-bytes", _size, "BYTES"),
+    _Spec("tls_poll_interval", "TLS_POLL_INTERVAL", "tls-poll-interval", _interval, "DURATION"),
+    _Spec("log_format", "LOG_FORMAT", "log-format", _choice(_LOG_FORMATS), "FORMAT"),
+    _Spec("log_level", "LOG_LEVEL", "log-level", _choice(_LOG_LEVELS), "LEVEL"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="moorage-webhook",
+        description="Validating admission webhook for Moorage's kinds (moorage.dev).",
+    )
+    for spec in _SPECS:
+        # Defaults stay None so that an unset flag falls back to the environment.
+        parser.add_argument(
+            f"--{spec.flag}",
+            dest=spec.field,
+            metavar=spec.metavar,
+            default=None,
+            help=f"(env {spec.env})",
+        )
+    return parser
