@@ -13,6 +13,7 @@ import asyncio
 import importlib
 import sys
 from collections.abc import Callable, Sequence
+from types import ModuleType
 
 from moorage_core.loggers import configure_logging
 from moorage_core.settings import SettingError, parse_list
@@ -24,7 +25,8 @@ DEFAULT_CONFIG = "/etc/moorage/runconfig.json"
 TRANSPORTS = ("stdio", "sse", "streamable-http")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The parser and its `run` sub-command's parser."""
     parser = argparse.ArgumentParser(prog="moorage-proxyrunner", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the proxy", description="Run the MCP proxy.")
@@ -65,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--log-format", default="auto", choices=["auto", "json", "console"])
     run.add_argument("--log-level", default="INFO")
-    return parser
+    return parser, run
 
 
 def split_command(argv: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -105,36 +107,35 @@ def local_backend(args: argparse.Namespace, command: list[str]) -> LocalBackend:
     return LocalBackend(transport=args.transport, target_urls=tuple(args.target_url))
 
 
-def run_cluster(args: argparse.Namespace) -> int:
-    """Hand over to the in-cluster start-up (`moorage_proxyrunner.cluster.run_from_config`).
-
-    It lives with the Kubernetes code and is imported only when used, so local mode needs none
-    of it; it takes the parsed arguments (`args.config` is the RunConfig path) and returns the
-    process exit code.
-    """
+def load_cluster() -> ModuleType | None:
+    """The in-cluster start-up module, imported only when used so local mode needs none of the
+    Kubernetes code; None when this build has none."""
     try:
-        cluster = importlib.import_module("moorage_proxyrunner.cluster")
+        return importlib.import_module("moorage_proxyrunner.cluster")
     except ModuleNotFoundError as exc:
         if exc.name != "moorage_proxyrunner.cluster":
             raise
-        print(
-            "moorage-proxyrunner: this build has no cluster mode; use `run --local`",
-            file=sys.stderr,
-        )
-        return 2
-    run_from_config: Callable[[argparse.Namespace], int] = cluster.run_from_config
-    return run_from_config(args)
+        return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     options, command = split_command(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    parser, run = build_parser()
+    args, _ = parser.parse_known_args(options)
+    cluster = None if args.local else load_cluster()
+    if cluster is not None:
+        # `run --config` hands over to `cluster.run_from_config(args)`; its own flags
+        # (`--k8s-pod-patch`, `--readiness-timeout`, ...) are registered by that module.
+        cluster.add_cluster_arguments(run)
     args = parser.parse_args(options)
     args.server_command = command
     configure_logging(fmt=args.log_format, level=args.log_level)
     if not args.local:
+        if cluster is None:
+            parser.error("this build has no cluster mode; use `run --local`")
         args.config = args.config or DEFAULT_CONFIG
-        return run_cluster(args)
+        run_from_config: Callable[[argparse.Namespace], int] = cluster.run_from_config
+        return run_from_config(args)
     try:
         settings = settings_from(args)
         backend = local_backend(args, command)

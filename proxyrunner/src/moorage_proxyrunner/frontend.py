@@ -199,11 +199,13 @@ async def serve(
     *,
     stop: asyncio.Event | None = None,
     on_listening: Callable[[int], None] | None = None,
+    handle_signals: bool = True,
 ) -> None:
-    """Serve until SIGTERM/SIGINT or `stop` is set, then drain."""
+    """Serve until SIGTERM/SIGINT (when `handle_signals`) or `stop` is set, then drain."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()
+    for sig in signals:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, handler_cancellation=True)
@@ -222,7 +224,7 @@ async def serve(
     finally:
         log.info("proxy_draining", timeout_s=settings.drain_timeout)
         await drain(app, runner, timeout=settings.drain_timeout)
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in signals:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
         log.info("proxy_stopped")

@@ -8,6 +8,7 @@ endpoints and middleware the cluster deployment uses.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
@@ -58,7 +59,11 @@ async def run_local(
     *,
     stop: asyncio.Event | None = None,
     registry: CollectorRegistry | None = None,
+    on_listening: Callable[[int], None] | None = None,
+    handle_signals: bool = True,
 ) -> None:
+    """Serve until SIGTERM/SIGINT or `stop`; `on_listening` hears the bound port (default:
+    print the endpoint URL for the user)."""
     registry = registry or CollectorRegistry()
     metrics = ProxyMetrics(registry)
     endpoints = build_endpoints(
@@ -71,4 +76,10 @@ async def run_local(
         path = "/sse" if backend.transport == "sse" else "/mcp"
         print(f"MCP endpoint: http://{host}:{port}{path}", flush=True)
 
-    await serve(app, settings, stop=stop, on_listening=announce)
+    await serve(
+        app,
+        settings,
+        stop=stop,
+        on_listening=on_listening or announce,
+        handle_signals=handle_signals,
+    )

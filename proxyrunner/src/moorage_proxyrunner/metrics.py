@@ -87,6 +87,11 @@ class ProxyMetrics:
             "1 while the backend is connected and initialised, else 0.",
             registry=registry,
         )
+        self.backend_inflight = Gauge(
+            "moorage_proxy_backend_inflight_requests",
+            "Client requests sent to the backend and not answered yet.",
+            registry=registry,
+        )
         self.dropped = Counter(
             "moorage_proxy_dropped_messages_total",
             "Server messages dropped because the client's stream was full or gone.",

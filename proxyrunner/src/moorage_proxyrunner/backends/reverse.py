@@ -142,6 +142,8 @@ class HttpEndpoints(Refusing):
         self._sse: dict[str, _SseSession] = {}
         self._reachable = [False] * len(self.targets)
         self._prober: asyncio.Task[None] | None = None
+        self._inflight = 0
+        metrics.backend_inflight.set_function(lambda: self._inflight)
 
     # ---- lifecycle ----
 
@@ -268,10 +270,12 @@ class HttpEndpoints(Refusing):
         call = McpCall(
             parsed.body, identity_of(request), _era(request), request.headers.get("Mcp-Session-Id")
         )
+        self._inflight += 1
         try:
             reply = await self.pipeline.bind(terminal)(call)
             return await self._answer(request, reply, started, parsed.method, target)
         finally:
+            self._inflight -= 1
             for item in sent:
                 if isinstance(item.passthrough, aiohttp.ClientResponse):
                     item.passthrough.release()
@@ -528,7 +532,11 @@ class HttpEndpoints(Refusing):
             return Reply(await future)
 
         call = McpCall(parsed.body, identity_of(request), "legacy", session_id)
-        reply = await self.pipeline.bind(terminal)(call)
+        self._inflight += 1
+        try:
+            reply = await self.pipeline.bind(terminal)(call)
+        finally:
+            self._inflight -= 1
         if reply.message is not None and reply.status < 300:
             session.outbox.push({"raw": format_event(encode(reply.message))})
             self.metrics.observe(

@@ -176,6 +176,8 @@ class StdioBridge:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._state_key = secrets.token_bytes(32)
         self.initialize_result: Json | None = None
+        if metrics is not None:
+            metrics.backend_inflight.set_function(lambda: self.inflight)
         self.restarts = 0
         self.last_error: str | None = None
 
@@ -184,6 +186,11 @@ class StdioBridge:
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def inflight(self) -> int:
+        """Client requests the backend has not answered (parked ones included)."""
+        return sum(1 for p in self._pending.values() if p.future is None)
 
     @property
     def server_info(self) -> Json | None:
