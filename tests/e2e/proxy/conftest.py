@@ -1,0 +1,121 @@
+"""Fixtures for the proxy runner's end-to-end tests: real MCP servers, the proxy in-process.
+
+`running_proxy` starts `run_local` on a free loopback port in the test's event loop and waits
+until `/health` says the backend is connected; `serving_toolbox` starts the toolbox MCP server
+over HTTP (streamable or SSE) as a subprocess.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import sys
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from prometheus_client import CollectorRegistry
+from testkit.waiting import eventually
+
+from moorage_proxyrunner.local import LocalBackend, run_local
+from moorage_proxyrunner.settings import ProxySettings
+
+pytestmark = pytest.mark.e2e
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+TOOLBOX = (sys.executable, str(FIXTURES / "toolbox_server.py"))
+CONFORMANCE_FIXTURE = (sys.executable, str(FIXTURES / "conformance_server.py"))
+TIME_SERVER = (str(Path(sys.executable).parent / "mcp-server-time"), "--local-timezone", "UTC")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Proxy:
+    base: str
+    registry: CollectorRegistry
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def mcp(self) -> str:
+        return f"{self.base}/mcp"
+
+    @property
+    def sse(self) -> str:
+        return f"{self.base}/sse"
+
+    def metric(self, name: str, labels: Mapping[str, str] | None = None) -> float:
+        value = self.registry.get_sample_value(name, dict(labels or {}))
+        return 0.0 if value is None else value
+
+
+async def is_healthy(url: str) -> bool:
+    async with aiohttp.ClientSession() as http, http.get(url) as resp:
+        return resp.status == 200
+
+
+@contextlib.asynccontextmanager
+async def running_proxy(backend: LocalBackend, **settings: Any) -> AsyncIterator[Proxy]:
+    registry = CollectorRegistry()
+    stop = asyncio.Event()
+    port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(
+        run_local(
+            backend,
+            ProxySettings(port=0, **settings),
+            stop=stop,
+            registry=registry,
+            on_listening=port.set_result,
+            handle_signals=False,
+        )
+    )
+    done, _ = await asyncio.wait({port, task}, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        task.result()
+    proxy = Proxy(f"http://127.0.0.1:{port.result()}", registry, stop, task)
+    try:
+        await eventually(lambda: is_healthy(f"{proxy.base}/health"), message="proxy healthy")
+        yield proxy
+    finally:
+        stop.set()
+        await task
+
+
+def stdio_backend(command: tuple[str, ...] = TOOLBOX + ("stdio",)) -> LocalBackend:
+    return LocalBackend(transport="stdio", command=command)
+
+
+async def _accepts_connections(port: int) -> bool:
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return False
+    writer.close()
+    await writer.wait_closed()
+    return True
+
+
+@contextlib.asynccontextmanager
+async def serving_toolbox(transport: str = "http", command: tuple[str, ...] = TOOLBOX) -> AsyncIterator[str]:
+    """The toolbox (or another fixture) on HTTP; yields its MCP URL (`/mcp` or `/sse`)."""
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(*command, transport, "--port", str(port))
+    try:
+        await eventually(lambda: _accepts_connections(port), message="fixture server listening")
+        path = "/sse" if transport == "sse" else "/mcp"
+        yield f"http://127.0.0.1:{port}{path}"
+    finally:
+        if process.returncode is None:
+            process.terminate()
+        await process.wait()
