@@ -1,4 +1,4 @@
-"""Fixtures for the proxy runner's end-to-end tests: real MCP servers, the proxy in-process.
+"""Helpers for the proxy runner's end-to-end tests: real MCP servers, the proxy in-process.
 
 `running_proxy` starts `run_local` on a free loopback port in the test's event loop and waits
 until `/health` says the backend is connected; `serving_toolbox` starts the toolbox MCP server
@@ -17,14 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 from prometheus_client import CollectorRegistry
 from testkit.waiting import eventually
 
 from moorage_proxyrunner.local import LocalBackend, run_local
 from moorage_proxyrunner.settings import ProxySettings
-
-pytestmark = pytest.mark.e2e
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 TOOLBOX = (sys.executable, str(FIXTURES / "toolbox_server.py"))
@@ -92,7 +89,7 @@ async def running_proxy(backend: LocalBackend, **settings: Any) -> AsyncIterator
         await task
 
 
-def stdio_backend(command: tuple[str, ...] = TOOLBOX + ("stdio",)) -> LocalBackend:
+def stdio_backend(command: tuple[str, ...] = (*TOOLBOX, "stdio")) -> LocalBackend:
     return LocalBackend(transport="stdio", command=command)
 
 
@@ -107,7 +104,9 @@ async def _accepts_connections(port: int) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def serving_toolbox(transport: str = "http", command: tuple[str, ...] = TOOLBOX) -> AsyncIterator[str]:
+async def serving_toolbox(
+    transport: str = "http", command: tuple[str, ...] = TOOLBOX
+) -> AsyncIterator[str]:
     """The toolbox (or another fixture) on HTTP; yields its MCP URL (`/mcp` or `/sse`)."""
     port = free_port()
     process = await asyncio.create_subprocess_exec(*command, transport, "--port", str(port))

@@ -6,14 +6,14 @@ import asyncio
 from typing import Any
 
 import pytest
-from conftest import (
+from mcp import Client, StdioServerParameters
+from mcp.client.sse import sse_client
+from proxykit import (
     TIME_SERVER,
     running_proxy,
     serving_toolbox,
     stdio_backend,
 )
-from mcp import Client, StdioServerParameters
-from mcp.client.sse import sse_client
 
 from moorage_proxyrunner.local import LocalBackend
 
@@ -31,7 +31,9 @@ def _content(result: Any) -> list[dict[str, Any]]:
     return [c.model_dump(mode="json", exclude_none=True) for c in result.content]
 
 
-async def _list_and_convert(client: Client) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
+async def _list_and_convert(
+    client: Client,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
     tools = await client.list_tools()
     called = await client.call_tool("convert_time", CONVERT)
     return _tools(tools), _content(called), called.is_error
@@ -42,7 +44,10 @@ async def test_stdio_time_server_answers_through_the_proxy_as_it_does_directly(m
     command, *args = TIME_SERVER
     async with Client(StdioServerParameters(command=command, args=args), mode=mode) as direct:
         expected = await _list_and_convert(direct)
-    async with running_proxy(stdio_backend(TIME_SERVER)) as proxy, Client(proxy.mcp, mode=mode) as client:
+    async with (
+        running_proxy(stdio_backend(TIME_SERVER)) as proxy,
+        Client(proxy.mcp, mode=mode) as client,
+    ):
         assert await _list_and_convert(client) == expected
     assert expected[0], "the time server lists tools"
     assert expected[2] is False
@@ -67,13 +72,19 @@ async def test_sse_server_answers_through_the_proxy_as_it_does_directly() -> Non
             tools = _tools(await direct.list_tools())
             echoed = _content(await direct.call_tool("echo", {"text": "over sse"}))
         backend = LocalBackend(transport="sse", target_urls=(url,))
-        async with running_proxy(backend) as proxy, Client(sse_client(proxy.sse), mode="legacy") as client:
+        async with (
+            running_proxy(backend) as proxy,
+            Client(sse_client(proxy.sse), mode="legacy") as client,
+        ):
             assert _tools(await client.list_tools()) == tools
             assert _content(await client.call_tool("echo", {"text": "over sse"})) == echoed
 
 
 async def test_stdio_server_is_reachable_over_legacy_sse_too() -> None:
-    async with running_proxy(stdio_backend()) as proxy, Client(sse_client(proxy.sse), mode="legacy") as client:
+    async with (
+        running_proxy(stdio_backend()) as proxy,
+        Client(sse_client(proxy.sse), mode="legacy") as client,
+    ):
         result = await client.call_tool("echo", {"text": "via /sse"})
     assert _content(result) == [{"type": "text", "text": "via /sse"}]
 
@@ -104,11 +115,15 @@ async def test_progress_reaches_only_the_client_that_asked_for_it(mode: str) -> 
         async def one(tag: str) -> tuple[str, list[str]]:
             seen: list[str] = []
 
-            async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            async def on_progress(
+                progress: float, total: float | None, message: str | None
+            ) -> None:
                 seen.append(message or "")
 
             async with Client(proxy.mcp, mode=mode) as client:
-                result = await client.call_tool("count", {"tag": tag, "steps": 5}, progress_callback=on_progress)
+                result = await client.call_tool(
+                    "count", {"tag": tag, "steps": 5}, progress_callback=on_progress
+                )
             return result.content[0].text, seen  # type: ignore[union-attr]
 
         results = await asyncio.gather(*(one(f"tag{i}") for i in range(6)))
