@@ -34,8 +34,8 @@ def test_two_tools_may_swap_names() -> None:
     [
         pytest.param(
             {"toolsOverride": {"fetch": {"name": "get"}, "download": {"name": "get"}}},
-            "spec.toolsOverride[download].name",
-            '"get" is also the new name of tool "fetch"',
+            "spec.toolsOverride[fetch].name",
+            '"get" is also the new name of tool "download"',
             id="two-renames-to-one-name",
         ),
         pytest.param(

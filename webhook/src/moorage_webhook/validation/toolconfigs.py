@@ -40,7 +40,8 @@ def mcptoolconfig_rules(
     tools_filter = new.spec.tools_filter
     renames: dict[str, str] = {}
     keeps_name: set[str] = set()
-    for original, override in overrides.items():
+    # Sorted: the apiserver re-orders map keys, and messages must not depend on the order.
+    for original, override in sorted(overrides.items()):
         path = key_path("spec.toolsOverride", original)
         if not original.strip():
             out.error(path, "the tool name (the key) must not be empty")
