@@ -1,14 +1,20 @@
 """Helpers for reading settings from the environment and flags.
 
 Pure: parsing only. Each component defines its own settings dataclass and uses these to fill it,
-so that every setting is both an environment variable and a flag with one meaning.
+so that every setting is both an environment variable and a flag with one meaning: it describes
+each setting with a `SettingSpec`, adds the flags with `add_setting_flags`, and gets the parsed
+values with `read_settings` (a flag wins over its variable; a bad value raises `SettingError`
+naming both).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
@@ -78,3 +84,49 @@ def env(name: str, default: str, *, environ: Mapping[str, str] | None = None) ->
     """`$name` or `default`; an empty variable counts as unset."""
     value = (environ if environ is not None else os.environ).get(name, "")
     return value if value != "" else default
+
+
+@dataclass(frozen=True, slots=True)
+class SettingSpec:
+    """One setting: the dataclass field it fills, its variable and flag, and how to parse it."""
+
+    field: str
+    env: str
+    """Environment variable, e.g. `RESYNC_PERIOD`."""
+    flag: str
+    """Flag without dashes, e.g. `resync-period`."""
+    parse: Callable[[str], Any]
+    """Turns the text into the value; raises `SettingError` for a bad one."""
+    metavar: str
+    help: str
+
+
+def add_setting_flags(parser: argparse.ArgumentParser, specs: Sequence[SettingSpec]) -> None:
+    """Add a `--flag` per spec, defaulting to None so the environment can fill it."""
+    for spec in specs:
+        parser.add_argument(
+            f"--{spec.flag}",
+            dest=spec.field,
+            metavar=spec.metavar,
+            default=None,
+            help=f"{spec.help} [env {spec.env}]",
+        )
+
+
+def read_settings(
+    specs: Sequence[SettingSpec], *, args: Mapping[str, Any], environ: Mapping[str, str]
+) -> dict[str, Any]:
+    """Parsed values by field for the settings that were given (flags in `args` win over
+    `environ`; empty values count as unset). A bad value raises `SettingError` naming the
+    variable and the flag."""
+    values: dict[str, Any] = {}
+    for spec in specs:
+        flag_value = args.get(spec.field)
+        raw = flag_value if flag_value is not None else environ.get(spec.env, "")
+        if raw == "":
+            continue
+        try:
+            values[spec.field] = spec.parse(raw)
+        except SettingError as exc:
+            raise SettingError(f"{spec.env} (--{spec.flag}): {exc}") from None
+    return values
