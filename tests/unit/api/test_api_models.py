@@ -687,3 +687,19 @@ def test_locations_read_as_field_paths(loc: tuple[int | str, ...], prefix: str, 
 def test_a_condition_round_trips_in_metav1_shape() -> None:
     wire = condition(observedGeneration=2)
     assert Condition.model_validate(wire).model_dump(mode="json") == wire
+
+
+@pytest.mark.parametrize("value", [1, 0, "500m", "1Gi", "2", "1e3", "0.5"])
+def test_quantities_are_ints_or_kubernetes_strings(value: int | str) -> None:
+    server = parse_mcpserver(mcpserver(resources={"limits": {"cpu": value}}))
+    assert server.spec.resources is not None
+    assert server.spec.resources.limits["cpu"] == value
+
+
+@pytest.mark.parametrize("value", [0.5, True, "1 Gi", "lots", None])
+def test_other_quantities_are_refused(value: object) -> None:
+    with pytest.raises(ValidationError) as info:
+        parse_mcpserver(mcpserver(resources={"requests": {"memory": value}}))
+    assert validation_messages(info.value) == [
+        f"spec.resources.requests.memory: {value!r} is not a quantity (expected e.g. 500m, 1Gi, 2)"
+    ]
