@@ -398,6 +398,25 @@ def egress_from_outbound(outbound: OutboundNetwork, *, source: str) -> EgressRul
     )
 
 
+def build_backend_urls(
+    spec: WorkloadSpec, *, replicas: int, cluster_domain: str = "cluster.local"
+) -> list[str]:
+    """The MCP endpoint of each HTTP backend pod, by its DNS name under the headless Service.
+
+    One URL per StatefulSet ordinal, so that a session can stay pinned to the pod that created
+    it: `http://<name>-<i>.mcp-<name>-headless.<namespace>.svc.<domain>:<target_port>/mcp` (or
+    `/sse` for the legacy SSE transport).
+    """
+    if spec.is_stdio:
+        raise ValueError("a stdio MCP server has no HTTP endpoint")
+    path = "/sse" if spec.transport == "sse" else "/mcp"
+    service = headless_service_name(spec.name)
+    return [
+        f"http://{spec.name}-{i}.{service}.{spec.namespace}.svc.{cluster_domain}:{spec.target_port}{path}"
+        for i in range(replicas)
+    ]
+
+
 def desired_workload(
     spec: WorkloadSpec,
     *,
@@ -419,11 +438,12 @@ def is_subset(desired: Any, live: Any) -> bool:
     """Whether every field of `desired` is in `live` with the same value.
 
     Defaults the apiserver fills in (`protocol`, `terminationMessagePath`, ...) are extra fields
-    of `live` and do not count; lists compare element by element in order.
+    of `live` and do not count; a zero value (`false`, `0`, `""`, empty list or map) matches an
+    absent field, because the apiserver omits them; lists compare element by element in order.
     """
     if isinstance(desired, Mapping):
         return isinstance(live, Mapping) and all(
-            k in live and is_subset(v, live[k]) for k, v in desired.items()
+            is_subset(v, live[k]) if k in live else _is_zero(v) for k, v in desired.items()
         )
     if isinstance(desired, list):
         return (
@@ -432,6 +452,11 @@ def is_subset(desired: Any, live: Any) -> bool:
             and all(is_subset(d, lv) for d, lv in zip(desired, live, strict=False))
         )
     return bool(desired == live)
+
+
+def _is_zero(value: Any) -> bool:
+    """`false`, `0`, `""`, `[]`, `{}` or null: what the apiserver leaves out of an object."""
+    return not value
 
 
 def has_drifted(desired: Mapping[str, Any], live: Mapping[str, Any]) -> bool:

@@ -20,6 +20,7 @@ from moorage_proxyrunner.workload import (
     ProfileError,
     SecretEnv,
     WorkloadSpec,
+    build_backend_urls,
     build_headless_service,
     build_label_selector,
     build_network_policy,
@@ -462,6 +463,11 @@ def test_a_runconfig_with_an_unusable_pod_template_is_rejected() -> None:
         pytest.param([{"n": 1}], [{"n": 1, "d": 0}, {"n": 2}], True, id="list-prefix"),
         pytest.param([{"n": 1}, {"n": 2}], [{"n": 1}], False, id="list-shorter"),
         pytest.param({"a": [1]}, {"a": {"0": 1}}, False, id="type-change"),
+        pytest.param(
+            {"f": False, "z": 0, "s": "", "l": [], "m": {}}, {}, True, id="zero-values-omitted"
+        ),
+        pytest.param({"f": True}, {}, False, id="true-missing"),
+        pytest.param({"f": False}, {"f": True}, False, id="false-changed"),
     ],
 )
 def test_is_subset(desired: Any, live: Any, expected: bool) -> None:
@@ -479,6 +485,8 @@ def _live(obj: dict[str, Any]) -> dict[str, Any]:
     )
     container = live["spec"]["template"]["spec"]["containers"][0]
     container.update(terminationMessagePath="/dev/termination-log", imagePullPolicy="IfNotPresent")
+    # The apiserver omits false booleans.
+    del container["stdinOnce"], container["tty"]
     live["spec"]["revisionHistoryLimit"] = 10
     live["status"] = {"replicas": 1}
     return live
@@ -631,3 +639,21 @@ def test_label_selector_query() -> None:
         build_label_selector("time")
         == "app.kubernetes.io/component=mcp-server,moorage.dev/mcpserver=time"
     )
+
+
+def test_backend_urls_name_each_pod_under_the_headless_service() -> None:
+    spec = make_spec(transport="streamable-http", target_port=9000)
+    assert build_backend_urls(spec, replicas=2) == [
+        "http://time-0.mcp-time-headless.ns.svc.cluster.local:9000/mcp",
+        "http://time-1.mcp-time-headless.ns.svc.cluster.local:9000/mcp",
+    ]
+    sse = make_spec(transport="sse")
+    assert build_backend_urls(sse, replicas=1, cluster_domain="k8s.internal") == [
+        "http://time-0.mcp-time-headless.ns.svc.k8s.internal:8080/sse"
+    ]
+    assert build_backend_urls(spec, replicas=0) == []
+
+
+def test_stdio_has_no_backend_urls() -> None:
+    with pytest.raises(ValueError, match="no HTTP endpoint"):
+        build_backend_urls(make_spec(), replicas=1)
