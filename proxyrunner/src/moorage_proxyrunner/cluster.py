@@ -1,0 +1,364 @@
+"""The proxy runner's in-cluster start-up (spec §4.1): `moorage-proxyrunner run --config PATH`.
+
+1. Read and check everything that can be checked without the cluster: the RunConfig, its pod
+   template and the `--k8s-pod-patch`. A problem here exits with code 2 before anything is applied.
+2. Resolve the permission profile (reading its ConfigMap if the RunConfig does not carry it),
+   apply the StatefulSet, headless Service and egress NetworkPolicy, and start healing them.
+3. Wait, bounded by `--readiness-timeout`, for the StatefulSet to be ready; on time-out log what
+   the pods are doing and exit 1 so that Kubernetes restarts the proxy.
+4. Build the backend — stdio through `pods/attach` (`AttachChannelFactory`), HTTP through each
+   pod's DNS name under the headless Service — and serve it with the front end until SIGTERM.
+
+The CLI (`moorage_proxyrunner.__main__`) calls `run_from_config(args)`; it may register this
+module's flags with `add_cluster_arguments(run_parser)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, TypeVar
+
+import structlog
+from prometheus_client import CollectorRegistry
+
+from moorage_api.runconfig import RunConfig, RunConfigError, load_runconfig
+from moorage_core.errors import KubeError
+from moorage_core.kube import JsonObject, KubeClient
+from moorage_core.settings import SettingError, parse_duration, parse_list
+from moorage_proxyrunner.backends.attach import AttachChannelFactory, StreamChannel
+from moorage_proxyrunner.backends.reverse import HttpEndpoints
+from moorage_proxyrunner.backends.stdio import StdioBridge
+from moorage_proxyrunner.bridging import BridgeEndpoints
+from moorage_proxyrunner.frontend import Endpoints, make_app, serve
+from moorage_proxyrunner.local import default_pipeline
+from moorage_proxyrunner.metrics import ProxyMetrics
+from moorage_proxyrunner.podpatch import PodPatchError, parse_pod_patch
+from moorage_proxyrunner.settings import DEFAULT_MAX_BODY_BYTES, ProxySettings
+from moorage_proxyrunner.toolfilter import ToolOverride, ToolPolicy
+from moorage_proxyrunner.workload import (
+    ProfileError,
+    WorkloadSpec,
+    build_backend_urls,
+    desired_workload,
+    wanted_replicas,
+    workload_spec_from_runconfig,
+)
+from moorage_proxyrunner.workload_manager import WorkloadManager, WorkloadNotReady, fetch_egress
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_READINESS_TIMEOUT: Final = 300.0
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+"""The cluster said no or the workload never became ready: a restart may help."""
+EXIT_CONFIG: Final = 2
+"""The RunConfig or a flag is unusable: a restart will not help."""
+
+ALL_INTERFACES: Final = "0.0.0.0"  # noqa: S104 - a pod serves its Service on every interface
+
+T = TypeVar("T")
+
+ChannelOpener = Callable[[str], Awaitable[StreamChannel]]
+"""Opens the stdio channel to a pod by name (default: `pods/attach` on container `mcp`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterOptions:
+    """How to run in a cluster; everything about the MCP server itself is in the RunConfig."""
+
+    config: Path
+    """The RunConfig file (`runconfig.json`)."""
+    pod_patch: str | None = None
+    """`--k8s-pod-patch`: a PodTemplateSpec (JSON) merged after the RunConfig's template."""
+    readiness_timeout: float = DEFAULT_READINESS_TIMEOUT
+    """Seconds to wait for the StatefulSet to be ready before exiting 1 (default 300)."""
+    host: str = ALL_INTERFACES
+    """Listen address (default all interfaces: the proxy's Service reaches the pod IP)."""
+    port: int | None = None
+    """Listen port; None uses the RunConfig's `port`."""
+    kubeconfig: str | None = None
+    """Kubeconfig path; None: `$KUBECONFIG`, the in-cluster service account, `~/.kube/config`."""
+    cluster_domain: str = "cluster.local"
+    """DNS domain of the cluster, for the HTTP backend pods' names."""
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    """Largest MCP request body accepted (default 8 MiB)."""
+    drain_timeout: float = 10.0
+    """Seconds SIGTERM waits for in-flight requests (default 10)."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Host header values accepted (empty: any, since the proxy listens beyond loopback)."""
+    allowed_origins: tuple[str, ...] = ()
+    """Extra Origin values accepted."""
+
+
+class StartupError(Exception):
+    """The start-up cannot go on; `exit_code` is what the process should exit with."""
+
+    def __init__(self, message: str, *, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+# -- flags ---------------------------------------------------------------------------------
+
+
+def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the flags only the in-cluster start-up reads on the `run` sub-command."""
+    parser.add_argument(
+        "--k8s-pod-patch",
+        metavar="JSON",
+        default=None,
+        help="a PodTemplateSpec merged into the MCP server's pod template after the RunConfig's "
+        "podTemplateSpec (Moorage's settings for container mcp still win)",
+    )
+    parser.add_argument(
+        "--readiness-timeout",
+        metavar="DURATION",
+        default=None,
+        help="how long to wait for the MCP server's StatefulSet to be ready before exiting 1 "
+        f"(e.g. 90s, 5m; default {DEFAULT_READINESS_TIMEOUT:g}s)",
+    )
+    parser.add_argument(
+        "--cluster-domain",
+        default=None,
+        help="the cluster's DNS domain, for HTTP backend pods (default cluster.local)",
+    )
+    parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster)")
+
+
+def options_from_args(args: argparse.Namespace) -> ClusterOptions:
+    """`ClusterOptions` from the `run` sub-command's arguments; `SettingError` when unusable.
+
+    Arguments the CLI did not register keep their defaults, and `--port` is ignored: in a cluster
+    the RunConfig's `port` (the one the proxy Service targets) decides.
+    """
+    timeout_text = getattr(args, "readiness_timeout", None)
+    timeout = DEFAULT_READINESS_TIMEOUT
+    if timeout_text is not None:
+        timeout = parse_duration(str(timeout_text))
+        if timeout <= 0:
+            raise SettingError("--readiness-timeout must be positive")
+    return ClusterOptions(
+        config=Path(getattr(args, "config", None) or "/etc/moorage/runconfig.json"),
+        pod_patch=getattr(args, "k8s_pod_patch", None),
+        readiness_timeout=timeout,
+        host=getattr(args, "host", None) or ALL_INTERFACES,
+        kubeconfig=getattr(args, "kubeconfig", None),
+        cluster_domain=getattr(args, "cluster_domain", None) or "cluster.local",
+        max_body_bytes=int(getattr(args, "max_body_bytes", DEFAULT_MAX_BODY_BYTES)),
+        drain_timeout=float(getattr(args, "drain_timeout", 10.0)),
+        allowed_hosts=parse_list(getattr(args, "allowed_hosts", "") or ""),
+        allowed_origins=parse_list(getattr(args, "allowed_origins", "") or ""),
+    )
+
+
+# -- pure preparation ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """Everything checked before the cluster is touched."""
+
+    runconfig: RunConfig
+    spec: WorkloadSpec
+    pod_patch: JsonObject | None
+
+
+def prepare(options: ClusterOptions, *, runconfig_text: str) -> Prepared:
+    """Parse and check the RunConfig and the pod patch; `StartupError` (exit 2) if unusable."""
+    try:
+        pod_patch = parse_pod_patch(options.pod_patch) if options.pod_patch is not None else None
+        runconfig = load_runconfig(runconfig_text)
+        spec = workload_spec_from_runconfig(runconfig)
+    except (PodPatchError, RunConfigError) as exc:
+        raise StartupError(str(exc), exit_code=EXIT_CONFIG) from None
+    return Prepared(runconfig=runconfig, spec=spec, pod_patch=pod_patch)
+
+
+def build_proxy_settings(runconfig: RunConfig, options: ClusterOptions) -> ProxySettings:
+    """How the proxy serves clients, from the RunConfig and the flags."""
+    return ProxySettings(
+        host=options.host,
+        port=runconfig.port if options.port is None else options.port,
+        max_body_bytes=options.max_body_bytes,
+        drain_timeout=options.drain_timeout,
+        allowed_hosts=options.allowed_hosts,
+        allowed_origins=options.allowed_origins,
+        endpoint_prefix=runconfig.endpoint_prefix or "",
+        trust_proxy_headers=runconfig.trust_proxy_headers,
+        tool_policy=ToolPolicy(
+            allowed=frozenset(runconfig.tools_filter),
+            overrides={
+                server_name: ToolOverride(name=o.name, description=o.description)
+                for server_name, o in runconfig.tools_override.items()
+            },
+        ),
+    )
+
+
+# -- start-up ------------------------------------------------------------------------------
+
+
+async def start_workload(kube: KubeClient, prepared: Prepared) -> WorkloadManager:
+    """Resolve egress, apply the workload; `StartupError` (exit 1) when the cluster refuses."""
+    spec = prepared.spec
+    try:
+        egress = await fetch_egress(kube, spec)
+        desired = desired_workload(spec, pod_patch=prepared.pod_patch, egress=egress)
+        manager = WorkloadManager(kube, spec=spec, desired=desired)
+        await manager.apply_all()
+    except (ProfileError, KubeError) as exc:
+        raise StartupError(
+            f"cannot apply the workload of {spec.namespace}/{spec.name}: {exc}",
+            exit_code=EXIT_FAILED,
+        ) from None
+    return manager
+
+
+def build_endpoints(
+    kube: KubeClient,
+    *,
+    manager: WorkloadManager,
+    statefulset: JsonObject,
+    settings: ProxySettings,
+    metrics: ProxyMetrics,
+    cluster_domain: str,
+    open_channel: ChannelOpener | None = None,
+) -> tuple[Endpoints, AttachChannelFactory | None]:
+    """The front end's backend: the stdio bridge over `pods/attach`, or the HTTP reverse proxy
+    over the pods' DNS names. The factory is returned so that it can be closed."""
+    spec = manager.spec
+    pipeline = default_pipeline(settings)
+    if spec.is_stdio:
+        factory = AttachChannelFactory(kube, pods=manager.pods, open_channel=open_channel)
+        bridge = StdioBridge(factory, metrics=metrics)
+        return BridgeEndpoints(
+            bridge, settings=settings, pipeline=pipeline, metrics=metrics
+        ), factory
+    urls = build_backend_urls(
+        spec, replicas=wanted_replicas(statefulset), cluster_domain=cluster_domain
+    )
+    if not urls:
+        raise StartupError(
+            f"StatefulSet {spec.namespace}/{spec.name} has 0 replicas: nothing to proxy to",
+            exit_code=EXIT_FAILED,
+        )
+    log.info("http_backends", targets=urls)
+    endpoints = HttpEndpoints(
+        urls, transport=spec.transport, settings=settings, pipeline=pipeline, metrics=metrics
+    )
+    return endpoints, None
+
+
+async def run_cluster(
+    options: ClusterOptions,
+    *,
+    stop: asyncio.Event | None = None,
+    on_listening: Callable[[int], None] | None = None,
+    open_channel: ChannelOpener | None = None,
+    registry: CollectorRegistry | None = None,
+) -> int:
+    """The whole start-up and serving; the process exit code.
+
+    `stop` ends serving like SIGTERM does; `open_channel` replaces `pods/attach` for stdio (the
+    tests use `pods/exec` where the fake kubelet cannot attach to a process).
+    """
+    try:
+        text = options.config.read_text()
+    except OSError as exc:
+        log.error("startup_failed", reason="config", error=f"cannot read {options.config}: {exc}")
+        return EXIT_CONFIG
+    try:
+        prepared = prepare(options, runconfig_text=text)
+    except StartupError as exc:
+        log.error("startup_failed", reason="config", error=str(exc))
+        return exc.exit_code
+    spec = prepared.spec
+    structlog.contextvars.bind_contextvars(mcpserver=spec.name, namespace=spec.namespace)
+    settings = build_proxy_settings(prepared.runconfig, options)
+    try:
+        kube = await KubeClient.connect(
+            kubeconfig=options.kubeconfig, user_agent="moorage-proxyrunner"
+        )
+    except KubeError as exc:
+        log.error("startup_failed", reason="credentials", error=str(exc))
+        return EXIT_FAILED
+    stop = stop or asyncio.Event()
+    healer: asyncio.Task[None] | None = None
+    factory: AttachChannelFactory | None = None
+    try:
+        manager = await start_workload(kube, prepared)
+        healer = asyncio.create_task(manager.run(), name="workload")
+        # The healer never ends on its own; if it does (a bug), stop serving and surface it.
+        healer.add_done_callback(lambda _task: stop.set())
+        log.info("workload_waiting", timeout_s=options.readiness_timeout)
+        statefulset = await _unless_ended(
+            manager.wait_ready(timeout=options.readiness_timeout), healer
+        )
+        log.info("workload_ready", replicas=wanted_replicas(statefulset))
+        registry = registry or CollectorRegistry()
+        metrics = ProxyMetrics(registry)
+        endpoints, factory = build_endpoints(
+            kube,
+            manager=manager,
+            statefulset=statefulset,
+            settings=settings,
+            metrics=metrics,
+            cluster_domain=options.cluster_domain,
+            open_channel=open_channel,
+        )
+        app = make_app(settings, endpoints=endpoints, registry=registry)
+        await serve(app, settings, stop=stop, on_listening=on_listening)
+        if healer.done():
+            healer.result()  # re-raises what ended it
+    except StartupError as exc:
+        log.error("startup_failed", reason="cluster", error=str(exc))
+        return exc.exit_code
+    except WorkloadNotReady as exc:
+        log.error(
+            "workload_not_ready",
+            error=str(exc),
+            problems=exc.problems,
+            hint="the proxy exits so that Kubernetes restarts it",
+        )
+        return EXIT_FAILED
+    finally:
+        if factory is not None:
+            await factory.aclose()
+        if healer is not None and not healer.done():
+            healer.cancel()
+            await asyncio.wait({healer})
+        await kube.close()
+        structlog.contextvars.unbind_contextvars("mcpserver", "namespace")
+    return EXIT_OK
+
+
+async def _unless_ended(work: Awaitable[T], watchdog: asyncio.Task[None]) -> T:
+    """`await work`, unless `watchdog` ends first: then its exception (or a RuntimeError)."""
+    task = asyncio.ensure_future(work)
+    try:
+        await asyncio.wait({task, watchdog}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task})
+    if task.done() and not task.cancelled():
+        return task.result()
+    watchdog.result()
+    raise RuntimeError("the workload watch ended unexpectedly")
+
+
+def run_from_config(args: argparse.Namespace) -> int:
+    """Entry point for `moorage-proxyrunner run [--config PATH]`: the process exit code."""
+    try:
+        options = options_from_args(args)
+    except SettingError as exc:
+        log.error("startup_failed", reason="flags", error=str(exc))
+        return EXIT_CONFIG
+    try:
+        return asyncio.run(run_cluster(options))
+    except KeyboardInterrupt:
+        return 130
