@@ -386,3 +386,78 @@ async def test_kubectl_get_shows_the_printer_columns(
     for short_name in ("mcpserver", "mcpservers", "moorage"):
         listed = control_plane.kubectl("get", short_name, "-n", namespace, "-o", "name").stdout
         assert "mcpserver.moorage.dev/time" in listed
+
+
+def test_the_examples_kustomization_applies(
+    crds: list[str], namespace: str, control_plane: ControlPlane
+) -> None:
+    out = control_plane.kubectl(
+        "apply",
+        "-k",
+        str(EXAMPLES),
+        "-n",
+        namespace,
+        "--server-side",
+        "--dry-run=server",
+        "--validate=strict",
+    )
+    applied = out.stdout
+    for name in (
+        "mcpserver.moorage.dev/time",
+        "mcpserver.moorage.dev/everything",
+        "mcpserver.moorage.dev/everything-sse",
+        "mcptoolconfig.moorage.dev/time-tools",
+        "mcpregistry.moorage.dev/example",
+        "mcpregistry.moorage.dev/community",
+    ):
+        assert name in applied, applied
+
+
+def test_kubectl_strict_validation_names_an_unknown_field(
+    crds: list[str], namespace: str, control_plane: ControlPlane
+) -> None:
+    body = mcpserver(transport="stdio", replica=2)
+    out = control_plane.kubectl(
+        "apply",
+        "--validate=strict",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=json.dumps(body),
+        check=False,
+    )
+    assert out.returncode != 0
+    assert 'unknown field "spec.replica"' in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize(
+    ("resource", "columns"),
+    [
+        ("mcptc", ["NAME", "VALID", "BLOCKED", "AGE"]),
+        ("mcpreg", ["NAME", "PHASE", "SERVERS", "LAST", "SYNC", "AGE"]),
+    ],
+)
+async def test_the_other_kinds_show_their_columns(
+    crds: list[str],
+    kube: KubeClient,
+    namespace: str,
+    control_plane: ControlPlane,
+    resource: str,
+    columns: list[str],
+) -> None:
+    if resource == "mcptc":
+        await create_strict(
+            kube,
+            MCPTOOLCONFIGS,
+            mcptoolconfig(toolsFilter=["a"]),
+            namespace=namespace,
+            dry_run=False,
+        )
+    else:
+        await create_strict(
+            kube, MCPREGISTRIES, mcpregistry(source=CM_SOURCE), namespace=namespace, dry_run=False
+        )
+    out = control_plane.kubectl("get", resource, "-n", namespace).stdout.splitlines()
+    assert out[0].split() == columns
+    assert out[1].split()[0] == "probe"
