@@ -82,7 +82,7 @@ ConditionStatus = Literal["True", "False", "Unknown"]
 
 
 def cel(
-    rule: str, message: str, *, field_path: str | None = None, reason: str | None = None
+    rule: str, *, message: str, field_path: str | None = None, reason: str | None = None
 ) -> dict[str, str]:
     """One `x-kubernetes-validations` entry; `field_path` points the error at a child field."""
     entry = {"rule": rule, "message": message}
@@ -93,13 +93,21 @@ def cel(
     return entry
 
 
-def set_exactly_for_type(type_value: str, field: str) -> dict[str, str]:
-    """CEL: `field` is set when `self.type == type_value` and absent otherwise."""
+def set_exactly_for_type(member: str) -> dict[str, str]:
+    """CEL: field `member` is set exactly when `self.type` is its name (`inline`, `configMap`)."""
     return cel(
-        f"self.type == '{type_value}' ? has(self.{field}) : !has(self.{field})",
-        f"{field} is required when type is {type_value} and not allowed otherwise",
-        field_path=f".{field}",
+        f"self.type == '{member}' ? has(self.{member}) : !has(self.{member})",
+        message=f"{member} is required when type is {member} and not allowed otherwise",
+        field_path=f".{member}",
     )
+
+
+def check_member_for_type(type_value: str, *, member: str, value: object) -> None:
+    """The Python side of `set_exactly_for_type`: raise `ValueError` naming `member`."""
+    if type_value == member and value is None:
+        raise ValueError(f"{member}: required when type is {member}")
+    if type_value != member and value is not None:
+        raise ValueError(f"{member}: not allowed when type is {type_value}")
 
 
 def object_name_rules(*, max_length: int, pattern: str, why: str) -> dict[str, Any]:
@@ -111,11 +119,11 @@ def object_name_rules(*, max_length: int, pattern: str, why: str) -> dict[str, A
     return validations(
         cel(
             f"self.metadata.name.size() <= {max_length}",
-            f"metadata.name must be at most {max_length} characters ({why})",
+            message=f"metadata.name must be at most {max_length} characters ({why})",
         ),
         cel(
             f"self.metadata.name.matches('{pattern}')",
-            "metadata.name must be lower-case letters, digits and '-', starting with a letter",
+            message="metadata.name must be lower-case letters, digits and '-', starting with a letter",
         ),
     )
 

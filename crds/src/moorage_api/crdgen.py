@@ -44,7 +44,7 @@ HEADER: Final = (
 KUSTOMIZATION: Final = "kustomization.yaml"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PrinterColumn:
     """One `additionalPrinterColumns` entry; priority 1 shows only with `-o wide`."""
 
@@ -67,16 +67,19 @@ class PrinterColumn:
 
 
 AGE: Final = PrinterColumn(
-    "Age", "date", ".metadata.creationTimestamp", "Time since the object was created."
+    name="Age",
+    type="date",
+    json_path=".metadata.creationTimestamp",
+    description="Time since the object was created.",
 )
 
 
 def condition_column(condition: str, *, name: str | None = None) -> PrinterColumn:
     return PrinterColumn(
-        name or condition,
-        "string",
-        f'.status.conditions[?(@.type=="{condition}")].status',
-        f"Status of the {condition} condition.",
+        name=name or condition,
+        type="string",
+        json_path=f'.status.conditions[?(@.type=="{condition}")].status',
+        description=f"Status of the {condition} condition.",
     )
 
 
@@ -108,15 +111,40 @@ KINDS: Final = (
         singular=SINGULAR_MCPSERVER,
         short_names=SHORT_NAMES_MCPSERVER,
         columns=(
-            PrinterColumn("Phase", "string", ".status.phase", "Coarse state of the server."),
+            PrinterColumn(
+                name="Phase",
+                type="string",
+                json_path=".status.phase",
+                description="Coarse state of the server.",
+            ),
             condition_column("Ready"),
-            PrinterColumn("Replicas", "integer", ".status.readyReplicas", "Ready proxy replicas."),
-            PrinterColumn("URL", "string", ".status.url", "Where MCP clients connect."),
+            PrinterColumn(
+                name="Replicas",
+                type="integer",
+                json_path=".status.readyReplicas",
+                description="Ready proxy replicas.",
+            ),
+            PrinterColumn(
+                name="URL",
+                type="string",
+                json_path=".status.url",
+                description="Where MCP clients connect.",
+            ),
             AGE,
             PrinterColumn(
-                "Transport", "string", ".spec.transport", "How the server speaks MCP.", 1
+                name="Transport",
+                type="string",
+                json_path=".spec.transport",
+                description="How the server speaks MCP.",
+                priority=1,
             ),
-            PrinterColumn("Image", "string", ".spec.image", "The MCP server's image.", 1),
+            PrinterColumn(
+                name="Image",
+                type="string",
+                json_path=".spec.image",
+                description="The MCP server's image.",
+                priority=1,
+            ),
         ),
     ),
     KindDefinition(
@@ -129,7 +157,13 @@ KINDS: Final = (
             condition_column("Valid"),
             condition_column("DeletionBlocked", name="Blocked"),
             AGE,
-            PrinterColumn("Hash", "string", ".status.configHash", "Hash of the spec.", 1),
+            PrinterColumn(
+                name="Hash",
+                type="string",
+                json_path=".status.configHash",
+                description="Hash of the spec.",
+                priority=1,
+            ),
         ),
     ),
     KindDefinition(
@@ -139,20 +173,38 @@ KINDS: Final = (
         singular=SINGULAR_MCPREGISTRY,
         short_names=SHORT_NAMES_MCPREGISTRY,
         columns=(
-            PrinterColumn("Phase", "string", ".status.phase", "Coarse state of the registry."),
             PrinterColumn(
-                "Servers",
-                "integer",
-                ".status.syncStatus.serverCount",
-                "Servers in the synced data.",
+                name="Phase",
+                type="string",
+                json_path=".status.phase",
+                description="Coarse state of the registry.",
             ),
             PrinterColumn(
-                "Last Sync", "date", ".status.syncStatus.lastSyncTime", "When data last synced."
+                name="Servers",
+                type="integer",
+                json_path=".status.syncStatus.serverCount",
+                description="Servers in the synced data.",
+            ),
+            PrinterColumn(
+                name="Last Sync",
+                type="date",
+                json_path=".status.syncStatus.lastSyncTime",
+                description="When data last synced.",
             ),
             AGE,
-            PrinterColumn("Source", "string", ".spec.source.type", "configMap or git.", 1),
             PrinterColumn(
-                "Endpoint", "string", ".status.apiStatus.endpoint", "The registry API's URL.", 1
+                name="Source",
+                type="string",
+                json_path=".spec.source.type",
+                description="configMap or git.",
+                priority=1,
+            ),
+            PrinterColumn(
+                name="Endpoint",
+                type="string",
+                json_path=".status.apiStatus.endpoint",
+                description="The registry API's URL.",
+                priority=1,
             ),
         ),
     ),

@@ -21,6 +21,7 @@ from moorage_api.base import (
     SecretKeySelector,
     Timestamp,
     cel,
+    check_member_for_type,
     check_object_name,
     object_name_rules,
     set_exactly_for_type,
@@ -82,7 +83,7 @@ class GitSource(ApiModel):
         "json_schema_extra": validations(
             cel(
                 "(has(self.branch) ? 1 : 0) + (has(self.tag) ? 1 : 0) + (has(self.commit) ? 1 : 0) <= 1",
-                "at most one of branch, tag and commit may be set",
+                message="at most one of branch, tag and commit may be set",
             )
         )
     }
@@ -128,8 +129,8 @@ class RegistrySource(ApiModel):
 
     model_config = ApiModel.model_config | {
         "json_schema_extra": validations(
-            set_exactly_for_type("configMap", "configMap"),
-            set_exactly_for_type("git", "git"),
+            set_exactly_for_type("configMap"),
+            set_exactly_for_type("git"),
         )
     }
 
@@ -146,11 +147,8 @@ class RegistrySource(ApiModel):
 
     @model_validator(mode="after")
     def _check_type(self) -> Self:
-        for wanted, value in (("configMap", self.config_map), ("git", self.git)):
-            if self.type == wanted and value is None:
-                raise ValueError(f"{wanted}: required when type is {wanted}")
-            if self.type != wanted and value is not None:
-                raise ValueError(f"{wanted}: not allowed when type is {self.type}")
+        check_member_for_type(self.type, member="configMap", value=self.config_map)
+        check_member_for_type(self.type, member="git", value=self.git)
         return self
 
 
@@ -161,7 +159,7 @@ class SyncPolicy(ApiModel):
         "json_schema_extra": validations(
             cel(
                 "duration(self.interval) >= duration('1m')",
-                "interval must be at least 1m",
+                message="interval must be at least 1m",
                 field_path=".interval",
             )
         )

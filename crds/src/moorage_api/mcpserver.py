@@ -23,6 +23,7 @@ from moorage_api.base import (
     ObjectName,
     ResourceRequirements,
     cel,
+    check_member_for_type,
     check_object_name,
     find_duplicates,
     list_map,
@@ -106,12 +107,12 @@ class PermissionProfileRef(ApiModel):
         "json_schema_extra": validations(
             cel(
                 "self.type != 'builtin' || self.name in ['none', 'network']",
-                "a builtin permission profile is named none or network",
+                message="a builtin permission profile is named none or network",
                 field_path=".name",
             ),
             cel(
                 "self.type == 'configMap' || !has(self.key)",
-                "key is only used with a configMap permission profile",
+                message="key is only used with a configMap permission profile",
                 field_path=".key",
             ),
         )
@@ -203,11 +204,11 @@ class OIDCConfig(ApiModel):
 
     model_config = ApiModel.model_config | {
         "json_schema_extra": validations(
-            set_exactly_for_type("inline", "inline"),
-            set_exactly_for_type("configMap", "configMap"),
+            set_exactly_for_type("inline"),
+            set_exactly_for_type("configMap"),
             cel(
                 "self.type == 'kubernetes' || !has(self.kubernetes)",
-                "kubernetes is only allowed when type is kubernetes",
+                message="kubernetes is only allowed when type is kubernetes",
                 field_path=".kubernetes",
             ),
         )
@@ -230,8 +231,8 @@ class OIDCConfig(ApiModel):
 
     @model_validator(mode="after")
     def _check_type(self) -> Self:
-        _require_exactly_for(self.type, "inline", self.inline)
-        _require_exactly_for(self.type, "configMap", self.config_map)
+        check_member_for_type(self.type, member="inline", value=self.inline)
+        check_member_for_type(self.type, member="configMap", value=self.config_map)
         if self.type != "kubernetes" and self.kubernetes is not None:
             raise ValueError("kubernetes: only allowed when type is kubernetes")
         return self
@@ -263,8 +264,8 @@ class AuthzConfig(ApiModel):
 
     model_config = ApiModel.model_config | {
         "json_schema_extra": validations(
-            set_exactly_for_type("inline", "inline"),
-            set_exactly_for_type("configMap", "configMap"),
+            set_exactly_for_type("inline"),
+            set_exactly_for_type("configMap"),
         )
     }
 
@@ -278,16 +279,9 @@ class AuthzConfig(ApiModel):
 
     @model_validator(mode="after")
     def _check_type(self) -> Self:
-        _require_exactly_for(self.type, "inline", self.inline)
-        _require_exactly_for(self.type, "configMap", self.config_map)
+        check_member_for_type(self.type, member="inline", value=self.inline)
+        check_member_for_type(self.type, member="configMap", value=self.config_map)
         return self
-
-
-def _require_exactly_for(kind: str, wanted: str, value: object) -> None:
-    if kind == wanted and value is None:
-        raise ValueError(f"{wanted}: required when type is {wanted}")
-    if kind != wanted and value is not None:
-        raise ValueError(f"{wanted}: not allowed when type is {kind}")
 
 
 class ToolConfigRef(ApiModel):

@@ -39,7 +39,7 @@ class ToolOverride(ApiModel):
         "json_schema_extra": validations(
             cel(
                 "has(self.name) || has(self.description)",
-                "a tool override sets name, description or both",
+                message="a tool override sets name, description or both",
             )
         )
     }
