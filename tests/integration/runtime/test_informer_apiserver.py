@@ -1,0 +1,206 @@
+"""Informers against the real apiserver: order of events, cut connections, a silent watch, an
+apiserver restart and a 410 Gone all end with a cache equal to the apiserver's state."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from relaying import TcpRelay
+from testkit.waiting import eventually
+
+from moorage_core.kube import CONFIGMAPS, JsonObject, KubeClient, ResourceKind
+from moorage_dev.cluster import ControlPlane
+from moorage_operator.runtime.cache import CacheEvent
+from moorage_operator.runtime.informer import Informer, WatchPolicy
+
+pytestmark = pytest.mark.integration
+
+PODTEMPLATES = ResourceKind("", "v1", "podtemplates", "PodTemplate")
+"""Served without the apiserver's watch cache (see the control plane's flags), so a watch from a
+compacted resourceVersion gets a real 410 Gone."""
+
+QUICK = WatchPolicy(backoff_initial=0.2, backoff_cap=2.0)
+
+
+def configmap(name: str, value: str) -> JsonObject:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name},
+        "data": {"v": value},
+    }
+
+
+def podtemplate(name: str, image: str) -> JsonObject:
+    return {
+        "apiVersion": "v1",
+        "kind": "PodTemplate",
+        "metadata": {"name": name},
+        "template": {"spec": {"containers": [{"name": "c", "image": image}]}},
+    }
+
+
+@contextlib.asynccontextmanager
+async def running(informer: Informer) -> AsyncIterator[list[CacheEvent]]:
+    seen: list[CacheEvent] = []
+    informer.add_handler(seen.append)
+    task = asyncio.create_task(informer.run())
+    try:
+        await informer.wait_synced()
+        yield seen
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def snapshot(kube: KubeClient, kind: ResourceKind, namespace: str) -> dict[str, str]:
+    """name → resourceVersion of every object of `kind` in `namespace`, from the apiserver."""
+    listed = await kube.list(kind, namespace=namespace)
+    return {o["metadata"]["name"]: o["metadata"]["resourceVersion"] for o in listed.items}
+
+
+def cached(informer: Informer, namespace: str) -> dict[str, str]:
+    return {
+        o["metadata"]["name"]: o["metadata"]["resourceVersion"]
+        for o in informer.cache.list(namespace=namespace)
+    }
+
+
+def last_event_per_name(events: list[CacheEvent]) -> dict[str, tuple[str, str]]:
+    last: dict[str, tuple[str, str]] = {}
+    for e in events:
+        last[e.object["metadata"]["name"]] = (e.type, e.object["metadata"]["resourceVersion"])
+    return last
+
+
+async def converged(
+    kube: KubeClient, informer: Informer, kind: ResourceKind, namespace: str
+) -> bool:
+    truth = await snapshot(kube, kind, namespace)
+    assert cached(informer, namespace) == truth
+    return True
+
+
+async def test_an_informer_sees_create_update_delete_in_order(
+    kube: KubeClient, namespace: str
+) -> None:
+    informer = Informer(kube, CONFIGMAPS, namespaces=(namespace,), policy=QUICK)
+    async with running(informer) as seen:
+        created = await kube.create(CONFIGMAPS, configmap("c", "1"), namespace=namespace)
+        created["data"] = {"v": "2"}
+        updated = await kube.replace(CONFIGMAPS, created, name="c", namespace=namespace)
+        await kube.delete(CONFIGMAPS, name="c", namespace=namespace)
+
+        def ours() -> list[tuple[str, str]]:
+            return [
+                (e.type, e.object["metadata"]["resourceVersion"])
+                for e in seen
+                if e.object["metadata"]["name"] == "c"
+            ]
+
+        await eventually(lambda: len(ours()) == 3, timeout=30)
+    assert [t for t, _ in ours()] == ["ADDED", "MODIFIED", "DELETED"]
+    assert ours()[0][1] == created["metadata"]["resourceVersion"]
+    assert ours()[1][1] == updated["metadata"]["resourceVersion"]
+    assert informer.cache.get("c", namespace=namespace) is None
+
+
+async def change_while_disconnected(
+    kube: KubeClient, namespace: str, kind: ResourceKind, make: Any
+) -> None:
+    """Create `new`, modify `kept`, delete `gone` (the latter two exist already)."""
+    await kube.create(kind, make("new", "1"), namespace=namespace)
+    kept = await kube.get(kind, name="kept", namespace=namespace)
+    kept.update(make("kept", "2"), metadata=kept["metadata"])
+    await kube.replace(kind, kept, name="kept", namespace=namespace)
+    await kube.delete(kind, name="gone", namespace=namespace)
+
+
+async def test_the_cache_converges_after_the_watch_connection_is_cut(
+    kube: KubeClient, namespace: str, relay: TcpRelay, admin_client_via: Any
+) -> None:
+    for name in ("kept", "gone"):
+        await kube.create(CONFIGMAPS, configmap(name, "1"), namespace=namespace)
+    via_relay = await admin_client_via(relay)
+    informer = Informer(via_relay, CONFIGMAPS, namespaces=(namespace,), policy=QUICK)
+    async with running(informer) as seen:
+        relay.hold()
+        relay.drop()
+        await change_while_disconnected(kube, namespace, CONFIGMAPS, configmap)
+        relay.release()
+        await eventually(lambda: converged(kube, informer, CONFIGMAPS, namespace), timeout=60)
+    last = last_event_per_name(seen)
+    assert last["new"][0] == "ADDED"
+    assert last["kept"][0] == "MODIFIED"
+    assert last["gone"][0] == "DELETED"
+
+
+async def test_a_silent_watch_is_restarted_by_the_watchdog(
+    kube: KubeClient, namespace: str, relay: TcpRelay, admin_client_via: Any
+) -> None:
+    via_relay = await admin_client_via(relay)
+    policy = WatchPolicy(inactivity_timeout=2.0, backoff_initial=0.2, backoff_cap=2.0)
+    informer = Informer(via_relay, CONFIGMAPS, namespaces=(namespace,), policy=policy)
+    async with running(informer) as seen:
+        relay.freeze()  # the watch's connection stays open but nothing gets through any more
+        await kube.create(CONFIGMAPS, configmap("after-freeze", "1"), namespace=namespace)
+        await eventually(
+            lambda: any(e.object["metadata"]["name"] == "after-freeze" for e in seen), timeout=60
+        )
+    assert informer.relists == 0, "the watch was resumed, not relisted"
+
+
+async def test_the_cache_converges_across_an_apiserver_restart(
+    kube: KubeClient,
+    namespace: str,
+    relay: TcpRelay,
+    admin_client_via: Any,
+    control_plane: ControlPlane,
+) -> None:
+    for name in ("kept", "gone"):
+        await kube.create(CONFIGMAPS, configmap(name, "1"), namespace=namespace)
+    via_relay = await admin_client_via(relay)
+    informer = Informer(via_relay, CONFIGMAPS, namespaces=(namespace,), policy=QUICK)
+    async with running(informer) as seen:
+        relay.hold()
+        relay.drop()
+        await change_while_disconnected(kube, namespace, CONFIGMAPS, configmap)
+        await asyncio.to_thread(control_plane.restart_apiserver)
+        relay.release()
+        await kube.create(CONFIGMAPS, configmap("after-restart", "1"), namespace=namespace)
+        await eventually(lambda: converged(kube, informer, CONFIGMAPS, namespace), timeout=90)
+    last = last_event_per_name(seen)
+    assert (last["new"][0], last["kept"][0], last["gone"][0]) == ("ADDED", "MODIFIED", "DELETED")
+    assert last["after-restart"][0] == "ADDED"
+
+
+async def test_a_410_gone_makes_the_informer_relist_and_report_what_it_missed(
+    kube: KubeClient,
+    namespace: str,
+    relay: TcpRelay,
+    admin_client_via: Any,
+    control_plane: ControlPlane,
+) -> None:
+    for name in ("kept", "gone"):
+        await kube.create(PODTEMPLATES, podtemplate(name, "img:1"), namespace=namespace)
+    via_relay = await admin_client_via(relay)
+    informer = Informer(via_relay, PODTEMPLATES, namespaces=(namespace,), policy=QUICK)
+
+    def make(name: str, version: str) -> JsonObject:
+        return podtemplate(name, f"img:{version}")
+
+    async with running(informer) as seen:
+        relay.hold()
+        relay.drop()
+        await change_while_disconnected(kube, namespace, PODTEMPLATES, make)
+        await asyncio.to_thread(control_plane.compact_etcd)
+        relay.release()
+        await eventually(lambda: converged(kube, informer, PODTEMPLATES, namespace), timeout=60)
+    assert informer.relists >= 1, "resuming from a compacted version must end in a relist"
+    last = last_event_per_name(seen)
+    assert (last["new"][0], last["kept"][0], last["gone"][0]) == ("ADDED", "MODIFIED", "DELETED")
