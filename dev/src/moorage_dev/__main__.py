@@ -15,6 +15,7 @@ from pathlib import Path
 
 from moorage_dev.binaries import BinaryError, ensure_binaries
 from moorage_dev.cluster import ControlPlane, ControlPlaneError, default_state_dir
+from moorage_dev.demo import run_demo
 
 
 def _say(message: str) -> None:
@@ -80,11 +81,14 @@ def main(argv: list[str] | None = None) -> int:
     cluster = sub.add_parser("cluster", help="the local control plane")
     cluster.add_argument("action", choices=["up", "down", "status"])
     sub.add_parser("build", help="build or find the control plane binaries")
+    sub.add_parser("demo", help="run Moorage end to end on the local control plane")
     args = parser.parse_args(argv)
     state_dir: Path = args.state_dir or default_state_dir()
     try:
         if args.command == "build":
             return build()
+        if args.command == "demo":
+            return run_demo(state_dir=state_dir)
         actions = {"up": cluster_up, "down": cluster_down, "status": cluster_status}
         return actions[args.action](state_dir)
     except (BinaryError, ControlPlaneError) as exc:
