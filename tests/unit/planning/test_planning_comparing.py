@@ -16,6 +16,7 @@ from moorage_operator.planning.comparing import (
     is_applied,
     is_subset,
     stamp_applied_hash,
+    takeover_patch,
 )
 
 json_values = st.recursive(
@@ -139,3 +140,24 @@ def test_a_field_we_stopped_setting_is_detected_through_the_applied_hash() -> No
         without["metadata"]["annotations"][ANNOTATION_APPLIED_HASH]
         != live["metadata"]["annotations"][ANNOTATION_APPLIED_HASH]
     )
+
+
+def test_a_port_edited_by_hand_is_taken_back_whole() -> None:
+    service = desired_children(server(port=8080), settings=SETTINGS)[-1]
+    live = live_copy(service)
+    assert takeover_patch(service, live) is None
+    live["spec"]["ports"] = [
+        {"name": "http", "port": 9999, "targetPort": "http", "protocol": "TCP"}
+    ]
+    assert takeover_patch(service, live) == {"spec": {"ports": service["spec"]["ports"]}}
+    live["spec"]["ports"] = [*service["spec"]["ports"], {"name": "extra", "port": 1}]
+    assert takeover_patch(service, live) == {"spec": {"ports": service["spec"]["ports"]}}
+
+
+@pytest.mark.parametrize("index", range(6))
+def test_only_service_ports_are_taken_over(index: int) -> None:
+    child = desired_children(server(), settings=SETTINGS)[index]
+    live = live_copy(child)
+    live["spec"] = {"ports": [{"port": 1}]}
+    assert takeover_patch(child, live) is None
+    assert takeover_patch(child, None) is None

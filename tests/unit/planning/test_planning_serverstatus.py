@@ -412,16 +412,23 @@ def test_an_unparsable_server_gets_a_failed_status_naming_the_problem() -> None:
 @pytest.mark.parametrize(
     ("before", "after", "event"),
     [
-        pytest.param(None, "Pending", None, id="new-server-pending"),
-        pytest.param("Pending", "Pending", None, id="unchanged"),
-        pytest.param("Pending", "Running", ("Normal", "Running"), id="running"),
-        pytest.param(None, "Failed", ("Warning", "Failed"), id="failed-at-once"),
-        pytest.param("Running", "Failed", ("Warning", "Failed"), id="failed"),
-        pytest.param("Running", "Stopped", ("Normal", "Stopped"), id="stopped"),
+        pytest.param({}, ("Pending", "m"), None, id="new-server-pending"),
+        pytest.param({"phase": "Pending", "message": "a"}, ("Pending", "b"), None, id="unchanged"),
+        pytest.param({"phase": "Pending"}, ("Running", "m"), ("Normal", "Running"), id="running"),
+        pytest.param({}, ("Failed", "m"), ("Warning", "Failed"), id="failed-at-once"),
+        pytest.param({"phase": "Running"}, ("Failed", "m"), ("Warning", "Failed"), id="failed"),
+        pytest.param(
+            {"phase": "Failed", "message": "a"},
+            ("Failed", "b"),
+            ("Warning", "Failed"),
+            id="failed-anew",
+        ),
+        pytest.param({"phase": "Failed", "message": "a"}, ("Failed", "a"), None, id="failed-still"),
+        pytest.param({"phase": "Running"}, ("Stopped", "m"), ("Normal", "Stopped"), id="stopped"),
     ],
 )
 def test_phase_changes_make_events(
-    before: str | None, after: str, event: tuple[str, str] | None
+    before: dict[str, Any], after: tuple[str, str], event: tuple[str, str] | None
 ) -> None:
-    spec = phase_event(before, {"phase": after, "message": "m"})
+    spec = phase_event(before, {"phase": after[0], "message": after[1]})
     assert (None if spec is None else (spec.type, spec.reason)) == event

@@ -17,6 +17,11 @@ So every desired object is stamped (`stamp_applied_hash`) with a hash of itself 
 `moorage.dev/applied-hash`; when the desired object changes in any way, so does the hash, the
 live annotation no longer matches and the apply happens.
 
+Lists keyed by a field (Service ports by port and protocol) have one more trap: an entry edited
+by hand under a new key (port 8080 → 9999) belongs to whoever edited it, and our apply adds ours
+next to it instead of replacing it. For the lists we must own whole, `takeover_patch` returns a
+JSON merge patch that puts back exactly our entries; the reconciler sends it before the apply.
+
 Pure: no I/O.
 """
 
@@ -45,6 +50,45 @@ _SERVER_METADATA = frozenset(
         "selfLink",
     }
 )
+
+
+EXCLUSIVE_LISTS: Final[Mapping[tuple[str, str], tuple[tuple[str, ...], ...]]] = {
+    ("v1", "Service"): (("spec", "ports"),),
+}
+"""Lists we own whole, per (apiVersion, kind): nobody else's entries may stay in them."""
+
+
+def _at(obj: Mapping[str, Any] | None, path: Sequence[str]) -> Any:
+    value: Any = obj
+    for part in path:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
+
+
+def takeover_patch(
+    desired: Mapping[str, Any], live: Mapping[str, Any] | None
+) -> dict[str, Any] | None:
+    """A merge patch replacing the `EXCLUSIVE_LISTS` of `live` that hold more or other entries
+    than `desired` (a merge patch replaces a list whole); None when there are none."""
+    if live is None:
+        return None
+    patch: dict[str, Any] = {}
+    for path in EXCLUSIVE_LISTS.get((str(desired.get("apiVersion")), str(desired.get("kind"))), ()):
+        want, have = _at(desired, path), _at(live, path)
+        if not isinstance(want, list) or not isinstance(have, list):
+            continue
+        same = len(want) == len(have) and all(
+            is_subset(w, h) for w, h in zip(want, have, strict=True)
+        )
+        if same:
+            continue
+        target = patch
+        for part in path[:-1]:
+            target = target.setdefault(part, {})
+        target[path[-1]] = copy.deepcopy(want)
+    return patch or None
 
 
 def stamp_applied_hash(body: Mapping[str, Any]) -> dict[str, Any]:

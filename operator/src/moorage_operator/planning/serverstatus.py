@@ -353,17 +353,20 @@ class EventSpec:
     action: str
 
 
-def phase_event(previous_phase: str | None, status: Mapping[str, Any]) -> EventSpec | None:
-    """The Event for a phase change (none for the first `Pending` of a new server)."""
+def phase_event(previous: Mapping[str, Any], status: Mapping[str, Any]) -> EventSpec | None:
+    """The Event for a phase change, or for a new reason of failure; none for the first
+    `Pending` of a new server (nothing has happened yet worth telling)."""
     phase = status.get("phase")
-    if phase == previous_phase:
+    message = str(status.get("message") or phase)
+    previous_phase = previous.get("phase")
+    failed = phase == MCPServerPhase.FAILED
+    if phase == previous_phase and not (failed and previous.get("message") != message):
         return None
     if previous_phase is None and phase == MCPServerPhase.PENDING:
         return None
-    failed = phase == MCPServerPhase.FAILED
     return EventSpec(
         type="Warning" if failed else "Normal",
         reason=str(phase),
-        note=str(status.get("message") or phase),
+        note=message,
         action="Reconcile",
     )

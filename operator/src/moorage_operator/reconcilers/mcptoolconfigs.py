@@ -1,0 +1,155 @@
+"""The MCPToolConfig reconciler: status, and the finalizer that protects a config in use.
+
+One reconcile of `namespace/name`:
+1. read the MCPToolConfig and the MCPServers referencing it from the caches (an index);
+2. add the finalizer `moorage.dev/toolconfig-protection` to a config that is not being deleted;
+   for one that is, remove it once no MCPServer references it — checked against a fresh list of
+   the namespace's MCPServers first, since a server created a moment ago may not be cached yet;
+3. patch the status (`configHash`, `Valid`, `DeletionBlocked` naming the referrers) when it changed.
+
+Changes to a config reach its servers through the MCPServer controller, which watches
+MCPToolConfigs; this controller in turn watches MCPServers, so that a referrer going away
+unblocks a pending deletion at once.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import structlog
+
+from moorage_api.constants import FIELD_MANAGER_OPERATOR, FINALIZER_TOOLCONFIG_PROTECTION
+from moorage_core.errors import NotFound
+from moorage_core.kube import MCPSERVERS, MCPTOOLCONFIGS, MERGE_PATCH, JsonObject, KubeClient
+from moorage_operator.planning.conditions import format_time, status_patch
+from moorage_operator.planning.references import tool_config_name_of
+from moorage_operator.planning.toolconfigs import (
+    STATUS_FIELDS,
+    compute_toolconfig_status,
+    finalizer_action,
+)
+from moorage_operator.reconcilers.pending import PendingWrites
+from moorage_operator.runtime.cache import Cache
+from moorage_operator.runtime.controller import Request, Result
+
+log = structlog.get_logger(__name__)
+
+TOOL_CONFIG_INDEX = "moorage.dev/tool-config"
+"""Index of the MCPServer cache: `namespace/name` of the MCPToolConfig a server references."""
+
+Clock = Callable[[], datetime.datetime]
+
+
+def tool_config_index_values(server: Mapping[str, Any]) -> list[str]:
+    """Index function: the `namespace/name` of the MCPToolConfig `server` references."""
+    name = tool_config_name_of(server)
+    if name is None:
+        return []
+    namespace = (server.get("metadata") or {}).get("namespace") or ""
+    return [f"{namespace}/{name}"]
+
+
+def _names(objects: Sequence[Mapping[str, Any]]) -> list[str]:
+    return sorted(str((o.get("metadata") or {}).get("name")) for o in objects)
+
+
+class MCPToolConfigReconciler:
+    """Keeps an MCPToolConfig's status and protection finalizer; see the module docstring."""
+
+    def __init__(
+        self,
+        kube: KubeClient,
+        *,
+        tool_configs: Cache,
+        servers: Cache,
+        pending: PendingWrites,
+        clock: Clock,
+    ) -> None:
+        self.kube = kube
+        self.tool_configs = tool_configs
+        self.servers = servers
+        """The MCPServer cache, with the TOOL_CONFIG_INDEX index."""
+        self.pending = pending
+        self.clock = clock
+
+    async def reconcile(self, request: Request) -> Result:
+        obj = self.tool_configs.get(request.name, namespace=request.namespace)
+        if obj is None:
+            return Result()
+        key = f"{request.namespace}/{request.name}"
+        referrers = _names(self.servers.by_index(TOOL_CONFIG_INDEX, key))
+        action = finalizer_action(obj, referrers=referrers)
+        if action.add:
+            obj = await self._set_finalizers(obj, add=True)
+        elif action.remove:
+            # The cache may lag behind a server created a moment ago: ask the apiserver.
+            live = await self.kube.list(MCPSERVERS, namespace=request.namespace)
+            referrers = _names([s for s in live.items if tool_config_name_of(s) == request.name])
+            if not referrers:
+                await self._set_finalizers(obj, add=False)
+                log.debug("toolconfig_released")
+                return Result()
+        previous = self._previous_status(obj)
+        status = compute_toolconfig_status(
+            obj, referrers=referrers, previous=previous, now=format_time(self.clock())
+        )
+        patch = status_patch(previous, status, fields=STATUS_FIELDS)
+        if patch is not None:
+            try:
+                result = await self.kube.patch(
+                    MCPTOOLCONFIGS,
+                    {"status": patch},
+                    name=request.name,
+                    namespace=request.namespace,
+                    subresource="status",
+                    content_type=MERGE_PATCH,
+                    field_manager=FIELD_MANAGER_OPERATOR,
+                )
+            except NotFound:
+                return Result()
+            self.pending.remember(
+                MCPTOOLCONFIGS,
+                namespace=request.namespace,
+                name=request.name,
+                value=result.get("status") or {},
+            )
+        log.debug("toolconfig_reconciled", referrers=len(referrers), status_written=bool(patch))
+        return Result()
+
+    def _previous_status(self, obj: Mapping[str, Any]) -> Mapping[str, Any]:
+        meta = obj.get("metadata") or {}
+        remembered = self.pending.recall(
+            MCPTOOLCONFIGS, namespace=str(meta.get("namespace")), name=str(meta.get("name"))
+        )
+        if isinstance(remembered, Mapping):
+            return remembered
+        status = obj.get("status")
+        return status if isinstance(status, Mapping) else {}
+
+    async def _set_finalizers(self, obj: Mapping[str, Any], *, add: bool) -> JsonObject:
+        """Add or remove our finalizer; the resourceVersion precondition makes a concurrent
+        change fail with Conflict (retried) instead of losing someone else's finalizer."""
+        meta = obj.get("metadata") or {}
+        finalizers = [
+            f for f in meta.get("finalizers") or [] if f != FINALIZER_TOOLCONFIG_PROTECTION
+        ]
+        if add:
+            finalizers.append(FINALIZER_TOOLCONFIG_PROTECTION)
+        try:
+            return await self.kube.patch(
+                MCPTOOLCONFIGS,
+                {
+                    "metadata": {
+                        "finalizers": finalizers,
+                        "resourceVersion": meta.get("resourceVersion"),
+                    }
+                },
+                name=str(meta.get("name")),
+                namespace=str(meta.get("namespace")),
+                content_type=MERGE_PATCH,
+                field_manager=FIELD_MANAGER_OPERATOR,
+            )
+        except NotFound:
+            return dict(obj)

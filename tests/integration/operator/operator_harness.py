@@ -1,0 +1,152 @@
+"""Running the operator in-process against the test control plane, and helpers to drive it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prometheus_client import CollectorRegistry
+from testkit.waiting import eventually
+
+from moorage_core.errors import NotFound
+from moorage_core.kube import MCPSERVERS, KubeClient
+from moorage_dev.cluster import ControlPlane
+from moorage_operator.__main__ import USER_AGENT, manager_options
+from moorage_operator.metrics import OperatorMetrics
+from moorage_operator.reconcilers import register_mcp_controllers
+from moorage_operator.runtime.controller import Controller, Request
+from moorage_operator.runtime.manager import Manager
+from moorage_operator.settings import Settings
+
+REPO = Path(__file__).resolve().parents[3]
+EXAMPLES = REPO / "deploy" / "examples"
+PROXY_IMAGE = "moorage/proxyrunner:test"
+WRITE_VERBS = ("create", "update", "apply", "patch", "delete")
+
+
+def example(name: str) -> dict[str, Any]:
+    """One object from deploy/examples."""
+    loaded: dict[str, Any] = yaml.safe_load((EXAMPLES / name).read_text())
+    return loaded
+
+
+@dataclass
+class RunningOperator:
+    """An operator manager running in a task, with its metrics."""
+
+    manager: Manager
+    metrics: OperatorMetrics
+    controllers: list[Controller]
+
+    def sample(self, name: str, **labels: str) -> float:
+        """The sum of a metric's samples whose labels include `labels`."""
+        total = 0.0
+        for family in self.metrics.registry.collect():
+            for sample in family.samples:
+                if sample.name == name and all(
+                    sample.labels.get(k) == v for k, v in labels.items()
+                ):
+                    total += sample.value
+        return total
+
+    def requests(self, verbs: Iterable[str] = WRITE_VERBS) -> dict[str, float]:
+        """API requests made so far, by verb (from moorage_rest_client_requests_total)."""
+        return {v: self.sample("moorage_rest_client_requests_total", verb=v) for v in verbs}
+
+    def controller(self, name: str) -> Controller:
+        return next(c for c in self.controllers if c.name == name)
+
+    def reconciles(self, controller: str) -> float:
+        return self.sample("moorage_controller_reconcile_total", controller=controller)
+
+    def is_idle(self) -> bool:
+        """No key queued, delayed or being reconciled by any controller."""
+        return all(
+            len(c.queue) == 0 and not c.queue.processing and c.queue.delayed == 0
+            for c in self.controllers
+        )
+
+    async def resync(self) -> None:
+        """Enqueue every cached primary of every controller (as a periodic resync does), and
+        wait until each has been reconciled and the controllers are idle again."""
+        targets: dict[str, float] = {}
+        for controller in self.controllers:
+            keys = controller.primary.cache.keys()
+            targets[controller.name] = self.reconciles(controller.name) + len(keys)
+            for namespace, name in keys:
+                controller.enqueue(Request(namespace, name))
+
+        def done() -> bool:
+            return self.is_idle() and all(
+                self.reconciles(name) >= target for name, target in targets.items()
+            )
+
+        await eventually(done, timeout=60, message="resync finished")
+
+
+def operator_settings(namespaces: tuple[str, ...]) -> Settings:
+    return Settings(
+        watch_namespaces=namespaces,
+        leader_election=False,
+        reconcile_concurrency=4,
+        proxyrunner_image=PROXY_IMAGE,
+        metrics_bind=("127.0.0.1", 0),
+        pod_name="moorage-operator-test",
+    )
+
+
+@contextlib.asynccontextmanager
+async def run_operator(
+    control_plane: ControlPlane, *, namespaces: tuple[str, ...]
+) -> AsyncIterator[RunningOperator]:
+    """The operator's manager with the MCP controllers, running until the block ends."""
+    settings = operator_settings(namespaces)
+    metrics = OperatorMetrics(CollectorRegistry())
+    kube = await KubeClient.connect(
+        kubeconfig=str(control_plane.kubeconfig),
+        user_agent=USER_AGENT,
+        observer=metrics.observe_request,
+    )
+    manager = Manager(
+        kube, options=manager_options(settings), metrics=metrics, event_instance=settings.pod_name
+    )
+    controllers = register_mcp_controllers(manager, settings)
+    task = asyncio.create_task(manager.run(), name="operator manager")
+    try:
+        await eventually(
+            lambda: task.done() or manager.has_synced(), timeout=60, message="caches synced"
+        )
+        if task.done():
+            task.result()
+        yield RunningOperator(manager=manager, metrics=metrics, controllers=controllers)
+    finally:
+        manager.stop()
+        try:
+            await asyncio.wait_for(task, timeout=30)
+        finally:
+            await kube.close()
+
+
+async def get_or_none(kube: KubeClient, kind: Any, *, name: str, namespace: str) -> Any:
+    try:
+        return await kube.get(kind, name=name, namespace=namespace)
+    except NotFound:
+        return None
+
+
+async def server_status(kube: KubeClient, *, name: str, namespace: str) -> dict[str, Any]:
+    obj = await kube.get(MCPSERVERS, name=name, namespace=namespace)
+    status: dict[str, Any] = obj.get("status") or {}
+    return status
+
+
+def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    for item in status.get("conditions") or []:
+        if item.get("type") == type_:
+            return dict(item)
+    raise AssertionError(f"no {type_} condition in {status}")

@@ -1,0 +1,144 @@
+"""An MCPServer applied to a real apiserver gets exactly the children of spec §3, and loses
+them (garbage collection by kube-controller-manager) when it is deleted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from operator_harness import PROXY_IMAGE, RunningOperator, example, get_or_none, server_status
+from testkit.waiting import eventually
+
+from moorage_core.kube import (
+    CONFIGMAPS,
+    DEPLOYMENTS,
+    MCPSERVERS,
+    ROLEBINDINGS,
+    ROLES,
+    SERVICEACCOUNTS,
+    SERVICES,
+    KubeClient,
+)
+
+pytestmark = pytest.mark.integration
+
+ALL_VERBS = ["get", "list", "watch", "create", "update", "patch", "delete"]
+EXPECTED_RULES = [
+    {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ALL_VERBS},
+    {"apiGroups": [""], "resources": ["services"], "verbs": ALL_VERBS},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+    {"apiGroups": [""], "resources": ["pods/attach"], "verbs": ["create", "get"]},
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ALL_VERBS},
+]
+
+
+def children_names(name: str) -> list[tuple[Any, str]]:
+    return [
+        (SERVICEACCOUNTS, f"{name}-proxy-runner"),
+        (ROLES, f"{name}-proxy-runner"),
+        (ROLEBINDINGS, f"{name}-proxy-runner"),
+        (SERVICEACCOUNTS, f"{name}-sa"),
+        (CONFIGMAPS, f"{name}-runconfig"),
+        (DEPLOYMENTS, name),
+        (SERVICES, f"mcp-{name}-proxy"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("file", "name", "url"),
+    [
+        ("mcpserver-stdio.yaml", "time", "mcp-time-proxy.{ns}.svc.cluster.local:8080/mcp"),
+        (
+            "mcpserver-sse.yaml",
+            "everything-sse",
+            "mcp-everything-sse-proxy.{ns}.svc.cluster.local:8080/sse",
+        ),
+        (
+            "mcpserver-streamable-http.yaml",
+            "everything",
+            "mcp-everything-proxy.{ns}.svc.cluster.local:8080/mcp",
+        ),
+    ],
+)
+async def test_each_example_gets_exactly_the_children_of_the_spec(
+    operator: RunningOperator,
+    kube: KubeClient,
+    namespace: str,
+    file: str,
+    name: str,
+    url: str,
+    kubectl_apply: Any,
+) -> None:
+    kubectl_apply(example("mcptoolconfig.yaml"))
+    kubectl_apply(example(file))
+    server = await kube.get(MCPSERVERS, name=name, namespace=namespace)
+    uid = server["metadata"]["uid"]
+
+    async def all_children() -> list[dict[str, Any]]:
+        found = [
+            await get_or_none(kube, kind, name=child, namespace=namespace)
+            for kind, child in children_names(name)
+        ]
+        assert all(found), [c for (_, c), f in zip(children_names(name), found, strict=True) if f is None]
+        return [f for f in found if f]
+
+    children = await eventually(all_children, timeout=30, message="children created")
+    labels = {
+        "app.kubernetes.io/name": "mcpserver",
+        "app.kubernetes.io/instance": name,
+        "app.kubernetes.io/managed-by": "moorage",
+        "app.kubernetes.io/part-of": "moorage",
+        "moorage.dev/mcpserver": name,
+    }
+    for child in children:
+        meta = child["metadata"]
+        assert {k: meta["labels"][k] for k in labels} == labels, child["kind"]
+        owners = meta["ownerReferences"]
+        assert len(owners) == 1
+        assert owners[0] | {} == {
+            "apiVersion": "moorage.dev/v1alpha1",
+            "kind": "MCPServer",
+            "name": name,
+            "uid": uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+        managers = {
+            m["manager"] for m in meta.get("managedFields") or [] if m["operation"] == "Apply"
+        }
+        assert managers == {"moorage-operator"}, child["kind"]
+    by_kind = {(c["kind"], c["metadata"]["name"]): c for c in children}
+    assert by_kind[("Role", f"{name}-proxy-runner")]["rules"] == EXPECTED_RULES
+    deployment = by_kind[("Deployment", name)]
+    pod = deployment["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["containers"]] == ["proxyrunner"]
+    assert pod["containers"][0]["image"] == PROXY_IMAGE
+    assert pod["serviceAccountName"] == f"{name}-proxy-runner"
+    service = by_kind[("Service", f"mcp-{name}-proxy")]
+    assert service["spec"]["type"] == "ClusterIP"
+    assert service["spec"]["ports"][0]["port"] == 8080
+    assert service["spec"]["sessionAffinity"] == "ClientIP"
+
+    async def has_status() -> dict[str, Any]:
+        status = await server_status(kube, name=name, namespace=namespace)
+        assert status.get("phase"), status
+        return status
+
+    status = await eventually(has_status, timeout=30, message="status written")
+    assert status["url"] == "http://" + url.format(ns=namespace)
+    assert status["observedGeneration"] == server["metadata"]["generation"]
+
+    await kube.delete(MCPSERVERS, name=name, namespace=namespace)
+
+    async def all_gone() -> bool:
+        left = [
+            child
+            for kind, child in children_names(name)
+            if await get_or_none(kube, kind, name=child, namespace=namespace) is not None
+        ]
+        assert not left, f"still there: {left}"
+        return True
+
+    await eventually(all_gone, timeout=60, message="children garbage-collected")
