@@ -28,7 +28,8 @@ quantity = st.one_of(
 image = st.builds(
     lambda domain, path, tag: f"{domain}{path}{tag}",
     st.sampled_from(["", "ghcr.io/", "localhost:5000/", "registry.example.com/team/"]),
-    st.from_regex(r"[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+)?", fullmatch=True),
+    # Bounded: a repository name longer than 255 characters is (rightly) refused.
+    st.from_regex(r"[a-z0-9]{1,10}([._-][a-z0-9]{1,10}){0,3}(/[a-z0-9]{1,10})?", fullmatch=True),
     st.one_of(st.just(""), st.from_regex(r":[A-Za-z0-9_][A-Za-z0-9_.-]{0,10}", fullmatch=True)),
 )
 
