@@ -108,8 +108,9 @@ class BridgeEndpoints(Refusing):
         self._sweeper = asyncio.create_task(self._sweep(), name="session-sweeper")
 
     async def close_streams(self) -> None:
-        """Drain: end every session and stream so their handlers return."""
-        self.sessions.close_all(reason="the proxy is shutting down")
+        """Drain: end the long-lived streams so their handlers return; sessions stay open so
+        their requests in flight can still finish (they close in `stop`)."""
+        self.sessions.close_streams()
         for peer in list(self._listeners):
             if peer.mailbox is not None:
                 peer.mailbox.close()
@@ -120,6 +121,7 @@ class BridgeEndpoints(Refusing):
         for task in list(self._tasks):
             task.cancel()
         await self.close_streams()
+        self.sessions.close_all(reason="the proxy is shutting down")
         await self.bridge.stop()
 
     def is_ready(self) -> bool:

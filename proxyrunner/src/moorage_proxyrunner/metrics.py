@@ -45,8 +45,12 @@ KNOWN_METHODS = frozenset(
         "resources/unsubscribe",
         "completion/complete",
         "logging/setLevel",
+        "unknown",
+        "response",
     }
 )
+"""Label values kept as they are: the MCP methods, `unknown` (a body that could not be read)
+and `response` (a client's answer to a server request)."""
 
 
 def method_label(method: str) -> str:

@@ -81,6 +81,12 @@ class SessionRegistry:
         for session in list(self._sessions.values()):
             self.close(session, reason=reason)
 
+    def close_streams(self) -> None:
+        """End every session's open stream (GET or HTTP+SSE), keeping the sessions."""
+        for session in self._sessions.values():
+            if session.peer.mailbox is not None:
+                session.peer.mailbox.close()
+
     def sweep(self) -> int:
         """Close sessions idle past the timeout (an open stream counts as activity)."""
         cutoff = time.monotonic() - self._idle_timeout

@@ -482,6 +482,14 @@ class StdioBridge:
         if pending is None:
             return
         self._clear_timers(pending)
+        if pending.exchange is not None and not pending.exchange.finished:
+            # Whoever still waits on this request (a handler, a session being closed) gets an
+            # answer instead of waiting for one the server will no longer send.
+            pending.exchange.finish(
+                error_response(
+                    pending.client_id, INTERNAL_ERROR, f"The request was cancelled: {reason}"
+                )
+            )
         for item in pending.inputs.values():
             self._send_later(
                 error_response(item.backend_id, INTERNAL_ERROR, "The request was cancelled")
