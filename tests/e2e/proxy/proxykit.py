@@ -29,6 +29,41 @@ CONFORMANCE_FIXTURE = (sys.executable, str(FIXTURES / "conformance_server.py"))
 TIME_SERVER = (str(Path(sys.executable).parent / "mcp-server-time"), "--local-timezone", "UTC")
 
 
+JSON = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+
+
+async def initialize(http: aiohttp.ClientSession, mcp_url: str) -> str:
+    """Open a legacy session with raw HTTP; its `Mcp-Session-Id`."""
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "1"},
+        },
+    }
+    async with http.post(mcp_url, json=body, headers=JSON) as resp:
+        assert resp.status == 200
+        session_id = resp.headers["Mcp-Session-Id"]
+    note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+    async with http.post(
+        mcp_url, json=note, headers={**JSON, "Mcp-Session-Id": session_id}
+    ) as resp:
+        assert resp.status == 202
+    return session_id
+
+
+def call(tool: str, arguments: dict[str, Any], request_id: int = 7) -> dict[str, Any]:
+    return {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": "tools/call",
+        "params": {"name": tool, "arguments": arguments},
+    }
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -58,8 +93,26 @@ class Proxy:
 
 
 async def is_healthy(url: str) -> bool:
-    async with aiohttp.ClientSession() as http, http.get(url) as resp:
-        return resp.status == 200
+    """`/health` answers 200 (False while it refuses connections or says not ready)."""
+    try:
+        async with aiohttp.ClientSession() as http, http.get(url) as resp:
+            return resp.status == 200
+    except aiohttp.ClientConnectionError:
+        return False
+
+
+async def scraped(base: str, sample: str) -> float | None:
+    """One sample's value from a proxy's `/metrics` (None when absent or unreachable)."""
+    try:
+        async with aiohttp.ClientSession() as http, http.get(f"{base}/metrics") as resp:
+            text = await resp.text()
+    except aiohttp.ClientConnectionError:
+        return None
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name == sample:
+            return float(value)
+    return None
 
 
 @contextlib.asynccontextmanager
