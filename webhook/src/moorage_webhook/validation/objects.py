@@ -152,24 +152,21 @@ def _value_at(obj: object, loc: tuple[str | int, ...]) -> object:
     return obj
 
 
-def _findings(
+def _parse(
     obj: dict[str, Any],
-    old_model: ModelT | None,
     *,
     model: type[ModelT],
-    rules: Rules[ModelT],
     refiners: dict[tuple[str | int, ...], Refiner],
-) -> tuple[Findings, ModelT | None]:
-    out = Findings()
+    out: Findings,
+) -> ModelT | None:
+    """The model of `obj` (without `status`), or None with the reasons reported into `out`."""
     body = {k: v for k, v in obj.items() if k != "status"}
     try:
-        parsed = model.model_validate(body)
+        return model.model_validate(body)
     except ValidationError as exc:
         for problem in _model_problems(exc, body, refiners):
             out.error(problem.path, problem.message)
-        return out, None
-    rules(parsed, old_model, obj, out)
-    return out, parsed
+        return None
 
 
 def validate_object(
@@ -184,14 +181,18 @@ def validate_object(
     if spec_unchanged(new, old) or is_being_deleted(new):
         return Verdict()
     refiners = refiners or {}
-    old_findings: Findings | None = None
-    old_model: ModelT | None = None
-    if old is not None:
-        old_findings, old_model = _findings(old, None, model=model, rules=rules, refiners=refiners)
-    out, _ = _findings(new, old_model, model=model, rules=rules, refiners=refiners)
-    if old_findings is None or not out.errors:
+    old_out = Findings()
+    old_model = None if old is None else _parse(old, model=model, refiners=refiners, out=old_out)
+    out = Findings()
+    parsed = _parse(new, model=model, refiners=refiners, out=out)
+    if parsed is not None:
+        rules(parsed, old_model, new, out)
+    if old is None or not out.errors:
         return out.verdict()
-    tolerated = set(old_findings.errors)
+    # Only now is the old object's own verdict needed: to tell old problems from new ones.
+    if old_model is not None:
+        rules(old_model, None, old, old_out)
+    tolerated = set(old_out.errors)
     ratcheted = Findings()
     for problem in out.errors:
         if problem in tolerated:
