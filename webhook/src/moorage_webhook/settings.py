@@ -15,9 +15,15 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from moorage_core.settings import SettingError, parse_bind, parse_duration
+from moorage_core.settings import (
+    SettingError,
+    SettingSpec,
+    add_setting_flags,
+    parse_bind,
+    parse_duration,
+    read_settings,
+)
 
 _LOG_FORMATS = ("json", "console", "auto")
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -56,26 +62,7 @@ class WebhookSettings:
         """Settings from `environ` (default `os.environ`) overridden by the flags in `argv`."""
         env = os.environ if environ is None else environ
         args = vars(build_parser().parse_args(list(argv or [])))
-        values: dict[str, Any] = {}
-        for spec in _SPECS:
-            flag_value = args.get(spec.field)
-            raw = flag_value if flag_value is not None else env.get(spec.env, "")
-            if raw == "":
-                continue
-            try:
-                values[spec.field] = spec.parse(raw)
-            except SettingError as exc:
-                raise SettingError(f"{spec.env} (--{spec.flag}): {exc}") from None
-        return cls(**values)
-
-
-@dataclass(frozen=True, slots=True)
-class _Spec:
-    field: str
-    env: str
-    flag: str
-    parse: Callable[[str], Any]
-    metavar: str
+        return cls(**read_settings(_SPECS, args=args, environ=env))
 
 
 def _directory(text: str) -> Path:
@@ -112,14 +99,46 @@ def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
     return parse
 
 
-_SPECS = (
-    _Spec("cert_dir", "CERT_DIR", "cert-dir", _directory, "DIR"),
-    _Spec("bind", "BIND", "bind", parse_bind, "HOST:PORT"),
-    _Spec("metrics_bind", "METRICS_BIND", "metrics-bind", parse_bind, "HOST:PORT"),
-    _Spec("max_request_bytes", "MAX_REQUEST_BYTES", "max-request-bytes", _size, "BYTES"),
-    _Spec("tls_poll_interval", "TLS_POLL_INTERVAL", "tls-poll-interval", _interval, "DURATION"),
-    _Spec("log_format", "LOG_FORMAT", "log-format", _choice(_LOG_FORMATS), "FORMAT"),
-    _Spec("log_level", "LOG_LEVEL", "log-level", _choice(_LOG_LEVELS), "LEVEL"),
+_SPECS: tuple[SettingSpec, ...] = (
+    SettingSpec(
+        "cert_dir", "CERT_DIR", "cert-dir", _directory, "DIR", "directory with tls.crt and tls.key"
+    ),
+    SettingSpec("bind", "BIND", "bind", parse_bind, "HOST:PORT", "admission server address"),
+    SettingSpec(
+        "metrics_bind",
+        "METRICS_BIND",
+        "metrics-bind",
+        parse_bind,
+        "HOST:PORT",
+        "metrics and probes server address",
+    ),
+    SettingSpec(
+        "max_request_bytes",
+        "MAX_REQUEST_BYTES",
+        "max-request-bytes",
+        _size,
+        "BYTES",
+        "largest AdmissionReview accepted",
+    ),
+    SettingSpec(
+        "tls_poll_interval",
+        "TLS_POLL_INTERVAL",
+        "tls-poll-interval",
+        _interval,
+        "DURATION",
+        "how often to look for a rotated certificate",
+    ),
+    SettingSpec(
+        "log_format",
+        "LOG_FORMAT",
+        "log-format",
+        _choice(_LOG_FORMATS),
+        "FORMAT",
+        "json, console or auto",
+    ),
+    SettingSpec(
+        "log_level", "LOG_LEVEL", "log-level", _choice(_LOG_LEVELS), "LEVEL", "debug ... critical"
+    ),
 )
 
 
@@ -128,13 +147,5 @@ def build_parser() -> argparse.ArgumentParser:
         prog="moorage-webhook",
         description="Validating admission webhook for Moorage's kinds (moorage.dev).",
     )
-    for spec in _SPECS:
-        # Defaults stay None so that an unset flag falls back to the environment.
-        parser.add_argument(
-            f"--{spec.flag}",
-            dest=spec.field,
-            metavar=spec.metavar,
-            default=None,
-            help=f"(env {spec.env})",
-        )
+    add_setting_flags(parser, _SPECS)
     return parser
