@@ -3,7 +3,8 @@
 Pure: no I/O, no asyncio, aiohttp, Kubernetes client or metrics (an import-linter contract
 enforces it). `validate_<kind>(new, *, old) -> Verdict` takes the raw object of an admission
 request (and the stored object on an update) and returns errors, which reject it, and warnings,
-which the client shows. The HTTP layer (`moorage_webhook.reviews`) maps kinds to these functions.
+which the client shows. The HTTP layer (`moorage_webhook.admission`) maps kinds to these
+functions.
 """
 
 from moorage_webhook.validation.registries import validate_mcpregistry
