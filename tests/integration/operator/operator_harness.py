@@ -150,3 +150,60 @@ def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
         if item.get("type") == type_:
             return dict(item)
     raise AssertionError(f"no {type_} condition in {status}")
+
+
+def simple_server(name: str, **spec: Any) -> dict[str, Any]:
+    """A stdio MCPServer with nothing but an image (and `spec`)."""
+    return {
+        "apiVersion": "moorage.dev/v1alpha1",
+        "kind": "MCPServer",
+        "metadata": {"name": name},
+        "spec": {"image": "ghcr.io/example/mcp-echo:1.0.0", **spec},
+    }
+
+
+def mcp_statefulset(server: dict[str, Any], *, replicas: int = 1) -> dict[str, Any]:
+    """The StatefulSet `<name>` as the proxy runner creates it: our labels and selector,
+    container `mcp`, owned by the MCPServer. kwok makes its pods Ready."""
+    meta = server["metadata"]
+    name = meta["name"]
+    selector = {"moorage.dev/mcpserver": name, "app.kubernetes.io/component": "mcp-server"}
+    labels = {
+        "app.kubernetes.io/name": "mcpserver",
+        "app.kubernetes.io/instance": name,
+        "app.kubernetes.io/managed-by": "moorage",
+        "app.kubernetes.io/part-of": "moorage",
+        **selector,
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {
+            "name": name,
+            "namespace": meta["namespace"],
+            "labels": labels,
+            "ownerReferences": [
+                {
+                    "apiVersion": "moorage.dev/v1alpha1",
+                    "kind": "MCPServer",
+                    "name": name,
+                    "uid": meta["uid"],
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": {
+            "replicas": replicas,
+            "serviceName": f"mcp-{name}-headless",
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "serviceAccountName": f"{name}-sa",
+                    "containers": [
+                        {"name": "mcp", "image": server["spec"]["image"], "stdin": True}
+                    ],
+                },
+            },
+        },
+    }

@@ -81,7 +81,9 @@ async def test_each_example_gets_exactly_the_children_of_the_spec(
             await get_or_none(kube, kind, name=child, namespace=namespace)
             for kind, child in children_names(name)
         ]
-        assert all(found), [c for (_, c), f in zip(children_names(name), found, strict=True) if f is None]
+        assert all(found), [
+            c for (_, c), f in zip(children_names(name), found, strict=True) if f is None
+        ]
         return [f for f in found if f]
 
     children = await eventually(all_children, timeout=30, message="children created")

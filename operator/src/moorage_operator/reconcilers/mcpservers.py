@@ -146,11 +146,10 @@ class MCPServerReconciler:
             return Result()
 
         plan = plan_mcpserver(server, settings=self.settings, references=self._references(raw))
-        written: dict[str, JsonObject] = {}
-        applied = deleted = 0
+        written: dict[tuple[str, str], JsonObject] = {}
+        deleted = 0
         if not plan.problems:
             written = await self._apply_children(raw, plan.children)
-            applied = len(written)
             deleted = await self._delete_stale(server, plan)
         status = compute_status(
             server,
@@ -163,7 +162,7 @@ class MCPServerReconciler:
         log.debug(
             "mcpserver_reconciled",
             phase=status["phase"],
-            applied=applied,
+            applied=len(written),
             deleted=deleted,
             status_written=status_written,
         )
@@ -200,9 +199,9 @@ class MCPServerReconciler:
         }
         return References(tool_config=tool_config, config_maps=config_maps)
 
-    def _observe(self, request: Request, written: Mapping[str, JsonObject]) -> Observed:
+    def _observe(self, request: Request, written: Mapping[tuple[str, str], JsonObject]) -> Observed:
         namespace, name = request.namespace, request.name
-        deployment = written.get("Deployment") or self.caches.owned[DEPLOYMENTS].get(
+        deployment = written.get(("Deployment", name)) or self.caches.owned[DEPLOYMENTS].get(
             name, namespace=namespace
         )
         return Observed(
@@ -223,14 +222,15 @@ class MCPServerReconciler:
 
     async def _apply_children(
         self, server: Mapping[str, Any], children: Sequence[JsonObject]
-    ) -> dict[str, JsonObject]:
-        """Apply the children that differ from their cached copies; the results by kind."""
+    ) -> dict[tuple[str, str], JsonObject]:
+        """Apply the children that differ from their cached copies; the results by (kind,
+        name)."""
         todo = [
             (child, kind)
             for child in children
             if self._needs_apply(child, kind := CHILD_KINDS[(child["apiVersion"], child["kind"])])
         ]
-        results: dict[str, JsonObject] = {}
+        results: dict[tuple[str, str], JsonObject] = {}
         for wave in (
             [item for item in todo if item[0]["kind"] not in _SECOND_WAVE],
             [item for item in todo if item[0]["kind"] in _SECOND_WAVE],
@@ -245,7 +245,7 @@ class MCPServerReconciler:
                 if isinstance(outcome, BaseException):
                     failures.append((child, outcome))
                 else:
-                    results[str(child["kind"])] = outcome
+                    results[(str(child["kind"]), str(child["metadata"]["name"]))] = outcome
             if failures:
                 await self._report_apply_failures(server, failures)
         return results
