@@ -1,0 +1,405 @@
+"""The stdio bridge's multiplexing, against a scripted server on an in-memory channel.
+
+The end-to-end suite runs the bridge against real MCP servers; here each rule is pinned down
+with the server's side of the wire written out, including what real servers rarely do on cue
+(two clients in flight when the server asks something, a process dying mid-call).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from testkit.waiting import eventually
+
+from moorage_proxyrunner.backends.channels import ChannelClosed, StdioChannel
+from moorage_proxyrunner.backends.stdio import Peer, StdioBridge
+from moorage_proxyrunner.streams import Exchange, Mailbox
+
+INIT_RESULT = {
+    "protocolVersion": "2025-11-25",
+    "capabilities": {
+        "tools": {"listChanged": True},
+        "logging": {},
+        "resources": {"subscribe": True},
+    },
+    "serverInfo": {"name": "scripted", "version": "1"},
+}
+
+
+class MemoryChannel:
+    """The proxy's end of an in-memory pipe; the test plays the server on the other end."""
+
+    def __init__(self) -> None:
+        self.to_server: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.to_proxy: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.closed = False
+
+    async def send(self, line: bytes) -> None:
+        if self.closed:
+            raise ChannelClosed("closed")
+        self.to_server.put_nowait(json.loads(line))
+
+    async def receive(self) -> bytes:
+        line = await self.to_proxy.get()
+        if line is None:
+            raise ChannelClosed("process exited with code 1")
+        return line
+
+    async def close(self) -> None:
+        self.closed = True
+        self.to_proxy.put_nowait(None)
+
+    # the server's side
+    def write(self, message: dict[str, Any]) -> None:
+        self.to_proxy.put_nowait(json.dumps(message).encode())
+
+    async def read(self, method: str | None = None) -> dict[str, Any]:
+        """The next message the server receives (skipping others when `method` is given)."""
+        while True:
+            message = await asyncio.wait_for(self.to_server.get(), timeout=10)
+            if method is None or message.get("method") == method:
+                return message
+
+
+class Harness:
+    def __init__(self) -> None:
+        self.channels: list[MemoryChannel] = []
+        self.bridge = StdioBridge(
+            self.factory, backoff_initial=0.01, backoff_max=0.05, coalesce=0.01
+        )
+        self.serve_initialize = True
+
+    async def factory(self) -> StdioChannel:
+        channel = MemoryChannel()
+        self.channels.append(channel)
+        if self.serve_initialize:
+            asyncio.get_running_loop().create_task(self._initialize(channel), name="scripted-init")
+        return channel
+
+    async def _initialize(self, channel: MemoryChannel) -> None:
+        init = await channel.read("initialize")
+        channel.write({"jsonrpc": "2.0", "id": init["id"], "result": INIT_RESULT})
+        await channel.read("notifications/initialized")
+
+    @property
+    def server(self) -> MemoryChannel:
+        return self.channels[-1]
+
+    def peer(self, key: str, **fields: Any) -> Peer:
+        peer = Peer(key=key, **fields)
+        self.bridge.attach(peer)
+        return peer
+
+    async def send(
+        self, peer: Peer, request_id: Any, method: str, params: dict[str, Any] | None = None
+    ) -> Exchange:
+        exchange = Exchange()
+        message = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params or {}}
+        await self.bridge.request(peer, message, exchange)
+        return exchange
+
+
+@pytest_asyncio.fixture
+async def harness() -> AsyncIterator[Harness]:
+    h = Harness()
+    await h.bridge.start()
+    assert await h.bridge.wait_connected(10)
+    yield h
+    await h.bridge.stop()
+
+
+async def finished(exchange: Exchange) -> dict[str, Any]:
+    await eventually(lambda: exchange.finished)
+    assert exchange.final is not None
+    return exchange.final
+
+
+async def test_colliding_client_ids_get_their_own_answers(harness: Harness) -> None:
+    alice, bob = harness.peer("alice"), harness.peer("bob")
+    first = await harness.send(alice, 1, "tools/call", {"name": "echo"})
+    second = await harness.send(bob, 1, "tools/call", {"name": "echo"})
+    seen = [await harness.server.read("tools/call"), await harness.server.read("tools/call")]
+    assert seen[0]["id"] != seen[1]["id"]
+    # Answer in reverse order: each answer still reaches its own client, under its own id.
+    harness.server.write({"jsonrpc": "2.0", "id": seen[1]["id"], "result": {"who": "bob"}})
+    harness.server.write({"jsonrpc": "2.0", "id": seen[0]["id"], "result": {"who": "alice"}})
+    assert await finished(first) == {"jsonrpc": "2.0", "id": 1, "result": {"who": "alice"}}
+    assert await finished(second) == {"jsonrpc": "2.0", "id": 1, "result": {"who": "bob"}}
+
+
+async def test_progress_goes_only_to_the_request_that_asked(harness: Harness) -> None:
+    alice, bob = harness.peer("alice"), harness.peer("bob")
+    asked = await harness.send(
+        alice, 5, "tools/call", {"name": "count", "_meta": {"progressToken": "mine"}}
+    )
+    other = await harness.send(bob, 5, "tools/call", {"name": "count"})
+    forwarded = await harness.server.read("tools/call")
+    await harness.server.read("tools/call")
+    token = forwarded["params"]["_meta"]["progressToken"]
+    assert token != "mine"
+    harness.server.write(
+        {
+            "jsonrpc": "2.0",
+            "method": "notifications/progress",
+            "params": {"progressToken": token, "progress": 1},
+        }
+    )
+    await eventually(lambda: asked.pending == 1)
+    assert asked.take() == [
+        {
+            "jsonrpc": "2.0",
+            "method": "notifications/progress",
+            "params": {"progressToken": "mine", "progress": 1},
+        }
+    ]
+    assert other.pending == 0
+
+
+async def test_a_client_cancellation_names_the_backend_id(harness: Harness) -> None:
+    alice = harness.peer("alice")
+    exchange = await harness.send(alice, "abc", "tools/call", {"name": "wait"})
+    forwarded = await harness.server.read("tools/call")
+    await harness.bridge.notify(
+        alice,
+        {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "abc"}},
+    )
+    cancelled = await harness.server.read("notifications/cancelled")
+    assert cancelled["params"]["requestId"] == forwarded["id"]
+    assert (await finished(exchange))["error"]["message"].startswith("The request was cancelled")
+
+
+async def test_resource_subscriptions_are_reference_counted(harness: Harness) -> None:
+    alice, bob = harness.peer("alice", mailbox=Mailbox()), harness.peer("bob", mailbox=Mailbox())
+    assert harness.bridge.hold(alice, "file:///a") is True
+    assert harness.bridge.hold(bob, "file:///a") is False
+    assert harness.bridge.hold(bob, "file:///a") is False
+    harness.server.write(
+        {
+            "jsonrpc": "2.0",
+            "method": "notifications/resources/updated",
+            "params": {"uri": "file:///a"},
+        }
+    )
+    await eventually(lambda: alice.mailbox is not None and alice.mailbox.pending == 1)
+    assert bob.mailbox is not None
+    assert bob.mailbox.pending == 1
+    assert harness.bridge.release(alice, "file:///a") is False
+    harness.bridge.detach(bob)
+    unsubscribe = await harness.server.read("resources/unsubscribe")
+    assert unsubscribe["params"] == {"uri": "file:///a"}
+
+
+async def test_list_changed_reaches_every_session_and_matching_listen_streams(
+    harness: Harness,
+) -> None:
+    legacy = harness.peer("legacy", mailbox=Mailbox())
+    listening = harness.peer(
+        "listen", modern=True, mailbox=Mailbox(), listen={"toolsListChanged": True}, listen_id=42
+    )
+    prompts_only = harness.peer(
+        "prompts", modern=True, mailbox=Mailbox(), listen={"promptsListChanged": True}, listen_id=43
+    )
+    harness.server.write({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
+    await eventually(lambda: listening.mailbox is not None and listening.mailbox.pending == 1)
+    assert legacy.mailbox is not None
+    assert legacy.mailbox.take() == [
+        {"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}
+    ]
+    assert listening.mailbox.take()[0]["params"]["_meta"] == {
+        "io.modelcontextprotocol/subscriptionId": 42
+    }
+    assert prompts_only.mailbox is not None
+    assert prompts_only.mailbox.pending == 0
+
+
+async def test_log_messages_respect_each_session_level(harness: Harness) -> None:
+    quiet = harness.peer("quiet", mailbox=Mailbox())
+    chatty = harness.peer("chatty", mailbox=Mailbox())
+    harness.bridge.set_log_level(quiet, "error")
+    harness.bridge.set_log_level(chatty, "debug")
+    levels = [await harness.server.read("logging/setLevel") for _ in range(2)]
+    # The backend logs as much as the most verbose client wants.
+    assert [m["params"]["level"] for m in levels] == ["error", "debug"]
+    harness.server.write(
+        {
+            "jsonrpc": "2.0",
+            "method": "notifications/message",
+            "params": {"level": "info", "data": "hi"},
+        }
+    )
+    await eventually(lambda: chatty.mailbox is not None and chatty.mailbox.pending == 1)
+    assert quiet.mailbox is not None
+    assert quiet.mailbox.pending == 0
+
+
+async def test_a_server_request_goes_to_the_client_in_flight_and_its_answer_comes_back(
+    harness: Harness,
+) -> None:
+    alice = harness.peer("alice", capabilities={"elicitation": {}})
+    exchange = await harness.send(alice, 1, "tools/call", {"name": "ask"})
+    await harness.server.read("tools/call")
+    harness.server.write(
+        {
+            "jsonrpc": "2.0",
+            "id": "s1",
+            "method": "elicitation/create",
+            "params": {"message": "name?"},
+        }
+    )
+    await eventually(lambda: exchange.pending == 1)
+    asked = exchange.take()[0]
+    assert asked["method"] == "elicitation/create"
+    assert asked["id"] != "s1"
+    await harness.bridge.respond(
+        alice, {"jsonrpc": "2.0", "id": asked["id"], "result": {"action": "decline"}}
+    )
+    assert await harness.server.read() == {
+        "jsonrpc": "2.0",
+        "id": "s1",
+        "result": {"action": "decline"},
+    }
+
+
+async def test_a_server_request_with_two_clients_in_flight_is_failed_clearly(
+    harness: Harness,
+) -> None:
+    alice = harness.peer("alice", capabilities={"elicitation": {}})
+    bob = harness.peer("bob", capabilities={"elicitation": {}})
+    await harness.send(alice, 1, "tools/call", {"name": "ask"})
+    await harness.send(bob, 1, "tools/call", {"name": "ask"})
+    await harness.server.read("tools/call")
+    await harness.server.read("tools/call")
+    harness.server.write(
+        {"jsonrpc": "2.0", "id": "s1", "method": "elicitation/create", "params": {}}
+    )
+    answer = await harness.server.read()
+    assert answer["id"] == "s1"
+    assert "2 clients have requests in flight" in answer["error"]["message"]
+
+
+async def test_a_modern_client_answers_server_requests_through_input_required(
+    harness: Harness,
+) -> None:
+    first_peer = harness.peer("m1", modern=True, capabilities={"elicitation": {}})
+    exchange = await harness.send(first_peer, 1, "tools/call", {"name": "ask"})
+    call = await harness.server.read("tools/call")
+    harness.server.write(
+        {
+            "jsonrpc": "2.0",
+            "id": "s1",
+            "method": "elicitation/create",
+            "params": {"message": "name?"},
+        }
+    )
+    round_one = (await finished(exchange))["result"]
+    assert round_one["resultType"] == "input_required"
+    assert round_one["inputRequests"] == {
+        "elicitation": {"method": "elicitation/create", "params": {"message": "name?"}}
+    }
+    harness.bridge.detach(first_peer)
+    retry_peer = harness.peer("m2", modern=True, capabilities={"elicitation": {}})
+    params = {
+        "name": "ask",
+        "inputResponses": {"elicitation": {"action": "accept", "content": {"n": "Ada"}}},
+        "requestState": round_one["requestState"],
+    }
+    retry = await harness.send(retry_peer, 2, "tools/call", params)
+    assert await harness.server.read() == {
+        "jsonrpc": "2.0",
+        "id": "s1",
+        "result": {"action": "accept", "content": {"n": "Ada"}},
+    }
+    harness.server.write(
+        {
+            "jsonrpc": "2.0",
+            "id": call["id"],
+            "result": {"content": [{"type": "text", "text": "Hello"}]},
+        }
+    )
+    assert await finished(retry) == {
+        "jsonrpc": "2.0",
+        "id": 2,
+        "result": {"content": [{"type": "text", "text": "Hello"}]},
+    }
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [lambda s: s[:-1] + ("0" if s[-1] != "0" else "1"), lambda s: "moorage.unknown.00"],
+    ids=["tampered", "forged"],
+)
+async def test_a_request_state_the_proxy_did_not_mint_is_refused(
+    harness: Harness, mangle: Any
+) -> None:
+    peer = harness.peer("m1", modern=True, capabilities={"elicitation": {}})
+    exchange = await harness.send(peer, 1, "tools/call", {"name": "ask"})
+    await harness.server.read("tools/call")
+    harness.server.write(
+        {"jsonrpc": "2.0", "id": "s1", "method": "elicitation/create", "params": {}}
+    )
+    state = (await finished(exchange))["result"]["requestState"]
+    retry = await harness.send(
+        harness.peer("m2", modern=True),
+        2,
+        "tools/call",
+        {"name": "ask", "requestState": mangle(state)},
+    )
+    assert (await finished(retry))["error"]["code"] == -32602
+
+
+async def test_a_modern_client_without_the_capability_is_reported_to_the_server(
+    harness: Harness,
+) -> None:
+    peer = harness.peer("m1", modern=True, capabilities={})
+    await harness.send(peer, 1, "tools/call", {"name": "ask"})
+    await harness.server.read("tools/call")
+    harness.server.write(
+        {"jsonrpc": "2.0", "id": "s1", "method": "sampling/createMessage", "params": {}}
+    )
+    answer = await harness.server.read()
+    assert answer["error"]["code"] == -32021
+    assert answer["error"]["data"] == {"requiredCapabilities": {"sampling": {}}}
+
+
+async def test_a_dying_backend_fails_what_is_in_flight_and_is_started_again(
+    harness: Harness,
+) -> None:
+    alice = harness.peer("alice")
+    assert harness.bridge.hold(alice, "file:///kept")
+    exchange = await harness.send(alice, 1, "tools/call", {"name": "slow"})
+    await harness.server.read("tools/call")
+    dead = harness.server
+    dead.to_proxy.put_nowait(None)
+    error = (await finished(exchange))["error"]
+    assert error["code"] == -32603
+    assert "process exited with code 1" in error["message"]
+    await eventually(lambda: len(harness.channels) == 2 and harness.bridge.connected)
+    assert harness.bridge.restarts == 1
+    resubscribed = await harness.server.read("resources/subscribe")
+    assert resubscribed["params"] == {"uri": "file:///kept"}
+    again = await harness.send(alice, 2, "tools/call", {"name": "fast"})
+    forwarded = await harness.server.read("tools/call")
+    harness.server.write({"jsonrpc": "2.0", "id": forwarded["id"], "result": {}})
+    assert (await finished(again))["result"] == {}
+
+
+async def test_requests_while_the_backend_is_down_get_an_error_not_a_hang() -> None:
+    async def refuse() -> StdioChannel:
+        raise OSError("no such file: mcp-server")
+
+    bridge = StdioBridge(refuse, connect_wait=0.2, backoff_initial=0.01, backoff_max=0.02)
+    await bridge.start()
+    try:
+        peer = Peer(key="p")
+        bridge.attach(peer)
+        exchange = Exchange()
+        await bridge.request(peer, {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, exchange)
+        assert exchange.final is not None
+        assert "no such file: mcp-server" in exchange.final["error"]["message"]
+    finally:
+        await bridge.stop()
