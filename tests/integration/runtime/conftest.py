@@ -3,15 +3,14 @@ clients that go through it, and subprocesses that are always cleaned up."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import pytest_asyncio
 from relaying import TcpRelay
+from spawning import Processes
 
 from moorage_core.kube import KubeClient, RequestObserver, load_configuration
 from moorage_dev.cluster import ControlPlane
@@ -49,20 +48,6 @@ async def admin_client_via(control_plane: ControlPlane) -> AsyncIterator[ClientF
     finally:
         for client in clients:
             await client.close()
-
-
-class Processes:
-    """Subprocesses a test started; the fixture kills those still running afterwards."""
-
-    def __init__(self) -> None:
-        self.started: list[subprocess.Popen[bytes]] = []
-
-    def start(self, argv: list[str], *, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-        """Run `argv` with `env`, output (stdout and stderr) to the file `log`."""
-        with log.open("wb") as handle:
-            proc = subprocess.Popen(argv, env=env, stdout=handle, stderr=subprocess.STDOUT)
-        self.started.append(proc)
-        return proc
 
 
 @pytest.fixture

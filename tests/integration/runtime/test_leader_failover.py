@@ -1,0 +1,178 @@
+"""Two `moorage-operator` processes share one Lease: one leads; kill -9 hands over within the
+lease's expiry (≤ 20 s), SIGTERM within one retry period (≤ 3 s, the Lease is released); a
+leader whose Lease is taken exits non-zero."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from spawning import Processes
+from testkit.waiting import eventually
+
+from moorage_core.errors import NotFound
+from moorage_core.kube import LEASES, KubeClient
+from moorage_dev.cluster import ControlPlane, free_port
+
+pytestmark = pytest.mark.integration
+
+OPERATOR = str(Path(sys.executable).with_name("moorage-operator"))
+LEASE = "moorage-operator"
+
+
+class Replica:
+    """One operator process and the port of its metrics server."""
+
+    def __init__(self, name: str, proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
+        self.name = name
+        self.proc = proc
+        self.port = port
+        self.log = log
+
+    async def leader_gauge(self, session: aiohttp.ClientSession) -> float | None:
+        """The value of moorage_leader_election_status, or None when the server is not up."""
+        try:
+            async with session.get(f"https://127.0.0.1:{self.port}/metrics") as resp:
+                text = await resp.text()
+        except aiohttp.ClientError:
+            return None
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "moorage_leader_election_status" and sample.labels == {
+                    "name": LEASE
+                }:
+                    return sample.value
+        return None
+
+
+def start_replica(
+    processes: Processes, control_plane: ControlPlane, namespace: str, name: str, tmp_path: Path
+) -> Replica:
+    port = free_port()
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(control_plane.kubeconfig),
+        "POD_NAMESPACE": namespace,
+        "POD_NAME": name,
+        "LEADER_ELECTION": "true",
+        "METRICS_BIND": f"127.0.0.1:{port}",
+        "LOG_FORMAT": "json",
+        "WATCH_NAMESPACES": namespace,
+    }
+    log = tmp_path / f"{name}.log"
+    return Replica(name, processes.start([OPERATOR], env=env, log=log), port, log)
+
+
+async def holder(kube: KubeClient, namespace: str) -> str:
+    try:
+        lease = await kube.get(LEASES, name=LEASE, namespace=namespace)
+    except NotFound:
+        return ""
+    return str((lease.get("spec") or {}).get("holderIdentity") or "")
+
+
+async def sole_leader(
+    kube: KubeClient, namespace: str, session: aiohttp.ClientSession, replicas: list[Replica]
+) -> Replica:
+    """The replica that holds the Lease and says so, every other one saying it does not."""
+    name = await holder(kube, namespace)
+    gauges = {r.name: await r.leader_gauge(session) for r in replicas}
+    assert name in gauges, f"Lease held by {name!r}"
+    assert gauges == {r.name: (1.0 if r.name == name else 0.0) for r in replicas}, gauges
+    return next(r for r in replicas if r.name == name)
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as client:
+        yield client
+
+
+async def two_replicas(
+    processes: Processes,
+    control_plane: ControlPlane,
+    kube: KubeClient,
+    namespace: str,
+    session: aiohttp.ClientSession,
+    tmp_path: Path,
+) -> tuple[Replica, Replica]:
+    """Start two replicas; (leader, standby) once exactly one leads."""
+    replicas = [
+        start_replica(processes, control_plane, namespace, name, tmp_path)
+        for name in ("op-a", "op-b")
+    ]
+    leader = await eventually(lambda: sole_leader(kube, namespace, session, replicas), timeout=60)
+    standby = next(r for r in replicas if r is not leader)
+    return leader, standby
+
+
+async def test_kill_9_of_the_leader_hands_over_within_the_lease_expiry(
+    processes: Processes,
+    control_plane: ControlPlane,
+    kube: KubeClient,
+    namespace: str,
+    session: aiohttp.ClientSession,
+    tmp_path: Path,
+) -> None:
+    leader, standby = await two_replicas(
+        processes, control_plane, kube, namespace, session, tmp_path
+    )
+    leader.proc.send_signal(signal.SIGKILL)
+
+    async def standby_leads() -> bool:
+        assert await holder(kube, namespace) == standby.name
+        return True
+
+    await eventually(standby_leads, timeout=20, interval=0.1, message="failover after kill -9")
+    await eventually(lambda: _gauge_is(standby, session, 1.0), timeout=10)
+
+
+async def test_sigterm_of_the_leader_releases_the_lease_and_hands_over_at_once(
+    processes: Processes,
+    control_plane: ControlPlane,
+    kube: KubeClient,
+    namespace: str,
+    session: aiohttp.ClientSession,
+    tmp_path: Path,
+) -> None:
+    leader, standby = await two_replicas(
+        processes, control_plane, kube, namespace, session, tmp_path
+    )
+    leader.proc.send_signal(signal.SIGTERM)
+
+    async def standby_leads() -> bool:
+        assert await holder(kube, namespace) == standby.name
+        return True
+
+    await eventually(standby_leads, timeout=3, interval=0.05, message="failover after SIGTERM")
+    assert leader.proc.wait(timeout=30) == 0, leader.log.read_text()[-3000:]
+    assert '"event": "lease_released"' in leader.log.read_text()
+
+
+async def test_a_leader_whose_lease_is_taken_exits_non_zero(
+    processes: Processes,
+    control_plane: ControlPlane,
+    kube: KubeClient,
+    namespace: str,
+    session: aiohttp.ClientSession,
+    tmp_path: Path,
+) -> None:
+    replica = start_replica(processes, control_plane, namespace, "op-only", tmp_path)
+    await eventually(lambda: sole_leader(kube, namespace, session, [replica]), timeout=60)
+    lease = await kube.get(LEASES, name=LEASE, namespace=namespace)
+    lease["spec"]["holderIdentity"] = "someone-else"
+    await kube.replace(LEASES, lease, name=LEASE, namespace=namespace)
+    await eventually(lambda: replica.proc.poll() is not None, timeout=30)
+    assert replica.proc.returncode == 1
+    assert '"event": "leadership_lost"' in replica.log.read_text()
+
+
+async def _gauge_is(replica: Replica, session: aiohttp.ClientSession, value: float) -> bool:
+    return await replica.leader_gauge(session) == value
