@@ -1,24 +1,20 @@
 """Where the operator's reconcilers are registered with the manager.
 
 `build_controllers` is called once by the entry point, after the manager is built and before it
-runs. Each reconciler of `moorage_operator.reconcilers` is wired here: a controller for its
-primary kind (`manager.add_controller`), the kinds it owns (`controller.owns(
-manager.owned_informer(KIND))`, mapped to the owner through the controller ownerReference) and the
-kinds it reads (`controller.watches(manager.informer(KIND), mapper)`).
+runs. Each reconciler (`moorage_operator.reconcilers`, `moorage_operator.registry`) is wired
+here: a controller for its primary kind (`manager.add_controller`), the kinds it owns
+(`controller.owns(manager.owned_informer(KIND))`, mapped to the owner through the controller
+ownerReference) and the kinds it reads (`controller.watches(manager.informer(KIND), mapper)`).
 """
 
 from __future__ import annotations
 
+from moorage_operator.registry.controller import register_mcpregistry_controller
 from moorage_operator.runtime.controller import Controller
 from moorage_operator.runtime.manager import Manager
 from moorage_operator.settings import Settings
 
 
 def build_controllers(manager: Manager, settings: Settings) -> list[Controller]:
-    """Register every reconciler with `manager`; return the controllers created.
-
-    No reconciler is registered yet, so the operator currently runs its caches, metrics, health
-    and leader election with no controllers.
-    """
-    del manager, settings  # used once reconcilers are registered here
-    return []
+    """Register every reconciler with `manager`; return the controllers created."""
+    return [register_mcpregistry_controller(manager, settings)]
