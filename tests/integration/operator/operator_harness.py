@@ -43,12 +43,12 @@ class RunningOperator:
     metrics: OperatorMetrics
     controllers: list[Controller]
 
-    def sample(self, name: str, **labels: str) -> float:
+    def sample(self, metric: str, /, **labels: str) -> float:
         """The sum of a metric's samples whose labels include `labels`."""
         total = 0.0
         for family in self.metrics.registry.collect():
             for sample in family.samples:
-                if sample.name == name and all(
+                if sample.name == metric and all(
                     sample.labels.get(k) == v for k, v in labels.items()
                 ):
                     total += sample.value
