@@ -9,6 +9,7 @@ ownerReference) and the kinds it reads (`controller.watches(manager.informer(KIN
 
 from __future__ import annotations
 
+from moorage_operator.reconcilers import register_mcp_controllers
 from moorage_operator.registry.controller import register_mcpregistry_controller
 from moorage_operator.runtime.controller import Controller
 from moorage_operator.runtime.manager import Manager
@@ -17,4 +18,7 @@ from moorage_operator.settings import Settings
 
 def build_controllers(manager: Manager, settings: Settings) -> list[Controller]:
     """Register every reconciler with `manager`; return the controllers created."""
-    return [register_mcpregistry_controller(manager, settings)]
+    return [
+        *register_mcp_controllers(manager, settings),
+        register_mcpregistry_controller(manager, settings),
+    ]
