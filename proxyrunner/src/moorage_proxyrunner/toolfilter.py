@@ -2,18 +2,26 @@
 
 Pure rules (`ToolPolicy`) plus the pipeline step that applies them. `tools/list` shows only
 allowed tools, renamed and re-described; `tools/call` maps a client-facing name back to the
-server's. A hidden tool must be indistinguishable from a nonexistent one, so while a policy is
-active every name a client cannot see (hidden, or the old name of a renamed tool, or simply
-unknown) gets the same answer from the proxy without reaching the server.
+server's. A hidden tool must be indistinguishable from a nonexistent one, so a call to a name
+the client cannot see (hidden, the old name of a renamed tool, a server tool shadowed by another
+tool's new name) is sent to the server under a stand-in name no tool has, and the server's own
+answer for an unknown tool comes back with the client's name put back: the client gets exactly
+what a nonexistent tool gets, whatever the server answers for those.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from moorage_proxyrunner.jsonrpc import INVALID_PARAMS, Json, error_response
+from moorage_proxyrunner import audit
+from moorage_proxyrunner.jsonrpc import Json
 from moorage_proxyrunner.pipeline import CallNext, McpCall, Reply
+
+STAND_IN_PREFIX = "moorage-unknown-"
+"""Stand-in names for hidden tools start with this (then 16 random hex digits)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +70,8 @@ class ToolPolicy:
             if not isinstance(server_name, str):
                 continue
             name = self.client_name(server_name)
-            if not self.is_visible(name):
+            if self.server_name(name) != server_name:
+                # Hidden, or shadowed by another tool renamed to this name: not callable by it.
                 continue
             override = self.overrides.get(server_name)
             if override is None:
@@ -76,8 +85,28 @@ class ToolPolicy:
         return shown
 
 
-def unknown_tool_error(call: McpCall, name: object) -> Json:
-    return error_response(call.id, INVALID_PARAMS, f"Unknown tool: {name}")
+def swap_text(value: Any, old: str, new: str) -> Any:
+    """`value` with `old` replaced by `new` in every string inside it."""
+    if isinstance(value, str):
+        return value.replace(old, new)
+    if isinstance(value, list):
+        return [swap_text(v, old, new) for v in value]
+    if isinstance(value, dict):
+        return {k: swap_text(v, old, new) for k, v in value.items()}
+    return value
+
+
+async def answer_as_unknown(call: McpCall, name: str, call_next: CallNext) -> Reply:
+    """Call a stand-in name no tool has and answer as the server (and the steps after this
+    one) answered it, with the client's `name` in place of the stand-in."""
+    audit.note_hidden()
+    stand_in = STAND_IN_PREFIX + secrets.token_hex(8)
+    params = dict(call.params)
+    params["name"] = stand_in
+    reply = await call_next(call.with_params(params).wanting_result())
+    if reply.message is not None:
+        reply.message = swap_text(reply.message, stand_in, name)
+    return reply
 
 
 class ToolFilterStep:
@@ -99,9 +128,11 @@ class ToolFilterStep:
         if call.method == "tools/call":
             params = call.params
             name = params.get("name")
-            server_name = policy.server_name(name) if isinstance(name, str) else None
+            if not isinstance(name, str):
+                return await call_next(call)  # the server rejects it: no tool has such a name
+            server_name = policy.server_name(name)
             if server_name is None:
-                return Reply(unknown_tool_error(call, name), status=200)
+                return await answer_as_unknown(call, name, call_next)
             if server_name != name:
                 rewritten = dict(params)
                 rewritten["name"] = server_name

@@ -49,14 +49,24 @@ def call(method: str, params: dict[str, Any]) -> McpCall:
     )
 
 
-async def test_the_step_renames_calls_and_answers_hidden_ones_itself() -> None:
+async def test_the_step_renames_calls_and_asks_about_hidden_ones_under_a_stand_in() -> None:
     seen: list[dict[str, Any]] = []
+    known = {"read", "write", "delete"}
 
     async def backend(c: McpCall) -> Reply:
         seen.append(c.message)
         if c.method == "tools/list":
             return Reply(
                 {"jsonrpc": "2.0", "id": c.id, "result": {"tools": [dict(t) for t in TOOLS]}}
+            )
+        name = c.params["name"]
+        if name not in known:
+            return Reply(
+                {
+                    "jsonrpc": "2.0",
+                    "id": c.id,
+                    "error": {"code": -32602, "message": f"Unknown tool: {name}"},
+                }
             )
         return Reply({"jsonrpc": "2.0", "id": c.id, "result": {"content": []}})
 
@@ -67,7 +77,8 @@ async def test_the_step_renames_calls_and_answers_hidden_ones_itself() -> None:
     assert seen[-1]["params"]["name"] == "write"
     hidden = await chain(call("tools/call", {"name": "delete"}))
     unknown = await chain(call("tools/call", {"name": "nope"}))
-    assert len(seen) == 2, "hidden and unknown tools never reach the server"
+    stand_ins = [m["params"]["name"] for m in seen[2:]]
+    assert all(n.startswith("moorage-unknown-") for n in stand_ins), "hidden names never reach it"
     assert hidden.message == {
         "jsonrpc": "2.0",
         "id": 9,
