@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -35,12 +36,12 @@ def configmap(name: str, value: str) -> JsonObject:
     }
 
 
-def podtemplate(name: str, image: str) -> JsonObject:
+def podtemplate(name: str, version: str) -> JsonObject:
     return {
         "apiVersion": "v1",
         "kind": "PodTemplate",
         "metadata": {"name": name},
-        "template": {"spec": {"containers": [{"name": "c", "image": image}]}},
+        "template": {"spec": {"containers": [{"name": "c", "image": f"img:{version}"}]}},
     }
 
 
@@ -78,14 +79,6 @@ def last_event_per_name(events: list[CacheEvent]) -> dict[str, tuple[str, str]]:
     return last
 
 
-async def converged(
-    kube: KubeClient, informer: Informer, kind: ResourceKind, namespace: str
-) -> bool:
-    truth = await snapshot(kube, kind, namespace)
-    assert cached(informer, namespace) == truth
-    return True
-
-
 async def test_an_informer_sees_create_update_delete_in_order(
     kube: KubeClient, namespace: str
 ) -> None:
@@ -110,34 +103,59 @@ async def test_an_informer_sees_create_update_delete_in_order(
     assert informer.cache.get("c", namespace=namespace) is None
 
 
-async def change_while_disconnected(
-    kube: KubeClient, namespace: str, kind: ResourceKind, make: Any
-) -> None:
-    """Create `new`, modify `kept`, delete `gone` (the latter two exist already)."""
-    await kube.create(kind, make("new", "1"), namespace=namespace)
-    kept = await kube.get(kind, name="kept", namespace=namespace)
-    kept.update(make("kept", "2"), metadata=kept["metadata"])
-    await kube.replace(kind, kept, name="kept", namespace=namespace)
-    await kube.delete(kind, name="gone", namespace=namespace)
+@dataclass(frozen=True)
+class Outage:
+    """An informer that lost its connection while `new` was created, `kept` modified and
+    `gone` deleted; the relay still holds new connections back."""
+
+    informer: Informer
+    seen: list[CacheEvent]
+    kind: ResourceKind
+
+    async def converged(self, kube: KubeClient, namespace: str) -> bool:
+        truth = await snapshot(kube, self.kind, namespace)
+        assert cached(self.informer, namespace) == truth
+        return True
+
+    def assert_missed_changes_reported(self) -> None:
+        last = last_event_per_name(self.seen)
+        assert (last["new"][0], last["kept"][0], last["gone"][0]) == (
+            "ADDED",
+            "MODIFIED",
+            "DELETED",
+        )
+
+
+@contextlib.asynccontextmanager
+async def outage(
+    kube: KubeClient,
+    namespace: str,
+    relay: TcpRelay,
+    admin_client_via: Any,
+    kind: ResourceKind,
+    make: Callable[[str, str], JsonObject],
+) -> AsyncIterator[Outage]:
+    for name in ("kept", "gone"):
+        await kube.create(kind, make(name, "1"), namespace=namespace)
+    informer = Informer(await admin_client_via(relay), kind, namespaces=(namespace,), policy=QUICK)
+    async with running(informer) as seen:
+        relay.hold()
+        relay.drop()
+        await kube.create(kind, make("new", "1"), namespace=namespace)
+        kept = await kube.get(kind, name="kept", namespace=namespace)
+        kept.update(make("kept", "2"), metadata=kept["metadata"])
+        await kube.replace(kind, kept, name="kept", namespace=namespace)
+        await kube.delete(kind, name="gone", namespace=namespace)
+        yield Outage(informer, seen, kind)
 
 
 async def test_the_cache_converges_after_the_watch_connection_is_cut(
     kube: KubeClient, namespace: str, relay: TcpRelay, admin_client_via: Any
 ) -> None:
-    for name in ("kept", "gone"):
-        await kube.create(CONFIGMAPS, configmap(name, "1"), namespace=namespace)
-    via_relay = await admin_client_via(relay)
-    informer = Informer(via_relay, CONFIGMAPS, namespaces=(namespace,), policy=QUICK)
-    async with running(informer) as seen:
-        relay.hold()
-        relay.drop()
-        await change_while_disconnected(kube, namespace, CONFIGMAPS, configmap)
+    async with outage(kube, namespace, relay, admin_client_via, CONFIGMAPS, configmap) as out:
         relay.release()
-        await eventually(lambda: converged(kube, informer, CONFIGMAPS, namespace), timeout=60)
-    last = last_event_per_name(seen)
-    assert last["new"][0] == "ADDED"
-    assert last["kept"][0] == "MODIFIED"
-    assert last["gone"][0] == "DELETED"
+        await eventually(lambda: out.converged(kube, namespace), timeout=60)
+    out.assert_missed_changes_reported()
 
 
 async def test_a_silent_watch_is_restarted_by_the_watchdog(
@@ -162,21 +180,13 @@ async def test_the_cache_converges_across_an_apiserver_restart(
     admin_client_via: Any,
     control_plane: ControlPlane,
 ) -> None:
-    for name in ("kept", "gone"):
-        await kube.create(CONFIGMAPS, configmap(name, "1"), namespace=namespace)
-    via_relay = await admin_client_via(relay)
-    informer = Informer(via_relay, CONFIGMAPS, namespaces=(namespace,), policy=QUICK)
-    async with running(informer) as seen:
-        relay.hold()
-        relay.drop()
-        await change_while_disconnected(kube, namespace, CONFIGMAPS, configmap)
+    async with outage(kube, namespace, relay, admin_client_via, CONFIGMAPS, configmap) as out:
         await asyncio.to_thread(control_plane.restart_apiserver)
         relay.release()
         await kube.create(CONFIGMAPS, configmap("after-restart", "1"), namespace=namespace)
-        await eventually(lambda: converged(kube, informer, CONFIGMAPS, namespace), timeout=90)
-    last = last_event_per_name(seen)
-    assert (last["new"][0], last["kept"][0], last["gone"][0]) == ("ADDED", "MODIFIED", "DELETED")
-    assert last["after-restart"][0] == "ADDED"
+        await eventually(lambda: out.converged(kube, namespace), timeout=90)
+    out.assert_missed_changes_reported()
+    assert last_event_per_name(out.seen)["after-restart"][0] == "ADDED"
 
 
 async def test_a_410_gone_makes_the_informer_relist_and_report_what_it_missed(
@@ -186,21 +196,9 @@ async def test_a_410_gone_makes_the_informer_relist_and_report_what_it_missed(
     admin_client_via: Any,
     control_plane: ControlPlane,
 ) -> None:
-    for name in ("kept", "gone"):
-        await kube.create(PODTEMPLATES, podtemplate(name, "img:1"), namespace=namespace)
-    via_relay = await admin_client_via(relay)
-    informer = Informer(via_relay, PODTEMPLATES, namespaces=(namespace,), policy=QUICK)
-
-    def make(name: str, version: str) -> JsonObject:
-        return podtemplate(name, f"img:{version}")
-
-    async with running(informer) as seen:
-        relay.hold()
-        relay.drop()
-        await change_while_disconnected(kube, namespace, PODTEMPLATES, make)
+    async with outage(kube, namespace, relay, admin_client_via, PODTEMPLATES, podtemplate) as out:
         await asyncio.to_thread(control_plane.compact_etcd)
         relay.release()
-        await eventually(lambda: converged(kube, informer, PODTEMPLATES, namespace), timeout=60)
-    assert informer.relists >= 1, "resuming from a compacted version must end in a relist"
-    last = last_event_per_name(seen)
-    assert (last["new"][0], last["kept"][0], last["gone"][0]) == ("ADDED", "MODIFIED", "DELETED")
+        await eventually(lambda: out.converged(kube, namespace), timeout=60)
+    assert out.informer.relists >= 1, "resuming from a compacted version must end in a relist"
+    out.assert_missed_changes_reported()

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -52,127 +53,98 @@ class Replica:
         return None
 
 
-def start_replica(
-    processes: Processes, control_plane: ControlPlane, namespace: str, name: str, tmp_path: Path
-) -> Replica:
-    port = free_port()
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(control_plane.kubeconfig),
-        "POD_NAMESPACE": namespace,
-        "POD_NAME": name,
-        "LEADER_ELECTION": "true",
-        "METRICS_BIND": f"127.0.0.1:{port}",
-        "LOG_FORMAT": "json",
-        "WATCH_NAMESPACES": namespace,
-    }
-    log = tmp_path / f"{name}.log"
-    return Replica(name, processes.start([OPERATOR], env=env, log=log), port, log)
+@dataclass(frozen=True)
+class Setup:
+    """Everything a failover test needs: the admin client, the namespace holding the Lease, an
+    HTTPS session for the replicas' metrics, and a way to start a replica."""
 
+    kube: KubeClient
+    namespace: str
+    session: aiohttp.ClientSession
+    processes: Processes
+    control_plane: ControlPlane
+    tmp_path: Path
 
-async def holder(kube: KubeClient, namespace: str) -> str:
-    try:
-        lease = await kube.get(LEASES, name=LEASE, namespace=namespace)
-    except NotFound:
-        return ""
-    return str((lease.get("spec") or {}).get("holderIdentity") or "")
+    def start(self, name: str) -> Replica:
+        port = free_port()
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.control_plane.kubeconfig),
+            "POD_NAMESPACE": self.namespace,
+            "POD_NAME": name,
+            "LEADER_ELECTION": "true",
+            "METRICS_BIND": f"127.0.0.1:{port}",
+            "LOG_FORMAT": "json",
+            "WATCH_NAMESPACES": self.namespace,
+        }
+        log = self.tmp_path / f"{name}.log"
+        return Replica(name, self.processes.start([OPERATOR], env=env, log=log), port, log)
 
+    async def holder(self) -> str:
+        try:
+            lease = await self.kube.get(LEASES, name=LEASE, namespace=self.namespace)
+        except NotFound:
+            return ""
+        return str((lease.get("spec") or {}).get("holderIdentity") or "")
 
-async def sole_leader(
-    kube: KubeClient, namespace: str, session: aiohttp.ClientSession, replicas: list[Replica]
-) -> Replica:
-    """The replica that holds the Lease and says so, every other one saying it does not."""
-    name = await holder(kube, namespace)
-    gauges = {r.name: await r.leader_gauge(session) for r in replicas}
-    assert name in gauges, f"Lease held by {name!r}"
-    assert gauges == {r.name: (1.0 if r.name == name else 0.0) for r in replicas}, gauges
-    return next(r for r in replicas if r.name == name)
+    async def holds(self, replica: Replica) -> bool:
+        assert await self.holder() == replica.name
+        return True
+
+    async def sole_leader(self, replicas: list[Replica]) -> Replica:
+        """The replica that holds the Lease and says so, every other one saying it does not."""
+        name = await self.holder()
+        gauges = {r.name: await r.leader_gauge(self.session) for r in replicas}
+        assert name in gauges, f"Lease held by {name!r}"
+        assert gauges == {r.name: (1.0 if r.name == name else 0.0) for r in replicas}, gauges
+        return next(r for r in replicas if r.name == name)
+
+    async def two_replicas(self) -> tuple[Replica, Replica]:
+        """Start two replicas; (leader, standby) once exactly one leads."""
+        replicas = [self.start(name) for name in ("op-a", "op-b")]
+        leader = await eventually(lambda: self.sole_leader(replicas), timeout=60)
+        return leader, next(r for r in replicas if r is not leader)
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as client:
-        yield client
-
-
-async def two_replicas(
+async def setup(
     processes: Processes,
     control_plane: ControlPlane,
     kube: KubeClient,
     namespace: str,
-    session: aiohttp.ClientSession,
     tmp_path: Path,
-) -> tuple[Replica, Replica]:
-    """Start two replicas; (leader, standby) once exactly one leads."""
-    replicas = [
-        start_replica(processes, control_plane, namespace, name, tmp_path)
-        for name in ("op-a", "op-b")
-    ]
-    leader = await eventually(lambda: sole_leader(kube, namespace, session, replicas), timeout=60)
-    standby = next(r for r in replicas if r is not leader)
-    return leader, standby
+) -> AsyncIterator[Setup]:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as session:
+        yield Setup(kube, namespace, session, processes, control_plane, tmp_path)
 
 
-async def test_kill_9_of_the_leader_hands_over_within_the_lease_expiry(
-    processes: Processes,
-    control_plane: ControlPlane,
-    kube: KubeClient,
-    namespace: str,
-    session: aiohttp.ClientSession,
-    tmp_path: Path,
-) -> None:
-    leader, standby = await two_replicas(
-        processes, control_plane, kube, namespace, session, tmp_path
-    )
+async def test_kill_9_of_the_leader_hands_over_within_the_lease_expiry(setup: Setup) -> None:
+    leader, standby = await setup.two_replicas()
     leader.proc.send_signal(signal.SIGKILL)
-
-    async def standby_leads() -> bool:
-        assert await holder(kube, namespace) == standby.name
-        return True
-
-    await eventually(standby_leads, timeout=20, interval=0.1, message="failover after kill -9")
-    await eventually(lambda: _gauge_is(standby, session, 1.0), timeout=10)
+    await eventually(
+        lambda: setup.holds(standby), timeout=20, interval=0.1, message="failover after kill -9"
+    )
+    await eventually(lambda: setup.sole_leader([standby]), timeout=10)
 
 
 async def test_sigterm_of_the_leader_releases_the_lease_and_hands_over_at_once(
-    processes: Processes,
-    control_plane: ControlPlane,
-    kube: KubeClient,
-    namespace: str,
-    session: aiohttp.ClientSession,
-    tmp_path: Path,
+    setup: Setup,
 ) -> None:
-    leader, standby = await two_replicas(
-        processes, control_plane, kube, namespace, session, tmp_path
-    )
+    leader, standby = await setup.two_replicas()
     leader.proc.send_signal(signal.SIGTERM)
-
-    async def standby_leads() -> bool:
-        assert await holder(kube, namespace) == standby.name
-        return True
-
-    await eventually(standby_leads, timeout=3, interval=0.05, message="failover after SIGTERM")
+    await eventually(
+        lambda: setup.holds(standby), timeout=3, interval=0.05, message="failover after SIGTERM"
+    )
     assert leader.proc.wait(timeout=30) == 0, leader.log.read_text()[-3000:]
     assert '"event": "lease_released"' in leader.log.read_text()
 
 
-async def test_a_leader_whose_lease_is_taken_exits_non_zero(
-    processes: Processes,
-    control_plane: ControlPlane,
-    kube: KubeClient,
-    namespace: str,
-    session: aiohttp.ClientSession,
-    tmp_path: Path,
-) -> None:
-    replica = start_replica(processes, control_plane, namespace, "op-only", tmp_path)
-    await eventually(lambda: sole_leader(kube, namespace, session, [replica]), timeout=60)
-    lease = await kube.get(LEASES, name=LEASE, namespace=namespace)
+async def test_a_leader_whose_lease_is_taken_exits_non_zero(setup: Setup) -> None:
+    replica = setup.start("op-only")
+    await eventually(lambda: setup.sole_leader([replica]), timeout=60)
+    lease = await setup.kube.get(LEASES, name=LEASE, namespace=setup.namespace)
     lease["spec"]["holderIdentity"] = "someone-else"
-    await kube.replace(LEASES, lease, name=LEASE, namespace=namespace)
+    await setup.kube.replace(LEASES, lease, name=LEASE, namespace=setup.namespace)
     await eventually(lambda: replica.proc.poll() is not None, timeout=30)
     assert replica.proc.returncode == 1
     assert '"event": "leadership_lost"' in replica.log.read_text()
-
-
-async def _gauge_is(replica: Replica, session: aiohttp.ClientSession, value: float) -> bool:
-    return await replica.leader_gauge(session) == value
