@@ -191,3 +191,14 @@ async def test_a_handler_that_raises_stops_the_informer() -> None:
     with pytest.raises(ExceptionGroup) as caught:
         await asyncio.wait_for(informer.run(), timeout=5)
     assert caught.group_contains(RuntimeError, match="bug in a handler")
+
+
+async def test_a_garbled_watch_record_is_a_failure_not_a_crash() -> None:
+    kube = FakeKube()
+    kube.script_list(None, ListResult([], "10"))
+    informer = Informer(kube, CONFIGMAPS, policy=FAST)  # type: ignore[arg-type]
+    async with running(informer):
+        first = await kube.next_watch(1)
+        first.fail(ValueError("Expecting ',' delimiter: line 1 column 4000"))
+        second = await kube.next_watch(2)
+        assert second.resource_version == "10"

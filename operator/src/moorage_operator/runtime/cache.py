@@ -140,7 +140,9 @@ class Cache:
         if name not in self._indexes:
             raise KeyError(f"no index {name!r} on the {self.kind.kind} cache")
         keys = self._indexes[name].get(value, set())
-        return [obj for key in sorted(keys) if (obj := self.get(key[1], namespace=key[0]))]
+        return [
+            obj for key in sorted(keys) if (obj := self.get(key[1], namespace=key[0])) is not None
+        ]
 
     # -- writing (the informer) -------------------------------------------------------------
 

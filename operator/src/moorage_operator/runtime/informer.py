@@ -294,6 +294,11 @@ class Informer:
                     end = WatchEnd.FAILED
                     bound.warning("watch_failed", rv=rv, error=str(exc))
                     break
+                except ValueError as exc:
+                    # A record that is not JSON: a stream cut mid-line. Resume like any failure.
+                    end = WatchEnd.FAILED
+                    bound.warning("watch_garbled", rv=rv, error=str(exc))
+                    break
                 received += 1
                 rv = resource_version(event.object) or rv
                 if event.type == "BOOKMARK":
