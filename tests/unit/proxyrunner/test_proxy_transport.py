@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from aiohttp.test_utils import make_mocked_request
 from hypothesis import given
 from hypothesis import strategies as st
 
 from moorage_proxyrunner.frontend import is_host_allowed, is_origin_allowed
+from moorage_proxyrunner.responding import endpoint_url
 from moorage_proxyrunner.settings import ProxySettings
 from moorage_proxyrunner.sse import EventParser, format_event
 
@@ -109,3 +111,33 @@ def test_the_parser_reads_back_what_was_framed_in_any_chunking(datas: list[str],
 def test_the_parser_understands_crlf_and_comments() -> None:
     events = EventParser().feed(b": hi\r\nevent: endpoint\r\ndata: /m?s=1\r\n\r\n")
     assert [(e.event, e.data) for e in events] == [("endpoint", "/m?s=1")]
+
+
+@pytest.mark.parametrize(
+    ("settings", "headers", "url"),
+    [
+        (ProxySettings(), {}, "/messages?session_id=s1"),
+        (ProxySettings(endpoint_prefix="/mcp/x/"), {}, "/mcp/x/messages?session_id=s1"),
+        (
+            ProxySettings(endpoint_prefix="/p"),
+            {"X-Forwarded-Prefix": "/evil"},
+            "/p/messages?session_id=s1",
+        ),
+        (
+            ProxySettings(endpoint_prefix="/p", trust_proxy_headers=True),
+            {"X-Forwarded-Prefix": "/ingress/"},
+            "/ingress/messages?session_id=s1",
+        ),
+        (
+            ProxySettings(trust_proxy_headers=True),
+            {"X-Forwarded-Host": "mcp.example.com, inner", "X-Forwarded-Proto": "https"},
+            "https://mcp.example.com/messages?session_id=s1",
+        ),
+    ],
+    ids=["plain", "prefix", "untrusted-header", "trusted-prefix", "trusted-host"],
+)
+def test_sse_endpoint_urls_honour_prefix_and_trusted_headers(
+    settings: ProxySettings, headers: dict[str, str], url: str
+) -> None:
+    request = make_mocked_request("GET", "/sse", headers=headers)
+    assert endpoint_url(request, settings, "s1") == url

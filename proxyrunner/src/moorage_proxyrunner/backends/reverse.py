@@ -384,8 +384,14 @@ class HttpEndpoints(Refusing):
         if not streaming:
             data = await upstream.read()
             return web.Response(status=upstream.status, body=data, headers=headers)
+        first = await upstream.content.readany()
+        if upstream.content.at_eof():
+            # The whole stream is already here (a request's stream usually is one event): one
+            # write instead of headers, chunk and terminator separately.
+            return web.Response(status=upstream.status, body=first, headers={**headers, **SSE_HEADERS})
         response = web.StreamResponse(status=upstream.status, headers={**headers, **SSE_HEADERS})
         await response.prepare(request)
+        await response.write(first)
         async for chunk in upstream.content.iter_any():
             await response.write(chunk)
         await response.write_eof()
