@@ -110,10 +110,12 @@ class Setup:
 async def setup(
     processes: Processes,
     control_plane: ControlPlane,
+    crds: list[str],
     kube: KubeClient,
     namespace: str,
     tmp_path: Path,
 ) -> AsyncIterator[Setup]:
+    """Replicas run the whole operator, so our CRDs must be served for their caches to sync."""
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as session:
         yield Setup(kube, namespace, session, processes, control_plane, tmp_path)
 
