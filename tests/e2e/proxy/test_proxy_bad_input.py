@@ -279,6 +279,17 @@ async def test_lines_far_over_64_kib_pass_through() -> None:
     assert len(result.content[0].text) == 3 * 1024 * 1024  # type: ignore[union-attr]
 
 
+async def test_a_line_over_16_mib_ends_the_connection_with_an_error_and_a_restart(
+    proxy: Proxy,
+) -> None:
+    async with Client(proxy.mcp, mode="legacy") as client:
+        with pytest.raises(MCPError, match="longer than 16777216 bytes"):
+            await client.call_tool("big", {"size": 17 * 1024 * 1024})
+        await eventually(lambda: proxy.metric("moorage_proxy_backend_restarts_total") == 1)
+        echoed = await client.call_tool("echo", {"text": "after the oversized line"})
+    assert echoed.content[0].text == "after the oversized line"  # type: ignore[union-attr]
+
+
 async def test_elicitation_reaches_the_client_whose_call_asked(proxy: Proxy) -> None:
     async def answer(context: Any, params: Any) -> Any:
         from mcp.types import ElicitResult

@@ -76,6 +76,16 @@ class SubprocessChannel:
         self._closed = True
         if not self._stdin.is_closing():
             self._stdin.close()
+        try:
+            await self._stop_process()
+        finally:
+            # A stdout we stopped reading (a line over the limit) never reports EOF by itself, so
+            # its transport would outlive the process: close it explicitly.
+            transport = getattr(self.process, "_transport", None)
+            if transport is not None:
+                transport.close()
+
+    async def _stop_process(self) -> None:
         if self.process.returncode is not None:
             return
         # Closing stdin is how a stdio MCP server is asked to stop; then escalate.
