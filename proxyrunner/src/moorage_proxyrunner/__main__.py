@@ -1,8 +1,10 @@
 """`moorage-proxyrunner`: the command line.
 
 `run --local [options] -- <command...>` fronts a local stdio MCP server; `run --local
---transport streamable-http|sse --target-url URL` fronts one on HTTP. `run [--config PATH]`
-is the in-cluster start-up from a RunConfig (spec §4.1), implemented by
+--transport streamable-http|sse --target-url URL` fronts one on HTTP. `run --local --config PATH`
+takes authentication, authorisation, the tool filter/override and audit from a RunConfig file
+(only those keys are read; changes to the file apply live). `run [--config PATH]` is the
+in-cluster start-up from a RunConfig (spec §4.1), implemented by
 `moorage_proxyrunner.cluster.run_from_config`.
 """
 
@@ -10,14 +12,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import importlib
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import ModuleType
 
+from moorage_api.runconfig import RunConfigError
 from moorage_core.loggers import configure_logging
 from moorage_core.settings import SettingError, parse_list
-from moorage_proxyrunner.local import LocalBackend, run_local
+from moorage_proxyrunner.local import LocalBackend, LocalConfig, run_local
+from moorage_proxyrunner.middleware import tool_policy_from_runconfig
+from moorage_proxyrunner.runconfig_reload import load_local_runconfig
 from moorage_proxyrunner.settings import DEFAULT_MAX_BODY_BYTES, ProxySettings
 from moorage_proxyrunner.toolfilter import ToolPolicy
 
@@ -30,9 +37,17 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     parser = argparse.ArgumentParser(prog="moorage-proxyrunner", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the proxy", description="Run the MCP proxy.")
-    mode = run.add_mutually_exclusive_group()
-    mode.add_argument("--local", action="store_true", help="run without a cluster")
-    mode.add_argument("--config", metavar="PATH", help=f"RunConfig file (default {DEFAULT_CONFIG})")
+    run.add_argument("--local", action="store_true", help="run without a cluster")
+    run.add_argument(
+        "--config",
+        metavar="PATH",
+        help=f"RunConfig file (default {DEFAULT_CONFIG}). With --local only its middleware keys "
+        "are read (oidc, authz, tools_filter, tools_override, audit; the workload keys may be "
+        "left out), and edits to the file apply to the next request without a restart. "
+        'Example: {"schema_version": "moorage/v1", "audit": {"enabled": true}, "oidc": '
+        '{"type": "oidc", "issuer": "https://idp.example", "audience": "mcp"}, "authz": '
+        '{"policies": ["permit(principal, action, resource);"]}}',
+    )
     run.add_argument("--host", default=None, help="listen address (default 127.0.0.1 with --local)")
     run.add_argument("--port", type=int, default=8080, help="listen port (default 8080)")
     run.add_argument(
@@ -79,8 +94,23 @@ def split_command(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     return args, []
 
 
-def settings_from(args: argparse.Namespace) -> ProxySettings:
-    return ProxySettings(
+def local_config(args: argparse.Namespace) -> LocalConfig | None:
+    """The `--config` file of `run --local`, read and checked; None without one."""
+    if not args.config:
+        return None
+    if args.tools_filter:
+        raise SettingError("with --config, set tools_filter in the RunConfig file")
+    path = Path(args.config)
+    try:
+        return LocalConfig(path=path, runconfig=load_local_runconfig(path.read_text()))
+    except OSError as exc:
+        raise SettingError(f"cannot read --config {path}: {exc.strerror or exc}") from None
+    except RunConfigError as exc:
+        raise SettingError(f"--config {path}: {exc}") from None
+
+
+def settings_from(args: argparse.Namespace, config: LocalConfig | None = None) -> ProxySettings:
+    settings = ProxySettings(
         host=args.host or "127.0.0.1",
         port=args.port,
         max_body_bytes=args.max_body_bytes,
@@ -90,6 +120,16 @@ def settings_from(args: argparse.Namespace) -> ProxySettings:
         allowed_origins=parse_list(args.allowed_origins),
         allowed_hosts=parse_list(args.allowed_hosts),
         tool_policy=ToolPolicy(allowed=frozenset(parse_list(args.tools_filter))),
+    )
+    if config is None:
+        return settings
+    runconfig = config.runconfig
+    return dataclasses.replace(
+        settings,
+        tool_policy=tool_policy_from_runconfig(runconfig),
+        oidc=runconfig.oidc,
+        authz=runconfig.authz,
+        audit=runconfig.audit.enabled,
     )
 
 
@@ -137,12 +177,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_from_config: Callable[[argparse.Namespace], int] = cluster.run_from_config
         return run_from_config(args)
     try:
-        settings = settings_from(args)
+        config = local_config(args)
+        settings = settings_from(args, config)
         backend = local_backend(args, command)
     except SettingError as exc:
         parser.error(str(exc))
     try:
-        asyncio.run(run_local(backend, settings))
+        asyncio.run(run_local(backend, settings, config=config))
     except KeyboardInterrupt:
         return 130
     return 0

@@ -34,11 +34,20 @@ from moorage_proxyrunner.backends.reverse import HttpEndpoints
 from moorage_proxyrunner.backends.stdio import StdioBridge
 from moorage_proxyrunner.bridging import BridgeEndpoints
 from moorage_proxyrunner.frontend import Endpoints, make_app, serve
-from moorage_proxyrunner.local import default_pipeline
 from moorage_proxyrunner.metrics import ProxyMetrics
+from moorage_proxyrunner.middleware import (
+    LiveConfigError,
+    Middleware,
+    tool_policy_from_runconfig,
+)
+from moorage_proxyrunner.pipeline import Pipeline
 from moorage_proxyrunner.podpatch import PodPatchError, parse_pod_patch
+from moorage_proxyrunner.runconfig_reload import (
+    RunConfigReloader,
+    announcer_for,
+    runconfig_configmap_name,
+)
 from moorage_proxyrunner.settings import DEFAULT_MAX_BODY_BYTES, ProxySettings
-from moorage_proxyrunner.toolfilter import ToolOverride, ToolPolicy
 from moorage_proxyrunner.workload import (
     ProfileError,
     WorkloadSpec,
@@ -189,13 +198,10 @@ def build_proxy_settings(runconfig: RunConfig, options: ClusterOptions) -> Proxy
         allowed_origins=options.allowed_origins,
         endpoint_prefix=runconfig.endpoint_prefix or "",
         trust_proxy_headers=runconfig.trust_proxy_headers,
-        tool_policy=ToolPolicy(
-            allowed=frozenset(runconfig.tools_filter),
-            overrides={
-                server_name: ToolOverride(name=o.name, description=o.description)
-                for server_name, o in runconfig.tools_override.items()
-            },
-        ),
+        tool_policy=tool_policy_from_runconfig(runconfig),
+        oidc=runconfig.oidc,
+        authz=runconfig.authz,
+        audit=runconfig.audit.enabled,
     )
 
 
@@ -225,13 +231,13 @@ def build_endpoints(
     statefulset: JsonObject,
     settings: ProxySettings,
     metrics: ProxyMetrics,
+    pipeline: Pipeline,
     cluster_domain: str,
     open_channel: ChannelOpener | None = None,
 ) -> tuple[Endpoints, AttachChannelFactory | None]:
     """The front end's backend: the stdio bridge over `pods/attach`, or the HTTP reverse proxy
     over the pods' DNS names. The factory is returned so that it can be closed."""
     spec = manager.spec
-    pipeline = default_pipeline(settings)
     if spec.is_stdio:
         factory = AttachChannelFactory(kube, pods=manager.pods, open_channel=open_channel)
         bridge = StdioBridge(factory, metrics=metrics)
@@ -288,6 +294,7 @@ async def run_cluster(
         return EXIT_FAILED
     stop = stop or asyncio.Event()
     healer: asyncio.Task[None] | None = None
+    reload: asyncio.Task[None] | None = None
     factory: AttachChannelFactory | None = None
     try:
         manager = await start_workload(kube, prepared)
@@ -301,16 +308,35 @@ async def run_cluster(
         log.info("workload_ready", replicas=wanted_replicas(statefulset))
         registry = registry or CollectorRegistry()
         metrics = ProxyMetrics(registry)
+        try:
+            middleware = Middleware(settings, registry=registry, kube=kube)
+        except LiveConfigError as exc:
+            raise StartupError(str(exc), exit_code=EXIT_CONFIG) from None
         endpoints, factory = build_endpoints(
             kube,
             manager=manager,
             statefulset=statefulset,
             settings=settings,
             metrics=metrics,
+            pipeline=middleware.pipeline,
             cluster_domain=options.cluster_domain,
             open_channel=open_channel,
         )
         app = make_app(settings, endpoints=endpoints, registry=registry)
+        middleware.install(app, primary_path="/sse" if spec.transport == "sse" else "/mcp")
+        await middleware.prefetch()
+        reloader = RunConfigReloader(
+            middleware,
+            current=prepared.runconfig,
+            registry=registry,
+            announce=announcer_for(endpoints),
+        )
+        reload = asyncio.create_task(
+            reloader.watch_configmap(
+                kube, namespace=spec.namespace, name=runconfig_configmap_name(spec.name)
+            ),
+            name="runconfig",
+        )
         await serve(app, settings, stop=stop, on_listening=on_listening)
         if healer.done():
             healer.result()  # re-raises what ended it
@@ -328,6 +354,9 @@ async def run_cluster(
     finally:
         if factory is not None:
             await factory.aclose()
+        if reload is not None:
+            reload.cancel()
+            await asyncio.wait({reload})
         if healer is not None and not healer.done():
             healer.cancel()
             await asyncio.wait({healer})

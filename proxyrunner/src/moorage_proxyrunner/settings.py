@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from moorage_api.runconfig import RunConfigAuthz, RunConfigOIDC
 from moorage_proxyrunner.toolfilter import ToolPolicy
 
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -41,6 +42,12 @@ class ProxySettings:
     """Honour `X-Forwarded-Prefix`/`X-Forwarded-Proto`/`X-Forwarded-Host` for endpoint URLs."""
     tool_policy: ToolPolicy = field(default_factory=ToolPolicy)
     """Initial tool filter/override."""
+    oidc: RunConfigOIDC | None = None
+    """Whose bearer tokens are accepted (`moorage_proxyrunner.authn`); None: no authentication."""
+    authz: RunConfigAuthz | None = None
+    """Initial Cedar policies and entities (`moorage_proxyrunner.authz`); None: no authorisation."""
+    audit: bool = False
+    """Initially write one audit record per MCP request (`moorage_proxyrunner.audit`)."""
 
     @property
     def is_loopback(self) -> bool:

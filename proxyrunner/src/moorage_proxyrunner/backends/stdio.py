@@ -397,6 +397,11 @@ class StdioBridge:
     def peers(self) -> list[Peer]:
         return list(self._peers.values())
 
+    def announce(self, method: str) -> None:
+        """Send every peer a list-changed notification (`notifications/tools/list_changed`, ...)
+        of the proxy's own, as if the server had sent it: the proxy changed what it lists."""
+        self._fan_out({"jsonrpc": "2.0", "method": method}, method)
+
     # ---- client → backend ----
 
     async def _ensure_connected(self) -> None:
