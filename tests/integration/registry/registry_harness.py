@@ -16,9 +16,13 @@ from moorage_core.errors import NotFound
 from moorage_core.kube import CONFIGMAPS, MCPREGISTRIES, KubeClient, ResourceKind
 from moorage_dev.cluster import ControlPlane
 from moorage_operator.metrics import OperatorMetrics
-from moorage_operator.registry.controller import register_mcpregistry_controller
+from moorage_operator.registry.controller import (
+    MCPREGISTRY_CONTROLLER,
+    register_mcpregistry_controller,
+)
 from moorage_operator.registry.planning.scheduling import Backoff
 from moorage_operator.registry.settings import RegistrySettings
+from moorage_operator.runtime.controller import Request
 from moorage_operator.runtime.manager import Manager, ManagerOptions
 from moorage_operator.settings import Settings
 
@@ -31,6 +35,27 @@ SYNC_INTERVAL = 2.0
 class RunningOperator:
     manager: Manager
     metrics: OperatorMetrics
+
+    def reconciles(self) -> float:
+        """Reconciles of the mcpregistry controller so far."""
+        return sum(
+            sample.value
+            for family in self.metrics.registry.collect()
+            for sample in family.samples
+            if sample.name == "moorage_controller_reconcile_total"
+            and sample.labels.get("controller") == MCPREGISTRY_CONTROLLER
+        )
+
+    async def reconcile_now(self, *, namespace: str, name: str) -> None:
+        """Enqueue a registry (as a resync would) and wait until that reconcile finished."""
+        (controller,) = self.manager.controllers
+        target = self.reconciles() + 1
+        controller.enqueue(Request(namespace, name))
+
+        def finished() -> bool:
+            return self.reconciles() >= target and not controller.queue.processing
+
+        await eventually(finished, message=f"reconcile of {namespace}/{name}")
 
     def requests(self, verb: str) -> float:
         """API requests of `verb` made so far (moorage_rest_client_requests_total)."""

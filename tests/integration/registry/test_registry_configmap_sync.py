@@ -53,9 +53,13 @@ async def test_configmap_source_syncs_follows_edits_and_keeps_good_data_on_failu
         await kube.create(MCPREGISTRIES, mcpregistry("reg", source=CM_SOURCE), namespace=namespace)
 
         async def ready_with(*names: str) -> dict[str, Any]:
+            # Storage is written before status: once the status counts the servers, the
+            # storage read before it holds them.
+            stored = await stored_servers(kube, name="reg", namespace=namespace)
             status = await registry_status(kube, name="reg", namespace=namespace)
             assert status.get("phase") == "Ready", status
-            assert await stored_servers(kube, name="reg", namespace=namespace) == list(names)
+            assert status["syncStatus"]["serverCount"] == len(names), status
+            assert stored == list(names)
             return status
 
         status = await eventually(lambda: ready_with("time"), message="first sync")
@@ -169,6 +173,41 @@ async def test_filters_keep_matching_servers(
 
 
 @pytest.mark.usefixtures("crds")
+async def test_a_registry_too_big_for_a_configmap_fails_once_with_advice(
+    control_plane: ControlPlane, kube: KubeClient, namespace: str
+) -> None:
+    # Compact source entries grow by their name and tags when stored: under 1 MiB as a source,
+    # over it as storage.
+    servers = {
+        f"s{i:05d}": {"description": "d", "image": "i", "transport": "stdio"} for i in range(16_000)
+    }
+    document = json.dumps({"version": "1", "servers": servers}, separators=(",", ":"))
+    assert len(document) < 1_000_000
+    await kube.create(CONFIGMAPS, configmap("catalogue", document), namespace=namespace)
+    async with run_registry_operator(control_plane, namespace=namespace) as operator:
+        await kube.create(MCPREGISTRIES, mcpregistry("reg", source=CM_SOURCE), namespace=namespace)
+
+        async def refused() -> dict[str, Any]:
+            obj = await kube.get(MCPREGISTRIES, name="reg", namespace=namespace)
+            assert (obj.get("status") or {}).get("phase") == "Failed", obj.get("status")
+            return obj
+
+        obj = await eventually(refused, message="oversized registry refused")
+        message = obj["status"]["syncStatus"]["message"]
+        assert message.startswith('ConfigMap "catalogue": the filtered registry takes 1.')
+        assert message.endswith(
+            "more than a ConfigMap holds (1 MiB); keep fewer servers with spec.filter"
+        )
+        assert await stored_servers(kube, name="reg", namespace=namespace) is None
+        # Reconciling again changes nothing: no retry loop, no status churn.
+        for _ in range(3):
+            await operator.reconcile_now(namespace=namespace, name="reg")
+        again = await kube.get(MCPREGISTRIES, name="reg", namespace=namespace)
+        assert again["metadata"]["resourceVersion"] == obj["metadata"]["resourceVersion"]
+        assert again["status"]["syncStatus"]["attemptCount"] == 1
+
+
+@pytest.mark.usefixtures("crds")
 async def test_a_manual_sync_of_unchanged_data_writes_nothing(
     control_plane: ControlPlane, kube: KubeClient, namespace: str
 ) -> None:
@@ -208,3 +247,33 @@ async def test_a_manual_sync_of_unchanged_data_writes_nothing(
         assert operator.requests("apply") == applies
         assert obj["status"]["syncStatus"]["lastSyncHash"] == before["syncStatus"]["lastSyncHash"]
         assert obj["status"]["phase"] == "Ready"
+
+        # A manual registry does not follow its ConfigMap; an automatic one on the same
+        # ConfigMap does, and once it has, the manual one has had every chance to as well.
+        await kube.create(MCPREGISTRIES, mcpregistry("auto", source=CM_SOURCE), namespace=namespace)
+        await set_document(kube, namespace, toolhive("time", "fetch"))
+
+        async def auto_followed() -> bool:
+            return await stored_servers(kube, name="auto", namespace=namespace) == [
+                "fetch",
+                "time",
+            ]
+
+        await eventually(auto_followed, message="the automatic registry follows the edit")
+        await operator.reconcile_now(namespace=namespace, name="reg")
+        assert await stored_servers(kube, name="reg", namespace=namespace) == ["time"]
+        await kube.patch(
+            MCPREGISTRIES,
+            {"metadata": {"annotations": {"moorage.dev/sync": "true"}}},
+            name="reg",
+            namespace=namespace,
+            content_type=MERGE_PATCH,
+        )
+
+        async def requested_sync() -> bool:
+            return await stored_servers(kube, name="reg", namespace=namespace) == [
+                "fetch",
+                "time",
+            ]
+
+        await eventually(requested_sync, message="the manual registry syncs on request")

@@ -34,9 +34,11 @@ def git_source(repo: GitRepo, **ref: str) -> dict[str, Any]:
 
 async def wait_for_servers(kube: KubeClient, namespace: str, name: str, *servers: str) -> None:
     async def synced() -> bool:
+        stored = await stored_servers(kube, name=name, namespace=namespace)
         status = await registry_status(kube, name=name, namespace=namespace)
         assert status.get("phase") == "Ready", status
-        return await stored_servers(kube, name=name, namespace=namespace) == list(servers)
+        assert status["syncStatus"]["serverCount"] == len(servers), status
+        return stored == list(servers)
 
     await eventually(synced, timeout=60, message=f"{name} holds {servers}")
 

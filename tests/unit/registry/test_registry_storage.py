@@ -13,6 +13,7 @@ from moorage_operator.registry.planning.children import Owner
 from moorage_operator.registry.planning.storage import (
     CONFIGMAP_MAX_DATA_BYTES,
     StorageTooLarge,
+    check_fits,
     describe_configmap_source,
     describe_git_source,
     desired_storage_configmap,
@@ -104,6 +105,13 @@ def test_a_registry_over_one_mebibyte_is_refused_with_advice() -> None:
     assert len(rendered.data) > CONFIGMAP_MAX_DATA_BYTES
     with pytest.raises(StorageTooLarge, match=r"MiB, more than a ConfigMap holds .*spec\.filter"):
         desired_storage_configmap(OWNER, rendered, metadata_json="{}")
+
+
+def test_check_fits_measures_the_metadata_too() -> None:
+    rendered = prepare_registry(toolhive(x=server()), fmt="toolhive", selection=None)
+    check_fits(rendered, source="configmap:ns/cm#registry.json")
+    with pytest.raises(StorageTooLarge):
+        check_fits(rendered, source="x" * CONFIGMAP_MAX_DATA_BYTES)
 
 
 def test_the_limit_counts_multibyte_characters_as_bytes() -> None:

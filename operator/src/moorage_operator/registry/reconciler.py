@@ -7,8 +7,10 @@ One reconcile of `namespace/name`:
 3. converge the registry API: with `apiService.enabled`, server-side apply Deployment and
    Service `<name>-api` unless the cached copies already hold them; otherwise delete them;
 4. decide whether to sync now (`planning.scheduling`). A ConfigMap source is read from the
-   cache and prepared on every reconcile (it costs no request), so a changed or fixed ConfigMap
-   is a reason to sync; a git source is fetched only when the plan says so;
+   cache and prepared (validated, filtered, rendered, size-checked) on every reconcile, which
+   costs no request, so with `syncPolicy.automatic` a changed or fixed ConfigMap is a reason to
+   sync; a git source is fetched only when the plan says so. The first git fetch of a spec sets
+   phase `Syncing` first;
 5. sync: fetch, validate, filter, render; apply the storage ConfigMap only when the rendered hash
    differs from the stored one (an unchanged source writes nothing); a failure keeps the stored
    data and is recorded in the status and an Event;
@@ -73,6 +75,7 @@ from moorage_operator.registry.planning.apiservice import (
 from moorage_operator.registry.planning.children import Owner
 from moorage_operator.registry.planning.formats import RegistryError, RegistryFormatError
 from moorage_operator.registry.planning.scheduling import (
+    SyncReason,
     SyncState,
     format_timestamp,
     jitter_for,
@@ -90,6 +93,7 @@ from moorage_operator.registry.planning.statuses import (
 )
 from moorage_operator.registry.planning.storage import (
     RenderedRegistry,
+    check_fits,
     desired_storage_configmap,
     prepare_registry,
     render_sync_metadata,
@@ -215,8 +219,9 @@ class MCPRegistryReconciler:
         status, outcome = previous, None
         if plan.sync:
             log.debug("registry_sync_started", reason=plan.reason)
-            if prepared is None and previous.phase != "Ready":
-                # A git fetch can take a while: say so first.
+            if prepared is None and plan.reason == SyncReason.SPEC_CHANGED:
+                # A first git fetch (of this spec) can take a while: say so first. Periodic
+                # syncs and retries keep the phase they have.
                 syncing = compute_status(
                     previous, generation=generation, now=stamp, outcome=SyncStarted(), api=api
                 )
@@ -292,6 +297,9 @@ class MCPRegistryReconciler:
             rendered = prepare_registry(
                 fetched.content, fmt=registry.spec.source.format, selection=registry.spec.filter
             )
+            # Refused here rather than when storing: a failure decided before syncing is
+            # reported once, not retried on every reconcile.
+            check_fits(rendered, source=fetched.source)
             result = Prepared(fetched, rendered)
         except (SourceError, RegistryError) as exc:
             result = _failure(exc, fetched=fetched, fmt=registry.spec.source.format)
@@ -309,13 +317,13 @@ class MCPRegistryReconciler:
     ) -> SyncState:
         sync = status.sync_status or SyncStatus()
         failures = sync.attempt_count or 0
-        if isinstance(prepared, Prepared):
-            source_changed = prepared.rendered.hash != stored or failures > 0
-        elif isinstance(prepared, SyncFailed):
-            source_changed = failures == 0 or prepared.message != sync.message
-        else:
-            source_changed = False
         policy = registry.spec.sync_policy
+        # Only automatic registries follow their ConfigMap; a manual one waits for a request.
+        source_changed = False
+        if policy.automatic and isinstance(prepared, Prepared):
+            source_changed = prepared.rendered.hash != stored or failures > 0
+        elif policy.automatic and isinstance(prepared, SyncFailed):
+            source_changed = failures == 0 or prepared.message != sync.message
         return SyncState(
             generation=int(registry.metadata.generation or 0),
             observed_generation=status.observed_generation,

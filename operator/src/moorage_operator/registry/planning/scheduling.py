@@ -10,7 +10,8 @@ A reconcile syncs now, for the first reason that applies:
 2. `spec-changed`: `metadata.generation` differs from `status.observedGeneration` (this also
    covers the very first sync);
 3. `source-changed`: the reconciler saw the source differ from what is stored (ConfigMap
-   sources are watched and cheap to read, so every reconcile compares them);
+   sources of automatic registries are watched and cheap to read, so every reconcile compares
+   them);
 4. `retry`: the last attempt failed and its back-off has passed. Back-off doubles per failure
    from `base` up to `cap` (never longer than the interval when syncing automatically). Sources
    a retry cannot change (a watched ConfigMap) are not retried on a timer;

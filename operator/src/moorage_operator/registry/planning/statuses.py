@@ -6,7 +6,7 @@ into the previous status:
 - `syncStatus`: a success records `lastSyncTime`, `lastSyncHash`, `serverCount`, resets
   `attemptCount`; a failure keeps the last good values (the stored data stays too) and counts
   the attempt; `lastAttempt` is every attempt's time.
-- `phase`: `Syncing` while a sync runs; `Failed` after a failed attempt; `Pending` before the
+- `phase`: `Syncing` while the first (slow, git) sync of a spec runs; `Failed` after a failed attempt; `Pending` before the
   first success or while an enabled API has no ready replica; `Ready` otherwise.
 - `observedGeneration`: the generation of the latest sync attempt, so a spec change is noticed
   (`scheduling`) until a sync for it has run.

@@ -43,6 +43,7 @@ from moorage_operator.registry.planning.formats import (
 CONFIGMAP_MAX_DATA_BYTES: Final = 1024 * 1024
 """The apiserver's limit on a ConfigMap's data (keys and values together)."""
 COMPONENT_STORAGE: Final = "registry-storage"
+_TIMESTAMP_PLACEHOLDER: Final = "1970-01-01T00:00:00Z"
 
 
 class StorageTooLarge(RegistryError):
@@ -120,14 +121,29 @@ def data_size(data: Mapping[str, str]) -> int:
     return sum(len(key.encode()) + len(value.encode()) for key, value in data.items())
 
 
-def desired_storage_configmap(
-    owner: Owner, rendered: RenderedRegistry, *, metadata_json: str
-) -> JsonObject:
-    """The storage ConfigMap holding `rendered`; raises `StorageTooLarge` when it cannot."""
+def _storage_data(rendered: RenderedRegistry, *, metadata_json: str) -> dict[str, str]:
     data = {REGISTRY_DATA_KEY: rendered.data, REGISTRY_SYNC_METADATA_KEY: metadata_json}
     size = data_size(data)
     if size > CONFIGMAP_MAX_DATA_BYTES:
         raise StorageTooLarge(size)
+    return data
+
+
+def check_fits(rendered: RenderedRegistry, *, source: str) -> None:
+    """Raise `StorageTooLarge` if `rendered`, stored with its metadata, would not fit.
+
+    Lets a caller refuse data before deciding to store it; the metadata's timestamp always has
+    the same length, so a placeholder measures the same.
+    """
+    metadata_json = render_sync_metadata(rendered, timestamp=_TIMESTAMP_PLACEHOLDER, source=source)
+    _storage_data(rendered, metadata_json=metadata_json)
+
+
+def desired_storage_configmap(
+    owner: Owner, rendered: RenderedRegistry, *, metadata_json: str
+) -> JsonObject:
+    """The storage ConfigMap holding `rendered`; raises `StorageTooLarge` when it cannot."""
+    data = _storage_data(rendered, metadata_json=metadata_json)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
