@@ -388,7 +388,9 @@ class HttpEndpoints(Refusing):
         if upstream.content.at_eof():
             # The whole stream is already here (a request's stream usually is one event): one
             # write instead of headers, chunk and terminator separately.
-            return web.Response(status=upstream.status, body=first, headers={**headers, **SSE_HEADERS})
+            return web.Response(
+                status=upstream.status, body=first, headers={**headers, **SSE_HEADERS}
+            )
         response = web.StreamResponse(status=upstream.status, headers={**headers, **SSE_HEADERS})
         await response.prepare(request)
         await response.write(first)
