@@ -314,11 +314,13 @@ def test_monitoring_and_network_policy_only_when_asked(
     assert ("NetworkPolicy" in kinds) == install.has("network-policy")
 
 
+WITH_NETWORK_POLICY = [i for i in INSTALLS if i.has("network-policy")]
+
+
+@pytest.mark.parametrize("install", WITH_NETWORK_POLICY, ids=[i.id for i in WITH_NETWORK_POLICY])
 def test_network_policies_deny_by_default_and_open_only_what_is_needed(
     install: Install, objects: list[Obj]
 ) -> None:
-    if not install.has("network-policy"):
-        pytest.skip("no network policy in this install")
     policies = {p["metadata"]["name"]: p["spec"] for p in of_kind(objects, "NetworkPolicy")}
     deny = policies["moorage-default-deny"]
     assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
