@@ -395,6 +395,8 @@ async def _use_client(url: str) -> None:
         name = "now" if any(t.name == "now" for t in tools.tools) else tools.tools[0].name
         result = await client.call_tool(name, {"timezone": "UTC"})
         text = " ".join(getattr(c, "text", "") for c in result.content)
+        with contextlib.suppress(ValueError):
+            text = json.dumps(json.loads(text))
         detail(f"call {name}(timezone=UTC) -> {text}")
 
 

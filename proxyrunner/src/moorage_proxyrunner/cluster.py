@@ -30,6 +30,7 @@ from moorage_core.errors import KubeError
 from moorage_core.kube import JsonObject, KubeClient
 from moorage_core.settings import SettingError, parse_duration, parse_list
 from moorage_proxyrunner.backends.attach import AttachChannelFactory, StreamChannel
+from moorage_proxyrunner.backends.processes import subprocess_factory
 from moorage_proxyrunner.backends.reverse import HttpEndpoints
 from moorage_proxyrunner.backends.stdio import StdioBridge
 from moorage_proxyrunner.bridging import BridgeEndpoints
@@ -101,6 +102,10 @@ class ClusterOptions:
     """Host header values accepted (empty: any, since the proxy listens beyond loopback)."""
     allowed_origins: tuple[str, ...] = ()
     """Extra Origin values accepted."""
+    local_command: tuple[str, ...] = ()
+    """For a stdio server: run this command next to the proxy instead of attaching to the pod
+    (the words after `--`). A development aid — the demo uses it on a control plane whose fake
+    nodes run no containers; the workload is still applied and awaited as usual."""
 
 
 class StartupError(Exception):
@@ -161,6 +166,7 @@ def options_from_args(args: argparse.Namespace) -> ClusterOptions:
         drain_timeout=float(getattr(args, "drain_timeout", 10.0)),
         allowed_hosts=parse_list(getattr(args, "allowed_hosts", "") or ""),
         allowed_origins=parse_list(getattr(args, "allowed_origins", "") or ""),
+        local_command=tuple(getattr(args, "server_command", None) or ()),
     )
 
 
@@ -234,10 +240,18 @@ def build_endpoints(
     pipeline: Pipeline,
     cluster_domain: str,
     open_channel: ChannelOpener | None = None,
+    local_command: tuple[str, ...] = (),
 ) -> tuple[Endpoints, AttachChannelFactory | None]:
-    """The front end's backend: the stdio bridge over `pods/attach`, or the HTTP reverse proxy
-    over the pods' DNS names. The factory is returned so that it can be closed."""
+    """The front end's backend: the stdio bridge over `pods/attach` (or over `local_command`'s
+    pipes), or the HTTP reverse proxy over the pods' DNS names. The attach factory is returned
+    so that it can be closed."""
     spec = manager.spec
+    if spec.is_stdio and local_command:
+        log.warning(
+            "stdio_local_command", command=local_command[0], hint="not attaching to the pod"
+        )
+        bridge = StdioBridge(subprocess_factory(local_command), metrics=metrics)
+        return BridgeEndpoints(bridge, settings=settings, pipeline=pipeline, metrics=metrics), None
     if spec.is_stdio:
         factory = AttachChannelFactory(kube, pods=manager.pods, open_channel=open_channel)
         bridge = StdioBridge(factory, metrics=metrics)
@@ -321,6 +335,7 @@ async def run_cluster(
             pipeline=middleware.pipeline,
             cluster_domain=options.cluster_domain,
             open_channel=open_channel,
+            local_command=options.local_command,
         )
         app = make_app(settings, endpoints=endpoints, registry=registry)
         middleware.install(app, primary_path="/sse" if spec.transport == "sse" else "/mcp")
