@@ -148,6 +148,15 @@ def token_header(token: str, *, algorithms: Sequence[str]) -> tuple[str, str | N
     return alg, kid
 
 
+def key_fits(key: jwt.PyJWK, alg: str) -> bool:
+    """Whether a JWKS key may verify `alg`: its type matches, and so does its `alg` if set."""
+    declared = key._jwk_data.get("alg")
+    if isinstance(declared, str) and declared != alg:
+        return False
+    family = "EC" if alg.startswith("ES") else "RSA"
+    return bool(key.key_type == family)
+
+
 _CLAIM_FAILURES: Final[tuple[tuple[type[jwt.PyJWTError], str, str], ...]] = (
     (jwt.ExpiredSignatureError, "expired", "the token has expired"),
     (jwt.ImmatureSignatureError, "not_yet_valid", "the token is not valid yet"),
@@ -177,6 +186,9 @@ def verify_token(
             leeway=LEEWAY_SECONDS,
             options={"require": ["exp", "iss", "aud", "sub"]},
         )
+    except (TypeError, ValueError):
+        # A key PyJWT cannot use for this algorithm (`key_fits` should have caught it).
+        raise AuthnError("the token does not verify", reason="invalid") from None
     except jwt.PyJWTError as exc:
         for kind, reason, text in _CLAIM_FAILURES:
             if isinstance(exc, kind):
@@ -303,6 +315,10 @@ class Authenticator:
             ) from None
         if key is None:
             raise AuthnError("the token's signing key is unknown", reason="unknown_key")
+        if not key_fits(key, alg):
+            raise AuthnError(
+                f"the token's algorithm {alg} does not fit its key", reason="algorithm"
+            )
         claims = verify_token(
             token, key=key, alg=alg, issuer=issuer, audience=self.settings.audience
         )

@@ -162,6 +162,8 @@ def parse_keys(document: Mapping[str, Any]) -> dict[str | None, jwt.PyJWK]:
     for entry in raw:
         if not isinstance(entry, dict) or entry.get("use", "sig") != "sig":
             continue
+        if entry.get("kty") not in ("RSA", "EC"):
+            continue  # symmetric or unknown: never a key a public JWKS should verify with
         try:
             key = jwt.PyJWK(entry)
         except (jwt.PyJWTError, ValueError, TypeError, KeyError) as exc:
