@@ -199,10 +199,10 @@ def _compile(policies: tuple[str, ...], entities_json: str) -> CompiledAuthz:
         described = json.loads(cedarpy.policies_to_json_str(text))
     except ValueError as exc:
         raise AuthzConfigError(f"authz.policies: not valid Cedar: {exc}") from None
-    if len(policy_set) == 0:
-        raise AuthzConfigError("authz.policies: no policy in the text")
     if described.get("templates"):
         raise AuthzConfigError("authz.policies: policy templates are not supported")
+    if len(policy_set) == 0:
+        raise AuthzConfigError("authz.policies: no policy in the text")
     permits = frozenset(
         pid
         for pid, body in (described.get("staticPolicies") or {}).items()
