@@ -143,6 +143,8 @@ class HttpEndpoints(Refusing):
         self._reachable = [False] * len(self.targets)
         self._prober: asyncio.Task[None] | None = None
         self._inflight = 0
+        self._draining: set[aiohttp.ClientResponse] = set()
+        self._drains: set[asyncio.Task[None]] = set()
         metrics.backend_inflight.set_function(lambda: self._inflight)
 
     # ---- lifecycle ----
@@ -176,6 +178,8 @@ class HttpEndpoints(Refusing):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._prober
         await self.close_streams()
+        for task in list(self._drains):
+            task.cancel()
         if self._client is not None:
             await self._client.close()
 
@@ -273,12 +277,13 @@ class HttpEndpoints(Refusing):
         self._inflight += 1
         try:
             reply = await self.pipeline.bind(terminal)(call)
-            return await self._answer(request, reply, started, parsed.method, target)
+            return await self._answer(request, reply, started, parsed.method, target, parsed.id)
         finally:
             self._inflight -= 1
             for item in sent:
-                if isinstance(item.passthrough, aiohttp.ClientResponse):
-                    item.passthrough.release()
+                upstream = item.passthrough
+                if isinstance(upstream, aiohttp.ClientResponse) and upstream not in self._draining:
+                    upstream.release()
 
     async def get_or_delete(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
@@ -351,7 +356,13 @@ class HttpEndpoints(Refusing):
         return response
 
     async def _answer(
-        self, request: web.Request, reply: Reply, started: float, method: str, target: int
+        self,
+        request: web.Request,
+        reply: Reply,
+        started: float,
+        method: str,
+        target: int,
+        request_id: Any = None,
     ) -> web.StreamResponse:
         upstream = reply.passthrough
         if reply.message is not None:
@@ -363,7 +374,7 @@ class HttpEndpoints(Refusing):
             self.metrics.observe(method, status, time.perf_counter() - started)
             return json_body(reply.message, status=reply.status, headers=headers)
         assert isinstance(upstream, aiohttp.ClientResponse)
-        response = await self._stream_back(request, upstream, target)
+        response = await self._stream_back(request, upstream, target, request_id=request_id)
         status = "ok" if upstream.status < 400 else str(upstream.status)
         self.metrics.observe(method, status, time.perf_counter() - started)
         return response
@@ -374,7 +385,12 @@ class HttpEndpoints(Refusing):
             self._pins[session_id] = target
 
     async def _stream_back(
-        self, request: web.Request, upstream: aiohttp.ClientResponse, target: int
+        self,
+        request: web.Request,
+        upstream: aiohttp.ClientResponse,
+        target: int,
+        *,
+        request_id: Any = None,
     ) -> web.StreamResponse:
         headers = {
             k: v for k, v in upstream.headers.items() if k.lower() in FORWARDED_RESPONSE_HEADERS
@@ -384,20 +400,37 @@ class HttpEndpoints(Refusing):
         if not streaming:
             data = await upstream.read()
             return web.Response(status=upstream.status, body=data, headers=headers)
+        sse_headers = {**headers, **SSE_HEADERS}
         first = await upstream.content.readany()
-        if upstream.content.at_eof():
-            # The whole stream is already here (a request's stream usually is one event): one
-            # write instead of headers, chunk and terminator separately.
-            return web.Response(
-                status=upstream.status, body=first, headers={**headers, **SSE_HEADERS}
-            )
-        response = web.StreamResponse(status=upstream.status, headers={**headers, **SSE_HEADERS})
+        if request_id is not None and _carries_answer(first, request_id):
+            # The request's answer is in: the server only has the stream's end left to send.
+            # Answer in one write now and read that end in the background, which keeps the
+            # upstream connection reusable.
+            self._drain_later(upstream)
+            return web.Response(status=upstream.status, body=first, headers=sse_headers)
+        response = web.StreamResponse(status=upstream.status, headers=sse_headers)
         await response.prepare(request)
         await response.write(first)
         async for chunk in upstream.content.iter_any():
             await response.write(chunk)
         await response.write_eof()
         return response
+
+    def _drain_later(self, upstream: aiohttp.ClientResponse) -> None:
+        self._draining.add(upstream)
+
+        async def drain() -> None:
+            try:
+                await upstream.read()
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            finally:
+                upstream.release()
+                self._draining.discard(upstream)
+
+        task = asyncio.create_task(drain())
+        self._drains.add(task)
+        task.add_done_callback(self._drains.discard)
 
     @staticmethod
     def _modern_mismatch(request: web.Request, body: Json) -> eras.LadderRejection | None:
@@ -599,6 +632,17 @@ class _Headers:
 def _era(request: web.Request) -> Era:
     version = request.headers.get("MCP-Protocol-Version")
     return "modern" if version is not None and version not in eras.HANDSHAKE_VERSIONS else "legacy"
+
+
+def _carries_answer(chunk: bytes, request_id: Any) -> bool:
+    """Whether complete SSE events in `chunk` include the JSON-RPC answer to `request_id`."""
+    for event in EventParser().feed(chunk):
+        if event.event != "message":
+            continue
+        parsed = parse_message(event.data)
+        if isinstance(parsed, Message) and parsed.kind is Kind.RESPONSE and parsed.id == request_id:
+            return True
+    return False
 
 
 def _unreachable(request_id: Any, target: str) -> Json:
