@@ -7,6 +7,8 @@ a client did not read its stream.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (
@@ -102,7 +104,17 @@ class ProxyMetrics:
             registry=registry,
         )
 
+        # Resolving label values costs more than the update itself: keep the children.
+        self._counters: dict[tuple[str, str], Any] = {}
+        self._histograms: dict[str, Any] = {}
+
     def observe(self, method: str, status: str, seconds: float) -> None:
         label = method_label(method)
-        self.requests.labels(label, status).inc()
-        self.latency.labels(label).observe(seconds)
+        counter = self._counters.get((label, status))
+        if counter is None:
+            counter = self._counters[(label, status)] = self.requests.labels(label, status)
+        histogram = self._histograms.get(label)
+        if histogram is None:
+            histogram = self._histograms[label] = self.latency.labels(label)
+        counter.inc()
+        histogram.observe(seconds)

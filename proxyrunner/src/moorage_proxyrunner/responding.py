@@ -58,8 +58,10 @@ def rpc_error(
 async def read_body(request: web.Request, limit: int) -> bytes:
     """The request body, refusing more than `limit` bytes without reading them all."""
     length = request.content_length
-    if length is not None and length > limit:
-        raise BodyTooLarge
+    if length is not None:
+        if length > limit:
+            raise BodyTooLarge
+        return await request.read()  # the length is known and allowed: one read
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.content.iter_any():
