@@ -57,7 +57,7 @@ from moorage_proxyrunner.streams import Exchange, Mailbox
 
 log = structlog.get_logger(__name__)
 
-IDENTITY_KEY = "moorage.identity"
+IDENTITY_KEY = web.RequestKey("moorage_identity", Identity)
 """Where authentication middleware leaves the caller's `Identity` on the aiohttp request."""
 
 _SWEEP_INTERVAL = 60.0
