@@ -33,6 +33,7 @@ from moorage_proxyrunner.jsonrpc import (
     Json,
     Kind,
     Message,
+    RequestId,
     encode,
     error_response,
     result_response,
@@ -200,6 +201,19 @@ class BridgeEndpoints(Refusing):
             return None, rpc_error(404, INVALID_REQUEST, "Session not found")
         return session, None
 
+    def _unavailable(
+        self, started: float, method: str, request_id: RequestId | None
+    ) -> web.Response:
+        why = self.bridge.last_error or "starting"
+        return self.reject(
+            503,
+            INTERNAL_ERROR,
+            f"The MCP server is not available: {why}",
+            started,
+            method=method,
+            request_id=request_id,
+        )
+
     # ---- legacy era ----
 
     async def _legacy(
@@ -235,14 +249,7 @@ class BridgeEndpoints(Refusing):
         self, request: web.Request, message: Message, started: float
     ) -> web.StreamResponse:
         if not await self.bridge.wait_connected(self.settings.drain_timeout):
-            return self.reject(
-                503,
-                INTERNAL_ERROR,
-                f"The MCP server is not available: {self.bridge.last_error or 'starting'}",
-                started,
-                method="initialize",
-                request_id=message.id,
-            )
+            return self._unavailable(started, "initialize", message.id)
         params = message.params
         result = eras.initialize_result_for(
             self.bridge.initialize_result or {}, params.get("protocolVersion")
@@ -385,14 +392,7 @@ class BridgeEndpoints(Refusing):
                 request_id=request_id,
             )
         if not await self.bridge.wait_connected(self.settings.drain_timeout):
-            return self.reject(
-                503,
-                INTERNAL_ERROR,
-                f"The MCP server is not available: {self.bridge.last_error or 'starting'}",
-                started,
-                method=method,
-                request_id=request_id,
-            )
+            return self._unavailable(started, method, request_id)
         assert request_id is not None
         if method == "server/discover":
             result = eras.discover_result(self.bridge.initialize_result or {})

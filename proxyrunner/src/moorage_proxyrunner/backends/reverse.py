@@ -338,12 +338,7 @@ class HttpEndpoints(Refusing):
     ) -> web.StreamResponse:
         upstream = await self._open(target, method, headers, body)
         if upstream is None:
-            return self.reject(
-                502,
-                INTERNAL_ERROR,
-                f"The MCP server at {self.targets[target]} is unreachable",
-                started,
-            )
+            return self._unreachable_target(target, started)
         try:
             response = await self._stream_back(request, upstream, target)
         finally:
@@ -416,6 +411,10 @@ class HttpEndpoints(Refusing):
         await response.write_eof()
         return response
 
+    def _unreachable_target(self, target: int, started: float) -> web.Response:
+        message = f"The MCP server at {self.targets[target]} is unreachable"
+        return self.reject(502, INTERNAL_ERROR, message, started)
+
     def _drain_later(self, upstream: aiohttp.ClientResponse) -> None:
         self._draining.add(upstream)
 
@@ -457,12 +456,7 @@ class HttpEndpoints(Refusing):
         target = self._pick()
         upstream = await self._open(target, "GET", {"Accept": "text/event-stream"}, None)
         if upstream is None:
-            return self.reject(
-                502,
-                INTERNAL_ERROR,
-                f"The MCP server at {self.targets[target]} is unreachable",
-                started,
-            )
+            return self._unreachable_target(target, started)
         parser = EventParser()
         try:
             endpoint, early = await _first_endpoint(upstream, parser)
