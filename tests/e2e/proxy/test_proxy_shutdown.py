@@ -8,8 +8,20 @@ import sys
 
 import aiohttp
 import pytest
-from proxykit import JSON, TOOLBOX, call, free_port, initialize, is_healthy, scraped
+from proxykit import (
+    JSON,
+    TOOLBOX,
+    call,
+    free_port,
+    initialize,
+    is_healthy,
+    running_proxy,
+    scraped,
+    serving_toolbox,
+)
 from testkit.waiting import eventually
+
+from moorage_proxyrunner.local import LocalBackend
 
 pytestmark = pytest.mark.e2e
 
@@ -54,3 +66,24 @@ async def test_sigterm_lets_the_call_in_flight_finish_then_exits_zero() -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_draining_ends_relayed_streams_instead_of_waiting_for_them() -> None:
+    # A drain timeout far beyond the test's own: only ending the relayed GET stream lets the
+    # proxy stop in time.
+    async with serving_toolbox("http") as url:
+        backend = LocalBackend(transport="streamable-http", target_urls=(url,))
+        async with (
+            running_proxy(backend, drain_timeout=3600) as proxy,
+            aiohttp.ClientSession() as http,
+        ):
+            session_id = await initialize(http, proxy.mcp)
+            stream = await http.get(
+                proxy.mcp, headers={"Accept": "text/event-stream", "Mcp-Session-Id": session_id}
+            )
+            assert stream.status == 200
+            proxy.stop.set()
+            await proxy.task
+            await stream.content.read()  # returns: the stream ended
+            assert stream.content.at_eof()
+            stream.release()

@@ -144,6 +144,7 @@ class HttpEndpoints(Refusing):
         self._prober: asyncio.Task[None] | None = None
         self._inflight = 0
         self._draining: set[aiohttp.ClientResponse] = set()
+        self._relays: set[aiohttp.ClientResponse] = set()
         self._drains: set[asyncio.Task[None]] = set()
         metrics.backend_inflight.set_function(lambda: self._inflight)
 
@@ -169,8 +170,11 @@ class HttpEndpoints(Refusing):
         self._prober = asyncio.create_task(self._probe_forever(), name="http-backend-probe")
 
     async def close_streams(self) -> None:
+        """Drain: end legacy SSE sessions and the long-lived streams being relayed."""
         for session in list(self._sse.values()):
             session.outbox.close()
+        for upstream in list(self._relays):
+            upstream.close()
 
     async def stop(self) -> None:
         if self._prober is not None:
@@ -405,9 +409,16 @@ class HttpEndpoints(Refusing):
             return web.Response(status=upstream.status, body=first, headers=sse_headers)
         response = web.StreamResponse(status=upstream.status, headers=sse_headers)
         await response.prepare(request)
-        await response.write(first)
-        async for chunk in upstream.content.iter_any():
-            await response.write(chunk)
+        self._relays.add(upstream)
+        try:
+            await response.write(first)
+            async for chunk in upstream.content.iter_any():
+                await response.write(chunk)
+        except aiohttp.ClientError:
+            # The upstream stream broke, or the drain closed it: end the client's stream.
+            return response
+        finally:
+            self._relays.discard(upstream)
         await response.write_eof()
         return response
 
