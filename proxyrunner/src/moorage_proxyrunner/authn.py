@@ -22,6 +22,7 @@ parsed: an unauthenticated client costs the proxy no parsing.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -59,6 +60,11 @@ MAX_TOKEN_BYTES: Final = 16 * 1024
 LEEWAY_SECONDS: Final = 30.0
 """Clock skew tolerated on `exp`, `nbf` and `iat`."""
 METADATA_PATH: Final = "/.well-known/oauth-protected-resource"
+VERIFIED_CACHE_SIZE: Final = 1024
+"""Tokens remembered as verified (clients send the same token on every request)."""
+VERIFIED_CACHE_SECONDS: Final = 60.0
+"""How long a verified token is remembered at most (never past its `exp`), so a key dropped
+from the JWKS stops being honoured within this time."""
 SERVICE_ACCOUNT_PREFIX: Final = "system:serviceaccount:"
 
 
@@ -287,6 +293,8 @@ class Authenticator:
         self.keys = keys
         self._issuer_source = issuer
         self._issuer = settings.issuer
+        self._verified: OrderedDict[str, tuple[Identity, float]] = OrderedDict()
+        self._clock = time.time
 
     async def issuer(self) -> str:
         """The expected `iss`: configured, or discovered once (kubernetes)."""
@@ -302,6 +310,11 @@ class Authenticator:
     async def authenticate(self, header: str | None) -> Identity:
         """The caller's identity; `AuthnError` when the request must not go on."""
         token = bearer_token(header)
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            if self._clock() < remembered[1]:
+                return remembered[0]
+            del self._verified[token]
         alg, kid = token_header(token, algorithms=self.settings.algorithms)
         try:
             issuer = await self.issuer()
@@ -323,7 +336,14 @@ class Authenticator:
             token, key=key, alg=alg, issuer=issuer, audience=self.settings.audience
         )
         check_authorised_claims(claims, self.settings)
-        return Identity(subject=claims["sub"], claims=claims)
+        identity = Identity(subject=claims["sub"], claims=claims)
+        self._remember(token, identity, float(claims["exp"]))
+        return identity
+
+    def _remember(self, token: str, identity: Identity, expires: float) -> None:
+        self._verified[token] = (identity, min(expires, self._clock() + VERIFIED_CACHE_SECONDS))
+        if len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
 
 
 # -- HTTP --------------------------------------------------------------------------------------

@@ -278,8 +278,19 @@ class Authorizer:
 
     def __init__(self, compiled: CompiledAuthz) -> None:
         self.compiled = compiled
+        self._recent: tuple[Identity, tuple[Json, cedarpy.Entities]] | None = None
 
     def _entities(self, identity: Identity) -> tuple[Json, cedarpy.Entities]:
+        # Authentication hands out the same Identity for the same token: a client's requests
+        # reuse the entity set built for its first one.
+        recent = self._recent
+        if recent is not None and recent[0] is identity:
+            return recent[1]
+        built = self._build_entities(identity)
+        self._recent = (identity, built)
+        return built
+
+    def _build_entities(self, identity: Identity) -> tuple[Json, cedarpy.Entities]:
         principal = principal_entity(identity, self.compiled.clients.get(principal_id(identity)))
         try:
             return principal, self.compiled.base.with_added_json_str(json.dumps([principal]))

@@ -340,3 +340,19 @@ async def test_any_authorization_header_is_either_accepted_or_refused_cleanly(
     except AuthnError as exc:
         outcome = exc.status
     assert outcome in (401, 403) or getattr(outcome, "subject", None) == "alice"
+
+
+async def test_a_verified_token_is_remembered_until_its_expiry_at_most_a_minute(
+    issuer: LocalIssuer,
+) -> None:
+    auth, fetcher, _ = authenticator(issuer)
+    now = [time.time()]
+    auth._clock = lambda: now[0]
+    token = issuer.token(exp=int(now[0]) + 30, iat=None)
+    first = await auth.authenticate(f"Bearer {token}")
+    issuer.keys = [new_key()]
+    auth.keys = JwksCache(fetcher)  # the signing key is no longer published
+    assert await auth.authenticate(f"Bearer {token}") is first, "served from memory"
+    now[0] += 31
+    with pytest.raises(AuthnError):
+        await auth.authenticate(f"Bearer {token}")
