@@ -23,7 +23,7 @@ from moorage_api.runconfig import RunConfigError
 from moorage_core.loggers import configure_logging
 from moorage_core.settings import SettingError, parse_list
 from moorage_proxyrunner.local import LocalBackend, LocalConfig, run_local
-from moorage_proxyrunner.middleware import tool_policy_from_runconfig
+from moorage_proxyrunner.middleware import LiveConfig, LiveConfigError, tool_policy_from_runconfig
 from moorage_proxyrunner.runconfig_reload import load_local_runconfig
 from moorage_proxyrunner.settings import DEFAULT_MAX_BODY_BYTES, ProxySettings
 from moorage_proxyrunner.toolfilter import ToolPolicy
@@ -102,11 +102,13 @@ def local_config(args: argparse.Namespace) -> LocalConfig | None:
         raise SettingError("with --config, set tools_filter in the RunConfig file")
     path = Path(args.config)
     try:
-        return LocalConfig(path=path, runconfig=load_local_runconfig(path.read_text()))
+        runconfig = load_local_runconfig(path.read_text())
+        LiveConfig.from_runconfig(runconfig)  # Cedar parses, renames do not collide
     except OSError as exc:
         raise SettingError(f"cannot read --config {path}: {exc.strerror or exc}") from None
-    except RunConfigError as exc:
+    except (RunConfigError, LiveConfigError) as exc:
         raise SettingError(f"--config {path}: {exc}") from None
+    return LocalConfig(path=path, runconfig=runconfig)
 
 
 def settings_from(args: argparse.Namespace, config: LocalConfig | None = None) -> ProxySettings:
