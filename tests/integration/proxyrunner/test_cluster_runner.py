@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import structlog
 from kwok_exec_node import EXEC_POD_PLACEMENT, ExecNode
@@ -418,6 +419,16 @@ def exec_opener(kube: KubeClient, namespace: str) -> Callable[[str], Any]:
     return open_channel
 
 
+async def backend_ready(port: int) -> bool:
+    """The proxy's /health: 200 only once the stdio backend is connected (spec §4.1)."""
+    async with aiohttp.ClientSession() as session:
+        try:
+            async with session.get(f"http://127.0.0.1:{port}/health") as resp:
+                return resp.status == 200
+        except aiohttp.ClientError:
+            return False
+
+
 async def test_serves_a_stdio_server_in_a_pod_to_an_mcp_client_and_follows_pod_replacement(
     kube: KubeClient,
     namespace: str,
@@ -430,7 +441,11 @@ async def test_serves_a_stdio_server_in_a_pod_to_an_mcp_client_and_follows_pod_r
         tmp_path, namespace=namespace, owner=owner, pod_template_spec={"spec": EXEC_POD_PLACEMENT}
     )
     async with running_proxy(options(config), open_channel=exec_opener(kube, namespace)) as proxy:
-        url = f"http://127.0.0.1:{await proxy.port()}/mcp"
+        port = await proxy.port()
+        url = f"http://127.0.0.1:{port}/mcp"
+        await eventually(
+            lambda: backend_ready(port), timeout=60, message="/health once the backend is attached"
+        )
         async with Client(url, mode="legacy") as client:
             tools = await client.list_tools()
             assert "get_current_time" in {t.name for t in tools.tools}
