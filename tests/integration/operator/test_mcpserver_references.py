@@ -216,3 +216,23 @@ async def test_a_referenced_tool_config_cannot_be_deleted_until_unreferenced(
         return True
 
     await eventually(gone, timeout=30, message="tool config deleted once unreferenced")
+
+
+async def test_a_child_the_apiserver_rejects_fails_the_server_without_retries(
+    operator: RunningOperator, kube: KubeClient, namespace: str, kubectl_apply: Any
+) -> None:
+    # The CRD cannot check label syntax inside resourceOverrides; the apiserver does on the Service.
+    overrides = {"proxyService": {"labels": {"not a label!": "x"}}}
+    kubectl_apply(simple_server("rejected", resourceOverrides=overrides))
+    status = await wait_status(
+        kube, name="rejected", namespace=namespace, check=lambda s: s.get("phase") == "Failed"
+    )
+    assert status["message"].startswith("Could not apply Service mcp-rejected-proxy: 422 Invalid")
+    await eventually(operator.is_idle, timeout=30)
+    assert operator.sample("moorage_workqueue_retries_total", name="mcpserver") == 0
+    assert await get_or_none(kube, DEPLOYMENTS, name="rejected", namespace=namespace) is not None
+
+    kubectl_apply(simple_server("rejected"))
+    await wait_status(
+        kube, name="rejected", namespace=namespace, check=lambda s: s.get("phase") == "Pending"
+    )

@@ -432,3 +432,21 @@ def test_phase_changes_make_events(
 ) -> None:
     spec = phase_event(before, {"phase": after[0], "message": after[1]})
     assert (None if spec is None else (spec.type, spec.reason)) == event
+
+
+def test_a_write_being_retried_keeps_the_server_pending_and_says_why() -> None:
+    srv = server()
+    plan = plan_mcpserver(srv, settings=SETTINGS, references=References())
+    status = compute_status(
+        srv,
+        plan=plan,
+        observed=Observed(deployment=READY_DEPLOYMENT, statefulset=READY_STATEFULSET),
+        previous={},
+        now=NOW,
+        retrying="Could not apply Service mcp-time-proxy: 500 InternalError: range is full",
+    )
+    assert status["phase"] == "Pending"
+    assert status["message"] == (
+        "Could not apply Service mcp-time-proxy: 500 InternalError: range is full (retrying)"
+    )
+    assert condition(status, "Ready")["reason"] == "NotReady"

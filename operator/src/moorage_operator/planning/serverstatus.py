@@ -3,12 +3,12 @@
 Phase:
 - `Terminating` while the MCPServer is being deleted;
 - `Failed` when the spec cannot be built (missing or invalid reference, malformed pod template,
-  invalid object), when a pod of the server is stuck (CrashLoopBackOff, image pull errors), or
+  invalid object, a child the apiserver rejects as invalid), when a pod of the server is stuck (CrashLoopBackOff, image pull errors), or
   when the proxy Deployment exceeded its progress deadline;
 - `Stopped` when `spec.replicas` is 0;
 - `Running` when the proxy Deployment and the MCP server's StatefulSet `<name>` (created by the
   proxy runner) both have ready replicas;
-- `Pending` otherwise, with a message saying what it waits for.
+- `Pending` otherwise, with a message saying what it waits for (or which write is retried).
 
 Pure: no I/O. Times come in as strings so that tests can fix them; conditions keep their
 `lastTransitionTime` while their status stays the same (`merge_conditions`), so a reconcile with
@@ -144,15 +144,25 @@ def _deadline_exceeded(deployment: Mapping[str, Any] | None) -> str | None:
 
 
 def compute_phase(
-    server: MCPServer, *, problems: Sequence[Problem], observed: Observed
+    server: MCPServer,
+    *,
+    problems: Sequence[Problem],
+    observed: Observed,
+    retrying: str | None = None,
 ) -> PhaseVerdict:
-    """The phase, its message and the `Ready` reason (see the module docstring for the rules)."""
+    """The phase, its message and the `Ready` reason (see the module docstring for the rules).
+
+    `retrying` says why the reconcile could not finish and will be retried (a child the
+    apiserver did not take for a reason that may pass); the server is then `Pending`.
+    """
     if server.metadata.deletion_timestamp:
         return PhaseVerdict(
             MCPServerPhase.TERMINATING, "MCP server is being deleted", ReadyReason.NOT_READY
         )
     if problems:
         return PhaseVerdict(MCPServerPhase.FAILED, problems[0].message, ReadyReason.FAILED)
+    if retrying:
+        return PhaseVerdict(MCPServerPhase.PENDING, f"{retrying} (retrying)", ReadyReason.NOT_READY)
     if server.spec.replicas == 0:
         return PhaseVerdict(
             MCPServerPhase.STOPPED, "MCP server is stopped (replicas: 0)", ReadyReason.NOT_READY
@@ -277,9 +287,11 @@ def compute_status(
     observed: Observed,
     previous: Mapping[str, Any],
     now: str,
+    retrying: str | None = None,
 ) -> JsonObject:
-    """The whole status to store (wire form, camelCase); absent fields are not set."""
-    verdict = compute_phase(server, problems=plan.problems, observed=observed)
+    """The whole status to store (wire form, camelCase); absent fields are not set.
+    `retrying`: see `compute_phase`."""
+    verdict = compute_phase(server, problems=plan.problems, observed=observed, retrying=retrying)
     generation = server.metadata.generation
     previous_conditions = previous.get("conditions") or []
     if verdict.phase is MCPServerPhase.TERMINATING:

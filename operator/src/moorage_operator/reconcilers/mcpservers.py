@@ -9,9 +9,10 @@ One reconcile of `namespace/name`:
    already hold what we want — usually none — and delete children no longer wanted;
 6. compute the status from the plan and the cached Deployment, StatefulSet and pods, and patch
    it only when it changed; record an Event when the phase changes or a failure is new;
-7. a plan with problems (missing or unusable references, malformed pod template) raises
-   `TerminalError` after the status says why: a retry cannot fix it, a change of the server or of
-   the watched reference re-enqueues it.
+7. a plan with problems (missing or unusable references, malformed pod template) or a child the
+   apiserver rejects as invalid raises `TerminalError` after the status says why (`Failed`): a
+   retry cannot fix it, a change of the server or of the watched reference re-enqueues it. Any
+   other failed apply is retried with back-off, the status saying what is being retried.
 
 Writes the caches have not caught up with are remembered (`PendingWrites`) so that a reconcile
 right after another does not repeat them.
@@ -22,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 import structlog
@@ -57,7 +58,7 @@ from moorage_operator.planning.comparing import (
     takeover_patch,
 )
 from moorage_operator.planning.conditions import format_time, status_patch
-from moorage_operator.planning.references import References, config_map_names_of
+from moorage_operator.planning.references import Problem, References, config_map_names_of
 from moorage_operator.planning.serverstatus import (
     STATUS_FIELDS,
     Observed,
@@ -83,6 +84,20 @@ CHILD_KINDS: Final[Mapping[tuple[str, str], ResourceKind]] = {
 _SECOND_WAVE: Final = frozenset({"Deployment", "Service"})
 
 Clock = Callable[[], datetime.datetime]
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyFailure:
+    """The apiserver refused a child."""
+
+    message: str
+    """A sentence naming the child and the apiserver's answer."""
+    error: KubeError
+
+    @property
+    def is_terminal(self) -> bool:
+        """The apiserver rejected the object itself: sending it again cannot succeed."""
+        return isinstance(self.error, Invalid | BadRequest)
 
 
 def utc_now() -> datetime.datetime:
@@ -147,16 +162,24 @@ class MCPServerReconciler:
 
         plan = plan_mcpserver(server, settings=self.settings, references=self._references(raw))
         written: dict[tuple[str, str], JsonObject] = {}
+        failure: ApplyFailure | None = None
         deleted = 0
         if not plan.problems:
-            written = await self._apply_children(raw, plan.children)
-            deleted = await self._delete_stale(server, plan)
+            written, failure = await self._apply_children(raw, plan.children)
+            if failure is None:
+                deleted = await self._delete_stale(server, plan)
+            elif failure.is_terminal:
+                plan = replace(
+                    plan,
+                    problems=(Problem(None, "ApplyFailed", failure.message),),
+                )
         status = compute_status(
             server,
             plan=plan,
             observed=self._observe(request, written),
             previous=previous,
             now=now,
+            retrying=failure.message if failure is not None and not failure.is_terminal else None,
         )
         status_written = await self._write_status(raw, previous=previous, status=status)
         log.debug(
@@ -168,6 +191,8 @@ class MCPServerReconciler:
         )
         if plan.problems:
             raise TerminalError("; ".join(p.message for p in plan.problems))
+        if failure is not None:
+            raise failure.error
         return Result()
 
     # -- reading ------------------------------------------------------------------------------
@@ -222,9 +247,9 @@ class MCPServerReconciler:
 
     async def _apply_children(
         self, server: Mapping[str, Any], children: Sequence[JsonObject]
-    ) -> dict[tuple[str, str], JsonObject]:
+    ) -> tuple[dict[tuple[str, str], JsonObject], ApplyFailure | None]:
         """Apply the children that differ from their cached copies; the results by (kind,
-        name)."""
+        name), and the first failure (the second wave is not tried after one)."""
         todo = [
             (child, kind)
             for child in children
@@ -247,8 +272,8 @@ class MCPServerReconciler:
                 else:
                     results[(str(child["kind"]), str(child["metadata"]["name"]))] = outcome
             if failures:
-                await self._report_apply_failures(server, failures)
-        return results
+                return results, await self._report_apply_failures(server, failures)
+        return results, None
 
     async def _apply(self, child: JsonObject, kind: ResourceKind) -> JsonObject:
         meta = child["metadata"]
@@ -278,12 +303,11 @@ class MCPServerReconciler:
 
     async def _report_apply_failures(
         self, server: Mapping[str, Any], failures: Sequence[tuple[JsonObject, BaseException]]
-    ) -> None:
-        """Record an Event per failed apply, then raise: terminal when the apiserver rejected
-        the object itself (a retry sends the same object), retried otherwise."""
+    ) -> ApplyFailure:
+        """Record an Event per failed apply; the first failure, for the status."""
         for child, error in failures:
             if not isinstance(error, KubeError):
-                raise error
+                raise error  # a bug, not an API answer: let the worker log it with its traceback
             await self.recorder.record(
                 server,
                 type_="Warning",
@@ -292,10 +316,11 @@ class MCPServerReconciler:
                 action="Apply",
             )
         child, error = failures[0]
-        message = f"apply {child['kind']} {child['metadata']['name']}: {error}"
-        if isinstance(error, Invalid | BadRequest):
-            raise TerminalError(message) from error
-        raise error
+        assert isinstance(error, KubeError)
+        return ApplyFailure(
+            message=f"Could not apply {child['kind']} {child['metadata']['name']}: {error}",
+            error=error,
+        )
 
     async def _delete_stale(self, server: MCPServer, plan: ServerPlan) -> int:
         namespace = server.metadata.namespace or ""
@@ -327,11 +352,12 @@ class MCPServerReconciler:
         *,
         previous: Mapping[str, Any],
         status: Mapping[str, Any],
-    ) -> bool:
-        """Patch the status if it changed (and record the Event its change deserves)."""
+    ) -> list[str]:
+        """Patch the status if it changed (and record the Event its change deserves); the
+        fields written."""
         patch = status_patch(previous, status, fields=STATUS_FIELDS)
         if patch is None:
-            return False
+            return []
         meta = raw.get("metadata") or {}
         namespace, name = str(meta.get("namespace")), str(meta.get("name"))
         try:
@@ -345,7 +371,7 @@ class MCPServerReconciler:
                 field_manager=FIELD_MANAGER_OPERATOR,
             )
         except NotFound:
-            return False  # deleted meanwhile; nothing left to report on
+            return []  # deleted meanwhile; nothing left to report on
         self.pending.remember(
             MCPSERVERS, namespace=namespace, name=name, value=result.get("status") or {}
         )
@@ -358,4 +384,4 @@ class MCPServerReconciler:
                 note=event.note,
                 action=event.action,
             )
-        return True
+        return sorted(patch)
