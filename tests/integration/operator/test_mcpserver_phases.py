@@ -140,3 +140,26 @@ async def test_stdio_replicas_are_capped_at_one(
     await eventually(capped, timeout=30, message="StdioReplicaCapped")
     deployment = await kube.get(DEPLOYMENTS, name="capped", namespace=namespace)
     assert deployment["spec"]["replicas"] == 1
+
+
+async def test_a_server_being_deleted_is_terminating(
+    operator: RunningOperator, kube: KubeClient, namespace: str, kubectl_apply: Any
+) -> None:
+    # A finalizer of the test's own holds the server in deletion long enough to look at it.
+    server = simple_server("leaving")
+    server["metadata"]["finalizers"] = ["tests.moorage.dev/hold"]
+    kubectl_apply(server)
+    await wait_for_phase(kube, name="leaving", namespace=namespace, phase="Pending")
+    await kube.delete(MCPSERVERS, name="leaving", namespace=namespace)
+    status = await wait_for_phase(kube, name="leaving", namespace=namespace, phase="Terminating")
+    assert status["message"] == "MCP server is being deleted"
+    assert condition(status, "Ready")["reason"] == "NotReady"
+    await kube.patch(
+        MCPSERVERS, {"metadata": {"finalizers": None}}, name="leaving", namespace=namespace
+    )
+
+    async def gone() -> bool:
+        assert await get_or_none(kube, MCPSERVERS, name="leaving", namespace=namespace) is None
+        return True
+
+    await eventually(gone, timeout=30, message="server deleted")
