@@ -24,13 +24,13 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
-import aiohttp
 import structlog
 from aiohttp import web
 
 from moorage_proxyrunner import eras
+from moorage_proxyrunner.backends.upstream import Client, Response, Target, UpstreamError
 from moorage_proxyrunner.bridging import identity_of
 from moorage_proxyrunner.jsonrpc import (
     HEADER_MISMATCH,
@@ -39,7 +39,6 @@ from moorage_proxyrunner.jsonrpc import (
     Json,
     Kind,
     Message,
-    classify,
     encode,
     parse_message,
 )
@@ -70,9 +69,13 @@ FORWARDED_REQUEST_HEADERS: Final = frozenset(
         "last-event-id",
     }
 )
-FORWARDED_RESPONSE_HEADERS: Final = frozenset(
-    {"content-type", "mcp-session-id", "cache-control", "allow"}
-)
+FORWARDED_RESPONSE_HEADERS: Final[Mapping[str, str]] = {
+    "content-type": "Content-Type",
+    "mcp-session-id": "Mcp-Session-Id",
+    "cache-control": "Cache-Control",
+    "allow": "Allow",
+}
+"""Upstream response headers passed back to the client (by lower-case name → as written)."""
 PROBE_INTERVAL: Final = 5.0
 """Seconds between reachability probes of the targets (for `/health`)."""
 
@@ -136,15 +139,15 @@ class HttpEndpoints(Refusing):
         self.pipeline = pipeline
         self.metrics = metrics
         self._connect_timeout = connect_timeout
-        self._client: aiohttp.ClientSession | None = None
+        self._targets = [Target.parse(url) for url in self.targets]
+        self._client = Client(connect_timeout=connect_timeout)
         self._next = itertools.cycle(range(len(self.targets)))
         self._pins: dict[str, int] = {}
         self._sse: dict[str, _SseSession] = {}
         self._reachable = [False] * len(self.targets)
         self._prober: asyncio.Task[None] | None = None
         self._inflight = 0
-        self._draining: set[aiohttp.ClientResponse] = set()
-        self._relays: set[aiohttp.ClientResponse] = set()
+        self._relays: set[Response] = set()
         self._drains: set[asyncio.Task[None]] = set()
         metrics.backend_inflight.set_function(lambda: self._inflight)
 
@@ -161,11 +164,6 @@ class HttpEndpoints(Refusing):
             app.router.add_post("/messages/", self.messages)
 
     async def start(self) -> None:
-        timeout = aiohttp.ClientTimeout(total=None, connect=self._connect_timeout, sock_read=None)
-        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60)
-        self._client = aiohttp.ClientSession(
-            timeout=timeout, connector=connector, auto_decompress=False
-        )
         await self._probe_all()
         self._prober = asyncio.create_task(self._probe_forever(), name="http-backend-probe")
 
@@ -184,8 +182,7 @@ class HttpEndpoints(Refusing):
         await self.close_streams()
         for task in list(self._drains):
             task.cancel()
-        if self._client is not None:
-            await self._client.close()
+        await self._client.close()
 
     def is_ready(self) -> bool:
         return any(self._reachable)
@@ -200,24 +197,17 @@ class HttpEndpoints(Refusing):
 
     async def _probe(self, index: int) -> None:
         """Any HTTP answer means the server is up (a GET on /mcp is often 405 or 400)."""
-        assert self._client is not None
         try:
-            async with self._client.head(
-                self.targets[index], timeout=aiohttp.ClientTimeout(total=2.0)
-            ) as resp:
-                await resp.release()
+            async with asyncio.timeout(2.0):
+                resp = await self._client.request("HEAD", self._targets[index], headers={})
+                await resp.read()
             up = True
-        except (aiohttp.ClientError, TimeoutError):
+        except (UpstreamError, TimeoutError):
             up = False
         if up != self._reachable[index]:
             log.info("backend_reachability", target=self.targets[index], reachable=up)
         self._reachable[index] = up
         self.metrics.backend_up.set(1 if any(self._reachable) else 0)
-
-    @property
-    def client(self) -> aiohttp.ClientSession:
-        assert self._client is not None, "HttpEndpoints.start() was not called"
-        return self._client
 
     def _pick(self) -> int:
         if len(self.targets) == 1:
@@ -285,9 +275,8 @@ class HttpEndpoints(Refusing):
         finally:
             self._inflight -= 1
             for item in sent:
-                upstream = item.passthrough
-                if isinstance(upstream, aiohttp.ClientResponse) and upstream not in self._draining:
-                    upstream.release()
+                if isinstance(item.passthrough, Response):
+                    item.passthrough.close()  # unread only if the answer never went out
 
     async def get_or_delete(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
@@ -318,13 +307,19 @@ class HttpEndpoints(Refusing):
         return 0 if len(self.targets) == 1 else None
 
     async def _open(
-        self, target: int, method: str, headers: dict[str, str], body: bytes | None
-    ) -> aiohttp.ClientResponse | None:
+        self,
+        target: int,
+        method: str,
+        headers: dict[str, str],
+        body: bytes | None,
+        *,
+        path: str | None = None,
+    ) -> Response | None:
         try:
-            return await self.client.request(
-                method, self.targets[target], headers=headers, data=body
+            return await self._client.request(
+                method, self._targets[target], headers=headers, body=body, path=path
             )
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except UpstreamError as exc:
             log.warning("backend_request_failed", target=self.targets[target], error=str(exc))
             self._reachable[target] = False
             return None
@@ -346,7 +341,7 @@ class HttpEndpoints(Refusing):
         try:
             response = await self._stream_back(request, upstream, target)
         finally:
-            upstream.release()
+            upstream.close()
         self.metrics.observe(
             label,
             "ok" if response.status < 400 else str(response.status),
@@ -372,36 +367,43 @@ class HttpEndpoints(Refusing):
             status = "error" if "error" in reply.message else "ok"
             self.metrics.observe(method, status, time.perf_counter() - started)
             return json_body(reply.message, status=reply.status, headers=headers)
-        assert isinstance(upstream, aiohttp.ClientResponse)
+        assert isinstance(upstream, Response)
         response = await self._stream_back(request, upstream, target, request_id=request_id)
         status = "ok" if upstream.status < 400 else str(upstream.status)
         self.metrics.observe(method, status, time.perf_counter() - started)
         return response
 
     def _learn_session(self, headers: Mapping[str, str], target: int) -> None:
-        session_id = headers.get("Mcp-Session-Id")
+        session_id = headers.get("mcp-session-id") or headers.get("Mcp-Session-Id")
         if session_id and session_id not in self._pins:
             self._pins[session_id] = target
 
     async def _stream_back(
         self,
         request: web.Request,
-        upstream: aiohttp.ClientResponse,
+        upstream: Response,
         target: int,
         *,
         request_id: Any = None,
     ) -> web.StreamResponse:
         headers = {
-            k: v for k, v in upstream.headers.items() if k.lower() in FORWARDED_RESPONSE_HEADERS
+            FORWARDED_RESPONSE_HEADERS[name]: value
+            for name, value in upstream.headers.items()
+            if name in FORWARDED_RESPONSE_HEADERS
         }
         self._learn_session(upstream.headers, target)
-        streaming = upstream.headers.get("Content-Type", "").startswith("text/event-stream")
-        if not streaming:
-            data = await upstream.read()
+        if upstream.content_type != "text/event-stream":
+            try:
+                data = await upstream.read()
+            except UpstreamError as exc:
+                return rpc_error(502, INTERNAL_ERROR, f"The MCP server's answer broke off: {exc}")
             return web.Response(status=upstream.status, body=data, headers=headers)
         sse_headers = {**headers, **SSE_HEADERS}
-        first = await upstream.content.readany()
-        if request_id is not None and _carries_answer(first, request_id):
+        try:
+            first = await upstream.first()
+        except UpstreamError as exc:
+            return rpc_error(502, INTERNAL_ERROR, f"The MCP server's answer broke off: {exc}")
+        if upstream.at_end or (request_id is not None and _carries_answer(first, request_id)):
             # The request's answer is in: the server only has the stream's end left to send.
             # Answer in one write now and read that end in the background, which keeps the
             # upstream connection reusable.
@@ -411,10 +413,9 @@ class HttpEndpoints(Refusing):
         await response.prepare(request)
         self._relays.add(upstream)
         try:
-            await response.write(first)
-            async for chunk in upstream.content.iter_any():
+            async for chunk in upstream.chunks():
                 await response.write(chunk)
-        except aiohttp.ClientError:
+        except UpstreamError:
             # The upstream stream broke, or the drain closed it: end the client's stream.
             return response
         finally:
@@ -426,17 +427,14 @@ class HttpEndpoints(Refusing):
         message = f"The MCP server at {self.targets[target]} is unreachable"
         return self.reject(502, INTERNAL_ERROR, message, started)
 
-    def _drain_later(self, upstream: aiohttp.ClientResponse) -> None:
-        self._draining.add(upstream)
-
+    def _drain_later(self, upstream: Response) -> None:
+        # The first piece was answered already: what is left is read and dropped.
         async def drain() -> None:
             try:
-                await upstream.read()
-            except (aiohttp.ClientError, TimeoutError):
-                pass
-            finally:
-                upstream.release()
-                self._draining.discard(upstream)
+                async for _ in upstream.chunks():
+                    pass
+            except UpstreamError:
+                upstream.close()
 
         task = asyncio.create_task(drain())
         self._drains.add(task)
@@ -509,11 +507,11 @@ class HttpEndpoints(Refusing):
                 self.metrics.sessions.set(len(self._sse))
             return response
         finally:
-            upstream.release()
+            upstream.close()
 
     async def _pump(
         self,
-        upstream: aiohttp.ClientResponse,
+        upstream: Response,
         parser: EventParser,
         session: _SseSession,
         early: list[Event],
@@ -522,10 +520,10 @@ class HttpEndpoints(Refusing):
         try:
             for event in early:
                 self._relay_event(event.raw, event.event, event.data, session)
-            async for chunk in upstream.content.iter_any():
+            async for chunk in upstream.chunks():
                 for event in parser.feed(chunk):
                     self._relay_event(event.raw, event.event, event.data, session)
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except UpstreamError as exc:
             log.info("sse_upstream_ended", error=str(exc))
         finally:
             session.outbox.close()
@@ -565,14 +563,15 @@ class HttpEndpoints(Refusing):
             if call.want_result:
                 future = asyncio.get_running_loop().create_future()
                 session.awaited[call.id] = future
-            upstream = await self._open_url(session.messages_url, headers, data)
+            upstream = await self._open_url(session, headers, data)
             if upstream is None or upstream.status >= 400:
                 session.awaited.pop(call.id, None)
                 status = 502 if upstream is None else upstream.status
                 if upstream is not None:
-                    upstream.release()
+                    upstream.close()
                 return Reply(_unreachable(call.id, session.messages_url), status=status)
-            upstream.release()
+            with contextlib.suppress(UpstreamError):
+                await upstream.read()
             if future is None:
                 return Reply(None, status=202)
             return Reply(await future)
@@ -604,25 +603,25 @@ class HttpEndpoints(Refusing):
         started: float,
         method: str,
     ) -> web.Response:
-        upstream = await self._open_url(session.messages_url, headers, body)
+        upstream = await self._open_url(session, headers, body)
         if upstream is None:
-            return self.reject(502, INTERNAL_ERROR, "The MCP server is unreachable", started)
+            return self._unreachable_target(session.target, started)
         try:
             data = await upstream.read()
-            return web.Response(
-                status=upstream.status, body=data, content_type=upstream.content_type
-            )
-        finally:
-            upstream.release()
+        except UpstreamError:
+            return self._unreachable_target(session.target, started)
+        content_type = upstream.headers.get("content-type", "text/plain")
+        return web.Response(
+            status=upstream.status, body=data, headers={"Content-Type": content_type}
+        )
 
     async def _open_url(
-        self, url: str, headers: dict[str, str], body: bytes
-    ) -> aiohttp.ClientResponse | None:
-        try:
-            return await self.client.post(url, headers=headers, data=body)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("backend_request_failed", target=url, error=str(exc))
-            return None
+        self, session: _SseSession, headers: dict[str, str], body: bytes
+    ) -> Response | None:
+        """A POST to the session's message URL, on the target that owns the session."""
+        parts = urlsplit(session.messages_url)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        return await self._open(session.target, "POST", headers, body, path=path)
 
 
 class _Headers:
@@ -630,8 +629,9 @@ class _Headers:
 
     __slots__ = ("headers",)
 
-    def __init__(self, upstream: aiohttp.ClientResponse) -> None:
-        self.headers = {k: v for k, v in upstream.headers.items() if k.lower() == "mcp-session-id"}
+    def __init__(self, upstream: Response) -> None:
+        session = upstream.headers.get("mcp-session-id")
+        self.headers = {"Mcp-Session-Id": session} if session else {}
 
 
 def _era(request: web.Request) -> Era:
@@ -659,12 +659,12 @@ def _unreachable(request_id: Any, target: str) -> Json:
 
 
 async def _first_endpoint(
-    upstream: aiohttp.ClientResponse, parser: EventParser
+    upstream: Response, parser: EventParser
 ) -> tuple[str | None, list[Event]]:
     """Read the upstream stream up to its first event, which must be `endpoint` (spec);
     also return the events that arrived in the same chunks after it."""
     async with asyncio.timeout(30.0):
-        async for chunk in upstream.content.iter_any():
+        async for chunk in upstream.chunks():
             events = parser.feed(chunk)
             if events:
                 first = events[0]
@@ -673,12 +673,12 @@ async def _first_endpoint(
     return None, []
 
 
-async def _read_answer(upstream: aiohttp.ClientResponse, request_id: Any) -> Json | None:
+async def _read_answer(upstream: Response, request_id: Any) -> Json | None:
     """The JSON-RPC answer in a whole upstream response (JSON body or SSE stream)."""
     try:
-        if upstream.headers.get("Content-Type", "").startswith("text/event-stream"):
+        if upstream.content_type == "text/event-stream":
             parser = EventParser()
-            async for chunk in upstream.content.iter_any():
+            async for chunk in upstream.chunks():
                 for event in parser.feed(chunk):
                     parsed = parse_message(event.data)
                     if (
@@ -688,9 +688,9 @@ async def _read_answer(upstream: aiohttp.ClientResponse, request_id: Any) -> Jso
                     ):
                         return parsed.body
             return None
-        parsed = classify(await upstream.json(content_type=None))
-        return parsed.body if isinstance(parsed, Message) else None
-    except (aiohttp.ClientError, ValueError):
+        answer = parse_message(await upstream.read())
+        return answer.body if isinstance(answer, Message) else None
+    except UpstreamError:
         return None
     finally:
-        upstream.release()
+        upstream.close()
