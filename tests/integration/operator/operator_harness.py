@@ -14,7 +14,17 @@ from prometheus_client import CollectorRegistry
 from testkit.waiting import eventually
 
 from moorage_core.errors import NotFound
-from moorage_core.kube import MCPSERVERS, KubeClient
+from moorage_core.kube import (
+    CONFIGMAPS,
+    DEPLOYMENTS,
+    MCPSERVERS,
+    ROLEBINDINGS,
+    ROLES,
+    SERVICEACCOUNTS,
+    SERVICES,
+    KubeClient,
+    ResourceKind,
+)
 from moorage_dev.cluster import ControlPlane
 from moorage_operator.__main__ import USER_AGENT, manager_options
 from moorage_operator.metrics import OperatorMetrics
@@ -27,6 +37,19 @@ REPO = Path(__file__).resolve().parents[3]
 EXAMPLES = REPO / "deploy" / "examples"
 PROXY_IMAGE = "moorage/proxyrunner:test"
 WRITE_VERBS = ("create", "update", "apply", "patch", "delete")
+
+
+def children_of(name: str) -> list[tuple[ResourceKind, str]]:
+    """The kinds and names of the children of spec §3 for MCPServer `name`."""
+    return [
+        (SERVICEACCOUNTS, f"{name}-proxy-runner"),
+        (ROLES, f"{name}-proxy-runner"),
+        (ROLEBINDINGS, f"{name}-proxy-runner"),
+        (SERVICEACCOUNTS, f"{name}-sa"),
+        (CONFIGMAPS, f"{name}-runconfig"),
+        (DEPLOYMENTS, name),
+        (SERVICES, f"mcp-{name}-proxy"),
+    ]
 
 
 def example(name: str) -> dict[str, Any]:

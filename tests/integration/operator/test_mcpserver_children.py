@@ -6,17 +6,18 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from operator_harness import PROXY_IMAGE, RunningOperator, example, get_or_none, server_status
+from operator_harness import (
+    PROXY_IMAGE,
+    RunningOperator,
+    children_of,
+    example,
+    get_or_none,
+    server_status,
+)
 from testkit.waiting import eventually
 
 from moorage_core.kube import (
-    CONFIGMAPS,
-    DEPLOYMENTS,
     MCPSERVERS,
-    ROLEBINDINGS,
-    ROLES,
-    SERVICEACCOUNTS,
-    SERVICES,
     KubeClient,
 )
 
@@ -32,18 +33,6 @@ EXPECTED_RULES = [
     {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ALL_VERBS},
 ]
-
-
-def children_names(name: str) -> list[tuple[Any, str]]:
-    return [
-        (SERVICEACCOUNTS, f"{name}-proxy-runner"),
-        (ROLES, f"{name}-proxy-runner"),
-        (ROLEBINDINGS, f"{name}-proxy-runner"),
-        (SERVICEACCOUNTS, f"{name}-sa"),
-        (CONFIGMAPS, f"{name}-runconfig"),
-        (DEPLOYMENTS, name),
-        (SERVICES, f"mcp-{name}-proxy"),
-    ]
 
 
 @pytest.mark.parametrize(
@@ -79,10 +68,10 @@ async def test_each_example_gets_exactly_the_children_of_the_spec(
     async def all_children() -> list[dict[str, Any]]:
         found = [
             await get_or_none(kube, kind, name=child, namespace=namespace)
-            for kind, child in children_names(name)
+            for kind, child in children_of(name)
         ]
         assert all(found), [
-            c for (_, c), f in zip(children_names(name), found, strict=True) if f is None
+            c for (_, c), f in zip(children_of(name), found, strict=True) if f is None
         ]
         return [f for f in found if f]
 
@@ -137,7 +126,7 @@ async def test_each_example_gets_exactly_the_children_of_the_spec(
     async def all_gone() -> bool:
         left = [
             child
-            for kind, child in children_names(name)
+            for kind, child in children_of(name)
             if await get_or_none(kube, kind, name=child, namespace=namespace) is not None
         ]
         assert not left, f"still there: {left}"

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from operator_harness import (
     RunningOperator,
+    children_of,
     get_or_none,
     mcp_statefulset,
     server_status,
@@ -20,8 +21,6 @@ from moorage_core.kube import (
     DEPLOYMENTS,
     MCPSERVERS,
     MCPTOOLCONFIGS,
-    ROLEBINDINGS,
-    ROLES,
     SERVICEACCOUNTS,
     SERVICES,
     STATEFULSETS,
@@ -32,18 +31,6 @@ from moorage_core.kube import (
 pytestmark = pytest.mark.integration
 
 CHECKSUM = "moorage.dev/runconfig-checksum"
-
-
-def children_of(name: str) -> list[tuple[ResourceKind, str]]:
-    return [
-        (SERVICEACCOUNTS, f"{name}-proxy-runner"),
-        (ROLES, f"{name}-proxy-runner"),
-        (ROLEBINDINGS, f"{name}-proxy-runner"),
-        (SERVICEACCOUNTS, f"{name}-sa"),
-        (CONFIGMAPS, f"{name}-runconfig"),
-        (DEPLOYMENTS, name),
-        (SERVICES, f"mcp-{name}-proxy"),
-    ]
 
 
 async def resource_versions(kube: KubeClient, *, name: str, namespace: str) -> dict[str, str]:

@@ -57,7 +57,7 @@ from moorage_operator.planning.comparing import (
     is_applied,
     takeover_patch,
 )
-from moorage_operator.planning.conditions import format_time, status_patch
+from moorage_operator.planning.conditions import format_time
 from moorage_operator.planning.references import Problem, References, config_map_names_of
 from moorage_operator.planning.serverstatus import (
     STATUS_FIELDS,
@@ -67,6 +67,7 @@ from moorage_operator.planning.serverstatus import (
     phase_event,
 )
 from moorage_operator.reconcilers.pending import PendingWrites
+from moorage_operator.reconcilers.statuses import patch_status, previous_status
 from moorage_operator.runtime.cache import Cache
 from moorage_operator.runtime.controller import Request, Result, TerminalError
 from moorage_operator.runtime.events import EventRecorder
@@ -144,7 +145,7 @@ class MCPServerReconciler:
         raw = self.caches.servers.get(request.name, namespace=request.namespace)
         if raw is None:
             return Result()
-        previous = self._previous_status(raw)
+        previous = previous_status(raw, kind=MCPSERVERS, pending=self.pending)
         now = format_time(self.clock())
         try:
             server = parse_mcpserver(raw)
@@ -196,16 +197,6 @@ class MCPServerReconciler:
         return Result()
 
     # -- reading ------------------------------------------------------------------------------
-
-    def _previous_status(self, raw: Mapping[str, Any]) -> Mapping[str, Any]:
-        meta = raw.get("metadata") or {}
-        remembered = self.pending.recall(
-            MCPSERVERS, namespace=str(meta.get("namespace")), name=str(meta.get("name"))
-        )
-        if isinstance(remembered, Mapping):
-            return remembered
-        status = raw.get("status")
-        return status if isinstance(status, Mapping) else {}
 
     def _references(self, raw: Mapping[str, Any]) -> References:
         meta = raw.get("metadata") or {}
@@ -355,26 +346,17 @@ class MCPServerReconciler:
     ) -> list[str]:
         """Patch the status if it changed (and record the Event its change deserves); the
         fields written."""
-        patch = status_patch(previous, status, fields=STATUS_FIELDS)
-        if patch is None:
-            return []
-        meta = raw.get("metadata") or {}
-        namespace, name = str(meta.get("namespace")), str(meta.get("name"))
-        try:
-            result = await self.kube.patch(
-                MCPSERVERS,
-                {"status": patch},
-                name=name,
-                namespace=namespace,
-                subresource="status",
-                content_type=MERGE_PATCH,
-                field_manager=FIELD_MANAGER_OPERATOR,
-            )
-        except NotFound:
-            return []  # deleted meanwhile; nothing left to report on
-        self.pending.remember(
-            MCPSERVERS, namespace=namespace, name=name, value=result.get("status") or {}
+        written = await patch_status(
+            self.kube,
+            MCPSERVERS,
+            raw,
+            previous=previous,
+            status=status,
+            fields=STATUS_FIELDS,
+            pending=self.pending,
         )
+        if not written:
+            return []
         event = phase_event(previous, status)
         if event is not None:
             await self.recorder.record(
@@ -384,4 +366,4 @@ class MCPServerReconciler:
                 note=event.note,
                 action=event.action,
             )
-        return sorted(patch)
+        return written

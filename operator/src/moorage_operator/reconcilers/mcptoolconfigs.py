@@ -23,7 +23,7 @@ import structlog
 from moorage_api.constants import FIELD_MANAGER_OPERATOR, FINALIZER_TOOLCONFIG_PROTECTION
 from moorage_core.errors import NotFound
 from moorage_core.kube import MCPSERVERS, MCPTOOLCONFIGS, MERGE_PATCH, JsonObject, KubeClient
-from moorage_operator.planning.conditions import format_time, status_patch
+from moorage_operator.planning.conditions import format_time
 from moorage_operator.planning.references import tool_config_name_of
 from moorage_operator.planning.toolconfigs import (
     STATUS_FIELDS,
@@ -31,6 +31,7 @@ from moorage_operator.planning.toolconfigs import (
     finalizer_action,
 )
 from moorage_operator.reconcilers.pending import PendingWrites
+from moorage_operator.reconcilers.statuses import patch_status, previous_status
 from moorage_operator.runtime.cache import Cache
 from moorage_operator.runtime.controller import Request, Result
 
@@ -91,42 +92,21 @@ class MCPToolConfigReconciler:
                 await self._set_finalizers(obj, add=False)
                 log.debug("toolconfig_released")
                 return Result()
-        previous = self._previous_status(obj)
+        previous = previous_status(obj, kind=MCPTOOLCONFIGS, pending=self.pending)
         status = compute_toolconfig_status(
             obj, referrers=referrers, previous=previous, now=format_time(self.clock())
         )
-        patch = status_patch(previous, status, fields=STATUS_FIELDS)
-        if patch is not None:
-            try:
-                result = await self.kube.patch(
-                    MCPTOOLCONFIGS,
-                    {"status": patch},
-                    name=request.name,
-                    namespace=request.namespace,
-                    subresource="status",
-                    content_type=MERGE_PATCH,
-                    field_manager=FIELD_MANAGER_OPERATOR,
-                )
-            except NotFound:
-                return Result()
-            self.pending.remember(
-                MCPTOOLCONFIGS,
-                namespace=request.namespace,
-                name=request.name,
-                value=result.get("status") or {},
-            )
-        log.debug("toolconfig_reconciled", referrers=len(referrers), status_written=bool(patch))
-        return Result()
-
-    def _previous_status(self, obj: Mapping[str, Any]) -> Mapping[str, Any]:
-        meta = obj.get("metadata") or {}
-        remembered = self.pending.recall(
-            MCPTOOLCONFIGS, namespace=str(meta.get("namespace")), name=str(meta.get("name"))
+        written = await patch_status(
+            self.kube,
+            MCPTOOLCONFIGS,
+            obj,
+            previous=previous,
+            status=status,
+            fields=STATUS_FIELDS,
+            pending=self.pending,
         )
-        if isinstance(remembered, Mapping):
-            return remembered
-        status = obj.get("status")
-        return status if isinstance(status, Mapping) else {}
+        log.debug("toolconfig_reconciled", referrers=len(referrers), status_written=written)
+        return Result()
 
     async def _set_finalizers(self, obj: Mapping[str, Any], *, add: bool) -> JsonObject:
         """Add or remove our finalizer; the resourceVersion precondition makes a concurrent
