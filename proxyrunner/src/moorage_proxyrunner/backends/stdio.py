@@ -237,7 +237,9 @@ class StdioBridge:
             started = time.monotonic()
             try:
                 channel = await self._factory()
-            except (OSError, ChannelClosed) as exc:
+            except Exception as exc:
+                # The supervisor is the bridge's retry loop: whatever a factory raises (a missing
+                # command, an API error while attaching) is logged and retried with back-off.
                 self.last_error = f"cannot start the MCP server: {exc}"
                 log.error("backend_start_failed", error=str(exc), retry_in_s=delay)
             else:
