@@ -54,7 +54,6 @@ from moorage_core.kube import (
     SERVICES,
     KubeClient,
 )
-from moorage_dev import cluster
 from moorage_dev.cluster import ControlPlane
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,9 +63,6 @@ BEGIN, END = "<!-- operator_scale:begin -->", "<!-- operator_scale:end -->"
 NAMESPACE = "bench"
 WRITE_VERBS = ("create", "update", "apply", "patch", "delete")
 RESYNC_PERIOD_S = 40
-SERVICE_CIDR = "10.0.0.0/16"
-"""Every MCPServer has a ClusterIP Service; the test control plane's /24 holds only 254. The
-first address (10.0.0.1, in the apiserver's certificate) stays the same."""
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -422,7 +418,6 @@ class Figures:
 
 async def run(count: int, concurrency: int, workdir: Path) -> Figures:
     figures = Figures(count=count, concurrency=concurrency)
-    cluster.SERVICE_CIDR = SERVICE_CIDR
     plane = ControlPlane(workdir / "controlplane", report=lambda m: print(m, flush=True))
     plane.start()
     try:

@@ -32,7 +32,8 @@ from moorage_dev.pki import Pki, write_kubeconfigs, write_pki
 Reporter = Callable[[str], None]
 
 NODE_NAME = "kwok-node-0"
-SERVICE_CIDR = "10.0.0.0/24"
+# Room for thousands of Services (the scale benchmark creates one per MCPServer).
+SERVICE_CIDR = "10.96.0.0/16"
 POD_CIDR = "10.244.0.0/16"
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
 _START_ORDER = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
@@ -329,6 +330,9 @@ class ControlPlane:
                 f"--tls-cert-file={pki.cert('kwok')}",
                 f"--tls-private-key-file={pki.key('kwok')}",
                 f"--cidr={POD_CIDR.replace('0.0/16', '0.1/16')}",
+                # Heartbeat through a node Lease: without it the node turns NotReady after a
+                # minute and kwok never makes the pods that were on it ready again.
+                "--node-lease-duration-seconds=40",
                 f"--config={self.state_dir / 'kwok.yaml'}",
             ],
         }

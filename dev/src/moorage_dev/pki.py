@@ -20,7 +20,7 @@ from moorage_core.tls import CertificatePair, build_ca, build_leaf
 APISERVER_HOSTS = [
     "127.0.0.1",
     "localhost",
-    "10.0.0.1",
+    "10.96.0.1",
     "kubernetes",
     "kubernetes.default",
     "kubernetes.default.svc",
