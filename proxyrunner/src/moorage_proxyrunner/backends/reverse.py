@@ -148,6 +148,7 @@ class HttpEndpoints(Refusing):
         self._prober: asyncio.Task[None] | None = None
         self._inflight = 0
         self._relays: set[Response] = set()
+        self._draining: set[Response] = set()
         self._drains: set[asyncio.Task[None]] = set()
         metrics.backend_inflight.set_function(lambda: self._inflight)
 
@@ -275,8 +276,11 @@ class HttpEndpoints(Refusing):
         finally:
             self._inflight -= 1
             for item in sent:
-                if isinstance(item.passthrough, Response):
-                    item.passthrough.close()  # unread only if the answer never went out
+                upstream = item.passthrough
+                if isinstance(upstream, Response) and upstream not in self._draining:
+                    # Read to the end (connection pooled again) unless the answer never went
+                    # out; then the connection cannot be reused and is closed.
+                    upstream.close()
 
     async def get_or_delete(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
@@ -428,13 +432,18 @@ class HttpEndpoints(Refusing):
         return self.reject(502, INTERNAL_ERROR, message, started)
 
     def _drain_later(self, upstream: Response) -> None:
-        # The first piece was answered already: what is left is read and dropped.
+        # The first piece was answered already: what is left is read and dropped, which puts
+        # the connection back in the pool.
+        self._draining.add(upstream)
+
         async def drain() -> None:
             try:
                 async for _ in upstream.chunks():
                     pass
             except UpstreamError:
                 upstream.close()
+            finally:
+                self._draining.discard(upstream)
 
         task = asyncio.create_task(drain())
         self._drains.add(task)
