@@ -1,10 +1,12 @@
 """The Kubernetes API client every Moorage component uses.
 
-This is the only module that imports `kubernetes_asyncio`, and it uses it only to load
-credentials (kubeconfig, exec plugins, in-cluster service-account tokens with rotation). Requests
-themselves go over one aiohttp session as raw JSON: we keep objects as plain dicts (cheaper to
-cache and compare than generated model classes), stream watches without a line-size limit of the
-HTTP library, and open websockets (`pods/attach`) with the same credentials.
+Credentials (kubeconfig files, exec plugins, in-cluster service-account tokens with rotation) are
+loaded by `moorage_core.kubeconfigs`, without `kubernetes_asyncio`: importing that package costs
+~80 MiB of memory. This is the only module that may import `kubernetes_asyncio`, and it does so
+lazily, only to load a kubeconfig whose user needs a legacy `auth-provider` plugin. Requests go
+over one aiohttp session as raw JSON: we keep objects as plain dicts (cheaper to cache and compare
+than generated model classes), stream watches without a line-size limit of the HTTP library, and
+open websockets (`pods/attach`) with the same credentials.
 
 Every failure leaves here as a `moorage_core.errors.KubeError` subclass; callers never see
 `ApiException` or aiohttp errors for apiserver answers.
@@ -15,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,10 +25,20 @@ from typing import Any, Final
 from urllib.parse import quote, urlencode, urlsplit
 
 import aiohttp
-from kubernetes_asyncio.client import Configuration
-from kubernetes_asyncio.config import incluster_config, kube_config
 
 from moorage_core.errors import KubeError, ServerError, error_for_status
+from moorage_core.kubeconfigs import (
+    Credentials,
+    StaticAuth,
+    TLSSettings,
+    UnsupportedCredentials,
+    credentials_from_context,
+    in_cluster_credentials,
+    is_in_cluster,
+    kubeconfig_paths,
+    read_kubeconfig,
+    resolve_context,
+)
 
 JsonObject = dict[str, Any]
 RequestObserver = Callable[[str, int, float], None]
@@ -147,47 +158,74 @@ class WatchEvent:
         return f"WatchEvent({self.type}, {meta.get('namespace')}/{meta.get('name')})"
 
 
-def _is_in_cluster() -> bool:
-    return (
-        bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
-        and Path(incluster_config.SERVICE_TOKEN_FILENAME).exists()
-    )
-
-
 async def load_configuration(
     *, kubeconfig: str | None = None, context: str | None = None
-) -> Configuration:
+) -> Credentials:
     """Credentials from an explicit kubeconfig, `$KUBECONFIG`, the in-cluster service account,
     or `~/.kube/config`, in that order."""
+    environ = os.environ
+    if not kubeconfig and not environ.get("KUBECONFIG") and is_in_cluster(environ=environ):
+        return in_cluster_credentials(environ=environ)
+    paths = kubeconfig_paths(kubeconfig, environ=environ)
+    if not kubeconfig and not environ.get("KUBECONFIG") and not paths[0].exists():
+        raise KubeError(
+            "no Kubernetes credentials: set KUBECONFIG, pass --kubeconfig, or run inside a cluster"
+        )
+    config = read_kubeconfig(paths, explicit=bool(kubeconfig))
+    try:
+        creds = credentials_from_context(resolve_context(config, context=context))
+    except UnsupportedCredentials as exc:
+        log_path = os.pathsep.join(str(p) for p in config.sources)
+        return await _load_with_kubernetes_asyncio(log_path, context=context, reason=exc)
+    await creds.prepare()
+    return creds
+
+
+class _GeneratedClientAuth:
+    """The Authorization header as `kubernetes_asyncio`'s Configuration computes it (it runs the
+    `auth-provider` refresh itself)."""
+
+    def __init__(self, cfg: Any) -> None:
+        self._cfg = cfg
+
+    async def headers(self) -> dict[str, str]:
+        settings = await self._cfg.auth_settings()
+        bearer = settings.get("BearerToken")
+        if bearer and bearer.get("value"):
+            return {"Authorization": str(bearer["value"])}
+        return {}
+
+    def invalidate(self) -> bool:
+        return False
+
+
+async def _load_with_kubernetes_asyncio(
+    path: str, *, context: str | None, reason: UnsupportedCredentials
+) -> Credentials:
+    """The fallback for what `kubeconfigs` does not implement. Imported here, and only here,
+    because importing `kubernetes_asyncio` costs ~80 MiB."""
+    from kubernetes_asyncio.client import Configuration
+    from kubernetes_asyncio.config import kube_config
+
     cfg = Configuration()
-    path = kubeconfig or os.environ.get("KUBECONFIG")
-    if path:
+    try:
         await kube_config.load_kube_config(
             config_file=path, context=context, client_configuration=cfg
         )
-    elif _is_in_cluster():
-        incluster_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-    else:
-        default = Path.home() / ".kube" / "config"
-        if not default.exists():
-            raise KubeError(
-                "no Kubernetes credentials: set KUBECONFIG, pass --kubeconfig, "
-                "or run inside a cluster"
-            )
-        await kube_config.load_kube_config(
-            config_file=str(default), context=context, client_configuration=cfg
-        )
-    return cfg
-
-
-def _ssl_context(cfg: Configuration) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert)
-    if cfg.cert_file:
-        ctx.load_cert_chain(cfg.cert_file, keyfile=cfg.key_file)
-    if not cfg.verify_ssl:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
+    except Exception as exc:
+        # Its loader raises ConfigException, ValueError, KeyError... for any problem; name
+        # both why we fell back and what it said.
+        raise KubeError(
+            f"{reason.message}; loading it with kubernetes_asyncio failed: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    tls = TLSSettings(
+        ca_file=Path(cfg.ssl_ca_cert) if cfg.ssl_ca_cert else None,
+        insecure=not cfg.verify_ssl,
+        cert_file=Path(cfg.cert_file) if cfg.cert_file else None,
+        key_file=Path(cfg.key_file) if cfg.key_file else None,
+    )
+    return Credentials(host=str(cfg.host).rstrip("/"), tls=tls, auth=_GeneratedClientAuth(cfg))
 
 
 class KubeClient:
@@ -199,7 +237,7 @@ class KubeClient:
 
     def __init__(
         self,
-        cfg: Configuration,
+        cfg: Credentials,
         *,
         user_agent: str = "moorage",
         observer: RequestObserver | None = None,
@@ -207,7 +245,9 @@ class KubeClient:
     ) -> None:
         self._cfg = cfg
         self.host = str(cfg.host).rstrip("/")
-        self.ssl_context = _ssl_context(cfg)
+        self.ssl_context = cfg.ssl_context()
+        # `tls-server-name`: verify the certificate against this name instead of the URL's host.
+        self._server_hostname = cfg.tls.server_name
         self.user_agent = user_agent
         self.observer = observer
         self._session = aiohttp.ClientSession(
@@ -240,10 +280,11 @@ class KubeClient:
         observer: RequestObserver | None = None,
     ) -> KubeClient:
         """A client that authenticates with a bearer token (e.g. a service account's)."""
-        cfg = Configuration(host=host)
-        cfg.api_key = {"BearerToken": token}
-        cfg.api_key_prefix = {"BearerToken": "Bearer"}
-        cfg.ssl_ca_cert = ca_file
+        cfg = Credentials(
+            host=host.rstrip("/"),
+            tls=TLSSettings(ca_file=Path(ca_file) if ca_file else None),
+            auth=StaticAuth({"Authorization": f"Bearer {token}"}),
+        )
         return cls(cfg, user_agent=user_agent, observer=observer)
 
     async def __aenter__(self) -> KubeClient:
@@ -257,11 +298,7 @@ class KubeClient:
 
     async def auth_headers(self) -> dict[str, str]:
         """The Authorization header for the current credentials (tokens may rotate)."""
-        settings = await self._cfg.auth_settings()
-        bearer = settings.get("BearerToken")
-        if bearer and bearer.get("value"):
-            return {"Authorization": str(bearer["value"])}
-        return {}
+        return await self._cfg.auth.headers()
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -284,28 +321,38 @@ class KubeClient:
         content_type: str = "application/json",
         timeout: float = _DEFAULT_TIMEOUT,
     ) -> Any:
-        """One request; the decoded JSON answer, or a `KubeError`."""
-        headers = await self.auth_headers()
+        """One request; the decoded JSON answer, or a `KubeError`.
+
+        A 401 is retried once when the credentials can be refreshed (an exec plugin's token that
+        the server stopped accepting before its stated expiry, a rotated token file).
+        """
         data: bytes | None = None
         if body is not None:
-            headers["Content-Type"] = content_type
             data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        started = time.monotonic()
-        status = 0
-        try:
-            async with self._session.request(
-                method,
-                self.url(path, query),
-                data=data,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=timeout),
-            ) as resp:
-                status = resp.status
-                raw = await resp.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            self._observe(verb, 0, started)
-            raise ServerError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
-        self._observe(verb, status, started)
+        for attempt in (1, 2):
+            headers = await self.auth_headers()
+            if data is not None:
+                headers["Content-Type"] = content_type
+            started = time.monotonic()
+            status = 0
+            try:
+                async with self._session.request(
+                    method,
+                    self.url(path, query),
+                    data=data,
+                    headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=timeout),
+                    server_hostname=self._server_hostname,
+                ) as resp:
+                    status = resp.status
+                    raw = await resp.read()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                self._observe(verb, 0, started)
+                raise ServerError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+            self._observe(verb, status, started)
+            if status == 401 and attempt == 1 and self._cfg.auth.invalidate():
+                continue
+            break
         decoded = _decode(raw)
         if status >= 400:
             raise error_for_status(
@@ -399,6 +446,7 @@ class KubeClient:
                 self.url(kind.path(namespace=namespace), query),
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=None, connect=_DEFAULT_TIMEOUT),
+                server_hostname=self._server_hostname,
             )
         except (aiohttp.ClientError, TimeoutError) as exc:
             self._observe("watch", 0, started)
@@ -406,6 +454,9 @@ class KubeClient:
         self._observe("watch", resp.status, started)
         async with resp:
             if resp.status >= 400:
+                if resp.status == 401:
+                    # The caller re-watches; let that attempt fetch fresh credentials.
+                    self._cfg.auth.invalidate()
                 decoded = _decode(await resp.read())
                 raise error_for_status(
                     resp.status,
@@ -545,9 +596,12 @@ class KubeClient:
                 protocols=protocols,
                 heartbeat=heartbeat,
                 max_msg_size=0,
+                server_hostname=self._server_hostname,
             )
         except aiohttp.WSServerHandshakeError as exc:
             self._observe("connect", exc.status, started)
+            if exc.status == 401:
+                self._cfg.auth.invalidate()
             raise error_for_status(
                 exc.status, None, fallback=f"connect {path}: {exc.message}"
             ) from exc
