@@ -332,7 +332,7 @@ async def main(calls: int, clients: int) -> None:
         "",
         f"- Throughput through the proxy to one shared stdio server, {clients} concurrent clients: "
         f"**{rate:.0f} calls/s**.",
-        f"- Proxy CPU time per proxied call (independent of other load): {stdio_cpu:.0f} µs (stdio backend), "
+        f"- Proxy CPU time (user + system) per proxied call: {stdio_cpu:.0f} µs (stdio backend), "
         f"{http_cpu:.0f} µs (HTTP backend).",
         f"- Proxy resident memory after the runs: {rss_stdio:.1f} MiB (stdio backend), {rss_http:.1f} MiB (HTTP backend).",
         f"- Machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, load average {os.getloadavg()[0]:.1f} at the end; "
