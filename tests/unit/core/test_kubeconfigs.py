@@ -700,3 +700,37 @@ def test_in_cluster_rejections(
     with pytest.raises(KubeError, match=message):
         kc.in_cluster_credentials(environ=env, account_dir=tmp_path)
     assert kc.in_cluster_namespace(account_dir=tmp_path) is None
+
+
+# -- the kubernetes_asyncio fallback -------------------------------------------------------------
+
+
+def _jwt(claims: dict[str, Any]) -> str:
+    def part(value: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+    return f"{part({'alg': 'none'})}.{part(claims)}.sig"
+
+
+async def test_an_auth_provider_user_falls_back_to_kubernetes_asyncio(tmp_path: Path) -> None:
+    from moorage_core.kube import load_configuration
+
+    token = _jwt({"sub": "ann", "exp": 32503680000})
+    user = {"auth-provider": {"name": "oidc", "config": {"id-token": token}}}
+    path = write(tmp_path / "config", doc(user=user))
+    creds = await load_configuration(kubeconfig=str(path))
+    assert creds.host == "https://127.0.0.1:6443"
+    assert await creds.auth.headers() == {"Authorization": f"Bearer {token}"}
+
+
+async def test_a_failing_fallback_says_why_it_fell_back_and_what_failed(tmp_path: Path) -> None:
+    from moorage_core.kube import load_configuration
+
+    user = {"auth-provider": {"name": "oidc", "config": {}}}
+    path = write(tmp_path / "config", doc(user=user))
+    with pytest.raises(KubeError) as info:
+        await (await load_configuration(kubeconfig=str(path))).auth.headers()
+    message = str(info.value)
+    assert "`auth-provider` plugins are not supported natively" in message
+    assert "loading it with kubernetes_asyncio failed" in message
+    assert str(path) in message
