@@ -2,13 +2,14 @@
 
 `make_app(settings)` builds the aiohttp application; `server.py` serves it over TLS. The handler
 is the thin I/O shell around `admission.review_body`: it checks Content-Type (415) and size (413,
-also enforced by aiohttp's `client_max_size`), reads the body, times the review, counts it, and
-logs one line per review. A bug in validation answers 500 and is logged with its traceback; the
+also enforced by aiohttp's `client_max_size`), reads the body, times the review, and, once the
+answer is written, counts it and logs one line per review. A bug in validation answers 500 and is logged with its traceback; the
 apiserver's failure policy (Fail) then rejects the write.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -75,10 +76,7 @@ async def _outcome(
 def _review_handler(
     endpoint: KindEndpoint, *, metrics: WebhookMetrics, max_bytes: int
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
-    async def handle(request: web.Request) -> web.Response:
-        started = time.perf_counter()
-        outcome = await _outcome(endpoint, request, max_bytes=max_bytes)
-        seconds = time.perf_counter() - started
+    def record(outcome: ReviewOutcome, seconds: float) -> None:
         metrics.observe(
             kind=endpoint.kind,
             operation=outcome.operation,
@@ -87,6 +85,14 @@ def _review_handler(
             seconds=seconds,
         )
         _log_outcome(endpoint, outcome, seconds)
+
+    async def handle(request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        outcome = await _outcome(endpoint, request, max_bytes=max_bytes)
+        seconds = time.perf_counter() - started
+        # Counted and logged once the answer is on its way: aiohttp writes the response in this
+        # same step of the loop, and the callback runs in the next one, off the apiserver's wait.
+        asyncio.get_running_loop().call_soon(record, outcome, seconds)
         return web.Response(
             status=outcome.status, body=outcome.body, content_type=outcome.content_type
         )

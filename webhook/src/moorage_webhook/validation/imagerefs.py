@@ -219,4 +219,4 @@ def check_image_reference(text: str) -> ImageReference | ImageReferenceError:
     try:
         return parse_image_reference(text)
     except ImageReferenceError as exc:
-        return exc
+        return exc.with_traceback(None)  # kept in the cache: hold no frames

@@ -6,6 +6,7 @@ apiserver enforces on the pods the operator creates; catching it at admission na
 
 from __future__ import annotations
 
+import functools
 import re
 from decimal import Decimal, InvalidOperation
 from typing import Final
@@ -29,7 +30,23 @@ def parse_quantity(value: object) -> Decimal:
     """The numeric value of a quantity given as a JSON number or string."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise QuantityError("must be a quantity such as 500m, 1Gi or 2")
-    text = str(value) if not isinstance(value, str) else value
+    result = _quantity_value(str(value) if not isinstance(value, str) else value)
+    if isinstance(result, str):
+        raise QuantityError(result)
+    return result
+
+
+@functools.lru_cache(maxsize=1024)
+def _quantity_value(text: str) -> Decimal | str:
+    """The value, or why `text` is no quantity. Memoised: a cluster writes the same few
+    quantities (100m, 256Mi, 1) over and over, and a Decimal is immutable, so sharing is safe."""
+    try:
+        return _parse_text(text)
+    except QuantityError as exc:
+        return str(exc)
+
+
+def _parse_text(text: str) -> Decimal:
     match = _QUANTITY.fullmatch(text)
     if match is None:
         raise QuantityError(f"{quoted(text)} is not a quantity (expected e.g. 500m, 128Mi, 1, 2e3)")
