@@ -16,6 +16,16 @@ is kept when a call is permitted outright with no arguments, or when only the ar
 (Cedar's partial evaluation with the context unknown leaves a permit policy standing). The call
 itself is always decided in full. A denial is HTTP 403 with a JSON-RPC error.
 
+Resource templates (`resources/templates/list`) are decided as `read_resource` on
+`Resource::"<uriTemplate>"`: the template text itself is the resource id (say
+`Resource::"file:///logs/{name}"`), so a policy shows a template by naming it, or by a condition
+on the resource that the template's text meets. A template no policy could let the caller read
+under that id is left out. Reading a concrete URI made from it is still decided on that URI.
+
+Resource subscriptions are reads: `resources/subscribe` and every URI in the
+`resourceSubscriptions` of a `subscriptions/listen` are decided as `read_resource` on that URI,
+and one URI denied refuses the whole request.
+
 No I/O: the step only decides and rewrites.
 """
 
@@ -82,6 +92,9 @@ LISTINGS: Final[Mapping[str, Listing]] = {
     "tools/list": Listing("tools", "call_tool", "Tool", "name"),
     "prompts/list": Listing("prompts", "get_prompt", "Prompt", "name"),
     "resources/list": Listing("resources", "read_resource", "Resource", "uri"),
+    "resources/templates/list": Listing(
+        "resourceTemplates", "read_resource", "Resource", "uriTemplate"
+    ),
 }
 
 OPEN_METHODS: Final = frozenset(
@@ -89,9 +102,7 @@ OPEN_METHODS: Final = frozenset(
         "initialize",
         "ping",
         "server/discover",
-        "subscriptions/listen",
         "logging/setLevel",
-        "resources/templates/list",
         "resources/unsubscribe",
     }
 )
@@ -394,6 +405,18 @@ def target_of(call: McpCall, *, tool_name: Callable[[str], str]) -> Target | Non
     return Target(action, kind, name)
 
 
+def listened_uris(call: McpCall) -> list[str]:
+    """The resource URIs a `subscriptions/listen` asks to follow (non-strings are ignored by the
+    endpoint too)."""
+    notifications = call.params.get("notifications")
+    if not isinstance(notifications, dict):
+        return []
+    uris = notifications.get("resourceSubscriptions")
+    if not isinstance(uris, list):
+        return []
+    return [uri for uri in uris if isinstance(uri, str)]
+
+
 def forbidden(call: McpCall, target: Target | None) -> Reply:
     if target is None:
         text = f"Forbidden: {call.method} is not permitted"
@@ -449,7 +472,16 @@ class AuthzStep:
         started = time.perf_counter()
         target: Target | None = None
         allowed = False
-        if method in TARGETED or method == "completion/complete":
+        if method == "subscriptions/listen":
+            allowed = True
+            for uri in listened_uris(call):
+                target = Target("read_resource", "Resource", uri)
+                if not authorizer.is_allowed(call.identity, target):
+                    allowed = False
+                    break
+            else:
+                target = None
+        elif method in TARGETED or method == "completion/complete":
             target = target_of(call, tool_name=self.tool_name)
             if target is not None:
                 if method == "completion/complete":

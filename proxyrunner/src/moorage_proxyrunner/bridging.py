@@ -196,10 +196,30 @@ class BridgeEndpoints(Refusing):
             return None, rpc_error(
                 400, INVALID_REQUEST, "Bad Request: missing Mcp-Session-Id header"
             )
-        session = self.sessions.get(session_id)
-        if session is None or session.transport != "streamable-http":
+        session = self._owned_session(session_id, "streamable-http", identity_of(request))
+        if session is None:
             return None, rpc_error(404, INVALID_REQUEST, "Session not found")
         return session, None
+
+    def _owned_session(self, session_id: str, transport: str, identity: Identity) -> Session | None:
+        """The live session of that id and transport opened by this caller's subject, else None.
+
+        A session presented by another subject is answered exactly like an unknown one: its id
+        alone must not let a different caller in.
+        """
+        session = self.sessions.get(session_id)
+        if session is None or session.transport != transport:
+            return None
+        if session.subject != identity.subject:
+            log.info(
+                "session_subject_mismatch",
+                session=session.id[:8],
+                transport=transport,
+                subject=identity.subject,
+                owner=session.subject,
+            )
+            return None
+        return session
 
     def _unavailable(
         self, started: float, method: str, request_id: RequestId | None
@@ -250,24 +270,36 @@ class BridgeEndpoints(Refusing):
     ) -> web.StreamResponse:
         if not await self.bridge.wait_connected(self.settings.drain_timeout):
             return self._unavailable(started, "initialize", message.id)
-        params = message.params
-        result = eras.initialize_result_for(
-            self.bridge.initialize_result or {}, params.get("protocolVersion")
-        )
-        capabilities = params.get("capabilities")
-        session = self.sessions.create(
-            transport="streamable-http",
-            protocol_version=result["protocolVersion"],
-            capabilities=capabilities if isinstance(capabilities, dict) else {},
-        )
-        assert message.id is not None
-        self.metrics.observe("initialize", "ok", time.perf_counter() - started)
+        identity = identity_of(request)
+        request_id = message.id
+        assert request_id is not None
+        opened: list[Session] = []
+
+        async def terminal(call: McpCall) -> Reply:
+            params = call.params
+            result = eras.initialize_result_for(
+                self.bridge.initialize_result or {}, params.get("protocolVersion")
+            )
+            capabilities = params.get("capabilities")
+            session = self.sessions.create(
+                transport="streamable-http",
+                protocol_version=result["protocolVersion"],
+                capabilities=capabilities if isinstance(capabilities, dict) else {},
+                subject=identity.subject,
+            )
+            opened.append(session)
+            return Reply(result_response(request_id, result))
+
+        reply = await self.pipeline.bind(terminal)(McpCall(message.body, identity, "legacy"))
+        final = reply.message or {}
+        self._observe("initialize", final, started)
+        if not opened:
+            return json_body(final, status=reply.status)
+        session = opened[0]
         log.info(
             "session_opened", session=session.id[:8], protocol_version=session.protocol_version
         )
-        return json_body(
-            result_response(message.id, result), headers={"Mcp-Session-Id": session.id}
-        )
+        return json_body(final, status=reply.status, headers={"Mcp-Session-Id": session.id})
 
     async def _run_legacy(
         self,
@@ -279,30 +311,33 @@ class BridgeEndpoints(Refusing):
     ) -> Reply:
         """One legacy request, through the pipeline, to its final reply."""
         peer = session.peer
-        method = message.method
-        assert message.id is not None
-        local = self._answer_locally(peer, message)
-        if local is not None:
-            return Reply(local)
-        on_done = None
-        if method in ("resources/subscribe", "resources/unsubscribe"):
-            uri = message.params.get("uri")
-            if not isinstance(uri, str):
-                return Reply(
-                    error_response(message.id, INVALID_PARAMS, "params.uri must be a string")
-                )
-            if method == "resources/subscribe":
-                if not self.bridge.hold(peer, uri):
-                    return Reply(result_response(message.id, {}))
-
-                def on_done(reply: Json, uri: str = uri) -> None:
-                    if "error" in reply:
-                        self.bridge.drop_hold(peer, uri)
-
-            elif not self.bridge.release(peer, uri):
-                return Reply(result_response(message.id, {}))
+        request_id = message.id
+        assert request_id is not None
 
         async def terminal(call: McpCall) -> Reply:
+            # Answered after the pipeline, so that these too are audited and authorised (a
+            # subscription is held only once authorisation let it through).
+            local = self._answer_locally(peer, call, request_id)
+            if local is not None:
+                return Reply(local)
+            on_done = None
+            method = call.method
+            if method in ("resources/subscribe", "resources/unsubscribe"):
+                uri = call.params.get("uri")
+                if not isinstance(uri, str):
+                    return Reply(
+                        error_response(request_id, INVALID_PARAMS, "params.uri must be a string")
+                    )
+                if method == "resources/subscribe":
+                    if not self.bridge.hold(peer, uri):
+                        return Reply(result_response(request_id, {}))
+
+                    def on_done(reply: Json, uri: str = uri) -> None:
+                        if "error" in reply:
+                            self.bridge.drop_hold(peer, uri)
+
+                elif not self.bridge.release(peer, uri):
+                    return Reply(result_response(request_id, {}))
             await self.bridge.request(peer, call.message, exchange, on_done=on_done)
             if stream is not None:
                 return Reply(await stream.pump())
@@ -319,19 +354,18 @@ class BridgeEndpoints(Refusing):
                 # server finishes, and its answer has nowhere to go.
                 exchange.abandon()
 
-    def _answer_locally(self, peer: Peer, message: Message) -> Json | None:
+    def _answer_locally(self, peer: Peer, call: McpCall, request_id: RequestId) -> Json | None:
         """Requests the proxy answers itself for a legacy session, or None to forward."""
-        method = message.method
-        assert message.id is not None
+        method = call.method
         if method == "ping":
-            return result_response(message.id, {})
+            return result_response(request_id, {})
         if method == "logging/setLevel" and "logging" in self.bridge.capabilities:
-            level = message.params.get("level")
+            level = call.params.get("level")
             if eras.log_rank(level) is None:
-                return error_response(message.id, INVALID_PARAMS, f"Unknown log level: {level!r}")
+                return error_response(request_id, INVALID_PARAMS, f"Unknown log level: {level!r}")
             assert isinstance(level, str)
             self.bridge.set_log_level(peer, level)
-            return result_response(message.id, {})
+            return result_response(request_id, {})
         return None
 
     def _observe(self, method: str, reply: Json | None, started: float) -> None:
@@ -395,15 +429,23 @@ class BridgeEndpoints(Refusing):
             return self._unavailable(started, method, request_id)
         assert request_id is not None
         if method == "server/discover":
-            result = eras.discover_result(self.bridge.initialize_result or {})
-            self.metrics.observe(method, "ok", time.perf_counter() - started)
-            return json_body(result_response(request_id, result))
+
+            async def discover(call: McpCall) -> Reply:
+                result = eras.discover_result(self.bridge.initialize_result or {})
+                return Reply(result_response(request_id, result))
+
+            answer = await self.pipeline.bind(discover)(
+                McpCall(message.body, identity_of(request), "modern")
+            )
+            final = answer.message or {}
+            self._observe(method, final, started)
+            return json_body(final, status=answer.status)
         if method == "subscriptions/listen":
             if not wants_sse:
                 return self.reject(
                     406, INVALID_REQUEST, "subscriptions/listen needs text/event-stream", started
                 )
-            return await self._listen(request, message, envelope)
+            return await self._listen(request, message, envelope, started)
         params = message.params
         eras.strip_envelope(params)
         peer = Peer(
@@ -442,11 +484,30 @@ class BridgeEndpoints(Refusing):
         return await stream.finish(final, status=status)
 
     async def _listen(
-        self, request: web.Request, message: Message, envelope: eras.Envelope
+        self, request: web.Request, message: Message, envelope: eras.Envelope, started: float
     ) -> web.StreamResponse:
-        """`subscriptions/listen`, served from the legacy backend's notifications."""
+        """`subscriptions/listen`, served from the legacy backend's notifications.
+
+        The request passes the pipeline first (audited; every resource subscription in it is
+        authorised as `read_resource` on its URI); only then is the stream opened.
+        """
         request_id = message.id
         assert request_id is not None
+
+        async def admitted(call: McpCall) -> Reply:
+            # `None`: the answer is the stream that follows.
+            return Reply(None)
+
+        verdict = await self.pipeline.bind(admitted)(
+            McpCall(message.body, identity_of(request), "modern")
+        )
+        if verdict.message is not None:
+            self._observe("subscriptions/listen", verdict.message, started)
+            status = verdict.status
+            error = verdict.message.get("error")
+            if status == 200 and isinstance(error, dict):
+                status = eras.modern_status(error.get("code", 0))
+            return json_body(verdict.message, status=status)
         requested = message.params.get("notifications")
         wanted: Json = requested if isinstance(requested, dict) else {}
         caps = self.bridge.capabilities
@@ -498,7 +559,10 @@ class BridgeEndpoints(Refusing):
 
     async def sse(self, request: web.Request) -> web.StreamResponse:
         session = self.sessions.create(
-            transport="sse", protocol_version=eras.DEFAULT_NEGOTIATED, capabilities={}
+            transport="sse",
+            protocol_version=eras.DEFAULT_NEGOTIATED,
+            capabilities={},
+            subject=identity_of(request).subject,
         )
         mailbox = session.new_mailbox()
         session.stream_open = True
@@ -520,8 +584,9 @@ class BridgeEndpoints(Refusing):
         session_id = request.query.get("session_id") or request.query.get("sessionId")
         if not session_id:
             return rpc_error(400, INVALID_REQUEST, "Bad Request: missing session_id")
-        session = self.sessions.get(session_id)
-        if session is None or session.transport != "sse":
+        identity = identity_of(request)
+        session = self._owned_session(session_id, "sse", identity)
+        if session is None:
             return rpc_error(404, INVALID_REQUEST, "Session not found")
         intake = await read_message(request, limit=self.settings.max_body_bytes, check_accept=False)
         if isinstance(intake, Refusal):
@@ -535,20 +600,27 @@ class BridgeEndpoints(Refusing):
         elif parsed.method == "initialize":
             if not await self.bridge.wait_connected(self.settings.drain_timeout):
                 return self.reject(503, INTERNAL_ERROR, "The MCP server is not available", started)
-            params = parsed.params
-            result = eras.initialize_result_for(
-                self.bridge.initialize_result or {}, params.get("protocolVersion")
+            request_id = parsed.id
+            assert request_id is not None
+
+            async def initialize(call: McpCall) -> Reply:
+                params = call.params
+                result = eras.initialize_result_for(
+                    self.bridge.initialize_result or {}, params.get("protocolVersion")
+                )
+                capabilities = params.get("capabilities")
+                peer.capabilities = dict(capabilities) if isinstance(capabilities, dict) else {}
+                session.protocol_version = result["protocolVersion"]
+                return Reply(result_response(request_id, result))
+
+            reply = await self.pipeline.bind(initialize)(
+                McpCall(parsed.body, identity, "legacy", session.id)
             )
-            capabilities = params.get("capabilities")
-            peer.capabilities = dict(capabilities) if isinstance(capabilities, dict) else {}
-            session.protocol_version = result["protocolVersion"]
-            assert parsed.id is not None
-            self._deliver(session, result_response(parsed.id, result))
-            self.metrics.observe("initialize", "ok", time.perf_counter() - started)
+            self._observe("initialize", reply.message, started)
+            if reply.message is not None:
+                self._deliver(session, reply.message)
         else:
-            task = asyncio.create_task(
-                self._sse_request(session, parsed, identity_of(request), started)
-            )
+            task = asyncio.create_task(self._sse_request(session, parsed, identity, started))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return web.Response(status=202, text="Accepted")

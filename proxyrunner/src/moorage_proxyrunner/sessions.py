@@ -2,7 +2,8 @@
 
 A session is created by `initialize` (streamable HTTP) or by opening `GET /sse` (HTTP+SSE) and
 ends with `DELETE`, the SSE stream closing, idling past the timeout, or shutdown. Its id is an
-unguessable token: it is the only thing that ties later requests to the session.
+unguessable token that ties later requests to the session; with authentication on, a session
+also belongs to the subject that opened it, and serves no other.
 """
 
 from __future__ import annotations
@@ -21,14 +22,16 @@ Transport = Literal["streamable-http", "sse"]
 
 @dataclass(eq=False, slots=True)
 class Session:
-    """`peer` is what the bridge knows of the client; `stream_open`: a GET stream is attached
-    (streamable HTTP allows one at a time)."""
+    """`peer` is what the bridge knows of the client; `subject`: the authenticated subject that
+    opened it (None without authentication), the only one that may use it; `stream_open`: a GET
+    stream is attached (streamable HTTP allows one at a time)."""
 
     id: str
     peer: Peer
     transport: Transport
     protocol_version: str
     capacity: int
+    subject: str | None = None
     last_active: float = field(default_factory=time.monotonic)
     stream_open: bool = False
 
@@ -55,11 +58,18 @@ class SessionRegistry:
         return len(self._sessions)
 
     def create(
-        self, *, transport: Transport, protocol_version: str, capabilities: dict[str, object]
+        self,
+        *,
+        transport: Transport,
+        protocol_version: str,
+        capabilities: dict[str, object],
+        subject: str | None = None,
     ) -> Session:
         session_id = secrets.token_urlsafe(24)
         peer = Peer(key=session_id, capabilities=dict(capabilities))
-        session = Session(session_id, peer, transport, protocol_version, self._capacity)
+        session = Session(
+            session_id, peer, transport, protocol_version, self._capacity, subject=subject
+        )
         self._sessions[session_id] = session
         self._bridge.attach(peer)
         self._metrics.sessions.set(len(self._sessions))

@@ -63,14 +63,17 @@ async def _healthy(base: str) -> bool:
 
 @contextlib.asynccontextmanager
 async def local_proxy(
-    settings: ProxySettings, *, config: LocalConfig | None = None
+    settings: ProxySettings,
+    *,
+    config: LocalConfig | None = None,
+    backend: LocalBackend = TIME_BACKEND,
 ) -> AsyncIterator[Proxy]:
     registry = CollectorRegistry()
     stop = asyncio.Event()
     port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     task = asyncio.create_task(
         run_local(
-            TIME_BACKEND,
+            backend,
             settings,
             stop=stop,
             registry=registry,
@@ -92,11 +95,13 @@ async def local_proxy(
 
 
 @contextlib.asynccontextmanager
-async def assembled_proxy(settings: ProxySettings, *, keys: JwksCache) -> AsyncIterator[Proxy]:
+async def assembled_proxy(
+    settings: ProxySettings, *, keys: JwksCache, backend: LocalBackend = TIME_BACKEND
+) -> AsyncIterator[Proxy]:
     registry = CollectorRegistry()
     middleware = Middleware(settings, registry=registry, keys=keys)
     endpoints = build_endpoints(
-        TIME_BACKEND,
+        backend,
         settings=settings,
         metrics=ProxyMetrics(registry),
         pipeline=middleware.pipeline,

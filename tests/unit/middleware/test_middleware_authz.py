@@ -350,3 +350,49 @@ async def test_policies_speak_of_the_names_clients_see_and_renames_smuggle_nothi
         "nope", "get_current_time"
     )  # type: ignore[index]
     assert seen == ["get_current_time"], "denied calls never reach the server"
+
+
+async def test_resource_templates_are_filtered_on_their_uri_template() -> None:
+    policies = [
+        'permit(principal, action == Action::"read_resource", '
+        'resource == Resource::"file:///logs/{name}");',
+    ]
+    templates = [
+        {"uriTemplate": "file:///logs/{name}", "name": "logs"},
+        {"uriTemplate": "file:///secrets/{name}", "name": "secrets"},
+        {"name": "no template"},
+    ]
+
+    async def server(c: McpCall) -> Reply:
+        result = {"resourceTemplates": [dict(t) for t in templates]}
+        return Reply({"jsonrpc": "2.0", "id": c.id, "result": result})
+
+    chain = Pipeline([AuthzStep(Authorizer(compile_authz(policies)))]).bind(server)
+    listed = await chain(call("resources/templates/list"))
+    assert listed.message["result"]["resourceTemplates"] == [templates[0]]  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("uris", "status"),
+    [
+        ([], 200),
+        (["file:///ok"], 200),
+        (["file:///ok", "file:///etc/shadow"], 403),
+        (["file:///etc/shadow"], 403),
+    ],
+    ids=["none", "readable", "one-unreadable", "unreadable"],
+)
+async def test_every_resource_a_listen_follows_is_decided_as_a_read(
+    uris: list[str], status: int
+) -> None:
+    policies = [
+        'permit(principal, action == Action::"read_resource", resource == Resource::"file:///ok");',
+    ]
+    chain = Pipeline([AuthzStep(Authorizer(compile_authz(policies)))]).bind(backend)
+    params = {"notifications": {"toolsListChanged": True, "resourceSubscriptions": uris}}
+    reply = await chain(call("subscriptions/listen", params))
+    assert reply.status == status
+    if status == 403:
+        assert reply.message is not None
+        assert reply.message["error"]["code"] == FORBIDDEN
+        assert "file:///etc/shadow" in reply.message["error"]["message"]
