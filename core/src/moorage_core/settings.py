@@ -10,6 +10,7 @@ naming both).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -30,9 +31,14 @@ def parse_duration(text: str) -> float:
     if not value:
         raise SettingError("empty duration")
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        # float() also reads "nan", "inf" and negatives: none is a duration.
+        if not math.isfinite(seconds) or seconds < 0:
+            raise SettingError(f"{text!r} is not a duration (expected e.g. 90s, 10m, 1h30m)")
+        return seconds
     pos = 0
     total = 0.0
     for match in _DURATION.finditer(value):
