@@ -51,7 +51,7 @@ from moorage_proxyrunner.responding import (
     rpc_error,
     stream_mailbox,
 )
-from moorage_proxyrunner.sessions import Session, SessionRegistry
+from moorage_proxyrunner.sessions import Session, SessionRegistry, is_session_owner
 from moorage_proxyrunner.settings import ProxySettings
 from moorage_proxyrunner.sse import format_event
 from moorage_proxyrunner.streams import Exchange, Mailbox
@@ -210,14 +210,9 @@ class BridgeEndpoints(Refusing):
         session = self.sessions.get(session_id)
         if session is None or session.transport != transport:
             return None
-        if session.subject != identity.subject:
-            log.info(
-                "session_subject_mismatch",
-                session=session.id[:8],
-                transport=transport,
-                subject=identity.subject,
-                owner=session.subject,
-            )
+        if not is_session_owner(
+            session.subject, identity, session_id=session.id, transport=transport
+        ):
             return None
         return session
 

@@ -3,7 +3,8 @@
 A session is created by `initialize` (streamable HTTP) or by opening `GET /sse` (HTTP+SSE) and
 ends with `DELETE`, the SSE stream closing, idling past the timeout, or shutdown. Its id is an
 unguessable token that ties later requests to the session; with authentication on, a session
-also belongs to the subject that opened it, and serves no other.
+also belongs to the subject that opened it, and serves no other (`is_session_owner`, which the
+HTTP reverse proxy applies to the sessions it relays too).
 """
 
 from __future__ import annotations
@@ -13,11 +14,38 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
+import structlog
+
 from moorage_proxyrunner.backends.stdio import Peer, StdioBridge
 from moorage_proxyrunner.metrics import ProxyMetrics
+from moorage_proxyrunner.pipeline import Identity
 from moorage_proxyrunner.streams import Mailbox
 
+log = structlog.get_logger(__name__)
+
 Transport = Literal["streamable-http", "sse"]
+
+
+def is_session_owner(
+    owner: str | None, identity: Identity, *, session_id: str, transport: str
+) -> bool:
+    """Whether the caller's subject is the one that opened the session (`owner`; None for both
+    without authentication).
+
+    A caller who is not is to be answered exactly like one presenting an unknown session id:
+    the id alone must not let a different subject in. The mismatch is logged with the id's
+    prefix and both subjects, never the credential.
+    """
+    if owner == identity.subject:
+        return True
+    log.info(
+        "session_subject_mismatch",
+        session=session_id[:8],
+        transport=transport,
+        subject=identity.subject,
+        owner=owner,
+    )
+    return False
 
 
 @dataclass(eq=False, slots=True)

@@ -8,6 +8,11 @@ returned). Legacy `sse` servers are reached at their `/sse` URL: the proxy opens
 stream, replaces the `endpoint` event with its own `/messages?session_id=` URL and pins the
 session to that target. The client's `Authorization` never goes upstream.
 
+A session also belongs to the authenticated subject that opened it (the one whose `initialize`
+answer carried the `Mcp-Session-Id`, or who opened `GET /sse`): another subject presenting its
+id is answered exactly like an unknown session (404), as the stdio bridge does. With
+authentication on, a session id the proxy never saw opened has no known owner and is unknown too.
+
 Every request body is parsed and passed through the middleware pipeline first; a step that
 needs a result (the tool filter on `tools/list`) makes the proxy read that one answer whole and
 rewrite it. Targets is a list so a StatefulSet's pods can be given; locally it has one entry.
@@ -43,7 +48,7 @@ from moorage_proxyrunner.jsonrpc import (
     parse_message,
 )
 from moorage_proxyrunner.metrics import ProxyMetrics
-from moorage_proxyrunner.pipeline import Era, McpCall, Pipeline, Reply
+from moorage_proxyrunner.pipeline import Era, Identity, McpCall, Pipeline, Reply
 from moorage_proxyrunner.responding import (
     Refusal,
     Refusing,
@@ -52,6 +57,7 @@ from moorage_proxyrunner.responding import (
     read_message,
     rpc_error,
 )
+from moorage_proxyrunner.sessions import is_session_owner
 from moorage_proxyrunner.settings import ProxySettings
 from moorage_proxyrunner.sse import KEEPALIVE, SSE_HEADERS, Event, EventParser, format_event
 from moorage_proxyrunner.streams import Mailbox
@@ -102,12 +108,22 @@ def encode_header_value(value: str) -> str:
     return f"=?base64?{base64.b64encode(value.encode()).decode()}?="
 
 
+@dataclass(frozen=True, slots=True)
+class _Pin:
+    """A streamable-HTTP session learned from an upstream answer: the target that created it and
+    the subject whose request it answered (None without authentication), its only user."""
+
+    target: int
+    subject: str | None
+
+
 @dataclass(eq=False, slots=True)
 class _SseSession:
     """A legacy HTTP+SSE session relayed to one target.
 
-    `outbox` carries what the client's stream must write (upstream events, and answers the
-    pipeline rewrote); `awaited` are request ids whose answer a pipeline step wants to see
+    `subject`: who opened the stream (None without authentication), the only one who may post
+    to it; `outbox` carries what the client's stream must write (upstream events, and answers
+    the pipeline rewrote); `awaited` are request ids whose answer a pipeline step wants to see
     before the client does.
     """
 
@@ -115,6 +131,7 @@ class _SseSession:
     target: int
     messages_url: str
     outbox: Mailbox
+    subject: str | None
     awaited: dict[Any, asyncio.Future[Json]] = field(default_factory=dict)
 
 
@@ -142,7 +159,7 @@ class HttpEndpoints(Refusing):
         self._targets = [Target.parse(url) for url in self.targets]
         self._client = Client(connect_timeout=connect_timeout)
         self._next = itertools.cycle(range(len(self.targets)))
-        self._pins: dict[str, int] = {}
+        self._pins: dict[str, _Pin] = {}
         self._sse: dict[str, _SseSession] = {}
         self._reachable = [False] * len(self.targets)
         self._prober: asyncio.Task[None] | None = None
@@ -227,7 +244,7 @@ class HttpEndpoints(Refusing):
         if isinstance(intake, Refusal):
             return self.refuse(intake, started)
         parsed, body = intake.message, intake.body
-        target = self._target_for(request.headers.get("Mcp-Session-Id"))
+        target = self._target_for(request.headers.get("Mcp-Session-Id"), identity_of(request))
         if target is None:
             return self.reject(
                 404, INVALID_REQUEST, "Session not found", started, request_id=parsed.id
@@ -285,7 +302,7 @@ class HttpEndpoints(Refusing):
     async def get_or_delete(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
         session_id = request.headers.get("Mcp-Session-Id")
-        target = self._target_for(session_id)
+        target = self._target_for(session_id, identity_of(request))
         if target is None:
             return self.reject(404, INVALID_REQUEST, "Session not found", started)
         response = await self._relay(
@@ -301,12 +318,20 @@ class HttpEndpoints(Refusing):
             self._pins.pop(session_id, None)
         return response
 
-    def _target_for(self, session_id: str | None) -> int | None:
+    def _target_for(self, session_id: str | None, identity: Identity) -> int | None:
+        """Where a request goes; None: answer it as an unknown session."""
         if not session_id:
             return self._pick()
-        pinned = self._pins.get(session_id)
-        if pinned is not None:
-            return pinned
+        pin = self._pins.get(session_id)
+        if pin is not None:
+            if not is_session_owner(
+                pin.subject, identity, session_id=session_id, transport="streamable-http"
+            ):
+                return None
+            return pin.target
+        if identity.subject is not None:
+            # Nobody is known to own it, so no subject may use it.
+            return None
         # One target: it decides whether the session exists. Several: we cannot know which.
         return 0 if len(self.targets) == 1 else None
 
@@ -367,7 +392,7 @@ class HttpEndpoints(Refusing):
             headers = {}
             if isinstance(upstream, _Headers):
                 headers = upstream.headers
-                self._learn_session(headers, target)
+                self._learn_session(headers, target, identity_of(request))
             status = "error" if "error" in reply.message else "ok"
             self.metrics.observe(method, status, time.perf_counter() - started)
             return json_body(reply.message, status=reply.status, headers=headers)
@@ -377,10 +402,11 @@ class HttpEndpoints(Refusing):
         self.metrics.observe(method, status, time.perf_counter() - started)
         return response
 
-    def _learn_session(self, headers: Mapping[str, str], target: int) -> None:
+    def _learn_session(self, headers: Mapping[str, str], target: int, identity: Identity) -> None:
+        """Pin a session the upstream announced to its target and to the caller it answered."""
         session_id = headers.get("mcp-session-id") or headers.get("Mcp-Session-Id")
         if session_id and session_id not in self._pins:
-            self._pins[session_id] = target
+            self._pins[session_id] = _Pin(target, identity.subject)
 
     async def _stream_back(
         self,
@@ -395,7 +421,7 @@ class HttpEndpoints(Refusing):
             for name, value in upstream.headers.items()
             if name in FORWARDED_RESPONSE_HEADERS
         }
-        self._learn_session(upstream.headers, target)
+        self._learn_session(upstream.headers, target, identity_of(request))
         if upstream.content_type != "text/event-stream":
             try:
                 data = await upstream.read()
@@ -487,6 +513,7 @@ class HttpEndpoints(Refusing):
                 target,
                 urljoin(self.targets[target], endpoint),
                 Mailbox(capacity=self.settings.queue_capacity),
+                identity_of(request).subject,
             )
             self._sse[session.id] = session
             self.metrics.sessions.set(len(self._sse))
@@ -553,8 +580,11 @@ class HttpEndpoints(Refusing):
         session_id = request.query.get("session_id") or request.query.get("sessionId")
         if not session_id:
             return rpc_error(400, INVALID_REQUEST, "Bad Request: missing session_id")
+        identity = identity_of(request)
         session = self._sse.get(session_id)
-        if session is None:
+        if session is None or not is_session_owner(
+            session.subject, identity, session_id=session.id, transport="sse"
+        ):
             return rpc_error(404, INVALID_REQUEST, "Session not found")
         intake = await read_message(request, limit=self.settings.max_body_bytes, check_accept=False)
         if isinstance(intake, Refusal):
@@ -585,7 +615,7 @@ class HttpEndpoints(Refusing):
                 return Reply(None, status=202)
             return Reply(await future)
 
-        call = McpCall(parsed.body, identity_of(request), "legacy", session_id)
+        call = McpCall(parsed.body, identity, "legacy", session_id)
         self._inflight += 1
         try:
             reply = await self.pipeline.bind(terminal)(call)
