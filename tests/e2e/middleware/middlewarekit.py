@@ -142,5 +142,30 @@ async def bearer_sse_client(url: str, token: str, **options: Any) -> AsyncIterat
         yield client
 
 
+INITIALIZE: dict[str, Any] = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "t", "version": "1"},
+    },
+}
+"""A raw legacy `initialize` request body."""
+
+
+async def read_endpoint(stream: aiohttp.ClientResponse, base: str) -> str:
+    """The `/messages` URL (on `base`) from the `endpoint` event of a legacy SSE stream."""
+    endpoint = ""
+    async for raw in stream.content:
+        line = raw.decode().strip()
+        if line.startswith("data:"):
+            endpoint = line[5:].strip()
+            break
+    assert "session_id=" in endpoint
+    return base + endpoint[endpoint.index("/messages") :]
+
+
 def tool_names(result: Any) -> list[str]:
     return [t.name for t in result.tools]

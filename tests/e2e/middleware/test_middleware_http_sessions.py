@@ -12,7 +12,14 @@ from typing import Any
 import aiohttp
 import pytest
 from e2e.proxy.proxykit import serving_toolbox
-from middlewarekit import Proxy, assembled_proxy, bearer_client, bearer_sse_client
+from middlewarekit import (
+    INITIALIZE,
+    Proxy,
+    assembled_proxy,
+    bearer_client,
+    bearer_sse_client,
+    read_endpoint,
+)
 from testkit.issuer import LocalIssuer, serving_issuer
 
 from moorage_api.runconfig import RunConfigOIDC
@@ -24,16 +31,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore::DeprecationWa
 
 HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 PING = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "t", "version": "1"},
-    },
-}
 INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
 
 
@@ -114,14 +111,7 @@ async def test_a_legacy_sse_session_is_unknown_to_another_subject(
             await client.send_ping()
 
         async with http.get(proxy.sse, headers=alice) as stream:
-            endpoint = ""
-            async for raw in stream.content:
-                line = raw.decode().strip()
-                if line.startswith("data:"):
-                    endpoint = line[5:].strip()
-                    break
-            assert "session_id=" in endpoint
-            target = proxy.base + endpoint[endpoint.index("/messages") :]
+            target = await read_endpoint(stream, proxy.base)
             unknown = f"{proxy.base}/messages?session_id=no-such-session"
             async with http.post(unknown, json=PING, headers=mallory) as resp:
                 expected = (resp.status, await resp.read())
