@@ -8,7 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from moorage_webhook.validation.podtemplates import check_pod_template_spec
+from moorage_webhook.validation.podtemplates import (
+    MEMO_MAX_TEXT,
+    _findings_of,
+    check_pod_template_spec,
+)
 from moorage_webhook.validation.verdict import Findings
 
 BASE = "spec.podTemplateSpec"
@@ -697,3 +701,21 @@ def test_any_json_value_is_checked_without_crashing(value: object) -> None:
     for problem in out.errors:
         assert problem.path.startswith(BASE)
         assert problem.message
+
+
+def test_findings_are_memoised_by_canonical_template_text() -> None:
+    _findings_of.cache_clear()
+    first = _spec(containers=[{"name": "mcp", "stdin": "yes"}], nodeName="n")
+    reordered = {"spec": {"nodeName": "n", "containers": [{"stdin": "yes", "name": "mcp"}]}}
+    assert _check(first).errors == _check(reordered).errors
+    assert _check(first).warnings == _check(reordered).warnings
+    info = _findings_of.cache_info()
+    assert (info.misses, info.hits) == (1, 3)
+
+
+def test_large_templates_are_checked_without_the_memo() -> None:
+    _findings_of.cache_clear()
+    big = _spec(containers=[{"name": "mcp", "args": ["x" * MEMO_MAX_TEXT], "tty": 1}])
+    errors = _check(big).errors
+    assert [e.path for e in errors] == [f"{BASE}.spec.containers[0].tty"]
+    assert _findings_of.cache_info().currsize == 0

@@ -15,6 +15,8 @@ templates, plus what matters because Moorage merges its own settings on top:
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, Final
@@ -59,7 +61,7 @@ from moorage_webhook.validation.shapes import (
     Shape,
     Str,
 )
-from moorage_webhook.validation.verdict import Findings, key_path, quoted
+from moorage_webhook.validation.verdict import Findings, Problem, key_path, quoted
 
 MOORAGE_LABELS: Final = frozenset(
     {
@@ -699,6 +701,27 @@ POD_TEMPLATE_SPEC: Final = Obj({"metadata": _OBJECT_META, "spec": _POD_SPEC})
 """The shape of `core/v1` PodTemplateSpec with the rules above."""
 
 
+MEMO_MAX_TEXT: Final = 16 * 1024
+"""Templates up to this size (as canonical JSON) have their findings memoised."""
+
+
 def check_pod_template_spec(value: object, path: str, out: Findings) -> None:
     """Report every problem of a `podTemplateSpec` value at `path` (errors in document order)."""
-    POD_TEMPLATE_SPEC.check(value, path, out)
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    if len(text) > MEMO_MAX_TEXT:
+        POD_TEMPLATE_SPEC.check(value, path, out)
+        return
+    errors, warnings = _findings_of(text, path)
+    for problem in errors:
+        out.error(problem.path, problem.message)
+    for problem in warnings:
+        out.warn(problem.path, problem.message)
+
+
+@functools.lru_cache(maxsize=256)
+def _findings_of(text: str, path: str) -> tuple[tuple[Problem, ...], tuple[Problem, ...]]:
+    # Memoised by canonical text: the servers of one platform share their pod template (the
+    # same tolerations, node selector, security context), and the check is a pure function of it.
+    out = Findings(limit=None)
+    POD_TEMPLATE_SPEC.check(json.loads(text), path, out)
+    return tuple(out.errors), tuple(out.warnings)

@@ -58,16 +58,18 @@ class Findings:
     errors: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
     omitted_errors: int = 0
+    limit: int | None = MAX_REPORTED
+    """How many errors and warnings are kept; None keeps all (for findings replayed later)."""
 
     def error(self, path: str, message: str) -> None:
-        if len(self.errors) < MAX_REPORTED:
+        if self.limit is None or len(self.errors) < self.limit:
             self.errors.append(Problem(path, message))
         else:
             self.omitted_errors += 1
 
     def warn(self, path: str, message: str) -> None:
         problem = Problem(path, message)
-        if len(self.warnings) < MAX_REPORTED and problem not in self.warnings:
+        if (self.limit is None or len(self.warnings) < self.limit) and problem not in self.warnings:
             self.warnings.append(problem)
 
     def verdict(self) -> Verdict:
