@@ -37,12 +37,8 @@ import yaml
 from testkit.waiting import eventually
 
 from moorage_api.naming import (
-    mcp_service_account_name,
-    proxy_runner_name,
-    proxy_service_name,
     registry_api_name,
     registry_storage_configmap_name,
-    runconfig_configmap_name,
 )
 from moorage_core.errors import NotFound
 from moorage_core.kube import (
@@ -54,12 +50,8 @@ from moorage_core.kube import (
     MCPSERVERS,
     MCPTOOLCONFIGS,
     NAMESPACES,
-    ROLEBINDINGS,
-    ROLES,
-    SERVICEACCOUNTS,
     SERVICES,
     KubeClient,
-    ResourceKind,
 )
 from moorage_dev.cluster import ControlPlane
 
@@ -68,7 +60,7 @@ from moorage_dev.cluster import ControlPlane
 # and statuses. Reuse them rather than copy them.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
-from operator_harness import get_or_none, server_status
+from operator_harness import children_of, get_or_none, server_status
 from relaying import write_token_kubeconfig
 from test_namespace_scope import namespaces, request_token
 
@@ -255,19 +247,6 @@ def refusals(log: str) -> list[str]:
     return [line for line in log.splitlines() if REFUSAL.search(line)]
 
 
-def server_children(name: str) -> list[tuple[ResourceKind, str]]:
-    """What the operator creates for MCPServer `name` (spec §3)."""
-    return [
-        (SERVICEACCOUNTS, proxy_runner_name(name)),
-        (ROLES, proxy_runner_name(name)),
-        (ROLEBINDINGS, proxy_runner_name(name)),
-        (SERVICEACCOUNTS, mcp_service_account_name(name)),
-        (CONFIGMAPS, runconfig_configmap_name(name)),
-        (DEPLOYMENTS, name),
-        (SERVICES, proxy_service_name(name)),
-    ]
-
-
 def is_owned_by(obj: Obj, owner: Obj) -> bool:
     return any(
         ref.get("controller") and ref.get("uid") == owner["metadata"]["uid"]
@@ -280,7 +259,7 @@ def is_owned_by(obj: Obj, owner: Obj) -> bool:
 
 async def assert_server_reconciled(kube: KubeClient, namespace: str) -> None:
     server = await kube.get(MCPSERVERS, name=SERVER, namespace=namespace)
-    for kind, name in server_children(SERVER):
+    for kind, name in children_of(SERVER):
         child = await get_or_none(kube, kind, name=name, namespace=namespace)
         assert child is not None, f"{kind.kind} {namespace}/{name} missing"
         assert is_owned_by(child, server), f"{kind.kind} {namespace}/{name} not owned"
@@ -330,7 +309,7 @@ async def assert_registry_reconciled(kube: KubeClient, namespace: str) -> None:
 
 
 async def assert_untouched(kube: KubeClient, namespace: str) -> None:
-    for kind, name in server_children(SERVER):
+    for kind, name in children_of(SERVER):
         assert await get_or_none(kube, kind, name=name, namespace=namespace) is None, (
             f"{kind.kind} {namespace}/{name} was created in an unwatched namespace"
         )
