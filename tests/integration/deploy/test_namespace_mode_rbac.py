@@ -406,5 +406,8 @@ async def test_the_namespace_overlay_rbac_is_all_the_operator_needs_in_its_names
                 assert '"lease_released"' in text
                 assert '"reconcile_finished"' in text
                 assert refusals(text) == []
+                # Not even a first attempt that a retry later mends (e.g. a RoleBinding applied
+                # before the Role it names, which the RBAC escalation check refuses).
+                assert '"reconcile_failed"' not in text
                 lease = await kube.get(LEASES, name="moorage-operator", namespace=home)
                 assert not lease["spec"].get("holderIdentity")

@@ -80,9 +80,11 @@ CHILD_KINDS: Final[Mapping[tuple[str, str], ResourceKind]] = {
 }
 """The kinds the operator applies for an MCPServer, by (apiVersion, kind)."""
 
-# Applied in two waves: what the proxy pod needs (its ServiceAccount, RBAC, RunConfig) before the
-# Deployment, so the ReplicaSet controller does not fail and back off on a missing account.
-_SECOND_WAVE: Final = frozenset({"Deployment", "Service"})
+# Applied in two waves: what the proxy pod needs (its ServiceAccount, Role, RunConfig) before the
+# Deployment, so the ReplicaSet controller does not fail and back off on a missing account; and
+# the Role before its RoleBinding: without the `bind` verb the apiserver checks that we hold every
+# permission of the Role a binding names, and a Role that does not exist yet fails that check.
+_SECOND_WAVE: Final = frozenset({"RoleBinding", "Deployment", "Service"})
 
 Clock = Callable[[], datetime.datetime]
 
