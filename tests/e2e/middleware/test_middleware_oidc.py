@@ -229,3 +229,15 @@ async def test_no_authorization_header_value_causes_a_server_error(
     assert status in (200, 401, 403), status
     if status == 401:
         assert headers["WWW-Authenticate"].startswith("Bearer ")
+
+
+async def test_an_oversized_body_is_refused_before_authentication(
+    shared_proxy: tuple[LocalIssuer, Proxy],
+) -> None:
+    """Spec §4.4 order: body limit, then authentication; the body is never read."""
+    _, proxy = shared_proxy
+    padding = "x" * (9 * 1024 * 1024)
+    status, headers, body = await post(proxy, None, {**INITIALIZE, "padding": padding})
+    assert status == 413
+    assert "WWW-Authenticate" not in headers
+    assert "exceeds" in body["error"]["message"]
