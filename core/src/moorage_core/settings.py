@@ -15,6 +15,7 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
@@ -84,6 +85,34 @@ def parse_bind(text: str, *, default_host: str = "0.0.0.0") -> tuple[str, int]: 
         raise SettingError(f"{text!r}: port must be 0-65535")
     host = host.strip("[]") or default_host
     return host, port
+
+
+def parse_positive_duration(text: str) -> float:
+    """`parse_duration`, refusing zero and less."""
+    value = parse_duration(text)
+    if value <= 0:
+        raise SettingError(f"{text!r} must be longer than zero")
+    return value
+
+
+def parse_directory(text: str) -> Path:
+    """An existing directory."""
+    path = Path(text.strip())
+    if not path.is_dir():
+        raise SettingError(f"{text!r} is not a directory")
+    return path
+
+
+def parse_choice(options: tuple[str, ...]) -> Callable[[str], str]:
+    """A parser accepting one of `options` (lower-case), case-insensitively."""
+
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in options:
+            raise SettingError(f"{text!r} is not one of {', '.join(options)}")
+        return value
+
+    return parse
 
 
 def env(name: str, default: str, *, environ: Mapping[str, str] | None = None) -> str:
