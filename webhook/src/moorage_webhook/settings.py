@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +21,9 @@ from moorage_core.settings import (
     SettingSpec,
     add_setting_flags,
     parse_bind,
-    parse_duration,
+    parse_choice,
+    parse_directory,
+    parse_positive_duration,
     read_settings,
 )
 
@@ -65,13 +67,6 @@ class WebhookSettings:
         return cls(**read_settings(_SPECS, args=args, environ=env))
 
 
-def _directory(text: str) -> Path:
-    path = Path(text.strip())
-    if not path.is_dir():
-        raise SettingError(f"{text!r} is not a directory")
-    return path
-
-
 def _size(text: str) -> int:
     try:
         value = int(text.strip())
@@ -82,26 +77,14 @@ def _size(text: str) -> int:
     return value
 
 
-def _interval(text: str) -> float:
-    value = parse_duration(text)
-    if value <= 0:
-        raise SettingError(f"{text!r} must be longer than zero")
-    return value
-
-
-def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        value = text.strip().lower()
-        if value not in choices:
-            raise SettingError(f"{text!r} is not one of {', '.join(choices)}")
-        return value
-
-    return parse
-
-
 _SPECS: tuple[SettingSpec, ...] = (
     SettingSpec(
-        "cert_dir", "CERT_DIR", "cert-dir", _directory, "DIR", "directory with tls.crt and tls.key"
+        "cert_dir",
+        "CERT_DIR",
+        "cert-dir",
+        parse_directory,
+        "DIR",
+        "directory with tls.crt and tls.key",
     ),
     SettingSpec("bind", "BIND", "bind", parse_bind, "HOST:PORT", "admission server address"),
     SettingSpec(
@@ -124,7 +107,7 @@ _SPECS: tuple[SettingSpec, ...] = (
         "tls_poll_interval",
         "TLS_POLL_INTERVAL",
         "tls-poll-interval",
-        _interval,
+        parse_positive_duration,
         "DURATION",
         "how often to look for a rotated certificate",
     ),
@@ -132,12 +115,17 @@ _SPECS: tuple[SettingSpec, ...] = (
         "log_format",
         "LOG_FORMAT",
         "log-format",
-        _choice(_LOG_FORMATS),
+        parse_choice(_LOG_FORMATS),
         "FORMAT",
         "json, console or auto",
     ),
     SettingSpec(
-        "log_level", "LOG_LEVEL", "log-level", _choice(_LOG_LEVELS), "LEVEL", "debug ... critical"
+        "log_level",
+        "LOG_LEVEL",
+        "log-level",
+        parse_choice(_LOG_LEVELS),
+        "LEVEL",
+        "debug ... critical",
     ),
 )
 
