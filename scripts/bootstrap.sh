@@ -6,6 +6,8 @@ export PATH="$HOME/.local/bin:$PATH"
 if ! command -v uv >/dev/null 2>&1; then
   echo "==> installing uv" >&2
   python3 -m pip install --quiet --user uv 2>/dev/null || python3 -m pip install --quiet uv
+  # pip may put the script where PATH does not look (e.g. behind pyenv shims not yet rehashed).
+  command -v uv >/dev/null 2>&1 || uv() { python3 -m uv "$@"; }
 fi
 echo "==> installing Python dependencies (uv sync --frozen)" >&2
 uv sync --frozen --quiet
