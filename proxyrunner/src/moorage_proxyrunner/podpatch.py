@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from moorage_api.jsonkinds import describe_json_type
+
 JsonObject = dict[str, Any]
 
 
@@ -246,7 +248,7 @@ def validate_pod_template(value: Any, *, source: str) -> JsonObject:
     if not isinstance(value, dict):
         raise PodPatchError(
             f"{source} must be a pod template: a JSON object with 'metadata' and/or 'spec', "
-            f"got {_json_type(value)}"
+            f"got {describe_json_type(value)}"
         )
     for key, item in value.items():
         path = key
@@ -266,7 +268,7 @@ def _check_metadata(value: Any, *, source: str, path: str) -> None:
     if value is None:
         return
     if not isinstance(value, dict):
-        raise PodPatchError(f"{source}: {path}: must be an object, got {_json_type(value)}")
+        raise PodPatchError(f"{source}: {path}: must be an object, got {describe_json_type(value)}")
     for key, item in value.items():
         if key not in _METADATA_FIELDS:
             raise PodPatchError(
@@ -282,7 +284,7 @@ def _check_fields(
     if value is None:
         return
     if not isinstance(value, dict):
-        raise PodPatchError(f"{source}: {path}: must be an object, got {_json_type(value)}")
+        raise PodPatchError(f"{source}: {path}: must be an object, got {describe_json_type(value)}")
     required = _REQUIRED_CONTAINER_ELEMENT_KEYS if container else _REQUIRED_ELEMENT_KEYS
     for key, item in value.items():
         kind = fields.get(key)
@@ -338,17 +340,17 @@ def _type_problem(value: Any, kind: str) -> str:
     scalar = {_STR: (str,), _INT: (int,), _BOOL: (bool,), _OBJ: (dict,)}
     if kind in scalar:
         ok = isinstance(value, scalar[kind]) and not (kind == _INT and isinstance(value, bool))
-        return "" if ok else _json_type(value)
+        return "" if ok else describe_json_type(value)
     if kind == _STR_MAP:
         if not isinstance(value, dict):
-            return _json_type(value)
+            return describe_json_type(value)
         bad = next((v for v in value.values() if not isinstance(v, str) and v is not None), None)
-        return "" if bad is None else f"an object with {_json_type(bad)} as a value"
+        return "" if bad is None else f"an object with {describe_json_type(bad)} as a value"
     if not isinstance(value, list):
-        return _json_type(value)
+        return describe_json_type(value)
     element = str if kind == _STR_LIST else dict
     bad = next((v for v in value if not isinstance(v, element)), _MISSING)
-    return "" if bad is _MISSING else f"a list containing {_json_type(bad)}"
+    return "" if bad is _MISSING else f"a list containing {describe_json_type(bad)}"
 
 
 _MISSING: Final = object()
@@ -358,17 +360,3 @@ def _unknown(key: str) -> str:
     if key.startswith("$"):
         return f"{key!r} (strategic-merge directives are not supported)"
     return repr(key)
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    return "an object"

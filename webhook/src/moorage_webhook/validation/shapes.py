@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+from moorage_api.jsonkinds import describe_json_type
 from moorage_webhook.validation.quantities import QuantityError, parse_quantity
 from moorage_webhook.validation.verdict import Findings, key_path, quoted
 
@@ -45,25 +46,8 @@ class Shape(Protocol):
         ...
 
 
-def describe(value: object) -> str:
-    """The JSON type of `value`, for "must be X, not Y" messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
 def _wrong_type(value: object, path: str, out: Findings, expected: str) -> bool:
-    out.error(path, f"must be {expected}, not {describe(value)}")
+    out.error(path, f"must be {expected}, not {describe_json_type(value)}")
     return False
 
 

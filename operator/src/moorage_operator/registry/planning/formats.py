@@ -26,6 +26,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from moorage_api.jsonkinds import describe_json_type
+
 RegistryFormat = Literal["toolhive", "upstream"]
 
 TRANSPORTS: Final = ("stdio", "sse", "streamable-http")
@@ -140,19 +142,7 @@ def parse_document(doc: Any, *, fmt: RegistryFormat) -> RegistryDocument:
 
 def _kind(value: Any) -> str:
     """How a JSON value reads in a message: `a string`, `null`, `an array` ..."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
+    return describe_json_type(value, array="an array")
 
 
 def _show(value: Any) -> str:
