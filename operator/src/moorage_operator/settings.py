@@ -14,7 +14,7 @@ import argparse
 import os
 import re
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -25,8 +25,10 @@ from moorage_core.settings import (
     add_setting_flags,
     parse_bind,
     parse_bool,
-    parse_duration,
+    parse_choice,
+    parse_directory,
     parse_list,
+    parse_positive_duration,
     read_settings,
 )
 
@@ -121,35 +123,11 @@ def _concurrency(text: str) -> int:
     return value
 
 
-def _positive_duration(text: str) -> float:
-    value = parse_duration(text)
-    if value <= 0:
-        raise SettingError(f"{text!r} must be longer than zero")
-    return value
-
-
 def _image(text: str) -> str:
     value = text.strip()
     if not value or any(c.isspace() for c in value):
         raise SettingError(f"{text!r} is not an image reference")
     return value
-
-
-def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        value = text.strip().lower()
-        if value not in options:
-            raise SettingError(f"{text!r} is not one of {', '.join(options)}")
-        return value
-
-    return parse
-
-
-def _directory(text: str) -> Path:
-    path = Path(text.strip())
-    if not path.is_dir():
-        raise SettingError(f"{text!r} is not a directory")
-    return path
 
 
 def _pod_name(text: str) -> str:
@@ -195,7 +173,7 @@ _SPECS: tuple[SettingSpec, ...] = (
         "resync_period",
         "RESYNC_PERIOD",
         "resync-period",
-        _positive_duration,
+        parse_positive_duration,
         "DURATION",
         "period of full re-enqueues, e.g. 10h (default: 10h)",
     ),
@@ -219,7 +197,7 @@ _SPECS: tuple[SettingSpec, ...] = (
         "log_format",
         "LOG_FORMAT",
         "log-format",
-        _choice(_LOG_FORMATS),
+        parse_choice(_LOG_FORMATS),
         "FORMAT",
         "json, console or auto (default: auto)",
     ),
@@ -227,7 +205,7 @@ _SPECS: tuple[SettingSpec, ...] = (
         "log_level",
         "LOG_LEVEL",
         "log-level",
-        _choice(_LOG_LEVELS),
+        parse_choice(_LOG_LEVELS),
         "LEVEL",
         "debug, info, warning, error or critical (default: info)",
     ),
@@ -243,7 +221,7 @@ _SPECS: tuple[SettingSpec, ...] = (
         "metrics_cert_dir",
         "METRICS_CERT_DIR",
         "metrics-cert-dir",
-        _directory,
+        parse_directory,
         "DIR",
         "directory with tls.crt and tls.key (default: self-signed)",
     ),

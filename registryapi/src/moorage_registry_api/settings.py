@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from moorage_core.settings import SettingError, parse_duration
+from moorage_core.settings import SettingError, parse_choice, parse_duration
 
 _LOG_FORMATS = ("json", "console", "auto")
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -77,19 +77,12 @@ def _interval(text: str) -> float:
     return value
 
 
-def _choice(text: str, options: tuple[str, ...]) -> str:
-    value = text.strip().lower()
-    if value not in options:
-        raise SettingError(f"{text!r} is not one of {', '.join(options)}")
-    return value
-
-
 _OPTIONAL: tuple[tuple[str, str, str, Callable[[str], Any]], ...] = (
     ("host", "host", "REGISTRY_API_HOST", str.strip),
     ("port", "port", "REGISTRY_API_PORT", _port),
     ("poll_interval", "poll-interval", "REGISTRY_POLL_INTERVAL", _interval),
-    ("log_format", "log-format", "LOG_FORMAT", lambda text: _choice(text, _LOG_FORMATS)),
-    ("log_level", "log-level", "LOG_LEVEL", lambda text: _choice(text, _LOG_LEVELS)),
+    ("log_format", "log-format", "LOG_FORMAT", parse_choice(_LOG_FORMATS)),
+    ("log_level", "log-level", "LOG_LEVEL", parse_choice(_LOG_LEVELS)),
 )
 """(field, flag, variable, parser) of every setting with a default."""
 
