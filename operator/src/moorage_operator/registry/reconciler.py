@@ -58,8 +58,8 @@ from moorage_operator.planning.comparing import (
     is_applied,
     stamp_applied_hash,
 )
-from moorage_operator.planning.conditions import status_patch
 from moorage_operator.reconcilers.pending import PendingWrites
+from moorage_operator.reconcilers.statuses import patch_status, previous_status
 from moorage_operator.registry.fetching import (
     Fetched,
     SourceError,
@@ -256,14 +256,7 @@ class MCPRegistryReconciler:
     # -- reading ------------------------------------------------------------------------------
 
     def _previous_status(self, raw: Mapping[str, Any]) -> Mapping[str, Any]:
-        meta = raw.get("metadata") or {}
-        remembered = self.pending.recall(
-            MCPREGISTRIES, namespace=str(meta.get("namespace")), name=str(meta.get("name"))
-        )
-        if isinstance(remembered, Mapping):
-            return remembered
-        status = raw.get("status")
-        return status if isinstance(status, Mapping) else {}
+        return previous_status(raw, kind=MCPREGISTRIES, pending=self.pending)
 
     def _stored_hash(self, owner: Owner) -> str | None:
         name = registry_storage_configmap_name(owner.name)
@@ -464,27 +457,18 @@ class MCPRegistryReconciler:
         self, raw: Mapping[str, Any], previous: Mapping[str, Any], status: MCPRegistryStatus
     ) -> Mapping[str, Any] | None:
         """Patch the status if it changed; the stored status, or None when nothing was written."""
-        desired = status.model_dump(by_alias=True, exclude_none=True)
-        patch = status_patch(previous, desired, fields=STATUS_FIELDS)
-        if patch is None:
+        written = await patch_status(
+            self.kube,
+            MCPREGISTRIES,
+            raw,
+            previous=previous,
+            status=status.model_dump(by_alias=True, exclude_none=True),
+            fields=STATUS_FIELDS,
+            pending=self.pending,
+        )
+        if not written:
             return None
-        meta = raw.get("metadata") or {}
-        namespace, name = str(meta.get("namespace")), str(meta.get("name"))
-        try:
-            result = await self.kube.patch(
-                MCPREGISTRIES,
-                {"status": patch},
-                name=name,
-                namespace=namespace,
-                subresource="status",
-                content_type=MERGE_PATCH,
-                field_manager=FIELD_MANAGER_OPERATOR,
-            )
-        except NotFound:
-            return None  # deleted meanwhile
-        written: Mapping[str, Any] = result.get("status") or {}
-        self.pending.remember(MCPREGISTRIES, namespace=namespace, name=name, value=written)
-        return written
+        return previous_status(raw, kind=MCPREGISTRIES, pending=self.pending)
 
     async def _fail_invalid(
         self,
