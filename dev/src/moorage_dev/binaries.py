@@ -186,7 +186,7 @@ def kwok_go_mod(version: str) -> str:
 KWOK_TOOLS_GO = '//go:build tools\n\npackage tools\n\nimport _ "sigs.k8s.io/kwok/cmd/kwok"\n'
 
 
-def _run_go(go: str, args: list[str], *, cwd: Path, what: str, report: Reporter) -> None:
+def run_go(go: str, args: list[str], *, cwd: Path, what: str, report: Reporter) -> None:
     env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
     started = time.monotonic()
     proc = subprocess.run(
@@ -220,7 +220,7 @@ def build_kubernetes(go: str, out: Path, *, version: str, report: Reporter) -> N
         work = Path(tmp)
         (work / "go.mod").write_text(kubernetes_go_mod(version))
         (work / "tools.go").write_text(kubernetes_tools_go())
-        _run_go(
+        run_go(
             go,
             ["mod", "tidy"],
             cwd=work,
@@ -228,7 +228,7 @@ def build_kubernetes(go: str, out: Path, *, version: str, report: Reporter) -> N
             report=report,
         )
         targets = [f"k8s.io/kubernetes/cmd/{c}" for c in KUBERNETES_COMMANDS]
-        _run_go(
+        run_go(
             go,
             [
                 "build",
@@ -250,8 +250,8 @@ def build_etcd(go: str, out: Path, *, version: str, report: Reporter) -> None:
         work = Path(tmp)
         (work / "go.mod").write_text(etcd_go_mod(version))
         (work / "main.go").write_text(ETCD_MAIN_GO)
-        _run_go(go, ["mod", "tidy"], cwd=work, what=f"resolve etcd v{version}", report=report)
-        _run_go(
+        run_go(go, ["mod", "tidy"], cwd=work, what=f"resolve etcd v{version}", report=report)
+        run_go(
             go,
             ["build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / "etcd"), "."],
             cwd=work,
@@ -265,8 +265,8 @@ def build_kwok(go: str, out: Path, *, version: str, report: Reporter) -> None:
         work = Path(tmp)
         (work / "go.mod").write_text(kwok_go_mod(version))
         (work / "tools.go").write_text(KWOK_TOOLS_GO)
-        _run_go(go, ["mod", "tidy"], cwd=work, what=f"resolve kwok v{version}", report=report)
-        _run_go(
+        run_go(go, ["mod", "tidy"], cwd=work, what=f"resolve kwok v{version}", report=report)
+        run_go(
             go,
             [
                 "build",
@@ -284,7 +284,7 @@ def build_kwok(go: str, out: Path, *, version: str, report: Reporter) -> None:
 
 
 @contextlib.contextmanager
-def _build_lock(directory: Path) -> Iterator[None]:
+def build_lock(directory: Path) -> Iterator[None]:
     """One builder at a time per cache entry (a test run and the demo may start together)."""
     directory.mkdir(parents=True, exist_ok=True)
     with (directory / ".lock").open("w") as handle:
@@ -314,7 +314,7 @@ def ensure_binaries(
     if not missing:
         return found
     bin_dir = cache_bin_dir(versions)
-    with _build_lock(bin_dir.parent):
+    with build_lock(bin_dir.parent):
         groups: list[tuple[tuple[str, ...], Callable[[str, Path], None]]] = [
             (
                 ("etcd",),
