@@ -10,6 +10,9 @@ second run builds nothing. Binaries that already exist are used instead: an expl
 module at v0.0.0 through local replaces), so we write a tiny wrapper module that requires
 `k8s.io/kubernetes` and replaces each staging module with its published `v0.N.P`. etcd's server
 module has local replaces too and gets the same treatment with a one-line `main`.
+
+kubelet and kube-proxy (for a real node, `realnode.py`) come from the same wrapper module with the
+same ldflags, as a group of their own that is built only when asked for (`node=True`).
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ _DEFAULT_GO = "/usr/local/go/bin/go"
 
 KUBERNETES_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 ALL_BINARIES = ("etcd", *KUBERNETES_COMMANDS, "kwok")
+# A real node's own Kubernetes binaries: a group of their own, built only when a real node is
+# wanted (their module graph pulls in cadvisor, runc's libcontainer and more).
+NODE_COMMANDS = ("kubelet", "kube-proxy")
 
 # The staging modules of k8s.io/kubernetes 1.34 (notes/control-plane.md); each is published as
 # k8s.io/<name> v0.<minor>.<patch>.
@@ -156,8 +162,8 @@ def kubernetes_go_mod(version: str) -> str:
     return f"module moorage.dev/controlplane\n\ngo 1.24\n\nrequire k8s.io/kubernetes v{version}\n\n{replaces}\n"
 
 
-def kubernetes_tools_go() -> str:
-    imports = "\n".join(f'\t_ "k8s.io/kubernetes/cmd/{c}"' for c in KUBERNETES_COMMANDS)
+def kubernetes_tools_go(commands: tuple[str, ...] = KUBERNETES_COMMANDS) -> str:
+    imports = "\n".join(f'\t_ "k8s.io/kubernetes/cmd/{c}"' for c in commands)
     return f"//go:build tools\n\npackage tools\n\nimport (\n{imports}\n)\n"
 
 
@@ -215,11 +221,18 @@ def _ldflags_kubernetes(version: str) -> str:
     )
 
 
-def build_kubernetes(go: str, out: Path, *, version: str, report: Reporter) -> None:
+def build_kubernetes(
+    go: str,
+    out: Path,
+    *,
+    version: str,
+    report: Reporter,
+    commands: tuple[str, ...] = KUBERNETES_COMMANDS,
+) -> None:
     with tempfile.TemporaryDirectory(prefix="moorage-k8s-build-") as tmp:
         work = Path(tmp)
         (work / "go.mod").write_text(kubernetes_go_mod(version))
-        (work / "tools.go").write_text(kubernetes_tools_go())
+        (work / "tools.go").write_text(kubernetes_tools_go(commands))
         run_go(
             go,
             ["mod", "tidy"],
@@ -227,7 +240,7 @@ def build_kubernetes(go: str, out: Path, *, version: str, report: Reporter) -> N
             what=f"resolve k8s.io/kubernetes v{version}",
             report=report,
         )
-        targets = [f"k8s.io/kubernetes/cmd/{c}" for c in KUBERNETES_COMMANDS]
+        targets = [f"k8s.io/kubernetes/cmd/{c}" for c in commands]
         run_go(
             go,
             [
@@ -240,7 +253,7 @@ def build_kubernetes(go: str, out: Path, *, version: str, report: Reporter) -> N
                 *targets,
             ],
             cwd=work,
-            what=f"build {', '.join(KUBERNETES_COMMANDS)} v{version}",
+            what=f"build {', '.join(commands)} v{version}",
             report=report,
         )
 
@@ -299,18 +312,27 @@ def _complete(directory: Path, names: tuple[str, ...]) -> bool:
     return all((directory / n).is_file() for n in names)
 
 
+def wanted_binaries(*, node: bool) -> tuple[str, ...]:
+    """Every binary `ensure_binaries` provides; kubelet and kube-proxy only for a real node."""
+    return (*ALL_BINARIES, *NODE_COMMANDS) if node else ALL_BINARIES
+
+
 def ensure_binaries(
-    *, versions: Versions | None = None, report: Reporter | None = None
+    *, versions: Versions | None = None, report: Reporter | None = None, node: bool = False
 ) -> dict[str, Path]:
-    """The path of every control plane binary, building (once) what is not there yet."""
+    """The path of every control plane binary, building (once) what is not there yet.
+
+    With `node=True` also kubelet and kube-proxy, for a real node.
+    """
     versions = versions or Versions()
     say: Reporter = report or (lambda _msg: None)
+    wanted = wanted_binaries(node=node)
     found: dict[str, Path] = {}
-    for name in ALL_BINARIES:
+    for name in wanted:
         path = find_prebuilt(name)
         if path is not None:
             found[name] = path
-    missing = [n for n in ALL_BINARIES if n not in found]
+    missing = [n for n in wanted if n not in found]
     if not missing:
         return found
     bin_dir = cache_bin_dir(versions)
@@ -325,6 +347,12 @@ def ensure_binaries(
                 lambda go, out: build_kubernetes(go, out, version=versions.kubernetes, report=say),
             ),
             (("kwok",), lambda go, out: build_kwok(go, out, version=versions.kwok, report=say)),
+            (
+                NODE_COMMANDS,
+                lambda go, out: build_kubernetes(
+                    go, out, version=versions.kubernetes, report=say, commands=NODE_COMMANDS
+                ),
+            ),
         ]
         for names, build in groups:
             needed = [n for n in names if n in missing]

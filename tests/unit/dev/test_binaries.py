@@ -64,3 +64,16 @@ def test_missing_go_is_named_in_the_error(monkeypatch: pytest.MonkeyPatch, tmp_p
     monkeypatch.setattr(binaries, "_DEFAULT_GO", str(tmp_path / "no-go"))
     with pytest.raises(BinaryError, match=r"Go toolchain \('go'\) was not found"):
         binaries.ensure_binaries()
+
+
+def test_node_binaries_are_wanted_only_for_a_real_node() -> None:
+    assert "kubelet" not in binaries.wanted_binaries(node=False)
+    assert set(binaries.NODE_COMMANDS) <= set(binaries.wanted_binaries(node=True))
+    assert set(binaries.ALL_BINARIES) <= set(binaries.wanted_binaries(node=True))
+
+
+def test_node_tools_file_imports_kubelet_and_kube_proxy_only() -> None:
+    text = binaries.kubernetes_tools_go(binaries.NODE_COMMANDS)
+    assert '"k8s.io/kubernetes/cmd/kubelet"' in text
+    assert '"k8s.io/kubernetes/cmd/kube-proxy"' in text
+    assert "kube-apiserver" not in text
