@@ -2,9 +2,13 @@
 
 moorage-dev cluster up       start (or find running) etcd, kube-apiserver, controller manager,
                              scheduler and kwok on 127.0.0.1; last line KUBECONFIG=<path>
+moorage-dev cluster up --real-node
+                             the same and a real node (kubelet, containerd, kube-proxy, CoreDNS)
+                             that runs the pods; docs/real-node.md
 moorage-dev cluster down     stop everything `up` started
 moorage-dev cluster status   say what runs, exit 1 when the control plane is not healthy
 moorage-dev build            build (or find) the control plane binaries and print their paths
+                             (--real-node: kubelet and kube-proxy too)
 """
 
 from __future__ import annotations
@@ -22,15 +26,19 @@ def _say(message: str) -> None:
     print(f"==> {message}", file=sys.stderr, flush=True)
 
 
-def cluster_up(state_dir: Path) -> int:
+def cluster_up(state_dir: Path, *, real_node: bool = False) -> int:
     existing = ControlPlane.load(state_dir, report=_say)
-    if existing is not None and existing.is_healthy():
+    if (
+        existing is not None
+        and existing.is_healthy()
+        and (existing.real_node is not None or not real_node)
+    ):
         _say(f"control plane already running at {existing.server}")
         print(f"KUBECONFIG={existing.kubeconfig}")
         return 0
     if existing is not None:
         existing.stop()
-    plane = ControlPlane(state_dir, report=_say)
+    plane = ControlPlane(state_dir, report=_say, real_node=real_node)
     plane.start()
     _say(f"logs in {state_dir / 'logs'}; stop it with: moorage-dev cluster down")
     print(f"KUBECONFIG={plane.kubeconfig}")
@@ -42,7 +50,12 @@ def cluster_down(state_dir: Path) -> int:
     if plane is None:
         _say("no control plane recorded; nothing to stop")
         return 0
+    node = plane.real_node
     plane.stop()
+    leftovers = node.find_leftovers() if node is not None else []
+    if leftovers:
+        _say("the real node left behind: " + "; ".join(leftovers))
+        return 1
     _say("control plane stopped")
     return 0
 
@@ -52,8 +65,14 @@ def cluster_status(state_dir: Path) -> int:
     if plane is None:
         print("control plane: not started")
         return 1
+    pids = plane.all_pids()
     for name, alive in plane.running().items():
-        print(f"{name:<26} {'running' if alive else 'stopped'} (pid {plane.pids[name]})")
+        print(f"{name:<26} {'running' if alive else 'stopped'} (pid {pids[name]})")
+    if plane.real_node is not None:
+        node = plane.real_node
+        print(
+            f"real node {node.name}: {node.bridge_ip} on {node.network.bridge}, pods {node.pod_cidr}"
+        )
     healthy = plane.is_healthy()
     print(
         f"apiserver {plane.server if plane.ports else '-'}: {'ready' if healthy else 'not ready'}"
@@ -63,8 +82,8 @@ def cluster_status(state_dir: Path) -> int:
     return 0 if healthy else 1
 
 
-def build() -> int:
-    for name, path in ensure_binaries(report=_say).items():
+def build(*, real_node: bool = False) -> int:
+    for name, path in ensure_binaries(report=_say, node=real_node).items():
         print(f"{name}={path}")
     return 0
 
@@ -80,16 +99,26 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     cluster = sub.add_parser("cluster", help="the local control plane")
     cluster.add_argument("action", choices=["up", "down", "status"])
-    sub.add_parser("build", help="build or find the control plane binaries")
+    cluster.add_argument(
+        "--real-node",
+        action="store_true",
+        help="up: also start a real node (kubelet, containerd) that runs the pods; needs root",
+    )
+    build_parser = sub.add_parser("build", help="build or find the control plane binaries")
+    build_parser.add_argument(
+        "--real-node", action="store_true", help="also kubelet and kube-proxy"
+    )
     sub.add_parser("demo", help="run Moorage end to end on the local control plane")
     args = parser.parse_args(argv)
     state_dir: Path = args.state_dir or default_state_dir()
     try:
         if args.command == "build":
-            return build()
+            return build(real_node=args.real_node)
         if args.command == "demo":
             return run_demo(state_dir=state_dir)
-        actions = {"up": cluster_up, "down": cluster_down, "status": cluster_status}
+        if args.action == "up":
+            return cluster_up(state_dir, real_node=args.real_node)
+        actions = {"down": cluster_down, "status": cluster_status}
         return actions[args.action](state_dir)
     except (BinaryError, ControlPlaneError) as exc:
         print(f"moorage-dev: {exc}", file=sys.stderr)

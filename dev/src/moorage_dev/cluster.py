@@ -6,6 +6,11 @@ tokens), kube-scheduler and kwok, which simulates one fake node and moves the po
 to Running/Ready. Every process runs in its own session so that `stop()` can end its whole group;
 the state directory holds certificates, kubeconfigs, logs, etcd's data and `state.json` (ports and
 pids), so a later `moorage-dev cluster down` or `status` finds a cluster that `up` started.
+
+With `real_node=True` one real node (`realnode.RealNode`: containerd, kubelet, kube-proxy, CoreDNS
+on a bridge) joins beside the fake one, which is then tainted so that unpinned pods land on the
+real node. Its start overlaps the control plane's: containerd starts with etcd, the node's
+processes as soon as the apiserver is ready, and every readiness wait runs together.
 """
 
 from __future__ import annotations
@@ -14,7 +19,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -27,9 +31,19 @@ from pathlib import Path
 from typing import Any
 
 from moorage_dev.binaries import cache_root, ensure_binaries
-from moorage_dev.pki import Pki, write_kubeconfigs, write_pki
+from moorage_dev.mounts import unmount_all_under
+from moorage_dev.pauseimage import PauseImageError
+from moorage_dev.pki import Pki, write_kubeconfigs, write_node_pki, write_pki
+from moorage_dev.processes import log_tail, pid_alive, pid_runs, spawn, terminate
+from moorage_dev.realnode import RealNode, RealNodeError
+from moorage_dev.realnode_configs import NodeNetwork, build_kubernetes_endpoints
 
 Reporter = Callable[[str], None]
+
+# Older callers (certmanager.py) take these from here; processes.py holds them now.
+_pid_alive = pid_alive
+_pid_runs = pid_runs
+_terminate = terminate
 
 NODE_NAME = "kwok-node-0"
 # Room for thousands of Services (the scale benchmark creates one per MCPServer).
@@ -78,44 +92,12 @@ class Ports:
         return cls(*sorted(ports))
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie of ours counts as gone.
-    with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[-1].split()[0] == "Z":
-            return False
-    return True
-
-
-def _pid_runs(pid: int, binary: str) -> bool:
-    """True when `pid` is alive and still the binary we started (pids get reused)."""
-    if not _pid_alive(pid):
-        return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
-    except OSError:
-        return False
-    return Path(cmdline).name == Path(binary).name
-
-
-def _terminate(pid: int, *, timeout: float = 15.0) -> None:
-    """SIGTERM the process group of `pid`, SIGKILL what is left after `timeout`."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, sig)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-            if not _pid_alive(pid):
-                return
-            time.sleep(0.05)
+def _real_node_is_live(state_dir: Path) -> bool:
+    """Whether the control plane recorded in `state_dir` has a real node with a live process."""
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        plane = ControlPlane.load(state_dir)
+        return plane is not None and plane.real_node is not None and plane.real_node.is_live()
+    return False
 
 
 class ControlPlane:
@@ -127,6 +109,7 @@ class ControlPlane:
         *,
         binaries: dict[str, Path] | None = None,
         report: Reporter | None = None,
+        real_node: bool = False,
     ) -> None:
         self.state_dir = state_dir
         self.report: Reporter = report or (lambda _msg: None)
@@ -135,6 +118,9 @@ class ControlPlane:
         self.pids: dict[str, int] = {}
         self._argv: dict[str, list[str]] = {}
         self.pki = Pki(state_dir / "pki")
+        self.want_real_node = real_node
+        # Set by start() (or load()) when the control plane has a real node.
+        self.real_node: RealNode | None = None
 
     # -- paths ------------------------------------------------------------------------------
 
@@ -167,7 +153,7 @@ class ControlPlane:
     @property
     def binaries(self) -> dict[str, Path]:
         if self._binaries is None:
-            self._binaries = ensure_binaries(report=self.report)
+            self._binaries = ensure_binaries(report=self.report, node=self.want_real_node)
         return self._binaries
 
     # -- state ------------------------------------------------------------------------------
@@ -178,6 +164,7 @@ class ControlPlane:
             "pids": self.pids,
             "binaries": {k: str(v) for k, v in self.binaries.items()},
             "argv": self._argv,
+            "real_node": self.real_node.to_state() if self.real_node else None,
         }
         tmp = self.state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=2))
@@ -199,19 +186,29 @@ class ControlPlane:
             plane.ports = Ports(**state["ports"])
         plane.pids = {k: int(v) for k, v in state.get("pids", {}).items()}
         plane._argv = state.get("argv", {})
+        if state.get("real_node"):
+            plane.want_real_node = True
+            plane.real_node = RealNode.from_state(state_dir, state["real_node"], report=report)
         return plane
 
     def running(self) -> dict[str, bool]:
-        """Which of our processes are alive."""
-        return {
-            name: _pid_runs(self.pids[name], str(self.binaries.get(name, name)))
+        """Which of our processes are alive (the real node's too)."""
+        alive = {
+            name: pid_runs(self.pids[name], str(self.binaries.get(name, name)))
             for name in _START_ORDER
             if name in self.pids
         }
+        if self.real_node is not None:
+            alive.update(self.real_node.running())
+        return alive
+
+    def all_pids(self) -> dict[str, int]:
+        return {**self.pids, **(self.real_node.pids if self.real_node else {})}
 
     def is_healthy(self) -> bool:
         alive = self.running()
-        if len(alive) != len(_START_ORDER) or not all(alive.values()):
+        expected = len(_START_ORDER) + (len(self.real_node.argv) if self.real_node else 0)
+        if len(alive) != expected or not all(alive.values()):
             return False
         try:
             return self._get_text("/readyz") == "ok"
@@ -338,43 +335,35 @@ class ControlPlane:
         }
 
     def _spawn(self, name: str, argv: list[str]) -> None:
-        log_path = self.log_file(name)
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with log_path.open("ab") as log:
-            proc = subprocess.Popen(
-                argv,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                cwd=self.state_dir,
-            )
-        self.pids[name] = proc.pid
+        self.pids[name] = spawn(argv, log_path=self.log_file(name), cwd=self.state_dir)
         self._argv[name] = argv
 
     def _wait(self, name: str, check: Callable[[], bool], *, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            pid = self.pids.get(name)
-            if pid is not None and not _pid_alive(pid):
-                raise ControlPlaneError(
-                    f"{name} exited during start-up; see {self.log_file(name)}:\n"
-                    + self._log_tail(name)
-                )
-            with contextlib.suppress(OSError, ValueError, urllib.error.URLError):
-                if check():
-                    return
-            time.sleep(0.1)
-        raise ControlPlaneError(
-            f"{name} was not ready after {timeout:.0f}s; see {self.log_file(name)}:\n"
-            + self._log_tail(name)
-        )
+        self._wait_all({name: check}, timeout=timeout)
 
-    def _log_tail(self, name: str, lines: int = 15) -> str:
-        try:
-            return "\n".join(self.log_file(name).read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+    def _wait_all(self, checks: dict[str, Callable[[], bool]], *, timeout: float) -> None:
+        """Poll every check in turn until all pass; fail on the first process that exits."""
+        pending = dict(checks)
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            for name, check in list(pending.items()):
+                pid = self.all_pids().get(name)
+                if pid is not None and not pid_alive(pid):
+                    raise ControlPlaneError(
+                        f"{name} exited during start-up; see {self.log_file(name)}:\n"
+                        + log_tail(self.log_file(name))
+                    )
+                with contextlib.suppress(OSError, ValueError, urllib.error.URLError):
+                    if check():
+                        del pending[name]
+            if pending:
+                time.sleep(0.05)
+        if pending:
+            name = next(iter(pending))
+            raise ControlPlaneError(
+                f"{', '.join(pending)} not ready after {timeout:.0f}s; see {self.log_file(name)}:\n"
+                + log_tail(self.log_file(name))
+            )
 
     def _insecure_healthz(self, port: int) -> bool:
         ctx = ssl.create_default_context()
@@ -415,7 +404,15 @@ class ControlPlane:
                     "type": "kwok",
                 },
             },
-            "spec": {"podCIDR": "10.244.0.0/24"},
+            "spec": {
+                "podCIDR": "10.244.0.0/24",
+                # Beside a real node, pods land on the fake one only when they ask to.
+                "taints": (
+                    [{"key": "kwok.x-k8s.io/node", "value": "fake", "effect": "NoSchedule"}]
+                    if self.want_real_node
+                    else []
+                ),
+            },
             "status": {
                 "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
                 "capacity": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
@@ -428,8 +425,8 @@ class ControlPlane:
             },
         }
 
-    def _node_ready(self) -> bool:
-        node = self._request("GET", f"/api/v1/nodes/{NODE_NAME}")
+    def _node_ready(self, name: str = NODE_NAME) -> bool:
+        node = self._request("GET", f"/api/v1/nodes/{name}")
         for cond in (node.get("status") or {}).get("conditions") or []:
             if cond.get("type") == "Ready" and cond.get("status") == "True":
                 return True
@@ -438,42 +435,97 @@ class ControlPlane:
     def start(self) -> None:
         """Build what is missing, generate certificates, start every process, wait until ready."""
         started = time.monotonic()
+        node: RealNode | None = None
+        if self.want_real_node:
+            node = RealNode(self.state_dir, service_cidr=SERVICE_CIDR, report=self.report)
+            self._real_node_errors(node.check_host)
         binaries = self.binaries
-        if self.state_dir.exists():
-            shutil.rmtree(self.state_dir)
-        self.state_dir.mkdir(parents=True)
+        self._clear_state_dir()
         self.ports = ports = Ports.allocate()
-        write_pki(self.pki.directory)
+        write_pki(self.pki.directory, extra_apiserver_hosts=[node.bridge_ip] if node else [])
         write_kubeconfigs(self.pki, server=self.server)
+        if node is not None:
+            write_node_pki(
+                self.pki, node_name=node.name, node_ip=node.bridge_ip, server=self.server
+            )
         self._write_kwok_config()
         commands = self._commands(ports)
-        self.report(
-            f"starting etcd, kube-apiserver, controller manager, scheduler and kwok ({binaries['kube-apiserver'].parent})"
-        )
+        what = "etcd, kube-apiserver, controller manager, scheduler and kwok"
+        if node is not None:
+            what += f", and a real node ({node.name} on {node.network.bridge} {node.bridge_ip})"
+        self.report(f"starting {what} ({binaries['kube-apiserver'].parent})")
         try:
+            if node is not None:
+                self.real_node = node
+                self._real_node_errors(
+                    lambda: node.prepare(
+                        binaries=binaries, pki=self.pki, is_live=_real_node_is_live
+                    )
+                )
+                self._save_state()
             self._spawn("etcd", commands["etcd"])
             self._save_state()
             self._wait("etcd", self._etcd_healthy, timeout=30)
             self._spawn("kube-apiserver", commands["kube-apiserver"])
             self._save_state()
+            if node is not None:
+                # containerd and the pause image get ready while the apiserver starts.
+                self._real_node_errors(node.await_containerd)
             self._wait("kube-apiserver", self._apiserver_ready, timeout=90)
             for name in ("kube-controller-manager", "kube-scheduler", "kwok"):
                 self._spawn(name, commands[name])
+            if node is not None:
+                self._real_node_errors(
+                    lambda: node.start_node_processes(
+                        apiserver_port=ports.apiserver, admin_kubeconfig=self.kubeconfig
+                    )
+                )
             self._save_state()
             self._request("POST", "/api/v1/nodes", self._fake_node())
-            self._wait(
-                "kube-controller-manager",
-                lambda: self._insecure_healthz(ports.controller_manager),
-                timeout=60,
-            )
-            self._wait(
-                "kube-scheduler", lambda: self._insecure_healthz(ports.scheduler), timeout=60
-            )
-            self._wait("kwok", self._node_ready, timeout=60)
+            checks: dict[str, Callable[[], bool]] = {
+                "kube-controller-manager": lambda: self._insecure_healthz(ports.controller_manager),
+                "kube-scheduler": lambda: self._insecure_healthz(ports.scheduler),
+                "kwok": self._node_ready,
+            }
+            if node is not None:
+                self._create_kubernetes_endpoints(node.network)
+                checks.update(node.readiness_checks(self._node_ready))
+            self._wait_all(checks, timeout=90)
         except BaseException:
             self.stop()
             raise
         self.report(f"control plane ready in {time.monotonic() - started:.1f}s at {self.server}")
+
+    @staticmethod
+    def _real_node_errors(step: Callable[[], None]) -> None:
+        """Run a real node step; its errors become ours, with the same one-line message."""
+        try:
+            step()
+        except (RealNodeError, PauseImageError) as exc:
+            raise ControlPlaneError(str(exc)) from exc
+
+    def _clear_state_dir(self) -> None:
+        """An empty state dir; whatever a control plane recorded there is stopped first."""
+        previous = ControlPlane.load(self.state_dir, report=self.report)
+        if previous is not None:
+            previous.stop()
+        if self.state_dir.exists():
+            # Never delete through a mount (a container's volume could be a host folder).
+            failures = unmount_all_under(self.state_dir)
+            if failures:
+                raise ControlPlaneError(
+                    f"cannot clear {self.state_dir}: still mounted: {', '.join(failures)}"
+                )
+            shutil.rmtree(self.state_dir)
+        self.state_dir.mkdir(parents=True)
+
+    def _create_kubernetes_endpoints(self, network: NodeNetwork) -> None:
+        """Point the `kubernetes` Service at the apiserver's forwarder on the bridge."""
+        endpoint_slice, endpoints = build_kubernetes_endpoints(network)
+        self._request(
+            "POST", "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices", endpoint_slice
+        )
+        self._request("POST", "/api/v1/namespaces/default/endpoints", endpoints)
 
     def compact_etcd(self) -> int:
         """Compact etcd at its current revision; the revision compacted.
@@ -498,17 +550,20 @@ class ControlPlane:
         """Stop kube-apiserver and start it again on the same port; wait until it is ready."""
         pid = self.pids.get("kube-apiserver")
         if pid is not None:
-            _terminate(pid)
+            terminate(pid)
         self._spawn("kube-apiserver", self._argv["kube-apiserver"])
         self._save_state()
         self._wait("kube-apiserver", self._apiserver_ready, timeout=90)
 
     def stop(self) -> None:
-        """Stop every process we started (reverse order) and wait until they are gone."""
+        """Stop every process we started (reverse order) and wait until they are gone; a real
+        node is taken away completely (containers, mounts, firewall rules, bridge)."""
+        if self.real_node is not None:
+            self.real_node.stop()
         for name in reversed(_START_ORDER):
             pid = self.pids.get(name)
-            if pid is not None and _pid_alive(pid):
-                _terminate(pid)
+            if pid is not None and pid_alive(pid):
+                terminate(pid)
         self.pids.clear()
         if self.state_file.exists():
             self._save_state()

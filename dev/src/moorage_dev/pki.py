@@ -4,10 +4,16 @@ One CA signs the apiserver's serving certificate and a client certificate per co
 `system:masters`, the controller manager, the scheduler, kwok, and the apiserver's client to the
 "kubelet" that kwok serves). Service-account tokens are signed with an RSA key of their own.
 Everything is written under the cluster's state directory.
+
+A real node adds its own credentials (`write_node_pki`): kubelet's client certificate as
+`system:node:<name>` in `system:nodes` (what the Node authorizer expects), kubelet's serving
+certificate for the node's address, and kube-proxy's client certificate as `system:kube-proxy`
+(bound to `system:node-proxier` by the default RBAC).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,16 +81,21 @@ def _write_pair(pki: Pki, name: str, pair: CertificatePair) -> None:
     _write(pki.key(name), pair.key_pem, private=True)
 
 
-def write_pki(directory: Path) -> Pki:
-    """Create the CA, serving and client certificates, and the service-account key pair."""
+def write_pki(directory: Path, *, extra_apiserver_hosts: Sequence[str] = ()) -> Pki:
+    """Create the CA, serving and client certificates, and the service-account key pair.
+
+    `extra_apiserver_hosts` go into the apiserver's certificate beside APISERVER_HOSTS (a real
+    node's pods reach it through the bridge address).
+    """
     directory.mkdir(parents=True, exist_ok=True)
     pki = Pki(directory)
     ca = build_ca(common_name="moorage-local-ca", days=30)
     _write_pair(pki, "ca", ca)
+    hosts = [*APISERVER_HOSTS, *(h for h in extra_apiserver_hosts if h not in APISERVER_HOSTS)]
     _write_pair(
         pki,
         "apiserver",
-        build_leaf(ca, common_name="kube-apiserver", hosts=APISERVER_HOSTS, days=30),
+        build_leaf(ca, common_name="kube-apiserver", hosts=hosts, days=30),
     )
     for name, (common_name, organization) in CLIENTS.items():
         _write_pair(
@@ -149,6 +160,55 @@ def write_kubeconfigs(pki: Pki, *, server: str) -> dict[str, Path]:
     """One kubeconfig per client certificate, next to the pki directory."""
     paths: dict[str, Path] = {}
     for name in CLIENTS:
+        path = pki.kubeconfig(name)
+        text = build_kubeconfig(
+            server=server,
+            ca_file=pki.ca_cert,
+            cert_file=pki.cert(name),
+            key_file=pki.key(name),
+            user=name,
+        )
+        _write(path, text.encode(), private=True)
+        paths[name] = path
+    return paths
+
+
+def node_client_identity(node_name: str) -> tuple[str, str]:
+    """The (common name, organization) the Node authorizer and NodeRestriction expect."""
+    return f"system:node:{node_name}", "system:nodes"
+
+
+def write_node_pki(pki: Pki, *, node_name: str, node_ip: str, server: str) -> dict[str, Path]:
+    """A real node's certificates and its two kubeconfigs (`kubelet`, `kube-proxy`); their paths.
+
+    Signed by the CA `write_pki` made; `kubelet-serving` is the kubelet's serving pair.
+    """
+    ca = CertificatePair(pki.ca_cert.read_bytes(), pki.key("ca").read_bytes())
+    common_name, organization = node_client_identity(node_name)
+    _write_pair(
+        pki,
+        "kubelet",
+        build_leaf(
+            ca,
+            common_name=common_name,
+            hosts=[],
+            client=True,
+            organization=organization,
+            days=30,
+        ),
+    )
+    _write_pair(
+        pki,
+        "kubelet-serving",
+        build_leaf(ca, common_name=common_name, hosts=[node_ip, node_name], days=30),
+    )
+    _write_pair(
+        pki,
+        "kube-proxy",
+        build_leaf(ca, common_name="system:kube-proxy", hosts=[], client=True, days=30),
+    )
+    paths: dict[str, Path] = {}
+    for name in ("kubelet", "kube-proxy"):
         path = pki.kubeconfig(name)
         text = build_kubeconfig(
             server=server,
