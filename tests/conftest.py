@@ -1,12 +1,46 @@
-"""Fixtures for every suite: fail a test that leaves asyncio tasks running."""
+"""Fixtures for every suite: fail a test that leaves asyncio tasks running; a control plane with
+a real node for the suites that run real containers."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
+
+from moorage_dev.cluster import ControlPlane, real_node_problems
+from moorage_dev.realnode_preflight import preflight_message
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "real_node_plane" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.realnode)
+
+
+@pytest.fixture(scope="session")
+def real_node_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """A control plane with a real node (docs/real-node.md) in a temporary state dir; no CRDs.
+
+    Where the machine cannot run a real node (not root, packages missing, another real node
+    running, ...) the tests that use it are skipped with the preflight's reason, or fail with it
+    when MOORAGE_REQUIRE_REAL_NODE=1.
+    """
+    state_dir = tmp_path_factory.mktemp("realnode")
+    problems = real_node_problems(state_dir)
+    if problems:
+        reason = preflight_message(problems)
+        if os.environ.get("MOORAGE_REQUIRE_REAL_NODE") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    plane = ControlPlane(state_dir, real_node=True, report=print)
+    plane.start()
+    try:
+        yield plane
+    finally:
+        plane.stop()
 
 
 @pytest_asyncio.fixture(autouse=True)

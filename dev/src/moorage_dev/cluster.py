@@ -100,6 +100,12 @@ def _real_node_is_live(state_dir: Path) -> bool:
     return False
 
 
+def real_node_problems(state_dir: Path) -> list[str]:
+    """Why a real node cannot start here now with `state_dir` (empty when it can)."""
+    node = RealNode(state_dir, service_cidr=SERVICE_CIDR)
+    return node.host_problems(is_live=_real_node_is_live)
+
+
 class ControlPlane:
     """Start, inspect and stop the local control plane kept in `state_dir`."""
 
@@ -438,7 +444,7 @@ class ControlPlane:
         node: RealNode | None = None
         if self.want_real_node:
             node = RealNode(self.state_dir, service_cidr=SERVICE_CIDR, report=self.report)
-            self._real_node_errors(node.check_host)
+            self._real_node_errors(lambda: node.check_host(is_live=_real_node_is_live))
         binaries = self.binaries
         self._clear_state_dir()
         self.ports = ports = Ports.allocate()

@@ -49,6 +49,7 @@ from moorage_dev.realnode_host import (
     HostError,
     absent_host_dirs,
     add_forward_guard,
+    already_running_message,
     claim_machine,
     claim_owner,
     create_bridge,
@@ -213,8 +214,12 @@ class RealNode:
 
     # -- start --------------------------------------------------------------------------------
 
-    def check_host(self) -> None:
-        """Fail at once, in one line, when this machine cannot run a real node."""
+    def host_problems(self, *, is_live: Callable[[Path], bool]) -> list[str]:
+        """Why this machine cannot run this node now (empty when it can); see realnode_preflight.
+
+        `is_live(state_dir)` says whether the real node recorded there still runs: a live one
+        holding the machine is a problem too.
+        """
         facts = gather_host_facts(
             self.state_dir,
             socket_path=self.paths.containerd_socket,
@@ -226,6 +231,14 @@ class RealNode:
             service_cidr=self.network.service_cidr,
             bridge=self.network.bridge,
         )
+        owner = claim_owner()
+        if owner is not None and owner != self.state_dir and is_live(owner):
+            problems.append(already_running_message(owner))
+        return problems
+
+    def check_host(self, *, is_live: Callable[[Path], bool]) -> None:
+        """Fail at once, in one line, when this machine cannot run a real node."""
+        problems = self.host_problems(is_live=is_live)
         if problems:
             raise RealNodeError(preflight_message(problems))
 

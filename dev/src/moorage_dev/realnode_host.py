@@ -76,6 +76,13 @@ def _claim_lock(directory: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def already_running_message(owner: Path) -> str:
+    return (
+        f"a real node is already running on this machine (state dir {owner}); only one can run "
+        f"at a time: stop it with `moorage-dev --state-dir {owner} cluster down`"
+    )
+
+
 def claim_owner(directory: Path = CLAIM_DIR) -> Path | None:
     """The state folder of the real node that holds the machine, if any."""
     with contextlib.suppress(OSError, ValueError, KeyError):
@@ -94,10 +101,7 @@ def claim_machine(
     with _claim_lock(directory):
         owner = claim_owner(directory)
         if owner is not None and owner != state_dir and is_live(owner):
-            raise HostError(
-                f"a real node is already running on this machine (state dir {owner}); only one "
-                f"can run at a time: stop it with `moorage-dev --state-dir {owner} cluster down`"
-            )
+            raise HostError(already_running_message(owner))
         (directory / "real-node.json").write_text(json.dumps({"state_dir": str(state_dir)}))
     return owner if owner is not None and owner != state_dir else None
 
