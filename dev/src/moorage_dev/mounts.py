@@ -58,15 +58,15 @@ def mounts_under(root: Path) -> list[Path]:
 
 def unmount_all_under(root: Path) -> list[str]:
     """Detach every mount below `root`; the ones that would not go, with the reason."""
-    failures: list[str] = []
-    for _ in range(3):
+    # A point can be mounted over more than once; each pass takes off the top layer.
+    failures: dict[Path, str] = {}
+    for _ in range(4):
         points = mounts_under(root)
         if not points:
             return []
-        failures = []
         for point in points:
             try:
                 unmount(point)
             except OSError as exc:
-                failures.append(f"{point}: {exc.strerror}")
-    return failures
+                failures[point] = exc.strerror or str(exc)
+    return [f"{p}: {failures.get(p, 'still mounted')}" for p in mounts_under(root)]
