@@ -8,6 +8,8 @@ moorage-dev cluster up --real-node
 moorage-dev cluster down     stop everything `up` started
 moorage-dev cluster status   say what runs, exit 1 when the control plane is not healthy
 moorage-dev build            build (or find) the control plane binaries and print their paths
+moorage-dev images build     build Moorage's and the examples' images with buildah (no Docker)
+moorage-dev images import    build them and import them into the local cluster's real node
                              (--real-node: kubelet and kube-proxy too)
 """
 
@@ -20,6 +22,7 @@ from pathlib import Path
 from moorage_dev.binaries import BinaryError, ensure_binaries
 from moorage_dev.cluster import ControlPlane, ControlPlaneError, default_state_dir
 from moorage_dev.demo import run_demo
+from moorage_dev.imagecommands import add_images_command, run_images_command
 
 
 def _say(message: str) -> None:
@@ -109,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         "--real-node", action="store_true", help="also kubelet and kube-proxy"
     )
     sub.add_parser("demo", help="run Moorage end to end on the local control plane")
+    add_images_command(sub)
     args = parser.parse_args(argv)
     state_dir: Path = args.state_dir or default_state_dir()
     try:
@@ -116,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             return build(real_node=args.real_node)
         if args.command == "demo":
             return run_demo(state_dir=state_dir)
+        if args.command == "images":
+            return run_images_command(args, state_dir=state_dir, say=_say)
         if args.action == "up":
             return cluster_up(state_dir, real_node=args.real_node)
         actions = {"down": cluster_down, "status": cluster_status}

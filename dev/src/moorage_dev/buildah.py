@@ -1,0 +1,152 @@
+"""Running buildah: the command lines (pure builders) and one runner that executes them.
+
+buildah builds Dockerfiles without a daemon. As root in a container, `--isolation chroot` is what
+works: RUN steps then share the machine's network (`uv sync` and `apt-get` reach the package
+indexes) without needing runc to create namespaces. `--pull=never` keeps every build off image
+registries: base images are made locally and passed through the Dockerfile's build arguments.
+Images live in buildah's default storage (`buildah images` shows them); what other code uses is
+the OCI archive each build writes.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+Reporter = Callable[[str], None]
+ISOLATION = "chroot"
+# How much of a failed command's output an error carries.
+_TAIL_LINES = 30
+
+
+def _tail(output: str) -> str:
+    return "\n".join(output.strip().splitlines()[-_TAIL_LINES:])
+
+
+class ImageError(RuntimeError):
+    """An image could not be built or imported; the message says what failed and where to look."""
+
+
+def build_bud_argv(
+    *,
+    dockerfile: Path,
+    context: Path,
+    reference: str,
+    target: str | None,
+    build_args: Mapping[str, str],
+) -> list[str]:
+    """`buildah bud` for one image, with layer caching shared between builds of one Dockerfile."""
+    argv = [
+        "bud",
+        f"--isolation={ISOLATION}",
+        "--layers",
+        "--pull=never",
+        f"--file={dockerfile}",
+        f"--tag={reference}",
+    ]
+    if target is not None:
+        argv.append(f"--target={target}")
+    argv += [f"--build-arg={name}={value}" for name, value in sorted(build_args.items())]
+    argv.append(str(context))
+    return argv
+
+
+def build_push_argv(*, reference: str, layout: Path, digest_file: Path) -> list[str]:
+    """Write `reference` as a one-image OCI layout directory whose ref name is the full reference."""
+    return [
+        "push",
+        "--quiet",
+        f"--digestfile={digest_file}",
+        reference,
+        f"oci:{layout}:{reference}",
+    ]
+
+
+def build_inspect_id_argv(reference: str) -> list[str]:
+    return ["inspect", "--type=image", "--format={{.FromImageID}}", reference]
+
+
+@dataclass(frozen=True, slots=True)
+class Buildah:
+    """Runs `buildah` commands; every failure becomes an `ImageError` with the output's tail."""
+
+    executable: str = "buildah"
+
+    @classmethod
+    def find(cls) -> Buildah:
+        found = shutil.which("buildah")
+        if found is None:
+            raise ImageError("buildah is not installed (run scripts/images-deps.sh as root)")
+        return cls(executable=found)
+
+    def run(self, argv: list[str], *, what: str, log: Path | None = None) -> str:
+        """Run `buildah <argv>`; its stdout, or ImageError naming `what`.
+
+        With `log`, the output goes to that file as it comes (a build takes minutes: the file
+        shows where it is) and the return value is empty.
+        """
+        if log is None:
+            proc = subprocess.run(
+                [self.executable, *argv], capture_output=True, text=True, check=False
+            )
+            if proc.returncode != 0:
+                raise ImageError(f"{what} failed:\n{_tail(proc.stderr + proc.stdout)}")
+            return proc.stdout
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("w") as out:
+            done = subprocess.run(
+                [self.executable, *argv], stdout=out, stderr=subprocess.STDOUT, check=False
+            )
+        if done.returncode != 0:
+            raise ImageError(f"{what} failed (full output in {log}):\n{_tail(log.read_text())}")
+        return ""
+
+    def image_id(self, reference: str) -> str | None:
+        """The id of `reference` in local storage, None when it is not there."""
+        proc = subprocess.run(
+            [self.executable, *build_inspect_id_argv(reference)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        image_id = proc.stdout.strip()
+        return image_id if proc.returncode == 0 and image_id else None
+
+    def commit_rootfs(
+        self,
+        rootfs: Path,
+        *,
+        reference: str,
+        config: list[str],
+        report: Reporter,
+    ) -> str:
+        """An image holding exactly the directory tree `rootfs`, configured by `buildah config`
+        arguments; its id."""
+        started = time.monotonic()
+        container = self.run(["from", "scratch"], what="buildah from scratch").strip()
+        try:
+            mountpoint = Path(self.run(["mount", container], what="buildah mount").strip())
+            # cp -a keeps owners, modes, links and device nodes, which `buildah copy` would not.
+            proc = subprocess.run(
+                ["cp", "-a", f"{rootfs}/.", f"{mountpoint}/"],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            self.run(["umount", container], what="buildah umount")
+            if proc.returncode != 0:
+                raise ImageError(f"copying {rootfs} into an image failed: {proc.stderr.strip()}")
+            if config:
+                self.run(["config", *config, container], what=f"configure {reference}")
+            image_id = self.run(
+                ["commit", "--quiet", "--rm", container, reference], what=f"commit {reference}"
+            ).strip()
+        except BaseException:
+            subprocess.run([self.executable, "rm", container], capture_output=True, check=False)
+            raise
+        report(f"{reference}: committed in {time.monotonic() - started:.0f}s")
+        return image_id

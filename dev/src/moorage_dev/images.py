@@ -1,0 +1,420 @@
+"""Building Moorage's images and the example servers' images with no Docker daemon and no registry.
+
+1. Check the tools (root, buildah, debootstrap; `scripts/images-deps.sh` installs what is
+   missing with apt).
+2. Make (or find) the local base images: Python from Debian packages and uv from its wheel
+   (`baseimages`), cached by their recipe.
+3. For each image of the catalogue (`imagecatalogue`), compute its content key (`imagecache`); when
+   the manifest has an archive for that key, use it. Otherwise `buildah bud` the Dockerfile with
+   the local bases as `PYTHON_IMAGE`/`UV_IMAGE` and write the image as an OCI archive named for
+   containerd, then record it in the manifest.
+4. `import_images` puts archives into the real node's containerd (`RealNode.import_image`),
+   skipping those it already holds under the same name with the same digest.
+
+Everything lives under `<cache root>/images/` (`~/.cache/moorage/images/`): `manifest.json`,
+`archives/`, `logs/` (each build's full output) and scratch space. One builder at a time
+(a file lock), so a test run and a person running the command do not build the same image twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from moorage_dev.baseimages import host_apt_mirrors as _host_apt_mirrors
+from moorage_dev.baseimages import host_extra_cas as _host_extra_cas
+from moorage_dev.baseimages import (
+    make_python_base,
+    make_uv_image,
+    python_base_for,
+    python_base_key,
+    uv_reference,
+    uv_version_for,
+    wheel_platform,
+)
+from moorage_dev.binaries import cache_root
+from moorage_dev.buildah import (
+    Buildah,
+    ImageError,
+    Reporter,
+    build_bud_argv,
+    build_push_argv,
+)
+from moorage_dev.cluster import ControlPlane
+from moorage_dev.dockerfiles import global_arg_defaults
+from moorage_dev.imagecache import (
+    CachedImage,
+    compute_cache_key,
+    digest_context,
+    is_fresh,
+    load_manifest,
+    save_manifest,
+)
+from moorage_dev.imagecatalogue import (
+    MAIN_DOCKERFILE,
+    MOORAGE_TARGETS,
+    ImageSpec,
+    load_catalogue,
+    select,
+)
+from moorage_dev.realnode import RealNodeError
+
+__all__ = [
+    "BuiltImage",
+    "ImageError",
+    "build_images",
+    "images_dir",
+    "import_images",
+    "manifest_images",
+]
+
+REPO = Path(__file__).resolve().parents[3]
+DEPS_SCRIPT = REPO / "scripts" / "images-deps.sh"
+REQUIRED_TOOLS = ("buildah", "debootstrap")
+CONTAINERD_NAMESPACE = "k8s.io"
+# containerd names an imported image after this index annotation (ctr, and the CRI's import).
+ANNOTATION_CONTAINERD_NAME = "io.containerd.image.name"
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltImage:
+    """An image ready to import: its archive and the digest containerd will report for it."""
+
+    name: str
+    """Short name (`operator`, `mcp-server-time`)."""
+    reference: str
+    """Full name, e.g. `ghcr.io/moorage/moorage-operator:0.1.0`."""
+    archive: Path
+    """OCI archive holding this one image, named `reference` for containerd."""
+    digest: str
+    """`sha256:` digest of the image manifest."""
+    image_id: str
+    """Id in buildah's local storage."""
+    cached: bool
+    """True when this run built nothing for it."""
+
+
+def images_dir() -> Path:
+    return cache_root() / "images"
+
+
+def _say_nothing(_message: str) -> None:
+    return None
+
+
+@contextlib.contextmanager
+def _exclusive(directory: Path) -> Iterator[None]:
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / ".lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def missing_tools() -> list[str]:
+    return [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
+
+
+def ensure_image_tools(*, report: Reporter) -> Buildah:
+    """buildah, ready to build as root; installs the Debian packages when they are missing."""
+    if os.geteuid() != 0:
+        raise ImageError(
+            "building images needs root (buildah with chroot isolation, debootstrap): run as root"
+        )
+    missing = missing_tools()
+    if missing:
+        report(f"installing {', '.join(missing)} with {DEPS_SCRIPT.name}")
+        proc = subprocess.run(
+            ["bash", str(DEPS_SCRIPT)], capture_output=True, text=True, check=False
+        )
+        still = missing_tools()
+        if proc.returncode != 0 or still:
+            raise ImageError(
+                f"missing {', '.join(still or missing)} and {DEPS_SCRIPT.name} could not install "
+                f"them: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}"
+            )
+    return Buildah.find()
+
+
+def build_archive_name(spec: ImageSpec, *, key: str) -> str:
+    return f"{spec.name}-{key[:16]}.oci.tar"
+
+
+def build_containerd_index(index: dict[str, object], *, reference: str) -> dict[str, object]:
+    """`index.json` with each manifest also annotated with the name containerd should give it."""
+    manifests = index.get("manifests")
+    if not isinstance(manifests, list) or len(manifests) != 1:
+        raise ImageError(f"expected one image in the OCI layout of {reference}")
+    annotated = []
+    for descriptor in manifests:
+        annotations = {**descriptor.get("annotations", {}), ANNOTATION_CONTAINERD_NAME: reference}
+        annotated.append({**descriptor, "annotations": annotations})
+    return {**index, "manifests": annotated}
+
+
+def _tar_layout(layout: Path, archive: Path) -> None:
+    """Pack an OCI layout directory as a tar, entries sorted, owners and times normalised."""
+
+    def normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        info.mtime = 0
+        return info
+
+    with tarfile.open(archive, "w") as tar:
+        for path in sorted(layout.rglob("*")):
+            tar.add(
+                path, arcname=path.relative_to(layout).as_posix(), recursive=False, filter=normalise
+            )
+
+
+def write_archive(buildah: Buildah, *, reference: str, archive: Path, work: Path) -> str:
+    """Write `reference` from local storage to `archive`; the image manifest's digest."""
+    with tempfile.TemporaryDirectory(prefix="push-", dir=work) as tmp:
+        layout = Path(tmp) / "layout"
+        digest_file = Path(tmp) / "digest"
+        buildah.run(
+            build_push_argv(reference=reference, layout=layout, digest_file=digest_file),
+            what=f"write {reference} as an OCI layout",
+        )
+        index_path = layout / "index.json"
+        index = json.loads(index_path.read_text())
+        index_path.write_text(json.dumps(build_containerd_index(index, reference=reference)))
+        staging = archive.with_suffix(".partial")
+        _tar_layout(layout, staging)
+        staging.replace(archive)
+        return digest_file.read_text().strip()
+
+
+@dataclass(frozen=True, slots=True)
+class _Bases:
+    build_args: dict[str, str]
+    """Build argument → local base reference (`PYTHON_IMAGE`, `UV_IMAGE`)."""
+    ids: dict[str, str]
+    """Build argument → that image's id, part of every dependent image's key."""
+
+
+def _fresh_base(buildah: Buildah, entry: CachedImage | None, *, key: str) -> bool:
+    return (
+        entry is not None
+        and entry.key == key
+        and buildah.image_id(entry.reference) == entry.image_id
+    )
+
+
+def _ensure_bases(
+    buildah: Buildah, manifest: dict[str, CachedImage], *, repo: Path, report: Reporter
+) -> _Bases:
+    defaults = global_arg_defaults((repo / MAIN_DOCKERFILE).read_text())
+    base = python_base_for(defaults["PYTHON_IMAGE"])
+    uv_version = uv_version_for(defaults["UV_IMAGE"])
+    work = images_dir() / "work"
+    python_key = python_base_key(
+        base=base, mirrors=_host_apt_mirrors(), extra_cas=_host_extra_cas()
+    )
+    if not _fresh_base(buildah, manifest.get(base.reference), key=python_key):
+        started = time.monotonic()
+        image_id = make_python_base(
+            buildah,
+            base=base,
+            work=work,
+            log=images_dir() / "logs" / "python-base.log",
+            report=report,
+        )
+        manifest[base.reference] = CachedImage(
+            reference=base.reference, key=python_key, archive="", digest="", image_id=image_id
+        )
+        save_manifest(images_dir() / "manifest.json", manifest)
+        report(f"{base.reference}: built in {time.monotonic() - started:.0f}s")
+    uv_ref = uv_reference(uv_version)
+    uv_key = f"uv-{uv_version}-{wheel_platform()}"
+    if not _fresh_base(buildah, manifest.get(uv_ref), key=uv_key):
+        image_id = make_uv_image(buildah, version=uv_version, work=work, report=report)
+        manifest[uv_ref] = CachedImage(
+            reference=uv_ref, key=uv_key, archive="", digest="", image_id=image_id
+        )
+        save_manifest(images_dir() / "manifest.json", manifest)
+    return _Bases(
+        build_args={"PYTHON_IMAGE": base.reference, "UV_IMAGE": uv_ref},
+        ids={
+            "PYTHON_IMAGE": manifest[base.reference].image_id,
+            "UV_IMAGE": manifest[uv_ref].image_id,
+        },
+    )
+
+
+def _build_one(
+    buildah: Buildah,
+    spec: ImageSpec,
+    *,
+    repo: Path,
+    bases: _Bases,
+    manifest: dict[str, CachedImage],
+    report: Reporter,
+) -> BuiltImage:
+    dockerfile = repo / spec.dockerfile
+    text = dockerfile.read_text()
+    # Only the arguments the Dockerfile declares: buildah warns about the others.
+    declared = global_arg_defaults(text)
+    build_args = {k: v for k, v in bases.build_args.items() if k in declared}
+    base_ids = {k: v for k, v in bases.ids.items() if k in declared}
+    files = digest_context(repo / spec.context, dockerfile_text=text)
+    key = compute_cache_key(
+        dockerfile=text, target=spec.target, build_args=build_args, base_ids=base_ids, files=files
+    )
+    entry = manifest.get(spec.reference)
+    if entry is not None and is_fresh(entry, key=key):
+        return BuiltImage(
+            name=spec.name,
+            reference=spec.reference,
+            archive=Path(entry.archive),
+            digest=entry.digest,
+            image_id=entry.image_id,
+            cached=True,
+        )
+    report(f"building {spec.reference} (log: {images_dir() / 'logs' / (spec.name + '.log')})")
+    started = time.monotonic()
+    buildah.run(
+        build_bud_argv(
+            dockerfile=dockerfile,
+            context=repo / spec.context,
+            reference=spec.reference,
+            target=spec.target,
+            build_args=build_args,
+        ),
+        what=f"building {spec.reference}",
+        log=images_dir() / "logs" / f"{spec.name}.log",
+    )
+    image_id = buildah.image_id(spec.reference)
+    if image_id is None:
+        raise ImageError(f"{spec.reference} is not in local storage after its build")
+    archives = images_dir() / "archives"
+    archives.mkdir(parents=True, exist_ok=True)
+    archive = archives / build_archive_name(spec, key=key)
+    digest = write_archive(
+        buildah, reference=spec.reference, archive=archive, work=images_dir() / "work"
+    )
+    if entry is not None and Path(entry.archive) != archive:
+        Path(entry.archive).unlink(missing_ok=True)
+    manifest[spec.reference] = CachedImage(
+        reference=spec.reference, key=key, archive=str(archive), digest=digest, image_id=image_id
+    )
+    save_manifest(images_dir() / "manifest.json", manifest)
+    report(f"{spec.reference}: built in {time.monotonic() - started:.0f}s")
+    return BuiltImage(
+        name=spec.name,
+        reference=spec.reference,
+        archive=archive,
+        digest=digest,
+        image_id=image_id,
+        cached=False,
+    )
+
+
+def build_images(
+    report: Reporter | None = None, *, only: list[str] | None = None, repo: Path = REPO
+) -> dict[str, BuiltImage]:
+    """Build (or find cached) every image, or those named in `only`; short name → image."""
+    say = report or _say_nothing
+    catalogue = load_catalogue(repo)
+    try:
+        wanted = select(catalogue, only)
+    except ValueError as exc:
+        raise ImageError(str(exc)) from exc
+    buildah = ensure_image_tools(report=say)
+    (images_dir() / "work").mkdir(parents=True, exist_ok=True)
+    with _exclusive(images_dir()):
+        manifest = load_manifest(images_dir() / "manifest.json")
+        bases = _ensure_bases(buildah, manifest, repo=repo, report=say)
+        return {
+            spec.name: _build_one(
+                buildah, spec, repo=repo, bases=bases, manifest=manifest, report=say
+            )
+            for spec in wanted
+        }
+
+
+def manifest_images(images: Mapping[str, BuiltImage]) -> dict[str, str]:
+    """The names `deploy/` gives Moorage's images (without tag) → the built references.
+
+    What a kustomize `images:` list needs to pin an install to these builds.
+    """
+    return {
+        image.reference.rpartition(":")[0]: image.reference
+        for image in images.values()
+        if image.name in MOORAGE_TARGETS
+    }
+
+
+# ---- importing into the real node's containerd -----------------------------------------------
+
+
+def parse_ctr_images(text: str) -> dict[str, str]:
+    """`ctr images ls` output → reference → target digest."""
+    found: dict[str, str] = {}
+    for line in text.splitlines()[1:]:
+        words = line.split()
+        if len(words) >= 3 and re.fullmatch(r"sha256:[0-9a-f]{64}", words[2]):
+            found[words[0]] = words[2]
+    return found
+
+
+def images_to_import(
+    images: Mapping[str, BuiltImage], *, present: Mapping[str, str]
+) -> list[BuiltImage]:
+    """The images containerd does not already hold under their reference with their digest."""
+    return [image for image in images.values() if present.get(image.reference) != image.digest]
+
+
+class ContainerdNode(Protocol):
+    """What importing needs of a node (`realnode.RealNode`)."""
+
+    def ctr(
+        self, *args: str, check: bool = True, timeout: float = 300.0
+    ) -> subprocess.CompletedProcess[str]: ...
+
+    def import_image(self, archive: Path) -> None: ...
+
+
+def import_into(
+    node: ContainerdNode, images: Mapping[str, BuiltImage], *, report: Reporter | None = None
+) -> list[str]:
+    """Import into the node's containerd what it lacks; the references imported."""
+    say = report or _say_nothing
+    try:
+        present = parse_ctr_images(node.ctr("images", "ls").stdout)
+        imported: list[str] = []
+        for image in images_to_import(images, present=present):
+            started = time.monotonic()
+            node.import_image(image.archive)
+            say(f"{image.reference}: imported in {time.monotonic() - started:.0f}s")
+            imported.append(image.reference)
+    except RealNodeError as exc:
+        raise ImageError(str(exc)) from exc
+    return imported
+
+
+def import_images(
+    plane: ControlPlane, images: Mapping[str, BuiltImage], *, report: Reporter | None = None
+) -> list[str]:
+    """Import the images into the real node of the running local cluster `plane`."""
+    if plane.real_node is None:
+        raise ImageError(
+            "the local cluster has no real node to import images into: "
+            "start it with `moorage-dev cluster up --real-node`"
+        )
+    return import_into(plane.real_node, images, report=report)
