@@ -3,6 +3,9 @@
 A health check is `async () -> None` that raises when unhealthy. `/healthz` runs the liveness
 checks, `/readyz` the readiness checks; each answers 200 `ok` or 503 with the failing checks named.
 `/metrics` renders the injected Prometheus registry. TLS comes from a `ReloadingTLS`.
+
+`HTTPSServer.start()` binds its address before anything else, so an address in use is a
+`StartupFailure` naming the setting that chose it.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from moorage_core.startup import Listener, bound_port, listen_sockets
+from moorage_core.supervising import TaskSupervisor
 from moorage_core.tls import ReloadingTLS
 
 log = structlog.get_logger(__name__)
@@ -80,32 +85,53 @@ class HTTPSServer:
     """Runs an aiohttp app on HOST:PORT with a reloading TLS context, inside a larger loop."""
 
     def __init__(
-        self, app: web.Application, *, host: str, port: int, tls: ReloadingTLS | None
+        self,
+        app: web.Application,
+        *,
+        host: str,
+        port: int,
+        tls: ReloadingTLS | None,
+        setting: str = "the listen address",
+        shutdown_timeout: float = 60.0,
+        supervisor: TaskSupervisor | None = None,
     ) -> None:
         self.app = app
         self.host = host
         self.port = port
         self.tls = tls
+        self.setting = setting
+        """The setting that chose HOST:PORT (e.g. `METRICS_BIND / --metrics-bind`), named
+        when the address cannot be used."""
+        self.shutdown_timeout = shutdown_timeout
+        """Seconds `stop()` lets requests in flight finish."""
+        self.supervisor = supervisor
+        """Where the certificate reload loop runs, so that its end is noticed."""
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(
-            self._runner,
-            self.host,
-            self.port,
-            ssl_context=self.tls.context if self.tls else None,
-            reuse_address=True,
+        """Bind (a `StartupFailure` naming `setting` when the address cannot be used), then
+        serve."""
+        sockets = listen_sockets(Listener(self.host, self.port, self.setting))
+        self._runner = web.AppRunner(
+            self.app, access_log=None, handle_signals=False, shutdown_timeout=self.shutdown_timeout
         )
-        await site.start()
-        if self.port == 0:
-            # Bound to an ephemeral port (tests): report the real one.
-            server = site._server
-            if server is not None and server.sockets:  # type: ignore[attr-defined]
-                self.port = int(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
+        try:
+            await self._runner.setup()
+            for sock in sockets:
+                site = web.SockSite(
+                    self._runner, sock, ssl_context=self.tls.context if self.tls else None
+                )
+                await site.start()
+        except BaseException:
+            for sock in sockets:
+                sock.close()
+            await self._runner.cleanup()
+            self._runner = None
+            raise
+        # Bound to an ephemeral port (tests): report the real one.
+        self.port = bound_port(sockets, default=self.port)
         if self.tls:
-            self.tls.start()
+            self.tls.start(self.supervisor)
         log.info("https_server_started", host=self.host, port=self.port, tls=self.tls is not None)
 
     async def stop(self) -> None:

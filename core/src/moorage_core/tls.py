@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from moorage_core.supervising import TaskSupervisor
+
 log = structlog.get_logger(__name__)
 
 CERT_FILE = "tls.crt"
@@ -218,9 +220,13 @@ class ReloadingTLS:
             await asyncio.sleep(self.poll_interval)
             self.reload_if_changed()
 
-    def start(self) -> None:
+    def start(self, supervisor: TaskSupervisor | None = None) -> None:
+        """Follow the files; under `supervisor` when given, so that a loop that dies is noticed."""
         if self._task is None:
-            self._task = asyncio.create_task(self._watch(), name="tls-reload")
+            if supervisor is not None:
+                self._task = supervisor.spawn("tls-reload", self._watch())
+            else:
+                self._task = asyncio.create_task(self._watch(), name="tls-reload")
 
     async def stop(self) -> None:
         if self._task is not None:
