@@ -11,6 +11,8 @@ moorage-dev build            build (or find) the control plane binaries and prin
 moorage-dev images build     build Moorage's and the examples' images with buildah (no Docker)
 moorage-dev images import    build them and import them into the local cluster's real node
                              (--real-node: kubelet and kube-proxy too)
+moorage-dev certmanager up   install and start cert-manager against the running control plane
+moorage-dev certmanager down stop it (`cluster down` stops it too)
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import sys
 from pathlib import Path
 
 from moorage_dev.binaries import BinaryError, ensure_binaries
+from moorage_dev.certmanager import CertManager, stop_recorded
 from moorage_dev.cluster import ControlPlane, ControlPlaneError, default_state_dir
 from moorage_dev.demo import run_demo
 from moorage_dev.imagecommands import add_images_command, run_images_command
@@ -40,6 +43,7 @@ def cluster_up(state_dir: Path, *, real_node: bool = False) -> int:
         print(f"KUBECONFIG={existing.kubeconfig}")
         return 0
     if existing is not None:
+        stop_recorded(existing, report=_say)
         existing.stop()
     plane = ControlPlane(state_dir, report=_say, real_node=real_node)
     plane.start()
@@ -53,6 +57,8 @@ def cluster_down(state_dir: Path) -> int:
     if plane is None:
         _say("no control plane recorded; nothing to stop")
         return 0
+    if stop_recorded(plane, report=_say):
+        _say("cert-manager stopped")
     node = plane.real_node
     plane.stop()
     leftovers = node.find_leftovers() if node is not None else []
@@ -85,6 +91,25 @@ def cluster_status(state_dir: Path) -> int:
     return 0 if healthy else 1
 
 
+def certmanager(state_dir: Path, action: str) -> int:
+    plane = ControlPlane.load(state_dir, report=_say)
+    if action == "down":
+        stopped = plane is not None and stop_recorded(plane, report=_say)
+        _say("cert-manager stopped" if stopped else "no cert-manager recorded; nothing to stop")
+        return 0
+    if plane is None or not plane.is_healthy():
+        _say("the control plane is not running: start it with `moorage-dev cluster up`")
+        return 1
+    manager = CertManager.load(plane, report=_say) or CertManager(plane, report=_say)
+    if action == "status":
+        for name, alive in manager.running().items():
+            print(f"{name:<26} {'running' if alive else 'stopped'} (pid {manager.pids[name]})")
+        return 0 if manager.pids and all(manager.running().values()) else 1
+    manager.start()
+    _say(f"logs in {state_dir / 'logs'}; stop it with: moorage-dev certmanager down")
+    return 0
+
+
 def build(*, real_node: bool = False) -> int:
     for name, path in ensure_binaries(report=_say, node=real_node).items():
         print(f"{name}={path}")
@@ -111,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     build_parser.add_argument(
         "--real-node", action="store_true", help="also kubelet and kube-proxy"
     )
+    cert_manager = sub.add_parser("certmanager", help="cert-manager on the local control plane")
+    cert_manager.add_argument("certmanager_action", choices=["up", "down", "status"])
     sub.add_parser("demo", help="run Moorage end to end on the local control plane")
     add_images_command(sub)
     args = parser.parse_args(argv)
@@ -120,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
             return build(real_node=args.real_node)
         if args.command == "demo":
             return run_demo(state_dir=state_dir)
+        if args.command == "certmanager":
+            return certmanager(state_dir, args.certmanager_action)
         if args.command == "images":
             return run_images_command(args, state_dir=state_dir, say=_say)
         if args.action == "up":
