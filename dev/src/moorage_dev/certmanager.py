@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +27,8 @@ from moorage_dev.certmanager_binaries import (
     CertManagerRelease,
     ensure_cert_manager_binaries,
 )
-from moorage_dev.cluster import ControlPlane, ControlPlaneError, _pid_runs, _terminate
+from moorage_dev.cluster import ControlPlane, ControlPlaneError
+from moorage_dev.processes import log_tail, pid_runs, spawn, terminate
 
 STATE_FILE = "cert-manager.json"
 # Where cert-manager keeps what it needs itself (the readiness check's objects).
@@ -172,7 +172,7 @@ class CertManager:
     def running(self) -> dict[str, bool]:
         """Which of the recorded processes still run."""
         return {
-            name: _pid_runs(pid, str(self.binaries.get(name, name)))
+            name: pid_runs(pid, str(self.binaries.get(name, name)))
             for name, pid in self.pids.items()
         }
 
@@ -188,18 +188,7 @@ class CertManager:
         return names
 
     def _spawn(self, name: str, argv: list[str]) -> None:
-        log_path = self.log_file(name)
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with log_path.open("ab") as log:
-            proc = subprocess.Popen(
-                argv,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                cwd=self.plane.state_dir,
-            )
-        self.pids[name] = proc.pid
+        self.pids[name] = spawn(argv, log_path=self.log_file(name), cwd=self.plane.state_dir)
         self.binaries[name] = Path(argv[0])
 
     def start(self) -> None:
@@ -234,7 +223,7 @@ class CertManager:
         """Stop the recorded processes (their whole process groups) and forget them."""
         for name, alive in self.running().items():
             if alive:
-                _terminate(self.pids[name])
+                terminate(self.pids[name])
         self.pids.clear()
         self.binaries.clear()
         self.state_file.unlink(missing_ok=True)
@@ -295,12 +284,8 @@ class CertManager:
             + self._log_tail("cert-manager-controller")
         )
 
-    def _log_tail(self, name: str, lines: int = 15) -> str:
-        try:
-            text = self.log_file(name).read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
+    def _log_tail(self, name: str) -> str:
+        return log_tail(self.log_file(name))
 
 
 def _as_list(objects: list[dict[str, Any]]) -> dict[str, Any]:
