@@ -14,11 +14,11 @@ from moorage_dev.cluster import ControlPlane
 pytestmark = pytest.mark.e2e
 
 
-def test_demo_runs_end_to_end_and_stops_what_it_started(tmp_path: Path) -> None:
+def test_local_demo_runs_end_to_end_and_stops_what_it_started(tmp_path: Path) -> None:
     env = {**os.environ, "MOORAGE_STATE_DIR": str(tmp_path / "state")}
     env.pop("KUBECONFIG", None)
     proc = subprocess.run(
-        [sys.executable, "-m", "moorage_dev", "demo"],
+        [sys.executable, "-m", "moorage_dev", "demo", "--local"],
         capture_output=True,
         text=True,
         env=env,
@@ -27,6 +27,7 @@ def test_demo_runs_end_to_end_and_stops_what_it_started(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
+    assert "running the local demo (--local)" in out
     for step in range(1, 8):
         assert f"[{step}/7]" in out
     assert "tool now:" in out

@@ -8,9 +8,9 @@ moorage-dev cluster up --real-node
 moorage-dev cluster down     stop everything `up` started
 moorage-dev cluster status   say what runs, exit 1 when the control plane is not healthy
 moorage-dev build            build (or find) the control plane binaries and print their paths
+                             (--real-node: kubelet and kube-proxy too)
 moorage-dev images build     build Moorage's and the examples' images with buildah (no Docker)
 moorage-dev images import    build them and import them into the local cluster's real node
-                             (--real-node: kubelet and kube-proxy too)
 moorage-dev certmanager up   install and start cert-manager against the running control plane
 moorage-dev certmanager down stop it (`cluster down` stops it too)
 """
@@ -138,7 +138,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     cert_manager = sub.add_parser("certmanager", help="cert-manager on the local control plane")
     cert_manager.add_argument("certmanager_action", choices=["up", "down", "status"])
-    sub.add_parser("demo", help="run Moorage end to end on the local control plane")
+    demo = sub.add_parser("demo", help="run Moorage end to end on the local control plane")
+    demo.add_argument(
+        "--local",
+        action="store_true",
+        help="kwok's fake node and the proxy runner on this machine, even where a real node could run",
+    )
     add_images_command(sub)
     args = parser.parse_args(argv)
     state_dir: Path = args.state_dir or default_state_dir()
@@ -146,11 +151,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "build":
             return build(real_node=args.real_node)
         if args.command == "demo":
-            return run_demo(state_dir=state_dir)
-        if args.command == "certmanager":
-            return certmanager(state_dir, args.certmanager_action)
+            return run_demo(state_dir=state_dir, local=args.local)
         if args.command == "images":
             return run_images_command(args, state_dir=state_dir, say=_say)
+        if args.command == "certmanager":
+            return certmanager(state_dir, args.certmanager_action)
         if args.action == "up":
             return cluster_up(state_dir, real_node=args.real_node)
         actions = {"down": cluster_down, "status": cluster_status}

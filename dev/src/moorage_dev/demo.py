@@ -1,5 +1,9 @@
 """The one-command demo: Moorage end to end on a local control plane.
 
+Where the machine can run a real node (`realnode`), the demo installs Moorage the way a platform
+team does and everything runs in pods (`demo_realnode`). Elsewhere, or with `--local`, it says why
+and runs the local variant below, with kwok's fake node:
+
 1. bring up the local control plane (or reuse the one `moorage-dev cluster up` started);
 2. install the CRDs; start the admission webhook (with a CA made here) and register it;
 3. start the operator against the control plane;
@@ -25,7 +29,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,49 +37,34 @@ from typing import Any
 import yaml
 
 from moorage_core.tls import build_ca, build_leaf, write_pair
-from moorage_dev.cluster import ControlPlane, default_state_dir, free_port
+from moorage_dev.binaries import BinaryError
+from moorage_dev.cluster import (
+    ControlPlane,
+    ControlPlaneError,
+    default_state_dir,
+    free_port,
+    real_node_problems,
+)
+from moorage_dev.demo_realnode import RealNodeDemo
+from moorage_dev.demo_steps import (
+    NAMESPACE,
+    REPO,
+    SERVER,
+    DemoError,
+    detail,
+    say,
+    use_client,
+    wait_for,
+)
+from moorage_dev.images import ImageError
 
-REPO = Path(__file__).resolve().parents[3]
-NAMESPACE = "moorage-demo"
-SERVER = "time"
 WEBHOOK_CONFIG = "moorage-demo-webhook"
-STEPS = 7
-
-
-class DemoError(RuntimeError):
-    """A demo step failed; the message says which and where its log is."""
-
-
-def say(step: int, message: str) -> None:
-    print(f"\n[{step}/{STEPS}] {message}", flush=True)
-
-
-def detail(message: str) -> None:
-    print(f"      {message}", flush=True)
 
 
 def _bin(name: str) -> str:
     """A console script of this environment (the venv's bin folder comes first)."""
     local = Path(sys.executable).parent / name
     return str(local) if local.exists() else (shutil.which(name) or name)
-
-
-def wait_for(what: str, check: Callable[[], Any], *, timeout: float, interval: float = 0.25) -> Any:
-    """Poll `check` until it returns something truthy; a `DemoError` naming `what` on timeout."""
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-        except (subprocess.CalledProcessError, OSError, ValueError, KeyError) as exc:
-            last = str(exc)
-            result = None
-        if result:
-            return result
-        time.sleep(interval)
-    raise DemoError(
-        f"timed out after {timeout:.0f}s waiting for {what}{': ' + last if last else ''}"
-    )
 
 
 @dataclass
@@ -339,7 +328,7 @@ class Demo:
 
     def client(self, url: str) -> None:
         say(6, "a real MCP client: list the tools and call one")
-        asyncio.run(_use_client(url))
+        asyncio.run(use_client(url))
 
     def status(self) -> None:
         say(7, "kubectl get mcps")
@@ -385,21 +374,6 @@ class Demo:
                 detail("demo objects removed; the control plane you started keeps running")
 
 
-async def _use_client(url: str) -> None:
-    from mcp import Client
-
-    async with Client(url, mode="legacy") as client:
-        tools = await client.list_tools()
-        for tool in tools.tools:
-            detail(f"tool {tool.name}: {(tool.description or '').splitlines()[0]}")
-        name = "now" if any(t.name == "now" for t in tools.tools) else tools.tools[0].name
-        result = await client.call_tool(name, {"timezone": "UTC"})
-        text = " ".join(getattr(c, "text", "") for c in result.content)
-        with contextlib.suppress(ValueError):
-            text = json.dumps(json.loads(text))
-        detail(f"call {name}(timezone=UTC) -> {text}")
-
-
 @contextlib.contextmanager
 def _interruptible() -> Iterator[None]:
     """Turn SIGTERM into KeyboardInterrupt so both clean up the same way."""
@@ -440,28 +414,60 @@ def print_install_instructions(kubeconfig: str) -> None:
     )
 
 
-def run_demo(*, state_dir: Path | None = None) -> int:
+def _run_local(demo: Demo) -> None:
+    demo.control_plane()
+    demo.webhook()
+    demo.operator()
+    config = demo.apply_server()
+    url = demo.proxy(config)
+    demo.client(url)
+    demo.status()
+
+
+def choose_real_node(state_dir: Path, *, local: bool) -> bool:
+    """Whether the demo runs on a real node; says why not when the machine does not allow it."""
+    if local:
+        print(
+            "running the local demo (--local): kwok's fake node, the proxy runner on this machine"
+        )
+        return False
+    recorded = ControlPlane.load(state_dir)
+    if recorded is not None and recorded.real_node is not None and recorded.is_healthy():
+        return True
+    problems = real_node_problems(state_dir)
+    if not problems:
+        return True
+    print(
+        "this machine cannot run a real node, so the demo runs locally instead "
+        "(kwok's fake node, the proxy runner on this machine):",
+        flush=True,
+    )
+    for problem in problems:
+        print(f"  - {problem}", flush=True)
+    return False
+
+
+def run_demo(*, state_dir: Path | None = None, local: bool = False) -> int:
     kubeconfig = foreign_cluster()
     if kubeconfig is not None:
         print_install_instructions(kubeconfig)
         return 0
-    demo = Demo(state_dir or default_state_dir())
+    directory = state_dir or default_state_dir()
+    real = choose_real_node(directory, local=local)
+    demo: Demo | RealNodeDemo = RealNodeDemo(directory) if real else Demo(directory)
     started = time.monotonic()
     try:
         with _interruptible():
-            demo.control_plane()
-            demo.webhook()
-            demo.operator()
-            config = demo.apply_server()
-            url = demo.proxy(config)
-            demo.client(url)
-            demo.status()
+            if isinstance(demo, RealNodeDemo):
+                demo.run()
+            else:
+                _run_local(demo)
             print(f"\ndemo finished in {time.monotonic() - started:.0f}s", flush=True)
             return 0
     except KeyboardInterrupt:
         print("\ninterrupted", flush=True)
         return 130
-    except DemoError as exc:
+    except (DemoError, ControlPlaneError, ImageError, BinaryError) as exc:
         print(f"\ndemo failed: {exc}", file=sys.stderr, flush=True)
         return 1
     finally:
