@@ -1,0 +1,231 @@
+"""What the real-node end-to-end tests do to a cluster, the way a platform engineer does it.
+
+Everything goes through the kubectl built for the local control plane with admin credentials:
+`kubectl apply --server-side -k` of an overlay (plus components and an `images:` list, the only
+change a test makes to the manifests), waits on what the apiserver reports, and the ClusterIPs of
+Services, which the host reaches through the real node's kube-proxy rules.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from testkit.kustomize import Install, kustomization
+
+from moorage_dev.cluster import ControlPlane
+
+SYSTEM = "moorage-system"
+T = TypeVar("T")
+Obj = dict[str, Any]
+
+
+def images_block(images: Mapping[str, str]) -> str:
+    """A kustomize `images:` list that pins each manifest image name to a built reference."""
+    lines = ["images:"]
+    for name, ref in sorted(images.items()):
+        repository, _, tag = ref.rpartition(":")
+        lines += [f"  - name: {name}", f"    newName: {repository}", f'    newTag: "{tag}"']
+    return "\n".join(lines) + "\n"
+
+
+@contextmanager
+def install_folder(install: Install, images: Mapping[str, str]) -> Iterator[Path]:
+    """A kustomization naming the overlay, its components and the images: what a user writes."""
+    with tempfile.TemporaryDirectory(prefix="moorage-install-") as tmp:
+        directory = Path(tmp)
+        text = kustomization(install, directory=directory, extra=images_block(images))
+        (directory / "kustomization.yaml").write_text(text)
+        yield directory
+
+
+def apply_install(plane: ControlPlane, install: Install, images: Mapping[str, str]) -> str:
+    """`kubectl apply --server-side -k` of `install`; kubectl's output."""
+    with install_folder(install, images) as directory:
+        out = plane.kubectl(
+            "apply", "--server-side", "--force-conflicts", "-k", str(directory), timeout=120
+        )
+    return out.stdout
+
+
+def delete_install(plane: ControlPlane, install: Install, images: Mapping[str, str]) -> None:
+    """`kubectl delete -k` of `install`, waiting until what it made is gone."""
+    with install_folder(install, images) as directory:
+        plane.kubectl(
+            "delete", "-k", str(directory), "--ignore-not-found", "--wait=true", timeout=180
+        )
+
+
+def get(plane: ControlPlane, *args: str) -> Obj:
+    out = plane.kubectl("get", *args, "-o", "json")
+    loaded: Obj = json.loads(out.stdout)
+    return loaded
+
+
+def items(plane: ControlPlane, *args: str) -> list[Obj]:
+    found: list[Obj] = get(plane, *args)["items"]
+    return found
+
+
+def wait(what: str, check: Callable[[], T | None], *, timeout: float, interval: float = 0.5) -> T:
+    """Call `check` until it returns something truthy; AssertionError naming `what` on timeout."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while True:
+        try:
+            result = check()
+        except (subprocess.CalledProcessError, AssertionError, KeyError, ValueError) as exc:
+            last = getattr(exc, "stderr", None) or str(exc)
+            result = None
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}. {last}")
+        time.sleep(interval)
+
+
+def rollout(plane: ControlPlane, namespace: str, kind_name: str, *, timeout: int = 180) -> None:
+    """`kubectl rollout status`: every replica of the new revision is updated and available."""
+    plane.kubectl(
+        "rollout",
+        "status",
+        "-n",
+        namespace,
+        kind_name,
+        f"--timeout={timeout}s",
+        timeout=timeout + 10,
+    )
+
+
+def pods(plane: ControlPlane, namespace: str, selector: str = "") -> list[Obj]:
+    return items(plane, "pods", "-n", namespace, *(["-l", selector] if selector else []))
+
+
+def ready(pod: Obj) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return pod.get("metadata", {}).get("deletionTimestamp") is None and any(
+        c["type"] == "Ready" and c["status"] == "True" for c in conditions
+    )
+
+
+def ready_pods(plane: ControlPlane, namespace: str, selector: str) -> list[Obj]:
+    return [p for p in pods(plane, namespace, selector) if ready(p)]
+
+
+def wait_ready_pods(
+    plane: ControlPlane, namespace: str, selector: str, count: int, *, timeout: float = 180
+) -> list[Obj]:
+    """Exactly `count` Ready pods match `selector` (and none is terminating)."""
+
+    def settled() -> list[Obj] | None:
+        found = ready_pods(plane, namespace, selector)
+        return (
+            found
+            if len(found) == count and len(pods(plane, namespace, selector)) == count
+            else None
+        )
+
+    return wait(f"{count} Ready pods {selector} in {namespace}", settled, timeout=timeout)
+
+
+def cluster_ip(plane: ControlPlane, namespace: str, service: str) -> str:
+    ip: str = get(plane, "service", "-n", namespace, service)["spec"]["clusterIP"]
+    return ip
+
+
+def phase(plane: ControlPlane, namespace: str, server: str) -> str:
+    status = get(plane, "mcpserver", "-n", namespace, server).get("status") or {}
+    return str(status.get("phase", ""))
+
+
+def wait_phase(
+    plane: ControlPlane, namespace: str, server: str, want: str, *, timeout: float = 180
+) -> Obj:
+    def reached() -> Obj | None:
+        obj = get(plane, "mcpserver", "-n", namespace, server)
+        return obj if (obj.get("status") or {}).get("phase") == want else None
+
+    try:
+        return wait(f"MCPServer {namespace}/{server} phase {want}", reached, timeout=timeout)
+    except AssertionError as exc:
+        obj = get(plane, "mcpserver", "-n", namespace, server)
+        events = plane.kubectl("get", "events", "-n", namespace, check=False).stdout
+        raise AssertionError(f"{exc}\nstatus: {obj.get('status')}\nevents:\n{events}") from None
+
+
+def create_namespace(plane: ControlPlane, name: str, labels: Mapping[str, str] = {}) -> None:
+    body = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "labels": dict(labels)},
+    }
+    plane.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(body))
+    wait(
+        f"ServiceAccount default in {name}",
+        lambda: plane.kubectl("get", "sa", "default", "-n", name, check=False).returncode == 0,
+        timeout=30,
+    )
+
+
+def token(plane: ControlPlane, namespace: str, service_account: str, audience: str) -> str:
+    """A TokenRequest token for `namespace/service_account` with `audience`."""
+    out = plane.kubectl(
+        "create", "token", service_account, "-n", namespace, f"--audience={audience}"
+    )
+    return out.stdout.strip()
+
+
+def renew_certificate(plane: ControlPlane, namespace: str, name: str) -> None:
+    """Ask cert-manager to re-issue a Certificate now, as `cmctl renew` does: an `Issuing`
+    condition set through the status subresource."""
+    certificate = get(plane, "certificate", "-n", namespace, name)
+    conditions = [
+        c for c in (certificate.get("status") or {}).get("conditions", []) if c["type"] != "Issuing"
+    ]
+    conditions.append(
+        {
+            "type": "Issuing",
+            "status": "True",
+            "reason": "ManuallyTriggered",
+            "message": "Certificate re-issuance manually triggered",
+            "lastTransitionTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "observedGeneration": certificate["metadata"]["generation"],
+        }
+    )
+    plane.kubectl(
+        "patch",
+        "certificate",
+        name,
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"conditions": conditions}}),
+    )
+
+
+def lease_holder(plane: ControlPlane, name: str = "moorage-operator") -> str:
+    lease = get(plane, "lease", "-n", SYSTEM, name)
+    return str((lease.get("spec") or {}).get("holderIdentity") or "")
+
+
+def dump(plane: ControlPlane, namespace: str) -> str:
+    """What a person reads when an e2e step fails: pods, events and the recent logs."""
+    parts = [
+        plane.kubectl("get", "all,mcpserver", "-n", namespace, "-o", "wide", check=False).stdout
+    ]
+    parts.append(plane.kubectl("get", "events", "-n", namespace, check=False).stdout)
+    for pod in pods(plane, namespace):
+        name = pod["metadata"]["name"]
+        logs = plane.kubectl(
+            "logs", "-n", namespace, name, "--all-containers", "--tail=40", check=False
+        )
+        parts.append(f"--- logs {name}\n{logs.stdout}{logs.stderr}")
+    return "\n".join(parts)
