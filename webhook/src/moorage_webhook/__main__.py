@@ -1,45 +1,46 @@
 """`moorage-webhook --cert-dir DIR [--bind HOST:PORT] [--metrics-bind HOST:PORT]`.
 
 Parses settings, configures logging, serves until SIGTERM or SIGINT, then stops accepting and lets
-in-flight reviews finish. Exit codes: 0 after a graceful stop, 2 for a bad setting.
+in-flight reviews finish (bounded by `--drain-timeout`). A certificate directory or an address
+that cannot be used ends the start-up with one `startup_failed` line naming the setting. Exit
+codes: 0 after a graceful stop, 1 when an address is in use or a background task failed, 2 for a
+bad setting.
 """
 
 from __future__ import annotations
 
-import asyncio
 import gc
-import signal
 import sys
 from collections.abc import Sequence
 
 import structlog
 
 from moorage_core.loggers import configure_logging
+from moorage_core.running import Lifecycle, run_service
 from moorage_core.settings import SettingError
+from moorage_core.supervising import TaskSupervisor
 from moorage_webhook.server import WebhookServer
 from moorage_webhook.settings import WebhookSettings
 
 log = structlog.get_logger(__name__)
 
 
-async def run_webhook(settings: WebhookSettings) -> int:
-    """Serve until SIGTERM/SIGINT; the process exit code."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    server = WebhookServer(settings)
+async def run_webhook(settings: WebhookSettings, *, lifecycle: Lifecycle) -> int:
+    """Serve until `lifecycle.stop` (SIGTERM/SIGINT); the process exit code."""
+    supervisor = TaskSupervisor(on_failure=lifecycle.stop.set)
+    server = WebhookServer(settings, supervisor=supervisor)
     await server.start()
     # Everything alive now (modules, validators, compiled schemas) lives as long as the process.
     # Freezing it keeps the collector's full passes, which would scan it all, to the objects
     # reviews leave behind: a full pass over the start-up heap is a pause of tens of ms.
     gc.collect()
     gc.freeze()
+    lifecycle.serving()
     try:
-        await stop.wait()
-        log.info("shutdown_requested")
+        await supervisor.wait(lifecycle.stop)
     finally:
         await server.stop()
+        await supervisor.aclose()
     return 0
 
 
@@ -57,7 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     configure_logging(fmt=settings.log_format, level=settings.log_level)
-    return asyncio.run(run_webhook(settings))
+    return run_service(
+        lambda lifecycle: run_webhook(settings, lifecycle=lifecycle),
+        drain_timeout=settings.drain_timeout,
+    )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Serving the webhook: the admission port and the metrics port, over one reloading TLS context.
 
 `WebhookServer` runs inside an event loop (the command's, or a test's): `start()` binds both
-ports, `stop()` closes them after in-flight requests finish. The certificate pair comes from
+ports, `stop()` closes them after in-flight requests finish (bounded by `--drain-timeout`). A
+certificate directory or an address that cannot be used is a `StartupFailure` naming its setting. The certificate pair comes from
 `--cert-dir` and is reloaded when cert-manager rewrites it; both ports present the same pair.
 Readiness (on both ports) requires a certificate that has not expired; liveness only needs the
 loop to answer.
@@ -16,7 +17,8 @@ from cryptography import x509
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from moorage_core.serving import HealthChecks, HTTPSServer, make_health_app
-from moorage_core.tls import ReloadingTLS
+from moorage_core.startup import load_tls
+from moorage_core.supervising import TaskSupervisor
 from moorage_webhook.app import make_app
 from moorage_webhook.metrics import WebhookMetrics
 from moorage_webhook.settings import WebhookSettings
@@ -30,7 +32,11 @@ class WebhookServer:
     """The admission server (`settings.bind`) and the metrics server (`settings.metrics_bind`)."""
 
     def __init__(
-        self, settings: WebhookSettings, *, registry: CollectorRegistry | None = None
+        self,
+        settings: WebhookSettings,
+        *,
+        registry: CollectorRegistry | None = None,
+        supervisor: TaskSupervisor | None = None,
     ) -> None:
         self.settings = settings
         if registry is None:
@@ -40,8 +46,9 @@ class WebhookServer:
             GCCollector(registry=registry)
         self.registry = registry
         self.metrics = WebhookMetrics.create(registry)
-        self.tls = ReloadingTLS.from_dir(
+        self.tls = load_tls(
             settings.cert_dir,
+            setting="CERT_DIR / --cert-dir",
             hosts=["localhost", "127.0.0.1"],
             common_name=COMMON_NAME,
             poll_interval=settings.tls_poll_interval,
@@ -53,10 +60,19 @@ class WebhookServer:
             host=host,
             port=port,
             tls=self.tls,
+            setting="BIND / --bind",
+            shutdown_timeout=settings.drain_timeout,
+            supervisor=supervisor,
         )
         metrics_host, metrics_port = settings.metrics_bind
         self.monitoring = HTTPSServer(
-            make_health_app(registry, checks), host=metrics_host, port=metrics_port, tls=self.tls
+            make_health_app(registry, checks),
+            host=metrics_host,
+            port=metrics_port,
+            tls=self.tls,
+            setting="METRICS_BIND / --metrics-bind",
+            shutdown_timeout=settings.drain_timeout,
+            supervisor=supervisor,
         )
 
     @property
@@ -81,7 +97,11 @@ class WebhookServer:
 
     async def start(self) -> None:
         await self.admission.start()
-        await self.monitoring.start()
+        try:
+            await self.monitoring.start()
+        except BaseException:
+            await self.admission.stop()
+            raise
         log.info("webhook_started", port=self.port, metrics_port=self.metrics_port)
 
     async def stop(self) -> None:

@@ -48,6 +48,10 @@ class WebhookSettings:
     """MAX_REQUEST_BYTES / --max-request-bytes: largest AdmissionReview body accepted; larger
     ones get 413. Default 6 MiB: an object and its old version, each up to etcd's 1.5 MiB, with
     room for JSON escaping."""
+    drain_timeout: float = 5.0
+    """DRAIN_TIMEOUT / --drain-timeout: seconds SIGTERM lets reviews in flight finish before the
+    process exits (Go duration accepted). Default 5s: the apiserver waits at most 10s for a
+    review, and the pod's grace period must cover the drain."""
     tls_poll_interval: float = 2.0
     """TLS_POLL_INTERVAL / --tls-poll-interval: seconds between checks of the certificate files
     for a rotation (Go duration accepted). Default 2s."""
@@ -102,6 +106,14 @@ _SPECS: tuple[SettingSpec, ...] = (
         _size,
         "BYTES",
         "largest AdmissionReview accepted",
+    ),
+    SettingSpec(
+        "drain_timeout",
+        "DRAIN_TIMEOUT",
+        "drain-timeout",
+        parse_positive_duration,
+        "DURATION",
+        "how long SIGTERM lets reviews in flight finish",
     ),
     SettingSpec(
         "tls_poll_interval",
