@@ -192,9 +192,17 @@ class CertManager:
         self.binaries[name] = Path(argv[0])
 
     def start(self) -> None:
-        """Install the CRDs, start the controller and the cainjector, wait until they work."""
+        """Install the CRDs, start the controller and the cainjector, wait until they work.
+
+        A cert-manager already recorded for this state directory is adopted while all of it runs
+        and stopped otherwise, so two callers never leave a second, unrecorded pair behind.
+        """
         started = time.monotonic()
         release = self.release
+        if not self.pids:
+            recorded = CertManager.load(self.plane, report=self.report)
+            if recorded is not None:
+                self.pids, self.binaries = recorded.pids, recorded.binaries
         if self.pids and all(self.running().values()):
             self.report("cert-manager already running")
             return

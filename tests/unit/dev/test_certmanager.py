@@ -176,3 +176,23 @@ def test_a_recorded_pid_that_now_runs_something_else_is_left_alone(tmp_path: Pat
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_start_adopts_a_recorded_cert_manager_that_still_runs(tmp_path: Path) -> None:
+    plane = ControlPlane(tmp_path)
+    proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        record = {
+            "pids": {name: proc.pid for name in CERT_MANAGER_COMMANDS},
+            "binaries": {name: "/usr/bin/sleep" for name in CERT_MANAGER_COMMANDS},
+        }
+        (tmp_path / "cert-manager.json").write_text(json.dumps(record))
+        release = CertManagerRelease(version=CERT_MANAGER_VERSION, directory=tmp_path / "r")
+        manager = CertManager(plane, release=release)
+        # Adopting must not touch the apiserver: this plane was never started.
+        manager.start()
+        assert manager.pids == record["pids"]
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()
