@@ -18,6 +18,7 @@ still there afterwards. Other code uses `name`, `bridge_ip`, `pod_cidr`, `import
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import socket
 import subprocess
@@ -128,6 +129,8 @@ class RealNode:
         # Known only to the process that prepared the node.
         self._pause_archive: Path | None = None
         self._commands: dict[str, list[str]] = {}
+        # What stop() stopped, so find_leftovers() can check they are gone.
+        self._stopped_pids: dict[str, int] = {}
 
     # -- what other code uses ---------------------------------------------------------------
 
@@ -413,11 +416,10 @@ class RealNode:
     # -- stop ---------------------------------------------------------------------------------
 
     def _cleanup_stale(self, state_dir: Path) -> None:
-        import json
-
         with contextlib.suppress(OSError, ValueError, KeyError):
             state = json.loads((state_dir / "state.json").read_text())["real_node"]
-            RealNode.from_state(state_dir, state, report=self.report).stop()
+            # The claim is ours now; the dead node's machine-wide leftovers are ours to remove.
+            RealNode.from_state(state_dir, state, report=self.report).stop(owns_machine=True)
 
     def _stop_process(self, name: str) -> None:
         pid = self.pids.get(name)
@@ -465,49 +467,77 @@ class RealNode:
                     found.append(int(proc.name))
         return found
 
-    def stop(self) -> None:
+    def stop(self, *, owns_machine: bool | None = None) -> None:
         """Take away everything the node made; safe at any point and more than once.
 
         The machine-wide parts (firewall, bridge, sysctls, pod cgroups) are undone only by the
         node that holds the machine's claim (or when nobody does): a node whose start failed
-        because another one runs must not tear the other one down.
+        because another one runs must not tear the other one down. Every step runs even when an
+        earlier one failed; failures are reported, and `find_leftovers()` says what stayed.
         """
-        owner = claim_owner()
-        owns_machine = owner is None or owner == self.state_dir
-        self._stop_process("kubelet")
-        self._kill_containers(owns_machine=owns_machine)
-        for name in ("kube-proxy", "apiserver-forwarder", "coredns"):
-            self._stop_process(name)
-        failures = unmount_all_under(self.paths.root)
+        if owns_machine is None:
+            owner = claim_owner()
+            owns_machine = owner is None or owner == self.state_dir
+        steps: list[tuple[str, Callable[[], object]]] = [
+            ("stop kubelet", lambda: self._stop_process("kubelet")),
+            ("kill the containers", lambda: self._kill_containers(owns_machine=owns_machine)),
+            *(
+                (f"stop {name}", lambda name=name: self._stop_process(name))
+                for name in ("kube-proxy", "apiserver-forwarder", "coredns")
+            ),
+            ("unmount", self._unmount),
+        ]
+        if owns_machine:
+            steps += [
+                ("remove the firewall rules", remove_iptables_rules),
+                ("delete the bridge", lambda: delete_bridge(self.network)),
+                ("restore the sysctls", lambda: restore_sysctls(self.saved_sysctls)),
+                ("remove the pod cgroups", remove_pod_cgroups),
+                (
+                    "remove host files",
+                    lambda: remove_host_files(
+                        self.paths.pod_logs,
+                        container_ids=self._container_ids(),
+                        created_dirs=self.created_dirs,
+                    ),
+                ),
+                ("release the machine", lambda: release_machine(self.state_dir)),
+            ]
+        for what, step in steps:
+            try:
+                step()
+            except (OSError, subprocess.SubprocessError, HostError, RealNodeError) as exc:
+                self.report(f"real node teardown: could not {what}: {exc}")
+        self._stopped_pids.update(self.pids)
         self.pids.clear()
+
+    def _unmount(self) -> None:
+        failures = unmount_all_under(self.paths.root)
         if failures:
             self.report("still mounted after the node stopped: " + ", ".join(failures))
-        if not owns_machine:
-            return
-        remove_iptables_rules()
-        delete_bridge(self.network)
-        restore_sysctls(self.saved_sysctls)
-        remove_pod_cgroups()
-        remove_host_files(
-            self.paths.pod_logs,
-            container_ids=self._container_ids(),
-            created_dirs=self.created_dirs,
-        )
-        release_machine(self.state_dir)
 
     def find_leftovers(self) -> list[str]:
-        """What the node made that is still there (empty after a clean `stop()`)."""
+        """What the node made that is still there (empty after a clean `stop()`).
+
+        Machine-wide things (firewall, bridge, route, ip_forward) count only while no other live
+        node holds the machine: then they are that node's.
+        """
+        pids = {**self._stopped_pids, **self.pids}
         found = [
-            f"process {name} (pid {self.pids[name]})" for name, up in self.running().items() if up
+            f"process {name} (pid {pid})"
+            for name, pid in pids.items()
+            if pid_runs(pid, self.argv.get(name, [name])[0])
         ]
         found += [f"shim pid {pid}" for pid in self._shim_pids()]
         found += [f"mount {p}" for p in mounts_under(self.paths.root)]
+        owner = claim_owner()
+        if owner is not None and owner != self.state_dir:
+            return found
         found += leftover_iptables()
         found += leftover_network(self.network)
-        if read_sysctl(IP_FORWARD_SYSCTL) != self.saved_sysctls.get(
-            IP_FORWARD_SYSCTL, read_sysctl(IP_FORWARD_SYSCTL)
-        ):
-            found.append("ip_forward not restored")
+        before = self.saved_sysctls.get(IP_FORWARD_SYSCTL)
+        if before is not None and read_sysctl(IP_FORWARD_SYSCTL) != before:
+            found.append(f"ip_forward is not back to {before}")
         return found
 
 

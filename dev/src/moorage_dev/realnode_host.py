@@ -194,14 +194,18 @@ def leftover_iptables() -> list[str]:
 
 
 def _kubepods_cgroups() -> list[Path]:
-    """Every kubelet pod cgroup folder, deepest first, in every hierarchy."""
+    """Every kubelet pod cgroup folder, deepest first, in every hierarchy.
+
+    Folders come and go while we look (runc removes a container's as it dies), so a folder that
+    vanishes under the walk is simply not listed.
+    """
     found: list[Path] = []
     root = Path("/sys/fs/cgroup")
-    candidates = [root / "kubepods"] + [h / "kubepods" for h in root.iterdir() if h.is_dir()]
-    for top in candidates:
-        if top.is_dir():
-            found.extend(p for p in top.rglob("*") if p.is_dir())
-            found.append(top)
+    with contextlib.suppress(OSError):
+        tops = [root / "kubepods"] + [h / "kubepods" for h in root.iterdir() if h.is_dir()]
+        for top in tops:
+            for folder, _dirs, _files in os.walk(top, onerror=lambda _err: None):
+                found.append(Path(folder))
     return sorted(set(found), key=lambda p: -len(p.parts))
 
 
