@@ -102,6 +102,9 @@ def certmanager(state_dir: Path, action: str) -> int:
         return 1
     manager = CertManager.load(plane, report=_say) or CertManager(plane, report=_say)
     if action == "status":
+        if not manager.pids:
+            print("cert-manager: not started")
+            return 1
         for name, alive in manager.running().items():
             print(f"{name:<26} {'running' if alive else 'stopped'} (pid {manager.pids[name]})")
         return 0 if manager.pids and all(manager.running().values()) else 1
