@@ -123,10 +123,10 @@ class HTTPSServer:
                 )
                 await site.start()
         except BaseException:
-            for sock in sockets:
-                sock.close()
             await self._runner.cleanup()
             self._runner = None
+            for sock in sockets:
+                sock.close()  # those no site took over
             raise
         # Bound to an ephemeral port (tests): report the real one.
         self.port = bound_port(sockets, default=self.port)

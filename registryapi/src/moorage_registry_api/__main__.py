@@ -1,6 +1,9 @@
 """`moorage-registry-api --data-dir DIR --port 8080`: serve an MCPRegistry's synced data.
 
-Exit codes: 0 after SIGTERM/SIGINT, 2 for a bad setting.
+Binds its address first, then serves until SIGTERM/SIGINT and lets requests in flight finish
+(bounded by `DRAIN_TIMEOUT`). A data directory that does not exist or an address that cannot be
+used ends the start-up with one `startup_failed` line naming the setting. Exit codes: 0 after
+SIGTERM/SIGINT, 1 when the address is in use or the data poll died, 2 for a bad setting.
 """
 
 from __future__ import annotations
@@ -12,11 +15,54 @@ import structlog
 from aiohttp import web
 
 from moorage_core.loggers import configure_logging
+from moorage_core.running import Lifecycle, run_service
 from moorage_core.settings import SettingError
+from moorage_core.startup import Listener, StartupFailure, bound_port, listen_sockets
+from moorage_core.supervising import TaskSupervisor
 from moorage_registry_api.application import make_app
-from moorage_registry_api.settings import parse_settings
+from moorage_registry_api.settings import ApiSettings, parse_settings
 
 log = structlog.get_logger(__name__)
+
+DATA_DIR_SETTING = "REGISTRY_DATA_DIR / --data-dir"
+LISTEN_SETTING = "REGISTRY_API_HOST / --host and REGISTRY_API_PORT / --port"
+
+
+async def serve_registry(settings: ApiSettings, *, lifecycle: Lifecycle) -> int:
+    """Serve until `lifecycle.stop`; the process exit code."""
+    if not settings.data_dir.is_dir():
+        raise StartupFailure(
+            DATA_DIR_SETTING,
+            f"{settings.data_dir} is not a directory",
+            hint="mount the MCPRegistry's storage ConfigMap there",
+        )
+    sockets = listen_sockets(Listener(settings.host, settings.port, LISTEN_SETTING))
+    supervisor = TaskSupervisor(on_failure=lifecycle.stop.set)
+    runner = web.AppRunner(
+        make_app(settings, supervisor=supervisor),
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=settings.drain_timeout,
+    )
+    try:
+        await runner.setup()
+        for sock in sockets:
+            await web.SockSite(runner, sock).start()
+        log.info(
+            "registry_api_started",
+            data_dir=str(settings.data_dir),
+            host=settings.host,
+            port=bound_port(sockets, default=settings.port),
+        )
+        lifecycle.serving()
+        await supervisor.wait(lifecycle.stop)
+    finally:
+        await runner.cleanup()
+        for sock in sockets:
+            sock.close()  # those no site took over
+        await supervisor.aclose()
+    log.info("registry_api_stopped")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -27,22 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"moorage-registry-api: {exc}", file=sys.stderr)
         return 2
     configure_logging(fmt=settings.log_format, level=settings.log_level)
-    log.info(
-        "registry_api_starting",
-        data_dir=str(settings.data_dir),
-        host=settings.host,
-        port=settings.port,
+    return run_service(
+        lambda lifecycle: serve_registry(settings, lifecycle=lifecycle),
+        drain_timeout=settings.drain_timeout,
     )
-    web.run_app(
-        make_app(settings),
-        host=settings.host,
-        port=settings.port,
-        access_log=None,
-        print=None,
-        shutdown_timeout=5.0,
-    )
-    log.info("registry_api_stopped")
-    return 0
 
 
 if __name__ == "__main__":

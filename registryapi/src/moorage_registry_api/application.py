@@ -32,6 +32,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from moorage_core.supervising import TaskSupervisor
 from moorage_registry_api.catalog import Catalog, QueryError, parse_query, search
 from moorage_registry_api.reloading import DataStore, Reload
 from moorage_registry_api.settings import ApiSettings
@@ -173,9 +174,13 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 def make_app(
-    settings: ApiSettings, *, registry: CollectorRegistry | None = None
+    settings: ApiSettings,
+    *,
+    registry: CollectorRegistry | None = None,
+    supervisor: TaskSupervisor | None = None,
 ) -> web.Application:
-    """The application serving `settings.data_dir`; it polls for changes while it runs."""
+    """The application serving `settings.data_dir`; it polls for changes while it runs (under
+    `supervisor` when given, so that a poll loop that dies ends the process)."""
     stats = ApiMetrics.create(registry or CollectorRegistry())
     store = DataStore(settings.data_dir, on_reload=stats.observe_reload)
     app = web.Application(middlewares=[observe], client_max_size=1024)
@@ -188,8 +193,11 @@ def make_app(
 
     async def watch_data(app: web.Application) -> AsyncIterator[None]:
         await store.refresh()
-        task = asyncio.create_task(
-            store.run(interval=settings.poll_interval), name="registry data poll"
+        poll = store.run(interval=settings.poll_interval)
+        task = (
+            supervisor.spawn("registry data poll", poll)
+            if supervisor is not None
+            else asyncio.create_task(poll, name="registry data poll")
         )
         yield
         task.cancel()

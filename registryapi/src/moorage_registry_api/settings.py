@@ -33,6 +33,9 @@ class ApiSettings:
     poll_interval: float = 2.0
     """--poll-interval / REGISTRY_POLL_INTERVAL: seconds (Go duration accepted) between checks
     of the data files for changes. Default 2s."""
+    drain_timeout: float = 5.0
+    """--drain-timeout / DRAIN_TIMEOUT: seconds SIGTERM lets requests in flight finish (Go
+    duration accepted). Default 5s."""
     log_format: str = "auto"
     """--log-format / LOG_FORMAT: json, console or auto (console on a TTY). Default auto."""
     log_level: str = "info"
@@ -52,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--poll-interval",
         metavar="DURATION",
         help="how often to check the data for changes, e.g. 2s [env REGISTRY_POLL_INTERVAL]",
+    )
+    parser.add_argument(
+        "--drain-timeout",
+        metavar="DURATION",
+        help="how long SIGTERM lets requests in flight finish, e.g. 5s [env DRAIN_TIMEOUT]",
     )
     parser.add_argument(
         "--log-format", metavar="FORMAT", help="json, console or auto [env LOG_FORMAT]"
@@ -81,6 +89,7 @@ _OPTIONAL: tuple[tuple[str, str, str, Callable[[str], Any]], ...] = (
     ("host", "host", "REGISTRY_API_HOST", str.strip),
     ("port", "port", "REGISTRY_API_PORT", _port),
     ("poll_interval", "poll-interval", "REGISTRY_POLL_INTERVAL", _interval),
+    ("drain_timeout", "drain-timeout", "DRAIN_TIMEOUT", _interval),
     ("log_format", "log-format", "LOG_FORMAT", parse_choice(_LOG_FORMATS)),
     ("log_level", "log-level", "LOG_LEVEL", parse_choice(_LOG_LEVELS)),
 )

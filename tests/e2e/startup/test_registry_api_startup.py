@@ -1,0 +1,56 @@
+"""`moorage-registry-api` that cannot start says which setting to change, exits, and never
+hangs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from startupkit import assert_clean_failure, free_port, port_in_use, run_command, terminate_when
+
+pytestmark = pytest.mark.e2e
+
+API = "moorage_registry_api"
+
+
+def test_a_port_in_use_names_the_listen_settings(tmp_path: Path) -> None:
+    with port_in_use() as port:
+        outcome = run_command(
+            API, "--data-dir", str(tmp_path), "--host", "127.0.0.1", "--port", str(port)
+        )
+    assert_clean_failure(
+        outcome,
+        code=1,
+        setting="REGISTRY_API_HOST / --host and REGISTRY_API_PORT / --port",
+        problem=f"127.0.0.1:{port} is in use",
+    )
+
+
+def test_a_missing_data_directory_names_data_dir(tmp_path: Path) -> None:
+    outcome = run_command(
+        API, "--data-dir", str(tmp_path / "absent"), "--host", "127.0.0.1", "--port", "0"
+    )
+    assert_clean_failure(
+        outcome,
+        code=2,
+        setting="REGISTRY_DATA_DIR / --data-dir",
+        problem=f"{tmp_path / 'absent'} is not a directory",
+    )
+
+
+def test_sigterm_while_serving_exits_within_the_drain_timeout(tmp_path: Path) -> None:
+    outcome, waited = terminate_when(
+        API,
+        "--data-dir",
+        str(tmp_path),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(free_port()),
+        "--drain-timeout",
+        "2s",
+        ready="registry_api_started",
+    )
+    assert outcome.code == 0, outcome.output
+    assert waited < 2.0
+    assert "Traceback" not in outcome.output
