@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from moorage_dev.dns import CLUSTER_DOMAIN, dns_ready, ensure_coredns, write_corefile
 from moorage_dev.mounts import mounts_under, unmount_all_under
 from moorage_dev.pauseimage import ensure_pause_image, has_cached_pause_image
 from moorage_dev.pki import Pki
@@ -75,10 +76,7 @@ BRIDGE = "moorage0"
 # Private, and far from the ranges Docker, kind and most VPNs pick.
 REAL_POD_CIDR = "10.250.0.0/24"
 NODE_LABELS = {"moorage.dev/node": "real"}
-CLUSTER_DOMAIN = "cluster.local"
 DNS_PORT = 53
-# Start order; stop goes the other way.
-PROCESSES = ("containerd", "kubelet", "kube-proxy", "apiserver-forwarder", "coredns")
 
 
 class RealNodeError(RuntimeError):
@@ -89,15 +87,6 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _coredns_module() -> Any | None:
-    """dns.py (CoreDNS build, Corefile, probe) when it is part of this checkout."""
-    try:
-        from moorage_dev import dns
-    except ImportError:
-        return None
-    return dns
 
 
 class RealNode:
@@ -128,6 +117,7 @@ class RealNode:
         self.created_dirs: list[str] = []
         # Known only to the process that prepared the node.
         self._pause_archive: Path | None = None
+        self._coredns: Path | None = None
         self._commands: dict[str, list[str]] = {}
         # What stop() stopped, so find_leftovers() can check they are gone.
         self._stopped_pids: dict[str, int] = {}
@@ -258,6 +248,8 @@ class RealNode:
             self._cleanup_stale(stale)
         pause = ensure_pause_image()
         self.pause_image = pause.name
+        # Built once (a Go build) before anything starts, so no process waits for it.
+        self._coredns = ensure_coredns(self.report)
         self.created_dirs = absent_host_dirs()
         for name in (IP_FORWARD_SYSCTL, BRIDGE_NF_CALL, *KUBELET_SYSCTLS):
             value = read_sysctl(name)
@@ -308,7 +300,6 @@ class RealNode:
             "kubelet-healthz": _free_port(),
             "kube-proxy-healthz": _free_port(),
             "kube-proxy-metrics": _free_port(),
-            "coredns-ready": _free_port(),
         }
         paths.kubelet_config.write_text(
             build_kubelet_config(
@@ -376,18 +367,16 @@ class RealNode:
                 target_port=apiserver_port,
             ),
         )
-        dns = _coredns_module()
-        if dns is not None:
-            coredns = dns.ensure_coredns(self.report)
-            corefile = dns.write_corefile(
-                self.paths.corefile_dir,
-                bind_ip=self.bridge_ip,
-                port=DNS_PORT,
-                kubeconfig=admin_kubeconfig,
-                reverse_cidrs=[self.network.service_cidr, self.network.pod_cidr],
-                domain=CLUSTER_DOMAIN,
-            )
-            self._spawn("coredns", [str(coredns), "-conf", str(corefile)])
+        corefile = write_corefile(
+            self.paths.corefile_dir,
+            bind_ip=self.bridge_ip,
+            port=DNS_PORT,
+            kubeconfig=admin_kubeconfig,
+            reverse_cidrs=[self.network.service_cidr, self.network.pod_cidr],
+            domain=CLUSTER_DOMAIN,
+        )
+        assert self._coredns is not None, "prepare() comes first"
+        self._spawn("coredns", [str(self._coredns), "-conf", str(corefile)])
 
     def readiness_checks(self, node_ready: Callable[[str], bool]) -> dict[str, Callable[[], bool]]:
         """Process name -> a check that passes once it serves; the caller polls them together."""
@@ -398,9 +387,8 @@ class RealNode:
             ),
             "apiserver-forwarder": lambda: _port_open(self.bridge_ip, APISERVER_FORWARD_PORT),
         }
-        dns = _coredns_module()
-        if "coredns" in self.pids and dns is not None:
-            checks["coredns"] = lambda: bool(dns.dns_ready(self.bridge_ip, DNS_PORT))
+        if "coredns" in self.pids:
+            checks["coredns"] = lambda: dns_ready(self.bridge_ip, DNS_PORT, domain=CLUSTER_DOMAIN)
         return checks
 
     def wait_for(self, name: str, check: Callable[[], bool], *, timeout: float) -> None:
