@@ -1,13 +1,16 @@
 """One real node beside kwok's fake one: containerd, kubelet, kube-proxy, CoreDNS on a bridge.
 
 The control plane (`cluster.ControlPlane(state_dir, real_node=True)`) drives a `RealNode` through
-its start in three steps that overlap with its own start-up:
+its start in steps that overlap with its own start-up:
 
-1. `prepare()` before etcd starts: claim the machine (one real node at a time), make the bridge,
-   its route and the forward guard, write every configuration, start containerd.
-2. `start_node_processes(server_port)` once the apiserver is ready: import the pause image, then
-   start kubelet, kube-proxy, the apiserver forwarder (socat) and CoreDNS.
-3. `readiness_checks()`: what the control plane waits for, in parallel with its own waits.
+1. `check_host()` first of all: the preflight (`realnode_preflight`), one line when it fails.
+2. `prepare()` before etcd starts: claim the machine (one real node at a time), make or find the
+   pause image and CoreDNS, make the bridge, its route and the forward guard, write every
+   configuration, start containerd.
+3. `await_containerd()` while the apiserver starts: containerd answers and has the pause image.
+4. `start_node_processes()` once the apiserver is ready: kubelet, kube-proxy, the apiserver
+   forwarder (socat) and CoreDNS.
+5. `readiness_checks()`: what the control plane waits for, together with its own waits.
 
 `stop()` takes everything away again, safe to run at any point of a failed start and from another
 process (the state file keeps pids, recorded sysctls and paths); `find_leftovers()` lists what is
