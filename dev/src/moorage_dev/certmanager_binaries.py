@@ -46,6 +46,8 @@ CERT_MANAGER_CRD_FILES = (
     "cert-manager.io_issuers.yaml",
 )
 _GO_SOURCES = "certmanager_go"
+# cert-manager v1.21's go.mod says `go 1.26.0`.
+GO_MIN_VERSION = (1, 26)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +94,28 @@ def cert_manager_ldflags(version: str) -> str:
     """Strip symbols and stamp the version that `--version` and the User-Agent report."""
     prefix = f"{CERT_MANAGER_MODULE}/pkg/util"
     return f"-s -w -X {prefix}.AppVersion=v{version} -X {prefix}.AppGitState=clean"
+
+
+def is_go_new_enough(go_version: str, minimum: tuple[int, int] = GO_MIN_VERSION) -> bool:
+    """Whether `go env GOVERSION` output (`go1.26.8`, `go1.27rc1`) is at least `minimum`."""
+    digits = go_version.removeprefix("go").split(".")
+    try:
+        major = int(digits[0])
+        minor = int("".join(c for c in digits[1] if c.isdigit()) or "0")
+    except (ValueError, IndexError):
+        # An unknown spelling (a development build): let the build itself decide.
+        return True
+    return (major, minor) >= minimum
+
+
+def _check_go_version(go: str) -> None:
+    proc = subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True, check=False)
+    version = proc.stdout.strip()
+    if not is_go_new_enough(version):
+        raise BinaryError(
+            f"{version or 'this Go'} is too old to build cert-manager v{CERT_MANAGER_VERSION}: "
+            f"need >= {GO_MIN_VERSION[0]}.{GO_MIN_VERSION[1]}"
+        )
 
 
 def _copy_go_sources(work: Path) -> None:
@@ -163,6 +187,7 @@ def ensure_cert_manager_binaries(
         if release.is_complete():
             return release
         go = go_binary()
+        _check_go_version(go)
         say(f"building cert-manager v{version} (cached in {release.directory} afterwards)")
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=release.directory))
         try:

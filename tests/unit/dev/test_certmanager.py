@@ -196,3 +196,18 @@ def test_start_adopts_a_recorded_cert_manager_that_still_runs(tmp_path: Path) ->
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.mark.parametrize(
+    ("version", "enough"),
+    [
+        ("go1.26.8", True),
+        ("go1.27rc1", True),
+        ("go1.25.5", False),
+        ("go1.26", True),
+        ("devel +abc", True),
+    ],
+    ids=["release", "release-candidate", "too-old", "no-patch", "development-build"],
+)
+def test_go_version_gate(version: str, enough: bool) -> None:
+    assert certmanager_binaries.is_go_new_enough(version) is enough
