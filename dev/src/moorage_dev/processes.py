@@ -9,10 +9,30 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
+
+# Root's tools (ip, iptables, runc, ...) live here; a PATH without them is common under sudo or
+# in a non-login shell, and kubelet, kube-proxy and containerd run them by name.
+_SBIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")
+
+
+def search_path() -> str:
+    """$PATH with the sbin folders appended where missing."""
+    parts = [p for p in os.environ.get("PATH", "/usr/bin:/bin").split(":") if p]
+    return ":".join(parts + [d for d in _SBIN_DIRS if d not in parts])
+
+
+def find_command(name: str) -> str | None:
+    return shutil.which(name, path=search_path())
+
+
+def system_env() -> dict[str, str]:
+    """This process's environment with `search_path()` as PATH, for the programs we start."""
+    return {**os.environ, "PATH": search_path()}
 
 
 def spawn(argv: list[str], *, log_path: Path, cwd: Path, env: dict[str, str] | None = None) -> int:

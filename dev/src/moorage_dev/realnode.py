@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import socket
 import subprocess
 import time
@@ -35,7 +34,14 @@ from moorage_dev.dns import CLUSTER_DOMAIN, dns_ready, ensure_coredns, write_cor
 from moorage_dev.mounts import mounts_under, unmount_all_under
 from moorage_dev.pauseimage import ensure_pause_image, has_cached_pause_image
 from moorage_dev.pki import Pki
-from moorage_dev.processes import pid_alive, pid_runs, spawn, terminate
+from moorage_dev.processes import (
+    find_command,
+    pid_alive,
+    pid_runs,
+    spawn,
+    system_env,
+    terminate,
+)
 from moorage_dev.realnode_configs import (
     APISERVER_FORWARD_PORT,
     KUBELET_SYSCTLS,
@@ -149,6 +155,7 @@ class RealNode:
             text=True,
             check=False,
             timeout=timeout,
+            env=system_env(),
         )
         if check and proc.returncode != 0:
             raise RealNodeError(
@@ -274,7 +281,7 @@ class RealNode:
         self._spawn(
             "containerd",
             [
-                shutil.which("containerd") or "containerd",
+                find_command("containerd") or "containerd",
                 "--config",
                 str(self.paths.containerd_config),
             ],
@@ -342,7 +349,9 @@ class RealNode:
         }
 
     def _spawn(self, name: str, argv: list[str]) -> None:
-        self.pids[name] = spawn(argv, log_path=self.log_file(name), cwd=self.state_dir)
+        self.pids[name] = spawn(
+            argv, log_path=self.log_file(name), cwd=self.state_dir, env=system_env()
+        )
         self.argv[name] = argv
 
     def _containerd_ready(self) -> bool:
@@ -360,7 +369,7 @@ class RealNode:
         """Once the apiserver is ready: kubelet, kube-proxy, the forwarder and CoreDNS."""
         for name in ("kubelet", "kube-proxy"):
             self._spawn(name, self._commands[name])
-        socat = shutil.which("socat") or "socat"
+        socat = find_command("socat") or "socat"
         self._spawn(
             "apiserver-forwarder",
             build_socat_args(

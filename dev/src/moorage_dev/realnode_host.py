@@ -20,6 +20,7 @@ import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from moorage_dev.processes import system_env
 from moorage_dev.realnode_configs import (
     CNI_NETWORK,
     GUARD_COMMENT,
@@ -56,7 +57,9 @@ class HostError(RuntimeError):
 
 
 def _run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(list(args), capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        list(args), capture_output=True, text=True, check=False, env=system_env(), timeout=60
+    )
     if check and proc.returncode != 0:
         raise HostError(f"{' '.join(args)} failed: {(proc.stderr or proc.stdout).strip()}")
     return proc

@@ -12,7 +12,6 @@ import contextlib
 import ipaddress
 import json
 import os
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Sequence
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from moorage_dev.mounts import mount_overlay, unmount
+from moorage_dev.processes import find_command
 
 DEPS_SCRIPT = "scripts/realnode-deps.sh"
 CNI_BIN_DIR = Path("/usr/lib/cni")
@@ -143,11 +143,6 @@ def preflight_message(problems: Sequence[str]) -> str:
 # -- gathering the facts (I/O) ------------------------------------------------------------------
 
 
-def _which(command: str) -> str | None:
-    path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin:/usr/bin:/bin"
-    return shutil.which(command, path=path)
-
-
 def _capabilities() -> frozenset[int]:
     with contextlib.suppress(OSError, ValueError):
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -167,7 +162,7 @@ def _cgroup_version() -> int | None:
 
 
 def _has_static_libc() -> bool:
-    gcc = _which("gcc") or _which("cc")
+    gcc = find_command("gcc") or find_command("cc")
     if gcc is None:
         return False
     out = subprocess.run(
@@ -196,7 +191,7 @@ def _overlay_mount_error(state_dir: Path) -> str | None:
 
 def _networks_in_use() -> tuple[tuple[str, str], ...]:
     found: list[tuple[str, str]] = []
-    ip = _which("ip")
+    ip = find_command("ip")
     if ip is None:
         return ()
     for args in (["-4", "-j", "addr"], ["-4", "-j", "route", "show", "table", "all"]):
@@ -220,7 +215,7 @@ def gather_host_facts(state_dir: Path, *, socket_path: Path, pause_cached: bool)
     is_root = os.geteuid() == 0
     return HostFacts(
         is_root=is_root,
-        commands=frozenset(c for c in COMMAND_PACKAGES if _which(c) is not None),
+        commands=frozenset(c for c in COMMAND_PACKAGES if find_command(c) is not None),
         cni_plugins=frozenset(p for p in CNI_PLUGINS if (CNI_BIN_DIR / p).is_file()),
         can_compile_pause=pause_cached or _has_static_libc(),
         has_overlay="overlay" in Path("/proc/filesystems").read_text(),
