@@ -40,7 +40,12 @@ def real_node_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Contro
     try:
         yield plane
     finally:
+        node = plane.real_node
         plane.stop()
+        # Every session that ran a real node checks that stopping it left nothing behind.
+        leftovers = node.find_leftovers() if node is not None else []
+        if leftovers:
+            pytest.fail("the real node left behind: " + "; ".join(leftovers))
 
 
 @pytest_asyncio.fixture(autouse=True)
