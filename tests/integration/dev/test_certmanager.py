@@ -11,7 +11,9 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from testkit.waiting import eventually_sync
 from moorage_dev.certmanager import NAMESPACE, CertManager
 from moorage_dev.certmanager_binaries import ensure_cert_manager_binaries
 from moorage_dev.cluster import ControlPlane
+from moorage_dev.processes import pid_alive
 
 pytestmark = pytest.mark.integration
 
@@ -250,3 +253,48 @@ def test_the_processes_run_from_the_cache_and_log_in_the_state_dir(
     loaded = CertManager.load(control_plane)
     assert loaded is not None
     assert loaded.pids == cert_manager.pids
+
+
+def _dev(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MOORAGE_STATE_DIR": str(state_dir)}
+    return subprocess.run(
+        [sys.executable, "-m", "moorage_dev", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_cli_certmanager_up_down_and_cluster_down_stop_it(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    try:
+        refused = _dev(state, "certmanager", "up")
+        assert refused.returncode == 1
+        assert "cluster up" in refused.stderr
+
+        assert _dev(state, "cluster", "up").returncode == 0
+        up = _dev(state, "certmanager", "up")
+        assert up.returncode == 0, up.stderr
+        assert "ready in" in up.stderr
+        again = _dev(state, "certmanager", "up")
+        assert "already running" in again.stderr
+        status = _dev(state, "certmanager", "status")
+        assert status.returncode == 0, status.stdout
+        pids = json.loads((state / "cert-manager.json").read_text())["pids"]
+        assert sorted(pids) == ["cert-manager-cainjector", "cert-manager-controller"]
+
+        down = _dev(state, "certmanager", "down")
+        assert down.returncode == 0
+        assert not any(pid_alive(pid) for pid in pids.values())
+        assert _dev(state, "certmanager", "status").returncode == 1
+
+        assert _dev(state, "certmanager", "up").returncode == 0
+        pids = json.loads((state / "cert-manager.json").read_text())["pids"]
+        cluster_down = _dev(state, "cluster", "down")
+        assert cluster_down.returncode == 0
+        assert "cert-manager stopped" in cluster_down.stderr
+        assert not any(pid_alive(pid) for pid in pids.values())
+    finally:
+        _dev(state, "cluster", "down")
