@@ -167,6 +167,10 @@ def build_cert_manager(go: str, out: Path, *, version: str, report: Reporter) ->
             report=report,
         )
         crds = _module_dir(go, cwd=work, version=version) / "deploy" / "crds"
+        unnamed = sorted({p.name for p in crds.glob("*.yaml")} - set(CERT_MANAGER_CRD_FILES))
+        if unnamed:
+            # A newer release with a new kind: name it in CERT_MANAGER_CRD_FILES.
+            raise BinaryError(f"cert-manager v{version} has CRDs not installed here: {unnamed}")
         (out / "crds").mkdir()
         for name in CERT_MANAGER_CRD_FILES:
             if not (crds / name).is_file():
