@@ -255,7 +255,13 @@ class CertManager:
                 args = ["delete", kind, obj["metadata"]["name"], "--ignore-not-found"]
                 self.plane.kubectl(*args, *(["-n", ns] if ns else []), check=False)
             self.plane.kubectl(
-                "delete", "secret", f"{READINESS_NAME}-tls", "-n", NAMESPACE, "--ignore-not-found"
+                "delete",
+                "secret",
+                f"{READINESS_NAME}-tls",
+                "-n",
+                NAMESPACE,
+                "--ignore-not-found",
+                check=False,
             )
 
     def _readiness_injected(self) -> bool:
