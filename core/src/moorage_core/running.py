@@ -55,6 +55,12 @@ class Lifecycle:
         self._serving = True
 
 
+def report_startup_failure(failure: StartupFailure) -> int:
+    """Log `failure` as the one `startup_failed` line; its exit code."""
+    log.error("startup_failed", setting=failure.setting, error=failure.problem, hint=failure.hint)
+    return failure.exit_code
+
+
 class _ExitDeadline:
     """A timer on its own thread that ends the process if the loop has not finished by then."""
 
@@ -119,8 +125,7 @@ async def _run_main(
         log.info("stopped_during_startup" if not lifecycle.is_serving else "stopped")
         return EXIT_OK
     except StartupFailure as exc:
-        log.error("startup_failed", setting=exc.setting, error=exc.problem, hint=exc.hint)
-        return exc.exit_code
+        return report_startup_failure(exc)
     except Exception as exc:
         log.error("exiting", error=f"{type(exc).__name__}: {exc}", exc_info=exc)
         return EXIT_FAILED

@@ -20,13 +20,15 @@ import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import structlog
 
 from moorage_core.errors import Forbidden, KubeError, Unauthorized
-from moorage_core.kube import KubeClient, RequestObserver
 from moorage_core.tls import CERT_FILE, KEY_FILE, ReloadingTLS
+
+if TYPE_CHECKING:
+    from moorage_core.kube import KubeClient, RequestObserver
 
 log = structlog.get_logger(__name__)
 
@@ -227,6 +229,9 @@ async def connect_kube(
 ) -> KubeClient:
     """`KubeClient.connect`, with a `StartupFailure` naming `setting` (the kubeconfig's) when
     no credentials can be loaded."""
+    # Imported here: a command that never talks to Kubernetes loads none of its client code.
+    from moorage_core.kube import KubeClient
+
     try:
         return await KubeClient.connect(
             kubeconfig=kubeconfig, user_agent=user_agent, observer=observer

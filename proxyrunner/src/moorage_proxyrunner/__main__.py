@@ -11,7 +11,6 @@ in-cluster start-up from a RunConfig (spec §4.1), implemented by
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import importlib
 import sys
@@ -21,6 +20,7 @@ from types import ModuleType
 
 from moorage_api.runconfig import RunConfigError
 from moorage_core.loggers import configure_logging
+from moorage_core.running import Lifecycle, run_service
 from moorage_core.settings import SettingError, parse_list
 from moorage_proxyrunner.local import LocalBackend, LocalConfig, run_local
 from moorage_proxyrunner.middleware import LiveConfig, LiveConfigError, tool_policy_from_runconfig
@@ -184,11 +184,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         backend = local_backend(args, command)
     except SettingError as exc:
         parser.error(str(exc))
-    try:
-        asyncio.run(run_local(backend, settings, config=config))
-    except KeyboardInterrupt:
-        return 130
-    return 0
+
+    async def serve_locally(lifecycle: Lifecycle) -> int:
+        await run_local(backend, settings, config=config, lifecycle=lifecycle, check_launch=True)
+        return 0
+
+    return run_service(serve_locally, drain_timeout=settings.drain_timeout)
 
 
 if __name__ == "__main__":

@@ -2,12 +2,17 @@
 
 1. Read and check everything that can be checked without the cluster: the RunConfig, its pod
    template and the `--k8s-pod-patch`. A problem here exits with code 2 before anything is applied.
+   Then load the credentials and wait, bounded by `--startup-timeout`, for the apiserver to answer.
 2. Resolve the permission profile (reading its ConfigMap if the RunConfig does not carry it),
    apply the StatefulSet, headless Service and egress NetworkPolicy, and start healing them.
 3. Wait, bounded by `--readiness-timeout`, for the StatefulSet to be ready; on time-out log what
    the pods are doing and exit 1 so that Kubernetes restarts the proxy.
 4. Build the backend — stdio through `pods/attach` (`AttachChannelFactory`), HTTP through each
    pod's DNS name under the headless Service — and serve it with the front end until SIGTERM.
+
+A start-up that cannot go on raises `StartupFailure` naming the flag or RunConfig field to
+change; it is logged as one `startup_failed` line and becomes the exit code. SIGTERM ends the
+process at any stage; a background task (the healer, the RunConfig watch) that dies ends it too.
 
 The CLI (`moorage_proxyrunner.__main__`) calls `run_from_config(args)`; it may register this
 module's flags with `add_cluster_arguments(run_parser)`.
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +34,17 @@ from prometheus_client import CollectorRegistry
 from moorage_api.runconfig import RunConfig, RunConfigError, load_runconfig
 from moorage_core.errors import KubeError
 from moorage_core.kube import JsonObject, KubeClient
+from moorage_core.running import Lifecycle, report_startup_failure, run_service
 from moorage_core.settings import SettingError, parse_duration, parse_list
+from moorage_core.startup import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_OK,
+    StartupFailure,
+    connect_kube,
+    wait_for_apiserver,
+)
+from moorage_core.supervising import TaskSupervisor
 from moorage_proxyrunner.backends.attach import AttachChannelFactory, StreamChannel
 from moorage_proxyrunner.backends.processes import subprocess_factory
 from moorage_proxyrunner.backends.reverse import HttpEndpoints
@@ -62,11 +78,10 @@ from moorage_proxyrunner.workload_manager import WorkloadManager, WorkloadNotRea
 log = structlog.get_logger(__name__)
 
 DEFAULT_READINESS_TIMEOUT: Final = 300.0
-EXIT_OK: Final = 0
-EXIT_FAILED: Final = 1
-"""The cluster said no or the workload never became ready: a restart may help."""
-EXIT_CONFIG: Final = 2
-"""The RunConfig or a flag is unusable: a restart will not help."""
+DEFAULT_STARTUP_TIMEOUT: Final = 60.0
+CONFIG_SETTING: Final = "--config"
+KUBECONFIG_SETTING: Final = "KUBECONFIG / --kubeconfig"
+STARTUP_TIMEOUT_SETTING: Final = "STARTUP_TIMEOUT / --startup-timeout"
 
 ALL_INTERFACES: Final = "0.0.0.0"  # noqa: S104 - a pod serves its Service on every interface
 
@@ -86,6 +101,8 @@ class ClusterOptions:
     """`--k8s-pod-patch`: a PodTemplateSpec (JSON) merged after the RunConfig's template."""
     readiness_timeout: float = DEFAULT_READINESS_TIMEOUT
     """Seconds to wait for the StatefulSet to be ready before exiting 1 (default 300)."""
+    startup_timeout: float = DEFAULT_STARTUP_TIMEOUT
+    """Seconds to wait for the apiserver to answer at start before exiting 1 (default 60)."""
     host: str = ALL_INTERFACES
     """Listen address (default all interfaces: the proxy's Service reaches the pod IP)."""
     port: int | None = None
@@ -106,14 +123,6 @@ class ClusterOptions:
     """For a stdio server: run this command next to the proxy instead of attaching to the pod
     (the words after `--`). A development aid — the demo uses it on a control plane whose fake
     nodes run no containers; the workload is still applied and awaited as usual."""
-
-
-class StartupError(Exception):
-    """The start-up cannot go on; `exit_code` is what the process should exit with."""
-
-    def __init__(self, message: str, *, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 # -- flags ---------------------------------------------------------------------------------
@@ -140,6 +149,13 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="the cluster's DNS domain, for HTTP backend pods (default cluster.local)",
     )
+    parser.add_argument(
+        "--startup-timeout",
+        metavar="DURATION",
+        default=None,
+        help="how long to wait for the apiserver to answer at start before exiting 1 "
+        f"(e.g. 30s; default {DEFAULT_STARTUP_TIMEOUT:g}s) [env STARTUP_TIMEOUT]",
+    )
     parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster)")
 
 
@@ -155,10 +171,20 @@ def options_from_args(args: argparse.Namespace) -> ClusterOptions:
         timeout = parse_duration(str(timeout_text))
         if timeout <= 0:
             raise SettingError("--readiness-timeout must be positive")
+    startup_text = getattr(args, "startup_timeout", None) or os.environ.get("STARTUP_TIMEOUT")
+    startup_timeout = DEFAULT_STARTUP_TIMEOUT
+    if startup_text:
+        try:
+            startup_timeout = parse_duration(str(startup_text))
+        except SettingError as exc:
+            raise SettingError(f"{STARTUP_TIMEOUT_SETTING}: {exc}") from None
+        if startup_timeout <= 0:
+            raise SettingError(f"{STARTUP_TIMEOUT_SETTING} must be positive")
     return ClusterOptions(
         config=Path(getattr(args, "config", None) or "/etc/moorage/runconfig.json"),
         pod_patch=getattr(args, "k8s_pod_patch", None),
         readiness_timeout=timeout,
+        startup_timeout=startup_timeout,
         host=getattr(args, "host", None) or ALL_INTERFACES,
         kubeconfig=getattr(args, "kubeconfig", None),
         cluster_domain=getattr(args, "cluster_domain", None) or "cluster.local",
@@ -183,13 +209,22 @@ class Prepared:
 
 
 def prepare(options: ClusterOptions, *, runconfig_text: str) -> Prepared:
-    """Parse and check the RunConfig and the pod patch; `StartupError` (exit 2) if unusable."""
+    """Parse and check the RunConfig and the pod patch; `StartupFailure` (exit 2) if unusable."""
     try:
         pod_patch = parse_pod_patch(options.pod_patch) if options.pod_patch is not None else None
+    except PodPatchError as exc:
+        raise StartupFailure(
+            "--k8s-pod-patch", str(exc), hint="give a PodTemplateSpec as JSON"
+        ) from None
+    try:
         runconfig = load_runconfig(runconfig_text)
         spec = workload_spec_from_runconfig(runconfig)
-    except (PodPatchError, RunConfigError) as exc:
-        raise StartupError(str(exc), exit_code=EXIT_CONFIG) from None
+    except (RunConfigError, PodPatchError) as exc:
+        raise StartupFailure(
+            CONFIG_SETTING,
+            f"{options.config}: {exc}",
+            hint="fix the MCPServer the operator wrote it from (or the file itself)",
+        ) from None
     return Prepared(runconfig=runconfig, spec=spec, pod_patch=pod_patch)
 
 
@@ -198,6 +233,7 @@ def build_proxy_settings(runconfig: RunConfig, options: ClusterOptions) -> Proxy
     return ProxySettings(
         host=options.host,
         port=runconfig.port if options.port is None else options.port,
+        listen_setting="--host and the RunConfig's port" if options.port is None else "--port",
         max_body_bytes=options.max_body_bytes,
         drain_timeout=options.drain_timeout,
         allowed_hosts=options.allowed_hosts,
@@ -215,16 +251,25 @@ def build_proxy_settings(runconfig: RunConfig, options: ClusterOptions) -> Proxy
 
 
 async def start_workload(kube: KubeClient, prepared: Prepared) -> WorkloadManager:
-    """Resolve egress, apply the workload; `StartupError` (exit 1) when the cluster refuses."""
+    """Resolve egress, apply the workload; `StartupFailure` (exit 1) when the cluster refuses."""
     spec = prepared.spec
     try:
         egress = await fetch_egress(kube, spec)
         desired = desired_workload(spec, pod_patch=prepared.pod_patch, egress=egress)
         manager = WorkloadManager(kube, spec=spec, desired=desired)
         await manager.apply_all()
-    except (ProfileError, KubeError) as exc:
-        raise StartupError(
+    except ProfileError as exc:
+        raise StartupFailure(
+            "permission_profile in --config",
             f"cannot apply the workload of {spec.namespace}/{spec.name}: {exc}",
+            hint="create the profile's ConfigMap or change the MCPServer's permissionProfile",
+            exit_code=EXIT_FAILED,
+        ) from None
+    except KubeError as exc:
+        raise StartupFailure(
+            "the proxy runner's ServiceAccount",
+            f"cannot apply the workload of {spec.namespace}/{spec.name}: {exc}",
+            hint="check that its Role grants what the operator gives it",
             exit_code=EXIT_FAILED,
         ) from None
     return manager
@@ -262,8 +307,10 @@ def build_endpoints(
         spec, replicas=wanted_replicas(statefulset), cluster_domain=cluster_domain
     )
     if not urls:
-        raise StartupError(
+        raise StartupFailure(
+            "backend_replicas in --config",
             f"StatefulSet {spec.namespace}/{spec.name} has 0 replicas: nothing to proxy to",
+            hint="give the MCPServer backendReplicas of 1 or more",
             exit_code=EXIT_FAILED,
         )
     log.info("http_backends", targets=urls)
@@ -280,41 +327,76 @@ async def run_cluster(
     on_listening: Callable[[int], None] | None = None,
     open_channel: ChannelOpener | None = None,
     registry: CollectorRegistry | None = None,
+    lifecycle: Lifecycle | None = None,
 ) -> int:
     """The whole start-up and serving; the process exit code.
 
     `stop` ends serving like SIGTERM does; `open_channel` replaces `pods/attach` for stdio (the
-    tests use `pods/exec` where the fake kubelet cannot attach to a process).
+    tests use `pods/exec` where the fake kubelet cannot attach to a process). With `lifecycle`
+    (the command), its stop event is used and it is told when start-up is over.
     """
+    try:
+        return await _run_cluster(
+            options,
+            stop=stop,
+            on_listening=on_listening,
+            open_channel=open_channel,
+            registry=registry,
+            lifecycle=lifecycle,
+        )
+    except StartupFailure as exc:
+        return report_startup_failure(exc)
+    finally:
+        structlog.contextvars.unbind_contextvars("mcpserver", "namespace")
+
+
+async def _run_cluster(
+    options: ClusterOptions,
+    *,
+    stop: asyncio.Event | None,
+    on_listening: Callable[[int], None] | None,
+    open_channel: ChannelOpener | None,
+    registry: CollectorRegistry | None,
+    lifecycle: Lifecycle | None,
+) -> int:
     try:
         text = options.config.read_text()
     except OSError as exc:
-        log.error("startup_failed", reason="config", error=f"cannot read {options.config}: {exc}")
-        return EXIT_CONFIG
-    try:
-        prepared = prepare(options, runconfig_text=text)
-    except StartupError as exc:
-        log.error("startup_failed", reason="config", error=str(exc))
-        return exc.exit_code
+        raise StartupFailure(
+            CONFIG_SETTING,
+            f"cannot read {options.config}: {exc.strerror or exc}",
+            hint="mount the MCPServer's <name>-runconfig ConfigMap there",
+        ) from None
+    prepared = prepare(options, runconfig_text=text)
     spec = prepared.spec
     structlog.contextvars.bind_contextvars(mcpserver=spec.name, namespace=spec.namespace)
     settings = build_proxy_settings(prepared.runconfig, options)
-    try:
-        kube = await KubeClient.connect(
-            kubeconfig=options.kubeconfig, user_agent="moorage-proxyrunner"
-        )
-    except KubeError as exc:
-        log.error("startup_failed", reason="credentials", error=str(exc))
-        return EXIT_FAILED
+    if lifecycle is not None:
+        stop = lifecycle.stop
     stop = stop or asyncio.Event()
-    healer: asyncio.Task[None] | None = None
-    reload: asyncio.Task[None] | None = None
+
+    def listening(port: int) -> None:
+        if on_listening is not None:
+            on_listening(port)
+        if lifecycle is not None:
+            lifecycle.serving()
+
+    kube = await connect_kube(
+        kubeconfig=options.kubeconfig,
+        setting=KUBECONFIG_SETTING,
+        user_agent="moorage-proxyrunner",
+    )
+    supervisor = TaskSupervisor(on_failure=stop.set)
     factory: AttachChannelFactory | None = None
     try:
+        await wait_for_apiserver(
+            kube,
+            timeout=options.startup_timeout,
+            setting=STARTUP_TIMEOUT_SETTING,
+            credentials_setting=KUBECONFIG_SETTING,
+        )
         manager = await start_workload(kube, prepared)
-        healer = asyncio.create_task(manager.run(), name="workload")
-        # The healer never ends on its own; if it does (a bug), stop serving and surface it.
-        healer.add_done_callback(lambda _task: stop.set())
+        healer = supervisor.spawn("workload", manager.run())
         log.info("workload_waiting", timeout_s=options.readiness_timeout)
         statefulset = await _unless_ended(
             manager.wait_ready(timeout=options.readiness_timeout), healer
@@ -325,7 +407,11 @@ async def run_cluster(
         try:
             middleware = Middleware(settings, registry=registry, kube=kube)
         except LiveConfigError as exc:
-            raise StartupError(str(exc), exit_code=EXIT_CONFIG) from None
+            raise StartupFailure(
+                "oidc or authz in --config",
+                str(exc),
+                hint="fix the MCPServer's oidcConfig or authzConfig",
+            ) from None
         endpoints, factory = build_endpoints(
             kube,
             manager=manager,
@@ -346,18 +432,20 @@ async def run_cluster(
             registry=registry,
             announce=announcer_for(endpoints),
         )
-        reload = asyncio.create_task(
+        supervisor.spawn(
+            "runconfig",
             reloader.watch_configmap(
                 kube, namespace=spec.namespace, name=runconfig_configmap_name(spec.name)
             ),
-            name="runconfig",
         )
-        await serve(app, settings, stop=stop, on_listening=on_listening)
-        if healer.done():
-            healer.result()  # re-raises what ended it
-    except StartupError as exc:
-        log.error("startup_failed", reason="cluster", error=str(exc))
-        return exc.exit_code
+        await serve(
+            app,
+            settings,
+            stop=stop,
+            on_listening=listening,
+            handle_signals=lifecycle is None,
+        )
+        supervisor.raise_if_failed()
     except WorkloadNotReady as exc:
         log.error(
             "workload_not_ready",
@@ -369,14 +457,8 @@ async def run_cluster(
     finally:
         if factory is not None:
             await factory.aclose()
-        if reload is not None:
-            reload.cancel()
-            await asyncio.wait({reload})
-        if healer is not None and not healer.done():
-            healer.cancel()
-            await asyncio.wait({healer})
+        await supervisor.aclose()
         await kube.close()
-        structlog.contextvars.unbind_contextvars("mcpserver", "namespace")
     return EXIT_OK
 
 
@@ -400,9 +482,9 @@ def run_from_config(args: argparse.Namespace) -> int:
     try:
         options = options_from_args(args)
     except SettingError as exc:
-        log.error("startup_failed", reason="flags", error=str(exc))
+        log.error("startup_failed", setting="flags", error=str(exc), hint="see --help")
         return EXIT_CONFIG
-    try:
-        return asyncio.run(run_cluster(options))
-    except KeyboardInterrupt:
-        return 130
+    return run_service(
+        lambda lifecycle: run_cluster(options, lifecycle=lifecycle),
+        drain_timeout=options.drain_timeout,
+    )

@@ -6,8 +6,10 @@ bridge's MCP endpoints, or the HTTP reverse proxy): DNS-rebinding protection on 
 the backend is connected) and `/metrics` (answered here, never forwarded). Body limits and
 content types are checked per endpoint, where the JSON-RPC error can name the request.
 
-`serve` runs the app until SIGTERM/SIGINT (or a stop event) and drains: stop accepting, end
-long-lived streams, let in-flight requests finish (bounded), then close everything.
+`serve` binds the listen address first (an address in use is a `StartupFailure` naming the
+setting that chose it, reported before the backend is started), runs the app until SIGTERM/SIGINT
+(or a stop event) and drains: stop accepting, end long-lived streams, let in-flight requests
+finish (bounded), then close everything.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from moorage_core.startup import Listener, bound_port, listen_sockets
 from moorage_proxyrunner.jsonrpc import INVALID_REQUEST
 from moorage_proxyrunner.responding import rpc_error
 from moorage_proxyrunner.settings import LOOPBACK_HOSTS, ProxySettings
@@ -200,30 +203,41 @@ async def serve(
     stop: asyncio.Event | None = None,
     on_listening: Callable[[int], None] | None = None,
     handle_signals: bool = True,
+    startup: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """Serve until SIGTERM/SIGINT (when `handle_signals`) or `stop` is set, then drain."""
+    """Serve until SIGTERM/SIGINT (when `handle_signals`) or `stop` is set, then drain.
+
+    `startup` runs once the app is started (its backend too) and before `on_listening` hears the
+    port; what it raises ends the serving, after the drain."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
+    sockets = listen_sockets(Listener(settings.host, settings.port, settings.listen_setting))
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, handler_cancellation=True)
+    try:
+        await runner.setup()
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
     signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()
     for sig in signals:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, handler_cancellation=True)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
-    await site.start()
-    port = settings.port
-    server = getattr(site, "_server", None)
-    if server is not None and server.sockets:
-        port = int(server.sockets[0].getsockname()[1])
-    log.info("proxy_listening", host=settings.host, port=port)
-    if on_listening is not None:
-        on_listening(port)
     try:
+        for sock in sockets:
+            await web.SockSite(runner, sock).start()
+        port = bound_port(sockets, default=settings.port)
+        log.info("proxy_listening", host=settings.host, port=port)
+        if startup is not None:
+            await startup()
+        if on_listening is not None:
+            on_listening(port)
         await stop.wait()
     finally:
         log.info("proxy_draining", timeout_s=settings.drain_timeout)
         await drain(app, runner, timeout=settings.drain_timeout)
+        for sock in sockets:
+            sock.close()  # those no site took over
         for sig in signals:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)

@@ -21,6 +21,8 @@ class ProxySettings:
     """Address to listen on. Default loopback: a laptop proxy is not for the network."""
     port: int = 8080
     """Port for MCP clients, `/health` and `/metrics`."""
+    listen_setting: str = "--host / --port"
+    """What chose `host` and `port`, named when they cannot be used."""
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     """Largest request body accepted, in bytes (default 8 MiB); larger → 413."""
     keepalive_interval: float = 15.0

@@ -11,11 +11,11 @@ import pytest
 
 from moorage_api.runconfig import load_runconfig
 from moorage_core.settings import SettingError
+from moorage_core.startup import StartupFailure
 from moorage_proxyrunner.cluster import (
     DEFAULT_READINESS_TIMEOUT,
     EXIT_CONFIG,
     ClusterOptions,
-    StartupError,
     add_cluster_arguments,
     build_proxy_settings,
     options_from_args,
@@ -113,7 +113,7 @@ def test_prepare_reads_the_runconfig_and_the_patch() -> None:
 def test_prepare_rejects_unusable_input_with_exit_code_2(
     pod_patch: str | None, runconfig: dict[str, Any], message: str
 ) -> None:
-    with pytest.raises(StartupError) as info:
+    with pytest.raises(StartupFailure) as info:
         prepare(
             ClusterOptions(config=Path("x"), pod_patch=pod_patch),
             runconfig_text=json.dumps(runconfig),
