@@ -18,9 +18,13 @@ moorage-dev certmanager down stop it (`cluster down` stops it too)
 from __future__ import annotations
 
 import argparse
+import errno
+import os
+import subprocess
 import sys
 from pathlib import Path
 
+from moorage_core.errors import KubeError
 from moorage_dev.binaries import BinaryError, ensure_binaries
 from moorage_dev.certmanager import CertManager, stop_recorded
 from moorage_dev.cluster import ControlPlane, ControlPlaneError, default_state_dir
@@ -119,6 +123,23 @@ def build(*, real_node: bool = False) -> int:
     return 0
 
 
+def describe_failure(exc: OSError | subprocess.CalledProcessError | KubeError) -> str:
+    """One line saying what failed and, where we can tell, what to do."""
+    if isinstance(exc, subprocess.CalledProcessError):
+        command = " ".join(str(part) for part in exc.cmd)
+        stderr = (
+            exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr
+        )
+        last = (stderr or "").strip().splitlines()[-1:] or ["no output"]
+        return f"`{command}` failed with exit code {exc.returncode}: {last[0]}"
+    if isinstance(exc, KubeError):
+        return f"the Kubernetes API said: {exc}"
+    if exc.errno == errno.EADDRINUSE:
+        return f"an address is in use ({exc.strerror}): stop what listens there and try again"
+    where = f": {exc.filename}" if exc.filename else ""
+    return f"{exc.strerror or exc}{where}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="moorage-dev", description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -154,6 +175,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "build":
             return build(real_node=args.real_node)
         if args.command == "demo":
+            kubeconfig = os.environ.get("KUBECONFIG", "")
+            if kubeconfig and not Path(kubeconfig).is_file():
+                print(
+                    f"moorage-dev: KUBECONFIG: {kubeconfig} does not exist; unset it to run the "
+                    "demo on the local control plane, or point it at your cluster's kubeconfig",
+                    file=sys.stderr,
+                )
+                return 2
             return run_demo(state_dir=state_dir, local=args.local)
         if args.command == "images":
             return run_images_command(args, state_dir=state_dir, say=_say)
@@ -166,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     except (BinaryError, ControlPlaneError) as exc:
         print(f"moorage-dev: {exc}", file=sys.stderr)
         return 2
+    except (OSError, subprocess.CalledProcessError, KubeError) as exc:
+        print(f"moorage-dev: {describe_failure(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
