@@ -150,7 +150,6 @@ def build_python_config(*, base: PythonBase) -> list[str]:
         "--env=LANG=C.UTF-8",
         "--env=SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt",
         "--cmd=python3",
-        f"--label=org.opencontainers.image.description=Python {base.python} on Debian {base.suite}, made locally by moorage-dev",
     ]
 
 
@@ -159,7 +158,7 @@ def python_base_key(*, base: PythonBase, mirrors: AptMirrors, extra_cas: list[Pa
     hasher = hashlib.sha256()
     hasher.update(
         f"{BASE_RECIPE_VERSION}|{base.python}|{base.suite}|{mirrors.main}|{mirrors.security}|"
-        f"{','.join(BASE_PACKAGES)}".encode()
+        f"{','.join(BASE_PACKAGES)}|{' '.join(build_python_config(base=base))}".encode()
     )
     for ca in extra_cas:
         hasher.update(ca.name.encode() + b"\0" + ca.read_bytes())

@@ -21,6 +21,11 @@ Reporter = Callable[[str], None]
 ISOLATION = "chroot"
 # How much of a failed command's output an error carries.
 _TAIL_LINES = 30
+# With chroot isolation buildah copies its own binary into a sealed memfd for each RUN step; now
+# and then the kernel refuses the seal with EBUSY. Nothing was built wrong, and running the build
+# again succeeds (the steps done so far come from the layer cache).
+TRANSIENT_FAILURE = "sealing memfd copy"
+BUILD_ATTEMPTS = 3
 
 
 def _tail(output: str) -> str:
@@ -105,6 +110,17 @@ class Buildah:
             raise ImageError(f"{what} failed (full output in {log}):\n{_tail(log.read_text())}")
         return ""
 
+    def build(self, argv: list[str], *, what: str, log: Path, report: Reporter) -> None:
+        """`run` for `buildah bud`, again when it fails with `TRANSIENT_FAILURE` only."""
+        for attempt in range(1, BUILD_ATTEMPTS + 1):
+            try:
+                self.run(argv, what=what, log=log)
+                return
+            except ImageError as exc:
+                if TRANSIENT_FAILURE not in str(exc) or attempt == BUILD_ATTEMPTS:
+                    raise
+                report(f"{what}: buildah could not seal its memfd (EBUSY); building again")
+
     def image_id(self, reference: str) -> str | None:
         """The id of `reference` in local storage, None when it is not there."""
         proc = subprocess.run(
@@ -115,6 +131,13 @@ class Buildah:
         )
         image_id = proc.stdout.strip()
         return image_id if proc.returncode == 0 and image_id else None
+
+    def remove_image(self, image_id: str) -> bool:
+        """Remove an image that nothing uses any more; False when it is still in use or gone."""
+        proc = subprocess.run(
+            [self.executable, "rmi", image_id], capture_output=True, text=True, check=False
+        )
+        return proc.returncode == 0
 
     def commit_rootfs(
         self,

@@ -20,22 +20,19 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import re
 import shutil
 import subprocess
-import tarfile
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from moorage_dev.baseimages import host_apt_mirrors as _host_apt_mirrors
-from moorage_dev.baseimages import host_extra_cas as _host_extra_cas
 from moorage_dev.baseimages import (
+    host_apt_mirrors,
+    host_extra_cas,
     make_python_base,
     make_uv_image,
     python_base_for,
@@ -50,10 +47,10 @@ from moorage_dev.buildah import (
     ImageError,
     Reporter,
     build_bud_argv,
-    build_push_argv,
 )
 from moorage_dev.cluster import ControlPlane
 from moorage_dev.dockerfiles import global_arg_defaults
+from moorage_dev.imagearchives import write_archive
 from moorage_dev.imagecache import (
     CachedImage,
     compute_cache_key,
@@ -83,9 +80,6 @@ __all__ = [
 REPO = Path(__file__).resolve().parents[3]
 DEPS_SCRIPT = REPO / "scripts" / "images-deps.sh"
 REQUIRED_TOOLS = ("buildah", "debootstrap")
-CONTAINERD_NAMESPACE = "k8s.io"
-# containerd names an imported image after this index annotation (ctr, and the CRI's import).
-ANNOTATION_CONTAINERD_NAME = "io.containerd.image.name"
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,61 +137,16 @@ def ensure_image_tools(*, report: Reporter) -> Buildah:
         )
         still = missing_tools()
         if proc.returncode != 0 or still:
+            said = (proc.stderr or proc.stdout).strip().splitlines()
             raise ImageError(
                 f"missing {', '.join(still or missing)} and {DEPS_SCRIPT.name} could not install "
-                f"them: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}"
+                f"them{': ' + said[-1] if said else ''}"
             )
     return Buildah.find()
 
 
 def build_archive_name(spec: ImageSpec, *, key: str) -> str:
     return f"{spec.name}-{key[:16]}.oci.tar"
-
-
-def build_containerd_index(index: dict[str, object], *, reference: str) -> dict[str, object]:
-    """`index.json` with each manifest also annotated with the name containerd should give it."""
-    manifests = index.get("manifests")
-    if not isinstance(manifests, list) or len(manifests) != 1:
-        raise ImageError(f"expected one image in the OCI layout of {reference}")
-    annotated = []
-    for descriptor in manifests:
-        annotations = {**descriptor.get("annotations", {}), ANNOTATION_CONTAINERD_NAME: reference}
-        annotated.append({**descriptor, "annotations": annotations})
-    return {**index, "manifests": annotated}
-
-
-def _tar_layout(layout: Path, archive: Path) -> None:
-    """Pack an OCI layout directory as a tar, entries sorted, owners and times normalised."""
-
-    def normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
-        info.uid = info.gid = 0
-        info.uname = info.gname = ""
-        info.mtime = 0
-        return info
-
-    with tarfile.open(archive, "w") as tar:
-        for path in sorted(layout.rglob("*")):
-            tar.add(
-                path, arcname=path.relative_to(layout).as_posix(), recursive=False, filter=normalise
-            )
-
-
-def write_archive(buildah: Buildah, *, reference: str, archive: Path, work: Path) -> str:
-    """Write `reference` from local storage to `archive`; the image manifest's digest."""
-    with tempfile.TemporaryDirectory(prefix="push-", dir=work) as tmp:
-        layout = Path(tmp) / "layout"
-        digest_file = Path(tmp) / "digest"
-        buildah.run(
-            build_push_argv(reference=reference, layout=layout, digest_file=digest_file),
-            what=f"write {reference} as an OCI layout",
-        )
-        index_path = layout / "index.json"
-        index = json.loads(index_path.read_text())
-        index_path.write_text(json.dumps(build_containerd_index(index, reference=reference)))
-        staging = archive.with_suffix(".partial")
-        _tar_layout(layout, staging)
-        staging.replace(archive)
-        return digest_file.read_text().strip()
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,9 +172,7 @@ def _ensure_bases(
     base = python_base_for(defaults["PYTHON_IMAGE"])
     uv_version = uv_version_for(defaults["UV_IMAGE"])
     work = images_dir() / "work"
-    python_key = python_base_key(
-        base=base, mirrors=_host_apt_mirrors(), extra_cas=_host_extra_cas()
-    )
+    python_key = python_base_key(base=base, mirrors=host_apt_mirrors(), extra_cas=host_extra_cas())
     if not _fresh_base(buildah, manifest.get(base.reference), key=python_key):
         started = time.monotonic()
         image_id = make_python_base(
@@ -288,7 +235,7 @@ def _build_one(
         )
     report(f"building {spec.reference} (log: {images_dir() / 'logs' / (spec.name + '.log')})")
     started = time.monotonic()
-    buildah.run(
+    buildah.build(
         build_bud_argv(
             dockerfile=dockerfile,
             context=repo / spec.context,
@@ -298,6 +245,7 @@ def _build_one(
         ),
         what=f"building {spec.reference}",
         log=images_dir() / "logs" / f"{spec.name}.log",
+        report=report,
     )
     image_id = buildah.image_id(spec.reference)
     if image_id is None:
@@ -310,6 +258,9 @@ def _build_one(
     )
     if entry is not None and Path(entry.archive) != archive:
         Path(entry.archive).unlink(missing_ok=True)
+    if entry is not None and entry.image_id != image_id:
+        # The image this one replaces, now untagged; its layers shared with others stay.
+        buildah.remove_image(entry.image_id)
     manifest[spec.reference] = CachedImage(
         reference=spec.reference, key=key, archive=str(archive), digest=digest, image_id=image_id
     )

@@ -17,15 +17,15 @@ from moorage_dev.baseimages import (
     uv_reference,
     uv_version_for,
 )
-from moorage_dev.buildah import ImageError, build_bud_argv, build_push_argv
+from moorage_dev.buildah import Buildah, ImageError, build_bud_argv, build_push_argv
+from moorage_dev.imagearchives import build_containerd_index
 from moorage_dev.images import (
-    ANNOTATION_CONTAINERD_NAME,
     BuiltImage,
-    build_containerd_index,
     images_to_import,
     manifest_images,
     parse_ctr_images,
 )
+from moorage_dev.ociarchive import ANNOTATION_CONTAINERD_NAME
 
 
 def test_a_build_is_chrooted_layered_and_never_pulls() -> None:
@@ -213,3 +213,40 @@ def test_manifest_images_pin_moorages_images_for_kustomize() -> None:
     assert manifest_images(images) == {
         "ghcr.io/moorage/moorage-operator": "ghcr.io/moorage/moorage-operator:0.1.0"
     }
+
+
+def _fake_buildah(tmp_path: Path, *, failures: int, message: str) -> Buildah:
+    """A `buildah` that fails `failures` times with `message`, then succeeds."""
+    script = tmp_path / "buildah"
+    count = tmp_path / "count"
+    script.write_text(
+        "#!/bin/sh\n"
+        f"n=$(cat {count} 2>/dev/null || echo 0); echo $((n + 1)) > {count}\n"
+        f'if [ "$n" -lt {failures} ]; then echo "{message}" >&2; exit 1; fi\n'
+        "echo built\n"
+    )
+    script.chmod(0o755)
+    return Buildah(executable=str(script))
+
+
+def test_a_build_is_run_again_after_the_transient_memfd_failure(tmp_path: Path) -> None:
+    message = "Close_Fd sealing memfd copy: Device or resource busy"
+    buildah = _fake_buildah(tmp_path, failures=2, message=message)
+    said: list[str] = []
+    buildah.build(["bud"], what="building x", log=tmp_path / "x.log", report=said.append)
+    assert (tmp_path / "count").read_text().strip() == "3"
+    assert len(said) == 2
+    assert (tmp_path / "x.log").read_text().strip() == "built"
+
+
+def test_a_build_gives_up_after_its_attempts_or_at_once_on_other_failures(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    flaky = _fake_buildah(tmp_path / "a", failures=9, message="sealing memfd copy: busy")
+    with pytest.raises(ImageError, match=r"building x failed \(full output in .*x.log\)"):
+        flaky.build(["bud"], what="building x", log=tmp_path / "x.log", report=lambda _: None)
+    assert (tmp_path / "a" / "count").read_text().strip() == "3"
+    (tmp_path / "b").mkdir()
+    broken = _fake_buildah(tmp_path / "b", failures=9, message="COPY failed: no such file")
+    with pytest.raises(ImageError, match="COPY failed"):
+        broken.build(["bud"], what="building y", log=tmp_path / "y.log", report=lambda _: None)
+    assert (tmp_path / "b" / "count").read_text().strip() == "1"
