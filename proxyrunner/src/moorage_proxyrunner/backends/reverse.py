@@ -214,14 +214,21 @@ class HttpEndpoints(Refusing):
         await asyncio.gather(*(self._probe(i) for i in range(len(self.targets))))
 
     async def _probe(self, index: int) -> None:
-        """Any HTTP answer means the server is up (a GET on /mcp is often 405 or 400)."""
+        """A server that accepts a connection is up.
+
+        No request is made: what an MCP endpoint answers to one says little (a GET on /mcp is
+        often 405), and an SSE endpoint treats a HEAD like a GET and holds it open, so waiting
+        for an answer would mark a healthy legacy server down and open a session on it per probe.
+        """
+        target = self._targets[index]
         try:
             async with asyncio.timeout(2.0):
-                resp = await self._client.request("HEAD", self._targets[index], headers={})
-                await resp.read()
-            up = True
-        except (UpstreamError, TimeoutError):
+                _, writer = await asyncio.open_connection(target.host, target.port)
+        except (OSError, TimeoutError):
             up = False
+        else:
+            up = True
+            writer.close()
         if up != self._reachable[index]:
             log.info("backend_reachability", target=self.targets[index], reachable=up)
         self._reachable[index] = up
