@@ -8,7 +8,8 @@ moorage-dev cluster up --real-node
 moorage-dev cluster down     stop everything `up` started
 moorage-dev cluster status   say what runs, exit 1 when the control plane is not healthy
 moorage-dev build            build (or find) the control plane binaries and print their paths
-                             (--real-node: kubelet and kube-proxy too)
+                             (--real-node: kubelet, kube-proxy, CoreDNS, cert-manager and
+                             Prometheus too)
 moorage-dev images build     build Moorage's and the examples' images with buildah (no Docker)
 moorage-dev images import    build them and import them into the local cluster's real node
 moorage-dev certmanager up   install and start cert-manager against the running control plane
@@ -27,9 +28,12 @@ from pathlib import Path
 from moorage_core.errors import KubeError
 from moorage_dev.binaries import BinaryError, ensure_binaries
 from moorage_dev.certmanager import CertManager, stop_recorded
+from moorage_dev.certmanager_binaries import ensure_cert_manager_binaries
 from moorage_dev.cluster import ControlPlane, ControlPlaneError, default_state_dir
 from moorage_dev.demo import run_demo
+from moorage_dev.dns import ensure_coredns
 from moorage_dev.imagecommands import add_images_command, run_images_command
+from moorage_dev.prometheus import ensure_prometheus_with_kubernetes_discovery
 
 
 def _say(message: str) -> None:
@@ -120,6 +124,12 @@ def certmanager(state_dir: Path, action: str) -> int:
 def build(*, real_node: bool = False) -> int:
     for name, path in ensure_binaries(report=_say, node=real_node).items():
         print(f"{name}={path}")
+    if real_node:
+        # What runs beside a real node in the tests and the demo, built now rather than on
+        # first use so that a test run starts with everything in the cache.
+        print(f"coredns={ensure_coredns(_say)}")
+        print(f"cert-manager={ensure_cert_manager_binaries(_say).bin_dir}")
+        print(f"prometheus={ensure_prometheus_with_kubernetes_discovery(_say)}")
     return 0
 
 
