@@ -8,6 +8,25 @@ source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
 echo "==> control plane binaries (built once from Go modules, then cached)" >&2
 uv run moorage-dev build >/dev/null
 
+# The real node (kubelet, containerd, runc, CNI), images built with buildah, cert-manager and
+# Prometheus: Debian packages installed when missing, binaries built from Go modules and images
+# built from docker/ once, then cached. A machine where this cannot be done (not root) skips the
+# real-node tests with the reason; CI requires them.
+if [ "$(id -u)" -eq 0 ]; then
+  echo "==> real node: Debian packages, kubelet, kube-proxy, CoreDNS, cert-manager, Prometheus (cached)" >&2
+  bash scripts/realnode-deps.sh
+  bash scripts/images-deps.sh
+  bash scripts/prometheus-deps.sh
+  uv run moorage-dev build --real-node >/dev/null
+  echo "==> images from docker/ with buildah (cached by content)" >&2
+  uv run moorage-dev images build >/dev/null
+else
+  echo "==> not root: the real-node tests will be skipped (docs/real-node.md says what they need)" >&2
+fi
+if [ -n "${CI:-}" ]; then
+  export MOORAGE_REQUIRE_REAL_NODE="${MOORAGE_REQUIRE_REAL_NODE:-1}"
+fi
+
 if [ -x scripts/node.sh ]; then
   echo "==> Node.js 22 and the MCP conformance suite (cached)" >&2
   scripts/node.sh >/dev/null
