@@ -24,7 +24,9 @@ from moorage_core.kube import PODS, SERVICES, KubeClient
 from moorage_dev.cluster import POD_CIDR, SERVICE_CIDR, ControlPlane, free_port
 from moorage_dev.dns import dns_ready, ensure_coredns, write_corefile
 
-pytestmark = pytest.mark.integration
+# The first test may build CoreDNS from Go modules (about 4 minutes cold) unless
+# `moorage-dev build --real-node` already has.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 
 @dataclass(frozen=True, slots=True)

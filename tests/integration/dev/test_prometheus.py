@@ -227,6 +227,9 @@ def _pod(name: str, namespace: str, labels: dict[str, str], port: dict[str, Any]
     }
 
 
+# May build Prometheus with Kubernetes discovery from Go modules (about 7 minutes cold) unless
+# `moorage-dev build --real-node` already has.
+@pytest.mark.timeout(1200)
 async def test_kubernetes_discovery_finds_the_pods_our_monitors_select(
     control_plane: ControlPlane, kube: KubeClient, namespace: str, tmp_path: Path
 ) -> None:
