@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -340,8 +341,6 @@ def build_guard_cleanup(save_text: str) -> list[list[str]]:
 
 def _split_rule(line: str) -> list[str]:
     """Split one `iptables-save` rule line into arguments (it quotes comments with spaces)."""
-    import shlex
-
     return shlex.split(line)
 
 
