@@ -176,6 +176,8 @@ def write_corefile(
     kubeconfig: Path,
     reverse_cidrs: Sequence[str],
     domain: str = CLUSTER_DOMAIN,
+    health_port: int | None = None,
+    ready_port: int | None = None,
 ) -> Path:
     """`<state_dir>/Corefile` for `corefile(...)`; start CoreDNS with `-conf <that path>`."""
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -187,6 +189,8 @@ def write_corefile(
             kubeconfig=kubeconfig,
             reverse_cidrs=reverse_cidrs,
             domain=domain,
+            health_port=health_port,
+            ready_port=ready_port,
         )
     )
     return path

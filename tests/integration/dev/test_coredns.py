@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 class Server:
     ip: str
     port: int
+    health_port: int
+    ready_port: int
 
 
 @pytest.fixture(scope="module")
@@ -40,13 +43,15 @@ def coredns(
     control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
     state = tmp_path_factory.mktemp("coredns")
-    server = Server("127.0.0.1", free_port())
+    server = Server("127.0.0.1", free_port(), health_port=free_port(), ready_port=free_port())
     conf = write_corefile(
         state,
         bind_ip=server.ip,
         port=server.port,
         kubeconfig=control_plane.kubeconfig,
         reverse_cidrs=(SERVICE_CIDR, POD_CIDR),
+        health_port=server.health_port,
+        ready_port=server.ready_port,
     )
     log = (state / "coredns.log").open("w")
     proc = subprocess.Popen(
@@ -166,3 +171,10 @@ async def test_an_unknown_name_is_nxdomain_at_once(
 async def test_an_unknown_address_in_the_pod_range_is_nxdomain(coredns: Server) -> None:
     reply = await _ask(coredns, "254.255.244.10.in-addr.arpa", "PTR")
     assert dns.rcode.to_text(reply.rcode()) == "NXDOMAIN"
+
+
+@pytest.mark.parametrize("path", ["health", "ready"])
+def test_health_and_ready_answer_on_loopback(coredns: Server, path: str) -> None:
+    port = coredns.health_port if path == "health" else coredns.ready_port
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/{path}", timeout=5) as response:
+        assert (response.status, response.read().decode()) == (200, "OK")

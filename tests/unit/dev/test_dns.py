@@ -177,6 +177,19 @@ def test_write_corefile_writes_the_pure_text(tmp_path: Path) -> None:
     assert path.read_text() == _corefile()
 
 
+def test_write_corefile_passes_the_probe_ports_on(tmp_path: Path) -> None:
+    path = cluster_dns.write_corefile(
+        tmp_path,
+        bind_ip="10.88.0.1",
+        port=53,
+        kubeconfig=KUBECONFIG,
+        reverse_cidrs=(),
+        health_port=8080,
+        ready_port=8181,
+    )
+    assert path.read_text() == _corefile(reverse_cidrs=(), health_port=8080, ready_port=8181)
+
+
 def test_query_is_what_a_dns_library_parses() -> None:
     wire = cluster_dns.encode_query("kubernetes.default.svc.cluster.local", query_id=4242)
     parsed = dns.message.from_wire(wire)
