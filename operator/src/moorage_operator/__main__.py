@@ -1,23 +1,29 @@
 """`moorage-operator`: parse settings, configure logging, connect to the apiserver, run the manager.
 
-Exit codes: 0 after a graceful stop (SIGTERM/SIGINT), 1 when leadership was lost or a loop
-crashed (Kubernetes restarts the pod), 2 for a bad setting.
+Start-up: load the credentials (`KUBECONFIG`), wait for the apiserver to answer (at most
+`STARTUP_TIMEOUT`), load the metrics certificate (`METRICS_CERT_DIR`) and bind `METRICS_BIND`.
+A failure of any step is one `startup_failed` line naming the setting. SIGTERM/SIGINT end the
+process at any stage: during start-up at once, afterwards after the manager's drain.
+
+Exit codes: 0 after a graceful stop (SIGTERM/SIGINT), 1 when leadership was lost, a loop
+crashed, the apiserver did not answer or an address is in use (Kubernetes restarts the pod), 2
+for a bad setting.
 """
 
 from __future__ import annotations
 
 import asyncio
-import signal
+import contextlib
 import sys
 from collections.abc import Callable, Sequence
 
 import structlog
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
-from moorage_core.kube import KubeClient
 from moorage_core.loggers import configure_logging
+from moorage_core.running import Lifecycle, run_service
 from moorage_core.settings import SettingError
-from moorage_core.tls import ReloadingTLS
+from moorage_core.startup import connect_kube, load_tls, wait_for_apiserver
 from moorage_operator.controllers import build_controllers
 from moorage_operator.metrics import OperatorMetrics
 from moorage_operator.runtime.controller import Controller
@@ -29,6 +35,9 @@ log = structlog.get_logger(__name__)
 
 USER_AGENT = "moorage-operator"
 LEASE_NAME = "moorage-operator"
+KUBECONFIG_SETTING = "KUBECONFIG / --kubeconfig"
+DRAIN_TIMEOUT = ManagerOptions().drain_timeout + 3.0
+"""Seconds from SIGTERM to exit: the manager's drain, releasing the Lease, closing the server."""
 
 Registration = Callable[[Manager, Settings], list[Controller]]
 
@@ -53,19 +62,37 @@ def manager_options(settings: Settings) -> ManagerOptions:
     )
 
 
-async def run_operator(settings: Settings, *, register: Registration = build_controllers) -> int:
-    """Run the operator until SIGTERM/SIGINT; the process exit code."""
+async def run_operator(
+    settings: Settings,
+    *,
+    register: Registration = build_controllers,
+    lifecycle: Lifecycle | None = None,
+) -> int:
+    """Run the operator until `lifecycle.stop` (SIGTERM/SIGINT); the process exit code.
+
+    Without a lifecycle it runs until cancelled."""
+    lifecycle = lifecycle or Lifecycle(drain_timeout=DRAIN_TIMEOUT)
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
     metrics = OperatorMetrics(registry)
-    kube = await KubeClient.connect(
-        kubeconfig=settings.kubeconfig, user_agent=USER_AGENT, observer=metrics.observe_request
+    kube = await connect_kube(
+        kubeconfig=settings.kubeconfig,
+        setting=KUBECONFIG_SETTING,
+        user_agent=USER_AGENT,
+        observer=metrics.observe_request,
     )
     async with kube:
-        tls = ReloadingTLS.from_dir(
+        await wait_for_apiserver(
+            kube,
+            timeout=settings.startup_timeout,
+            setting="STARTUP_TIMEOUT / --startup-timeout",
+            credentials_setting=KUBECONFIG_SETTING,
+        )
+        tls = load_tls(
             settings.metrics_cert_dir,
+            setting="METRICS_CERT_DIR / --metrics-cert-dir",
             hosts=["localhost", "127.0.0.1", settings.pod_name],
             common_name=USER_AGENT,
         )
@@ -85,18 +112,23 @@ async def run_operator(settings: Settings, *, register: Registration = build_con
             leader_election=settings.leader_election,
             controllers=[c.name for c in controllers],
         )
-        loop = asyncio.get_running_loop()
-        signals = (signal.SIGTERM, signal.SIGINT)
-        for sig in signals:
-            loop.add_signal_handler(sig, manager.stop)
+
+        async def stop_on_request() -> None:
+            await lifecycle.stop.wait()
+            manager.stop()
+
+        # From here a signal stops the manager, which drains and releases the Lease.
+        stopper = asyncio.create_task(stop_on_request(), name="stop-on-signal")
+        lifecycle.serving()
         try:
             await manager.run()
         except LeadershipLost as exc:
             log.error("operator_exiting", reason=str(exc))
             return 1
         finally:
-            for sig in signals:
-                loop.remove_signal_handler(sig)
+            stopper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stopper
     log.info("operator_exited")
     return 0
 
@@ -109,7 +141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"moorage-operator: {exc}", file=sys.stderr)
         return 2
     configure_logging(fmt=settings.log_format, level=settings.log_level)
-    return asyncio.run(run_operator(settings))
+    return run_service(
+        lambda lifecycle: run_operator(settings, lifecycle=lifecycle),
+        drain_timeout=DRAIN_TIMEOUT,
+    )
 
 
 if __name__ == "__main__":

@@ -90,6 +90,9 @@ class Settings:
     kubeconfig: str | None = None
     """KUBECONFIG / --kubeconfig: kubeconfig file to use. Default unset: the in-cluster service
     account, else ~/.kube/config."""
+    startup_timeout: float = 60.0
+    """STARTUP_TIMEOUT / --startup-timeout: seconds (Go duration accepted) the apiserver may take
+    to answer at start before the operator exits 1 naming it. Default 60s."""
 
     @classmethod
     def from_env_and_args(
@@ -248,6 +251,14 @@ _SPECS: tuple[SettingSpec, ...] = (
         _file,
         "FILE",
         "kubeconfig file (default: in-cluster, then ~/.kube/config)",
+    ),
+    SettingSpec(
+        "startup_timeout",
+        "STARTUP_TIMEOUT",
+        "startup-timeout",
+        parse_positive_duration,
+        "DURATION",
+        "how long the apiserver may take to answer at start (default: 60s)",
     ),
 )
 

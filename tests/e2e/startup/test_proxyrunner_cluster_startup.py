@@ -8,7 +8,12 @@ import json
 from pathlib import Path
 
 import pytest
-from startupkit import assert_clean_failure, run_command, terminate_when, unreachable_kubeconfig
+from testkit.commands import (
+    assert_clean_failure,
+    run_command,
+    terminate_when,
+    unreachable_kubeconfig,
+)
 
 pytestmark = pytest.mark.e2e
 

@@ -6,7 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from startupkit import assert_clean_failure, free_port, port_in_use, run_command, terminate_when
+from testkit.commands import (
+    assert_clean_failure,
+    free_port,
+    port_in_use,
+    run_command,
+    terminate_when,
+)
 
 pytestmark = pytest.mark.e2e
 

@@ -7,7 +7,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from startupkit import (
+from testkit.commands import (
     assert_clean_failure,
     free_port,
     port_in_use,

@@ -7,14 +7,14 @@ owns ServiceAccounts and logs `test_reconciled` for every ConfigMap it reconcile
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 import structlog
 
 from moorage_core.kube import CONFIGMAPS, SERVICEACCOUNTS
 from moorage_core.loggers import configure_logging
-from moorage_operator.__main__ import run_operator
+from moorage_core.running import run_service
+from moorage_operator.__main__ import DRAIN_TIMEOUT, run_operator
 from moorage_operator.runtime import Controller, Manager, Request, Result
 from moorage_operator.settings import Settings
 
@@ -36,7 +36,10 @@ def register(manager: Manager, settings: Settings) -> list[Controller]:
 def main() -> int:
     settings = Settings.from_env_and_args(sys.argv[1:])
     configure_logging(fmt=settings.log_format, level=settings.log_level)
-    return asyncio.run(run_operator(settings, register=register))
+    return run_service(
+        lambda lifecycle: run_operator(settings, register=register, lifecycle=lifecycle),
+        drain_timeout=DRAIN_TIMEOUT,
+    )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,9 @@ Lifecycle of `run()`:
 5. release the Lease, stop the informers and the server.
 
 `run()` returns normally after `stop()`; it raises `LeadershipLost` when the Lease was lost and
-re-raises a crash of any loop, so the process exits non-zero and Kubernetes restarts it.
+re-raises a crash of any loop (the loops run under a `TaskSupervisor`), so the process exits
+non-zero and Kubernetes restarts it. An address the server cannot listen on is a
+`StartupFailure` naming `ManagerOptions.metrics_setting`.
 
 Reconcilers register through `add_controller()` and read caches through `informer()` /
 `owned_informer()` (informers are shared per kind and selectors).
@@ -32,6 +34,7 @@ from prometheus_client import CollectorRegistry
 
 from moorage_core.kube import KubeClient, ResourceKind
 from moorage_core.serving import HealthChecks, HTTPSServer, make_health_app
+from moorage_core.supervising import TaskSupervisor
 from moorage_core.tls import ReloadingTLS
 from moorage_operator.metrics import OperatorMetrics
 from moorage_operator.runtime.controller import Controller, Reconciler
@@ -60,6 +63,8 @@ class ManagerOptions:
     metrics_host: str = "0.0.0.0"  # noqa: S104 - probes and scrapes come from outside the pod
     metrics_port: int = 8443
     """Where the HTTPS metrics/health server listens (0: an ephemeral port, for tests)."""
+    metrics_setting: str = "METRICS_BIND / --metrics-bind"
+    """The setting named when that address cannot be used."""
     drain_timeout: float = 2.0
     """Seconds reconciles in flight may take to finish on shutdown before they are cancelled.
     Short on purpose: the Lease is released only after, and a standby waits for it."""
@@ -99,7 +104,8 @@ class Manager:
         )
         self._server: HTTPSServer | None = None
         self._stop = asyncio.Event()
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._loops = TaskSupervisor(on_failure=self._stop.set)
+        """Informers, the leading loop and the certificate reload: each runs until cancelled."""
         self._running = False
         self.health.liveness["loops"] = self._check_loops
         self.health.readiness["informers"] = self._check_synced
@@ -201,7 +207,7 @@ class Manager:
             raise RuntimeError(f"caches not synced: {', '.join(sorted(pending))}")
 
     async def _check_loops(self) -> None:
-        dead = [name for name, task in self._tasks.items() if task.done()]
+        dead = self._loops.dead()
         if dead:
             raise RuntimeError(f"loops stopped: {', '.join(sorted(dead))}")
 
@@ -221,6 +227,8 @@ class Manager:
             host=self.options.metrics_host,
             port=self.options.metrics_port,
             tls=self.tls,
+            setting=self.options.metrics_setting,
+            supervisor=self._loops,
         )
         await self._server.start()
         try:
@@ -235,9 +243,7 @@ class Manager:
         self._spawn(f"informer {informer.name}", informer.run())
 
     def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks[name] = task
-        task.add_done_callback(lambda _: self._stop.set())
+        self._loops.spawn(name, coro)
 
     async def _lead(self) -> None:
         """Acquire the Lease if needed, then run the controllers and keep the Lease."""
@@ -269,18 +275,12 @@ class Manager:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _wait_for_stop(self) -> None:
-        await self._stop.wait()
         # A loop that ended on its own has failed (they all run until cancelled): re-raise it.
-        for task in self._tasks.values():
-            if task.done() and not task.cancelled():
-                exc = task.exception()
-                if exc is not None:
-                    raise exc
-                raise RuntimeError(f"{task.get_name()} ended unexpectedly")
+        await self._loops.wait(self._stop)
 
     async def _shutdown(self) -> None:
         log.info("manager_stopping")
-        leading = self._tasks.pop("leading", None)
+        leading = self._loops.pop("leading")
         if leading is not None:
             # Cancelling it stops the controllers, which drain their queues (bounded).
             leading.cancel()
@@ -288,10 +288,7 @@ class Manager:
                 await leading
         if self._elector is not None:
             await self._elector.release()
-        for task in self._tasks.values():
-            task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
-        self._tasks.clear()
+        await self._loops.aclose()
         if self._server is not None:
             await self._server.stop()
         log.info("manager_stopped")
