@@ -502,3 +502,12 @@ def test_prometheus_config_carries_rule_files_and_intervals() -> None:
         "scrape_configs": [],
         "rule_files": ["/r.yaml"],
     }
+
+
+def test_a_configuration_promtool_rejects_never_starts(promtool: str, tmp_path: Path) -> None:
+    bad = {"scrape_configs": [{"job_name": "x", "scrape_interval": "often"}]}
+    server = prometheus.Prometheus(bad, tmp_path)
+    with pytest.raises(prometheus.PrometheusError, match="promtool rejects") as info:
+        server.start()
+    assert "often" in str(info.value)
+    assert server.port == 0  # nothing was started
