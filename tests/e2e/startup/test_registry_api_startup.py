@@ -3,6 +3,7 @@ hangs."""
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -58,5 +59,24 @@ def test_sigterm_while_serving_exits_within_the_drain_timeout(tmp_path: Path) ->
         ready="registry_api_started",
     )
     assert outcome.code == 0, outcome.output
+    assert waited < 2.0
+    assert "Traceback" not in outcome.output
+
+
+def test_sigterm_during_startup_exits_within_the_drain_timeout(tmp_path: Path) -> None:
+    # Before the loop runs, SIGTERM's default action ends the process; after, our handler does.
+    outcome, waited = terminate_when(
+        API,
+        "--data-dir",
+        str(tmp_path),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(free_port()),
+        "--drain-timeout",
+        "2s",
+        ready="",
+    )
+    assert outcome.code in (0, -signal.SIGTERM), outcome.output
     assert waited < 2.0
     assert "Traceback" not in outcome.output
