@@ -1,6 +1,6 @@
 """Step 5: Prometheus scrapes the operator and the webhook as our ServiceMonitors declare.
 
-Debian's Prometheus, configured from deploy/components/monitoring's ServiceMonitors (HTTPS, the
+Prometheus (upstream, built from Go modules: Debian's package lacks Kubernetes discovery), configured from deploy/components/monitoring's ServiceMonitors (HTTPS, the
 webhook's certificate verified against its cert-manager CA), discovers the pods through the
 apiserver and scrapes their pod IPs on the real node.
 """
@@ -45,7 +45,7 @@ def _up(prometheus: Any, component: str) -> list[dict[str, Any]]:
     return [
         t
         for t in prometheus.targets()
-        if t["labels"].get("job", "").endswith(component) and t["health"] == "up"
+        if t["labels"].get("pod", "").startswith(f"moorage-{component}-") and t["health"] == "up"
     ]
 
 
