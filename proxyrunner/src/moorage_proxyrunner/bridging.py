@@ -23,6 +23,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from moorage_core.supervising import TaskSupervisor
 from moorage_proxyrunner import eras
 from moorage_proxyrunner.backends.stdio import Peer, StdioBridge
 from moorage_proxyrunner.jsonrpc import (
@@ -104,9 +105,14 @@ class BridgeEndpoints(Refusing):
 
     # ---- lifecycle ----
 
-    async def start(self) -> None:
-        await self.bridge.start()
-        self._sweeper = asyncio.create_task(self._sweep(), name="session-sweeper")
+    async def start(self, supervisor: TaskSupervisor | None = None) -> None:
+        await self.bridge.start(supervisor)
+        sweep = self._sweep()
+        self._sweeper = (
+            supervisor.spawn("session-sweeper", sweep)
+            if supervisor is not None
+            else asyncio.create_task(sweep, name="session-sweeper")
+        )
 
     async def close_streams(self) -> None:
         """Drain: end the long-lived streams so their handlers return; sessions stay open so

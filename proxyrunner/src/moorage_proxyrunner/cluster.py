@@ -423,7 +423,7 @@ async def _run_cluster(
             open_channel=open_channel,
             local_command=options.local_command,
         )
-        app = make_app(settings, endpoints=endpoints, registry=registry)
+        app = make_app(settings, endpoints=endpoints, registry=registry, supervisor=supervisor)
         middleware.install(app, primary_path="/sse" if spec.transport == "sse" else "/mcp")
         await middleware.prefetch()
         reloader = RunConfigReloader(

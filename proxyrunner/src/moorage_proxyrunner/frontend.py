@@ -27,6 +27,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from moorage_core.startup import Listener, bound_port, listen_sockets
+from moorage_core.supervising import TaskSupervisor
 from moorage_proxyrunner.jsonrpc import INVALID_REQUEST
 from moorage_proxyrunner.responding import rpc_error
 from moorage_proxyrunner.settings import LOOPBACK_HOSTS, ProxySettings
@@ -41,7 +42,8 @@ class Endpoints(Protocol):
 
     def add_routes(self, app: web.Application) -> None: ...
 
-    async def start(self) -> None: ...
+    async def start(self, supervisor: TaskSupervisor | None = None) -> None:
+        """Start the backend; its long-lived loops run under `supervisor` when given."""
 
     async def close_streams(self) -> None:
         """End long-lived streams (sessions, SSE) so their handlers return."""
@@ -146,9 +148,14 @@ async def guard(
 
 
 def make_app(
-    settings: ProxySettings, *, endpoints: Endpoints, registry: CollectorRegistry
+    settings: ProxySettings,
+    *,
+    endpoints: Endpoints,
+    registry: CollectorRegistry,
+    supervisor: TaskSupervisor | None = None,
 ) -> web.Application:
-    """The proxy's application; `serve` runs it (tests use aiohttp's test server)."""
+    """The proxy's application; `serve` runs it (tests use aiohttp's test server). The
+    backend's loops run under `supervisor` when given."""
     # Bodies are read and bounded by the endpoints themselves (one more byte than the limit is
     # enough to refuse); aiohttp's own cap is kept just above so it never answers first.
     app = web.Application(middlewares=[guard], client_max_size=settings.max_body_bytes + 1024)
@@ -172,7 +179,10 @@ def make_app(
     endpoints.add_routes(app)
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
-        await endpoints.start()
+        if supervisor is None:
+            await endpoints.start()
+        else:
+            await endpoints.start(supervisor)
         yield
         await endpoints.stop()
 

@@ -215,7 +215,7 @@ async def run_local(
             pipeline=middleware.pipeline,
             launch=launch,
         )
-        app = make_app(settings, endpoints=endpoints, registry=registry)
+        app = make_app(settings, endpoints=endpoints, registry=registry, supervisor=supervisor)
         middleware.install(app, primary_path=path)
         await middleware.prefetch()
         if config is not None:

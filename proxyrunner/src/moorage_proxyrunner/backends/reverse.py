@@ -34,6 +34,7 @@ from urllib.parse import urljoin, urlsplit
 import structlog
 from aiohttp import web
 
+from moorage_core.supervising import TaskSupervisor
 from moorage_proxyrunner import eras
 from moorage_proxyrunner.backends.upstream import Client, Response, Target, UpstreamError
 from moorage_proxyrunner.bridging import identity_of
@@ -181,9 +182,14 @@ class HttpEndpoints(Refusing):
             app.router.add_post("/messages", self.messages)
             app.router.add_post("/messages/", self.messages)
 
-    async def start(self) -> None:
+    async def start(self, supervisor: TaskSupervisor | None = None) -> None:
         await self._probe_all()
-        self._prober = asyncio.create_task(self._probe_forever(), name="http-backend-probe")
+        probe = self._probe_forever()
+        self._prober = (
+            supervisor.spawn("http-backend-probe", probe)
+            if supervisor is not None
+            else asyncio.create_task(probe, name="http-backend-probe")
+        )
 
     async def close_streams(self) -> None:
         """Drain: end legacy SSE sessions and the long-lived streams being relayed."""

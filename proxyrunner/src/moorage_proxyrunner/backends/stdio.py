@@ -38,6 +38,7 @@ from typing import Any, Final
 
 import structlog
 
+from moorage_core.supervising import TaskSupervisor
 from moorage_proxyrunner import eras
 from moorage_proxyrunner.backends.channels import ChannelClosed, ChannelFactory, StdioChannel
 from moorage_proxyrunner.jsonrpc import (
@@ -202,9 +203,16 @@ class StdioBridge:
         caps = (self.initialize_result or {}).get("capabilities")
         return caps if isinstance(caps, dict) else {}
 
-    async def start(self) -> None:
+    async def start(self, supervisor: TaskSupervisor | None = None) -> None:
+        """Connect (and reconnect) in the background; under `supervisor` when given, so that
+        a connection loop that dies ends the process rather than leaving it unready for ever."""
         if self._supervisor is None:
-            self._supervisor = asyncio.create_task(self._supervise(), name="stdio-bridge")
+            loop = self._supervise()
+            self._supervisor = (
+                supervisor.spawn("stdio-bridge", loop)
+                if supervisor is not None
+                else asyncio.create_task(loop, name="stdio-bridge")
+            )
 
     async def wait_connected(self, timeout: float | None = None) -> bool:
         if self._connected.is_set():
