@@ -259,11 +259,12 @@ async def wait_for_apiserver(
     pause = 0.1
     last = ""
     while True:
-        remaining = deadline - now()
+        # The last attempt still gets a moment, however little of the window is left.
+        budget = max(deadline - now(), 0.05)
         try:
-            async with asyncio.timeout(max(remaining, 0.001)):
+            async with asyncio.timeout(budget):
                 await kube.request(
-                    "GET", "/version", verb="get", timeout=min(_PROBE_TIMEOUT, remaining)
+                    "GET", "/version", verb="get", timeout=min(_PROBE_TIMEOUT, budget)
                 )
             return
         except (Unauthorized, Forbidden) as exc:
