@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from mcp import Client
+from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from realkit import (
@@ -117,11 +118,11 @@ async def test_stdio_example_lists_and_calls_tools_through_its_service(
     assert json.loads(_text(result))["timezone"] == "UTC"
 
 
-@pytest.mark.parametrize("mode", MODES)
-async def test_sse_example_answers_on_streamable_http(
-    plane: ControlPlane, examples: str, mode: str
+async def test_sse_example_lists_and_calls_tools_over_legacy_sse(
+    plane: ControlPlane, examples: str
 ) -> None:
-    async with Client(_url(plane, "everything-sse", "/mcp"), mode=mode) as client:
+    # HTTP+SSE is the legacy era's transport; the proxy relays it to an SSE server as is.
+    async with Client(sse_client(_url(plane, "everything-sse", "/sse")), mode="legacy") as client:
         names = {t.name for t in (await client.list_tools()).tools}
         assert "echo" in names
         result = await client.call_tool("echo", {"message": "over the real node"})
@@ -129,10 +130,13 @@ async def test_sse_example_answers_on_streamable_http(
     assert "over the real node" in _text(result)
 
 
-@pytest.mark.parametrize("mode", MODES)
 async def test_streamable_http_example_authenticates_and_authorises(
-    plane: ControlPlane, examples: str, mode: str
+    plane: ControlPlane, examples: str
 ) -> None:
+    # The legacy era only: the "everything" server in the example speaks no 2026-07-28 (a
+    # session-less request gets its "no valid session" error directly too). The stdio example
+    # above shows the modern era through the proxy's own bridge.
+    mode = "legacy"
     url = _url(plane, "everything", "/mcp")
     allowed = token(plane, "agents", "research-agent", "moorage")
     async with bearer_client(url, allowed, mode) as client:
@@ -161,14 +165,18 @@ async def test_streamable_http_example_refuses_other_service_accounts(
 def test_the_webhook_rejects_a_bad_mcpserver_with_our_message(
     plane: ControlPlane, examples: str
 ) -> None:
+    # A digest of 40 hex digits passes the CRD's pattern; only the webhook knows sha256 has 64.
+    image = "ghcr.io/moorage-dev/mcp-server-time@sha256:" + "a" * 40
     bad = {
         "apiVersion": "moorage.dev/v1alpha1",
         "kind": "MCPServer",
         "metadata": {"name": "bad-image", "namespace": examples},
-        "spec": {"image": "Registry.Example/UPPER//time:1", "transport": "stdio", "port": 8080},
+        "spec": {"image": image, "transport": "stdio", "port": 8080},
     }
     out = plane.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(bad), check=False)
     assert out.returncode != 0
-    assert 'admission webhook "mcpserver.moorage.dev" denied the request' in out.stderr
-    assert "spec.image" in out.stderr
-    assert "is not a valid image reference" in out.stderr
+    assert (
+        'admission webhook "mcpserver.moorage.dev" denied the request: spec.image: '
+        f'"{image}" is not a valid image reference: sha256 digest must have 64 hex digits, '
+        "not 40"
+    ) in out.stderr

@@ -101,12 +101,38 @@ def test_a_server_that_exits_ends_in_failed_with_the_container_reason(
     assert "CrashLoopBackOff" in waiting
 
 
+async def _call_until_answered(call: Any, *, timeout: float) -> str | None:
+    """The time zone `call()` answers, retried while the proxy reconnects; None on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return _now(await call())
+        except Exception:  # the proxy is re-attaching, or the session has to be replaced
+            if time.monotonic() > deadline:
+                return None
+            await asyncio.sleep(0.5)
+
+
+async def _answer_in_a_new_session(url: str, *, mode: str, timeout: float) -> str | None:
+    """What a client that reconnects gets: a new session, retried while the proxy is away."""
+
+    async def call() -> Any:
+        async with Client(url, mode=mode) as client:
+            return await client.call_tool("get_current_time", {"timezone": "UTC"})
+
+    return await _call_until_answered(call, timeout=timeout)
+
+
 @pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
 async def test_deleting_the_mcp_server_pod_mid_session_recovers(
     plane: ControlPlane, time_server: str, mode: str
 ) -> None:
     async with Client(time_server, mode=mode) as client:
-        assert _now(await client.call_tool("get_current_time", {"timezone": "UTC"})) == "UTC"
+
+        async def call() -> Any:
+            return await client.call_tool("get_current_time", {"timezone": "UTC"})
+
+        assert _now(await call()) == "UTC"
         before = get(plane, "pod", "-n", NAMESPACE, "clock-0")["metadata"]["uid"]
         plane.kubectl("delete", "pod", "-n", NAMESPACE, "clock-0", "--wait=false")
 
@@ -115,26 +141,12 @@ async def test_deleting_the_mcp_server_pod_mid_session_recovers(
             return pod["metadata"]["uid"] != before and ready(pod)
 
         wait("clock-0 replaced and Ready", replaced, timeout=120)
-
-        async def call_in_session() -> str | None:
-            try:
-                return _now(await client.call_tool("get_current_time", {"timezone": "UTC"}))
-            except Exception:  # the session may have to be replaced (below)
-                return None
-
-        deadline = time.monotonic() + 60
-        answered = None
-        while answered is None and time.monotonic() < deadline:
-            answered = await call_in_session()
-            if answered is None and mode == "2026-07-28":
-                await asyncio.sleep(0.5)
-            elif answered is None:
-                break
+        answered = await _call_until_answered(call, timeout=60 if mode != "legacy" else 20)
     if answered is None:
-        # The legacy era binds state to a session: a new session is what the protocol asks for.
+        # The legacy era binds state to a session: a new session is what the protocol asks for
+        # once the server process behind it is new.
         assert mode == "legacy"
-        async with Client(time_server, mode=mode) as fresh:
-            answered = _now(await fresh.call_tool("get_current_time", {"timezone": "UTC"}))
+        answered = await _answer_in_a_new_session(time_server, mode=mode, timeout=60)
     assert answered == "UTC"
 
 
@@ -153,16 +165,7 @@ async def test_deleting_the_proxy_runner_pod_lets_clients_reconnect(
         timeout=180,
     )
     rollout(plane, NAMESPACE, "deployment/clock")
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            async with Client(time_server, mode="legacy") as client:
-                answer = _now(await client.call_tool("get_current_time", {"timezone": "UTC"}))
-            break
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(1)
+    answer = await _answer_in_a_new_session(time_server, mode="legacy", timeout=60)
     assert answer == "UTC"
 
 
