@@ -15,6 +15,7 @@ from moorage_core.startup import (
     StartupFailure,
     bound_port,
     describe_bind_error,
+    describe_tls_error,
     listen_sockets,
     load_tls,
 )
@@ -125,3 +126,11 @@ def test_a_good_pair_loads(tmp_path: Path) -> None:
     write_pair(build_self_signed(hosts=["localhost"]), tmp_path)
     tls = load_tls(tmp_path, setting="CERT_DIR / --cert-dir", hosts=[], common_name="t")
     assert tls.cert_file == tmp_path / "tls.crt"
+
+
+def test_an_unreadable_file_is_named_with_what_to_do(tmp_path: Path) -> None:
+    # Root reads any file whatever its mode, so the error is built here rather than provoked.
+    denied = PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "tls.key"))
+    failure = describe_tls_error(denied, cert_dir=tmp_path, setting="CERT_DIR / --cert-dir")
+    assert failure.problem == f"{tmp_path / 'tls.key'} cannot be read"
+    assert failure.hint == "make the files readable by the user the command runs as"
