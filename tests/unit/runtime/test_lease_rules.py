@@ -42,6 +42,17 @@ def test_can_acquire(spec: dict[str, Any], observed_at: float, now: float, expec
     assert can_acquire(spec, identity="me", observed_at=observed_at, now=now) is expected
 
 
+@pytest.mark.parametrize(
+    ("now", "expected"), [(100.0, False), (114.9, False), (115.0, True)], ids=str
+)
+def test_a_record_in_our_name_that_this_process_did_not_write_waits_out_its_duration(
+    now: float, expected: bool
+) -> None:
+    # A container restarted in the same pod: the standby, which saw the record first, leads.
+    spec = {"holderIdentity": "me", "leaseDurationSeconds": 15}
+    assert can_acquire(spec, identity="me", observed_at=100.0, now=now, took_it=False) is expected
+
+
 def test_taking_a_lease_from_another_holder_counts_a_transition() -> None:
     spec = {"holderIdentity": "other", "acquireTime": "old", "leaseTransitions": 3}
     assert next_lease_spec(spec, identity="me", lease_duration=15, now=NOW) == {

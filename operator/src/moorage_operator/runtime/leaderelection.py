@@ -77,15 +77,25 @@ def format_micro_time(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def can_acquire(spec: Mapping[str, Any], *, identity: str, observed_at: float, now: float) -> bool:
+def can_acquire(
+    spec: Mapping[str, Any],
+    *,
+    identity: str,
+    observed_at: float,
+    now: float,
+    took_it: bool = True,
+) -> bool:
     """Whether `identity` may take or renew a Lease whose spec is `spec`.
 
     `observed_at` is when (on our monotonic clock) we first saw this exact record. A record with
     no holder, or held by us, can be taken; one held by another is taken only once it has not
-    changed for its `leaseDurationSeconds`.
+    changed for its `leaseDurationSeconds`. `took_it` says whether this process wrote the record
+    it holds: a record in our name that it did not write is a previous incarnation's (a container
+    restarted in the same pod after a crash), and waits out its duration like anyone else's, so
+    that the warm standby, which saw the record first, takes over.
     """
     holder = spec.get("holderIdentity") or ""
-    if not holder or holder == identity:
+    if not holder or (holder == identity and took_it):
         return True
     duration = float(spec.get("leaseDurationSeconds") or 0)
     return now >= observed_at + duration
@@ -190,6 +200,7 @@ class LeaderElector:
             identity=cfg.identity,
             observed_at=self._observed_at,
             now=self._monotonic(),
+            took_it=self._lease is not None,
         ):
             return Attempt.HELD_BY_OTHER
         lease["spec"] = next_lease_spec(
