@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from moorage_dev.buildah import Buildah, ImageError, Reporter
+from moorage_dev.mounts import unmount_all_under
 
 LOCAL_REGISTRY = "localhost/moorage-dev"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -224,8 +225,9 @@ def make_python_base(
     work.mkdir(parents=True, exist_ok=True)
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("")
-    with tempfile.TemporaryDirectory(prefix="rootfs-", dir=work) as tmp:
-        rootfs = Path(tmp) / "rootfs"
+    scratch = Path(tempfile.mkdtemp(prefix="rootfs-", dir=work))
+    rootfs = scratch / "rootfs"
+    try:
         report(f"debootstrap {base.suite} with {', '.join(BASE_PACKAGES)} from {mirrors.main}")
         started = time.monotonic()
         _run(
@@ -238,6 +240,22 @@ def make_python_base(
         return buildah.commit_rootfs(
             rootfs, reference=base.reference, config=build_python_config(base=base), report=report
         )
+    finally:
+        _remove_rootfs(scratch)
+
+
+def _remove_rootfs(scratch: Path) -> None:
+    """Delete a scratch root filesystem, never through a mount left in it.
+
+    debootstrap mounts /proc and /sys (and may bind the machine's /dev) inside the target while it
+    installs; a failed run can leave them there, and deleting through them would reach the host.
+    """
+    stuck = unmount_all_under(scratch)
+    if stuck:
+        raise ImageError(
+            f"left {scratch} in place: mounts inside it would not detach ({'; '.join(stuck)})"
+        )
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 def wheel_platform() -> str:

@@ -158,11 +158,13 @@ class _Bases:
 
 
 def _fresh_base(buildah: Buildah, entry: CachedImage | None, *, key: str) -> bool:
-    return (
-        entry is not None
-        and entry.key == key
-        and buildah.image_id(entry.reference) == entry.image_id
-    )
+    """Whether the base built for `key` is still in storage; its name is put back on it if
+    another build (another cache folder) moved the name elsewhere."""
+    if entry is None or entry.key != key or buildah.image_id(entry.image_id) != entry.image_id:
+        return False
+    if buildah.image_id(entry.reference) != entry.image_id:
+        buildah.run(["tag", entry.image_id, entry.reference], what=f"tag {entry.reference}")
+    return True
 
 
 def _ensure_bases(
