@@ -15,6 +15,7 @@ import socket
 import ssl
 import threading
 import time
+import urllib.request
 from typing import Any
 
 import pytest
@@ -75,6 +76,22 @@ def time_server(plane: ControlPlane, namespace: str) -> str:
         print(dump(plane, namespace))
         raise
     return f"http://{cluster_ip(plane, namespace, 'mcp-clock-proxy')}:8080/mcp"
+
+
+PROXY = "moorage.dev/mcpserver=clock,app.kubernetes.io/component!=mcp-server"
+
+
+def _proxy_serving(plane: ControlPlane) -> bool:
+    """The clock's proxy runner is Ready and its backend connected (`/health` on the pod IP)."""
+    found = ready_pods(plane, NAMESPACE, PROXY)
+    if len(found) != 1:
+        return False
+    url = f"http://{found[0]['status']['podIP']}:8080/health"
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
 
 
 def _now(result: Any) -> str:
@@ -141,7 +158,8 @@ async def test_deleting_the_mcp_server_pod_mid_session_recovers(
             return pod["metadata"]["uid"] != before and ready(pod)
 
         wait("clock-0 replaced and Ready", replaced, timeout=120)
-        answered = await _call_until_answered(call, timeout=60 if mode != "legacy" else 20)
+        wait("the proxy re-attached", lambda: _proxy_serving(plane), timeout=120)
+        answered = await _call_until_answered(call, timeout=10)
     if answered is None:
         # The legacy era binds state to a session: a new session is what the protocol asks for
         # once the server process behind it is new.
@@ -153,7 +171,8 @@ async def test_deleting_the_mcp_server_pod_mid_session_recovers(
 async def test_deleting_the_proxy_runner_pod_lets_clients_reconnect(
     plane: ControlPlane, time_server: str
 ) -> None:
-    selector = "moorage.dev/mcpserver=clock,app.kubernetes.io/component!=mcp-server"
+    selector = PROXY
+    wait("the proxy serving", lambda: _proxy_serving(plane), timeout=120)
     old = {p["metadata"]["name"] for p in ready_pods(plane, NAMESPACE, selector)}
     assert old
     plane.kubectl("delete", "pod", "-n", NAMESPACE, *old, "--wait=false")
