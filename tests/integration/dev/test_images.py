@@ -106,8 +106,8 @@ def _buildah(*args: str) -> str:
     return subprocess.run(["buildah", *args], capture_output=True, text=True, check=True).stdout
 
 
-def _config(reference: str) -> dict[str, Any]:
-    config: dict[str, Any] = json.loads(_buildah("inspect", "--type=image", reference))["OCIv1"][
+def _config(image: str) -> dict[str, Any]:
+    config: dict[str, Any] = json.loads(_buildah("inspect", "--type=image", image))["OCIv1"][
         "config"
     ]
     return config
@@ -121,7 +121,7 @@ def mounts(built: dict[str, BuiltImage]) -> Iterator[dict[str, Path]]:
     roots: dict[str, Path] = {}
     try:
         for name, image in images.items():
-            container = _buildah("from", "--pull=never", image.reference).strip()
+            container = _buildah("from", "--pull=never", image.image_id).strip()
             containers.append(container)
             roots[name] = Path(_buildah("mount", container).strip())
         yield roots
@@ -168,7 +168,7 @@ def test_image_runs_its_entry_point_as_expected(
 ) -> None:
     images = built
     expected = EXPECTED[name]
-    config = _config(images[name].reference)
+    config = _config(images[name].image_id)
     assert config.get("User") == expected.user
     assert config.get("Entrypoint") == expected.entrypoint
     root = mounts[name]
@@ -196,7 +196,7 @@ def test_moorage_images_hold_the_locked_environment(
         assert list((site / "moorage_core").glob("__pycache__/*.pyc"))
         # The build context's sources do not reach the runtime image.
         assert not (root / "src").exists()
-    assert "PATH=/opt/moorage/bin:" in " ".join(_config(images["webhook"].reference)["Env"])
+    assert "PATH=/opt/moorage/bin:" in " ".join(_config(images["webhook"].image_id)["Env"])
 
 
 def test_the_archive_is_one_image_named_for_containerd(built: dict[str, BuiltImage]) -> None:
