@@ -15,12 +15,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from moorage_dev.cluster import ControlPlane
-from moorage_dev.imagecatalogue import load_catalogue
-from moorage_dev.images import REPO, ImageError, build_images, import_images
+from moorage_dev.imagecatalogue import EXAMPLE_SERVERS, MOORAGE_TARGETS
+from moorage_dev.images import ImageError, build_images, import_images
 
 
 def add_images_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    names = ", ".join(spec.name for spec in load_catalogue(REPO))
+    # Names only, no file read: the parser is built for every moorage-dev command, also where the
+    # repository is not at hand (the package installed in an image).
+    names = ", ".join((*MOORAGE_TARGETS, *EXAMPLE_SERVERS))
     images = sub.add_parser(
         "images", help="build Moorage's and the examples' images without Docker (buildah)"
     )
