@@ -58,6 +58,6 @@ def test_demo_prints_install_instructions_for_a_real_cluster(tmp_path: Path) -> 
         check=False,
     )
     assert proc.returncode == 0
-    assert "kubectl apply -k" in proc.stdout
+    assert "kubectl apply --server-side -k" in proc.stdout
     assert "deploy/overlays/cluster" in proc.stdout
     assert not (tmp_path / "s").exists()

@@ -406,9 +406,11 @@ def foreign_cluster() -> str | None:
 def print_install_instructions(kubeconfig: str) -> None:
     print(
         f"KUBECONFIG points at a cluster ({kubeconfig}); the demo runs only on its local control plane.\n"
-        "To install Moorage on that cluster (cert-manager must be installed first):\n\n"
-        f"  kubectl apply -k {REPO / 'deploy' / 'overlays' / 'cluster'}\n"
-        f"  kubectl apply -n default -k {REPO / 'deploy' / 'examples'}\n\n"
+        "To install Moorage on that cluster (cert-manager first; images pushed where it pulls\n"
+        "from: README.md, 'Install on a real cluster'):\n\n"
+        f"  kubectl apply --server-side -k {REPO / 'deploy' / 'overlays' / 'cluster'}\n"
+        f"  kubectl apply --server-side -n default -f {REPO / 'deploy' / 'examples' / 'mcptoolconfig.yaml'} \\\n"
+        f"    -f {REPO / 'deploy' / 'examples' / 'mcpserver-stdio.yaml'}\n\n"
         "Unset KUBECONFIG to run the local demo instead.",
         flush=True,
     )
