@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from moorage_dev.__main__ import main
 from moorage_dev.dockerfiles import global_arg_defaults
 from moorage_dev.imagecatalogue import (
     EXAMPLE_SERVERS,
@@ -149,3 +150,10 @@ def test_the_http_examples_match_what_the_everything_server_serves() -> None:
             if spec["transport"] in expected:
                 assert spec["targetPort"] == 3001, path.name
                 assert spec["args"] == expected[spec["transport"]], path.name
+
+
+def test_the_command_refuses_an_unknown_image_before_building_anything(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["images", "build", "--only", "nginx"]) == 2
+    assert "unknown image nginx" in capsys.readouterr().err
