@@ -111,15 +111,34 @@ class Buildah:
         return ""
 
     def build(self, argv: list[str], *, what: str, log: Path, report: Reporter) -> None:
-        """`run` for `buildah bud`, again when it fails with `TRANSIENT_FAILURE` only."""
-        for attempt in range(1, BUILD_ATTEMPTS + 1):
-            try:
-                self.run(argv, what=what, log=log)
-                return
-            except ImageError as exc:
-                if TRANSIENT_FAILURE not in str(exc) or attempt == BUILD_ATTEMPTS:
-                    raise
-                report(f"{what}: buildah could not seal its memfd (EBUSY); building again")
+        """`run` for `buildah bud`, again when it fails with `TRANSIENT_FAILURE` only.
+
+        buildah 1.28 leaves a working container behind for a stage that is only copied from
+        (`FROM ${UV_IMAGE} AS uv`), and for every stage of a failed build; those the build
+        created are removed afterwards, so they neither pile up nor pin images.
+        """
+        before = set(self.container_ids())
+        try:
+            for attempt in range(1, BUILD_ATTEMPTS + 1):
+                try:
+                    self.run(argv, what=what, log=log)
+                    return
+                except ImageError as exc:
+                    if TRANSIENT_FAILURE not in str(exc) or attempt == BUILD_ATTEMPTS:
+                        raise
+                    report(f"{what}: buildah could not seal its memfd (EBUSY); building again")
+        finally:
+            for container in sorted(set(self.container_ids()) - before):
+                subprocess.run([self.executable, "rm", container], capture_output=True, check=False)
+
+    def container_ids(self) -> list[str]:
+        proc = subprocess.run(
+            [self.executable, "containers", "--quiet", "--notruncate"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return proc.stdout.split() if proc.returncode == 0 else []
 
     def image_id(self, reference: str) -> str | None:
         """The id of `reference` in local storage, None when it is not there."""

@@ -216,12 +216,16 @@ def test_manifest_images_pin_moorages_images_for_kustomize() -> None:
 
 
 def _fake_buildah(tmp_path: Path, *, failures: int, message: str) -> Buildah:
-    """A `buildah` that fails `failures` times with `message`, then succeeds."""
+    """A `buildah` whose `bud` fails `failures` times with `message`, then succeeds, leaving a
+    working container behind each time (as buildah 1.28 does); one container exists before."""
     script = tmp_path / "buildah"
-    count = tmp_path / "count"
+    (tmp_path / "containers").write_text("theirs\n")
     script.write_text(
         "#!/bin/sh\n"
-        f"n=$(cat {count} 2>/dev/null || echo 0); echo $((n + 1)) > {count}\n"
+        f'case "$1" in containers) cat {tmp_path}/containers; exit 0;; '
+        f'rm) echo "$2" >> {tmp_path}/removed; exit 0;; esac\n'
+        f"n=$(cat {tmp_path}/count 2>/dev/null || echo 0); echo $((n + 1)) > {tmp_path}/count\n"
+        f"echo leaked-$n >> {tmp_path}/containers\n"
         f'if [ "$n" -lt {failures} ]; then echo "{message}" >&2; exit 1; fi\n'
         "echo built\n"
     )
@@ -237,6 +241,8 @@ def test_a_build_is_run_again_after_the_transient_memfd_failure(tmp_path: Path) 
     assert (tmp_path / "count").read_text().strip() == "3"
     assert len(said) == 2
     assert (tmp_path / "x.log").read_text().strip() == "built"
+    # The containers the build left are removed; the one that was there before is not.
+    assert (tmp_path / "removed").read_text().split() == ["leaked-0", "leaked-1", "leaked-2"]
 
 
 def test_a_build_gives_up_after_its_attempts_or_at_once_on_other_failures(tmp_path: Path) -> None:
@@ -245,6 +251,7 @@ def test_a_build_gives_up_after_its_attempts_or_at_once_on_other_failures(tmp_pa
     with pytest.raises(ImageError, match=r"building x failed \(full output in .*x.log\)"):
         flaky.build(["bud"], what="building x", log=tmp_path / "x.log", report=lambda _: None)
     assert (tmp_path / "a" / "count").read_text().strip() == "3"
+    assert "theirs" not in (tmp_path / "a" / "removed").read_text()
     (tmp_path / "b").mkdir()
     broken = _fake_buildah(tmp_path / "b", failures=9, message="COPY failed: no such file")
     with pytest.raises(ImageError, match="COPY failed"):
