@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -308,6 +309,45 @@ def build_lock(directory: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def build_once(
+    directory: Path,
+    *,
+    what: str,
+    complete: Callable[[], bool],
+    build: Callable[[str, Path], None],
+    into: Path,
+    names: Sequence[str],
+    report: Reporter,
+    go: Callable[[], str] = go_binary,
+) -> None:
+    """Build `what` into the cache entry `directory` unless `complete()` already holds.
+
+    Under `directory`'s `build_lock` (and checked again there, so concurrent callers build once)
+    `build(go(), staging)` fills a fresh staging folder inside `directory`; then `names` are moved
+    from it into `into` one by one, in order, a folder replacing the folder there. A failed build
+    leaves nothing behind, and a reader never sees a half-moved entry as long as `complete()` looks
+    at what the last of `names` brings. `go` finds (and may check) the toolchain, before anything
+    is reported or staged.
+    """
+    if complete():
+        return
+    with build_lock(directory):
+        if complete():
+            return
+        go_command = go()
+        report(f"building {what} (cached in {into} afterwards)")
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=directory))
+        try:
+            build(go_command, staging)
+            into.mkdir(parents=True, exist_ok=True)
+            for name in names:
+                if (into / name).is_dir():
+                    shutil.rmtree(into / name, ignore_errors=True)
+                (staging / name).replace(into / name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
 def _complete(directory: Path, names: tuple[str, ...]) -> bool:
     return all((directory / n).is_file() for n in names)
 
@@ -336,38 +376,31 @@ def ensure_binaries(
     if not missing:
         return found
     bin_dir = cache_bin_dir(versions)
-    with build_lock(bin_dir.parent):
-        groups: list[tuple[tuple[str, ...], Callable[[str, Path], None]]] = [
-            (
-                ("etcd",),
-                lambda go, out: build_etcd(go, out, version=versions.etcd, report=say),
+    groups: list[tuple[tuple[str, ...], Callable[[str, Path], None]]] = [
+        (("etcd",), lambda go, out: build_etcd(go, out, version=versions.etcd, report=say)),
+        (
+            KUBERNETES_COMMANDS,
+            lambda go, out: build_kubernetes(go, out, version=versions.kubernetes, report=say),
+        ),
+        (("kwok",), lambda go, out: build_kwok(go, out, version=versions.kwok, report=say)),
+        (
+            NODE_COMMANDS,
+            lambda go, out: build_kubernetes(
+                go, out, version=versions.kubernetes, report=say, commands=NODE_COMMANDS
             ),
-            (
-                KUBERNETES_COMMANDS,
-                lambda go, out: build_kubernetes(go, out, version=versions.kubernetes, report=say),
-            ),
-            (("kwok",), lambda go, out: build_kwok(go, out, version=versions.kwok, report=say)),
-            (
-                NODE_COMMANDS,
-                lambda go, out: build_kubernetes(
-                    go, out, version=versions.kubernetes, report=say, commands=NODE_COMMANDS
-                ),
-            ),
-        ]
-        for names, build in groups:
-            needed = [n for n in names if n in missing]
-            if not needed or _complete(bin_dir, names):
-                continue
-            go = go_binary()
-            say(f"building {', '.join(names)} (cached in {bin_dir} afterwards)")
-            staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=bin_dir.parent))
-            try:
-                build(go, staging)
-                bin_dir.mkdir(parents=True, exist_ok=True)
-                for n in names:
-                    (staging / n).replace(bin_dir / n)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
+        ),
+    ]
+    for names, build in groups:
+        if any(n in missing for n in names):
+            build_once(
+                bin_dir.parent,
+                what=", ".join(names),
+                complete=functools.partial(_complete, bin_dir, names),
+                build=build,
+                into=bin_dir,
+                names=names,
+                report=say,
+            )
     for name in missing:
         found[name] = bin_dir / name
     return found

@@ -16,7 +16,6 @@ moved into place under a file lock, so concurrent callers build once and never s
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from pathlib import Path
 from moorage_dev.binaries import (
     BinaryError,
     Reporter,
-    build_lock,
+    build_once,
     cache_root,
     go_binary,
     run_go,
@@ -108,7 +107,9 @@ def is_go_new_enough(go_version: str, minimum: tuple[int, int] = GO_MIN_VERSION)
     return (major, minor) >= minimum
 
 
-def _check_go_version(go: str) -> None:
+def _go_new_enough() -> str:
+    """The `go` command, checked to be new enough for cert-manager."""
+    go = go_binary()
     proc = subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True, check=False)
     version = proc.stdout.strip()
     if not is_go_new_enough(version):
@@ -116,6 +117,7 @@ def _check_go_version(go: str) -> None:
             f"{version or 'this Go'} is too old to build cert-manager v{CERT_MANAGER_VERSION}: "
             f"need >= {GO_MIN_VERSION[0]}.{GO_MIN_VERSION[1]}"
         )
+    return go
 
 
 def _copy_go_sources(work: Path) -> None:
@@ -185,21 +187,19 @@ def ensure_cert_manager_binaries(
     """cert-manager's binaries and CRDs at `version`, built once and cached."""
     say: Reporter = report or (lambda _msg: None)
     release = CertManagerRelease(version=version, directory=release_dir(version))
-    if release.is_complete():
-        return release
-    with build_lock(release.directory):
-        if release.is_complete():
-            return release
-        go = go_binary()
-        _check_go_version(go)
-        say(f"building cert-manager v{version} (cached in {release.directory} afterwards)")
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=release.directory))
-        try:
-            (staging / "bin").mkdir()
-            build_cert_manager(go, staging, version=version, report=say)
-            for name in ("bin", "crds"):
-                shutil.rmtree(release.directory / name, ignore_errors=True)
-                (staging / name).replace(release.directory / name)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+
+    def build(go: str, out: Path) -> None:
+        (out / "bin").mkdir()
+        build_cert_manager(go, out, version=version, report=say)
+
+    build_once(
+        release.directory,
+        what=f"cert-manager v{version}",
+        complete=release.is_complete,
+        build=build,
+        into=release.directory,
+        names=("bin", "crds"),
+        report=say,
+        go=_go_new_enough,
+    )
     return release

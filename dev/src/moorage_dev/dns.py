@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import secrets
-import shutil
 import socket
 import struct
 import tempfile
@@ -25,10 +24,9 @@ from pathlib import Path
 from moorage_dev.binaries import (
     BinaryError,
     Reporter,
-    build_lock,
+    build_once,
     cache_root,
     find_prebuilt,
-    go_binary,
     run_go,
 )
 
@@ -99,23 +97,22 @@ def ensure_coredns(report: Reporter) -> Path:
         return prebuilt
     directory = coredns_cache_dir()
     binary = directory / "bin" / "coredns"
-    if binary.is_file():
-        return binary
-    with build_lock(directory):
-        if binary.is_file():
-            return binary
-        go = go_binary()
-        report(f"building coredns v{COREDNS_VERSION} (cached in {binary.parent} afterwards)")
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=directory))
+
+    def build(go: str, out: Path) -> None:
         try:
-            try:
-                build_coredns(go, staging, version=COREDNS_VERSION, report=report)
-            except BinaryError as exc:
-                raise BinaryError(f"CoreDNS v{COREDNS_VERSION} needs Go >= 1.26. {exc}") from exc
-            binary.parent.mkdir(parents=True, exist_ok=True)
-            (staging / "coredns").replace(binary)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            build_coredns(go, out, version=COREDNS_VERSION, report=report)
+        except BinaryError as exc:
+            raise BinaryError(f"CoreDNS v{COREDNS_VERSION} needs Go >= 1.26. {exc}") from exc
+
+    build_once(
+        directory,
+        what=f"coredns v{COREDNS_VERSION}",
+        complete=binary.is_file,
+        build=build,
+        into=binary.parent,
+        names=("coredns",),
+        report=report,
+    )
     return binary
 
 

@@ -37,7 +37,7 @@ from typing import IO, Any
 
 import yaml
 
-from moorage_dev.binaries import Reporter, build_lock, cache_root, go_binary, run_go
+from moorage_dev.binaries import Reporter, build_once, cache_root, run_go
 from moorage_dev.cluster import free_port
 from moorage_dev.scrapeconfigs import (
     POD_MONITOR,
@@ -155,22 +155,16 @@ def ensure_prometheus_with_kubernetes_discovery(report: Reporter) -> Path:
     """Upstream Prometheus with Kubernetes discovery (and promtool beside it), built once."""
     directory = prometheus_cache_dir()
     binary = directory / "bin" / "prometheus"
-    if binary.is_file():
-        return binary
-    with build_lock(directory):
-        if binary.is_file():
-            return binary
-        go = go_binary()
-        report(f"building prometheus v{PROMETHEUS_VERSION} (cached in {binary.parent} afterwards)")
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=directory))
-        try:
-            build_prometheus(go, staging, report=report)
-            binary.parent.mkdir(parents=True, exist_ok=True)
-            # promtool first: a present prometheus means the pair is complete.
-            for name in ("promtool", "prometheus"):
-                (staging / name).replace(binary.parent / name)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+    build_once(
+        directory,
+        what=f"prometheus v{PROMETHEUS_VERSION}",
+        complete=binary.is_file,
+        build=lambda go, out: build_prometheus(go, out, report=report),
+        into=binary.parent,
+        # promtool first: a present prometheus means the pair is complete.
+        names=("promtool", "prometheus"),
+        report=report,
+    )
     return binary
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,50 @@ def test_node_tools_file_imports_kubelet_and_kube_proxy_only() -> None:
     assert '"k8s.io/kubernetes/cmd/kubelet"' in text
     assert '"k8s.io/kubernetes/cmd/kube-proxy"' in text
     assert "kube-apiserver" not in text
+
+
+def _build_once(directory: Path, build: Callable[[str, Path], None], messages: list[str]) -> None:
+    binaries.build_once(
+        directory,
+        what="thing v1",
+        complete=lambda: (directory / "bin" / "thing").is_file(),
+        build=build,
+        into=directory,
+        names=("bin",),
+        report=messages.append,
+        go=lambda: "go",
+    )
+
+
+def _write_thing(go: str, out: Path) -> None:
+    (out / "bin").mkdir()
+    (out / "bin" / "thing").write_text(go)
+
+
+def test_build_once_builds_into_place_replacing_a_stale_folder_and_then_builds_nothing(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "entry"
+    (directory / "bin").mkdir(parents=True)
+    (directory / "bin" / "stale").write_text("")
+    messages: list[str] = []
+    _build_once(directory, _write_thing, messages)
+    assert sorted(p.name for p in (directory / "bin").iterdir()) == ["thing"]
+    assert messages == [f"building thing v1 (cached in {directory} afterwards)"]
+
+    def no_build(_go: str, _out: Path) -> None:
+        raise AssertionError("nothing should be built")
+
+    _build_once(directory, no_build, messages)
+    assert len(messages) == 1
+    assert sorted(p.name for p in directory.iterdir()) == [".lock", "bin"]
+
+
+def test_build_once_leaves_nothing_behind_when_the_build_fails(tmp_path: Path) -> None:
+    def failing(go: str, out: Path) -> None:
+        _write_thing(go, out)
+        raise BinaryError("build failed")
+
+    with pytest.raises(BinaryError, match="build failed"):
+        _build_once(tmp_path, failing, [])
+    assert [p.name for p in tmp_path.iterdir()] == [".lock"]
