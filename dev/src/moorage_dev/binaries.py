@@ -18,16 +18,17 @@ same ldflags, as a group of their own that is built only when asked for (`node=T
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import os
 import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from moorage_dev.filelocks import directory_lock
 
 KUBERNETES_VERSION = "1.34.4"
 ETCD_VERSION = "3.6.6"
@@ -297,16 +298,9 @@ def build_kwok(go: str, out: Path, *, version: str, report: Reporter) -> None:
         )
 
 
-@contextlib.contextmanager
-def build_lock(directory: Path) -> Iterator[None]:
+def build_lock(directory: Path) -> contextlib.AbstractContextManager[None]:
     """One builder at a time per cache entry (a test run and the demo may start together)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with (directory / ".lock").open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return directory_lock(directory)
 
 
 def build_once(

@@ -13,13 +13,13 @@ Every undo is safe to run when the thing is already gone, so teardown can always
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
+from moorage_dev.filelocks import directory_lock
 from moorage_dev.processes import system_env
 from moorage_dev.realnode_configs import (
     CNI_NETWORK,
@@ -68,17 +68,6 @@ def _run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 # -- the claim on the machine -----------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _claim_lock(directory: Path) -> Iterator[None]:
-    directory.mkdir(parents=True, exist_ok=True)
-    with (directory / ".lock").open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def already_running_message(owner: Path) -> str:
     return (
         f"a real node is already running on this machine (state dir {owner}); only one can run "
@@ -101,7 +90,7 @@ def claim_machine(
     Fails when another folder's real node is still live; a dead one's folder is returned so the
     caller can clean up what it left before going on.
     """
-    with _claim_lock(directory):
+    with directory_lock(directory):
         owner = claim_owner(directory)
         if owner is not None and owner != state_dir and is_live(owner):
             raise HostError(already_running_message(owner))
@@ -110,7 +99,7 @@ def claim_machine(
 
 
 def release_machine(state_dir: Path, *, directory: Path = CLAIM_DIR) -> None:
-    with _claim_lock(directory):
+    with directory_lock(directory):
         if claim_owner(directory) == state_dir:
             (directory / "real-node.json").unlink(missing_ok=True)
 
