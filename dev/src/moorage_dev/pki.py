@@ -13,7 +13,7 @@ certificate for the node's address, and kube-proxy's client certificate as `syst
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,8 +158,13 @@ def build_kubeconfig(
 
 def write_kubeconfigs(pki: Pki, *, server: str) -> dict[str, Path]:
     """One kubeconfig per client certificate, next to the pki directory."""
+    return _write_kubeconfigs(pki, CLIENTS, server=server)
+
+
+def _write_kubeconfigs(pki: Pki, names: Iterable[str], *, server: str) -> dict[str, Path]:
+    """A kubeconfig for each of `names`, with that name's client certificate; their paths."""
     paths: dict[str, Path] = {}
-    for name in CLIENTS:
+    for name in names:
         path = pki.kubeconfig(name)
         text = build_kubeconfig(
             server=server,
@@ -207,16 +212,4 @@ def write_node_pki(pki: Pki, *, node_name: str, node_ip: str, server: str) -> di
         "kube-proxy",
         build_leaf(ca, common_name="system:kube-proxy", hosts=[], client=True, days=30),
     )
-    paths: dict[str, Path] = {}
-    for name in ("kubelet", "kube-proxy"):
-        path = pki.kubeconfig(name)
-        text = build_kubeconfig(
-            server=server,
-            ca_file=pki.ca_cert,
-            cert_file=pki.cert(name),
-            key_file=pki.key(name),
-            user=name,
-        )
-        _write(path, text.encode(), private=True)
-        paths[name] = path
-    return paths
+    return _write_kubeconfigs(pki, ("kubelet", "kube-proxy"), server=server)
