@@ -24,7 +24,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -209,6 +209,24 @@ def run_go(go: str, args: list[str], *, cwd: Path, what: str, report: Reporter) 
     report(f"{what}: {time.monotonic() - started:.0f}s")
 
 
+@contextlib.contextmanager
+def go_module(
+    go: str, *, name: str, files: Mapping[str, str], what: str, report: Reporter
+) -> Iterator[Path]:
+    """A throwaway wrapper module: `files` (path in the module -> text) written, `go mod tidy` run.
+
+    Yields its folder, to build in; `what` names the module in the resolve step's report and
+    error, `name` its temporary folder. The folder is removed afterwards.
+    """
+    with tempfile.TemporaryDirectory(prefix=f"moorage-{name}-build-") as tmp:
+        work = Path(tmp)
+        for path, text in files.items():
+            (work / path).parent.mkdir(parents=True, exist_ok=True)
+            (work / path).write_text(text)
+        run_go(go, ["mod", "tidy"], cwd=work, what=f"resolve {what}", report=report)
+        yield work
+
+
 def _ldflags_kubernetes(version: str) -> str:
     major, minor, _ = version.split(".")
     prefix = "k8s.io/component-base/version"
@@ -231,17 +249,9 @@ def build_kubernetes(
     report: Reporter,
     commands: tuple[str, ...] = KUBERNETES_COMMANDS,
 ) -> None:
-    with tempfile.TemporaryDirectory(prefix="moorage-k8s-build-") as tmp:
-        work = Path(tmp)
-        (work / "go.mod").write_text(kubernetes_go_mod(version))
-        (work / "tools.go").write_text(kubernetes_tools_go(commands))
-        run_go(
-            go,
-            ["mod", "tidy"],
-            cwd=work,
-            what=f"resolve k8s.io/kubernetes v{version}",
-            report=report,
-        )
+    files = {"go.mod": kubernetes_go_mod(version), "tools.go": kubernetes_tools_go(commands)}
+    what = f"k8s.io/kubernetes v{version}"
+    with go_module(go, name="k8s", files=files, what=what, report=report) as work:
         targets = [f"k8s.io/kubernetes/cmd/{c}" for c in commands]
         run_go(
             go,
@@ -261,11 +271,8 @@ def build_kubernetes(
 
 
 def build_etcd(go: str, out: Path, *, version: str, report: Reporter) -> None:
-    with tempfile.TemporaryDirectory(prefix="moorage-etcd-build-") as tmp:
-        work = Path(tmp)
-        (work / "go.mod").write_text(etcd_go_mod(version))
-        (work / "main.go").write_text(ETCD_MAIN_GO)
-        run_go(go, ["mod", "tidy"], cwd=work, what=f"resolve etcd v{version}", report=report)
+    files = {"go.mod": etcd_go_mod(version), "main.go": ETCD_MAIN_GO}
+    with go_module(go, name="etcd", files=files, what=f"etcd v{version}", report=report) as work:
         run_go(
             go,
             ["build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / "etcd"), "."],
@@ -276,11 +283,8 @@ def build_etcd(go: str, out: Path, *, version: str, report: Reporter) -> None:
 
 
 def build_kwok(go: str, out: Path, *, version: str, report: Reporter) -> None:
-    with tempfile.TemporaryDirectory(prefix="moorage-kwok-build-") as tmp:
-        work = Path(tmp)
-        (work / "go.mod").write_text(kwok_go_mod(version))
-        (work / "tools.go").write_text(KWOK_TOOLS_GO)
-        run_go(go, ["mod", "tidy"], cwd=work, what=f"resolve kwok v{version}", report=report)
+    files = {"go.mod": kwok_go_mod(version), "tools.go": KWOK_TOOLS_GO}
+    with go_module(go, name="kwok", files=files, what=f"kwok v{version}", report=report) as work:
         run_go(
             go,
             [

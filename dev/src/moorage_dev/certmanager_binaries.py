@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -28,6 +27,7 @@ from moorage_dev.binaries import (
     build_once,
     cache_root,
     go_binary,
+    go_module,
     run_go,
 )
 
@@ -120,12 +120,13 @@ def _go_new_enough() -> str:
     return go
 
 
-def _copy_go_sources(work: Path) -> None:
+def _go_sources() -> dict[str, str]:
+    """Each command's `main.go` of `certmanager_go/`, by its path in the wrapper module."""
     source = resources.files("moorage_dev") / _GO_SOURCES
-    for command in CERT_MANAGER_COMMANDS:
-        (work / command).mkdir()
-        main = source / command / "main.go"
-        (work / command / "main.go").write_text(main.read_text())
+    return {
+        f"{command}/main.go": (source / command / "main.go").read_text()
+        for command in CERT_MANAGER_COMMANDS
+    }
 
 
 def _module_dir(go: str, *, cwd: Path, version: str) -> Path:
@@ -146,13 +147,9 @@ def _module_dir(go: str, *, cwd: Path, version: str) -> Path:
 
 def build_cert_manager(go: str, out: Path, *, version: str, report: Reporter) -> None:
     """Build the commands into `out/bin` and copy the CRDs of the same version into `out/crds`."""
-    with tempfile.TemporaryDirectory(prefix="moorage-cert-manager-build-") as tmp:
-        work = Path(tmp)
-        (work / "go.mod").write_text(wrapper_go_mod(version))
-        _copy_go_sources(work)
-        run_go(
-            go, ["mod", "tidy"], cwd=work, what=f"resolve cert-manager v{version}", report=report
-        )
+    files = {"go.mod": wrapper_go_mod(version), **_go_sources()}
+    what = f"cert-manager v{version}"
+    with go_module(go, name="cert-manager", files=files, what=what, report=report) as work:
         run_go(
             go,
             [

@@ -17,7 +17,6 @@ import ipaddress
 import secrets
 import socket
 import struct
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from moorage_dev.binaries import (
     build_once,
     cache_root,
     find_prebuilt,
+    go_module,
     run_go,
 )
 
@@ -68,11 +68,9 @@ def coredns_cache_dir() -> Path:
 
 
 def build_coredns(go: str, out: Path, *, version: str, report: Reporter) -> None:
-    with tempfile.TemporaryDirectory(prefix="moorage-coredns-build-") as tmp:
-        work = Path(tmp)
-        (work / "go.mod").write_text(coredns_go_mod(version))
-        (work / "main.go").write_text(coredns_main_go())
-        run_go(go, ["mod", "tidy"], cwd=work, what=f"resolve coredns v{version}", report=report)
+    files = {"go.mod": coredns_go_mod(version), "main.go": coredns_main_go()}
+    what = f"coredns v{version}"
+    with go_module(go, name="coredns", files=files, what=what, report=report) as work:
         run_go(
             go,
             [

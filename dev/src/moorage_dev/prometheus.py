@@ -26,7 +26,6 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -37,7 +36,7 @@ from typing import IO, Any
 
 import yaml
 
-from moorage_dev.binaries import Reporter, build_once, cache_root, run_go
+from moorage_dev.binaries import Reporter, build_once, cache_root, go_module, run_go
 from moorage_dev.cluster import free_port
 from moorage_dev.scrapeconfigs import (
     POD_MONITOR,
@@ -125,12 +124,12 @@ def prometheus_cache_dir() -> Path:
 
 
 def build_prometheus(go: str, out: Path, *, report: Reporter) -> None:
-    with tempfile.TemporaryDirectory(prefix="moorage-prometheus-build-") as tmp:
-        work = Path(tmp)
-        (work / "go.mod").write_text(prometheus_go_mod(PROMETHEUS_MODULE_VERSION))
-        (work / "tools.go").write_text(PROMETHEUS_TOOLS_GO)
-        what = f"prometheus v{PROMETHEUS_VERSION}"
-        run_go(go, ["mod", "tidy"], cwd=work, what=f"resolve {what}", report=report)
+    files = {
+        "go.mod": prometheus_go_mod(PROMETHEUS_MODULE_VERSION),
+        "tools.go": PROMETHEUS_TOOLS_GO,
+    }
+    what = f"prometheus v{PROMETHEUS_VERSION}"
+    with go_module(go, name="prometheus", files=files, what=what, report=report) as work:
         run_go(
             go,
             [
