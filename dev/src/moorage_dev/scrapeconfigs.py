@@ -167,10 +167,7 @@ def endpoint_discovery_labels(
     }
     if container:
         labels["__meta_kubernetes_pod_container_name"] = container
-    for key, value in (meta.get("labels") or {}).items():
-        labels[f"__meta_kubernetes_service_label_{sanitize_label_name(key)}"] = value
-        labels[f"__meta_kubernetes_service_labelpresent_{sanitize_label_name(key)}"] = "true"
-    return labels
+    return labels | _object_label_labels("service", meta)
 
 
 def pod_discovery_labels(
@@ -186,9 +183,15 @@ def pod_discovery_labels(
         "__meta_kubernetes_pod_phase": "Running",
         "__meta_kubernetes_pod_ready": "true",
     }
+    return labels | _object_label_labels("pod", meta)
+
+
+def _object_label_labels(role: str, meta: Mapping[str, Any]) -> dict[str, str]:
+    """`__meta_kubernetes_<role>_label_<name>` and `..._labelpresent_<name>` for each label."""
+    labels: dict[str, str] = {}
     for key, value in (meta.get("labels") or {}).items():
-        labels[f"__meta_kubernetes_pod_label_{sanitize_label_name(key)}"] = value
-        labels[f"__meta_kubernetes_pod_labelpresent_{sanitize_label_name(key)}"] = "true"
+        labels[f"__meta_kubernetes_{role}_label_{sanitize_label_name(key)}"] = value
+        labels[f"__meta_kubernetes_{role}_labelpresent_{sanitize_label_name(key)}"] = "true"
     return labels
 
 
