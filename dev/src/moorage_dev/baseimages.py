@@ -36,6 +36,9 @@ from moorage_dev.buildah import Buildah, ImageError, Reporter
 from moorage_dev.mounts import unmount_all_under
 
 LOCAL_REGISTRY = "localhost/moorage-dev"
+# Every image built on the local Python base inherits this label: it says the image was made here,
+# and it tells `layerpruning` which images in buildah's storage are ours to tidy.
+LOCAL_BASE_LABEL = "dev.moorage.local-base"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEFAULT_SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 DEBIAN_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
@@ -151,6 +154,7 @@ def build_python_config(*, base: PythonBase) -> list[str]:
         "--env=LANG=C.UTF-8",
         "--env=SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt",
         "--cmd=python3",
+        f"--label={LOCAL_BASE_LABEL}=python{base.python}-{base.suite}",
     ]
 
 

@@ -7,7 +7,8 @@
 3. For each image of the catalogue (`imagecatalogue`), compute its content key (`imagecache`); when
    the manifest has an archive for that key, use it. Otherwise `buildah bud` the Dockerfile with
    the local bases as `PYTHON_IMAGE`/`UV_IMAGE` and write the image as an OCI archive named for
-   containerd, then record it in the manifest.
+   containerd (`imagearchives`), then record it in the manifest. After a build, the layer cache no
+   latest build uses is removed from buildah's storage (`layerpruning`).
 4. `import_images` puts archives into the real node's containerd (`RealNode.import_image`),
    skipping those it already holds under the same name with the same digest.
 
@@ -66,6 +67,7 @@ from moorage_dev.imagecatalogue import (
     load_catalogue,
     select,
 )
+from moorage_dev.layerpruning import prune_unused_layers
 from moorage_dev.realnode import RealNodeError
 
 __all__ = [
@@ -293,12 +295,17 @@ def build_images(
     with _exclusive(images_dir()):
         manifest = load_manifest(images_dir() / "manifest.json")
         bases = _ensure_bases(buildah, manifest, repo=repo, report=say)
-        return {
+        built = {
             spec.name: _build_one(
                 buildah, spec, repo=repo, bases=bases, manifest=manifest, report=say
             )
             for spec in wanted
         }
+        if not all(image.cached for image in built.values()):
+            removed = prune_unused_layers(buildah, logs_dir=images_dir() / "logs")
+            if removed:
+                say(f"removed {removed} stale layer-cache image(s) from buildah's storage")
+        return built
 
 
 def manifest_images(images: Mapping[str, BuiltImage]) -> dict[str, str]:
