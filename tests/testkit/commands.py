@@ -2,7 +2,9 @@
 
 `run_command` starts `python -m <module> ...` (the same code as the console script) and waits
 for it with a bound; `assert_clean_failure` checks the three things every start-up failure must
-show: the exit code, one line naming the setting, and no traceback.
+show: the exit code, one line naming the setting, and no traceback. `terminate_when` sends SIGTERM
+at a chosen moment; `assert_clean_stop` checks what follows: the exit code, the time from SIGTERM
+to exit, and no traceback.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,3 +152,20 @@ def terminate_when(
             process.wait()
     output = "".join(seen) + rest
     return Outcome(process.returncode, output, "", time.monotonic() - started), waited
+
+
+def assert_clean_stop(
+    outcome: Outcome,
+    waited: float,
+    *,
+    within: float,
+    codes: Collection[int] = (0,),
+    event: str = "",
+) -> None:
+    """After `terminate_when`: an exit code in `codes`, less than `within` seconds from SIGTERM to
+    exit, no traceback, and `event` in the output when one is named."""
+    assert outcome.code in codes, outcome.output
+    assert waited < within
+    assert "Traceback" not in outcome.output
+    if event:
+        assert event in outcome.output

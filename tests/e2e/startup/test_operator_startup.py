@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from testkit.commands import (
     assert_clean_failure,
+    assert_clean_stop,
     run_command,
     terminate_when,
     unreachable_kubeconfig,
@@ -73,7 +74,4 @@ def test_sigterm_while_waiting_for_the_apiserver_exits_within_the_drain_timeout(
         str(unreachable_kubeconfig(tmp_path)),
         ready="apiserver_waiting",
     )
-    assert outcome.code == 0, outcome.output
-    assert waited < DRAIN_TIMEOUT
-    assert "Traceback" not in outcome.output
-    assert "stopped_during_startup" in outcome.output
+    assert_clean_stop(outcome, waited, within=DRAIN_TIMEOUT, event="stopped_during_startup")

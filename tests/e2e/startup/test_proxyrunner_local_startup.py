@@ -8,6 +8,7 @@ import sys
 import pytest
 from testkit.commands import (
     assert_clean_failure,
+    assert_clean_stop,
     free_port,
     port_in_use,
     run_command,
@@ -76,7 +77,4 @@ def test_sigterm_while_the_server_starts_exits_within_the_drain_timeout() -> Non
         *SILENT_SERVER,
         ready="backend_process_started",
     )
-    assert outcome.code == 0, outcome.output
-    assert waited < 3.0
-    assert "Traceback" not in outcome.output
-    assert "stopped_during_startup" in outcome.output
+    assert_clean_stop(outcome, waited, within=3.0, event="stopped_during_startup")
