@@ -19,14 +19,12 @@ Everything lives under `<cache root>/images/` (`~/.cache/moorage/images/`): `man
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -51,6 +49,7 @@ from moorage_dev.buildah import (
 )
 from moorage_dev.cluster import ControlPlane
 from moorage_dev.dockerfiles import global_arg_defaults
+from moorage_dev.filelocks import directory_lock
 from moorage_dev.imagearchives import write_archive
 from moorage_dev.imagecache import (
     CachedImage,
@@ -108,17 +107,6 @@ def images_dir() -> Path:
 
 def _say_nothing(_message: str) -> None:
     return None
-
-
-@contextlib.contextmanager
-def _exclusive(directory: Path) -> Iterator[None]:
-    directory.mkdir(parents=True, exist_ok=True)
-    with (directory / ".lock").open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def missing_tools() -> list[str]:
@@ -292,7 +280,7 @@ def build_images(
         raise ImageError(str(exc)) from exc
     buildah = ensure_image_tools(report=say)
     (images_dir() / "work").mkdir(parents=True, exist_ok=True)
-    with _exclusive(images_dir()):
+    with directory_lock(images_dir()):
         manifest = load_manifest(images_dir() / "manifest.json")
         bases = _ensure_bases(buildah, manifest, repo=repo, report=say)
         built = {
