@@ -32,7 +32,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from moorage_dev.buildah import Buildah, ImageError, Reporter
+from moorage_dev.buildah import Buildah, ImageError, Reporter, run_logged
 from moorage_dev.mounts import unmount_all_under
 
 LOCAL_REGISTRY = "localhost/moorage-dev"
@@ -181,14 +181,6 @@ def host_extra_cas() -> list[Path]:
     return sorted(HOST_EXTRA_CAS.glob("*.crt")) if HOST_EXTRA_CAS.is_dir() else []
 
 
-def _run(argv: list[str], *, what: str, log: Path) -> None:
-    with log.open("a") as out:
-        proc = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, check=False)
-    if proc.returncode != 0:
-        tail = "\n".join(log.read_text().strip().splitlines()[-20:])
-        raise ImageError(f"{what} failed (full output in {log}):\n{tail}")
-
-
 def _configure_rootfs(
     rootfs: Path, *, base: PythonBase, mirrors: AptMirrors, extra_cas: list[Path], log: Path
 ) -> None:
@@ -208,10 +200,11 @@ def _configure_rootfs(
     if extra_cas:
         for ca in extra_cas:
             shutil.copyfile(ca, rootfs / "usr/local/share/ca-certificates" / ca.name)
-        _run(
+        run_logged(
             ["chroot", str(rootfs), "update-ca-certificates"],
             what="update-ca-certificates in the base",
             log=log,
+            append=True,
         )
     # As the slim images do: no package lists or downloaded packages in the image.
     for cache in ("var/lib/apt/lists", "var/cache/apt"):
@@ -234,10 +227,11 @@ def make_python_base(
     try:
         report(f"debootstrap {base.suite} with {', '.join(BASE_PACKAGES)} from {mirrors.main}")
         started = time.monotonic()
-        _run(
+        run_logged(
             build_debootstrap_argv(base=base, rootfs=rootfs, mirror=mirrors.main),
             what=f"debootstrap {base.suite}",
             log=log,
+            append=True,
         )
         report(f"debootstrap {base.suite}: {time.monotonic() - started:.0f}s")
         _configure_rootfs(rootfs, base=base, mirrors=mirrors, extra_cas=extra_cas, log=log)

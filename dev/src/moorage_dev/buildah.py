@@ -36,6 +36,16 @@ class ImageError(RuntimeError):
     """An image could not be built or imported; the message says what failed and where to look."""
 
 
+def run_logged(argv: list[str], *, what: str, log: Path, append: bool = False) -> None:
+    """Run a long command with its output going to `log` as it comes; ImageError naming `what`
+    with the output's tail when it fails."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a" if append else "w") as out:
+        done = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, check=False)
+    if done.returncode != 0:
+        raise ImageError(f"{what} failed (full output in {log}):\n{_tail(log.read_text())}")
+
+
 def build_bud_argv(
     *,
     dockerfile: Path,
@@ -101,13 +111,7 @@ class Buildah:
             if proc.returncode != 0:
                 raise ImageError(f"{what} failed:\n{_tail(proc.stderr + proc.stdout)}")
             return proc.stdout
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("w") as out:
-            done = subprocess.run(
-                [self.executable, *argv], stdout=out, stderr=subprocess.STDOUT, check=False
-            )
-        if done.returncode != 0:
-            raise ImageError(f"{what} failed (full output in {log}):\n{_tail(log.read_text())}")
+        run_logged([self.executable, *argv], what=what, log=log)
         return ""
 
     def build(self, argv: list[str], *, what: str, log: Path, report: Reporter) -> None:
