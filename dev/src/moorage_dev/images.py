@@ -196,6 +196,19 @@ def _ensure_bases(
     )
 
 
+def _restore(buildah: Buildah, entry: CachedImage) -> None:
+    """Make local storage hold a cached image under its name again: another build (with another
+    cache folder) may have moved the name, and pruning or `buildah rmi` may have removed it. The
+    archive holds the image as built; loading it gives back the same id."""
+    if buildah.image_id(entry.image_id) is None:
+        buildah.run(
+            ["pull", "--quiet", f"oci-archive:{entry.archive}"],
+            what=f"loading {entry.reference} from {entry.archive}",
+        )
+    if buildah.image_id(entry.reference) != entry.image_id:
+        buildah.run(["tag", entry.image_id, entry.reference], what=f"tag {entry.reference}")
+
+
 def _build_one(
     buildah: Buildah,
     spec: ImageSpec,
@@ -217,6 +230,7 @@ def _build_one(
     )
     entry = manifest.get(spec.reference)
     if entry is not None and is_fresh(entry, key=key):
+        _restore(buildah, entry)
         return BuiltImage(
             name=spec.name,
             reference=spec.reference,
