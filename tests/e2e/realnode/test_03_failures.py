@@ -217,7 +217,14 @@ def test_with_the_ha_component_a_standby_leads_within_20s_after_kill_9(
     os.kill(_container_pid(plane, leader_pod, "operator"), signal.SIGKILL)
     killed_at = time.monotonic()
     standby = (names - {holder}).pop()
-    wait("the standby to take the Lease", lambda: lease_holder(plane) == standby, timeout=30)
+    try:
+        wait("the standby to take the Lease", lambda: lease_holder(plane) == standby, timeout=30)
+    except AssertionError:
+        print(
+            f"killed {holder}; the Lease now: {get(plane, 'lease', '-n', SYSTEM, 'moorage-operator')}"
+        )
+        print(dump(plane, SYSTEM))
+        raise
     took = time.monotonic() - killed_at
     print(f"failover after kill -9: {took:.1f}s")
     assert took <= 20
