@@ -27,6 +27,12 @@ def test_images_reach_the_node_once_with_their_digests(real_node_plane: ControlP
         pytest.fail(f"cannot build images here: {str(exc).splitlines()[0]}", pytrace=False)
     node = real_node_plane.real_node
     assert node is not None
+    # The node is shared with the other real-node tests, which may have imported these already:
+    # start from a node without them.
+    node.ctr("images", "rm", *(image.reference for image in built.values()), check=False)
+    assert not set(parse_ctr_images(node.ctr("images", "ls").stdout)) & {
+        image.reference for image in built.values()
+    }
 
     started = time.monotonic()
     imported = import_images(real_node_plane, built, report=print)
