@@ -40,11 +40,6 @@ from moorage_dev.realnode_configs import NodeNetwork, build_kubernetes_endpoints
 
 Reporter = Callable[[str], None]
 
-# Older callers (certmanager.py) take these from here; processes.py holds them now.
-_pid_alive = pid_alive
-_pid_runs = pid_runs
-_terminate = terminate
-
 NODE_NAME = "kwok-node-0"
 # Room for thousands of Services (the scale benchmark creates one per MCPServer).
 SERVICE_CIDR = "10.96.0.0/16"
