@@ -13,6 +13,7 @@ certificate for the node's address, and kube-proxy's client certificate as `syst
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,8 +73,13 @@ class Pki:
 
 
 def _write(path: Path, data: bytes, *, private: bool = False) -> None:
-    path.write_bytes(data)
-    path.chmod(0o600 if private else 0o644)
+    """Write `data` with its final mode from the start: a private file is never readable by
+    others, not even between its creation and a chmod (a file already there is narrowed first)."""
+    mode = 0o600 if private else 0o644
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as file:
+        os.fchmod(fd, mode)
+        file.write(data)
 
 
 def _write_pair(pki: Pki, name: str, pair: CertificatePair) -> None:

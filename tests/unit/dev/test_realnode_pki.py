@@ -61,3 +61,17 @@ def test_the_node_gets_a_node_identity_a_serving_certificate_and_kubeconfigs(
     assert config["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:6443"
     assert config["users"][0]["user"]["client-certificate"] == str(pki.cert("kubelet"))
     assert paths["kubelet"].stat().st_mode & 0o077 == 0
+
+
+def test_keys_and_kubeconfigs_are_private_even_when_written_over_open_files(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "pki"
+    directory.mkdir()
+    (directory / "admin.key").write_bytes(b"old")
+    (directory / "admin.key").chmod(0o644)
+    pki = write_pki(directory)
+    kubeconfigs = write_node_pki(pki, node_name="n", node_ip="10.250.0.1", server="https://x")
+    private = [pki.key("admin"), pki.key("ca"), pki.sa_key, *kubeconfigs.values()]
+    assert {path.stat().st_mode & 0o777 for path in private} == {0o600}
+    assert pki.ca_cert.stat().st_mode & 0o777 == 0o644
