@@ -40,6 +40,8 @@ EXIT_CONFIG: Final = 2
 
 _PROBE_INTERVAL_MAX: Final = 2.0
 _PROBE_TIMEOUT: Final = 5.0
+_MISSING_FAMILY_ERRNOS: Final = frozenset({errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT})
+"""Errors binding one address of a host name that mean its family is not enabled here."""
 
 
 class StartupFailure(Exception):
@@ -152,7 +154,12 @@ def describe_tls_error(exc: Exception, *, cert_dir: Path, setting: str) -> Start
 def listen_sockets(listener: Listener) -> list[socket.socket]:
     """Listening sockets for `listener` (one per address family its host resolves to), or a
     `StartupFailure` naming its setting. Binding before anything else starts makes a port in
-    use the first thing a command reports, not something found after its backend is up."""
+    use the first thing a command reports, not something found after its backend is up.
+
+    As asyncio's `create_server` does, an address whose family the kernel lacks (a name that
+    resolves to an IPv6 and an IPv4 address on a host without IPv6: `EADDRNOTAVAIL` or
+    `EAFNOSUPPORT`) is skipped as long as another one binds; any other error, a port in use
+    above all, is a failure."""
     try:
         infos = socket.getaddrinfo(
             listener.host or None,
@@ -164,13 +171,14 @@ def listen_sockets(listener: Listener) -> list[socket.socket]:
         raise describe_bind_error(exc, listener=listener) from None
     sockets: list[socket.socket] = []
     seen: set[tuple[int, object]] = set()
-    try:
-        for family, kind, proto, _, address in infos:
-            if (family, address) in seen:
-                continue
-            seen.add((family, address))
+    skipped: OSError | None = None
+    for family, kind, proto, _, address in infos:
+        if (family, address) in seen:
+            continue
+        seen.add((family, address))
+        sock: socket.socket | None = None
+        try:
             sock = socket.socket(family, kind, proto)
-            sockets.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:
                 # One socket per family, as asyncio does: the v6 one must not claim v4 too.
@@ -178,10 +186,18 @@ def listen_sockets(listener: Listener) -> list[socket.socket]:
             sock.bind(address)
             sock.listen(128)
             sock.setblocking(False)
-    except OSError as exc:
-        for sock in sockets:
-            sock.close()
-        raise describe_bind_error(exc, listener=listener) from None
+        except OSError as exc:
+            if sock is not None:
+                sock.close()
+            if exc.errno in _MISSING_FAMILY_ERRNOS:
+                skipped = exc
+                continue
+            for bound in sockets:
+                bound.close()
+            raise describe_bind_error(exc, listener=listener) from None
+        sockets.append(sock)
+    if not sockets and skipped is not None:
+        raise describe_bind_error(skipped, listener=listener) from None
     return sockets
 
 

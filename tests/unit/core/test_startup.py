@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import socket
 from pathlib import Path
 
@@ -91,6 +92,79 @@ def test_listening_on_port_zero_reports_the_real_port() -> None:
     finally:
         for sock in sockets:
             sock.close()
+
+
+_LOCALHOST_BOTH_FAMILIES = [
+    (socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("::1", 0, 0, 0)),
+    (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("127.0.0.1", 0)),
+]
+
+
+def _without_ipv6(monkeypatch: pytest.MonkeyPatch, *, error: int, at: str) -> None:
+    """`localhost` resolves to ::1 and 127.0.0.1, but IPv6 fails with `error` when a socket is
+    created (`at="socket"`) or bound (`at="bind"`), as on a kernel without IPv6."""
+
+    class NoIPv6Socket(socket.socket):
+        def __init__(self, family: int = -1, *args: object, **kwargs: object) -> None:
+            if family == socket.AF_INET6 and at == "socket":
+                raise OSError(error, os.strerror(error))
+            super().__init__(family, *args, **kwargs)  # type: ignore[arg-type]
+
+        def bind(self, address: object) -> None:
+            if self.family == socket.AF_INET6 and at == "bind":
+                raise OSError(error, os.strerror(error))
+            super().bind(address)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: list(_LOCALHOST_BOTH_FAMILIES))
+    monkeypatch.setattr(socket, "socket", NoIPv6Socket)
+
+
+@pytest.mark.parametrize(
+    ("error", "at"),
+    [
+        pytest.param(errno.EADDRNOTAVAIL, "bind", id="address-not-available"),
+        pytest.param(errno.EAFNOSUPPORT, "socket", id="family-not-supported"),
+    ],
+)
+def test_a_family_the_kernel_lacks_is_skipped_when_another_binds(
+    monkeypatch: pytest.MonkeyPatch, error: int, at: str
+) -> None:
+    _without_ipv6(monkeypatch, error=error, at=at)
+    sockets = listen_sockets(Listener("localhost", 0, "BIND / --bind"))
+    try:
+        assert [sock.family for sock in sockets] == [socket.AF_INET]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def test_a_port_in_use_fails_even_when_another_family_was_skipped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    _without_ipv6(monkeypatch, error=errno.EADDRNOTAVAIL, at="bind")
+    monkeypatch.setattr(
+        socket,
+        "getaddrinfo",
+        lambda *a, **k: [
+            (*info[:4], (info[4][0], port, *info[4][2:])) for info in _LOCALHOST_BOTH_FAMILIES
+        ],
+    )
+    try:
+        with pytest.raises(StartupFailure, match=f"localhost:{port} is in use"):
+            listen_sockets(Listener("localhost", port, "BIND / --bind"))
+    finally:
+        holder.close()
+
+
+def test_no_family_that_binds_is_a_startup_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    _without_ipv6(monkeypatch, error=errno.EADDRNOTAVAIL, at="bind")
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: [_LOCALHOST_BOTH_FAMILIES[0]])
+    with pytest.raises(StartupFailure, match="localhost is not an address of this machine"):
+        listen_sockets(Listener("localhost", 0, "BIND / --bind"))
 
 
 def test_a_missing_certificate_directory_is_named(tmp_path: Path) -> None:
