@@ -275,8 +275,11 @@ class RealNode:
         # Pods reach Services (and each other through them) only when the host forwards between
         # bridge ports; the guard keeps that forwarding on the bridge. Services between pods on the
         # same bridge need the replies to pass through iptables too.
-        write_sysctl(IP_FORWARD_SYSCTL, "1")
-        write_sysctl(BRIDGE_NF_CALL, "1")
+        try:
+            write_sysctl(IP_FORWARD_SYSCTL, "1")
+            write_sysctl(BRIDGE_NF_CALL, "1")
+        except HostError as exc:
+            raise RealNodeError(str(exc)) from exc
         self._write_configs(binaries=binaries, pki=pki)
         self._spawn(
             "containerd",

@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 
 from moorage_dev.mounts import mount_points
-from moorage_dev.realnode_host import HostError, claim_machine, claim_owner, release_machine
+from moorage_dev.realnode_host import (
+    HostError,
+    claim_machine,
+    claim_owner,
+    release_machine,
+    restore_sysctls,
+    write_sysctl,
+)
 
 
 def test_a_second_node_is_refused_while_the_first_lives(tmp_path: Path) -> None:
@@ -46,3 +53,12 @@ def test_mount_points_are_read_from_mountinfo_with_escapes_undone() -> None:
         "/tmp/s/node/kubelet/pods/x/volumes/a b",
         "/tmp/s/node/containerd/state/netns/cni-1",
     ]
+
+
+def test_a_sysctl_that_cannot_be_set_is_an_error_naming_it() -> None:
+    with pytest.raises(HostError, match="cannot set the sysctl net/moorage/absent to 1"):
+        write_sysctl("net/moorage/absent", "1")
+
+
+def test_restoring_a_sysctl_that_cannot_be_written_goes_on_quietly() -> None:
+    restore_sysctls({"net/moorage/absent": "0"})
