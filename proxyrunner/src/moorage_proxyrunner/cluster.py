@@ -32,7 +32,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from moorage_api.runconfig import RunConfig, RunConfigError, load_runconfig
-from moorage_core.errors import KubeError
+from moorage_core.errors import Forbidden, KubeError
 from moorage_core.kube import JsonObject, KubeClient
 from moorage_core.running import Lifecycle, report_startup_failure, run_service
 from moorage_core.settings import SettingError, parse_duration, parse_list
@@ -265,11 +265,22 @@ async def start_workload(kube: KubeClient, prepared: Prepared) -> WorkloadManage
             hint="create the profile's ConfigMap or change the MCPServer's permissionProfile",
             exit_code=EXIT_FAILED,
         ) from None
-    except KubeError as exc:
+    except Forbidden as exc:
         raise StartupFailure(
             "the proxy runner's ServiceAccount",
             f"cannot apply the workload of {spec.namespace}/{spec.name}: {exc}",
             hint="check that its Role grants what the operator gives it",
+            exit_code=EXIT_FAILED,
+        ) from None
+    except KubeError as exc:
+        # Not a matter of permissions: an overloaded or failing apiserver, or a conflict with
+        # another writer. Exiting lets Kubernetes restart the pod, which tries again.
+        answer = f"the apiserver answered {exc}" if exc.status else f"no answer: {exc}"
+        raise StartupFailure(
+            "the apiserver",
+            f"cannot apply the workload of {spec.namespace}/{spec.name}: {answer}",
+            hint="the pod will be restarted to try again; if this persists, check the "
+            "apiserver's health and the objects its answer names",
             exit_code=EXIT_FAILED,
         ) from None
     return manager

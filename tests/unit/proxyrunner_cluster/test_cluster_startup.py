@@ -5,13 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
 from moorage_api.runconfig import load_runconfig
+from moorage_core.errors import (
+    Conflict,
+    Forbidden,
+    KubeError,
+    ServerError,
+    TooManyRequests,
+)
 from moorage_core.settings import SettingError
-from moorage_core.startup import StartupFailure
+from moorage_core.startup import EXIT_FAILED, StartupFailure
 from moorage_proxyrunner.cluster import (
     DEFAULT_READINESS_TIMEOUT,
     EXIT_CONFIG,
@@ -21,8 +28,13 @@ from moorage_proxyrunner.cluster import (
     options_from_args,
     prepare,
     run_cluster,
+    start_workload,
 )
 from moorage_proxyrunner.toolfilter import ToolOverride
+from moorage_proxyrunner.workload_manager import WorkloadManager
+
+if TYPE_CHECKING:
+    from moorage_core.kube import KubeClient
 
 RUNCONFIG: dict[str, Any] = {
     "schema_version": "moorage/v1",
@@ -120,6 +132,55 @@ def test_prepare_rejects_unusable_input_with_exit_code_2(
         )
     assert message in str(info.value)
     assert info.value.exit_code == EXIT_CONFIG
+
+
+@pytest.mark.parametrize(
+    ("error", "setting", "problem", "hint"),
+    [
+        pytest.param(
+            Forbidden("no", status=403, reason="Forbidden"),
+            "the proxy runner's ServiceAccount",
+            "403 Forbidden: no",
+            "its Role",
+            id="forbidden",
+        ),
+        pytest.param(
+            ServerError("etcd timeout", status=500, reason="InternalError"),
+            "the apiserver",
+            "the apiserver answered 500 InternalError: etcd timeout",
+            "restarted",
+            id="server-error",
+        ),
+        pytest.param(
+            TooManyRequests("slow down", status=429, reason="TooManyRequests"),
+            "the apiserver",
+            "the apiserver answered 429 TooManyRequests: slow down",
+            "restarted",
+            id="too-many-requests",
+        ),
+        pytest.param(
+            Conflict("field manager", status=409, reason="Conflict"),
+            "the apiserver",
+            "the apiserver answered 409 Conflict: field manager",
+            "restarted",
+            id="conflict",
+        ),
+    ],
+)
+async def test_only_a_refusal_is_blamed_on_the_service_account(
+    monkeypatch: pytest.MonkeyPatch, error: KubeError, setting: str, problem: str, hint: str
+) -> None:
+    async def refuse(self: WorkloadManager) -> None:
+        raise error
+
+    monkeypatch.setattr(WorkloadManager, "apply_all", refuse)
+    prepared = prepare(ClusterOptions(config=Path("x")), runconfig_text=json.dumps(RUNCONFIG))
+    with pytest.raises(StartupFailure) as info:
+        await start_workload(cast("KubeClient", object()), prepared)
+    assert info.value.setting == setting
+    assert info.value.problem == f"cannot apply the workload of ns/time: {problem}"
+    assert hint in info.value.hint
+    assert info.value.exit_code == EXIT_FAILED
 
 
 async def test_an_invalid_pod_patch_fails_before_any_cluster_access(
