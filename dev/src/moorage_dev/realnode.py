@@ -128,8 +128,9 @@ class RealNode:
         self._pause_archive: Path | None = None
         self._coredns: Path | None = None
         self._commands: dict[str, list[str]] = {}
-        # What stop() stopped, so find_leftovers() can check they are gone.
+        # What stop() stopped and the sysctls it wrote back, so find_leftovers() can check them.
         self._stopped_pids: dict[str, int] = {}
+        self._restored_sysctls: dict[str, str] = {}
 
     # -- what other code uses ---------------------------------------------------------------
 
@@ -474,13 +475,15 @@ class RealNode:
         """Take away everything the node made; safe at any point and more than once.
 
         The machine-wide parts (firewall, bridge, sysctls, pod cgroups) are undone only by the
-        node that holds the machine's claim (or when nobody does): a node whose start failed
-        because another one runs must not tear the other one down. Every step runs even when an
+        node that holds the machine's claim, or by the node taking over the claim of a dead one
+        (`owns_machine=True`): a node whose start failed because another one runs must not tear
+        the other one down, and a node stopped before (its claim released) must not do it again
+        with the values it saved then. Once the claim is released the saved sysctls and created
+        folders are forgotten; the caller saves the state again. Every step runs even when an
         earlier one failed; failures are reported, and `find_leftovers()` says what stayed.
         """
         if owns_machine is None:
-            owner = claim_owner()
-            owns_machine = owner is None or owner == self.state_dir
+            owns_machine = claim_owner() == self.state_dir
         steps: list[tuple[str, Callable[[], object]]] = [
             ("stop kubelet", lambda: self._stop_process("kubelet")),
             ("kill the containers", lambda: self._kill_containers(owns_machine=owns_machine)),
@@ -504,7 +507,7 @@ class RealNode:
                         created_dirs=self.created_dirs,
                     ),
                 ),
-                ("release the machine", lambda: release_machine(self.state_dir)),
+                ("release the machine", self._release_machine),
             ]
         for what, step in steps:
             try:
@@ -513,6 +516,12 @@ class RealNode:
                 self.report(f"real node teardown: could not {what}: {exc}")
         self._stopped_pids.update(self.pids)
         self.pids.clear()
+
+    def _release_machine(self) -> None:
+        release_machine(self.state_dir)
+        self._restored_sysctls.update(self.saved_sysctls)
+        self.saved_sysctls = {}
+        self.created_dirs = []
 
     def _unmount(self) -> None:
         failures = unmount_all_under(self.paths.root)
@@ -538,7 +547,7 @@ class RealNode:
             return found
         found += leftover_iptables()
         found += leftover_network(self.network)
-        before = self.saved_sysctls.get(IP_FORWARD_SYSCTL)
+        before = {**self._restored_sysctls, **self.saved_sysctls}.get(IP_FORWARD_SYSCTL)
         if before is not None and read_sysctl(IP_FORWARD_SYSCTL) != before:
             found.append(f"ip_forward is not back to {before}")
         return found
