@@ -2,7 +2,8 @@
 
 - SIGTERM and SIGINT are handled from the loop's first moment. During start-up a signal cancels
   the start-up (its `finally` blocks clean up); once the command calls `Lifecycle.serving()`, a
-  signal sets `Lifecycle.stop` and the command drains. A second signal cancels whatever is left.
+  signal sets `Lifecycle.stop` and the command drains. A second signal cancels whatever is left
+  (`drain_interrupted`, exit 1).
 - A `StartupFailure` becomes one `startup_failed` log line naming the setting, and its exit code;
   no traceback. Any other exception is logged once (`exiting`) and exits 1.
 - The exit is never late: from the first signal, the process ends within its drain timeout plus
@@ -122,7 +123,12 @@ async def _run_main(
     except asyncio.CancelledError:
         if not lifecycle.signalled:
             raise
-        log.info("stopped_during_startup" if not lifecycle.is_serving else "stopped")
+        if lifecycle.is_serving:
+            # A second signal cut the drain short: a forced end after a signal, as when the
+            # deadline ends it.
+            log.warning("drain_interrupted")
+            return EXIT_FAILED
+        log.info("stopped_during_startup")
         return EXIT_OK
     except StartupFailure as exc:
         return report_startup_failure(exc)

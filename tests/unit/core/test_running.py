@@ -72,3 +72,20 @@ def test_a_signal_while_serving_sets_stop_for_a_drain(signum: signal.Signals) ->
         return 0
 
     assert run_service(main, drain_timeout=10.0) == 0
+
+
+def test_a_second_signal_cuts_the_drain_short_and_exits_one() -> None:
+    async def main(lifecycle: Lifecycle) -> int:
+        lifecycle.serving()
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.05, os.kill, os.getpid(), signal.SIGTERM)
+        await asyncio.wait_for(lifecycle.stop.wait(), timeout=5)
+        loop.call_later(0.05, os.kill, os.getpid(), signal.SIGINT)
+        await asyncio.sleep(60)  # a drain that would outlast the second signal
+        return 0
+
+    started = time.monotonic()
+    with structlog.testing.capture_logs() as logs:
+        assert run_service(main, drain_timeout=10.0) == EXIT_FAILED
+    assert time.monotonic() - started < 5
+    assert "drain_interrupted" in [entry["event"] for entry in logs]
