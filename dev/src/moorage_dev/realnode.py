@@ -5,7 +5,7 @@ its start in steps that overlap with its own start-up:
 
 1. `check_host()` first of all: the preflight (`realnode_preflight`), one line when it fails.
 2. `prepare()` before etcd starts: claim the machine (one real node at a time), make or find the
-   pause image and CoreDNS, make the bridge, its route and the forward guard, write every
+   pause image and CoreDNS, make the bridge, its route and the firewall guards, write every
    configuration, start containerd.
 3. `await_containerd()` while the apiserver starts: containerd answers and has the pause image.
 4. `start_node_processes()` once the apiserver is ready: kubelet, kube-proxy, the apiserver
@@ -59,7 +59,7 @@ from moorage_dev.realnode_host import (
     IP_FORWARD_SYSCTL,
     HostError,
     absent_host_dirs,
-    add_forward_guard,
+    add_guards,
     already_running_message,
     claim_machine,
     claim_owner,
@@ -268,7 +268,7 @@ class RealNode:
                 self.saved_sysctls[name] = value
         try:
             create_bridge(self.network)
-            add_forward_guard(
+            add_guards(
                 self.network, forwarding_was_on=self.saved_sysctls.get(IP_FORWARD_SYSCTL) == "1"
             )
         except HostError as exc:

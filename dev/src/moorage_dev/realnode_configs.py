@@ -330,11 +330,42 @@ def build_forward_guard(network: NodeNetwork, *, forwarding_was_on: bool) -> lis
     return rules
 
 
+def build_address_guard(network: NodeNetwork) -> list[list[str]]:
+    """Rule specs for the mangle table's PREROUTING chain (before routing and any filter rule).
+
+    What listens on the bridge address (kubelet, the apiserver's forwarder, CoreDNS) and the pods
+    serve this machine only: a packet for the pod range that comes in on another interface and
+    not from this machine (another host routing the range here) is dropped. The host's own packets
+    (loopback, or any interface with a local source) and the bridge's pass.
+    """
+    return [
+        [
+            "-d",
+            network.pod_cidr,
+            "!",
+            "-i",
+            network.bridge,
+            "-m",
+            "addrtype",
+            "!",
+            "--src-type",
+            "LOCAL",
+            "-m",
+            "comment",
+            "--comment",
+            GUARD_COMMENT,
+            "-j",
+            "DROP",
+        ]
+    ]
+
+
 def build_guard_cleanup(save_text: str) -> list[list[str]]:
-    """`iptables -t mangle` arguments deleting every guard rule found in `iptables-save` output."""
+    """`iptables -t mangle` arguments deleting every guard rule (forward and address guards)
+    found in `iptables-save` output."""
     commands: list[list[str]] = []
     for line in save_text.splitlines():
-        if line.startswith("-A FORWARD ") and GUARD_COMMENT in line:
+        if line.startswith(("-A FORWARD ", "-A PREROUTING ")) and GUARD_COMMENT in line:
             commands.append(["-D", *_split_rule(line)[1:]])
     return commands
 

@@ -1,8 +1,8 @@
 """The machine-wide changes a real node makes, and undoing each of them.
 
 A real node needs things that belong to the whole machine, not to its state folder: the bridge and
-its address, a route to the Service range, firewall rules (the forward guard, kube-proxy's and
-kubelet's KUBE-* chains), a few sysctls (ip_forward, and the ones kubelet sets), cgroups, the
+its address, a route to the Service range, firewall rules (the forward and address guards,
+kube-proxy's and kubelet's KUBE-* chains), a few sysctls (ip_forward, and the ones kubelet sets), cgroups, the
 /var/log/containers links kubelet makes, and the CNI result cache. Because of them only one real
 node can run on a machine at a time: `claim_machine` records which state folder owns the machine.
 
@@ -26,6 +26,7 @@ from moorage_dev.realnode_configs import (
     GUARD_COMMENT,
     KUBE_CHAIN_PREFIX,
     NodeNetwork,
+    build_address_guard,
     build_forward_guard,
     build_guard_cleanup,
     build_kube_chain_cleanup,
@@ -130,7 +131,7 @@ def restore_sysctls(saved: dict[str, str]) -> None:
                 write_sysctl(name, value)
 
 
-# -- the bridge, its route and the forward guard ------------------------------------------------
+# -- the bridge, its route and the guards ------------------------------------------------------
 
 
 def link_exists(name: str) -> bool:
@@ -157,9 +158,13 @@ def delete_bridge(network: NodeNetwork) -> None:
         _run("ip", "link", "del", network.bridge, check=False)
 
 
-def add_forward_guard(network: NodeNetwork, *, forwarding_was_on: bool) -> None:
+def add_guards(network: NodeNetwork, *, forwarding_was_on: bool) -> None:
+    """The forward guard (nothing routed off the bridge) and the address guard (nothing from
+    other hosts reaches the bridge address or the pods), first in their mangle chains."""
     for rule in build_forward_guard(network, forwarding_was_on=forwarding_was_on):
         _run("iptables", "-t", "mangle", "-I", "FORWARD", *rule)
+    for rule in build_address_guard(network):
+        _run("iptables", "-t", "mangle", "-I", "PREROUTING", *rule)
 
 
 def _save(binary: str, table: str) -> str:
@@ -167,7 +172,7 @@ def _save(binary: str, table: str) -> str:
 
 
 def remove_iptables_rules() -> None:
-    """Delete the forward guard, then every KUBE-* chain (kube-proxy's and kubelet's), in every
+    """Delete the forward and address guards, then every KUBE-* chain (kube-proxy's and kubelet's), in every
     table of both address families."""
     for command in build_guard_cleanup(_save("iptables", "mangle")):
         _run("iptables", "-t", "mangle", *command, check=False)
