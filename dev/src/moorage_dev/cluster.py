@@ -506,7 +506,12 @@ class ControlPlane:
             raise ControlPlaneError(str(exc)) from exc
 
     def _clear_state_dir(self) -> None:
-        """An empty state dir; whatever a control plane recorded there is stopped first."""
+        """An empty state dir; whatever a control plane (and a cert-manager against it) recorded
+        there is stopped first: deleting the record would leave its processes running unknown."""
+        # certmanager builds on this module, so it is imported where it is needed.
+        from moorage_dev.certmanager import stop_recorded
+
+        stop_recorded(self, report=self.report)
         previous = ControlPlane.load(self.state_dir, report=self.report)
         if previous is not None:
             previous.stop()

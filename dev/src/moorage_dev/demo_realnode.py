@@ -22,7 +22,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from moorage_dev.certmanager import CertManager
+from moorage_dev.certmanager import CertManager, stop_recorded
 from moorage_dev.cluster import ControlPlane
 from moorage_dev.demo_steps import (
     NAMESPACE,
@@ -64,6 +64,7 @@ class RealNodeDemo:
             detail(f"reusing the control plane at {plane.server}")
         else:
             if plane is not None:
+                stop_recorded(plane, report=detail)
                 plane.stop()
             plane = ControlPlane(self.state_dir, real_node=True, report=detail)
             self.plane = plane

@@ -211,3 +211,24 @@ def test_start_adopts_a_recorded_cert_manager_that_still_runs(tmp_path: Path) ->
 )
 def test_go_version_gate(version: str, enough: bool) -> None:
     assert certmanager_binaries.is_go_new_enough(version) is enough
+
+
+def test_clearing_the_state_dir_stops_a_recorded_cert_manager_first(tmp_path: Path) -> None:
+    plane = ControlPlane(tmp_path / "state")
+    plane.state_dir.mkdir()
+    proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        (plane.state_dir / "cert-manager.json").write_text(
+            json.dumps(
+                {
+                    "pids": {"cert-manager-controller": proc.pid},
+                    "binaries": {"cert-manager-controller": "/usr/bin/sleep"},
+                }
+            )
+        )
+        plane._clear_state_dir()
+        assert proc.wait(timeout=5) is not None
+        assert list(plane.state_dir.iterdir()) == []
+    finally:
+        proc.kill()
+        proc.wait()
