@@ -94,6 +94,7 @@ class HTTPSServer:
         setting: str = "the listen address",
         shutdown_timeout: float = 60.0,
         supervisor: TaskSupervisor | None = None,
+        reload_tls: bool = True,
     ) -> None:
         self.app = app
         self.host = host
@@ -106,6 +107,10 @@ class HTTPSServer:
         """Seconds `stop()` lets requests in flight finish."""
         self.supervisor = supervisor
         """Where the certificate reload loop runs, so that its end is noticed."""
+        self.reload_tls = reload_tls
+        """Whether `start()` and `stop()` run `tls`'s reload loop. False when several servers
+        share one `ReloadingTLS`: their owner starts it once and stops it after all of them
+        stopped, so that it keeps reloading while any of them still drains."""
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -130,12 +135,12 @@ class HTTPSServer:
             raise
         # Bound to an ephemeral port (tests): report the real one.
         self.port = bound_port(sockets, default=self.port)
-        if self.tls:
+        if self.tls and self.reload_tls:
             self.tls.start(self.supervisor)
         log.info("https_server_started", host=self.host, port=self.port, tls=self.tls is not None)
 
     async def stop(self) -> None:
-        if self.tls:
+        if self.tls and self.reload_tls:
             await self.tls.stop()
         if self._runner is not None:
             await self._runner.cleanup()

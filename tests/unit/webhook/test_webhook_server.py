@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -112,6 +113,34 @@ async def test_rotated_certificate_files_are_served_without_a_restart(
     await eventually(trusted_by_new_ca, timeout=10, message="new certificate not served")
     with pytest.raises(aiohttp.ClientConnectorCertificateError):
         await _post(server.port, old_ca)
+
+
+async def test_certificates_are_reloaded_until_both_ports_have_drained(
+    served: tuple[WebhookServer, CertificatePair, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, _, cert_dir = served
+    drained = asyncio.Event()
+    stop_monitoring = server.monitoring.stop
+
+    async def slow_monitoring_stop() -> None:
+        await drained.wait()
+        await stop_monitoring()
+
+    monkeypatch.setattr(server.monitoring, "stop", slow_monitoring_stop)
+    stopping = asyncio.create_task(server.stop())
+    try:
+        # The admission port has stopped; the metrics port is still draining.
+        await eventually(lambda: server.admission._runner is None, timeout=10)
+        reloads = server.tls.reloads
+        write_pair(_serving_pair(build_ca(common_name="rotated-ca")), cert_dir)
+        await eventually(
+            lambda: server.tls.reloads > reloads,
+            timeout=10,
+            message="the certificate was not reloaded while the metrics port drained",
+        )
+    finally:
+        drained.set()
+        await stopping
 
 
 async def test_readiness_fails_once_the_certificate_has_expired(

@@ -40,6 +40,8 @@ class WebhookServer:
         supervisor: TaskSupervisor | None = None,
     ) -> None:
         self.settings = settings
+        self.supervisor = supervisor
+        """Where the certificate reload loop runs, so that its end is noticed."""
         if registry is None:
             registry = CollectorRegistry()
             ProcessCollector(registry=registry)
@@ -63,7 +65,7 @@ class WebhookServer:
             tls=self.tls,
             setting="BIND / --bind",
             shutdown_timeout=settings.drain_timeout,
-            supervisor=supervisor,
+            reload_tls=False,
         )
         metrics_host, metrics_port = settings.metrics_bind
         self.monitoring = HTTPSServer(
@@ -73,7 +75,7 @@ class WebhookServer:
             tls=self.tls,
             setting="METRICS_BIND / --metrics-bind",
             shutdown_timeout=settings.drain_timeout,
-            supervisor=supervisor,
+            reload_tls=False,
         )
 
     @property
@@ -103,9 +105,15 @@ class WebhookServer:
         except BaseException:
             await self.admission.stop()
             raise
+        # One reload loop for the pair both ports present, run here rather than by either
+        # server: it must go on while either of them still drains.
+        self.tls.start(self.supervisor)
         log.info("webhook_started", port=self.port, metrics_port=self.metrics_port)
 
     async def stop(self) -> None:
         # Together, so that the drain of both is bounded by one `--drain-timeout`.
-        await asyncio.gather(self.admission.stop(), self.monitoring.stop())
+        try:
+            await asyncio.gather(self.admission.stop(), self.monitoring.stop())
+        finally:
+            await self.tls.stop()
         log.info("webhook_stopped")
