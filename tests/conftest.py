@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -21,12 +22,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def real_node_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+def host_ip_forward() -> str:
+    """net.ipv4.ip_forward as this machine had it before the session's real node started (what
+    stopping the node must leave); read from /proc, not from the node's own record."""
+    return Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
+
+
+@pytest.fixture(scope="session")
+def real_node_plane(
+    tmp_path_factory: pytest.TempPathFactory, host_ip_forward: str
+) -> Iterator[ControlPlane]:
     """A control plane with a real node (docs/real-node.md) in a temporary state dir; no CRDs.
 
     Where the machine cannot run a real node (not root, packages missing, another real node
     running, ...) the tests that use it are skipped with the preflight's reason, or fail with it
-    when MOORAGE_REQUIRE_REAL_NODE=1.
+    when MOORAGE_REQUIRE_REAL_NODE=1. `host_ip_forward` is requested so that it is read before
+    the node starts.
     """
     state_dir = tmp_path_factory.mktemp("realnode")
     problems = real_node_problems(state_dir)

@@ -314,15 +314,16 @@ def _assert_nothing_left(node: RealNode, pids: list[int], *, ip_forward_before: 
     assert not [*cgroups.glob("kubepods*"), *cgroups.glob("*/kubepods*")]
 
 
-def test_stop_leaves_nothing_behind(real_node_plane: ControlPlane, server: str) -> None:
+def test_stop_leaves_nothing_behind(
+    real_node_plane: ControlPlane, server: str, host_ip_forward: str
+) -> None:
     node = real_node_plane.real_node
     assert node is not None
-    ip_forward_before = node.saved_sysctls["net/ipv4/ip_forward"]
     pids = list(real_node_plane.all_pids().values())
     assert mounts_under(node.state_dir), "a running pod has mounts to take away"
     real_node_plane.stop()
     try:
-        _assert_nothing_left(node, pids, ip_forward_before=ip_forward_before)
+        _assert_nothing_left(node, pids, ip_forward_before=host_ip_forward)
     finally:
         real_node_plane.start()
 
@@ -341,6 +342,8 @@ def test_cli_up_refuses_a_second_real_node_and_down_leaves_nothing_behind(
     real_node_plane: ControlPlane,
 ) -> None:
     real_node_plane.stop()
+    # Read before this test's own node starts: what its `down` must leave.
+    ip_forward_before = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
     try:
         with tempfile.TemporaryDirectory(prefix="moorage-rn-cli-") as tmp:
             first, second = Path(tmp) / "first", Path(tmp) / "second"
@@ -355,7 +358,6 @@ def test_cli_up_refuses_a_second_real_node_and_down_leaves_nothing_behind(
                 assert plane.real_node is not None
                 assert plane.is_healthy()
                 pids = list(plane.all_pids().values())
-                ip_forward_before = plane.real_node.saved_sysctls["net/ipv4/ip_forward"]
             finally:
                 down = _dev(first, "down")
             assert down.returncode == 0, down.stderr
