@@ -32,7 +32,10 @@ from typing import Any
 import aiohttp
 
 REPO = Path(__file__).resolve().parents[1]
-TOOLBOX = (sys.executable, str(REPO / "tests" / "e2e" / "fixtures" / "toolbox_server.py"))
+TOOLBOX = (
+    sys.executable,
+    str(REPO / "docker" / "examples" / "mcp-server-toolbox" / "toolbox_server.py"),
+)
 PROXY = (sys.executable, "-m", "moorage_proxyrunner", "run", "--local", "--log-level", "WARNING")
 DOC = REPO / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- proxy_overhead:begin -->", "<!-- proxy_overhead:end -->"

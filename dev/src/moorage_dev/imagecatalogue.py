@@ -26,7 +26,8 @@ MOORAGE_TARGETS = ("operator", "webhook", "proxyrunner", "registry-api")
 TIME_SERVER = "mcp-server-time"
 EVERYTHING_SERVER = "mcp-server-everything"
 FAILING_SERVER = "mcp-server-failing"
-EXAMPLE_SERVERS = (TIME_SERVER, EVERYTHING_SERVER, FAILING_SERVER)
+TOOLBOX_SERVER = "mcp-server-toolbox"
+EXAMPLE_SERVERS = (TIME_SERVER, EVERYTHING_SERVER, TOOLBOX_SERVER, FAILING_SERVER)
 # The npm package the everything image installs; its pinned version is the image's tag.
 EVERYTHING_PACKAGE = "@modelcontextprotocol/server-everything"
 
@@ -72,7 +73,8 @@ def build_catalogue(
     tags = {
         TIME_SERVER: time_version,
         EVERYTHING_SERVER: everything_version,
-        # The failing server is ours and installs nothing: it goes with Moorage's version.
+        # The failing and toolbox servers are ours: they go with Moorage's version.
+        TOOLBOX_SERVER: moorage_version,
         FAILING_SERVER: moorage_version,
     }
     examples = tuple(

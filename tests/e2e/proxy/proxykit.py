@@ -24,7 +24,9 @@ from moorage_proxyrunner.local import LocalBackend, run_local
 from moorage_proxyrunner.settings import ProxySettings
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-TOOLBOX = (sys.executable, str(FIXTURES / "toolbox_server.py"))
+# The toolbox server is also the streamable-HTTP example's image, so it lives with that image.
+TOOLBOX_SERVER = Path(__file__).resolve().parents[3] / "docker" / "examples" / "mcp-server-toolbox"
+TOOLBOX = (sys.executable, str(TOOLBOX_SERVER / "toolbox_server.py"))
 CONFORMANCE_FIXTURE = (sys.executable, str(FIXTURES / "conformance_server.py"))
 TIME_SERVER = (str(Path(sys.executable).parent / "mcp-server-time"), "--local-timezone", "UTC")
 

@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[3]
 EXAMPLES = REPO / "deploy" / "examples"
 NAMESPACE = "examples"
 MODES = ["legacy", "2026-07-28"]
-SERVERS = {"time": "stdio", "everything-sse": "sse", "everything": "streamable-http"}
+SERVERS = {"time": "stdio", "everything-sse": "sse", "toolbox": "streamable-http"}
 
 
 @pytest.fixture(scope="module")
@@ -130,20 +130,17 @@ async def test_sse_example_lists_and_calls_tools_over_legacy_sse(
     assert "over the real node" in _text(result)
 
 
+@pytest.mark.parametrize("mode", MODES)
 async def test_streamable_http_example_authenticates_and_authorises(
-    plane: ControlPlane, examples: str
+    plane: ControlPlane, examples: str, mode: str
 ) -> None:
-    # The legacy era only: the "everything" server in the example speaks no 2026-07-28 (a
-    # session-less request gets its "no valid session" error directly too). The stdio example
-    # above shows the modern era through the proxy's own bridge.
-    mode = "legacy"
-    url = _url(plane, "everything", "/mcp")
+    url = _url(plane, "toolbox", "/mcp")
     allowed = token(plane, "agents", "research-agent", "moorage")
     async with bearer_client(url, allowed, mode) as client:
         names = {t.name for t in (await client.list_tools()).tools}
         # Cedar permits call_tool on echo only; lists show what the caller may use.
         assert names == {"echo"}
-        result = await client.call_tool("echo", {"message": "authorised"})
+        result = await client.call_tool("echo", {"text": "authorised"})
     assert not result.is_error, _text(result)
     assert "authorised" in _text(result)
 
@@ -155,7 +152,7 @@ async def test_streamable_http_example_refuses_other_service_accounts(
     refused = token(plane, "agents", "intruder", "moorage")
     async with create_mcp_http_client(headers={"Authorization": f"Bearer {refused}"}) as http:
         response = await http.post(
-            _url(plane, "everything", "/mcp"),
+            _url(plane, "toolbox", "/mcp"),
             json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
             headers={"Accept": "application/json, text/event-stream"},
         )

@@ -404,7 +404,7 @@ def test_the_examples_kustomization_applies(
     applied = out.stdout
     for name in (
         "mcpserver.moorage.dev/time",
-        "mcpserver.moorage.dev/everything",
+        "mcpserver.moorage.dev/toolbox",
         "mcpserver.moorage.dev/everything-sse",
         "mcptoolconfig.moorage.dev/time-tools",
         "mcpregistry.moorage.dev/example",

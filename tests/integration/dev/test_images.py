@@ -53,6 +53,9 @@ EXPECTED = {
             "/opt/mcp-server-everything/node_modules/@modelcontextprotocol/server-everything/dist/index.js",
         ]
     ),
+    "mcp-server-toolbox": Expected(
+        ["/opt/mcp-server-toolbox/bin/python", "/opt/mcp-server-toolbox/toolbox_server.py"]
+    ),
     "mcp-server-failing": Expected(
         [
             "/bin/sh",

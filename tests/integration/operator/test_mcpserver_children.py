@@ -46,8 +46,8 @@ EXPECTED_RULES = [
         ),
         (
             "mcpserver-streamable-http.yaml",
-            "everything",
-            "mcp-everything-proxy.{ns}.svc.cluster.local:8080/mcp",
+            "toolbox",
+            "mcp-toolbox-proxy.{ns}.svc.cluster.local:8080/mcp",
         ),
     ],
 )

@@ -139,17 +139,28 @@ def test_the_example_servers_use_images_the_command_builds() -> None:
     assert {entry["image"] for entry in entries} <= built
 
 
-def test_the_http_examples_match_what_the_everything_server_serves() -> None:
-    # The server listens on $PORT (3001 in the image) and takes its transport as first argument.
+def test_the_http_examples_match_what_their_servers_serve() -> None:
+    # The everything server listens on $PORT (3001 in its image) and takes its transport as first
+    # argument; the toolbox server takes its transport, --host and --port.
     dockerfile = (REPO / "docker" / "examples" / "mcp-server-everything" / "Dockerfile").read_text()
     assert "PORT=3001" in dockerfile
-    expected = {"sse": ["sse"], "streamable-http": ["streamableHttp"]}
+    expected = {
+        "ghcr.io/moorage-dev/mcp-server-everything": {"sse": ["sse"]},
+        "ghcr.io/moorage-dev/mcp-server-toolbox": {
+            "streamable-http": ["http", "--host=0.0.0.0", "--port=3001"]
+        },
+    }
+    seen: set[str] = set()
     for path in (REPO / "deploy" / "examples").glob("mcpserver-*.yaml"):
         for doc in _yaml_documents(path):
             spec = doc["spec"]
-            if spec["transport"] in expected:
-                assert spec["targetPort"] == 3001, path.name
-                assert spec["args"] == expected[spec["transport"]], path.name
+            if spec["transport"] == "stdio":
+                continue
+            image = spec["image"].rpartition(":")[0]
+            assert spec["targetPort"] == 3001, path.name
+            assert spec["args"] == expected[image][spec["transport"]], path.name
+            seen.add(spec["transport"])
+    assert seen == {"sse", "streamable-http"}
 
 
 def test_the_command_refuses_an_unknown_image_before_building_anything(
