@@ -286,7 +286,7 @@ class CertManager:
                 if not alive:
                     raise CertManagerError(
                         f"{name} exited during start-up; see {self.log_file(name)}:\n"
-                        + self._log_tail(name)
+                        + log_tail(self.log_file(name))
                     )
             if check():
                 return
@@ -295,11 +295,8 @@ class CertManager:
             f"cert-manager did not issue and inject a test certificate within {timeout:.0f}s; "
             f"see {self.log_file('cert-manager-controller')} and "
             f"{self.log_file('cert-manager-cainjector')}:\n"
-            + self._log_tail("cert-manager-controller")
+            + log_tail(self.log_file("cert-manager-controller"))
         )
-
-    def _log_tail(self, name: str) -> str:
-        return log_tail(self.log_file(name))
 
 
 def _as_list(objects: list[dict[str, Any]]) -> dict[str, Any]:

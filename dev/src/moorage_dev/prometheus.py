@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 import urllib.error
@@ -32,10 +31,11 @@ import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import yaml
 
+from moorage_dev import processes
 from moorage_dev.binaries import Reporter, build_once, cache_root, go_module, run_go
 from moorage_dev.cluster import free_port
 from moorage_dev.scrapeconfigs import (
@@ -217,8 +217,8 @@ class Prometheus:
         self.binary = binary
         self.report: Reporter = report or (lambda _msg: None)
         self.port = 0
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
+        self._pid: int | None = None
+        """The server's pid, which leads its own process group; None when not started."""
 
     @property
     def url(self) -> str:
@@ -240,7 +240,10 @@ class Prometheus:
         self.stop()
 
     def start(self, *, timeout: float = 60.0) -> None:
-        """Write and check the configuration, start the server, return once it is ready."""
+        """Write and check the configuration, start the server, return once it is ready.
+
+        Whatever ends the start early (not ready in time, an exit, Ctrl-C during the wait)
+        stops the server's whole process group before it propagates."""
         binary = self.binary or ensure_prometheus(
             self.report, kubernetes_discovery=needs_kubernetes_discovery(self.config)
         )
@@ -248,44 +251,40 @@ class Prometheus:
         self.config_file.write_text(yaml.safe_dump(dict(self.config), sort_keys=False))
         self._check_config(binary)
         self.port = free_port()
-        self._log = self.log_file.open("ab")
-        self._process = subprocess.Popen(
-            [
-                str(binary),
-                f"--config.file={self.config_file}",
-                f"--storage.tsdb.path={self.state_dir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                "--web.enable-lifecycle",
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout
-        while not self._ready():
-            if self._process.poll() is not None:
-                tail = self._log_tail()
-                self.stop()
-                raise PrometheusError(f"prometheus exited at start:\n{tail}")
-            if time.monotonic() > deadline:
-                tail = self._log_tail()
-                self.stop()
-                raise PrometheusError(f"prometheus not ready after {timeout:.0f}s:\n{tail}")
-            time.sleep(0.2)
+        try:
+            self._pid = processes.spawn(
+                [
+                    str(binary),
+                    f"--config.file={self.config_file}",
+                    f"--storage.tsdb.path={self.state_dir / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                    "--web.enable-lifecycle",
+                ],
+                log_path=self.log_file,
+                cwd=self.state_dir,
+            )
+            deadline = time.monotonic() + timeout
+            while not self._ready():
+                if not processes.pid_alive(self._pid):
+                    raise PrometheusError(
+                        f"prometheus exited at start:\n{processes.log_tail(self.log_file, 20)}"
+                    )
+                if time.monotonic() > deadline:
+                    raise PrometheusError(
+                        f"prometheus not ready after {timeout:.0f}s:\n"
+                        f"{processes.log_tail(self.log_file, 20)}"
+                    )
+                time.sleep(0.2)
+        except BaseException:
+            self.stop()
+            raise
         self.report(f"prometheus ready on {self.url} (log {self.log_file})")
 
     def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        """End the server's process group (SIGTERM, then SIGKILL); a no-op when not started."""
+        pid, self._pid = self._pid, None
+        if pid is not None:
+            processes.terminate(pid)
 
     def targets(self) -> list[dict[str, Any]]:
         """The active targets: labels, `scrapePool` (the job), `health`, `lastError`, ..."""
@@ -331,9 +330,3 @@ class Prometheus:
             raise PrometheusError(f"GET {path}: {body.get('errorType')}: {body.get('error')}")
         data: dict[str, Any] = body["data"]
         return data
-
-    def _log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from moorage_api.constants import (
     LABEL_MCPSERVER,
     MANAGED_BY,
 )
-from moorage_dev import prometheus
+from moorage_dev import processes, prometheus
 from moorage_dev.scrapeconfigs import (
     KeyRef,
     ScrapeConfigError,
@@ -511,3 +512,33 @@ def test_a_configuration_promtool_rejects_never_starts(promtool: str, tmp_path: 
         server.start()
     assert "often" in str(info.value)
     assert server.port == 0  # nothing was started
+
+
+def test_an_interrupted_start_ends_the_servers_whole_process_group(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A "prometheus" that never becomes ready and leaves a child in its group, and a promtool
+    # that accepts any configuration.
+    children = tmp_path / "children"
+    binary = tmp_path / "bin" / "prometheus"
+    binary.parent.mkdir()
+    binary.write_text(f"#!/bin/sh\nsleep 300 &\necho $! > {children}\nwait\n")
+    (tmp_path / "bin" / "promtool").write_text("#!/bin/sh\nexit 0\n")
+    for tool in binary.parent.iterdir():
+        tool.chmod(0o755)
+
+    def interrupted() -> bool:
+        # Ctrl-C during the readiness wait, once the server's child runs.
+        if children.is_file() and children.read_text().strip():
+            raise KeyboardInterrupt
+        return False
+
+    server = prometheus.Prometheus({}, tmp_path / "state", binary=binary)
+    monkeypatch.setattr(server, "_ready", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        server.start()
+    child = int(children.read_text())
+    deadline = time.monotonic() + 10  # the group was signalled; its last member may lag
+    while processes.pid_alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not processes.pid_alive(child)
