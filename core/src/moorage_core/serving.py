@@ -2,7 +2,8 @@
 
 A health check is `async () -> None` that raises when unhealthy. `/healthz` runs the liveness
 checks, `/readyz` the readiness checks; each answers 200 `ok` or 503 with the failing checks named.
-`/metrics` renders the injected Prometheus registry. TLS comes from a `ReloadingTLS`.
+`/metrics` renders the injected Prometheus registry. TLS comes from a `ReloadingTLS`; without
+one `HTTPSServer` serves plain HTTP (the registry API).
 
 `HTTPSServer.start()` binds its address before anything else, so an address in use is a
 `StartupFailure` naming the setting that chose it.
@@ -82,7 +83,8 @@ def make_health_app(registry: CollectorRegistry, checks: HealthChecks) -> web.Ap
 
 
 class HTTPSServer:
-    """Runs an aiohttp app on HOST:PORT with a reloading TLS context, inside a larger loop."""
+    """Runs an aiohttp app on HOST:PORT with a reloading TLS context (plain HTTP when `tls` is
+    None), inside a larger loop."""
 
     def __init__(
         self,

@@ -12,12 +12,12 @@ import sys
 from collections.abc import Sequence
 
 import structlog
-from aiohttp import web
 
 from moorage_core.loggers import configure_logging
 from moorage_core.running import Lifecycle, run_service
+from moorage_core.serving import HTTPSServer
 from moorage_core.settings import SettingError
-from moorage_core.startup import Listener, StartupFailure, bound_port, listen_sockets
+from moorage_core.startup import StartupFailure
 from moorage_core.supervising import TaskSupervisor
 from moorage_registry_api.application import make_app
 from moorage_registry_api.settings import ApiSettings, parse_settings
@@ -36,30 +36,27 @@ async def serve_registry(settings: ApiSettings, *, lifecycle: Lifecycle) -> int:
             f"{settings.data_dir} is not a directory",
             hint="mount the MCPRegistry's storage ConfigMap there",
         )
-    sockets = listen_sockets(Listener(settings.host, settings.port, LISTEN_SETTING))
     supervisor = TaskSupervisor(on_failure=lifecycle.stop.set)
-    runner = web.AppRunner(
+    server = HTTPSServer(
         make_app(settings, supervisor=supervisor),
-        access_log=None,
-        handle_signals=False,
+        host=settings.host,
+        port=settings.port,
+        tls=None,  # plain HTTP
+        setting=LISTEN_SETTING,
         shutdown_timeout=settings.drain_timeout,
     )
     try:
-        await runner.setup()
-        for sock in sockets:
-            await web.SockSite(runner, sock).start()
+        await server.start()
         log.info(
             "registry_api_started",
             data_dir=str(settings.data_dir),
             host=settings.host,
-            port=bound_port(sockets, default=settings.port),
+            port=server.port,
         )
         lifecycle.serving()
         await supervisor.wait(lifecycle.stop)
     finally:
-        await runner.cleanup()
-        for sock in sockets:
-            sock.close()  # those no site took over
+        await server.stop()
         await supervisor.aclose()
     log.info("registry_api_stopped")
     return 0
