@@ -108,14 +108,19 @@ def test_a_server_that_exits_ends_in_failed_with_the_container_reason(
     text = json.dumps(failed["status"])
     assert "CrashLoopBackOff" in text, failed["status"]
     assert conditions, failed["status"]
-    pods = items(plane, "pods", "-n", namespace, "-l", "moorage.dev/mcpserver=crasher")
-    waiting = [
-        s["state"]["waiting"]["reason"]
-        for p in pods
-        for s in p["status"].get("containerStatuses", [])
-        if s["name"] == "mcp" and "waiting" in s["state"]
-    ]
-    assert "CrashLoopBackOff" in waiting
+
+    def backing_off() -> list[str]:
+        # Between restarts the container is Running or Terminated for a moment: look again.
+        pods = items(plane, "pods", "-n", namespace, "-l", "moorage.dev/mcpserver=crasher")
+        return [
+            s["state"]["waiting"]["reason"]
+            for p in pods
+            for s in p["status"].get("containerStatuses", [])
+            if s["name"] == "mcp"
+            and s["state"].get("waiting", {}).get("reason") == "CrashLoopBackOff"
+        ]
+
+    assert wait("the mcp container in CrashLoopBackOff", backing_off, timeout=120)
 
 
 async def _call_until_answered(call: Any, *, timeout: float) -> str | None:
