@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import time
@@ -42,6 +43,19 @@ def _fake_release(directory: Path, version: str = CERT_MANAGER_VERSION) -> CertM
     for path in release.crd_files:
         path.write_text("kind: CustomResourceDefinition\n")
     return release
+
+
+def _exec_done(proc: subprocess.Popen[bytes], program: str) -> subprocess.Popen[bytes]:
+    """`proc` once it runs `program`: right after Popen the child may still be the forked Python,
+    and the code under test tells a recorded process by its command line."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            argv0 = Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+            if Path(argv0).name == program:
+                return proc
+        time.sleep(0.01)
+    raise AssertionError(f"pid {proc.pid} never ran {program}")
 
 
 def test_wrapper_module_requires_only_the_root_module_at_the_pinned_version() -> None:
@@ -136,8 +150,11 @@ def test_a_recorded_cert_manager_is_found_and_stopped_with_its_process_group(
 ) -> None:
     plane = ControlPlane(tmp_path)
     # A shell standing in for the controller, with a child in its process group.
-    proc = subprocess.Popen(
-        ["/bin/sh", "-c", "sleep 60 & wait"], start_new_session=True, stdin=subprocess.DEVNULL
+    proc = _exec_done(
+        subprocess.Popen(
+            ["/bin/sh", "-c", "sleep 60 & wait"], start_new_session=True, stdin=subprocess.DEVNULL
+        ),
+        "sh",
     )
     (tmp_path / "cert-manager.json").write_text(
         json.dumps(
@@ -161,7 +178,7 @@ def test_a_recorded_cert_manager_is_found_and_stopped_with_its_process_group(
 
 def test_a_recorded_pid_that_now_runs_something_else_is_left_alone(tmp_path: Path) -> None:
     plane = ControlPlane(tmp_path)
-    proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    proc = _exec_done(subprocess.Popen(["sleep", "60"], start_new_session=True), "sleep")
     try:
         (tmp_path / "cert-manager.json").write_text(
             json.dumps(
@@ -180,7 +197,7 @@ def test_a_recorded_pid_that_now_runs_something_else_is_left_alone(tmp_path: Pat
 
 def test_start_adopts_a_recorded_cert_manager_that_still_runs(tmp_path: Path) -> None:
     plane = ControlPlane(tmp_path)
-    proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    proc = _exec_done(subprocess.Popen(["sleep", "60"], start_new_session=True), "sleep")
     try:
         record = {
             "pids": {name: proc.pid for name in CERT_MANAGER_COMMANDS},
@@ -216,7 +233,7 @@ def test_go_version_gate(version: str, enough: bool) -> None:
 def test_clearing_the_state_dir_stops_a_recorded_cert_manager_first(tmp_path: Path) -> None:
     plane = ControlPlane(tmp_path / "state")
     plane.state_dir.mkdir()
-    proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    proc = _exec_done(subprocess.Popen(["sleep", "60"], start_new_session=True), "sleep")
     try:
         (plane.state_dir / "cert-manager.json").write_text(
             json.dumps(
