@@ -112,6 +112,29 @@ class RealNodeDemo:
             )
             detail(f"deployment/{deployment} rolled out")
         print(self.kubectl("get", "pods", "-n", SYSTEM, "-o", "wide"), flush=True)
+        # Ready pods are not yet a reachable Service: kube-proxy programs the new endpoints a
+        # moment later, and until then the apiserver's call to the (fail-closed) webhook is
+        # refused. A server-side dry run of the example says when admission works.
+        example = str(REPO / "deploy" / "examples" / "mcptoolconfig.yaml")
+        wait_for(
+            "the webhook to answer through its Service",
+            lambda: (
+                self.plane is not None
+                and self.plane.kubectl(
+                    "apply",
+                    "--server-side",
+                    "--dry-run=server",
+                    "-n",
+                    "default",
+                    "-f",
+                    example,
+                    check=False,
+                ).returncode
+                == 0
+            ),
+            timeout=60,
+        )
+        detail("the webhook answers the apiserver through its Service")
 
     def apply_server(self) -> None:
         say(5, f"apply the example stdio MCPServer {SERVER!r} and its MCPToolConfig")
