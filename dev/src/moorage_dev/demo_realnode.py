@@ -40,6 +40,17 @@ SYSTEM = "moorage-system"
 EXAMPLE_IMAGES = ["operator", "webhook", "proxyrunner", "mcp-server-time"]
 
 
+def admits(plane: ControlPlane) -> bool:
+    """Whether the apiserver admits a write of our resources: a server-side dry run of the
+    example MCPToolConfig. Ready webhook pods are not yet a reachable Service (kube-proxy programs
+    new endpoints a moment later), and until it is the fail-closed webhook refuses every write."""
+    example = str(REPO / "deploy" / "examples" / "mcptoolconfig.yaml")
+    out = plane.kubectl(
+        "apply", "--server-side", "--dry-run=server", "-n", "default", "-f", example, check=False
+    )
+    return out.returncode == 0
+
+
 @dataclass
 class RealNodeDemo:
     """What the demo started on the real node, so that `cleanup` stops exactly that."""
@@ -112,28 +123,9 @@ class RealNodeDemo:
             )
             detail(f"deployment/{deployment} rolled out")
         print(self.kubectl("get", "pods", "-n", SYSTEM, "-o", "wide"), flush=True)
-        # Ready pods are not yet a reachable Service: kube-proxy programs the new endpoints a
-        # moment later, and until then the apiserver's call to the (fail-closed) webhook is
-        # refused. A server-side dry run of the example says when admission works.
-        example = str(REPO / "deploy" / "examples" / "mcptoolconfig.yaml")
-        wait_for(
-            "the webhook to answer through its Service",
-            lambda: (
-                self.plane is not None
-                and self.plane.kubectl(
-                    "apply",
-                    "--server-side",
-                    "--dry-run=server",
-                    "-n",
-                    "default",
-                    "-f",
-                    example,
-                    check=False,
-                ).returncode
-                == 0
-            ),
-            timeout=60,
-        )
+        assert self.plane is not None
+        plane = self.plane
+        wait_for("the webhook to answer through its Service", lambda: admits(plane), timeout=60)
         detail("the webhook answers the apiserver through its Service")
 
     def apply_server(self) -> None:

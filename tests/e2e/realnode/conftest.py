@@ -9,7 +9,6 @@ The modules run in file order: install, examples, failures, monitoring, the name
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from realkit import SYSTEM, apply_install, dump, rollout, wait
@@ -17,10 +16,10 @@ from testkit.kustomize import Install
 
 from moorage_dev.certmanager import CertManager
 from moorage_dev.cluster import ControlPlane
+from moorage_dev.demo_realnode import admits
 from moorage_dev.images import build_images, import_images, manifest_images
 
 CLUSTER = Install("cluster")
-EXAMPLES = Path(__file__).resolve().parents[3] / "deploy" / "examples"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -65,16 +64,8 @@ def installed(plane: ControlPlane, images: dict[str, str], cert_manager: CertMan
             rollout(plane, SYSTEM, name, timeout=240)
         # Ready pods are not yet a reachable Service (kube-proxy programs the endpoints a moment
         # later); the steps after this one assume that admission works.
-        wait("the webhook to admit through its Service", lambda: _admits(plane), timeout=60)
+        wait("the webhook to admit through its Service", lambda: admits(plane), timeout=60)
     except Exception:
         print(dump(plane, SYSTEM))
         raise
     return CLUSTER
-
-
-def _admits(plane: ControlPlane) -> bool:
-    example = str(EXAMPLES / "mcptoolconfig.yaml")
-    out = plane.kubectl(
-        "apply", "--server-side", "--dry-run=server", "-n", "default", "-f", example, check=False
-    )
-    return out.returncode == 0
