@@ -34,7 +34,9 @@ import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Annotated, Final
+
+from pydantic import AfterValidator, Field
 
 MAX_POLICY_LENGTH: Final = 16_384
 """Characters in one entry of `policies` (an entry may hold several policies)."""
@@ -73,7 +75,19 @@ _TOKEN: Final = re.compile(
 
 
 class PolicyBoundsError(ValueError):
-    """A policy text exceeds a bound; the message says which, where, and how to fix it."""
+    """A policy text exceeds a bound; the message says which, where, and how to fix it.
+
+    `index`: the entry of `policies` at fault, or None when it is the list as a whole.
+    """
+
+    def __init__(self, message: str, *, index: int | None = None) -> None:
+        super().__init__(message)
+        self.index = index
+
+    @property
+    def field(self) -> str:
+        """`policies[i]` or `policies`, to prefix with the path of the list."""
+        return "policies" if self.index is None else f"policies[{self.index}]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,26 +168,51 @@ def join_policies(policies: Sequence[str]) -> str:
 
 
 def check_policies_bounds(policies: Sequence[str]) -> None:
-    """`PolicyBoundsError` naming the entry (`policies[i]: ...`) that exceeds a bound.
+    """`PolicyBoundsError` (with the entry's `index`) when an entry of `policies` exceeds a bound.
 
     Entries are checked one by one and then joined: an entry that leaves a bracket or a string
     open continues into the next one in the joined text.
     """
     if len(policies) > MAX_POLICY_ENTRIES:
         raise PolicyBoundsError(
-            f"policies: {len(policies)} entries; at most {MAX_POLICY_ENTRIES} are allowed"
+            f"has {len(policies)} entries; at most {MAX_POLICY_ENTRIES} are allowed"
         )
     for index, text in enumerate(policies):
         try:
             check_policy_bounds(text)
         except PolicyBoundsError as exc:
-            raise PolicyBoundsError(f"policies[{index}]: {exc}") from None
-    joined = join_policies(policies)
-    shape = measure_policy_text(joined)
+            raise PolicyBoundsError(str(exc), index=index) from None
+    shape = measure_policy_text(join_policies(policies))
     if shape.nesting > MAX_NESTING or shape.operators > MAX_OPERATORS:
         raise PolicyBoundsError(
-            "policies: an entry leaves a bracket or a string open, and joined with the next "
-            f"entries it nests {shape.nesting} deep with up to {shape.operators} operators in "
-            f"one policy (limits {MAX_NESTING} and {MAX_OPERATORS}); close every bracket and "
-            "string within its entry"
+            "an entry leaves a bracket or a string open, and joined with the next entries it "
+            f"nests {shape.nesting} deep with up to {shape.operators} operators in one policy "
+            f"(limits {MAX_NESTING} and {MAX_OPERATORS}); close every bracket and string within "
+            "its entry"
         )
+
+
+def _bounded_policy(text: str) -> str:
+    check_policy_bounds(text)
+    return text
+
+
+def _bounded_policies(policies: list[str]) -> list[str]:
+    check_policies_bounds(policies)
+    return policies
+
+
+CedarPolicyText = Annotated[
+    str, Field(max_length=MAX_POLICY_LENGTH), AfterValidator(_bounded_policy)
+]
+"""One entry of `policies`: the schema bounds its length, validation the rest of the bounds."""
+
+CedarPolicies = Annotated[
+    list[CedarPolicyText],
+    Field(min_length=1, max_length=MAX_POLICY_ENTRIES),
+    AfterValidator(_bounded_policies),
+]
+"""The `policies` list of an MCPServer, an authz ConfigMap document and a RunConfig."""
+
+CedarEntitiesJson = Annotated[str, Field(max_length=MAX_ENTITIES_JSON_LENGTH)]
+"""`entitiesJson`: a JSON array of Cedar entities, bounded in length."""

@@ -31,6 +31,7 @@ from moorage_api.base import (
     set_exactly_for_type,
     validations,
 )
+from moorage_api.cedarbounds import MAX_NESTING, MAX_OPERATORS, CedarEntitiesJson, CedarPolicies
 from moorage_api.constants import KIND_MCPSERVER
 from moorage_api.images import (
     IMAGE_REFERENCE_MAX_LENGTH,
@@ -241,10 +242,12 @@ class OIDCConfig(ApiModel):
 class InlineAuthzConfig(ApiModel):
     """Cedar policies and entities."""
 
-    policies: list[str] = Field(
-        ..., min_length=1, description="Cedar policies; each string may hold several."
+    policies: CedarPolicies = Field(
+        ...,
+        description="Cedar policies; each string may hold several. Brackets may nest "
+        f"{MAX_NESTING} deep and one policy may hold {MAX_OPERATORS} operators.",
     )
-    entities_json: str = Field(
+    entities_json: CedarEntitiesJson = Field(
         "[]", description="Cedar entities as a JSON array (principals' parents, attributes)."
     )
 

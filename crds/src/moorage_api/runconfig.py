@@ -25,6 +25,7 @@ from moorage_api.base import (
     ResourceRequirements,
     validation_messages,
 )
+from moorage_api.cedarbounds import CedarEntitiesJson, CedarPolicies
 from moorage_api.documents import OutboundNetwork
 from moorage_api.mcpserver import PermissionProfileType, PodTemplateSpec, ProxyMode, Transport
 
@@ -121,8 +122,8 @@ class RunConfigOIDC(RunConfigModel):
 class RunConfigAuthz(RunConfigModel):
     """Cedar policies and entities, resolved by the operator."""
 
-    policies: list[str] = Field(..., min_length=1, description="Cedar policy texts.")
-    entities_json: str = Field("[]", description="Cedar entities as a JSON array.")
+    policies: CedarPolicies = Field(..., description="Cedar policy texts.")
+    entities_json: CedarEntitiesJson = Field("[]", description="Cedar entities as a JSON array.")
 
 
 class RunConfigToolOverride(RunConfigModel):

@@ -103,13 +103,17 @@ def test_a_text_at_the_length_limit_passes_and_one_more_character_fails() -> Non
 
 def test_the_entry_at_fault_is_named() -> None:
     deep = f"{PERMIT} when {{ " + "(" * 40 + "true" + ")" * 40 + " };"
-    with pytest.raises(PolicyBoundsError, match=r"^policies\[1\]: nests brackets 41 deep"):
+    with pytest.raises(PolicyBoundsError, match=r"^nests brackets 41 deep") as caught:
         check_policies_bounds([f"{PERMIT};", deep])
+    assert caught.value.field == "policies[1]"
 
 
 def test_too_many_entries_are_refused() -> None:
-    with pytest.raises(PolicyBoundsError, match=f"at most {MAX_POLICY_ENTRIES} are allowed"):
+    with pytest.raises(
+        PolicyBoundsError, match=f"at most {MAX_POLICY_ENTRIES} are allowed"
+    ) as caught:
         check_policies_bounds([f"{PERMIT};"] * (MAX_POLICY_ENTRIES + 1))
+    assert caught.value.field == "policies"
 
 
 def test_entries_that_only_nest_too_deeply_when_joined_are_refused() -> None:
@@ -117,8 +121,9 @@ def test_entries_that_only_nest_too_deeply_when_joined_are_refused() -> None:
     entries = [f"{PERMIT} when {{ {half}", f"{half} true" + ")" * 40 + " };"]
     for entry in entries:
         check_policy_bounds(entry)
-    with pytest.raises(PolicyBoundsError, match="leaves a bracket or a string open"):
+    with pytest.raises(PolicyBoundsError, match="leaves a bracket or a string open") as caught:
         check_policies_bounds(entries)
+    assert caught.value.field == "policies"
 
 
 def test_an_open_string_carries_into_the_next_entry_when_joined() -> None:
@@ -138,7 +143,7 @@ def test_the_check_never_raises_anything_but_its_own_error_on_cedar_like_text(te
         check_policies_bounds([text, text])
     except PolicyBoundsError as exc:
         message = str(exc)
-    assert message == "" or message.startswith(("policies[", "policies:"))
+    assert message == "" or "allowed" in message or "close every bracket" in message
 
 
 @settings(max_examples=200, deadline=None)

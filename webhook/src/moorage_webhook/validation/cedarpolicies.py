@@ -4,6 +4,11 @@ Pure: no I/O. Parsing is done by cedarpy (the Cedar engine the proxy runner eval
 what the webhook admits is exactly what the proxy can load. Results are memoised by text: the same
 policies come back on every update of an MCPServer, and a parse costs far more than a dict lookup.
 
+cedarpy's parser recurses on the native stack and a deep enough policy kills the process, so no
+text reaches it before `moorage_api.cedarbounds` has bounded its nesting and size; those bounds
+keep the parser, its JSON conversion and Python's `json.loads` of that JSON well inside their
+limits (RecursionError is still caught, as a last line).
+
 Beyond syntax, a policy that names an action, principal type or resource type Moorage never asks
 about is legal but can never apply; those get a warning (spec §4.4: principal `Client`, actions
 `call_tool`/`get_prompt`/`read_resource`, resources `Tool`/`Prompt`/`Resource`).
@@ -18,11 +23,22 @@ from typing import Any, Final
 
 import cedarpy
 
+from moorage_api.cedarbounds import (
+    MAX_NESTING,
+    MAX_OPERATORS,
+    PolicyBoundsError,
+    check_policy_bounds,
+)
+
 ACTIONS: Final = frozenset({"call_tool", "get_prompt", "read_resource"})
 ACTION_TYPE: Final = "Action"
 PRINCIPAL_TYPE: Final = "Client"
 RESOURCE_TYPES: Final = frozenset({"Tool", "Prompt", "Resource"})
 _CACHE_SIZE: Final = 512
+_TOO_DEEP: Final = (
+    f"is nested too deeply for Cedar (at most {MAX_NESTING} levels of brackets and "
+    f"{MAX_OPERATORS} operators in one policy)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +104,16 @@ def _scope_warnings(label: str, policy: dict[str, Any]) -> list[str]:
 def check_policy_text(text: str) -> PolicyCheck:
     """Parse one entry of `policies[]` (which may hold several policies)."""
     try:
+        check_policy_bounds(text)
+    except PolicyBoundsError as exc:
+        return PolicyCheck(error=str(exc))
+    try:
         policy_set = cedarpy.PolicySet.from_str(text)
+        est = json.loads(cedarpy.policies_to_json_str(text))
     except ValueError as exc:
         return PolicyCheck(error=f"is not a valid Cedar policy: {exc}")
+    except RecursionError:
+        return PolicyCheck(error=_TOO_DEEP)
     if policy_set.templates():
         return PolicyCheck(
             error="is a Cedar template (it has ?principal or ?resource slots); "
@@ -98,7 +121,6 @@ def check_policy_text(text: str) -> PolicyCheck:
         )
     if len(policy_set) == 0:
         return PolicyCheck(error="contains no Cedar policy")
-    est = json.loads(cedarpy.policies_to_json_str(text))
     policies = est.get("staticPolicies") or {}
     warnings: list[str] = []
     for number, key in enumerate(sorted(policies, key=_policy_order), start=1):
@@ -130,6 +152,8 @@ def check_entities_json(text: str) -> str | None:
         document = json.loads(text)
     except ValueError as exc:
         return f"is not JSON: {exc}"
+    except RecursionError:
+        return "is nested too deeply (Cedar entities may nest at most about 100 levels)"
     if not isinstance(document, list):
         return "must be a JSON list of Cedar entities ([] for none)"
     for index, entity in enumerate(document):
