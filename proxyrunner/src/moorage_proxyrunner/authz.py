@@ -9,7 +9,8 @@ The configured `entitiesJson` is merged in: entities of type `Client` are merged
 principal (their parents and attributes, the token's claims winning), all others (tool groups,
 say) form the base entity set.
 
-Policies are parsed once per change (`compile_authz`, cached by its text). Every request is
+Policies are parsed once per change (`compile_authz`, cached by its text), after the shared
+bounds of `moorage_api.cedarbounds` (a policy beyond them could crash the parser). Every request is
 decided, fail-closed: a method outside the model is refused while authorisation is on. Lists
 (`tools/list`, `prompts/list`, `resources/list`) are filtered to what the caller may use: an entry
 is kept when a call is permitted outright with no arguments, or when only the arguments decide
@@ -42,6 +43,7 @@ import cedarpy
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from moorage_api.cedarbounds import PolicyBoundsError, check_policies_bounds, join_policies
 from moorage_proxyrunner import audit
 from moorage_proxyrunner.jsonrpc import Json, error_response
 from moorage_proxyrunner.pipeline import CallNext, Identity, McpCall, Reply
@@ -204,12 +206,20 @@ def compile_authz(policies: Sequence[str], entities_json: str = "[]") -> Compile
 def _compile(policies: tuple[str, ...], entities_json: str) -> CompiledAuthz:
     if not policies:
         raise AuthzConfigError("authz: at least one Cedar policy is needed")
-    text = "\n".join(policies)
+    try:
+        # cedarpy overflows the native stack (and the process dies) on deep enough text: the
+        # bounds come first, whoever wrote the RunConfig.
+        check_policies_bounds(policies)
+    except PolicyBoundsError as exc:
+        raise AuthzConfigError(f"authz.{exc.field}: {exc}") from None
+    text = join_policies(policies)
     try:
         policy_set = cedarpy.PolicySet.from_str(text)
         described = json.loads(cedarpy.policies_to_json_str(text))
     except ValueError as exc:
         raise AuthzConfigError(f"authz.policies: not valid Cedar: {exc}") from None
+    except RecursionError:
+        raise AuthzConfigError("authz.policies: nested too deeply to read") from None
     if described.get("templates"):
         raise AuthzConfigError("authz.policies: policy templates are not supported")
     if len(policy_set) == 0:
@@ -223,6 +233,8 @@ def _compile(policies: tuple[str, ...], entities_json: str) -> CompiledAuthz:
         entities = json.loads(entities_json)
     except ValueError as exc:
         raise AuthzConfigError(f"authz.entities_json: not JSON: {exc}") from None
+    except RecursionError:
+        raise AuthzConfigError("authz.entities_json: nested too deeply to read") from None
     if not isinstance(entities, list):
         raise AuthzConfigError("authz.entities_json: must be a JSON array of entities")
     clients: dict[str, Json] = {}

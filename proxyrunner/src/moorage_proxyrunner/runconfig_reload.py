@@ -6,9 +6,11 @@ through the apiserver, which is seconds faster than the kubelet's refresh of the
 locally, `run --local --config PATH` polls the file's modification time.
 
 Each new text is checked whole before anything changes: it must parse as a RunConfig, its
-policies must parse as Cedar and its renames must not collide. A bad text is refused (the old
-configuration stays, `runconfig_reload_rejected` is logged and
-`moorage_proxy_config_reloads_total{result="rejected"}` counts it). Changes to anything else
+policies must stay within the Cedar bounds (`moorage_api.cedarbounds`: a deeper policy could crash
+the parser, so it never reaches it) and parse as Cedar, and its renames must not collide. A bad
+text is refused: the old configuration stays in force, `runconfig_reload_rejected` is logged with
+the reason and the generation kept, `moorage_proxy_config_reloads_total{result="rejected"}` counts
+it and `moorage_proxy_config_rejected` is 1 until a good text arrives. Changes to anything else
 (image, args, env, ports, `oidc`, ...) are not applied here: the operator rolls the proxy's
 Deployment for those; they are logged as ignored. When what clients may list changes, every open
 session is sent `notifications/tools/list_changed` (and the prompt/resource ones when the
@@ -86,6 +88,11 @@ class ReloadMetrics:
             "The MCPServer generation of the RunConfig in force.",
             registry=registry,
         )
+        self.rejected = Gauge(
+            "moorage_proxy_config_rejected",
+            "1 while the newest RunConfig seen was refused (the one in force is older), else 0.",
+            registry=registry,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,9 +144,9 @@ class RunConfigReloader:
             new = load_local_runconfig(text) if self.local else load_runconfig(text)
             live = LiveConfig.from_runconfig(new)
         except (RunConfigError, LiveConfigError) as exc:
-            self.metrics.reloads.labels("rejected").inc()
-            log.warning("runconfig_reload_rejected", source=source, error=str(exc))
+            self._reject(source=source, error=str(exc))
             return ReloadOutcome("rejected", error=str(exc))
+        self.metrics.rejected.set(0)
         changed = changed_fields(self.current, new)
         applied = frozenset(changed & APPLIED_FIELDS)
         ignored = frozenset(changed - LIVE_FIELDS)
@@ -170,6 +177,16 @@ class RunConfigReloader:
         self._tell_sessions(applied)
         return ReloadOutcome("applied", applied=applied, ignored=ignored)
 
+    def _reject(self, *, source: str, error: str) -> None:
+        self.metrics.reloads.labels("rejected").inc()
+        self.metrics.rejected.set(1)
+        log.warning(
+            "runconfig_reload_rejected",
+            source=source,
+            error=error,
+            kept_generation=self.current.generation,
+        )
+
     def _tell_sessions(self, applied: frozenset[str]) -> None:
         if self.announce is None:
             return
@@ -194,11 +211,8 @@ class RunConfigReloader:
                 return
             text = (obj.get("data") or {}).get(RUNCONFIG_KEY)
             if not isinstance(text, str):
-                self.metrics.reloads.labels("rejected").inc()
-                log.warning(
-                    "runconfig_reload_rejected",
-                    source=f"configmap/{name}",
-                    error=f"the ConfigMap has no {RUNCONFIG_KEY}",
+                self._reject(
+                    source=f"configmap/{name}", error=f"the ConfigMap has no {RUNCONFIG_KEY}"
                 )
                 return
             self.apply_text(text, source=f"configmap/{name}")
@@ -227,8 +241,7 @@ class RunConfigReloader:
             try:
                 text = await asyncio.to_thread(path.read_text)
             except OSError as exc:
-                log.warning("runconfig_reload_rejected", source=str(path), error=str(exc))
-                self.metrics.reloads.labels("rejected").inc()
+                self._reject(source=str(path), error=str(exc))
                 continue
             self.apply_text(text, source=str(path))
             await asyncio.sleep(interval)

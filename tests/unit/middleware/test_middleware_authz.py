@@ -396,3 +396,41 @@ async def test_every_resource_a_listen_follows_is_decided_as_a_read(
         assert reply.message is not None
         assert reply.message["error"]["code"] == FORBIDDEN
         assert "file:///etc/shadow" in reply.message["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("policies", "fragment"),
+    [
+        pytest.param(
+            [
+                "permit(principal, action, resource) when { "
+                + "(" * 700
+                + "true"
+                + ")" * 700
+                + " };"
+            ],
+            "authz.policies[0]: nests brackets 701 deep",
+            id="deep-entry",
+        ),
+        pytest.param(
+            [
+                "permit(principal, action, resource) when { " + "(" * 20,
+                "(" * 20 + "true" + ")" * 40 + " };",
+            ],
+            "authz.policies: an entry leaves a bracket or a string open",
+            id="deep-only-when-joined",
+        ),
+    ],
+)
+def test_compiling_bounds_the_policies_before_cedar_parses_them(
+    policies: list[str], fragment: str
+) -> None:
+    with pytest.raises(AuthzConfigError) as caught:
+        compile_authz(policies)
+    assert str(caught.value).startswith(fragment)
+
+
+def test_entities_too_deep_for_json_are_a_config_error() -> None:
+    deep = '[{"uid": {"type": "G", "id": "g"}, "attrs": {"a": ' + "[" * 5_000 + "]" * 5_000 + "}}]"
+    with pytest.raises(AuthzConfigError, match="entities_json: nested too deeply"):
+        compile_authz(["permit(principal, action, resource);"], deep)

@@ -127,6 +127,35 @@ def test_a_bad_config_is_refused_and_the_old_one_stays(bad: str, fragment: str) 
     assert sessions.told == ["notifications/tools/list_changed"], "only the good change"
 
 
+CRASHING_POLICIES = {
+    "parentheses": "permit(principal, action, resource) when { "
+    + "(" * 700
+    + "true"
+    + ")" * 700
+    + " };",
+    "and-chain": "permit(principal, action, resource) when { "
+    + " && ".join(["true"] * 20_000)
+    + " };",
+}
+
+
+@pytest.mark.parametrize("shape", sorted(CRASHING_POLICIES))
+def test_a_policy_that_would_crash_cedar_is_refused_and_reported(shape: str) -> None:
+    reload, middleware, _, registry = reloader()
+    reload.apply_text(text(authz={"policies": PERMIT_ALL}), source="test")
+    before = middleware.live
+    raw = {**BASE, "schema_version": "moorage/v1", "generation": 2}
+    raw["authz"] = {"policies": [CRASHING_POLICIES[shape]]}
+    outcome = reload.apply_text(json.dumps(raw), source="test")
+    assert outcome.result == "rejected"
+    assert "authz.policies[0]" in (outcome.error or "")
+    assert middleware.live == before
+    assert registry.get_sample_value("moorage_proxy_config_rejected") == 1
+    assert registry.get_sample_value("moorage_proxy_config_generation") == 1
+    assert reload.apply_text(text(generation=3), source="test").result == "applied"
+    assert registry.get_sample_value("moorage_proxy_config_rejected") == 0
+
+
 def test_workload_changes_are_ignored_and_the_same_text_twice_is_nothing() -> None:
     reload, middleware, sessions, registry = reloader()
     before = middleware.live
