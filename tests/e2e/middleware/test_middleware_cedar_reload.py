@@ -18,21 +18,12 @@ import aiohttp
 import pytest
 from mcp.shared.exceptions import MCPError
 from middlewarekit import TIME_SERVER, bearer_client
+from testkit.cedarattacks import CRASHING_POLICIES
 from testkit.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
 GOOD = 'permit(principal, action == Action::"call_tool", resource == Tool::"get_current_time");'
-CRASHING = {
-    "parentheses": "permit(principal, action, resource) when { "
-    + "(" * 700
-    + "true"
-    + ")" * 700
-    + " };",
-    "and-chain": "permit(principal, action, resource) when { "
-    + " && ".join(["true"] * 20_000)
-    + " };",
-}
 CONVERT = {"source_timezone": "UTC", "time": "12:00", "target_timezone": "Asia/Tokyo"}
 
 
@@ -68,7 +59,7 @@ async def _denied(client: Any, name: str, arguments: dict[str, Any]) -> bool:
     return False
 
 
-@pytest.mark.parametrize("shape", sorted(CRASHING))
+@pytest.mark.parametrize("shape", sorted(CRASHING_POLICIES))
 async def test_a_crashing_policy_is_refused_and_the_old_one_stays_in_force(
     tmp_path: Path, shape: str
 ) -> None:
@@ -103,7 +94,7 @@ async def test_a_crashing_policy_is_refused_and_the_old_one_stays_in_force(
             assert not (await client.call_tool("get_current_time", {"timezone": "UTC"})).is_error
             assert await _denied(client, "convert_time", CONVERT)
 
-            config.write_text(_runconfig(CRASHING[shape]))
+            config.write_text(_runconfig(CRASHING_POLICIES[shape]))
 
             async def refused() -> bool:
                 samples = await _metrics(base)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
+from testkit.cedarattacks import CRASHING_POLICIES
 from testkit.waiting import eventually
 
 from moorage_api.runconfig import RunConfig, render_runconfig_json
@@ -125,18 +126,6 @@ def test_a_bad_config_is_refused_and_the_old_one_stays(bad: str, fragment: str) 
     assert middleware.live == before
     assert reloads(registry, "rejected") == 1
     assert sessions.told == ["notifications/tools/list_changed"], "only the good change"
-
-
-CRASHING_POLICIES = {
-    "parentheses": "permit(principal, action, resource) when { "
-    + "(" * 700
-    + "true"
-    + ")" * 700
-    + " };",
-    "and-chain": "permit(principal, action, resource) when { "
-    + " && ".join(["true"] * 20_000)
-    + " };",
-}
 
 
 @pytest.mark.parametrize("shape", sorted(CRASHING_POLICIES))
