@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 from planning_fixtures import config_map, raw_server, server, tool_config
+from testkit.cedarattacks import LONG_AND_CHAIN, NESTED_PARENTHESES
 
 from moorage_api.mcpserver import MCPServerConditionType
 from moorage_operator.planning.references import (
@@ -168,6 +170,35 @@ def test_a_missing_reference_names_the_object(
             "AuthzConfigInvalid",
             'ConfigMap "cedar" holds an invalid authorization configuration: authz.json.policies',
             id="authz-document",
+        ),
+        pytest.param(
+            {"authzConfig": {"type": "configMap", "configMap": {"name": "cedar"}}},
+            References(
+                config_maps={
+                    "cedar": config_map(
+                        "cedar", **{"authz.json": json.dumps({"policies": [NESTED_PARENTHESES]})}
+                    )
+                }
+            ),
+            "AuthzConfigInvalid",
+            'ConfigMap "cedar" holds an invalid authorization configuration: '
+            "authz.json.policies[0]: nests brackets 701 deep (at line 1, column 743); at most 32 "
+            "levels of (, [ and { are allowed",
+            id="authz-policy-too-deep",
+        ),
+        pytest.param(
+            {"authzConfig": {"type": "configMap", "configMap": {"name": "cedar"}}},
+            References(
+                config_maps={
+                    "cedar": config_map(
+                        "cedar", **{"authz.json": json.dumps({"policies": [LONG_AND_CHAIN]})}
+                    )
+                }
+            ),
+            "AuthzConfigInvalid",
+            'ConfigMap "cedar" holds an invalid authorization configuration: '
+            "authz.json.policies[0]: String should have at most 16384 characters",
+            id="authz-policy-too-long",
         ),
         pytest.param(
             {"permissionProfile": {"type": "configMap", "name": "egress"}},
