@@ -140,6 +140,12 @@ def test_a_missing_reference_names_the_object(
     assert resolution.problems == (expected,)
 
 
+def cedar_document(policies: list[str]) -> References:
+    """ConfigMap "cedar" holding an authz document with `policies`."""
+    document = json.dumps({"policies": policies})
+    return References(config_maps={"cedar": config_map("cedar", **{"authz.json": document})})
+
+
 @pytest.mark.parametrize(
     ("spec", "references", "reason", "message_start"),
     [
@@ -173,13 +179,7 @@ def test_a_missing_reference_names_the_object(
         ),
         pytest.param(
             {"authzConfig": {"type": "configMap", "configMap": {"name": "cedar"}}},
-            References(
-                config_maps={
-                    "cedar": config_map(
-                        "cedar", **{"authz.json": json.dumps({"policies": [NESTED_PARENTHESES]})}
-                    )
-                }
-            ),
+            cedar_document([NESTED_PARENTHESES]),
             "AuthzConfigInvalid",
             'ConfigMap "cedar" holds an invalid authorization configuration: '
             "authz.json.policies[0]: nests brackets 701 deep (at line 1, column 743); at most 32 "
@@ -188,13 +188,7 @@ def test_a_missing_reference_names_the_object(
         ),
         pytest.param(
             {"authzConfig": {"type": "configMap", "configMap": {"name": "cedar"}}},
-            References(
-                config_maps={
-                    "cedar": config_map(
-                        "cedar", **{"authz.json": json.dumps({"policies": [LONG_AND_CHAIN]})}
-                    )
-                }
-            ),
+            cedar_document([LONG_AND_CHAIN]),
             "AuthzConfigInvalid",
             'ConfigMap "cedar" holds an invalid authorization configuration: '
             "authz.json.policies[0]: String should have at most 16384 characters",
