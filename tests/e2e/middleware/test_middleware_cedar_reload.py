@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import pytest
 from mcp.shared.exceptions import MCPError
 from middlewarekit import TIME_SERVER, bearer_client
 from testkit.cedarattacks import CRASHING_POLICIES
+from testkit.commands import free_port
 from testkit.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -29,12 +29,6 @@ CONVERT = {"source_timezone": "UTC", "time": "12:00", "target_timezone": "Asia/T
 
 def _runconfig(policy: str) -> str:
     return json.dumps({"schema_version": "moorage/v1", "authz": {"policies": [policy]}})
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def _metrics(base: str) -> dict[str, float]:
@@ -65,7 +59,7 @@ async def test_a_crashing_policy_is_refused_and_the_old_one_stays_in_force(
 ) -> None:
     config = tmp_path / "runconfig.json"
     config.write_text(_runconfig(GOOD))
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     process = await asyncio.create_subprocess_exec(
         sys.executable,

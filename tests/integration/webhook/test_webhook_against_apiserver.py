@@ -7,14 +7,11 @@ import asyncio
 import base64
 import json
 import signal
-import socket
-import ssl
-import sys
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
+from testkit.commands import free_port
 from testkit.waiting import eventually
 from webhook_harness import (
     SHORT_DIGEST_IMAGE,
@@ -24,6 +21,7 @@ from webhook_harness import (
     mcpserver_body,
     registration,
     serving_pair,
+    start_webhook_process,
     wait_until_enforced,
 )
 
@@ -259,47 +257,14 @@ async def test_rotating_the_certificate_keeps_admissions_working(
         )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_writes_of_our_kinds_fail_closed_when_the_webhook_process_is_gone(
     kube: KubeClient, namespace: str, crds: list[str], tmp_path: Path
 ) -> None:
     ca = build_ca(common_name="subprocess-ca")
     write_pair(serving_pair(ca), tmp_path)
-    port, metrics_port = _free_port(), _free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "moorage_webhook",
-        "--cert-dir",
-        str(tmp_path),
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--metrics-bind",
-        f"127.0.0.1:{metrics_port}",
-        "--log-format",
-        "json",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
+    port = free_port()
+    process = await start_webhook_process(tmp_path, port=port, ca=ca)
     try:
-        context = ssl.create_default_context(cadata=ca.cert_pem.decode())
-
-        async def ready() -> bool:
-            try:
-                async with (
-                    aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as http,
-                    http.get(f"https://127.0.0.1:{port}/readyz") as resp,
-                ):
-                    return resp.status == 200
-            except aiohttp.ClientError:
-                return False
-
-        await eventually(ready, timeout=30, message="moorage-webhook ready")
         async with registration(
             kube, namespace, base_url=f"https://127.0.0.1:{port}", ca_pem=ca.cert_pem
         ):

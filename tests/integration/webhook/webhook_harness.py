@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
+import ssl
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+from testkit.commands import free_port
 from testkit.waiting import eventually
 
 from moorage_core import errors
@@ -94,3 +99,44 @@ async def registration(
     finally:
         with contextlib.suppress(errors.NotFound):
             await kube.delete(VALIDATING_WEBHOOKS, name=name)
+
+
+async def start_webhook_process(
+    cert_dir: Path, *, port: int, ca: CertificatePair, output: int = asyncio.subprocess.PIPE
+) -> asyncio.subprocess.Process:
+    """`python -m moorage_webhook` serving `cert_dir`'s pair on `port`, once it is ready (JSON
+    logs to `output`, stderr with them)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "moorage_webhook",
+        "--cert-dir",
+        str(cert_dir),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--metrics-bind",
+        f"127.0.0.1:{free_port()}",
+        "--log-format",
+        "json",
+        stdout=output,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    context = ssl.create_default_context(cadata=ca.cert_pem.decode())
+
+    async def ready() -> bool:
+        try:
+            async with (
+                aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as http,
+                http.get(f"https://127.0.0.1:{port}/readyz") as resp,
+            ):
+                return resp.status == 200
+        except aiohttp.ClientError:
+            return False
+
+    try:
+        await eventually(ready, timeout=30, message="moorage-webhook ready")
+    except BaseException:
+        process.kill()
+        await process.wait()
+        raise
+    return process
