@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from testkit.cedarattacks import LONG_AND_CHAIN
 
 from moorage_core import errors
 from moorage_core.kube import (
@@ -164,6 +165,40 @@ REJECTED: list[Any] = [
         "spec.authzConfig.configMap",
         "configMap is required when type is configMap",
         id="authz-configmap-missing",
+    ),
+    pytest.param(
+        MCPSERVERS,
+        mcpserver(authzConfig={"type": "inline", "inline": {"policies": [LONG_AND_CHAIN]}}),
+        "spec.authzConfig.inline.policies[0]",
+        "Too long: may not be more than 16384 bytes",
+        id="cedar-policy-too-long",
+    ),
+    pytest.param(
+        MCPSERVERS,
+        mcpserver(
+            authzConfig={
+                "type": "inline",
+                "inline": {"policies": ["permit(principal, action, resource);"] * 65},
+            }
+        ),
+        "spec.authzConfig.inline.policies",
+        "Too many: 65: must have at most 64 items",
+        id="too-many-cedar-policies",
+    ),
+    pytest.param(
+        MCPSERVERS,
+        mcpserver(
+            authzConfig={
+                "type": "inline",
+                "inline": {
+                    "policies": ["permit(principal, action, resource);"],
+                    "entitiesJson": "[" + " " * 65_536 + "]",
+                },
+            }
+        ),
+        "spec.authzConfig.inline.entitiesJson",
+        "Too long: may not be more than 65536 bytes",
+        id="cedar-entities-too-long",
     ),
     pytest.param(
         MCPSERVERS,
