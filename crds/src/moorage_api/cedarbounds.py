@@ -7,8 +7,8 @@ stack (the default main-thread stack), the process dies at about
 
 - 660 nested `(`, `[` or `{` (parse, about 12 KiB of stack per level);
 - 4,400 nested `if ... then ... else`;
-- 10,000 terms of a `&&`, `||`, `+`, `*`, `<`, `has`, `like`, `in` or `.` chain when converted
-  to JSON (`policies_to_json_str`), 65,000 when parsed or evaluated;
+- 10,000 terms of a `&&`, `||`, `+`, `*`, `<`, `has`, `like`, `in`, `.` or `["a"]` chain when
+  converted to JSON (`policies_to_json_str`), 65,000 when parsed or evaluated;
 
 and Python's `json.loads` of that JSON (two levels per tree level) raises RecursionError from
 about 500 chained terms. `!` and unary `-` are refused by Cedar itself beyond four in a row.
@@ -17,8 +17,9 @@ Every text the webhook, the operator or the proxy runner hands to Cedar therefor
 `check_policies_bounds` first. A small tokenizer that knows Cedar's string literals and `//`
 comments (so brackets or operators inside a string or a comment do not count) measures, for each
 policy (up to `;` outside brackets), how deeply brackets nest and how many operators it holds.
-Every level of a Cedar expression tree is a bracket or an operator (`if` counts as one), so the
-tree is at most `MAX_NESTING + MAX_OPERATORS` deep: 160 levels, about 330 levels of JSON, and
+Every level of a Cedar expression tree is a bracket or an operator (`if` counts as one, and so
+does an index `[`, whose brackets close at once), so the tree is at most
+`MAX_NESTING + MAX_OPERATORS` deep: 160 levels, about 330 levels of JSON, and
 under 1 MiB of native stack in the worst shapes measured (32 brackets take about 400 KiB, 128
 chained `if`s about 250 KiB). A test runs Cedar at exactly these limits in a subprocess, on a
 thread with an eighth of the default stack, and checks that it survives.
@@ -47,7 +48,7 @@ MAX_ENTITIES_JSON_LENGTH: Final = 65_536
 MAX_NESTING: Final = 32
 """How deeply `(`, `[` and `{` may nest, the braces around a condition included."""
 MAX_OPERATORS: Final = 128
-"""Operators in one policy: `&&` `||` `==` `!=` `<` `<=` `>` `>=` `+` `-` `*` `!` `.` and the
+"""Operators in one policy: `&&` `||` `==` `!=` `<` `<=` `>` `>=` `+` `-` `*` `!` `.` `[` and the
 keywords `if`, `has`, `like`, `in`, `is`. Permit policies combine with "or", so a longer policy
 can always be split into several."""
 
@@ -122,6 +123,12 @@ def measure_policy_text(text: str) -> PolicyShape:
             depth += 1
             if depth > nesting:
                 nesting, nesting_at = depth, token.start()
+            # `x["a"]["b"]...` deepens the tree one level per index with the brackets closed
+            # at once, so every `[` is an operator too (a set literal costs one).
+            if token.group() == "[":
+                count += 1
+                if count > most:
+                    most, most_at = count, policy_at
         elif kind == "close":
             # An unbalanced close is the parser's to report; it must not hide a later opening.
             depth = max(depth - 1, 0)

@@ -54,6 +54,7 @@ SHAPES: dict[str, str] = {
     "minus-chain": "1" + " - 1" * (MAX_OPERATORS - 1) + " == 0",
     "times-chain": "1" + " * 2" * (MAX_OPERATORS - 1) + " == 0",
     "attribute-chain": "context" + ".a" * (MAX_OPERATORS - 1) + " == 1",
+    "index-chain": "context" + '["a"]' * (MAX_OPERATORS - 1) + " == 1",
     # A term of k operators joined by `&&`: n terms hold n * (k + 1) - 1 operators.
     "has-chain": _chain("&&", "principal has a", terms=(MAX_OPERATORS + 1) // 2),
     "like-chain": _chain("&&", 'resource like "*"', terms=(MAX_OPERATORS + 1) // 2),
@@ -113,6 +114,7 @@ def test_the_shape_is_admitted_by_the_bounds(shape: str) -> None:
         "if-then-else",
         "and-chain",
         "attribute-chain",
+        "index-chain",
         "ifs-inside-parentheses",
     ],
 )

@@ -44,7 +44,8 @@ PERMIT = "permit(principal, action, resource)"
         pytest.param('"unterminated ((( && ', 0, 0, id="unterminated-string-runs-to-end"),
         pytest.param('"ends in a backslash \\', 0, 0, id="unterminated-with-backslash"),
         pytest.param("))) (((", 3, 0, id="unbalanced-close-does-not-go-negative"),
-        pytest.param("[{(", 3, 0, id="all-bracket-kinds"),
+        pytest.param("[{(", 3, 1, id="all-bracket-kinds"),
+        pytest.param('context["a"]["b"]["c"]', 1, 3, id="each-index-is-an-operator"),
         pytest.param(
             "a && b || c == d != e < f <= g > h >= i + j - k * l ! m . n", 0, 13, id="symbols"
         ),
@@ -168,3 +169,11 @@ def test_anything_inside_a_string_literal_measures_as_nothing(inner: str) -> Non
 @given(st.integers(min_value=0, max_value=200))
 def test_nesting_is_measured_exactly(levels: int) -> None:
     assert measure_policy_text("(" * levels + "x" + ")" * levels).nesting == levels
+
+
+def test_an_index_chain_within_the_length_limit_is_refused() -> None:
+    # 3,000 indexes fit in 16 KiB; Python's json.loads of Cedar's JSON gives up at about 500.
+    text = f"{PERMIT} when {{ context" + '["a"]' * 3_000 + " == 1 };"
+    assert len(text) < MAX_POLICY_LENGTH
+    with pytest.raises(PolicyBoundsError, match="has a policy with 3001 operators"):
+        check_policy_bounds(text)
