@@ -4,6 +4,7 @@ Pure: no I/O, no asyncio, no Kubernetes client. Submodules:
 `constants` (group, kinds, labels, annotations, finalizer, field managers), `naming` (children's
 names, labels, status URL), `mcpserver`, `mcptoolconfig`, `mcpregistry` (the kinds), `runconfig`
 (the operator ↔ proxy runner contract), `documents` (JSON documents referenced from ConfigMaps),
+`cedarbounds` (the size and nesting bounds every Cedar policy passes before it is parsed),
 `images`, `durations`, `base` (shared parts and error formatting). `crdgen` and `docgen` generate
 `crds/manifests` and `docs/reference.md` from these models.
 """
