@@ -28,6 +28,21 @@ def proxy_service_name(server: str) -> str:
     return f"mcp-{server}-proxy"
 
 
+def proxy_service_hosts(
+    server: str, *, namespace: str, port: int, cluster_domain: str
+) -> list[str]:
+    """Every `Host` under which clients reach the proxy through its Service: the short name and
+    each longer DNS name a pod's search path completes, each bare and with `:<port>`."""
+    service = proxy_service_name(server)
+    names = (
+        service,
+        f"{service}.{namespace}",
+        f"{service}.{namespace}.svc",
+        f"{service}.{namespace}.svc.{cluster_domain}",
+    )
+    return [host for name in names for host in (name, f"{name}:{port}")]
+
+
 def headless_service_name(server: str) -> str:
     """Headless Service of an HTTP-transport MCP server's StatefulSet."""
     return f"mcp-{server}-headless"
