@@ -146,7 +146,8 @@ def _pod_name(text: str) -> str:
 
 def _domain(text: str) -> str:
     value = text.strip().lower().rstrip(".")
-    if len(value) > 253 or not all(_DNS_LABEL.fullmatch(label) for label in value.split(".")):
+    labels = value.split(".")
+    if len(value) > 253 or not all(len(x) <= 63 and _DNS_LABEL.fullmatch(x) for x in labels):
         raise SettingError(f"{text!r} is not a DNS domain (e.g. cluster.local)")
     return value
 
