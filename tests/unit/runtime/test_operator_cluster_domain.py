@@ -22,5 +22,5 @@ def test_the_cluster_domain_is_read_from_the_environment(value: str, expected: s
     "value", ["cluster local", "-bad.example", "a..b", "x" * 64 + ".local"], ids=str.__len__
 )
 def test_a_cluster_domain_that_is_not_a_dns_name_is_refused_naming_the_setting(value: str) -> None:
-    with pytest.raises(SettingError, match="CLUSTER_DOMAIN.*not a DNS domain"):
+    with pytest.raises(SettingError, match=r"CLUSTER_DOMAIN.*not a DNS domain"):
         Settings.from_env_and_args([], environ={"CLUSTER_DOMAIN": value})
