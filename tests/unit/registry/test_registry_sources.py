@@ -178,3 +178,44 @@ def test_the_source_policy_comes_from_the_environment(
 def test_an_unreadable_opt_in_is_refused_naming_the_setting() -> None:
     with pytest.raises(SettingError, match="REGISTRY_ALLOW_LOCAL_SOURCES"):
         RegistrySettings.from_env(api_image="x", environ={"REGISTRY_ALLOW_LOCAL_SOURCES": "maybe"})
+
+
+def _own_address() -> str | None:
+    """This machine's address on its default route (no packet is sent), or None."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.254", 9))
+        except OSError:
+            return None
+        address = str(probe.getsockname()[0])
+    return None if ipaddress.ip_address(address).is_loopback else address
+
+
+async def test_git_connects_to_the_checked_address_not_a_second_lookup(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    address = _own_address()
+    if address is None:
+        pytest.skip("no address besides loopback")
+    connections: list[asyncio.StreamWriter] = []
+
+    async def accept(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+        writer.close()
+
+    server = await asyncio.start_server(accept, address, 0)
+    port = server.sockets[0].getsockname()[1]
+    # Only the operator's own lookup knows this name; git's would fail to resolve it.
+    fake_dns(monkeypatch, address)
+    try:
+        with pytest.raises(SourceError) as caught:
+            await fetch_git(
+                GitSource(repository=f"https://git.pinned.test:{port}/r.git"),
+                password=None,
+                timeout=30,
+                policy=STRICT,
+            )
+    finally:
+        server.close()
+    assert "resolve" not in str(caught.value)
+    assert len(connections) == 1
