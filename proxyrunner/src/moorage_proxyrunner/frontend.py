@@ -99,8 +99,12 @@ def _matches(value: str, pattern: str) -> bool:
 
 
 def _is_listed(host: str, patterns: tuple[str, ...]) -> bool:
-    """Whether a lower-cased `host[:port]` matches one of `patterns` (a bare name: any port)."""
-    name, _ = _split_host(host)
+    """Whether a lower-cased `host[:port]` matches one of `patterns` (a bare name: any port).
+    A fully qualified name's trailing dot (`name.:8080`) is the same name."""
+    name, port = _split_host(host)
+    if name.endswith("."):
+        name = name.rstrip(".")
+        host = name if port is None else f"{name}:{port}"
     return any(_matches(host, p) or name == p for p in patterns)
 
 

@@ -39,6 +39,7 @@ OPTIONS = ClusterOptions(config=Path("runconfig.json"))
         ("mcp-time-proxy.team-a.svc:8080", True),
         ("mcp-time-proxy.team-a.svc.cluster.local:8080", True),
         ("MCP-Time-Proxy.Team-A.svc:8080", True),
+        ("mcp-time-proxy.team-a.svc.cluster.local.:8080", True),
         ("mcp.example.com", True),
         ("mcp.example.com:443", True),
         ("tools.example.com:443", True),
@@ -64,6 +65,7 @@ OPTIONS = ClusterOptions(config=Path("runconfig.json"))
         "service-svc",
         "service-fqdn",
         "mixed-case",
+        "trailing-dot",
         "extra",
         "extra-any-port",
         "extra-with-port",
@@ -144,6 +146,7 @@ HOSTISH = st.one_of(
     st.text(max_size=40),
     st.from_regex(r"[a-z0-9.\-\[\]:]{0,40}", fullmatch=True),
     st.sampled_from(DERIVED).map(lambda h: h + ".evil.example"),
+    st.sampled_from(DERIVED).map(lambda h: h.replace(":", ".:") if ":" in h else h + "."),
 )
 
 
@@ -162,10 +165,13 @@ def _names_an_address(host: str) -> bool:
 
 @given(host=HOSTISH, origin=st.one_of(st.none(), HOSTISH, HOSTISH.map(lambda h: f"http://{h}")))
 def test_an_accepted_host_is_listed_or_names_an_address(host: str, origin: str | None) -> None:
-    listed = {h for h in IN_CLUSTER.allowed_hosts}
-    bare = host.lower().rpartition(":")[0] if ":" in host and not host.endswith("]") else host
+    listed = set(IN_CLUSTER.allowed_hosts)
+    name, colon, port = host.lower().rpartition(":")
+    if not colon or host.endswith("]"):
+        name, port = host.lower(), ""
+    name = name.rstrip(".")
     if is_host_allowed(host, IN_CLUSTER):
-        assert host.lower() in listed or bare.lower() in listed or _names_an_address(host)
+        assert name in listed or f"{name}:{port}" in listed or _names_an_address(host)
     assert isinstance(is_origin_allowed(origin, host, IN_CLUSTER), bool)
 
 
