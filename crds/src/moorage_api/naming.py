@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from moorage_api.constants import (
     COMPONENT_MCP_SERVER,
+    DEFAULT_CLUSTER_DOMAIN,
     LABEL_COMPONENT,
     LABEL_INSTANCE,
     LABEL_MANAGED_BY,
@@ -103,7 +104,15 @@ def mcpregistry_labels(registry: str) -> dict[str, str]:
     }
 
 
-def mcpserver_url(server: str, *, namespace: str, port: int, proxy_mode: ProxyMode) -> str:
-    """`status.url`: where clients in the cluster reach the proxy (spec §2.1)."""
+def mcpserver_url(
+    server: str,
+    *,
+    namespace: str,
+    port: int,
+    proxy_mode: ProxyMode,
+    cluster_domain: str = DEFAULT_CLUSTER_DOMAIN,
+) -> str:
+    """`status.url`: where clients in the cluster reach the proxy (spec §2.1); its host is one
+    of `proxy_service_hosts`."""
     path = "/sse" if proxy_mode == "sse" else "/mcp"
-    return f"http://{proxy_service_name(server)}.{namespace}.svc.cluster.local:{port}{path}"
+    return f"http://{proxy_service_name(server)}.{namespace}.svc.{cluster_domain}:{port}{path}"

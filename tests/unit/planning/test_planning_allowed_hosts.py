@@ -5,11 +5,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from urllib.parse import urlsplit
 
 from planning_fixtures import SETTINGS, by_kind, server
 
 from moorage_api.runconfig import restart_checksum
-from moorage_operator.planning import References, desired_children, plan_mcpserver
+from moorage_operator.planning import (
+    Observed,
+    References,
+    compute_status,
+    desired_children,
+    plan_mcpserver,
+)
 from moorage_operator.planning.runconfigs import build_allowed_hosts
 
 SERVICE_NAMES = [
@@ -67,3 +74,16 @@ def test_a_change_of_allowed_hosts_rolls_the_proxy() -> None:
         return restart_checksum(runconfig)
 
     assert checksum() != checksum(allowedHosts=["mcp.example.com"])
+
+
+def test_the_status_url_names_a_host_the_proxy_accepts() -> None:
+    settings = replace(SETTINGS, cluster_domain="k8s.example")
+    srv = server(port=9000)
+    plan = plan_mcpserver(srv, settings=settings, references=References())
+    assert plan.runconfig is not None
+    status = compute_status(
+        srv, plan=plan, observed=Observed(), previous={}, now="t", cluster_domain="k8s.example"
+    )
+    host = urlsplit(status["url"]).netloc
+    assert host == "mcp-time-proxy.team-a.svc.k8s.example:9000"
+    assert host in plan.runconfig.allowed_hosts
