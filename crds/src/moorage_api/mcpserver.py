@@ -480,9 +480,9 @@ class MCPServerSpec(ApiModel):
         ),
         description=(
             "Extra `Host` header values the proxy accepts on its MCP endpoints, such as an "
-            "ingress name (`mcp.example.com`, `mcp.example.com:443`, `name:*`). The proxy Service's "
-            "names are always accepted, and so are IP addresses and `localhost`; any other "
-            "`Host` is refused (DNS-rebinding protection)."
+            "ingress name (`mcp.example.com`, `mcp.example.com:443`, `name:*`). The proxy "
+            "Service's names are always accepted, and so are IP addresses and `localhost`; any "
+            "other `Host` is refused (DNS-rebinding protection)."
         ),
     )
 

@@ -2,10 +2,11 @@
 
 `make_app` assembles one aiohttp application around an `Endpoints` implementation (the stdio
 bridge's MCP endpoints, or the HTTP reverse proxy): DNS-rebinding protection on the MCP paths
-(a bad `Host` → 421, a foreign `Origin` → 403; `/health` and `/metrics` are not checked, since
-kubelet and Prometheus call them by pod IP and they expose nothing a page could abuse), 503 while draining, `/health` (ready only when
-the backend is connected) and `/metrics` (answered here, never forwarded). Body limits and
-content types are checked per endpoint, where the JSON-RPC error can name the request.
+(a bad `Host` → 421, a foreign `Origin` → 403), 503 while draining, `/health` (ready only when
+the backend is connected) and `/metrics` (answered here, never forwarded). `/health` and
+`/metrics` skip the Host check: kubelet and Prometheus call them by pod IP, and they expose
+nothing a page could misuse. Body limits and content types are checked per endpoint, where the
+JSON-RPC error can name the request.
 
 `serve` binds the listen address first (an address in use is a `StartupFailure` naming the
 setting that chose it, reported before the backend is started), runs the app until SIGTERM/SIGINT

@@ -136,9 +136,15 @@ def allowed_host_problem(value: str) -> str | None:
     elif port != "*" and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
         return f"{quoted(value)} has an invalid port ({expected})"
     if len(name) > ALLOWED_HOST_NAME_MAX_LENGTH:
-        return f"{quoted(value)}: the host name must be at most {ALLOWED_HOST_NAME_MAX_LENGTH} characters"
+        return (
+            f"{quoted(value)}: the host name must be at most {ALLOWED_HOST_NAME_MAX_LENGTH} "
+            "characters"
+        )
     if any(len(label) > DNS1123_LABEL_MAX for label in name.split(".")):
-        return f"{quoted(value)}: each dot-separated part must be at most {DNS1123_LABEL_MAX} characters"
+        return (
+            f"{quoted(value)}: each dot-separated part must be at most {DNS1123_LABEL_MAX} "
+            "characters"
+        )
     if _ALLOWED_HOST.fullmatch(value) is None:
         return f"{quoted(value)} is not a host ({expected})"
     return None
