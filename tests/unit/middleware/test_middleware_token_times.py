@@ -3,9 +3,11 @@ proxy answers with a valid identity or a 401 carrying `WWW-Authenticate`, never 
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
+import jwt
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -53,10 +55,18 @@ def protected_app(issuer: LocalIssuer) -> web.Application:
     return app
 
 
-async def status_of(issuer: LocalIssuer, **claims: Any) -> tuple[int, str | None]:
-    """(status, WWW-Authenticate) of a POST /mcp with a token carrying `claims`."""
+def signed(issuer: LocalIssuer, claims: dict[str, Any]) -> str:
+    """`claims` (any JSON, even what PyJWT's encoder refuses) signed by the trusted key."""
+    key = issuer.keys[-1]
+    payload = json.dumps(claims).encode()
+    return jwt.api_jws.encode(payload, key.private, algorithm=key.alg, headers={"kid": key.kid})  # type: ignore[arg-type]
+
+
+async def status_of(issuer: LocalIssuer, **changes: Any) -> tuple[int, str | None]:
+    """(status, WWW-Authenticate) of a POST /mcp with a signed token; `changes` replace or
+    (with None) remove claims of a valid one."""
     async with TestClient(TestServer(protected_app(issuer))) as client:
-        token = issuer.token(**claims)
+        token = signed(issuer, issuer.claims(**changes))
         response = await client.post("/mcp", headers={"Authorization": f"Bearer {token}"})
         return response.status, response.headers.get("WWW-Authenticate")
 
@@ -204,3 +214,31 @@ def test_a_verified_token_is_remembered_until_its_expiry_or_the_cache_limit(
     exp: float, expected: float
 ) -> None:
     assert remembered_until(exp, now=1000.0) == expected
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**400), max_value=10**400)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+CLAIM_NAMES = st.sampled_from(["iss", "aud", "sub", "exp", "nbf", "iat", "scope", "scp", "jti"])
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(changes=st.dictionaries(CLAIM_NAMES | st.text(max_size=8), JSON_VALUES, max_size=4))
+async def test_any_claims_signed_by_the_trusted_key_give_an_identity_or_a_401(
+    issuer: LocalIssuer, changes: dict[str, Any]
+) -> None:
+    status, challenge = await status_of(issuer, **changes)
+    assert status in (200, 401)
+    if status == 401:
+        assert challenge is not None
+        assert challenge.startswith("Bearer ")
