@@ -75,3 +75,5 @@ RUNCONFIG_PATH: Final = "/etc/moorage/runconfig.json"
 REGISTRY_DATA_KEY: Final = "registry.json"
 REGISTRY_SYNC_METADATA_KEY: Final = "sync_metadata.json"
 REGISTRY_API_PORT: Final = 8080
+DEFAULT_CLUSTER_DOMAIN: Final = "cluster.local"
+"""The cluster's DNS domain unless the operator's CLUSTER_DOMAIN says otherwise."""

@@ -92,7 +92,11 @@ class GitSource(ApiModel):
         ...,
         max_length=2048,
         pattern=GIT_REPOSITORY_PATTERN,
-        description="Repository URL: `https://`, `ssh://`, `git@host:path` or `file://`.",
+        description=(
+            "Repository URL: `https://`, `ssh://` or `git@host:path`. `file://` and hosts on the "
+            "operator's own pod, link-local or metadata addresses are refused unless the "
+            "platform admin sets REGISTRY_ALLOW_LOCAL_SOURCES."
+        ),
     )
     branch: str | None = Field(
         None,

@@ -14,6 +14,7 @@ from pydantic import Field, StringConstraints, WithJsonSchema, field_validator, 
 
 from moorage_api.base import (
     CONDITIONS_FIELD_EXTRA,
+    LIST_SET,
     ApiModel,
     Condition,
     ConfigMapKey,
@@ -52,6 +53,15 @@ SERVICE_ACCOUNT_REF_PATTERN: Final = (
 )
 HTTP_URL_PATTERN: Final = r"^https?://[^\s]+$"
 ENDPOINT_PREFIX_PATTERN: Final = r"^/[^\s?#]*$"
+_HOST_LABEL: Final = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
+_PORT: Final = (
+    r"([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+)
+ALLOWED_HOST_PATTERN: Final = rf"^{_HOST_LABEL}(\.{_HOST_LABEL})*(:({_PORT}|\*))?$"
+"""A `Host` the proxy accepts: a lower-case DNS name (or IPv4 address), optionally `:<port>`
+(1-65535) or `:*` (any port); a bare name also accepts any port."""
+ALLOWED_HOST_NAME_MAX_LENGTH: Final = 253
+ALLOWED_HOSTS_MAX_ITEMS: Final = 32
 BUILTIN_PROFILES: Final = ("none", "network")
 
 
@@ -449,6 +459,43 @@ class MCPServerSpec(ApiModel):
     resource_overrides: ResourceOverrides | None = Field(
         None, description="Extra metadata and env on the objects the operator creates."
     )
+    allowed_hosts: list[
+        Annotated[
+            str,
+            StringConstraints(
+                max_length=ALLOWED_HOST_NAME_MAX_LENGTH + len(":65535"),
+                pattern=ALLOWED_HOST_PATTERN,
+            ),
+        ]
+    ] = Field(
+        default_factory=list,
+        max_length=ALLOWED_HOSTS_MAX_ITEMS,
+        json_schema_extra=LIST_SET
+        | validations(
+            cel(
+                f"self.all(h, h.size() <= {ALLOWED_HOST_NAME_MAX_LENGTH} || "
+                f"h.matches('^[^:]{{1,{ALLOWED_HOST_NAME_MAX_LENGTH}}}:[0-9*]+$'))",
+                message=(
+                    f"each host name must be at most {ALLOWED_HOST_NAME_MAX_LENGTH} characters "
+                    "before its :port"
+                ),
+            )
+        ),
+        description=(
+            "Extra `Host` header values the proxy accepts on its MCP endpoints, such as an "
+            "ingress name (`mcp.example.com`, `mcp.example.com:443`, `name:*`). The proxy "
+            "Service's names are always accepted, and so are IP addresses and `localhost`; any "
+            "other `Host` is refused (DNS-rebinding protection)."
+        ),
+    )
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _unique_hosts(cls, value: list[str]) -> list[str]:
+        duplicates = find_duplicates(value)
+        if duplicates:
+            raise ValueError(f"hosts must be listed once: {', '.join(duplicates)}")
+        return value
 
     @field_validator("image")
     @classmethod

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from moorage_api.constants import (
     COMPONENT_MCP_SERVER,
+    DEFAULT_CLUSTER_DOMAIN,
     LABEL_COMPONENT,
     LABEL_INSTANCE,
     LABEL_MANAGED_BY,
@@ -26,6 +27,21 @@ from moorage_api.mcpserver import ProxyMode
 def proxy_service_name(server: str) -> str:
     """ClusterIP Service in front of the proxy runner."""
     return f"mcp-{server}-proxy"
+
+
+def proxy_service_hosts(
+    server: str, *, namespace: str, port: int, cluster_domain: str
+) -> list[str]:
+    """Every `Host` under which clients reach the proxy through its Service: the short name and
+    each longer DNS name a pod's search path completes, each bare and with `:<port>`."""
+    service = proxy_service_name(server)
+    names = (
+        service,
+        f"{service}.{namespace}",
+        f"{service}.{namespace}.svc",
+        f"{service}.{namespace}.svc.{cluster_domain}",
+    )
+    return [host for name in names for host in (name, f"{name}:{port}")]
 
 
 def headless_service_name(server: str) -> str:
@@ -88,7 +104,15 @@ def mcpregistry_labels(registry: str) -> dict[str, str]:
     }
 
 
-def mcpserver_url(server: str, *, namespace: str, port: int, proxy_mode: ProxyMode) -> str:
-    """`status.url`: where clients in the cluster reach the proxy (spec §2.1)."""
+def mcpserver_url(
+    server: str,
+    *,
+    namespace: str,
+    port: int,
+    proxy_mode: ProxyMode,
+    cluster_domain: str = DEFAULT_CLUSTER_DOMAIN,
+) -> str:
+    """`status.url`: where clients in the cluster reach the proxy (spec §2.1); its host is one
+    of `proxy_service_hosts`."""
     path = "/sse" if proxy_mode == "sse" else "/mcp"
-    return f"http://{proxy_service_name(server)}.{namespace}.svc.cluster.local:{port}{path}"
+    return f"http://{proxy_service_name(server)}.{namespace}.svc.{cluster_domain}:{port}{path}"

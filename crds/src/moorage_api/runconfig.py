@@ -192,6 +192,15 @@ class RunConfig(RunConfigModel):
         False, description="Honour `X-Forwarded-*` for SSE endpoint URLs."
     )
     endpoint_prefix: str | None = Field(None, description="Path prefix for SSE endpoint URLs.")
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description=(
+            "`Host` values the proxy accepts on its MCP endpoints: the proxy Service's names "
+            "(bare and with the port) and `spec.allowedHosts`. IP addresses and `localhost` are "
+            "accepted besides; empty (a RunConfig from an older operator): the proxy derives the "
+            "Service's names itself."
+        ),
+    )
 
 
 def _as_json(data: Any) -> str:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from moorage_api.constants import DEFAULT_CLUSTER_DOMAIN
 from moorage_core.settings import (
     SettingError,
     SettingSpec,
@@ -90,6 +91,9 @@ class Settings:
     kubeconfig: str | None = None
     """KUBECONFIG / --kubeconfig: kubeconfig file to use. Default unset: the in-cluster service
     account, else ~/.kube/config."""
+    cluster_domain: str = DEFAULT_CLUSTER_DOMAIN
+    """CLUSTER_DOMAIN / --cluster-domain: the cluster's DNS domain; the proxies accept their
+    Service's names under it (`mcp-<name>-proxy.<ns>.svc.<domain>`). Default cluster.local."""
     startup_timeout: float = 60.0
     """STARTUP_TIMEOUT / --startup-timeout: seconds (Go duration accepted) the apiserver may take
     to answer at start before the operator exits 1 naming it. Default 60s."""
@@ -137,6 +141,14 @@ def _pod_name(text: str) -> str:
     value = text.strip()
     if not value or len(value) > 253:
         raise SettingError(f"{text!r} must be 1-253 characters")
+    return value
+
+
+def _domain(text: str) -> str:
+    value = text.strip().lower().rstrip(".")
+    labels = value.split(".")
+    if len(value) > 253 or not all(len(x) <= 63 and _DNS_LABEL.fullmatch(x) for x in labels):
+        raise SettingError(f"{text!r} is not a DNS domain (e.g. cluster.local)")
     return value
 
 
@@ -251,6 +263,14 @@ _SPECS: tuple[SettingSpec, ...] = (
         _file,
         "FILE",
         "kubeconfig file (default: in-cluster, then ~/.kube/config)",
+    ),
+    SettingSpec(
+        "cluster_domain",
+        "CLUSTER_DOMAIN",
+        "cluster-domain",
+        _domain,
+        "DOMAIN",
+        "the cluster's DNS domain (default: cluster.local)",
     ),
     SettingSpec(
         "startup_timeout",

@@ -66,6 +66,10 @@ VERIFIED_CACHE_SECONDS: Final = 60.0
 """How long a verified token is remembered at most (never past its `exp`), so a key dropped
 from the JWKS stops being honoured within this time."""
 SERVICE_ACCOUNT_PREFIX: Final = "system:serviceaccount:"
+NUMERIC_DATE_CLAIMS: Final = ("exp", "nbf", "iat")
+"""Claims holding a time (RFC 7519 NumericDate): a JSON number when present."""
+MAX_NUMERIC_DATE: Final = 253_402_300_799
+"""9999-12-31T23:59:59Z, the latest time a token may name (as Python's `datetime` does)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +207,37 @@ def verify_token(
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject:
         raise AuthnError("the token has no subject", reason="claims")
+    for name in NUMERIC_DATE_CLAIMS:
+        if name in claims and not is_numeric_date(claims[name]):
+            raise AuthnError(
+                f"the token's {name} is not a time between 1970 and 9999", reason="claims"
+            )
     return claims
+
+
+def is_numeric_date(value: object) -> bool:
+    """Whether a claim is a JSON number usable as a time (RFC 7519 NumericDate) between the
+    epoch and the end of year 9999.
+
+    PyJWT also takes numeric strings and compares arbitrarily large integers exactly, so a token
+    with `exp = 10**400` would never expire; such a time, a string, a bool, NaN or an infinity
+    is refused here, and nothing later has to convert them.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    # Exact for ints of any size; False for NaN and the infinities.
+    return 0 <= value <= MAX_NUMERIC_DATE
+
+
+def remembered_until(exp: float, *, now: float) -> float:
+    """Until when a verified token with this `exp` is remembered: its expiry, at most
+    `VERIFIED_CACHE_SECONDS` from `now`.
+
+    Comparing an int with a float is exact in Python, so only an `exp` already below the limit
+    is converted (whatever `is_numeric_date` lets through, this never overflows).
+    """
+    limit = now + VERIFIED_CACHE_SECONDS
+    return limit if exp >= limit else float(exp)
 
 
 def token_scopes(claims: Mapping[str, Any]) -> set[str]:
@@ -337,11 +371,11 @@ class Authenticator:
         )
         check_authorised_claims(claims, self.settings)
         identity = Identity(subject=claims["sub"], claims=claims)
-        self._remember(token, identity, float(claims["exp"]))
+        self._remember(token, identity, remembered_until(claims["exp"], now=self._clock()))
         return identity
 
     def _remember(self, token: str, identity: Identity, expires: float) -> None:
-        self._verified[token] = (identity, min(expires, self._clock() + VERIFIED_CACHE_SECONDS))
+        self._verified[token] = (identity, expires)
         if len(self._verified) > VERIFIED_CACHE_SIZE:
             self._verified.popitem(last=False)
 

@@ -31,6 +31,7 @@ from typing import Final, TypeVar
 import structlog
 from prometheus_client import CollectorRegistry
 
+from moorage_api.naming import proxy_service_hosts
 from moorage_api.runconfig import RunConfig, RunConfigError, load_runconfig
 from moorage_core.errors import Forbidden, KubeError
 from moorage_core.kube import JsonObject, KubeClient
@@ -116,7 +117,7 @@ class ClusterOptions:
     drain_timeout: float = 10.0
     """Seconds SIGTERM waits for in-flight requests (default 10)."""
     allowed_hosts: tuple[str, ...] = ()
-    """Host header values accepted (empty: any, since the proxy listens beyond loopback)."""
+    """Host header values accepted besides the RunConfig's `allowed_hosts`."""
     allowed_origins: tuple[str, ...] = ()
     """Extra Origin values accepted."""
     local_command: tuple[str, ...] = ()
@@ -228,6 +229,22 @@ def prepare(options: ClusterOptions, *, runconfig_text: str) -> Prepared:
     return Prepared(runconfig=runconfig, spec=spec, pod_patch=pod_patch)
 
 
+def build_allowed_hosts(runconfig: RunConfig, options: ClusterOptions) -> tuple[str, ...]:
+    """The `Host` values the proxy accepts: the RunConfig's, then the flag's.
+
+    Never empty, because an empty list would accept any `Host`: a RunConfig written before it
+    carried `allowed_hosts` gets the Service's names derived here (the next one the operator
+    writes carries them, and rolls the proxy).
+    """
+    hosts = runconfig.allowed_hosts or proxy_service_hosts(
+        runconfig.name,
+        namespace=runconfig.namespace,
+        port=runconfig.port,
+        cluster_domain=options.cluster_domain,
+    )
+    return tuple(dict.fromkeys([*hosts, *options.allowed_hosts]))
+
+
 def build_proxy_settings(runconfig: RunConfig, options: ClusterOptions) -> ProxySettings:
     """How the proxy serves clients, from the RunConfig and the flags."""
     return ProxySettings(
@@ -236,7 +253,7 @@ def build_proxy_settings(runconfig: RunConfig, options: ClusterOptions) -> Proxy
         listen_setting="--host and the RunConfig's port" if options.port is None else "--port",
         max_body_bytes=options.max_body_bytes,
         drain_timeout=options.drain_timeout,
-        allowed_hosts=options.allowed_hosts,
+        allowed_hosts=build_allowed_hosts(runconfig, options),
         allowed_origins=options.allowed_origins,
         endpoint_prefix=runconfig.endpoint_prefix or "",
         trust_proxy_headers=runconfig.trust_proxy_headers,

@@ -3,8 +3,10 @@
 `make_app` assembles one aiohttp application around an `Endpoints` implementation (the stdio
 bridge's MCP endpoints, or the HTTP reverse proxy): DNS-rebinding protection on the MCP paths
 (a bad `Host` → 421, a foreign `Origin` → 403), 503 while draining, `/health` (ready only when
-the backend is connected) and `/metrics` (answered here, never forwarded). Body limits and
-content types are checked per endpoint, where the JSON-RPC error can name the request.
+the backend is connected) and `/metrics` (answered here, never forwarded). `/health` and
+`/metrics` skip the Host check: kubelet and Prometheus call them by pod IP, and they expose
+nothing a page could misuse. Body limits and content types are checked per endpoint, where the
+JSON-RPC error can name the request.
 
 `serve` binds the listen address first (an address in use is a `StartupFailure` naming the
 setting that chose it, reported before the backend is started), runs the app until SIGTERM/SIGINT
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -96,29 +99,74 @@ def _matches(value: str, pattern: str) -> bool:
     return value == pattern
 
 
+def _is_listed(host: str, patterns: tuple[str, ...]) -> bool:
+    """Whether a lower-cased `host[:port]` matches one of `patterns` (a bare name: any port).
+    A fully qualified name's trailing dot (`name.:8080`) is the same name."""
+    name, port = _split_host(host)
+    if name.endswith("."):
+        name = name.rstrip(".")
+        host = name if port is None else f"{name}:{port}"
+    return any(_matches(host, p) or name == p for p in patterns)
+
+
+def is_rebinding_proof(name: str) -> bool:
+    """Whether a host name cannot be the product of DNS rebinding: an IP address, or
+    `localhost` (which browsers resolve themselves). Rebinding needs a name whose DNS the
+    attacker controls, so these are safe to accept; they are how kubelet probes and Prometheus
+    reach a pod (its IP), clients a ClusterIP, and `kubectl port-forward` users the proxy."""
+    if name == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
 def is_host_allowed(host: str | None, settings: ProxySettings) -> bool:
+    """Whether the MCP endpoints answer a request with this `Host` header.
+
+    With `allowed_hosts`: a listed name (a bare name with any port), or a rebinding-proof one.
+    Without: loopback names only when listening on loopback, anything otherwise (a local proxy
+    opened to the network on purpose; in a cluster the list is never empty).
+    """
     if host is None:
         return not settings.is_loopback and not settings.allowed_hosts
+    host = host.lower()
+    name, _ = _split_host(host)
     if settings.allowed_hosts:
-        name, _ = _split_host(host)
-        return any(_matches(host, p) or name == p for p in settings.allowed_hosts)
+        return is_rebinding_proof(name) or _is_listed(host, settings.allowed_hosts)
     if settings.is_loopback:
-        name, _ = _split_host(host)
         return name in LOOPBACK_HOSTS
     return True
 
 
 def is_origin_allowed(origin: str | None, host: str | None, settings: ProxySettings) -> bool:
+    """Whether a browser page from `origin` may use the MCP endpoints (`host` already passed).
+
+    The page's own origin, `allowed_origins`, and loopback pages of a loopback proxy pass. With
+    `allowed_hosts`, an Origin whose host is not listed is refused even when it equals the
+    `Host` (a rebinding page is same-origin with itself).
+    """
     if origin is None:
         return True
-    parts = urlsplit(origin)
+    try:
+        parts = urlsplit(origin)
+    except ValueError:  # an unbalanced `[` in the authority
+        return False
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return False
-    if host is not None and parts.netloc.lower() == host.lower():
-        return True
     if any(_matches(origin, p) for p in settings.allowed_origins):
         return True
-    return settings.is_loopback and (parts.hostname or "") in LOOPBACK_HOSTS
+    if settings.is_loopback and (parts.hostname or "") in LOOPBACK_HOSTS:
+        return True
+    same_origin = host is not None and parts.netloc.lower() == host.lower()
+    if not settings.allowed_hosts:
+        return same_origin
+    netloc = parts.netloc.lower()
+    if _is_listed(netloc, settings.allowed_hosts):
+        return True
+    return same_origin and is_rebinding_proof(_split_host(netloc)[0])
 
 
 @web.middleware

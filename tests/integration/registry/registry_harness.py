@@ -12,6 +12,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from testkit.waiting import eventually
 
+from moorage_api.sources import SourcePolicy
 from moorage_core.errors import NotFound
 from moorage_core.kube import CONFIGMAPS, MCPREGISTRIES, KubeClient, ResourceKind
 from moorage_dev.cluster import ControlPlane
@@ -70,9 +71,12 @@ class RunningOperator:
 
 @contextlib.asynccontextmanager
 async def run_registry_operator(
-    control_plane: ControlPlane, *, namespace: str
+    control_plane: ControlPlane, *, namespace: str, allow_local_sources: bool = True
 ) -> AsyncIterator[RunningOperator]:
-    """The manager with the MCPRegistry controller, watching `namespace`, until the block ends."""
+    """The manager with the MCPRegistry controller, watching `namespace`, until the block ends.
+
+    Local git sources are allowed by default (REGISTRY_ALLOW_LOCAL_SOURCES): the tests' git
+    repositories are `file://` paths."""
     metrics = OperatorMetrics(CollectorRegistry())
     kube = await KubeClient.connect(
         kubeconfig=str(control_plane.kubeconfig),
@@ -102,6 +106,7 @@ async def run_registry_operator(
             git_timeout=30.0,
             sync_interval_override=SYNC_INTERVAL,
             backoff=Backoff(base=1.0, cap=5.0),
+            source_policy=SourcePolicy(allow_local=allow_local_sources),
         ),
     )
     task = asyncio.create_task(manager.run(), name="registry operator")

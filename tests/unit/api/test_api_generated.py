@@ -171,6 +171,7 @@ def test_keyed_lists_are_the_documented_ones() -> None:
         if node.get("x-kubernetes-list-type")
     }
     assert keyed == {
+        "spec.allowedHosts": None,
         "spec.env": ["name"],
         "spec.resourceOverrides.proxyDeployment.env": ["name"],
         "status.conditions": ["type"],
@@ -188,6 +189,7 @@ def test_cel_rules_are_where_the_spec_wants_them() -> None:
         "MCPServer.spec.permissionProfile",
         "MCPServer.spec.oidcConfig",
         "MCPServer.spec.authzConfig",
+        "MCPServer.spec.allowedHosts",
         "MCPToolConfig.spec.toolsOverride.*",
         "MCPRegistry",
         "MCPRegistry.spec.source",

@@ -19,6 +19,7 @@ class FakeSettings:
     """Stands in for the operator's Settings: only what the planners read."""
 
     proxyrunner_image: str = PROXY_IMAGE
+    cluster_domain: str = "cluster.local"
 
 
 SETTINGS = FakeSettings()

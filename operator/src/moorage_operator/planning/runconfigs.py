@@ -9,9 +9,9 @@ byte-identical ConfigMap data and the reconciler can skip the write.
 
 from __future__ import annotations
 
-from moorage_api.constants import API_VERSION, KIND_MCPSERVER
+from moorage_api.constants import API_VERSION, DEFAULT_CLUSTER_DOMAIN, KIND_MCPSERVER
 from moorage_api.mcpserver import MCPServer
-from moorage_api.naming import mcp_service_account_name
+from moorage_api.naming import mcp_service_account_name, proxy_service_hosts
 from moorage_api.runconfig import (
     OwnerReference,
     RunConfig,
@@ -51,13 +51,28 @@ def build_owner_reference(server: MCPServer) -> OwnerReference | None:
     )
 
 
-def build_runconfig(server: MCPServer, *, inputs: ResolvedInputs) -> RunConfig:
-    """The RunConfig for `server` with its references resolved to `inputs`."""
+def build_allowed_hosts(server: MCPServer, *, cluster_domain: str) -> list[str]:
+    """The `Host` values the proxy accepts: its Service's names, then `spec.allowedHosts`."""
+    derived = proxy_service_hosts(
+        server_name(server),
+        namespace=server_namespace(server),
+        port=server.spec.port,
+        cluster_domain=cluster_domain,
+    )
+    return derived + [host for host in server.spec.allowed_hosts if host not in derived]
+
+
+def build_runconfig(
+    server: MCPServer, *, inputs: ResolvedInputs, cluster_domain: str = DEFAULT_CLUSTER_DOMAIN
+) -> RunConfig:
+    """The RunConfig for `server` with its references resolved to `inputs`; `cluster_domain`
+    completes the Service's DNS names the proxy answers to."""
     spec = server.spec
     name = server_name(server)
+    namespace = server_namespace(server)
     return RunConfig(
         name=name,
-        namespace=server_namespace(server),
+        namespace=namespace,
         owner=build_owner_reference(server),
         generation=server.metadata.generation or 0,
         image=spec.image,
@@ -89,4 +104,5 @@ def build_runconfig(server: MCPServer, *, inputs: ResolvedInputs) -> RunConfig:
         audit=RunConfigAudit(enabled=spec.audit.enabled),
         trust_proxy_headers=spec.trust_proxy_headers,
         endpoint_prefix=spec.endpoint_prefix,
+        allowed_hosts=build_allowed_hosts(server, cluster_domain=cluster_domain),
     )

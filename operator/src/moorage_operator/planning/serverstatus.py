@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from moorage_api.constants import COMPONENT_PROXY_RUNNER, LABEL_COMPONENT
+from moorage_api.constants import COMPONENT_PROXY_RUNNER, DEFAULT_CLUSTER_DOMAIN, LABEL_COMPONENT
 from moorage_api.mcpserver import (
     MCPServer,
     MCPServerConditionType,
@@ -288,9 +288,10 @@ def compute_status(
     previous: Mapping[str, Any],
     now: str,
     retrying: str | None = None,
+    cluster_domain: str = DEFAULT_CLUSTER_DOMAIN,
 ) -> JsonObject:
     """The whole status to store (wire form, camelCase); absent fields are not set.
-    `retrying`: see `compute_phase`."""
+    `retrying`: see `compute_phase`; `cluster_domain` completes `url`'s host name."""
     verdict = compute_phase(server, problems=plan.problems, observed=observed, retrying=retrying)
     generation = server.metadata.generation
     previous_conditions = previous.get("conditions") or []
@@ -319,6 +320,7 @@ def compute_status(
             namespace=server.metadata.namespace or "",
             port=spec.port,
             proxy_mode=spec.effective_proxy_mode,
+            cluster_domain=cluster_domain,
         ),
         "readyReplicas": ready_replicas(observed.deployment),
         "conditions": conditions,

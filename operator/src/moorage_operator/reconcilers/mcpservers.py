@@ -158,7 +158,12 @@ class MCPServerReconciler:
             raise TerminalError(f"invalid MCPServer: {message}") from None
         if server.metadata.deletion_timestamp:
             status = compute_status(
-                server, plan=ServerPlan(), observed=Observed(), previous=previous, now=now
+                server,
+                plan=ServerPlan(),
+                observed=Observed(),
+                previous=previous,
+                now=now,
+                cluster_domain=self.settings.cluster_domain,
             )
             await self._write_status(raw, previous=previous, status=status)
             return Result()
@@ -183,6 +188,7 @@ class MCPServerReconciler:
             previous=previous,
             now=now,
             retrying=failure.message if failure is not None and not failure.is_terminal else None,
+            cluster_domain=self.settings.cluster_domain,
         )
         status_written = await self._write_status(raw, previous=previous, status=status)
         log.debug(

@@ -11,6 +11,10 @@ it expires):
 A commit given as an abbreviated hash cannot be fetched by itself; the branches and tags are then
 fetched in full and the hash resolved locally.
 
+Before git runs, the repository's host is checked (`moorage_api.sources`): `file://` and hosts
+that resolve to the operator's own pod, a link-local or metadata address or the apiserver are
+refused unless the platform admin allows local sources, and git is pinned to the addresses checked.
+
 Credentials (`auth`: a user name and a password from a Secret) are passed as an HTTP header
 through git's environment configuration (`GIT_CONFIG_COUNT`/`GIT_CONFIG_KEY_0`/
 `GIT_CONFIG_VALUE_0` = `http.extraHeader`), never on a command line, in a URL or in a log.
@@ -27,10 +31,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import ipaddress
 import os
 import re
 import shutil
 import signal
+import socket
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -41,6 +47,16 @@ import structlog
 
 from moorage_api.base import SecretKeySelector
 from moorage_api.mcpregistry import ConfigMapSource, GitSource
+from moorage_api.sources import (
+    ALLOW_LOCAL_SOURCES_SETTING,
+    IPAddress,
+    SourceHost,
+    SourcePolicy,
+    literal_address,
+    local_source_problem,
+    refused_address_reason,
+    source_host,
+)
 from moorage_core.errors import Forbidden, NotFound
 from moorage_core.kube import SECRETS, KubeClient
 from moorage_operator.registry.planning.storage import (
@@ -55,6 +71,7 @@ MAX_SOURCE_BYTES: Final = 32 * 1024 * 1024
 """Largest source file read; the stored (filtered) registry must still fit in 1 MiB."""
 _FULL_HASH: Final = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
 _STDERR_LINES: Final = 2
+_DEFAULT_PORTS: Final = {"https": 443, "ssh": 22}
 
 
 class SourceError(Exception):
@@ -120,10 +137,35 @@ async def fetch_git_password(kube: KubeClient, *, namespace: str, ref: SecretKey
         raise SourceError(f'Secret "{ref.name}" key "{ref.key}" is not UTF-8 text') from None
 
 
+@dataclass(frozen=True, slots=True)
+class Pin:
+    """The addresses git must connect to for `host`: the ones `check_source_host` checked."""
+
+    host: SourceHost
+    addresses: tuple[IPAddress, ...]
+    """Non-empty."""
+
+
 def git_environment(
-    *, home: Path, username: str | None = None, password: str | None = None
+    *,
+    home: Path,
+    username: str | None = None,
+    password: str | None = None,
+    allow_local: bool = False,
+    pin: Pin | None = None,
 ) -> dict[str, str]:
-    """The environment git runs with: isolated, non-interactive, credentials in config vars."""
+    """The environment git runs with: isolated, non-interactive, credentials in config vars.
+
+    Unless `allow_local`: only https and ssh (`GIT_ALLOW_PROTOCOL`, so no `file://` and no
+    `ext::`), no HTTP redirects (a redirect could lead anywhere), and the connection pinned to
+    the checked addresses (`pin`): curl's resolve list for https, ssh's `HostName` for ssh, so a
+    second DNS answer cannot differ from the one checked.
+    """
+    ssh = "ssh -o BatchMode=yes"
+    config: list[tuple[str, str]] = []
+    if password is not None:
+        token = base64.b64encode(f"{username or ''}:{password}".encode()).decode()
+        config.append(("http.extraHeader", f"Authorization: Basic {token}"))
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(home),
@@ -131,18 +173,68 @@ def git_environment(
         "GIT_TERMINAL_PROMPT": "0",
         "GIT_CONFIG_NOSYSTEM": "1",
         "GIT_CONFIG_GLOBAL": os.devnull,
-        "GIT_SSH_COMMAND": "ssh -o BatchMode=yes",
     }
-    if password is not None:
-        token = base64.b64encode(f"{username or ''}:{password}".encode()).decode()
-        env.update(
-            {
-                "GIT_CONFIG_COUNT": "1",
-                "GIT_CONFIG_KEY_0": "http.extraHeader",
-                "GIT_CONFIG_VALUE_0": f"Authorization: Basic {token}",
-            }
+    if not allow_local:
+        env["GIT_ALLOW_PROTOCOL"] = "https:ssh"
+        config.append(("http.followRedirects", "false"))
+    if pin is not None and pin.host.scheme == "https":
+        addresses = ",".join(
+            f"[{a}]" if isinstance(a, ipaddress.IPv6Address) else str(a) for a in pin.addresses
         )
+        config.append(
+            ("http.curloptResolve", f"{pin.host.host}:{pin.host.port or 443}:{addresses}")
+        )
+    elif pin is not None:
+        # Connect to the checked address; keep the host key under the name the user gave.
+        ssh += f" -o HostName={pin.addresses[0]} -o HostKeyAlias={pin.host.host}"
+    env["GIT_SSH_COMMAND"] = ssh
+    if config:
+        env["GIT_CONFIG_COUNT"] = str(len(config))
+        for index, (key, value) in enumerate(config):
+            env[f"GIT_CONFIG_KEY_{index}"] = key
+            env[f"GIT_CONFIG_VALUE_{index}"] = value
     return env
+
+
+async def resolve_host(host: str, *, port: int) -> tuple[IPAddress, ...]:
+    """Every address `host` resolves to (a literal address is itself); `SourceError` if none."""
+    literal = literal_address(host)
+    if literal is not None:
+        return (literal,)
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise SourceError(f"cannot resolve host {host}: {exc.strerror or exc}") from None
+    found = dict.fromkeys(ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos)
+    if not found:
+        raise SourceError(f"cannot resolve host {host}: no addresses")
+    return tuple(found)
+
+
+async def check_source_host(repository: str, *, policy: SourcePolicy) -> Pin | None:
+    """Refuse a repository on the operator's own host or a metadata service (`SourceError`);
+    the addresses git may use, or None when there is nothing to pin (local sources allowed)."""
+    if policy.allow_local:
+        return None
+    problem = local_source_problem(repository, apiserver=policy.apiserver_addresses)
+    if problem is not None:
+        raise SourceError(problem)
+    where = source_host(repository)
+    if where is None:
+        raise SourceError(
+            f"{redact_url(repository)} names no host: use an https:// or ssh:// repository"
+        )
+    addresses = await resolve_host(where.host, port=where.port or _DEFAULT_PORTS[where.scheme])
+    for address in addresses:
+        reason = refused_address_reason(address, apiserver=policy.apiserver_addresses)
+        if reason is not None:
+            raise SourceError(
+                f"host {where.host} resolves to {address}, {reason}: the operator does not "
+                f"fetch from there (a platform admin can allow it with "
+                f"{ALLOW_LOCAL_SOURCES_SETTING}=true)"
+            )
+    return Pin(host=where, addresses=addresses)
 
 
 def _describe_ref(source: GitSource) -> str:
@@ -268,9 +360,11 @@ async def fetch_git(
     *,
     password: str | None,
     timeout: float,
+    policy: SourcePolicy,
     tmp_root: Path | None = None,
 ) -> Fetched:
-    """Fetch `source.path` from `source.repository` at the wanted ref (see the module)."""
+    """Fetch `source.path` from `source.repository` at the wanted ref (see the module), if
+    `policy` lets the operator reach it."""
     repository = redact_url(source.repository)
     where = f"git repository {repository} ({_describe_ref(source)})"
     if shutil.which("git") is None:
@@ -283,12 +377,18 @@ async def fetch_git(
             "auth: a user name and password work with https:// repositories only "
             f"(got {repository})"
         )
+    try:
+        pin = await check_source_host(source.repository, policy=policy)
+    except SourceError as exc:
+        raise SourceError(f"{where}: {exc}") from None
     workdir = Path(tempfile.mkdtemp(prefix="moorage-registry-", dir=tmp_root))
     try:
         env = git_environment(
             home=workdir,
             username=source.auth.username if source.auth else None,
             password=password,
+            allow_local=policy.allow_local,
+            pin=pin,
         )
         repo = workdir / "repo"
         repo.mkdir()

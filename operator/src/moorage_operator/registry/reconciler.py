@@ -41,6 +41,7 @@ from moorage_api.mcpregistry import (
     parse_mcpregistry,
 )
 from moorage_api.naming import registry_api_name, registry_storage_configmap_name
+from moorage_api.sources import SourcePolicy
 from moorage_core.errors import NotFound
 from moorage_core.kube import (
     CONFIGMAPS,
@@ -114,7 +115,7 @@ class GitFetcher(Protocol):
     """`fetching.fetch_git`'s signature (a seam for tests)."""
 
     def __call__(
-        self, source: GitSource, *, password: str | None, timeout: float
+        self, source: GitSource, *, password: str | None, timeout: float, policy: SourcePolicy
     ) -> Awaitable[Fetched]: ...
 
 
@@ -343,7 +344,12 @@ class MCPRegistryReconciler:
                 namespace=registry.metadata.namespace or "",
                 ref=git.auth.password_secret_ref,
             )
-        return await self.git_fetcher(git, password=password, timeout=self.settings.git_timeout)
+        return await self.git_fetcher(
+            git,
+            password=password,
+            timeout=self.settings.git_timeout,
+            policy=self.settings.source_policy,
+        )
 
     async def _sync(
         self,

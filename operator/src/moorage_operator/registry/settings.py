@@ -12,6 +12,10 @@ Pure: parsing only (the environment is passed in or read from `os.environ`). A b
 - `REGISTRY_RETRY_BASE`, `REGISTRY_RETRY_CAP`: seconds (Go duration accepted) of the back-off
   between retries of a failing sync: the first delay and the longest. Defaults `10s` and `10m`.
 
+- `REGISTRY_ALLOW_LOCAL_SOURCES`: fetch git sources from `file://` and from hosts on the
+  operator's own pod or a metadata service (`moorage_api.sources`). For tests and local
+  development; the platform admin's choice, never a namespace user's. Default false.
+
 The registry API's image comes from the operator's `REGISTRY_API_IMAGE`.
 """
 
@@ -22,7 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from moorage_api.mcpregistry import SyncPolicy
-from moorage_core.settings import SettingError, parse_duration
+from moorage_api.sources import ALLOW_LOCAL_SOURCES_SETTING, SourcePolicy, literal_address
+from moorage_core.settings import SettingError, parse_bool, parse_duration
 from moorage_operator.registry.planning.scheduling import Backoff
 
 
@@ -40,6 +45,9 @@ class RegistrySettings:
     backoff: Backoff = field(default_factory=Backoff)
     """REGISTRY_RETRY_BASE / REGISTRY_RETRY_CAP: retry delays of a failing sync, in seconds.
     Defaults 10s and 10m."""
+    source_policy: SourcePolicy = field(default_factory=SourcePolicy)
+    """REGISTRY_ALLOW_LOCAL_SOURCES (default false) and the apiserver's Service address
+    (`KUBERNETES_SERVICE_HOST`): which git sources may be fetched (`moorage_api.sources`)."""
 
     def interval(self, policy: SyncPolicy) -> float:
         """Seconds between automatic syncs of a registry with `policy`."""
@@ -74,9 +82,18 @@ class RegistrySettings:
             raise SettingError(
                 f"REGISTRY_RETRY_CAP: must be at least REGISTRY_RETRY_BASE ({base:g}s)"
             )
+        try:
+            allow_local = parse_bool(env.get(ALLOW_LOCAL_SOURCES_SETTING, "").strip() or "false")
+        except SettingError as exc:
+            raise SettingError(f"{ALLOW_LOCAL_SOURCES_SETTING}: {exc}") from None
+        apiserver = literal_address(env.get("KUBERNETES_SERVICE_HOST", "").strip())
         return cls(
             api_image=api_image,
             git_timeout=seconds("REGISTRY_GIT_TIMEOUT") or defaults.git_timeout,
             sync_interval_override=seconds("REGISTRY_SYNC_INTERVAL_OVERRIDE"),
             backoff=Backoff(base=base, cap=cap),
+            source_policy=SourcePolicy(
+                allow_local=allow_local,
+                apiserver_addresses=frozenset() if apiserver is None else frozenset({apiserver}),
+            ),
         )

@@ -12,6 +12,7 @@ import re
 from typing import Final
 
 from moorage_api.base import CONFIG_MAP_KEY_PATTERN, ENV_NAME_PATTERN
+from moorage_api.mcpserver import ALLOWED_HOST_NAME_MAX_LENGTH, ALLOWED_HOST_PATTERN
 from moorage_webhook.validation.verdict import quoted
 
 DNS1123_LABEL_MAX: Final = 63
@@ -27,6 +28,7 @@ _DNS1035_LABEL: Final = re.compile(r"[a-z](?:[-a-z0-9]*[a-z0-9])?", re.ASCII)
 _QUALIFIED_NAME: Final = re.compile(r"[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?", re.ASCII)
 _ENV_NAME: Final = re.compile(ENV_NAME_PATTERN.strip("^$"), re.ASCII)
 _CONFIG_KEY: Final = re.compile(CONFIG_MAP_KEY_PATTERN.strip("^$"), re.ASCII)
+_ALLOWED_HOST: Final = re.compile(ALLOWED_HOST_PATTERN, re.ASCII)
 _IANA_SVC_NAME: Final = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?", re.ASCII)
 
 
@@ -119,4 +121,30 @@ def port_name_problem(value: str) -> str | None:
         return f"port name {quoted(value)} must be lowercase letters, digits and single '-'"
     if not any(c.isalpha() for c in value):
         return f"port name {quoted(value)} must contain at least one letter"
+    return None
+
+
+def allowed_host_problem(value: str) -> str | None:
+    """A `spec.allowedHosts` entry: what the proxy compares with a request's `Host` header."""
+    expected = (
+        "expected a lowercase host name or IPv4 address, optionally followed by :port "
+        "(1-65535) or :* (any port), e.g. mcp.example.com or mcp.example.com:443"
+    )
+    name, sep, port = value.rpartition(":")
+    if not sep:
+        name = value
+    elif port != "*" and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        return f"{quoted(value)} has an invalid port ({expected})"
+    if len(name) > ALLOWED_HOST_NAME_MAX_LENGTH:
+        return (
+            f"{quoted(value)}: the host name must be at most {ALLOWED_HOST_NAME_MAX_LENGTH} "
+            "characters"
+        )
+    if any(len(label) > DNS1123_LABEL_MAX for label in name.split(".")):
+        return (
+            f"{quoted(value)}: each dot-separated part must be at most {DNS1123_LABEL_MAX} "
+            "characters"
+        )
+    if _ALLOWED_HOST.fullmatch(value) is None:
+        return f"{quoted(value)} is not a host ({expected})"
     return None

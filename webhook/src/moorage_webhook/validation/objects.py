@@ -36,6 +36,7 @@ from moorage_api.mcpregistry import (
     RELATIVE_PATH_PATTERN,
 )
 from moorage_api.mcpserver import (
+    ALLOWED_HOST_PATTERN,
     ENDPOINT_PREFIX_PATTERN,
     HTTP_URL_PATTERN,
     SERVICE_ACCOUNT_REF_PATTERN,
@@ -47,6 +48,7 @@ from moorage_webhook.validation.locations import (
     https_url_problem,
 )
 from moorage_webhook.validation.names import (
+    allowed_host_problem,
     config_key_problem,
     dns1123_subdomain_problem,
     env_name_problem,
@@ -99,6 +101,7 @@ _PATTERN_REFINERS: Final[dict[str, Callable[[str], str | None]]] = {
     SERVICE_ACCOUNT_REF_PATTERN: _expecting(
         "must be namespace/name of a service account (lowercase DNS names)"
     ),
+    ALLOWED_HOST_PATTERN: allowed_host_problem,
     ENDPOINT_PREFIX_PATTERN: _expecting(
         "must be a URL path starting with '/', without spaces, '?' or '#'"
     ),

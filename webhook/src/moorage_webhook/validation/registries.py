@@ -6,6 +6,9 @@ This module adds:
 
 - the git repository URL has a host and path (or an absolute `file:///` path), plain `http://` is
   refused, and no password travels in it (there is `auth.passwordSecretRef` for that);
+- unless REGISTRY_ALLOW_LOCAL_SOURCES is on, no `file://` and no host that is the operator's own
+  pod or a metadata service by its text (`localhost`, loopback, link-local, unspecified IPs;
+  `moorage_api.sources`; the operator checks resolved addresses again when it fetches);
 - branch and tag are valid git ref names, a commit is a full SHA (a remote serves fetches by id
   only for a full one), `path` stays inside the repository;
 - `auth` with a non-https repository, and an `interval` that automatic syncing never uses, get
@@ -16,9 +19,11 @@ This module adds:
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from moorage_api.mcpregistry import GitSource, GlobFilter, MCPRegistry
+from moorage_api.sources import local_source_problem
 from moorage_webhook.validation.globs import glob_problem
 from moorage_webhook.validation.locations import (
     git_commit_problem,
@@ -32,9 +37,11 @@ from moorage_webhook.validation.verdict import Findings, Verdict, quoted
 DEFAULT_INTERVAL = "1h"
 
 
-def _check_git(git: GitSource, out: Findings) -> None:
+def _check_git(git: GitSource, out: Findings, *, allow_local_sources: bool) -> None:
     base = "spec.source.git"
-    if (why := git_repository_problem(git.repository)) is not None:
+    if (why := git_repository_problem(git.repository)) is not None or (
+        not allow_local_sources and (why := local_source_problem(git.repository)) is not None
+    ):
         out.error(f"{base}.repository", why)
     elif has_url_password(git.repository):
         out.error(
@@ -77,12 +84,17 @@ def _check_globs(name: str, globs: GlobFilter | None, out: Findings) -> None:
 
 
 def mcpregistry_rules(
-    new: MCPRegistry, old: MCPRegistry | None, raw: dict[str, Any], out: Findings
+    new: MCPRegistry,
+    old: MCPRegistry | None,
+    raw: dict[str, Any],
+    out: Findings,
+    *,
+    allow_local_sources: bool = False,
 ) -> None:
     """Every MCPRegistry rule of this module."""
     spec = new.spec
     if spec.source.git is not None:
-        _check_git(spec.source.git, out)
+        _check_git(spec.source.git, out, allow_local_sources=allow_local_sources)
     if not spec.sync_policy.automatic and spec.sync_policy.interval != DEFAULT_INTERVAL:
         out.warn(
             "spec.syncPolicy.interval",
@@ -93,6 +105,14 @@ def mcpregistry_rules(
         _check_globs("tags", spec.filter.tags, out)
 
 
-def validate_mcpregistry(new: dict[str, Any], *, old: dict[str, Any] | None = None) -> Verdict:
-    """Validate an MCPRegistry for admission; `old` is the stored object on an update."""
-    return validate_object(new, old=old, model=MCPRegistry, rules=mcpregistry_rules)
+def validate_mcpregistry(
+    new: dict[str, Any], *, old: dict[str, Any] | None = None, allow_local_sources: bool = False
+) -> Verdict:
+    """Validate an MCPRegistry for admission; `old` is the stored object on an update.
+    `allow_local_sources` (REGISTRY_ALLOW_LOCAL_SOURCES) admits `file://` and local hosts."""
+    return validate_object(
+        new,
+        old=old,
+        model=MCPRegistry,
+        rules=functools.partial(mcpregistry_rules, allow_local_sources=allow_local_sources),
+    )

@@ -15,6 +15,7 @@ hold, see `objects.py`) and reports:
 - OIDC issuer and JWKS URLs (https, http only for localhost), scopes, service-account references;
 - Cedar policies and entities parse (`cedarpolicies.py`);
 - `resourceOverrides`: valid keys and values, and a warning for keys Moorage sets itself;
+- `allowedHosts`: each a host name (at most 253 characters before its port);
 - on update: a changed transport, proxy mode or port moves or breaks what clients use.
 """
 
@@ -35,6 +36,7 @@ from moorage_webhook.validation.cedarpolicies import check_entities_json, check_
 from moorage_webhook.validation.imagerefs import ImageReferenceError, check_image_reference
 from moorage_webhook.validation.locations import https_url_problem
 from moorage_webhook.validation.names import (
+    allowed_host_problem,
     dns1123_label_problem,
     dns1123_subdomain_problem,
     env_name_problem,
@@ -309,6 +311,14 @@ def _check_update(spec: MCPServerSpec, old: MCPServerSpec, out: Findings) -> Non
         )
 
 
+def _check_allowed_hosts(spec: MCPServerSpec, out: Findings) -> None:
+    # The schema's pattern holds the syntax; what it cannot count (the name's length before a
+    # port) is checked here and by the CRD's CEL rule.
+    for index, host in enumerate(spec.allowed_hosts):
+        if (why := allowed_host_problem(host)) is not None:
+            out.error(f"spec.allowedHosts[{index}]", why)
+
+
 def mcpserver_rules(
     new: MCPServer, old: MCPServer | None, raw: dict[str, Any], out: Findings
 ) -> None:
@@ -322,6 +332,7 @@ def mcpserver_rules(
     _check_oidc(spec.oidc_config, out)
     _check_authz(spec.authz_config, out)
     _check_overrides(spec, out)
+    _check_allowed_hosts(spec, out)
     if old is not None:
         _check_update(spec, old.spec, out)
 
