@@ -42,7 +42,7 @@ import cedarpy
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from moorage_proxyrunner import audit
+from moorage_proxyrunner import audit, eras
 from moorage_proxyrunner.jsonrpc import Json, error_response
 from moorage_proxyrunner.pipeline import CallNext, Identity, McpCall, Reply
 
@@ -108,6 +108,10 @@ OPEN_METHODS: Final = frozenset(
 )
 """Methods that read nothing a policy guards: served to any caller. Every other method that is
 not targeted, listed or `completion/complete` is refused while authorisation is on."""
+
+CLIENT_NOTIFICATIONS: Final = eras.LEGACY_CLIENT_NOTIFICATIONS | eras.MODERN_CLIENT_NOTIFICATIONS
+"""Notifications the protocol lets clients send: they act on nothing a policy guards, so they
+pass; any other notification is refused like an unknown method."""
 
 
 class AuthzConfigError(ValueError):
@@ -467,7 +471,7 @@ class AuthzStep:
             self._count("allow", started)
             audit.note_decision("allow")
             return reply
-        if method in OPEN_METHODS:
+        if method in OPEN_METHODS or (call.id is None and method in CLIENT_NOTIFICATIONS):
             return await call_next(call)
         started = time.perf_counter()
         target: Target | None = None
