@@ -463,6 +463,14 @@ class AuthzStep:
         if authorizer is None:
             return await call_next(call)
         method = call.method
+        if call.id is None:
+            if method in CLIENT_NOTIFICATIONS:
+                return await call_next(call)
+            # The endpoints refuse other notifications already; one that gets here anyway is
+            # refused like a method outside the model, whatever it names.
+            self._count("deny", time.perf_counter())
+            audit.note_decision("deny")
+            return forbidden(call, None)
         listing = LISTINGS.get(method)
         if listing is not None:
             reply = await call_next(call.wanting_result())
@@ -471,7 +479,7 @@ class AuthzStep:
             self._count("allow", started)
             audit.note_decision("allow")
             return reply
-        if method in OPEN_METHODS or (call.id is None and method in CLIENT_NOTIFICATIONS):
+        if method in OPEN_METHODS:
             return await call_next(call)
         started = time.perf_counter()
         target: Target | None = None
