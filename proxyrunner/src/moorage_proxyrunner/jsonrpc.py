@@ -122,6 +122,9 @@ def unambiguous_object(pairs: list[tuple[str, Any]]) -> Json:
                 raise AmbiguousKeys(key)
             seen.add(key)
     if len(obj) > 1:
+        joined = "".join(obj)
+        if joined.isascii() and joined == joined.lower():
+            return obj  # distinct keys without capitals cannot collide when folded
         folded = {key.casefold() for key in obj}
         if len(folded) != len(obj):
             firsts: dict[str, str] = {}
