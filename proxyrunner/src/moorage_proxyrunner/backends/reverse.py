@@ -18,7 +18,8 @@ middleware pipeline first, notifications too; what goes upstream is the parsed m
 (`encode`), never the client's bytes, so the server reads exactly what was authorised and audited.
 For the same reason `Mcp-Method` and `Mcp-Name` are written from that message on the modern wire
 and dropped on the legacy one. A step that needs a result (the tool filter on `tools/list`)
-makes the proxy read that one answer whole and rewrite it. Targets is a list so a StatefulSet's pods can be given; locally it has one entry.
+makes the proxy read that one answer whole and rewrite it. Targets is a list so a StatefulSet's
+pods can be given; locally it has one entry.
 """
 
 from __future__ import annotations
