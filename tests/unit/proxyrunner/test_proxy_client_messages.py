@@ -7,6 +7,7 @@ import json
 import pytest
 
 from moorage_proxyrunner import eras
+from moorage_proxyrunner.backends.reverse import routing_headers
 from moorage_proxyrunner.jsonrpc import (
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
@@ -139,3 +140,33 @@ def test_requests_and_responses_are_not_notifications() -> None:
         {"jsonrpc": "2.0", "id": 1, "result": {}},
     ):
         assert isinstance(check_client_message(encode(body), modern=True), Message)
+
+
+@pytest.mark.parametrize(
+    ("message", "modern", "expected"),
+    [
+        (
+            {"method": "tools/call", "params": {"name": "public_echo"}},
+            True,
+            {"Accept": "*/*", "Mcp-Method": "tools/call", "Mcp-Name": "public_echo"},
+        ),
+        (
+            {"method": "resources/read", "params": {"uri": "file:///é"}},
+            True,
+            {
+                "Accept": "*/*",
+                "Mcp-Method": "resources/read",
+                "Mcp-Name": "=?base64?ZmlsZTovLy/DqQ==?=",
+            },
+        ),
+        ({"method": "tools/list"}, True, {"Accept": "*/*", "Mcp-Method": "tools/list"}),
+        ({"method": "tools/call", "params": {"name": "public_echo"}}, False, {"Accept": "*/*"}),
+        ({"id": 1, "result": {}}, True, {"Accept": "*/*"}),
+    ],
+    ids=["modern-call", "modern-non-ascii-uri", "modern-no-name", "legacy", "response"],
+)
+def test_routing_headers_are_written_from_the_forwarded_message(
+    message: dict[str, object], modern: bool, expected: dict[str, str]
+) -> None:
+    client = {"Accept": "*/*", "mcp-method": "tools/list", "MCP-NAME": "delete_everything"}
+    assert routing_headers(client, message, modern=modern) == expected
