@@ -42,7 +42,8 @@ import cedarpy
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from moorage_proxyrunner import audit, eras
+from moorage_proxyrunner import audit
+from moorage_proxyrunner.eras import LEGACY_CLIENT_NOTIFICATIONS, MODERN_CLIENT_NOTIFICATIONS
 from moorage_proxyrunner.jsonrpc import Json, error_response
 from moorage_proxyrunner.pipeline import CallNext, Identity, McpCall, Reply
 
@@ -109,7 +110,7 @@ OPEN_METHODS: Final = frozenset(
 """Methods that read nothing a policy guards: served to any caller. Every other method that is
 not targeted, listed or `completion/complete` is refused while authorisation is on."""
 
-CLIENT_NOTIFICATIONS: Final = eras.LEGACY_CLIENT_NOTIFICATIONS | eras.MODERN_CLIENT_NOTIFICATIONS
+CLIENT_NOTIFICATIONS: Final = LEGACY_CLIENT_NOTIFICATIONS | MODERN_CLIENT_NOTIFICATIONS
 """Notifications the protocol lets clients send: they act on nothing a policy guards, so they
 pass; any other notification is refused like an unknown method."""
 
