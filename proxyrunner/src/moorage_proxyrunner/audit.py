@@ -6,9 +6,19 @@ tell it what they decided through `note_decision` / `note_hidden` (a context var
 the one request). Requests turned away before the pipeline (a missing or bad token) are recorded
 by the authentication layer through `AuditStep.record_refusal`.
 
+Audit comes before the backend: the audit step's `gate` is the last step of the pipeline, and it
+writes a `mcp_audit_forward` record of the request exactly as it will be forwarded (after any
+renaming, with the decision) before it calls on to the backend; when that record cannot be
+written the request is answered with an error and not forwarded. The `mcp_audit` record (one per
+request, with the outcome) follows when the answer is known. Both name the client's own request
+id and what the client asked for, read when the request entered the pipeline: the backend may
+rewrite the message it is handed (the stdio bridge gives it a backend id).
+
 Records are written by a dedicated JSON line writer rather than through structlog, so they stay
 JSON whatever the log format, and each is one `write` of one line (they interleave with log
-lines, never inside them). Switching audit on or off is live: the flag is read per request.
+lines, never inside them). A record whose text is not valid UTF-8 (a lone surrogate in a token
+claim) is written with non-ASCII characters escaped rather than lost. Switching audit on or off
+is live: the flag is read per request.
 """
 
 from __future__ import annotations
@@ -21,11 +31,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, TextIO
 
-from moorage_proxyrunner.jsonrpc import Json
+import structlog
+
+from moorage_proxyrunner.jsonrpc import INTERNAL_ERROR, Json, error_response
 from moorage_proxyrunner.pipeline import CallNext, McpCall, Reply
+
+log = structlog.get_logger(__name__)
 
 RECORD_EVENT: Final = "mcp_audit"
 """The `event` of every audit record, to tell them from log lines on the same stream."""
+FORWARD_EVENT: Final = "mcp_audit_forward"
+"""The `event` of the record written just before a request goes to the backend."""
 
 TARGETS: Final = {
     "tools/call": ("tool", "name"),
@@ -38,10 +54,16 @@ TARGETS: Final = {
 
 @dataclass(slots=True)
 class _Note:
-    """What the steps after the audit step decided about the current request."""
+    """What the steps after the audit step decided about the current request.
 
+    `entry`: the record's fields read from the request as it entered the pipeline (the client's
+    id and target), shared by both records; `forwarded`: the gate let it through to the backend.
+    """
+
+    entry: dict[str, Any]
     decision: str | None = None
     hidden: bool = False
+    forwarded: bool = False
 
 
 _NOTE: contextvars.ContextVar[_Note | None] = contextvars.ContextVar(
@@ -97,14 +119,22 @@ class AuditWriter:
         self.server = server
 
     def write(self, record: dict[str, Any]) -> None:
+        """One line; raises what the stream raises (`OSError`, ...)."""
         line = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str)
+        try:
+            line.encode()
+        except UnicodeEncodeError:
+            line = json.dumps(record, ensure_ascii=True, separators=(",", ":"), default=str)
         stream = self._stream or sys.stdout
         stream.write(line + "\n")
         stream.flush()
 
 
 class AuditStep:
-    """The audit step; `enabled` is read per request (a RunConfig change flips it live)."""
+    """The audit step; `enabled` is read per request (a RunConfig change flips it live).
+
+    `gate` is a second step, the last of the pipeline (see the module docstring).
+    """
 
     def __init__(self, *, enabled: bool = False, writer: AuditWriter | None = None) -> None:
         self.enabled = enabled
@@ -114,7 +144,7 @@ class AuditStep:
         if not self.enabled:
             return await call_next(call)
         started = time.perf_counter()
-        note = _Note()
+        note = _Note(self._entry(call))
         token = _NOTE.set(note)
         reply: Reply | None = None
         try:
@@ -122,11 +152,42 @@ class AuditStep:
             return reply
         finally:
             _NOTE.reset(token)
-            self._record(call, reply, note, time.perf_counter() - started)
+            self._record(note, reply, time.perf_counter() - started)
 
-    def _record(self, call: McpCall, reply: Reply | None, note: _Note, seconds: float) -> None:
+    async def gate(self, call: McpCall, call_next: CallNext) -> Reply:
+        """Write the forward record, then call the backend; refuse when it cannot be written."""
+        note = _NOTE.get()
+        if note is None:
+            return await call_next(call)
+        _, name = target_of(call.message)
+        record = {
+            **note.entry,
+            "time": _now(),
+            "event": FORWARD_EVENT,
+            "forwarded_method": call.method,
+            "forwarded_target": name,
+            "decision": note.decision or "allow",
+        }
+        if note.hidden:
+            record["hidden"] = True
+        try:
+            self.writer.write(record)
+        except (OSError, ValueError) as exc:
+            log.error("audit_write_failed", error=str(exc), method=call.method)
+            return Reply(
+                error_response(
+                    call.id,
+                    INTERNAL_ERROR,
+                    "The request could not be audited, so it was not forwarded; try again later",
+                ),
+                status=500,
+            )
+        note.forwarded = True
+        return await call_next(call)
+
+    def _entry(self, call: McpCall) -> dict[str, Any]:
         kind, name = target_of(call.message)
-        record: dict[str, Any] = {
+        return {
             "time": _now(),
             "event": RECORD_EVENT,
             "server": self.writer.server,
@@ -134,13 +195,19 @@ class AuditStep:
             "method": call.method,
             "target_type": kind,
             "target": name,
+            "era": call.era,
+            "session": call.session_id[:8] if call.session_id else None,
+            "request_id": call.id,
+        }
+
+    def _record(self, note: _Note, reply: Reply | None, seconds: float) -> None:
+        record: dict[str, Any] = {
+            **note.entry,
             "decision": note.decision or "allow",
             "status": None,
             "outcome": "cancelled",
             "duration_ms": round(seconds * 1000, 3),
-            "era": call.era,
-            "session": call.session_id[:8] if call.session_id else None,
-            "request_id": call.id,
+            "forwarded": note.forwarded,
         }
         if note.hidden:
             record["hidden"] = True
@@ -149,7 +216,7 @@ class AuditStep:
             message = reply.message
             error = message.get("error") if message is not None else None
             if message is None:
-                record["outcome"] = "streamed"
+                record["outcome"] = "streamed" if record["request_id"] is not None else "accepted"
             elif isinstance(error, dict):
                 record["outcome"] = "error"
                 record["error_code"] = error.get("code")
@@ -157,7 +224,12 @@ class AuditStep:
                 result = message.get("result")
                 is_error = isinstance(result, dict) and result.get("isError") is True
                 record["outcome"] = "tool_error" if is_error else "ok"
-        self.writer.write(record)
+        try:
+            self.writer.write(record)
+        except (OSError, ValueError) as exc:
+            # The request was recorded before it was forwarded (or never was); only its outcome
+            # is lost, and the client still gets its answer.
+            log.error("audit_write_failed", error=str(exc), method=record["method"])
 
     def record_refusal(
         self, *, path: str, status: int, reason: str, subject: str | None, seconds: float

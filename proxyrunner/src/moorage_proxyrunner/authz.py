@@ -45,6 +45,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from moorage_api.cedarbounds import PolicyBoundsError, check_policies_bounds, join_policies
 from moorage_proxyrunner import audit
+from moorage_proxyrunner.eras import LEGACY_CLIENT_NOTIFICATIONS, MODERN_CLIENT_NOTIFICATIONS
 from moorage_proxyrunner.jsonrpc import Json, error_response
 from moorage_proxyrunner.pipeline import CallNext, Identity, McpCall, Reply
 
@@ -110,6 +111,10 @@ OPEN_METHODS: Final = frozenset(
 )
 """Methods that read nothing a policy guards: served to any caller. Every other method that is
 not targeted, listed or `completion/complete` is refused while authorisation is on."""
+
+CLIENT_NOTIFICATIONS: Final = LEGACY_CLIENT_NOTIFICATIONS | MODERN_CLIENT_NOTIFICATIONS
+"""Notifications the protocol lets clients send: they act on nothing a policy guards, so they
+pass; any other notification is refused like an unknown method."""
 
 
 class AuthzConfigError(ValueError):
@@ -471,6 +476,14 @@ class AuthzStep:
         if authorizer is None:
             return await call_next(call)
         method = call.method
+        if call.id is None:
+            if method in CLIENT_NOTIFICATIONS:
+                return await call_next(call)
+            # The endpoints refuse other notifications already; one that gets here anyway is
+            # refused like a method outside the model, whatever it names.
+            self._count("deny", time.perf_counter())
+            audit.note_decision("deny")
+            return forbidden(call, None)
         listing = LISTINGS.get(method)
         if listing is not None:
             reply = await call_next(call.wanting_result())

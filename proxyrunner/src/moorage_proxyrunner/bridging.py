@@ -40,7 +40,7 @@ from moorage_proxyrunner.jsonrpc import (
     result_response,
 )
 from moorage_proxyrunner.metrics import ProxyMetrics
-from moorage_proxyrunner.pipeline import ANONYMOUS, Identity, McpCall, Pipeline, Reply
+from moorage_proxyrunner.pipeline import ANONYMOUS, Era, Identity, McpCall, Pipeline, Reply
 from moorage_proxyrunner.responding import (
     Refusal,
     Refusing,
@@ -147,7 +147,7 @@ class BridgeEndpoints(Refusing):
         started = time.perf_counter()
         version = request.headers.get("MCP-Protocol-Version")
         modern = version is not None and version not in eras.HANDSHAKE_VERSIONS
-        intake = await read_message(request, limit=self.settings.max_body_bytes)
+        intake = await read_message(request, limit=self.settings.max_body_bytes, modern=modern)
         if isinstance(intake, Refusal):
             return self.refuse(intake, started)
         parsed, wants_sse = intake.message, intake.wants_sse
@@ -250,8 +250,7 @@ class BridgeEndpoints(Refusing):
             )
             return failure
         if message.kind is Kind.NOTIFICATION:
-            await self.bridge.notify(session.peer, message.body)
-            return web.Response(status=202)
+            return await self._notify(session.peer, message, identity_of(request), session.id)
         if message.kind is Kind.RESPONSE:
             await self.bridge.respond(session.peer, message.body)
             return web.Response(status=202)
@@ -355,6 +354,23 @@ class BridgeEndpoints(Refusing):
                 # server finishes, and its answer has nowhere to go.
                 exchange.abandon()
 
+    async def _notify(
+        self, peer: Peer | None, message: Message, identity: Identity, session_id: str | None
+    ) -> web.Response:
+        """A client notification the protocol defines, through the pipeline (audited like a
+        request) to the backend; `peer` None: a modern one, with nothing to forward it to."""
+
+        async def terminal(call: McpCall) -> Reply:
+            if peer is not None:
+                await self.bridge.notify(peer, call.message)
+            return Reply(None, status=202)
+
+        era: Era = "modern" if peer is None else "legacy"
+        reply = await self.pipeline.bind(terminal)(McpCall(message.body, identity, era, session_id))
+        if reply.message is not None:
+            return json_body(reply.message, status=reply.status)
+        return web.Response(status=202)
+
     def _answer_locally(self, peer: Peer, call: McpCall, request_id: RequestId) -> Json | None:
         """Requests the proxy answers itself for a legacy session, or None to forward."""
         method = call.method
@@ -383,9 +399,9 @@ class BridgeEndpoints(Refusing):
             if version not in eras.MODERN_VERSIONS:
                 rejection = eras.unsupported_version(version)
                 return rpc_error(400, rejection.code, rejection.message, data=rejection.data)
-            # The modern wire has no client notifications we could act on (cancelling is
-            # closing the stream); accept and drop, as the spec allows.
-            return web.Response(status=202)
+            # The modern wire's one client notification, `notifications/cancelled`, has nothing
+            # to act on here (cancelling is closing the stream): audited, then dropped.
+            return await self._notify(None, message, identity_of(request), None)
         if message.kind is Kind.RESPONSE:
             return self.reject(
                 400,
@@ -589,14 +605,16 @@ class BridgeEndpoints(Refusing):
         session = self._owned_session(session_id, "sse", identity)
         if session is None:
             return rpc_error(404, INVALID_REQUEST, "Session not found")
-        intake = await read_message(request, limit=self.settings.max_body_bytes, check_accept=False)
+        intake = await read_message(
+            request, limit=self.settings.max_body_bytes, modern=False, check_accept=False
+        )
         if isinstance(intake, Refusal):
             return self.refuse(intake, started)
         parsed = intake.message
         peer = session.peer
         if parsed.kind is Kind.NOTIFICATION:
-            await self.bridge.notify(peer, parsed.body)
-        elif parsed.kind is Kind.RESPONSE:
+            return await self._notify(peer, parsed, identity, session.id)
+        if parsed.kind is Kind.RESPONSE:
             await self.bridge.respond(peer, parsed.body)
         elif parsed.method == "initialize":
             if not await self.bridge.wait_connected(self.settings.drain_timeout):

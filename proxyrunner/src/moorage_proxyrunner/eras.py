@@ -67,6 +67,22 @@ REMOVED_IN_MODERN: Final = frozenset(
 )
 """Requests the 2026-07-28 wire no longer has: answered 404 / -32601."""
 
+LEGACY_CLIENT_NOTIFICATIONS: Final = frozenset(
+    {
+        "notifications/initialized",
+        "notifications/cancelled",
+        "notifications/progress",
+        "notifications/roots/list_changed",
+        "notifications/tasks/status",
+    }
+)
+"""The notifications a client may send in the legacy era (the union over its revisions; the
+2025-11-25 schema's `ClientNotification`). Anything else is refused: no notification acts on a
+tool, prompt or resource, so none needs a policy decision, and one the protocol does not define
+must not reach the server undecided."""
+MODERN_CLIENT_NOTIFICATIONS: Final = frozenset({"notifications/cancelled"})
+"""The 2026-07-28 schema's only `ClientNotification`."""
+
 CACHEABLE: Final = frozenset(
     {"tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read"}
 )
@@ -254,6 +270,19 @@ def check_modern_headers(body: Json, headers: Mapping[str, str]) -> LadderReject
                 HEADER_MISMATCH, f"Mcp-Name does not match the request's {name_key!r}"
             )
     return None
+
+
+def notification_refusal(method: str, *, modern: bool) -> LadderRejection | None:
+    """The -32601 error (HTTP 400) for a notification clients do not send; None to let it in."""
+    allowed = MODERN_CLIENT_NOTIFICATIONS if modern else LEGACY_CLIENT_NOTIFICATIONS
+    if method in allowed:
+        return None
+    era = "2026-07-28" if modern else "this protocol version"
+    return LadderRejection(
+        METHOD_NOT_FOUND,
+        f"{method[:100]!a} is not a notification a client may send in {era}; "
+        f"send a request (with an id), or one of: {', '.join(sorted(allowed))}",
+    )
 
 
 def unsupported_version(requested: str) -> LadderRejection:

@@ -7,11 +7,20 @@ the returned `Rejection`; the HTTP layer picks the status.
 
 MCP narrows JSON-RPC: ids are strings or integers (never null), params are objects, and batches
 (allowed only by revision 2025-03-26) are not served by this proxy.
+
+What a client sends is read more strictly (`parse_client_message`), because the proxy authorises
+and audits its own reading of the message and the server must not be able to read it another
+way: an object with a duplicate key, or with two keys that differ only in case (Go's
+`encoding/json`, among others, matches keys case-insensitively, the last one winning), is
+refused wherever it occurs, and so is a string holding a lone UTF-16 surrogate (not Unicode: it
+cannot be audited or re-encoded as UTF-8). The message is then forwarded as `encode` writes the
+parsed object, never as the client's bytes.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Final
@@ -88,6 +97,79 @@ def parse_message(data: bytes | str) -> Message | Rejection:
     except (ValueError, RecursionError, UnicodeDecodeError):
         # ValueError covers JSONDecodeError and over-long integer literals.
         return Rejection(PARSE_ERROR, "Parse error: the body is not valid JSON")
+    return classify(decoded)
+
+
+class AmbiguousKeys(ValueError):
+    """An object with a duplicate key or two keys equal but for case; `key` is one of them."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def unambiguous_object(pairs: list[tuple[str, Any]]) -> Json:
+    """`json.loads`'s `object_pairs_hook`: the object, or `AmbiguousKeys`.
+
+    `casefold` equates at least what Go's `encoding/json` equates (it also folds the Kelvin
+    sign and the long s onto k and s); refusing a few more pairs (ß and ss) is the safe side.
+    """
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise AmbiguousKeys(key)
+            seen.add(key)
+    if len(obj) > 1:
+        joined = "".join(obj)
+        if joined.isascii() and joined == joined.lower():
+            return obj  # distinct keys without capitals cannot collide when folded
+        folded = {key.casefold() for key in obj}
+        if len(folded) != len(obj):
+            firsts: dict[str, str] = {}
+            for key in obj:
+                first = firsts.setdefault(key.casefold(), key)
+                if first != key:
+                    raise AmbiguousKeys(key)
+    return obj
+
+
+_SURROGATE_HINT = re.compile(rb"\\u[dD][89abcdefABCDEF]|\xed[\xa0-\xbf]")
+"""Bytes that may decode to a surrogate: an escape `\\uD800`-`\\uDFFF`, or one encoded raw
+(Python's decoder lets both through). A pair decodes to one character and passes the check."""
+
+
+def has_lone_surrogate(value: Any) -> bool:
+    """Whether a decoded JSON value holds a lone surrogate in any string, key or value."""
+    if isinstance(value, str):
+        return any("\ud800" <= char <= "\udfff" for char in value)
+    if isinstance(value, dict):
+        return any(has_lone_surrogate(k) or has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(has_lone_surrogate(v) for v in value)
+    return False
+
+
+def parse_client_message(data: bytes | str) -> Message | Rejection:
+    """Decode one JSON-RPC message from a client, strictly (see the module docstring)."""
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    try:
+        decoded = json.loads(raw, object_pairs_hook=unambiguous_object)
+    except AmbiguousKeys as exc:
+        return Rejection(
+            INVALID_REQUEST,
+            f"An object in the message has the key {exc.key[:64]!a} twice, or next to a key "
+            "that differs from it only in case; send each key once",
+        )
+    except (ValueError, RecursionError, UnicodeDecodeError):
+        return Rejection(PARSE_ERROR, "Parse error: the body is not valid JSON")
+    if _SURROGATE_HINT.search(raw) is not None and has_lone_surrogate(decoded):
+        return Rejection(
+            PARSE_ERROR,
+            "Parse error: a string in the message holds a lone UTF-16 surrogate "
+            "(\\ud800-\\udfff without its pair), which is not Unicode text",
+        )
     return classify(decoded)
 
 

@@ -1,11 +1,11 @@
 """The proxy's middleware, assembled once per process (spec §4.4).
 
 Order: body limit (endpoints) → authentication (aiohttp middleware, `authn.AuthnLayer`) → audit →
-MCP parsing (endpoints) → tool filter/override → authorisation → backend. The last three are
-pipeline steps built here, always present and switched on or off by their settings, so that a
-RunConfig change can swap what they hold (`Middleware.apply`) without rebuilding the pipeline,
-the endpoints or the sessions. Authentication is fixed for the life of the process: a change of
-`oidc` rolls the proxy.
+MCP parsing (endpoints) → tool filter/override → authorisation → audit gate (the forward
+record, `audit.AuditStep.gate`) → backend. The pipeline steps are built here, always present
+and switched on or off by their settings, so that a RunConfig change can swap what they hold
+(`Middleware.apply`) without rebuilding the pipeline, the endpoints or the sessions.
+Authentication is fixed for the life of the process: a change of `oidc` rolls the proxy.
 
 `LiveConfig` is the part of a RunConfig that applies live; building one checks it whole (Cedar
 parses, renames do not collide) so that a bad change can be refused before anything is swapped.
@@ -131,7 +131,9 @@ class Middleware:
             tool_name=self._client_tool_name,
             metrics=AuthzMetrics(registry),
         )
-        self.pipeline = Pipeline([self.audit_step, self.filter_step, self.authz_step])
+        self.pipeline = Pipeline(
+            [self.audit_step, self.filter_step, self.authz_step, self.audit_step.gate]
+        )
         self.authn: AuthnLayer | None = None
         self._fetcher: JwksFetcher | None = None
         if settings.oidc is not None:

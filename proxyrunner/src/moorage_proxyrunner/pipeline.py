@@ -5,8 +5,8 @@ tool filter/override → authorisation → backend. The body limit, transport ch
 happen in the HTTP layer; everything from there on is a `Step` here. A step receives the
 `McpCall` and the rest of the chain (`call_next`), and returns the `Reply`: it may rewrite the
 call (a renamed tool), answer it without calling on (a denial), or rewrite the reply (a filtered
-tool list). Notifications that stream while a request runs (progress, logs) do not pass through
-the chain.
+tool list). A client's notifications pass through it too (an `McpCall` without an id); the
+server's notifications that stream while a request runs (progress, logs) do not.
 
 Authentication, audit and authorisation plug in here; the tool filter/override is the first step
 shipped. Pure orchestration: no I/O of its own.
@@ -37,7 +37,7 @@ ANONYMOUS = Identity()
 
 @dataclass(frozen=True, slots=True)
 class McpCall:
-    """One client request on its way to the backend.
+    """One client request (or notification: `id` None) on its way to the backend.
 
     `message` is the JSON-RPC request object; a step that changes it passes a rewritten copy
     on (`with_params`). `want_result`: a later step needs the full result (an HTTP backend then

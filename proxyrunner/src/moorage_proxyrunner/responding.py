@@ -14,15 +14,17 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from moorage_proxyrunner import eras
 from moorage_proxyrunner.jsonrpc import (
     INVALID_REQUEST,
     Json,
+    Kind,
     Message,
     Rejection,
     RequestId,
     encode,
     error_response,
-    parse_message,
+    parse_client_message,
 )
 from moorage_proxyrunner.metrics import ProxyMetrics
 from moorage_proxyrunner.settings import ProxySettings
@@ -96,17 +98,32 @@ class Refusal:
 
 @dataclass(frozen=True, slots=True)
 class Intake:
-    """An accepted POST: the message, its raw bytes, and whether the client takes SSE."""
+    """An accepted POST: the message and whether the client takes SSE.
+
+    The client's bytes are not kept: what goes on is the parsed message, re-encoded."""
 
     message: Message
-    body: bytes
     wants_sse: bool
 
 
+def check_client_message(body: bytes, *, modern: bool) -> Message | Refusal:
+    """A client's message as the proxy will authorise, audit and forward it, or the 400 refusal:
+    not strict JSON-RPC (`parse_client_message`), or a notification clients do not send."""
+    parsed = parse_client_message(body)
+    if isinstance(parsed, Rejection):
+        return Refusal(400, parsed.code, parsed.message, parsed.id)
+    if parsed.kind is Kind.NOTIFICATION:
+        refusal = eras.notification_refusal(parsed.method, modern=modern)
+        if refusal is not None:
+            return Refusal(400, refusal.code, refusal.message)
+    return parsed
+
+
 async def read_message(
-    request: web.Request, *, limit: int, check_accept: bool = True
+    request: web.Request, *, limit: int, modern: bool, check_accept: bool = True
 ) -> Intake | Refusal:
-    """Content type (415), Accept (406), size (413) and JSON-RPC envelope (400) of a POST."""
+    """Content type (415), Accept (406), size (413) and the message itself (400, see
+    `check_client_message`) of a POST."""
     if not is_json_content(request):
         return Refusal(415, INVALID_REQUEST, "Content-Type must be application/json")
     wants_json, wants_sse = accepts(request)
@@ -118,10 +135,10 @@ async def read_message(
         body = await read_body(request, limit)
     except BodyTooLarge:
         return Refusal(413, INVALID_REQUEST, f"Request body exceeds {limit} bytes")
-    parsed = parse_message(body)
-    if isinstance(parsed, Rejection):
-        return Refusal(400, parsed.code, parsed.message, parsed.id)
-    return Intake(parsed, body, wants_sse)
+    parsed = check_client_message(body, modern=modern)
+    if isinstance(parsed, Refusal):
+        return parsed
+    return Intake(parsed, wants_sse)
 
 
 def endpoint_url(request: web.Request, settings: ProxySettings, session_id: str) -> str:

@@ -34,11 +34,11 @@ TIME_SERVER = (str(Path(sys.executable).parent / "mcp-server-time"), "--local-ti
 JSON = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
 
 
-async def initialize(http: aiohttp.ClientSession, mcp_url: str) -> str:
-    """Open a legacy session with raw HTTP; its `Mcp-Session-Id`."""
-    body = {
+def initialize_request(request_id: int | str = 1) -> dict[str, Any]:
+    """A legacy `initialize` request of a raw client."""
+    return {
         "jsonrpc": "2.0",
-        "id": 1,
+        "id": request_id,
         "method": "initialize",
         "params": {
             "protocolVersion": "2025-11-25",
@@ -46,6 +46,11 @@ async def initialize(http: aiohttp.ClientSession, mcp_url: str) -> str:
             "clientInfo": {"name": "raw", "version": "1"},
         },
     }
+
+
+async def initialize(http: aiohttp.ClientSession, mcp_url: str) -> str:
+    """Open a legacy session with raw HTTP; its `Mcp-Session-Id`."""
+    body = initialize_request()
     async with http.post(mcp_url, json=body, headers=JSON) as resp:
         assert resp.status == 200
         session_id = resp.headers["Mcp-Session-Id"]

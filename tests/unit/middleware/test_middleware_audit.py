@@ -93,3 +93,97 @@ def test_refusals_are_recorded_only_when_enabled() -> None:
     step.record_refusal(path="/mcp", status=401, reason="expired", subject=None, seconds=0.001)
     [record] = records(stream)
     assert (record["status"], record["decision"], record["reason"]) == (401, "deny", "expired")
+
+
+def gated_chain(step: AuditStep, terminal: Any, policy: str | None = None) -> Any:
+    steps: list[Any] = [step, ToolFilterStep(ToolPolicy(overrides={}))]
+    if policy is not None:
+        steps.append(AuthzStep(Authorizer(compile_authz([policy]))))
+    steps.append(step.gate)
+    return Pipeline(steps).bind(terminal)
+
+
+async def test_the_forward_record_is_written_before_the_backend_sees_the_request() -> None:
+    stream = io.StringIO()
+    step = AuditStep(enabled=True, writer=AuditWriter(stream))
+    seen_by_backend: list[list[dict[str, Any]]] = []
+
+    async def rewriting_backend(c: McpCall) -> Reply:
+        seen_by_backend.append(records(stream))
+        c.message["id"] = 9001  # as the stdio bridge does: a backend id
+        return Reply({"jsonrpc": "2.0", "id": 9001, "result": {}})
+
+    await gated_chain(step, rewriting_backend)(call("tools/call", {"name": "echo"}))
+    [[forward]] = seen_by_backend
+    assert forward["event"] == "mcp_audit_forward"
+    assert (forward["request_id"], forward["forwarded_target"]) == (4, "echo")
+    assert [r["event"] for r in records(stream)] == ["mcp_audit_forward", "mcp_audit"]
+    assert records(stream)[1]["request_id"] == 4
+    assert records(stream)[1]["forwarded"] is True
+
+
+async def test_a_request_that_cannot_be_audited_is_not_forwarded() -> None:
+    class Broken(io.StringIO):
+        def write(self, text: str) -> int:
+            raise OSError("stdout is gone")
+
+    forwarded: list[McpCall] = []
+
+    async def backend_spy(c: McpCall) -> Reply:
+        forwarded.append(c)
+        return Reply({"jsonrpc": "2.0", "id": c.id, "result": {}})
+
+    step = AuditStep(enabled=True, writer=AuditWriter(Broken()))
+    reply = await gated_chain(step, backend_spy)(call("tools/call", {"name": "echo"}))
+    assert forwarded == []
+    assert reply.status == 500
+    assert reply.message is not None
+    assert "could not be audited" in reply.message["error"]["message"]
+
+
+async def test_a_denied_request_never_gets_a_forward_record() -> None:
+    stream = io.StringIO()
+    step = AuditStep(enabled=True, writer=AuditWriter(stream))
+    policy = 'permit(principal, action, resource) when { resource == Tool::"echo" };'
+    reply = await gated_chain(step, backend, policy)(call("tools/call", {"name": "rm"}))
+    assert reply.status == 403
+    [record] = records(stream)
+    assert (record["event"], record["decision"], record["forwarded"]) == (
+        "mcp_audit",
+        "deny",
+        False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "status"),
+    [("notifications/cancelled", 202), ("notifications/progress", 202), ("tools/call", 403)],
+)
+async def test_notifications_are_audited_and_only_client_ones_pass_authorisation(
+    method: str, status: int
+) -> None:
+    stream = io.StringIO()
+    step = AuditStep(enabled=True, writer=AuditWriter(stream))
+    policy = "permit(principal, action, resource);"
+
+    async def accepting(c: McpCall) -> Reply:
+        return Reply(None, status=202)
+
+    note = McpCall({"jsonrpc": "2.0", "method": method, "params": {"name": "x"}}, ALICE, "legacy")
+    reply = await gated_chain(step, accepting, policy)(note)
+    assert reply.status == status
+    final = records(stream)[-1]
+    assert (final["method"], final["request_id"], final["status"]) == (method, None, status)
+    assert final["outcome"] == ("accepted" if status == 202 else "error")
+
+
+def test_a_record_that_is_not_utf8_is_written_escaped() -> None:
+    class Utf8Only(io.StringIO):
+        def write(self, text: str) -> int:
+            text.encode()
+            return super().write(text)
+
+    stream = Utf8Only()
+    AuditWriter(stream).write({"subject": "\ud800x", "target": "é"})
+    [record] = records(stream)
+    assert record == {"subject": "\ud800x", "target": "é"}

@@ -13,9 +13,13 @@ answer carried the `Mcp-Session-Id`, or who opened `GET /sse`): another subject 
 id is answered exactly like an unknown session (404), as the stdio bridge does. With
 authentication on, a session id the proxy never saw opened has no known owner and is unknown too.
 
-Every request body is parsed and passed through the middleware pipeline first; a step that
-needs a result (the tool filter on `tools/list`) makes the proxy read that one answer whole and
-rewrite it. Targets is a list so a StatefulSet's pods can be given; locally it has one entry.
+Every request body is parsed (strictly: `jsonrpc.parse_client_message`) and passed through the
+middleware pipeline first, notifications too; what goes upstream is the parsed message, re-encoded
+(`encode`), never the client's bytes, so the server reads exactly what was authorised and audited.
+For the same reason `Mcp-Method` and `Mcp-Name` are written from that message on the modern wire
+and dropped on the legacy one. A step that needs a result (the tool filter on `tools/list`)
+makes the proxy read that one answer whole and rewrite it. Targets is a list so a StatefulSet's
+pods can be given; locally it has one entry.
 """
 
 from __future__ import annotations
@@ -94,6 +98,27 @@ def forwarded_headers(headers: Mapping[str, str]) -> dict[str, str]:
         key = name.lower()
         if key in FORWARDED_REQUEST_HEADERS or key.startswith("mcp-param-"):
             out[name] = value
+    return out
+
+
+def routing_headers(headers: Mapping[str, str], message: Json, *, modern: bool) -> dict[str, str]:
+    """`headers` with `Mcp-Method`/`Mcp-Name` as the forwarded `message` states them (modern
+    wire) or without them (legacy wire, which has none): never the client's copies, which a
+    server routing on headers would otherwise read instead of the body."""
+    out = {
+        name: value
+        for name, value in headers.items()
+        if name.lower() not in (eras.METHOD_HEADER, eras.NAME_HEADER)
+    }
+    method = message.get("method")
+    if not modern or not isinstance(method, str):
+        return out
+    out["Mcp-Method"] = method
+    key = eras.NAME_BEARING.get(method)
+    params = message.get("params")
+    value = params.get(key) if key is not None and isinstance(params, dict) else None
+    if isinstance(value, str):
+        out["Mcp-Name"] = encode_header_value(value)
     return out
 
 
@@ -253,36 +278,55 @@ class HttpEndpoints(Refusing):
 
     async def post(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
-        intake = await read_message(request, limit=self.settings.max_body_bytes)
+        era = _era(request)
+        modern = era == "modern"
+        intake = await read_message(request, limit=self.settings.max_body_bytes, modern=modern)
         if isinstance(intake, Refusal):
             return self.refuse(intake, started)
-        parsed, body = intake.message, intake.body
-        target = self._target_for(request.headers.get("Mcp-Session-Id"), identity_of(request))
+        parsed = intake.message
+        identity = identity_of(request)
+        session_id = request.headers.get("Mcp-Session-Id")
+        target = self._target_for(session_id, identity)
         if target is None:
             return self.reject(
                 404, INVALID_REQUEST, "Session not found", started, request_id=parsed.id
             )
-        if parsed.kind is Kind.REQUEST and _era(request) == "modern":
+        if parsed.kind is Kind.REQUEST and modern:
             mismatch = self._modern_mismatch(request, parsed.body)
             if mismatch is not None:
                 return self.reject(
                     400, mismatch.code, mismatch.message, started, request_id=parsed.id
                 )
         headers = forwarded_headers(request.headers)
-        if parsed.kind is not Kind.REQUEST:
+        if parsed.kind is Kind.RESPONSE:
+            out = routing_headers(headers, parsed.body, modern=modern)
             return await self._relay(
-                request, "POST", target, headers, body, started, label=parsed.method or "response"
+                request, "POST", target, out, encode(parsed.body), started, label="response"
             )
+        if parsed.kind is Kind.NOTIFICATION:
+            relayed: list[web.StreamResponse] = []
+
+            async def notify(call: McpCall) -> Reply:
+                out = routing_headers(headers, call.message, modern=modern)
+                data = encode(call.message)
+                relayed.append(
+                    await self._relay(
+                        request, "POST", target, out, data, started, label=call.method
+                    )
+                )
+                return Reply(None, status=202)
+
+            notified = await self.pipeline.bind(notify)(
+                McpCall(parsed.body, identity, era, session_id)
+            )
+            if notified.message is not None or not relayed:
+                return json_body(notified.message or {}, status=notified.status)
+            return relayed[0]
         sent: list[Reply] = []
 
         async def terminal(call: McpCall) -> Reply:
-            out = dict(headers)
-            data = body
-            if call.message is not parsed.body:
-                # A step rewrote the request (a renamed tool): the headers follow the body.
-                self._sync_name_header(call, out)
-                data = encode(call.message)
-            upstream = await self._open(target, "POST", out, data)
+            out = routing_headers(headers, call.message, modern=modern)
+            upstream = await self._open(target, "POST", out, encode(call.message))
             if upstream is None:
                 return Reply(_unreachable(call.id, self.targets[target]), status=502)
             if call.want_result:
@@ -296,9 +340,7 @@ class HttpEndpoints(Refusing):
             sent.append(reply)
             return reply
 
-        call = McpCall(
-            parsed.body, identity_of(request), _era(request), request.headers.get("Mcp-Session-Id")
-        )
+        call = McpCall(parsed.body, identity, era, session_id)
         self._inflight += 1
         try:
             reply = await self.pipeline.bind(terminal)(call)
@@ -495,17 +537,6 @@ class HttpEndpoints(Refusing):
             return eras.LadderRejection(HEADER_MISMATCH, f"{duplicated} appears more than once")
         return eras.check_modern_headers(body, {k.lower(): v for k, v in request.headers.items()})
 
-    @staticmethod
-    def _sync_name_header(call: McpCall, headers: dict[str, str]) -> None:
-        """Keep `Mcp-Name` equal to the body after a step renamed the tool."""
-        key = eras.NAME_BEARING.get(call.method)
-        value = call.params.get(key) if key is not None else None
-        if not isinstance(value, str):
-            return
-        for name in list(headers):
-            if name.lower() == eras.NAME_HEADER:
-                headers[name] = encode_header_value(value)
-
     # ---- legacy HTTP+SSE ----
 
     async def sse(self, request: web.Request) -> web.StreamResponse:
@@ -599,18 +630,37 @@ class HttpEndpoints(Refusing):
             session.subject, identity, session_id=session.id, transport="sse"
         ):
             return rpc_error(404, INVALID_REQUEST, "Session not found")
-        intake = await read_message(request, limit=self.settings.max_body_bytes, check_accept=False)
+        intake = await read_message(
+            request, limit=self.settings.max_body_bytes, modern=False, check_accept=False
+        )
         if isinstance(intake, Refusal):
             return self.refuse(intake, started)
-        parsed, body = intake.message, intake.body
+        parsed = intake.message
         headers = {"Content-Type": "application/json"}
-        if parsed.kind is not Kind.REQUEST:
+        if parsed.kind is Kind.RESPONSE:
             return await self._post_message(
-                session, headers, body, started, parsed.method or "response"
+                session, headers, encode(parsed.body), started, "response"
             )
+        if parsed.kind is Kind.NOTIFICATION:
+            posted: list[web.Response] = []
+
+            async def notify(call: McpCall) -> Reply:
+                posted.append(
+                    await self._post_message(
+                        session, headers, encode(call.message), started, call.method
+                    )
+                )
+                return Reply(None, status=202)
+
+            notified = await self.pipeline.bind(notify)(
+                McpCall(parsed.body, identity, "legacy", session_id)
+            )
+            if notified.message is not None or not posted:
+                return json_body(notified.message or {}, status=notified.status)
+            return posted[0]
 
         async def terminal(call: McpCall) -> Reply:
-            data = body if call.message is parsed.body else encode(call.message)
+            data = encode(call.message)
             future: asyncio.Future[Json] | None = None
             if call.want_result:
                 future = asyncio.get_running_loop().create_future()
