@@ -32,7 +32,7 @@ from moorage_core.kube import (
     KubeClient,
     ResourceKind,
 )
-from moorage_proxyrunner.watching import Backoff, WatchedSet
+from moorage_core.watching import Backoff, WatchedSet
 from moorage_proxyrunner.workload import (
     FIELD_MANAGER,
     DesiredWorkload,

@@ -42,7 +42,7 @@ from moorage_proxyrunner.backends.attach import (
     stream_path,
 )
 from moorage_proxyrunner.backends.channels import ChannelClosed
-from moorage_proxyrunner.watching import Backoff
+from moorage_core.watching import Backoff
 
 # -- frames and queries ---------------------------------------------------------------------
 
