@@ -65,6 +65,9 @@ class WebhookSettings:
     otherwise). Default auto."""
     log_level: str = "info"
     """LOG_LEVEL / --log-level: debug, info, warning, error or critical. Default info."""
+    kubeconfig: str | None = None
+    """KUBECONFIG / --kubeconfig: credentials for reading MCPTenants. Default: the pod's
+    ServiceAccount, else `~/.kube/config`."""
 
     @classmethod
     def from_env_and_args(
@@ -143,6 +146,14 @@ _SPECS: tuple[SettingSpec, ...] = (
         parse_choice(_LOG_FORMATS),
         "FORMAT",
         "json, console or auto",
+    ),
+    SettingSpec(
+        "kubeconfig",
+        "KUBECONFIG",
+        "kubeconfig",
+        str,
+        "PATH",
+        "kubeconfig for reading MCPTenants (default: in-cluster)",
     ),
     SettingSpec(
         "log_level",
