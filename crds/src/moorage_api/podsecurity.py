@@ -34,7 +34,14 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from moorage_api.mcptenant import MCPTenant, PodSecurityRule, PodTemplateAllowances
+from pydantic import ValidationError
+
+from moorage_api.mcptenant import (
+    MCPTenant,
+    PodSecurityRule,
+    PodTemplateAllowances,
+    parse_mcptenant,
+)
 from moorage_api.naming import mcp_service_account_name
 
 BASELINE_CAPABILITIES: Final = frozenset(
@@ -354,6 +361,19 @@ def merge_allowances(allowances: Iterable[PodTemplateAllowances]) -> PodTemplate
         for name in merged:
             merged[name].extend(v for v in getattr(one, name) if v not in merged[name])
     return PodTemplateAllowances.model_validate(merged)
+
+
+def parse_tenants(objects: Iterable[Mapping[str, Any]]) -> tuple[list[MCPTenant], list[str]]:
+    """The MCPTenants the model accepts, and one line per refused one (which grants nothing)."""
+    tenants: list[MCPTenant] = []
+    problems: list[str] = []
+    for obj in objects:
+        try:
+            tenants.append(parse_mcptenant(dict(obj)))
+        except ValidationError as exc:
+            name = _as_dict(obj.get("metadata")).get("name")
+            problems.append(f"MCPTenant {name!r}: {str(exc).splitlines()[0]}")
+    return tenants, problems
 
 
 def allowances_by_namespace(tenants: Iterable[MCPTenant]) -> dict[str, PodTemplateAllowances]:

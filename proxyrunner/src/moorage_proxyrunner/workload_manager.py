@@ -20,10 +20,13 @@ import structlog
 
 from moorage_api.constants import LABEL_MANAGED_BY, LABEL_MCPSERVER, MANAGED_BY
 from moorage_api.documents import DocumentError, OutboundNetwork, parse_permission_profile
+from moorage_api.mcptenant import PodTemplateAllowances
 from moorage_api.naming import egress_policy_name, headless_service_name
+from moorage_api.podsecurity import NO_ALLOWANCES, allowances_by_namespace, parse_tenants
 from moorage_core.errors import KubeError, NotFound
 from moorage_core.kube import (
     CONFIGMAPS,
+    MCPTENANTS,
     NETWORKPOLICIES,
     PODS,
     SERVICES,
@@ -105,6 +108,16 @@ async def fetch_egress(kube: KubeClient, spec: WorkloadSpec) -> EgressRules | No
             reason="a NetworkPolicy cannot express them",
         )
     return egress
+
+
+async def fetch_allowances(kube: KubeClient, *, namespace: str) -> PodTemplateAllowances:
+    """What the MCPTenants covering `namespace` allow, read from the apiserver (never from the
+    RunConfig, which a namespace user can edit); `KubeError` when they cannot be listed."""
+    listed = await kube.list(MCPTENANTS)
+    tenants, problems = parse_tenants(listed.items)
+    for problem in problems:
+        log.warning("mcptenant_ignored", error=problem)
+    return allowances_by_namespace(tenants).get(namespace, NO_ALLOWANCES)
 
 
 def is_ours(obj: JsonObject, *, server: str) -> bool:

@@ -17,26 +17,13 @@ from __future__ import annotations
 import asyncio
 
 import structlog
-from pydantic import ValidationError
 
-from moorage_api.mcptenant import MCPTenant, PodTemplateAllowances, parse_mcptenant
-from moorage_api.podsecurity import NO_ALLOWANCES, allowances_by_namespace
+from moorage_api.mcptenant import PodTemplateAllowances
+from moorage_api.podsecurity import NO_ALLOWANCES, allowances_by_namespace, parse_tenants
 from moorage_core.kube import MCPTENANTS, JsonObject, KubeClient
 from moorage_core.watching import WatchedSet
 
 log = structlog.get_logger(__name__)
-
-
-def parse_tenants(objects: list[JsonObject]) -> list[MCPTenant]:
-    """The MCPTenants the model accepts; each refused one is logged and grants nothing."""
-    tenants: list[MCPTenant] = []
-    for obj in objects:
-        try:
-            tenants.append(parse_mcptenant(obj))
-        except ValidationError as exc:
-            name = (obj.get("metadata") or {}).get("name")
-            log.warning("mcptenant_ignored", name=name, error=str(exc).splitlines()[0])
-    return tenants
 
 
 class TenantAllowances:
@@ -59,7 +46,9 @@ class TenantAllowances:
             raise RuntimeError("MCPTenants not listed yet")
 
     def _rebuild(self) -> None:
-        tenants = parse_tenants(self._watched.snapshot())
+        tenants, problems = parse_tenants(self._watched.snapshot())
+        for problem in problems:
+            log.warning("mcptenant_ignored", error=problem)
         self._index = allowances_by_namespace(tenants)
         log.info("mcptenants_indexed", tenants=len(tenants), namespaces=len(self._index))
 
