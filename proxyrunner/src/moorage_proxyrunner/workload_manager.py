@@ -3,7 +3,9 @@
 `WorkloadManager.apply_all()` server-side applies the StatefulSet, the headless Service and the
 egress NetworkPolicy (field manager `moorage-proxyrunner`, forced) and deletes the ones the
 RunConfig no longer wants. `run()` then watches them by name (and the MCP pods by label) and,
-level-based, re-applies whatever was deleted or drifted from the desired object. `wait_ready()`
+level-based, re-applies whatever was deleted or drifted from the desired object. Every watch names
+its object (`metadata.name` field selector) where it can, so that the Role the operator gives the
+proxy runner can list them by `resourceNames`. `wait_ready()`
 bounds the wait for a ready StatefulSet and, on time-out, says why the pods are not ready.
 
 I/O shell: what to apply and how to judge drift and readiness come from
@@ -21,7 +23,7 @@ import structlog
 from moorage_api.constants import LABEL_MANAGED_BY, LABEL_MCPSERVER, MANAGED_BY
 from moorage_api.documents import DocumentError, OutboundNetwork, parse_permission_profile
 from moorage_api.mcptenant import PodTemplateAllowances
-from moorage_api.naming import egress_policy_name, headless_service_name
+from moorage_api.naming import egress_policy_name, headless_service_name, stdio_pod_name
 from moorage_api.podsecurity import NO_ALLOWANCES, allowances_by_namespace, parse_tenants
 from moorage_core.errors import KubeError, NotFound
 from moorage_core.kube import (
@@ -153,8 +155,14 @@ class WorkloadManager:
             )
 
         self.statefulsets = watch(STATEFULSETS, spec.name)
+        # A stdio server's only pod is followed by name too: its Role may then read and attach
+        # to that one pod only. HTTP servers scale, so their pods are followed by label.
         self.pods = WatchedSet(
-            kube, PODS, namespace=namespace, label_selector=build_label_selector(spec.name)
+            kube,
+            PODS,
+            namespace=namespace,
+            label_selector=build_label_selector(spec.name),
+            field_selector=f"metadata.name={stdio_pod_name(spec.name)}" if spec.is_stdio else None,
         )
         self._children = (
             _Child(STATEFULSETS, spec.name, desired.statefulset, self.statefulsets),

@@ -32,16 +32,16 @@ def permissions(group: str, resources: Iterable[str], verbs: Iterable[str]) -> s
     return {(group, r, v) for r in resources for v in verbs}
 
 
-# The proxy runner's Role, exactly as spec §3 lists it. The operator creates and binds it, so the
+# The proxy runner's Role without its resourceNames (the rules are tested by name in
+# test_planning_children and against the apiserver). The operator creates and binds it, so the
 # apiserver requires the operator to hold each of these in the namespace.
 PROXY_RUNNER_ROLE: set[Permission] = (
-    permissions("apps", ["statefulsets"], CRUD)
-    | permissions("", ["services"], CRUD)
+    permissions("apps", ["statefulsets"], (*READ, "patch", "delete"))
+    | permissions("", ["services"], (*READ, "patch", "delete"))
     | permissions("", ["pods"], READ)
-    | permissions("", ["pods/log"], ["get"])
     | permissions("", ["pods/attach"], ["create", "get"])
     | permissions("", ["configmaps"], READ)
-    | permissions("networking.k8s.io", ["networkpolicies"], CRUD)
+    | permissions("networking.k8s.io", ["networkpolicies"], (*READ, "patch", "delete"))
 )
 
 KINDS = ["mcpservers", "mcptoolconfigs", "mcpregistries"]
@@ -111,12 +111,28 @@ def test_operator_holds_every_permission_of_the_proxy_runner_role(cluster: list[
 
 
 def test_operator_holds_every_rule_the_operator_puts_in_that_role(cluster: list[Obj]) -> None:
-    # The rules the operator's planner really writes into <name>-proxy-runner.
-    from moorage_operator.planning.children import PROXY_RUNNER_RULES
+    # The rules the operator's planner really writes into <name>-proxy-runner, for a stdio server
+    # and for an HTTP server with a configMap permission profile (between them, every rule).
+    from moorage_api.mcpserver import parse_mcpserver
+    from moorage_operator.planning.children import build_proxy_runner_rules
 
     rules = cluster_role(cluster)
-    planned = granted([dict(r) for r in PROXY_RUNNER_RULES])
-    assert planned == PROXY_RUNNER_ROLE, "the planner and spec §3 disagree"
+    planned: set[Permission] = set()
+    for spec in (
+        {"transport": "stdio"},
+        {
+            "transport": "streamable-http",
+            "permissionProfile": {"type": "configMap", "name": "egress"},
+        },
+    ):
+        server = parse_mcpserver(
+            {
+                "metadata": {"name": "time", "namespace": "team-a"},
+                "spec": {"image": "ghcr.io/x/time:1", **spec},
+            }
+        )
+        planned |= granted(build_proxy_runner_rules(server))
+    assert planned == PROXY_RUNNER_ROLE, "the planner and this list disagree"
     assert not sorted(p for p in planned if not allows(rules, *p))
 
 
