@@ -216,10 +216,15 @@ def test_cluster_overlay_binds_the_role_cluster_wide(cluster: list[Obj]) -> None
 def test_namespace_overlay_binds_the_role_only_in_watched_namespaces(
     namespaced: list[Obj],
 ) -> None:
-    assert not of_kind(namespaced, "ClusterRoleBinding")
     operator = find(namespaced, "Deployment", "moorage-operator")
     watched = env(container(operator, "operator"))["WATCH_NAMESPACES"]["value"].split(",")
     assert watched == ["team-a", "team-b"]
+    # Cluster-wide bindings only for reading MCPTenants: the webhook, and the proxy runners of
+    # the watched namespaces (their ServiceAccounts' groups).
+    cluster_bindings = {b["metadata"]["name"]: b for b in of_kind(namespaced, "ClusterRoleBinding")}
+    assert set(cluster_bindings) == {"moorage-webhook", "moorage-proxyrunner-mcptenants"}
+    proxyrunners = cluster_bindings["moorage-proxyrunner-mcptenants"]["subjects"]
+    assert [s["name"] for s in proxyrunners] == [f"system:serviceaccounts:{n}" for n in watched]
     bindings = [
         b
         for b in of_kind(namespaced, "RoleBinding")
@@ -250,6 +255,10 @@ def test_users_get_our_kinds_through_the_builtin_roles(cluster: list[Obj]) -> No
         assert not allows(view["rules"], "moorage.dev", kind, "update")
         # Status belongs to the operator.
         assert not allows(edit["rules"], "moorage.dev", f"{kind}/status", "update")
+    # MCPTenants are an admin's: the roles namespace users get hold no verb on them.
+    for verb in ("get", "list", "create", "update", "patch", "delete"):
+        assert not allows(edit["rules"], "moorage.dev", "mcptenants", verb)
+        assert not allows(view["rules"], "moorage.dev", "mcptenants", verb)
 
 
 def test_the_evaluator_honours_names_groups_and_wildcards() -> None:
