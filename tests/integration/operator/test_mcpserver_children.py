@@ -24,7 +24,7 @@ from moorage_core.kube import (
 pytestmark = pytest.mark.integration
 
 READ = ["get", "list", "watch"]
-APPLY = [*READ, "patch", "delete"]
+APPLY = [*READ, "create", "patch", "delete"]
 
 
 def expected_rules(name: str, *, stdio: bool) -> list[dict[str, Any]]:

@@ -36,12 +36,12 @@ def permissions(group: str, resources: Iterable[str], verbs: Iterable[str]) -> s
 # test_planning_children and against the apiserver). The operator creates and binds it, so the
 # apiserver requires the operator to hold each of these in the namespace.
 PROXY_RUNNER_ROLE: set[Permission] = (
-    permissions("apps", ["statefulsets"], (*READ, "patch", "delete"))
-    | permissions("", ["services"], (*READ, "patch", "delete"))
+    permissions("apps", ["statefulsets"], APPLY)
+    | permissions("", ["services"], APPLY)
     | permissions("", ["pods"], READ)
     | permissions("", ["pods/attach"], ["create", "get"])
     | permissions("", ["configmaps"], READ)
-    | permissions("networking.k8s.io", ["networkpolicies"], (*READ, "patch", "delete"))
+    | permissions("networking.k8s.io", ["networkpolicies"], APPLY)
 )
 
 KINDS = ["mcpservers", "mcptoolconfigs", "mcpregistries"]

@@ -91,7 +91,7 @@ def test_every_child_carries_the_labels_and_one_controller_owner(spec: dict[str,
 
 
 READ = ["get", "list", "watch"]
-APPLY = [*READ, "patch", "delete"]
+APPLY = [*READ, "create", "patch", "delete"]
 
 
 def _named(group: str, resource: str, verbs: list[str], names: list[str]) -> dict[str, Any]:

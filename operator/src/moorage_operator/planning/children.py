@@ -66,9 +66,11 @@ CLIENT_IP_TIMEOUT: Final = 10800
 """Seconds a ClientIP session sticks to one proxy pod (the Kubernetes default, 3 h)."""
 
 READ: Final = ("get", "list", "watch")
-APPLY: Final = (*READ, "patch", "delete")
+APPLY: Final = (*READ, "create", "patch", "delete")
 """What the proxy runner does to the objects it owns: watch them by name, server-side apply them
-(a PATCH, also when it creates the object, so no `create`) and delete those no longer wanted."""
+and delete those no longer wanted. Server-side apply is a PATCH to the object's own URL; when the
+object does not exist the apiserver also authorises `create` on that same name, so even `create`
+is limited by `resourceNames` here (a plain POST, whose name is not in the URL, stays refused)."""
 
 
 def _rule(group: str, resource: str, verbs: Iterable[str], names: Iterable[str]) -> JsonObject:
@@ -86,7 +88,7 @@ def build_proxy_runner_rules(server: MCPServer) -> list[JsonObject]:
 
     Its StatefulSet `<name>`, headless Service and egress NetworkPolicy are watched with a
     `metadata.name` field selector, which RBAC authorises against `resourceNames`, and applied
-    with server-side apply. The ConfigMaps it reads are its RunConfig and, for a configMap
+    with server-side apply (see `APPLY`). The ConfigMaps it reads are its RunConfig and, for a configMap
     permission profile, that profile. A stdio server's only pod is `<name>-0`: the proxy runner
     follows it by name and attaches to it. An HTTP server's pods (as many as `backendReplicas`,
     or an autoscaler, makes) are followed by label for readiness; a label selector cannot be
