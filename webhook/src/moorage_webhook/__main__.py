@@ -1,7 +1,7 @@
 """`moorage-webhook --cert-dir DIR [--bind HOST:PORT] [--metrics-bind HOST:PORT]`.
 
-Parses settings, configures logging, loads Kubernetes credentials (to follow MCPTenants), serves
-until SIGTERM or SIGINT, then stops accepting and lets
+Parses settings, configures logging, loads Kubernetes credentials (to follow MCPTenants, unless
+`--mcptenants false`), serves until SIGTERM or SIGINT, then stops accepting and lets
 in-flight reviews finish (bounded by `--drain-timeout`). A certificate directory or an address
 that cannot be used ends the start-up with one `startup_failed` line naming the setting. Exit
 codes: 0 after a graceful stop, 1 when an address is in use or a background task failed, 2 for a
@@ -30,16 +30,19 @@ log = structlog.get_logger(__name__)
 async def run_webhook(settings: WebhookSettings, *, lifecycle: Lifecycle) -> int:
     """Serve until `lifecycle.stop` (SIGTERM/SIGINT); the process exit code."""
     supervisor = TaskSupervisor(on_failure=lifecycle.stop.set)
-    kube = await connect_kube(
-        kubeconfig=settings.kubeconfig,
-        setting="KUBECONFIG / --kubeconfig",
-        user_agent="moorage-webhook",
-    )
+    kube = None
+    if settings.mcptenants:
+        kube = await connect_kube(
+            kubeconfig=settings.kubeconfig,
+            setting="KUBECONFIG / --kubeconfig",
+            user_agent="moorage-webhook",
+        )
     server = WebhookServer(settings, supervisor=supervisor, kube=kube)
     try:
         await server.start()
     except BaseException:
-        await kube.close()
+        if kube is not None:
+            await kube.close()
         raise
     # Everything alive now (modules, validators, compiled schemas) lives as long as the process.
     # Freezing it keeps the collector's full passes, which would scan it all, to the objects
@@ -52,7 +55,8 @@ async def run_webhook(settings: WebhookSettings, *, lifecycle: Lifecycle) -> int
     finally:
         await server.stop()
         await supervisor.aclose()
-        await kube.close()
+        if kube is not None:
+            await kube.close()
     return 0
 
 
