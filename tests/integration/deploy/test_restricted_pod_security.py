@@ -31,6 +31,7 @@ pytestmark = pytest.mark.integration
 @dataclass(frozen=True)
 class Settings:
     proxyrunner_image: str = "ghcr.io/moorage/moorage-proxyrunner:0.1.0"
+    cluster_domain: str = "cluster.local"
 
 
 @pytest_asyncio.fixture

@@ -4,18 +4,16 @@ namespace (read from the apiserver, not from the RunConfig) allows it."""
 
 from __future__ import annotations
 
-import contextlib
-import secrets
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
+from runconfig_files import write_runconfig
+from testkit.tenants import mcptenant
 
-from moorage_api.runconfig import RunConfig, render_runconfig_json
 from moorage_core.errors import NotFound
-from moorage_core.kube import MCPTENANTS, STATEFULSETS, KubeClient
+from moorage_core.kube import STATEFULSETS, KubeClient
 from moorage_dev.cluster import ControlPlane
 from moorage_proxyrunner.cluster import EXIT_CONFIG, EXIT_FAILED, ClusterOptions, run_cluster
 
@@ -30,27 +28,6 @@ PRIVILEGED = {
 }
 
 
-def write_runconfig(tmp_path: Path, *, namespace: str, owner: dict[str, Any]) -> Path:
-    meta = owner["metadata"]
-    runconfig = RunConfig.model_validate(
-        {
-            "name": "time",
-            "namespace": namespace,
-            "owner": {
-                "apiVersion": owner["apiVersion"],
-                "kind": owner["kind"],
-                "name": meta["name"],
-                "uid": meta["uid"],
-            },
-            "image": "ghcr.io/example/mcp-time:1.0",
-            "pod_template_spec": PRIVILEGED,
-        }
-    )
-    path = tmp_path / "runconfig.json"
-    path.write_text(render_runconfig_json(runconfig))
-    return path
-
-
 def options(control_plane: ControlPlane, config: Path) -> ClusterOptions:
     return ClusterOptions(
         config=config,
@@ -60,25 +37,6 @@ def options(control_plane: ControlPlane, config: Path) -> ClusterOptions:
         readiness_timeout=2,
         drain_timeout=2,
     )
-
-
-@contextlib.asynccontextmanager
-async def tenant(kube: KubeClient, namespace: str) -> AsyncIterator[None]:
-    name = f"tenant-{secrets.token_hex(4)}"
-    await kube.create(
-        MCPTENANTS,
-        {
-            "apiVersion": "moorage.dev/v1alpha1",
-            "kind": "MCPTenant",
-            "metadata": {"name": name},
-            "spec": {"namespaces": [namespace], "podTemplate": {"allow": ["Privileged"]}},
-        },
-    )
-    try:
-        yield
-    finally:
-        with contextlib.suppress(NotFound):
-            await kube.delete(MCPTENANTS, name=name)
 
 
 async def statefulset_or_none(kube: KubeClient, namespace: str) -> Any:
@@ -95,9 +53,11 @@ async def test_a_runconfig_edited_to_a_privileged_pod_is_not_applied(
     owner: dict[str, Any],
     tmp_path: Path,
 ) -> None:
-    config = write_runconfig(tmp_path, namespace=namespace, owner=owner)
+    config = write_runconfig(
+        tmp_path, namespace=namespace, owner=owner, pod_template_spec=PRIVILEGED
+    )
     # An MCPTenant for another namespace allows nothing here.
-    async with tenant(kube, f"not-{namespace}"):
+    async with mcptenant(kube, [f"not-{namespace}"], {"allow": ["Privileged"]}):
         with structlog.testing.capture_logs() as logs:
             assert await run_cluster(options(control_plane, config)) == EXIT_CONFIG
     [refused] = [e for e in logs if e["event"] == "pod_security_refused"]
@@ -118,8 +78,10 @@ async def test_an_mcptenant_of_the_namespace_lets_the_proxy_runner_apply_it(
     owner: dict[str, Any],
     tmp_path: Path,
 ) -> None:
-    config = write_runconfig(tmp_path, namespace=namespace, owner=owner)
-    async with tenant(kube, namespace):
+    config = write_runconfig(
+        tmp_path, namespace=namespace, owner=owner, pod_template_spec=PRIVILEGED
+    )
+    async with mcptenant(kube, [namespace], {"allow": ["Privileged"]}):
         # Applied, then never ready (no such node): the run ends with the readiness failure.
         assert await run_cluster(options(control_plane, config)) == EXIT_FAILED
     statefulset = await statefulset_or_none(kube, namespace)

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from testkit.tenants import mcptenant
 from testkit.waiting import eventually
 from webhook_harness import LocalWebhook, mcpserver_body, serving_pair, wait_until_enforced
 
@@ -149,27 +150,6 @@ async def tenant_webhook(
         await client.close()
 
 
-@contextlib.asynccontextmanager
-async def tenant(
-    kube: KubeClient, namespaces: list[str], allowances: dict[str, Any]
-) -> AsyncIterator[str]:
-    name = f"tenant-{secrets.token_hex(4)}"
-    await kube.create(
-        MCPTENANTS,
-        {
-            "apiVersion": "moorage.dev/v1alpha1",
-            "kind": "MCPTenant",
-            "metadata": {"name": name},
-            "spec": {"namespaces": namespaces, "podTemplate": allowances},
-        },
-    )
-    try:
-        yield name
-    finally:
-        with contextlib.suppress(errors.NotFound):
-            await kube.delete(MCPTENANTS, name=name)
-
-
 @pytest.mark.parametrize(
     ("fields", "path"), [(f, p) for _, f, p in REFUSED], ids=[i for i, *_ in REFUSED]
 )
@@ -206,7 +186,7 @@ async def test_an_mcptenant_allows_them_in_its_namespaces_only(
             else:
                 everything[key] = value
     body = mcpserver_body("allowed", **everything)
-    async with tenant(kube, [namespace], ALLOWANCES):
+    async with mcptenant(kube, [namespace], ALLOWANCES):
 
         async def admitted() -> bool:
             try:
@@ -219,12 +199,17 @@ async def test_an_mcptenant_allows_them_in_its_namespaces_only(
         with pytest.raises(errors.Invalid) as refused:
             await kube.create(MCPSERVERS, body, namespace=other_namespace)
         assert "spec.serviceAccount: " in refused.value.message
-    # Withdrawn: the next change of the spec is refused again.
+    # Withdrawn: the next change of the spec is refused again. Each try changes the spec anew: a
+    # try that the webhook admitted before it saw the deletion would make an unchanged retry pass.
+    attempts = iter(range(1_000_000))
 
     async def refused_again() -> bool:
         try:
             await kube.patch(
-                MCPSERVERS, {"spec": {"args": ["--x"]}}, name="allowed", namespace=namespace
+                MCPSERVERS,
+                {"spec": {"args": [f"--try={next(attempts)}"]}},
+                name="allowed",
+                namespace=namespace,
             )
         except errors.Invalid:
             return True
