@@ -6,15 +6,23 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import pytest_asyncio
 from testkit.tenants import mcptenant
 from testkit.waiting import eventually
-from webhook_harness import LocalWebhook, mcpserver_body, serving_pair, wait_until_enforced
+from webhook_harness import (
+    LocalWebhook,
+    mcpserver_body,
+    registration,
+    serving_pair,
+    wait_until_enforced,
+)
 
 from moorage_core import errors
 from moorage_core.kube import (
@@ -308,3 +316,56 @@ async def _can_create(client: KubeClient, namespace: str) -> bool:
     except errors.Forbidden:
         return False
     return True
+
+
+async def test_until_mcptenants_are_listed_it_is_not_ready_and_refuses_what_needs_them(
+    kube: KubeClient,
+    control_plane: ControlPlane,
+    namespace: str,
+    crds: list[str],
+    tmp_path: Path,
+) -> None:
+    # A ServiceAccount without the webhook's ClusterRole: its MCPTenant list is refused for good.
+    await kube.create(
+        SERVICEACCOUNTS,
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "no-rbac"}},
+        namespace=namespace,
+    )
+    answer = await kube.request(
+        "POST",
+        SERVICEACCOUNTS.path(namespace=namespace, name="no-rbac", subresource="token"),
+        verb="create",
+        body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}},
+    )
+    client = KubeClient.for_token(
+        host=control_plane.server,
+        token=answer["status"]["token"],
+        ca_file=str(control_plane.ca_file),
+    )
+    ca = build_ca(common_name="unsynced-ca")
+    write_pair(serving_pair(ca), tmp_path / "certs")
+    settings = WebhookSettings(
+        cert_dir=tmp_path / "certs", bind=("127.0.0.1", 0), metrics_bind=("127.0.0.1", 0)
+    )
+    server = WebhookServer(settings, kube=client)
+    await server.start()
+    try:
+        base_url = f"https://127.0.0.1:{server.port}"
+        async with registration(kube, namespace, base_url=base_url, ca_pem=ca.cert_pem):
+            await wait_until_enforced(kube, namespace)
+            context = ssl.create_default_context(cadata=ca.cert_pem.decode())
+            async with (
+                aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as http,
+                http.get(f"{base_url}/readyz") as resp,
+            ):
+                assert resp.status == 503
+                assert "mcptenants" in await resp.text()
+            await kube.create(MCPSERVERS, mcpserver_body("plain"), namespace=namespace)
+            with pytest.raises(errors.Invalid) as refused:
+                await kube.create(
+                    MCPSERVERS, mcpserver_body("risky", **REFUSED[0][1]), namespace=namespace
+                )
+            assert "has not loaded the MCPTenants yet" in refused.value.message
+    finally:
+        await server.stop()
+        await client.close()
