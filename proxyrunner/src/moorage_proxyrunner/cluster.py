@@ -284,7 +284,17 @@ async def check_pod_security_of(kube: KubeClient, prepared: Prepared) -> None:
     subject = pod_security_subject(spec, pod_patch=prepared.pod_patch)
     refusals = check_pod_security(subject, allowances=NO_ALLOWANCES)
     if refusals:
-        allowances = await fetch_allowances(kube, namespace=spec.namespace)
+        try:
+            allowances = await fetch_allowances(kube, namespace=spec.namespace)
+        except Forbidden as exc:
+            raise StartupFailure(
+                "the proxy runner's ServiceAccount",
+                f"cannot list the MCPTenants that might allow the pod of {spec.namespace}/"
+                f"{spec.name}: {exc}",
+                hint="bind the ClusterRole moorage-proxyrunner-mcptenants to the ServiceAccounts "
+                f"of namespace {spec.namespace!r} (deploy/overlays), or change the MCPServer",
+                exit_code=EXIT_FAILED,
+            ) from None
         refusals = check_pod_security(subject, allowances=allowances)
     if refusals:
         log.error(

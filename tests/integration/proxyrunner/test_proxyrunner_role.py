@@ -34,12 +34,14 @@ from moorage_core.kube import (
     KubeClient,
     ResourceKind,
 )
+from moorage_core.startup import StartupFailure
 from moorage_dev.cluster import ControlPlane
 from moorage_operator.planning.children import (
     build_proxy_service_account,
     build_role,
     build_role_binding,
 )
+from moorage_proxyrunner.cluster import Prepared, check_pod_security_of
 from moorage_proxyrunner.workload import desired_workload, workload_spec_from_runconfig
 from moorage_proxyrunner.workload_manager import WorkloadManager, fetch_egress
 
@@ -267,3 +269,19 @@ async def test_nothing_is_listed_namespace_wide(
             {"apiVersion": kind.api_version, "kind": kind.kind, "metadata": {"name": "x"}},
             namespace=namespace,
         )
+
+
+async def test_without_the_mcptenant_binding_a_pod_needing_an_allowance_names_it(
+    as_time_proxy: KubeClient, servers: dict[str, Any]
+) -> None:
+    # This cluster binds no MCPTenant reader: the Role alone cannot list them.
+    runconfig = runconfig_of(servers["time"]).model_copy(
+        update={"pod_template_spec": {"spec": {"hostPID": True}}}
+    )
+    prepared = Prepared(
+        runconfig=runconfig, spec=workload_spec_from_runconfig(runconfig), pod_patch=None
+    )
+    with pytest.raises(StartupFailure) as failure:
+        await check_pod_security_of(as_time_proxy, prepared)
+    assert "cannot list the MCPTenants" in failure.value.problem
+    assert "moorage-proxyrunner-mcptenants" in failure.value.hint
