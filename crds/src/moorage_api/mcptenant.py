@@ -12,12 +12,23 @@ from __future__ import annotations
 
 import posixpath
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, StringConstraints, field_validator
 
-from moorage_api.base import LIST_SET, ApiModel, ObjectMeta, find_duplicates
+from moorage_api.base import LIST_SET, ApiModel, ObjectMeta, ObjectName, find_duplicates
 from moorage_api.constants import KIND_MCPTENANT
+
+NAMESPACE_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+HOST_PATH_PATTERN: Final = r"^/$|^(/([^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+))+$"
+"""An absolute path without empty, `.` or `..` segments and without a trailing `/`."""
+
+NamespaceName = Annotated[
+    str, StringConstraints(min_length=1, max_length=63, pattern=NAMESPACE_PATTERN)
+]
+HostPathPrefix = Annotated[
+    str, StringConstraints(min_length=1, max_length=4096, pattern=HOST_PATH_PATTERN)
+]
 
 
 class PodSecurityRule(StrEnum):
@@ -67,15 +78,15 @@ class PodTemplateAllowances(ApiModel):
     capabilities: list[str] = _names(
         "Linux capabilities that may be added beyond the baseline set (`NET_ADMIN`)."
     )
-    host_path_prefixes: list[str] = _names(
+    host_path_prefixes: list[HostPathPrefix] = _names(
         "Absolute node paths under which `hostPath` volumes may mount (`/var/log`)."
     )
     sysctls: list[str] = _names("Sysctls that may be set beyond the safe set.")
-    service_accounts: list[str] = _names(
+    service_accounts: list[ObjectName] = _names(
         "ServiceAccounts the MCP pods may run as besides `<name>-sa` "
         "(`spec.serviceAccount`, `podTemplateSpec.spec.serviceAccountName`)."
     )
-    secrets: list[str] = _names(
+    secrets: list[ObjectName] = _names(
         "Secrets the pod template may mount or reference besides those named in the "
         "MCPServer's `spec.secrets`.",
         max_length=256,
@@ -86,11 +97,17 @@ class PodTemplateAllowances(ApiModel):
     def _unique_names(cls, value: list[str]) -> list[str]:
         return _unique(value)
 
-    @field_validator("host_path_prefixes")
+    @field_validator("host_path_prefixes", mode="before")
     @classmethod
-    def _absolute_prefixes(cls, value: list[str]) -> list[str]:
+    def _absolute_prefixes(cls, value: object) -> object:
+        # Before the pattern (the CRD's own check), to say what is wrong in words.
+        if not isinstance(value, list):
+            return value
         for prefix in value:
-            if not prefix.startswith("/") or posixpath.normpath(prefix) != prefix:
+            if not isinstance(prefix, str):
+                continue
+            normal = posixpath.normpath(prefix)
+            if not prefix.startswith("/") or normal != prefix or prefix.startswith("//"):
                 raise ValueError(
                     f"{prefix!r} must be an absolute path without '..', '.' or a trailing '/'"
                 )
@@ -100,7 +117,7 @@ class PodTemplateAllowances(ApiModel):
 class MCPTenantSpec(ApiModel):
     """The namespaces a tenant covers and what their MCPServers are allowed."""
 
-    namespaces: list[str] = Field(
+    namespaces: list[NamespaceName] = Field(
         ...,
         min_length=1,
         max_length=1024,

@@ -369,3 +369,13 @@ async def test_until_mcptenants_are_listed_it_is_not_ready_and_refuses_what_need
     finally:
         await server.stop()
         await client.close()
+
+
+@pytest.mark.parametrize("prefix", ["/var/../etc", "var/log", "/var/log/"])
+async def test_the_apiserver_refuses_an_mcptenant_host_path_prefix_that_is_not_normal(
+    kube: KubeClient, crds: list[str], prefix: str
+) -> None:
+    with pytest.raises(errors.Invalid) as refused:
+        async with mcptenant(kube, ["team-a"], {"hostPathPrefixes": [prefix]}):
+            pass
+    assert "spec.podTemplate.hostPathPrefixes[0]" in refused.value.message

@@ -3,11 +3,17 @@ allowance, and an MCPTenant allowance (waiver or list entry) lets exactly that f
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
-from moorage_api.mcptenant import MCPTenant, PodSecurityRule, PodTemplateAllowances
+from moorage_api.mcptenant import (
+    HOST_PATH_PATTERN,
+    MCPTenant,
+    PodSecurityRule,
+    PodTemplateAllowances,
+)
 from moorage_api.podsecurity import (
     NO_ALLOWANCES,
     PodSecuritySubject,
@@ -350,7 +356,7 @@ def test_host_path_prefixes_match_whole_path_components(path: str, allowed: bool
     assert (check_pod_security(case, allowances=allowances) == []) is allowed
 
 
-@pytest.mark.parametrize("prefix", ["var/log", "/var/log/", "/var/../etc", "/a/./b"])
+@pytest.mark.parametrize("prefix", ["var/log", "/var/log/", "/var/../etc", "/a/./b", "//a"])
 def test_host_path_prefixes_must_be_absolute_normal_paths(prefix: str) -> None:
     with pytest.raises(ValueError, match="absolute path"):
         PodTemplateAllowances(host_path_prefixes=[prefix])
@@ -380,3 +386,14 @@ def test_allowances_of_tenants_covering_a_namespace_add_up_and_stay_in_it() -> N
 
 def test_merging_nothing_allows_nothing() -> None:
     assert merge_allowances([]) == NO_ALLOWANCES
+
+
+@pytest.mark.parametrize("prefix", ["/", "/var/log", "/a/.b", "/a/..b", "/a/b."])
+def test_host_path_prefixes_the_crd_pattern_and_the_model_agree_on(prefix: str) -> None:
+    assert re.fullmatch(HOST_PATH_PATTERN, prefix)
+    assert PodTemplateAllowances(host_path_prefixes=[prefix]).host_path_prefixes == [prefix]
+
+
+@pytest.mark.parametrize("prefix", ["var/log", "/var/log/", "/var/../etc", "/a/./b", "//a", "/."])
+def test_host_path_prefixes_the_crd_pattern_refuses(prefix: str) -> None:
+    assert not re.search(HOST_PATH_PATTERN, prefix)
