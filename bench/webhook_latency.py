@@ -422,6 +422,8 @@ async def run(args: argparse.Namespace) -> list[Phase]:
             f"--bind=127.0.0.1:{port}",
             f"--metrics-bind=127.0.0.1:{metrics_port}",
             "--log-format=json",
+            # No cluster: MCPTenant allowances are a dict lookup either way.
+            "--mcptenants=false",
         ],
         log=log,
         niceness=args.nice,

@@ -134,6 +134,7 @@ VALIDATING_WEBHOOKS = ResourceKind(
 MCPSERVERS = ResourceKind("moorage.dev", "v1alpha1", "mcpservers", "MCPServer")
 MCPTOOLCONFIGS = ResourceKind("moorage.dev", "v1alpha1", "mcptoolconfigs", "MCPToolConfig")
 MCPREGISTRIES = ResourceKind("moorage.dev", "v1alpha1", "mcpregistries", "MCPRegistry")
+MCPTENANTS = ResourceKind("moorage.dev", "v1alpha1", "mcptenants", "MCPTenant", namespaced=False)
 
 
 @dataclass(frozen=True, slots=True)

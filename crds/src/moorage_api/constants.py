@@ -17,18 +17,22 @@ CATEGORY: Final = "moorage"
 KIND_MCPSERVER: Final = "MCPServer"
 KIND_MCPTOOLCONFIG: Final = "MCPToolConfig"
 KIND_MCPREGISTRY: Final = "MCPRegistry"
+KIND_MCPTENANT: Final = "MCPTenant"
 
 PLURAL_MCPSERVER: Final = "mcpservers"
 PLURAL_MCPTOOLCONFIG: Final = "mcptoolconfigs"
 PLURAL_MCPREGISTRY: Final = "mcpregistries"
+PLURAL_MCPTENANT: Final = "mcptenants"
 
 SINGULAR_MCPSERVER: Final = "mcpserver"
 SINGULAR_MCPTOOLCONFIG: Final = "mcptoolconfig"
 SINGULAR_MCPREGISTRY: Final = "mcpregistry"
+SINGULAR_MCPTENANT: Final = "mcptenant"
 
 SHORT_NAMES_MCPSERVER: Final = ("mcps", "mcpserver")
 SHORT_NAMES_MCPTOOLCONFIG: Final = ("mcptc",)
 SHORT_NAMES_MCPREGISTRY: Final = ("mcpreg",)
+SHORT_NAMES_MCPTENANT: Final = ("mcpten",)
 
 # Labels on everything Moorage creates (spec §3). The operator's informers select owned objects
 # with LABEL_MANAGED_BY=MANAGED_BY only, so every child must carry it.

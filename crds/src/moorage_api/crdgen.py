@@ -20,21 +20,26 @@ from moorage_api.constants import (
     GROUP,
     KIND_MCPREGISTRY,
     KIND_MCPSERVER,
+    KIND_MCPTENANT,
     KIND_MCPTOOLCONFIG,
     PLURAL_MCPREGISTRY,
     PLURAL_MCPSERVER,
+    PLURAL_MCPTENANT,
     PLURAL_MCPTOOLCONFIG,
     SHORT_NAMES_MCPREGISTRY,
     SHORT_NAMES_MCPSERVER,
+    SHORT_NAMES_MCPTENANT,
     SHORT_NAMES_MCPTOOLCONFIG,
     SINGULAR_MCPREGISTRY,
     SINGULAR_MCPSERVER,
+    SINGULAR_MCPTENANT,
     SINGULAR_MCPTOOLCONFIG,
     VERSION,
 )
 from moorage_api.generating import REPO_ROOT, run_generator
 from moorage_api.mcpregistry import MCPRegistry
 from moorage_api.mcpserver import MCPServer
+from moorage_api.mcptenant import MCPTenant
 from moorage_api.mcptoolconfig import MCPToolConfig
 from moorage_api.structural import JsonSchema, resource_schema
 
@@ -93,6 +98,12 @@ class KindDefinition:
     singular: str
     short_names: tuple[str, ...]
     columns: tuple[PrinterColumn, ...]
+    namespaced: bool = True
+    """False for cluster-scoped kinds (MCPTenant: only cluster-wide rights may write it)."""
+
+    @property
+    def has_status(self) -> bool:
+        return "status" in self.model.model_fields
 
     @property
     def crd_name(self) -> str:
@@ -208,12 +219,34 @@ KINDS: Final = (
             ),
         ),
     ),
+    KindDefinition(
+        model=MCPTenant,
+        kind=KIND_MCPTENANT,
+        plural=PLURAL_MCPTENANT,
+        singular=SINGULAR_MCPTENANT,
+        short_names=SHORT_NAMES_MCPTENANT,
+        columns=(
+            PrinterColumn(
+                name="Namespaces",
+                type="string",
+                json_path=".spec.namespaces",
+                description="Namespaces covered.",
+            ),
+            AGE,
+        ),
+        namespaced=False,
+    ),
 )
 
 
 def build_crd(definition: KindDefinition) -> dict[str, Any]:
     """The CustomResourceDefinition of one kind, as a plain JSON-able dict."""
     schema: JsonSchema = resource_schema(definition.model)
+    version: dict[str, Any] = {"name": VERSION, "served": True, "storage": True}
+    if definition.has_status:
+        version["subresources"] = {"status": {}}
+    version["additionalPrinterColumns"] = [column.to_json() for column in definition.columns]
+    version["schema"] = {"openAPIV3Schema": schema}
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -228,17 +261,8 @@ def build_crd(definition: KindDefinition) -> dict[str, Any]:
                 "shortNames": list(definition.short_names),
                 "categories": [CATEGORY],
             },
-            "scope": "Namespaced",
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": [column.to_json() for column in definition.columns],
-                    "schema": {"openAPIV3Schema": schema},
-                }
-            ],
+            "scope": "Namespaced" if definition.namespaced else "Cluster",
+            "versions": [version],
         },
     }
 

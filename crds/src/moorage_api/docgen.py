@@ -128,8 +128,9 @@ def render_kind(definition: KindDefinition) -> str:
     text = f"## {definition.kind}\n\n{schema['description']}\n\n"
     text += (
         f"`apiVersion: {GROUP}/{VERSION}`, `kind: {definition.kind}`; plural "
-        f"`{definition.plural}`, short names {short}, category `{CATEGORY}`; namespaced; status "
-        "is a subresource.\n\n"
+        f"`{definition.plural}`, short names {short}, category `{CATEGORY}`; "
+        + ("namespaced" if definition.namespaced else "cluster-scoped")
+        + ("; status is a subresource.\n\n" if definition.has_status else "; no status.\n\n")
     )
     text += "| column | JSONPath | shown |\n|---|---|---|\n"
     for column in definition.columns:
@@ -137,6 +138,8 @@ def render_kind(definition: KindDefinition) -> str:
         text += f"| {column.name} | {_code(column.json_path)} | {shown} |\n"
     text += f"\n### {definition.kind} fields\n\n" + _FIELDS_HEADER
     for part in ("spec", "status"):
+        if part not in schema["properties"]:
+            continue
         node = schema["properties"][part]
         text += "".join(field_rows(node, path=part, required=part in schema["required"]))
     rules = rule_rows(schema, path="")

@@ -63,6 +63,11 @@ def mcp_service_account_name(server: str) -> str:
     return f"{server}-sa"
 
 
+def stdio_pod_name(server: str) -> str:
+    """The one pod of a stdio server's StatefulSet `<name>` (ordinal 0)."""
+    return f"{server}-0"
+
+
 def egress_policy_name(server: str) -> str:
     """NetworkPolicy restricting the MCP pods' egress."""
     return f"{server}-egress"

@@ -195,6 +195,8 @@ def resource_schema(resource: type[BaseModel]) -> JsonSchema:
         "required": ["spec"],
     }
     for name in ("spec", "status"):
+        if name not in fields:
+            continue  # a kind without status (MCPTenant) has no status subresource either
         schema = structural_schema(_field_model(resource, name))
         description = fields[name].description
         if description:

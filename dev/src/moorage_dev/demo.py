@@ -138,8 +138,10 @@ class Demo:
             "crd/mcpservers.moorage.dev",
             "crd/mcptoolconfigs.moorage.dev",
             "crd/mcpregistries.moorage.dev",
+            "crd/mcptenants.moorage.dev",
         )
         detail("CRDs installed and Established")
+        assert self.plane is not None
         ca = build_ca(common_name="moorage-demo-webhook-ca", days=1)
         cert_dir = self.work / "webhook-tls"
         write_pair(
@@ -153,6 +155,8 @@ class Demo:
                 f"--cert-dir={cert_dir}",
                 f"--bind=127.0.0.1:{port}",
                 f"--metrics-bind=127.0.0.1:{metrics}",
+                # It follows the demo cluster's MCPTenants, like a deployed webhook.
+                f"--kubeconfig={self.plane.kubeconfig}",
             ],
             env={"LOG_FORMAT": "json"},
         )

@@ -3,8 +3,11 @@
 1. Read and check everything that can be checked without the cluster: the RunConfig, its pod
    template and the `--k8s-pod-patch`. A problem here exits with code 2 before anything is applied.
    Then load the credentials and wait, bounded by `--startup-timeout`, for the apiserver to answer.
-2. Resolve the permission profile (reading its ConfigMap if the RunConfig does not carry it),
-   apply the StatefulSet, headless Service and egress NetworkPolicy, and start healing them.
+2. Judge the pod it would run by the pod security rules (`moorage_api.podsecurity`, the
+   webhook's own), with the allowances of the MCPTenants covering the namespace read from the
+   apiserver; a refused pod applies nothing and exits 2 naming the fields. Resolve the permission
+   profile (reading its ConfigMap if the RunConfig does not carry it), apply the StatefulSet,
+   headless Service and egress NetworkPolicy, and start healing them.
 3. Wait, bounded by `--readiness-timeout`, for the StatefulSet to be ready; on time-out log what
    the pods are doing and exit 1 so that Kubernetes restarts the proxy.
 4. Build the backend — stdio through `pods/attach` (`AttachChannelFactory`), HTTP through each
@@ -32,6 +35,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from moorage_api.naming import proxy_service_hosts
+from moorage_api.podsecurity import NO_ALLOWANCES, check_pod_security
 from moorage_api.runconfig import RunConfig, RunConfigError, load_runconfig
 from moorage_core.errors import Forbidden, KubeError
 from moorage_core.kube import JsonObject, KubeClient
@@ -71,10 +75,16 @@ from moorage_proxyrunner.workload import (
     WorkloadSpec,
     build_backend_urls,
     desired_workload,
+    pod_security_subject,
     wanted_replicas,
     workload_spec_from_runconfig,
 )
-from moorage_proxyrunner.workload_manager import WorkloadManager, WorkloadNotReady, fetch_egress
+from moorage_proxyrunner.workload_manager import (
+    WorkloadManager,
+    WorkloadNotReady,
+    fetch_allowances,
+    fetch_egress,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -267,10 +277,46 @@ def build_proxy_settings(runconfig: RunConfig, options: ClusterOptions) -> Proxy
 # -- start-up ------------------------------------------------------------------------------
 
 
+async def check_pod_security_of(kube: KubeClient, prepared: Prepared) -> None:
+    """`StartupFailure` (exit 2) when the pod breaks a pod security rule that no MCPTenant
+    covering the namespace allows. MCPTenants are read only when a rule refuses something."""
+    spec = prepared.spec
+    subject = pod_security_subject(spec, pod_patch=prepared.pod_patch)
+    refusals = check_pod_security(subject, allowances=NO_ALLOWANCES)
+    if refusals:
+        try:
+            allowances = await fetch_allowances(kube, namespace=spec.namespace)
+        except Forbidden as exc:
+            raise StartupFailure(
+                "the proxy runner's ServiceAccount",
+                f"cannot list the MCPTenants that might allow the pod of {spec.namespace}/"
+                f"{spec.name}: {exc}",
+                hint="bind the ClusterRole moorage-proxyrunner-mcptenants to the ServiceAccounts "
+                f"of namespace {spec.namespace!r} (deploy/overlays), or change the MCPServer",
+                exit_code=EXIT_FAILED,
+            ) from None
+        refusals = check_pod_security(subject, allowances=allowances)
+    if refusals:
+        log.error(
+            "pod_security_refused",
+            refusals=[str(r) for r in refusals],
+            hint="nothing was applied",
+        )
+        raise StartupFailure(
+            "the pod template of --config",
+            f"refusing to apply StatefulSet {spec.namespace}/{spec.name}: "
+            + "; ".join(str(r) for r in refusals),
+            hint="change the MCPServer (the RunConfig ConfigMap is rewritten from it), or ask a "
+            "cluster admin for an MCPTenant that allows it in this namespace",
+            exit_code=EXIT_CONFIG,
+        )
+
+
 async def start_workload(kube: KubeClient, prepared: Prepared) -> WorkloadManager:
     """Resolve egress, apply the workload; `StartupFailure` (exit 1) when the cluster refuses."""
     spec = prepared.spec
     try:
+        await check_pod_security_of(kube, prepared)
         egress = await fetch_egress(kube, spec)
         desired = desired_workload(spec, pod_patch=prepared.pod_patch, egress=egress)
         manager = WorkloadManager(kube, spec=spec, desired=desired)

@@ -203,7 +203,7 @@ class RunConfigReloader:
         """Follow ConfigMap `name` (its `runconfig.json`) until cancelled."""
         # Imported here: local mode (`watch_file`) never loads the Kubernetes code.
         from moorage_core.kube import CONFIGMAPS
-        from moorage_proxyrunner.watching import WatchedSet
+        from moorage_core.watching import WatchedSet
 
         def on_change(event: str, obj: JsonObject) -> None:
             if event == "DELETED":

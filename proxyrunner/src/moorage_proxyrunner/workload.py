@@ -30,6 +30,7 @@ from moorage_api.naming import (
     mcp_pod_selector,
     mcpserver_labels,
 )
+from moorage_api.podsecurity import PodSecuritySubject
 from moorage_api.runconfig import RunConfig, RunConfigPermissionProfile
 from moorage_proxyrunner.podpatch import merge_pod_template, validate_pod_template
 
@@ -254,6 +255,23 @@ def build_pod_template(
         if layer:
             template = merge_pod_template(template, layer)
     return merge_pod_template(template, build_required_template(spec))
+
+
+def pod_security_subject(
+    spec: WorkloadSpec, *, pod_patch: Mapping[str, Any] | None = None
+) -> PodSecuritySubject:
+    """The pod the StatefulSet would run, as `moorage_api.podsecurity` judges it.
+
+    The whole merged template is judged, not the RunConfig's fields one by one: the proxy runner
+    applies whatever the RunConfig ConfigMap says, and a namespace user may have edited it past
+    the webhook. Secrets of `secret_env` count as declared (they mirror `spec.secrets`).
+    """
+    return PodSecuritySubject(
+        name=spec.name,
+        namespace=spec.namespace,
+        pod_template=build_pod_template(spec, pod_patch=pod_patch),
+        secrets=frozenset(s.secret_name for s in spec.secret_env),
+    )
 
 
 # -- the objects -----------------------------------------------------------------------------

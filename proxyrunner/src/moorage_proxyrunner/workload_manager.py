@@ -3,7 +3,9 @@
 `WorkloadManager.apply_all()` server-side applies the StatefulSet, the headless Service and the
 egress NetworkPolicy (field manager `moorage-proxyrunner`, forced) and deletes the ones the
 RunConfig no longer wants. `run()` then watches them by name (and the MCP pods by label) and,
-level-based, re-applies whatever was deleted or drifted from the desired object. `wait_ready()`
+level-based, re-applies whatever was deleted or drifted from the desired object. Every watch names
+its object (`metadata.name` field selector) where it can, so that the Role the operator gives the
+proxy runner can list them by `resourceNames`. `wait_ready()`
 bounds the wait for a ready StatefulSet and, on time-out, says why the pods are not ready.
 
 I/O shell: what to apply and how to judge drift and readiness come from
@@ -20,10 +22,13 @@ import structlog
 
 from moorage_api.constants import LABEL_MANAGED_BY, LABEL_MCPSERVER, MANAGED_BY
 from moorage_api.documents import DocumentError, OutboundNetwork, parse_permission_profile
-from moorage_api.naming import egress_policy_name, headless_service_name
+from moorage_api.mcptenant import PodTemplateAllowances
+from moorage_api.naming import egress_policy_name, headless_service_name, stdio_pod_name
+from moorage_api.podsecurity import NO_ALLOWANCES, allowances_by_namespace, parse_tenants
 from moorage_core.errors import KubeError, NotFound
 from moorage_core.kube import (
     CONFIGMAPS,
+    MCPTENANTS,
     NETWORKPOLICIES,
     PODS,
     SERVICES,
@@ -32,7 +37,7 @@ from moorage_core.kube import (
     KubeClient,
     ResourceKind,
 )
-from moorage_proxyrunner.watching import Backoff, WatchedSet
+from moorage_core.watching import Backoff, WatchedSet
 from moorage_proxyrunner.workload import (
     FIELD_MANAGER,
     DesiredWorkload,
@@ -107,6 +112,16 @@ async def fetch_egress(kube: KubeClient, spec: WorkloadSpec) -> EgressRules | No
     return egress
 
 
+async def fetch_allowances(kube: KubeClient, *, namespace: str) -> PodTemplateAllowances:
+    """What the MCPTenants covering `namespace` allow, read from the apiserver (never from the
+    RunConfig, which a namespace user can edit); `KubeError` when they cannot be listed."""
+    listed = await kube.list(MCPTENANTS)
+    tenants, problems = parse_tenants(listed.items)
+    for problem in problems:
+        log.warning("mcptenant_ignored", error=problem)
+    return allowances_by_namespace(tenants).get(namespace, NO_ALLOWANCES)
+
+
 def is_ours(obj: JsonObject, *, server: str) -> bool:
     """Whether a live object was made for MCPServer `server` by Moorage (safe to delete)."""
     labels = (obj.get("metadata") or {}).get("labels") or {}
@@ -140,8 +155,14 @@ class WorkloadManager:
             )
 
         self.statefulsets = watch(STATEFULSETS, spec.name)
+        # A stdio server's only pod is followed by name too: its Role may then read and attach
+        # to that one pod only. HTTP servers scale, so their pods are followed by label.
         self.pods = WatchedSet(
-            kube, PODS, namespace=namespace, label_selector=build_label_selector(spec.name)
+            kube,
+            PODS,
+            namespace=namespace,
+            label_selector=build_label_selector(spec.name),
+            field_selector=f"metadata.name={stdio_pod_name(spec.name)}" if spec.is_stdio else None,
         )
         self._children = (
             _Child(STATEFULSETS, spec.name, desired.statefulset, self.statefulsets),

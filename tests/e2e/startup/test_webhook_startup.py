@@ -37,6 +37,9 @@ def _args(cert_dir: Path, *, bind: str | None = None, metrics: str | None = None
         bind or f"127.0.0.1:{free_port()}",
         "--metrics-bind",
         metrics or f"127.0.0.1:{free_port()}",
+        # No cluster here: MCPTenants are not followed (their absence only refuses more).
+        "--mcptenants",
+        "false",
     ]
 
 
@@ -115,3 +118,17 @@ def test_sigterm_during_startup_exits_within_the_drain_timeout(cert_dir: Path) -
     # Before the loop runs, SIGTERM's default action ends the process; after, our handler does.
     outcome, waited = terminate_when(WEBHOOK, *_args(cert_dir), "--drain-timeout", "2s", ready="")
     assert_clean_stop(outcome, waited, within=2.0, codes=(0, -signal.SIGTERM))
+
+
+def test_without_credentials_for_mcptenants_it_names_kubeconfig(
+    cert_dir: Path, tmp_path: Path
+) -> None:
+    absent = tmp_path / "no-kubeconfig"
+    args = [a for a in _args(cert_dir) if a not in ("--mcptenants", "false")]
+    outcome = run_command(WEBHOOK, *args, "--kubeconfig", str(absent))
+    assert_clean_failure(
+        outcome,
+        code=2,
+        setting="KUBECONFIG / --kubeconfig",
+        problem="cannot load Kubernetes credentials",
+    )

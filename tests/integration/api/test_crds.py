@@ -293,6 +293,7 @@ def test_crds_are_established(crds: list[str], control_plane: ControlPlane) -> N
     assert sorted(crds) == [
         "customresourcedefinition.apiextensions.k8s.io/mcpregistries.moorage.dev",
         "customresourcedefinition.apiextensions.k8s.io/mcpservers.moorage.dev",
+        "customresourcedefinition.apiextensions.k8s.io/mcptenants.moorage.dev",
         "customresourcedefinition.apiextensions.k8s.io/mcptoolconfigs.moorage.dev",
     ]
     for name in crds:

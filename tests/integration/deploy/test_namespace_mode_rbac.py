@@ -128,6 +128,21 @@ def choose_namespaces(directory: Path, *, watched: tuple[str, ...]) -> None:
     entries[0]["value"] = ",".join(watched)
     patch_file.write_text(yaml.safe_dump(patch, sort_keys=False))
 
+    readers_file = directory / "proxyrunner-mcptenants.yaml"
+    readers = yaml.safe_load(readers_file.read_text())
+    assert [s["name"] for s in readers["subjects"]] == [
+        f"system:serviceaccounts:{d['metadata']['namespace']}" for d in listed
+    ]
+    readers["subjects"] = [
+        {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Group",
+            "name": f"system:serviceaccounts:{n}",
+        }
+        for n in watched
+    ]
+    readers_file.write_text(yaml.safe_dump(readers, sort_keys=False))
+
 
 def render_overlay(plane: ControlPlane, directory: Path) -> list[Obj]:
     out = plane.kubectl("kustomize", str(directory))
@@ -339,8 +354,16 @@ async def test_the_namespace_overlay_rbac_is_all_the_operator_needs_in_its_names
         choose_namespaces(tmp_path / "overlay", watched=watched)
         objects = render_overlay(control_plane, tmp_path / "overlay")
 
-        # Namespace mode grants nothing cluster-wide: one RoleBinding per listed namespace.
-        assert not [o for o in objects if o["kind"] == "ClusterRoleBinding"]
+        # Namespace mode grants the operator nothing cluster-wide: one RoleBinding per listed
+        # namespace. Cluster-wide bindings only let the webhook and the listed namespaces' proxy
+        # runners read MCPTenants.
+        cluster_bindings = {
+            o["metadata"]["name"]: o for o in objects if o["kind"] == "ClusterRoleBinding"
+        }
+        assert set(cluster_bindings) == {"moorage-webhook", "moorage-proxyrunner-mcptenants"}
+        assert [
+            s["name"] for s in cluster_bindings["moorage-proxyrunner-mcptenants"]["subjects"]
+        ] == [f"system:serviceaccounts:{n}" for n in watched]
         bound = sorted(
             o["metadata"]["namespace"]
             for o in objects

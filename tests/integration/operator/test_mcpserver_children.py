@@ -23,16 +23,34 @@ from moorage_core.kube import (
 
 pytestmark = pytest.mark.integration
 
-ALL_VERBS = ["get", "list", "watch", "create", "update", "patch", "delete"]
-EXPECTED_RULES = [
-    {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ALL_VERBS},
-    {"apiGroups": [""], "resources": ["services"], "verbs": ALL_VERBS},
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
-    {"apiGroups": [""], "resources": ["pods/attach"], "verbs": ["create", "get"]},
-    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ALL_VERBS},
-]
+READ = ["get", "list", "watch"]
+APPLY = [*READ, "create", "patch", "delete"]
+
+
+def expected_rules(name: str, *, stdio: bool) -> list[dict[str, Any]]:
+    """The proxy runner's Role: its own objects by name; a stdio server's one pod by name."""
+
+    def rule(group: str, resource: str, verbs: list[str], names: list[str]) -> dict[str, Any]:
+        return {
+            "apiGroups": [group],
+            "resources": [resource],
+            "resourceNames": names,
+            "verbs": verbs,
+        }
+
+    rules = [
+        rule("apps", "statefulsets", APPLY, [name]),
+        rule("", "services", APPLY, [f"mcp-{name}-headless"]),
+        rule("networking.k8s.io", "networkpolicies", APPLY, [f"{name}-egress"]),
+        rule("", "configmaps", READ, [f"{name}-runconfig"]),
+    ]
+    if stdio:
+        return [
+            *rules,
+            rule("", "pods", READ, [f"{name}-0"]),
+            rule("", "pods/attach", ["create", "get"], [f"{name}-0"]),
+        ]
+    return [*rules, {"apiGroups": [""], "resources": ["pods"], "verbs": READ}]
 
 
 @pytest.mark.parametrize(
@@ -101,7 +119,8 @@ async def test_each_example_gets_exactly_the_children_of_the_spec(
         }
         assert managers == {"moorage-operator"}, child["kind"]
     by_kind = {(c["kind"], c["metadata"]["name"]): c for c in children}
-    assert by_kind[("Role", f"{name}-proxy-runner")]["rules"] == EXPECTED_RULES
+    role = by_kind[("Role", f"{name}-proxy-runner")]
+    assert role["rules"] == expected_rules(name, stdio=file == "mcpserver-stdio.yaml")
     deployment = by_kind[("Deployment", name)]
     pod = deployment["spec"]["template"]["spec"]
     assert [c["name"] for c in pod["containers"]] == ["proxyrunner"]

@@ -21,9 +21,9 @@ import pytest
 import structlog
 from kwok_exec_node import EXEC_POD_PLACEMENT, ExecNode
 from mcp import Client
+from runconfig_files import write_runconfig
 from testkit.waiting import eventually
 
-from moorage_api.runconfig import RunConfig, render_runconfig_json
 from moorage_core.errors import NotFound
 from moorage_core.kube import (
     CONFIGMAPS,
@@ -47,29 +47,6 @@ pytestmark = pytest.mark.integration
 
 MCP_SERVER_TIME = str(Path(sys.executable).with_name("mcp-server-time"))
 SELECTOR = {"moorage.dev/mcpserver": "time", "app.kubernetes.io/component": "mcp-server"}
-
-
-def write_runconfig(
-    tmp_path: Path, *, namespace: str, owner: dict[str, Any], **fields: Any
-) -> Path:
-    meta = owner["metadata"]
-    runconfig = RunConfig.model_validate(
-        {
-            "name": "time",
-            "namespace": namespace,
-            "owner": {
-                "apiVersion": owner["apiVersion"],
-                "kind": owner["kind"],
-                "name": meta["name"],
-                "uid": meta["uid"],
-            },
-            "image": "ghcr.io/example/mcp-time:1.0",
-            **fields,
-        }
-    )
-    path = tmp_path / "runconfig.json"
-    path.write_text(render_runconfig_json(runconfig))
-    return path
 
 
 @dataclass

@@ -258,12 +258,19 @@ async def test_rotating_the_certificate_keeps_admissions_working(
 
 
 async def test_writes_of_our_kinds_fail_closed_when_the_webhook_process_is_gone(
-    kube: KubeClient, namespace: str, crds: list[str], tmp_path: Path
+    kube: KubeClient,
+    namespace: str,
+    crds: list[str],
+    tmp_path: Path,
+    control_plane: ControlPlane,
 ) -> None:
     ca = build_ca(common_name="subprocess-ca")
     write_pair(serving_pair(ca), tmp_path)
     port = free_port()
-    process = await start_webhook_process(tmp_path, port=port, ca=ca)
+    # As deployed: it follows the cluster's MCPTenants.
+    process = await start_webhook_process(
+        tmp_path, port=port, ca=ca, kubeconfig=control_plane.kubeconfig
+    )
     try:
         async with registration(
             kube, namespace, base_url=f"https://127.0.0.1:{port}", ca_pem=ca.cert_pem

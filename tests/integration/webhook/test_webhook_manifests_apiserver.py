@@ -42,6 +42,8 @@ async def test_the_webhook_manifests_are_accepted_and_meet_restricted_pod_securi
     kinds = {d["kind"] for d in documents}
     assert kinds == {
         "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
         "Deployment",
         "Service",
         "PodDisruptionBudget",

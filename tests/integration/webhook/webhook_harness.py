@@ -102,10 +102,17 @@ async def registration(
 
 
 async def start_webhook_process(
-    cert_dir: Path, *, port: int, ca: CertificatePair, output: int = asyncio.subprocess.PIPE
+    cert_dir: Path,
+    *,
+    port: int,
+    ca: CertificatePair,
+    output: int = asyncio.subprocess.PIPE,
+    kubeconfig: Path | None = None,
 ) -> asyncio.subprocess.Process:
     """`python -m moorage_webhook` serving `cert_dir`'s pair on `port`, once it is ready (JSON
-    logs to `output`, stderr with them)."""
+    logs to `output`, stderr with them); following the MCPTenants of the cluster `kubeconfig`
+    names, or none (`--mcptenants false`) without one."""
+    tenants = ["--kubeconfig", str(kubeconfig)] if kubeconfig else ["--mcptenants", "false"]
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -118,6 +125,7 @@ async def start_webhook_process(
         f"127.0.0.1:{free_port()}",
         "--log-format",
         "json",
+        *tenants,
         stdout=output,
         stderr=asyncio.subprocess.STDOUT,
     )

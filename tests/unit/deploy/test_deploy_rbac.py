@@ -32,16 +32,16 @@ def permissions(group: str, resources: Iterable[str], verbs: Iterable[str]) -> s
     return {(group, r, v) for r in resources for v in verbs}
 
 
-# The proxy runner's Role, exactly as spec §3 lists it. The operator creates and binds it, so the
+# The proxy runner's Role without its resourceNames (the rules are tested by name in
+# test_planning_children and against the apiserver). The operator creates and binds it, so the
 # apiserver requires the operator to hold each of these in the namespace.
 PROXY_RUNNER_ROLE: set[Permission] = (
-    permissions("apps", ["statefulsets"], CRUD)
-    | permissions("", ["services"], CRUD)
+    permissions("apps", ["statefulsets"], APPLY)
+    | permissions("", ["services"], APPLY)
     | permissions("", ["pods"], READ)
-    | permissions("", ["pods/log"], ["get"])
     | permissions("", ["pods/attach"], ["create", "get"])
     | permissions("", ["configmaps"], READ)
-    | permissions("networking.k8s.io", ["networkpolicies"], CRUD)
+    | permissions("networking.k8s.io", ["networkpolicies"], APPLY)
 )
 
 KINDS = ["mcpservers", "mcptoolconfigs", "mcpregistries"]
@@ -111,12 +111,28 @@ def test_operator_holds_every_permission_of_the_proxy_runner_role(cluster: list[
 
 
 def test_operator_holds_every_rule_the_operator_puts_in_that_role(cluster: list[Obj]) -> None:
-    # The rules the operator's planner really writes into <name>-proxy-runner.
-    from moorage_operator.planning.children import PROXY_RUNNER_RULES
+    # The rules the operator's planner really writes into <name>-proxy-runner, for a stdio server
+    # and for an HTTP server with a configMap permission profile (between them, every rule).
+    from moorage_api.mcpserver import parse_mcpserver
+    from moorage_operator.planning.children import build_proxy_runner_rules
 
     rules = cluster_role(cluster)
-    planned = granted([dict(r) for r in PROXY_RUNNER_RULES])
-    assert planned == PROXY_RUNNER_ROLE, "the planner and spec §3 disagree"
+    planned: set[Permission] = set()
+    for spec in (
+        {"transport": "stdio"},
+        {
+            "transport": "streamable-http",
+            "permissionProfile": {"type": "configMap", "name": "egress"},
+        },
+    ):
+        server = parse_mcpserver(
+            {
+                "metadata": {"name": "time", "namespace": "team-a"},
+                "spec": {"image": "ghcr.io/x/time:1", **spec},
+            }
+        )
+        planned |= granted(build_proxy_runner_rules(server))
+    assert planned == PROXY_RUNNER_ROLE, "the planner and this list disagree"
     assert not sorted(p for p in planned if not allows(rules, *p))
 
 
@@ -200,10 +216,15 @@ def test_cluster_overlay_binds_the_role_cluster_wide(cluster: list[Obj]) -> None
 def test_namespace_overlay_binds_the_role_only_in_watched_namespaces(
     namespaced: list[Obj],
 ) -> None:
-    assert not of_kind(namespaced, "ClusterRoleBinding")
     operator = find(namespaced, "Deployment", "moorage-operator")
     watched = env(container(operator, "operator"))["WATCH_NAMESPACES"]["value"].split(",")
     assert watched == ["team-a", "team-b"]
+    # Cluster-wide bindings only for reading MCPTenants: the webhook, and the proxy runners of
+    # the watched namespaces (their ServiceAccounts' groups).
+    cluster_bindings = {b["metadata"]["name"]: b for b in of_kind(namespaced, "ClusterRoleBinding")}
+    assert set(cluster_bindings) == {"moorage-webhook", "moorage-proxyrunner-mcptenants"}
+    proxyrunners = cluster_bindings["moorage-proxyrunner-mcptenants"]["subjects"]
+    assert [s["name"] for s in proxyrunners] == [f"system:serviceaccounts:{n}" for n in watched]
     bindings = [
         b
         for b in of_kind(namespaced, "RoleBinding")
@@ -234,6 +255,10 @@ def test_users_get_our_kinds_through_the_builtin_roles(cluster: list[Obj]) -> No
         assert not allows(view["rules"], "moorage.dev", kind, "update")
         # Status belongs to the operator.
         assert not allows(edit["rules"], "moorage.dev", f"{kind}/status", "update")
+    # MCPTenants are an admin's: the roles namespace users get hold no verb on them.
+    for verb in ("get", "list", "create", "update", "patch", "delete"):
+        assert not allows(edit["rules"], "moorage.dev", "mcptenants", verb)
+        assert not allows(view["rules"], "moorage.dev", "mcptenants", verb)
 
 
 def test_the_evaluator_honours_names_groups_and_wildcards() -> None:

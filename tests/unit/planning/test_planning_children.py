@@ -20,7 +20,7 @@ from planning_fixtures import (
 
 from moorage_api.runconfig import load_runconfig
 from moorage_operator.planning import PlanningError, References, desired_children
-from moorage_operator.planning.children import plan_mcpserver, stale_children
+from moorage_operator.planning.children import build_role, plan_mcpserver, stale_children
 from moorage_operator.planning.comparing import ANNOTATION_APPLIED_HASH
 
 LABELS = {
@@ -30,7 +30,6 @@ LABELS = {
     "app.kubernetes.io/part-of": "moorage",
     "moorage.dev/mcpserver": "time",
 }
-ALL_VERBS = ["get", "list", "watch", "create", "update", "patch", "delete"]
 
 
 def children_of(**spec: Any) -> list[dict[str, Any]]:
@@ -91,17 +90,38 @@ def test_every_child_carries_the_labels_and_one_controller_owner(spec: dict[str,
         assert ANNOTATION_APPLIED_HASH in meta["annotations"]
 
 
-def test_role_grants_exactly_what_the_proxy_runner_needs() -> None:
+READ = ["get", "list", "watch"]
+APPLY = [*READ, "create", "patch", "delete"]
+
+
+def _named(group: str, resource: str, verbs: list[str], names: list[str]) -> dict[str, Any]:
+    return {"apiGroups": [group], "resources": [resource], "resourceNames": names, "verbs": verbs}
+
+
+def test_role_limits_a_stdio_proxy_runner_to_its_own_objects_and_pod() -> None:
     role = by_kind(children_of(), "Role")
     assert role["rules"] == [
-        {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ALL_VERBS},
-        {"apiGroups": [""], "resources": ["services"], "verbs": ALL_VERBS},
-        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
-        {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
-        {"apiGroups": [""], "resources": ["pods/attach"], "verbs": ["create", "get"]},
-        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]},
-        {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ALL_VERBS},
+        _named("apps", "statefulsets", APPLY, ["time"]),
+        _named("", "services", APPLY, ["mcp-time-headless"]),
+        _named("networking.k8s.io", "networkpolicies", APPLY, ["time-egress"]),
+        _named("", "configmaps", READ, ["time-runconfig"]),
+        _named("", "pods", READ, ["time-0"]),
+        _named("", "pods/attach", ["create", "get"], ["time-0"]),
     ]
+
+
+def test_role_of_an_http_server_reads_pods_by_label_and_never_attaches() -> None:
+    role = build_role(
+        server(
+            transport="streamable-http",
+            permissionProfile={"type": "configMap", "name": "egress", "key": "p.json"},
+        )
+    )
+    assert role["rules"][3] == _named("", "configmaps", READ, ["egress", "time-runconfig"])
+    assert role["rules"][4:] == [{"apiGroups": [""], "resources": ["pods"], "verbs": READ}]
+    assert not any(
+        "pods/attach" in r["resources"] or "pods/log" in r["resources"] for r in role["rules"]
+    )
 
 
 def test_role_binding_binds_the_role_to_the_proxy_runner_account() -> None:

@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestServer
 from hypothesis import given
 from hypothesis import strategies as st
 
+from moorage_core.watching import Backoff
 from moorage_proxyrunner.backends.attach import (
     CLOSE,
     ERROR,
@@ -42,7 +43,6 @@ from moorage_proxyrunner.backends.attach import (
     stream_path,
 )
 from moorage_proxyrunner.backends.channels import ChannelClosed
-from moorage_proxyrunner.watching import Backoff
 
 # -- frames and queries ---------------------------------------------------------------------
 

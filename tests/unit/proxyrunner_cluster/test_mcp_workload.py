@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from moorage_api.documents import OutboundNetwork, parse_permission_profile
+from moorage_api.podsecurity import NO_ALLOWANCES, check_pod_security
 from moorage_api.runconfig import RunConfigPermissionProfile, load_runconfig
 from moorage_proxyrunner.podpatch import PodPatchError
 from moorage_proxyrunner.workload import (
@@ -33,6 +34,7 @@ from moorage_proxyrunner.workload import (
     is_statefulset_ready,
     is_subset,
     needs_profile_document,
+    pod_security_subject,
     profile_document_key,
     ready_pods,
     workload_spec_from_runconfig,
@@ -657,3 +659,45 @@ def test_backend_urls_name_each_pod_under_the_headless_service() -> None:
 def test_stdio_has_no_backend_urls() -> None:
     with pytest.raises(ValueError, match="no HTTP endpoint"):
         build_backend_urls(make_spec(), replicas=1)
+
+
+# -- pod security of the pod the StatefulSet would run ------------------------------------------
+
+
+def _refused_paths(spec: WorkloadSpec, *, pod_patch: dict[str, Any] | None = None) -> list[str]:
+    subject = pod_security_subject(spec, pod_patch=pod_patch)
+    return [r.path for r in check_pod_security(subject, allowances=NO_ALLOWANCES)]
+
+
+def test_the_default_pod_with_its_own_account_and_declared_secrets_passes() -> None:
+    spec = make_spec(
+        service_account="time-sa",
+        secret_env=(SecretEnv(env_name="TOKEN", secret_name="api", key="token"),),
+    )
+    assert _refused_paths(spec) == []
+
+
+def test_a_runconfig_edited_to_a_privileged_host_network_pod_is_refused() -> None:
+    template = {
+        "spec": {
+            "hostNetwork": True,
+            "containers": [{"name": "mcp", "securityContext": {"privileged": True}}],
+        }
+    }
+    assert _refused_paths(make_spec(pod_template_spec=template)) == [
+        "spec.podTemplateSpec.spec.hostNetwork",
+        "spec.podTemplateSpec.spec.containers[0].securityContext.privileged",
+    ]
+
+
+def test_another_service_account_in_the_runconfig_is_refused() -> None:
+    assert _refused_paths(make_spec(service_account="cluster-admin")) == [
+        "spec.podTemplateSpec.spec.serviceAccountName"
+    ]
+
+
+def test_the_pod_patch_is_judged_with_the_template() -> None:
+    patch = {"spec": {"volumes": [{"name": "root", "hostPath": {"path": "/"}}]}}
+    assert _refused_paths(make_spec(), pod_patch=patch) == [
+        "spec.podTemplateSpec.spec.volumes[0].hostPath.path"
+    ]

@@ -28,6 +28,23 @@ def _documents() -> dict[str, dict[str, Any]]:
 
 
 DOCS = _documents()
+CLUSTER_SCOPED = frozenset({"ValidatingWebhookConfiguration", "ClusterRole", "ClusterRoleBinding"})
+
+
+def test_the_webhook_may_only_list_and_watch_mcptenants() -> None:
+    documents = list(yaml.safe_load_all((WEBHOOK_DIR / "mcptenant-reader.yaml").read_text()))
+    roles = {d["metadata"]["name"]: d for d in documents if d["kind"] == "ClusterRole"}
+    assert roles["moorage-webhook"]["rules"] == [
+        {"apiGroups": ["moorage.dev"], "resources": ["mcptenants"], "verbs": ["list", "watch"]}
+    ]
+    assert roles["moorage-proxyrunner-mcptenants"]["rules"] == [
+        {"apiGroups": ["moorage.dev"], "resources": ["mcptenants"], "verbs": ["list"]}
+    ]
+    [binding] = [d for d in documents if d["kind"] == "ClusterRoleBinding"]
+    assert binding["roleRef"]["name"] == "moorage-webhook"
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "moorage-webhook", "namespace": NAMESPACE}
+    ]
 
 
 def test_the_kustomization_lists_every_manifest_in_the_folder() -> None:
@@ -91,7 +108,8 @@ def test_the_deployment_runs_two_spread_replicas_with_restricted_security() -> N
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] == 65534
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-    assert pod["automountServiceAccountToken"] is False
+    # Its token is for listing and watching MCPTenants (the ClusterRole checked below).
+    assert pod["automountServiceAccountToken"] is True
     (container,) = pod["containers"]
     security = container["securityContext"]
     assert security["readOnlyRootFilesystem"] is True
@@ -141,5 +159,5 @@ def test_the_certificate_names_the_service_and_a_self_signed_issuer() -> None:
     assert certificate["issuerRef"] == {"name": issuer["metadata"]["name"], "kind": "Issuer"}
     assert issuer["spec"] == {"selfSigned": {}}
     for document in DOCS.values():
-        if document["kind"] != "ValidatingWebhookConfiguration":
+        if document["kind"] not in CLUSTER_SCOPED:
             assert document["metadata"]["namespace"] == NAMESPACE

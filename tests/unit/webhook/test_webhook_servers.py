@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from webhook_samples import POLICY, mcpserver
 
+from moorage_api.mcptenant import PodSecurityRule, PodTemplateAllowances
 from moorage_webhook.validation import validate_mcpserver
 from moorage_webhook.validation.objects import RATCHETED_PREFIX
 
@@ -87,7 +88,9 @@ def test_a_server_using_every_field_well_is_allowed() -> None:
             "proxyService": {"annotations": {"example.com/lb": "internal"}},
         },
     }
-    verdict = validate_mcpserver(mcpserver(spec), old=None)
+    # Running as another ServiceAccount needs an MCPTenant's allowance (see the pod security tests).
+    allowances = PodTemplateAllowances(service_accounts=["fetcher"])
+    verdict = validate_mcpserver(mcpserver(spec), old=None, allowances=allowances)
     assert verdict.errors == ()
     assert verdict.warnings == ()
 
@@ -614,3 +617,46 @@ def test_status_is_not_validated() -> None:
     obj = mcpserver()
     obj["status"] = {"phase": "NotAPhase", "conditions": "junk"}
     assert validate_mcpserver(obj, old=None).allowed
+
+
+# -- pod security (the rule table itself is tested in test_api_podsecurity) ---------------------
+
+PRIVILEGED = {"spec": {"containers": [{"name": "mcp", "securityContext": {"privileged": True}}]}}
+PRIVILEGED_PATH = "spec.podTemplateSpec.spec.containers[0].securityContext.privileged"
+
+
+def test_a_privileged_pod_template_is_refused_with_the_field_and_the_allowance() -> None:
+    verdict = validate_mcpserver(mcpserver({"podTemplateSpec": PRIVILEGED}), old=None)
+    [error] = verdict.errors
+    assert error.path == PRIVILEGED_PATH
+    assert "must allow it (allow: [Privileged])" in error.message
+
+
+def test_an_allowance_of_the_namespace_lets_it_through() -> None:
+    allowances = PodTemplateAllowances(allow=[PodSecurityRule.PRIVILEGED])
+    verdict = validate_mcpserver(
+        mcpserver({"podTemplateSpec": PRIVILEGED}), old=None, allowances=allowances
+    )
+    assert verdict.allowed
+
+
+def test_while_mcptenants_are_not_loaded_only_what_needs_an_allowance_is_refused() -> None:
+    refused = validate_mcpserver(mcpserver({"podTemplateSpec": PRIVILEGED}), allowances=None)
+    [error] = refused.errors
+    assert "has not loaded the MCPTenants yet" in error.message
+    assert validate_mcpserver(mcpserver(), allowances=None).allowed
+
+
+def test_pod_security_refusals_are_not_ratcheted_on_update() -> None:
+    old = mcpserver({"podTemplateSpec": PRIVILEGED})
+    new = mcpserver({"podTemplateSpec": PRIVILEGED, "args": ["--more"]})
+    assert [e.path for e in validate_mcpserver(new, old=old).errors] == [PRIVILEGED_PATH]
+
+
+def test_an_update_that_leaves_the_spec_alone_is_not_judged_again() -> None:
+    # The operator's own metadata and finalizer writes must not be refused after an allowance is
+    # withdrawn; the proxy runner refuses the workload itself.
+    old = mcpserver({"podTemplateSpec": PRIVILEGED})
+    new = copy.deepcopy(old)
+    new["metadata"]["finalizers"] = ["example.com/hold"]
+    assert validate_mcpserver(new, old=old).allowed

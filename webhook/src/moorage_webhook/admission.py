@@ -12,7 +12,8 @@ HTTP status and body to send and the facts to log.
 - A review for a kind or version this endpoint does not serve (a misconfigured
   ValidatingWebhookConfiguration) → denied with code 400 and a message saying so.
 - Otherwise the kind's `validate_*` decides: allowed with warnings, or denied with code 422
-  (`Invalid`), the errors joined into one message and listed as field causes.
+  (`Invalid`), the errors joined into one message and listed as field causes. MCPServer's also
+  gets what MCPTenants allow in the request's namespace (`allowances`, looked up in memory).
 
 `dryRun` changes nothing: validation has no side effects.
 """
@@ -34,6 +35,8 @@ from moorage_api.constants import (
     KIND_MCPTOOLCONFIG,
     VERSION,
 )
+from moorage_api.mcptenant import PodTemplateAllowances
+from moorage_api.podsecurity import NO_ALLOWANCES
 from moorage_webhook.validation import (
     Verdict,
     validate_mcpregistry,
@@ -49,7 +52,15 @@ MAX_WARNING_LENGTH: Final = 256
 """The apiserver may truncate longer warnings; we cut them ourselves, where we choose."""
 
 Validator = Callable[..., Verdict]
-"""`validate_<kind>(new, *, old) -> Verdict`."""
+"""`validate_<kind>(new, *, old) -> Verdict` (MCPServer's also takes `allowances=`)."""
+
+AllowancesLookup = Callable[[str], PodTemplateAllowances | None]
+"""Namespace → what MCPTenants allow there; None while they are not known (fail closed)."""
+
+
+def no_tenants(namespace: str) -> PodTemplateAllowances:
+    """The lookup of a webhook that reads no MCPTenants: nothing is allowed beyond the rules."""
+    return NO_ALLOWANCES
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +70,12 @@ class KindEndpoint:
     path: str
     kind: str
     validate: Validator
+    tenant_scoped: bool = False
+    """Whether `validate` takes the MCPTenant allowances of the object's namespace."""
 
 
 ENDPOINTS: Final = (
-    KindEndpoint("/validate/mcpserver", KIND_MCPSERVER, validate_mcpserver),
+    KindEndpoint("/validate/mcpserver", KIND_MCPSERVER, validate_mcpserver, tenant_scoped=True),
     KindEndpoint("/validate/mcptoolconfig", KIND_MCPTOOLCONFIG, validate_mcptoolconfig),
     KindEndpoint("/validate/mcpregistry", KIND_MCPREGISTRY, validate_mcpregistry),
 )
@@ -241,7 +254,9 @@ def parse_review(body: bytes) -> AdmissionReview | ReviewOutcome:
     return review
 
 
-def review_body(endpoint: KindEndpoint, body: bytes) -> ReviewOutcome:
+def review_body(
+    endpoint: KindEndpoint, body: bytes, *, allowances: AllowancesLookup = no_tenants
+) -> ReviewOutcome:
     """Decide one AdmissionReview for `endpoint`'s kind (see the module docstring)."""
     parsed = parse_review(body)
     if isinstance(parsed, ReviewOutcome):
@@ -261,7 +276,12 @@ def review_body(endpoint: KindEndpoint, body: bytes) -> ReviewOutcome:
         )
         return _answer(request, document, allowed=False, code=MISROUTED_CODE, message=message)
     assert request.object is not None  # parse_review guarantees it for CREATE and UPDATE
-    verdict = endpoint.validate(request.object, old=request.old_object)
+    if endpoint.tenant_scoped:
+        verdict = endpoint.validate(
+            request.object, old=request.old_object, allowances=allowances(request.namespace)
+        )
+    else:
+        verdict = endpoint.validate(request.object, old=request.old_object)
     warnings = verdict.warning_texts()
     if verdict.allowed:
         document = build_response(request.uid, allowed=True, warnings=warnings)

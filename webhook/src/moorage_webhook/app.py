@@ -19,10 +19,12 @@ from prometheus_client import CollectorRegistry
 
 from moorage_core.serving import HealthChecks, make_health_app
 from moorage_webhook.admission import (
+    AllowancesLookup,
     KindEndpoint,
     ReviewOutcome,
     bad_request,
     build_endpoints,
+    no_tenants,
     review_body,
 )
 from moorage_webhook.metrics import WebhookMetrics
@@ -55,7 +57,11 @@ def _log_outcome(endpoint: KindEndpoint, outcome: ReviewOutcome, seconds: float)
 
 
 async def _outcome(
-    endpoint: KindEndpoint, request: web.Request, *, max_bytes: int
+    endpoint: KindEndpoint,
+    request: web.Request,
+    *,
+    max_bytes: int,
+    allowances: AllowancesLookup,
 ) -> ReviewOutcome:
     if request.content_type != JSON:
         return bad_request(f"Content-Type must be {JSON}, not {request.content_type}", status=415)
@@ -66,7 +72,7 @@ async def _outcome(
     except web.HTTPRequestEntityTooLarge:
         return bad_request(f"request body is larger than {max_bytes} bytes", status=413)
     try:
-        return review_body(endpoint, body)
+        return review_body(endpoint, body, allowances=allowances)
     except Exception as exc:
         # The one place a validation bug is caught: answer 500 so the failure policy decides.
         log.exception("review_crashed", kind=endpoint.kind, error=str(exc))
@@ -74,7 +80,11 @@ async def _outcome(
 
 
 def _review_handler(
-    endpoint: KindEndpoint, *, metrics: WebhookMetrics, max_bytes: int
+    endpoint: KindEndpoint,
+    *,
+    metrics: WebhookMetrics,
+    max_bytes: int,
+    allowances: AllowancesLookup,
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
     def record(outcome: ReviewOutcome, seconds: float) -> None:
         metrics.observe(
@@ -88,7 +98,7 @@ def _review_handler(
 
     async def handle(request: web.Request) -> web.Response:
         started = time.perf_counter()
-        outcome = await _outcome(endpoint, request, max_bytes=max_bytes)
+        outcome = await _outcome(endpoint, request, max_bytes=max_bytes, allowances=allowances)
         seconds = time.perf_counter() - started
         # Counted and logged once the answer is on its way: aiohttp writes the response in this
         # same step of the loop, and the callback runs in the next one, off the apiserver's wait.
@@ -115,9 +125,11 @@ def make_app(
     metrics: WebhookMetrics | None = None,
     checks: HealthChecks | None = None,
     endpoints: Sequence[KindEndpoint] | None = None,
+    allowances: AllowancesLookup = no_tenants,
 ) -> web.Application:
     """The admission application; `metrics` defaults to collectors on a private registry,
-    `endpoints` to every kind's, judged as `settings` say."""
+    `endpoints` to every kind's, judged as `settings` say, and `allowances` (MCPTenants by
+    namespace) to none: nothing beyond the pod security rules."""
     if endpoints is None:
         endpoints = build_endpoints(allow_local_sources=settings.registry_allow_local_sources)
     metrics = metrics or WebhookMetrics.create(CollectorRegistry(auto_describe=False))
@@ -127,7 +139,12 @@ def make_app(
     for endpoint in endpoints:
         app.router.add_post(
             endpoint.path,
-            _review_handler(endpoint, metrics=metrics, max_bytes=settings.max_request_bytes),
+            _review_handler(
+                endpoint,
+                metrics=metrics,
+                max_bytes=settings.max_request_bytes,
+                allowances=allowances,
+            ),
         )
     _add_probes(app, checks or HealthChecks())
     return app

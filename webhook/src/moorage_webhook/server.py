@@ -4,25 +4,30 @@
 ports, `stop()` closes them after in-flight requests finish (bounded by `--drain-timeout`). A
 certificate directory or an address that cannot be used is a `StartupFailure` naming its setting. The certificate pair comes from
 `--cert-dir` and is reloaded when cert-manager rewrites it; both ports present the same pair.
-Readiness (on both ports) requires a certificate that has not expired; liveness only needs the
-loop to answer.
+Readiness (on both ports) requires a certificate that has not expired and, when the webhook reads
+MCPTenants (`kube` given, as the command does), their first list; liveness only needs the loop to
+answer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 
 import structlog
 from cryptography import x509
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
+from moorage_core.kube import KubeClient
 from moorage_core.serving import HealthChecks, HTTPSServer, make_health_app
 from moorage_core.startup import load_tls
 from moorage_core.supervising import TaskSupervisor
+from moorage_webhook.admission import AllowancesLookup, no_tenants
 from moorage_webhook.app import make_app
 from moorage_webhook.metrics import WebhookMetrics
 from moorage_webhook.settings import WebhookSettings
+from moorage_webhook.tenants import TenantAllowances
 
 log = structlog.get_logger(__name__)
 
@@ -38,6 +43,7 @@ class WebhookServer:
         *,
         registry: CollectorRegistry | None = None,
         supervisor: TaskSupervisor | None = None,
+        kube: KubeClient | None = None,
     ) -> None:
         self.settings = settings
         self.supervisor = supervisor
@@ -57,9 +63,17 @@ class WebhookServer:
             poll_interval=settings.tls_poll_interval,
         )
         checks = HealthChecks(readiness={"certificate": self.check_certificate})
+        self.tenants = None if kube is None else TenantAllowances(kube)
+        """MCPTenant allowances; None: none are read, so nothing beyond the rules is allowed."""
+        self._tenants_task: asyncio.Task[None] | None = None
+        allowances: AllowancesLookup = no_tenants
+        if self.tenants is not None:
+            checks.readiness["mcptenants"] = self.tenants.check_synced
+            allowances = self.tenants.lookup
+        app = make_app(settings, metrics=self.metrics, checks=checks, allowances=allowances)
         host, port = settings.bind
         self.admission = HTTPSServer(
-            make_app(settings, metrics=self.metrics, checks=checks),
+            app,
             host=host,
             port=port,
             tls=self.tls,
@@ -108,6 +122,11 @@ class WebhookServer:
         # One reload loop for the pair both ports present, run here rather than by either
         # server: it must go on while either of them still drains.
         self.tls.start(self.supervisor)
+        if self.tenants is not None:
+            if self.supervisor is not None:
+                self._tenants_task = self.supervisor.spawn("mcptenants", self.tenants.run())
+            else:
+                self._tenants_task = asyncio.create_task(self.tenants.run(), name="mcptenants")
         log.info("webhook_started", port=self.port, metrics_port=self.metrics_port)
 
     async def stop(self) -> None:
@@ -116,4 +135,8 @@ class WebhookServer:
             await asyncio.gather(self.admission.stop(), self.monitoring.stop())
         finally:
             await self.tls.stop()
+            if self._tenants_task is not None:
+                self._tenants_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._tenants_task
         log.info("webhook_stopped")

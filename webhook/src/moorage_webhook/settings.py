@@ -65,6 +65,13 @@ class WebhookSettings:
     otherwise). Default auto."""
     log_level: str = "info"
     """LOG_LEVEL / --log-level: debug, info, warning, error or critical. Default info."""
+    mcptenants: bool = True
+    """MCPTENANTS / --mcptenants: follow MCPTenants (list + watch) so that their allowances apply.
+    Default true; false (local runs without a cluster) allows nothing beyond the pod security
+    rules, so it can only refuse more, never less."""
+    kubeconfig: str | None = None
+    """KUBECONFIG / --kubeconfig: credentials for reading MCPTenants. Default: the pod's
+    ServiceAccount, else `~/.kube/config`."""
 
     @classmethod
     def from_env_and_args(
@@ -143,6 +150,22 @@ _SPECS: tuple[SettingSpec, ...] = (
         parse_choice(_LOG_FORMATS),
         "FORMAT",
         "json, console or auto",
+    ),
+    SettingSpec(
+        "mcptenants",
+        "MCPTENANTS",
+        "mcptenants",
+        parse_bool,
+        "BOOL",
+        "follow MCPTenants so that their allowances apply",
+    ),
+    SettingSpec(
+        "kubeconfig",
+        "KUBECONFIG",
+        "kubeconfig",
+        str,
+        "PATH",
+        "kubeconfig for reading MCPTenants (default: in-cluster)",
     ),
     SettingSpec(
         "log_level",

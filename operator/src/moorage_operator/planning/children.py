@@ -35,11 +35,14 @@ from moorage_api.constants import (
 )
 from moorage_api.mcpserver import MCPServer, MCPServerConditionType
 from moorage_api.naming import (
+    egress_policy_name,
+    headless_service_name,
     mcp_service_account_name,
     mcpserver_labels,
     proxy_runner_name,
     proxy_service_name,
     runconfig_configmap_name,
+    stdio_pod_name,
 )
 from moorage_api.runconfig import RunConfig, render_runconfig_json, restart_checksum
 from moorage_operator.planning.comparing import stamp_applied_hash
@@ -62,22 +65,57 @@ TMP_VOLUME: Final = "tmp"
 CLIENT_IP_TIMEOUT: Final = 10800
 """Seconds a ClientIP session sticks to one proxy pod (the Kubernetes default, 3 h)."""
 
-ROLE_VERBS_ALL: Final = ("get", "list", "watch", "create", "update", "patch", "delete")
-PROXY_RUNNER_RULES: Final[tuple[JsonObject, ...]] = (
-    {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": list(ROLE_VERBS_ALL)},
-    {"apiGroups": [""], "resources": ["services"], "verbs": list(ROLE_VERBS_ALL)},
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
-    {"apiGroups": [""], "resources": ["pods/attach"], "verbs": ["create", "get"]},
-    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]},
-    {
-        "apiGroups": ["networking.k8s.io"],
-        "resources": ["networkpolicies"],
-        "verbs": list(ROLE_VERBS_ALL),
-    },
-)
-"""Exactly what the proxy runner needs (spec §3): manage its StatefulSet, Services and
-NetworkPolicy, follow and attach to the MCP pods, read its ConfigMaps."""
+READ: Final = ("get", "list", "watch")
+APPLY: Final = (*READ, "create", "patch", "delete")
+"""What the proxy runner does to the objects it owns: watch them by name, server-side apply them
+and delete those no longer wanted. Server-side apply is a PATCH to the object's own URL; when the
+object does not exist the apiserver also authorises `create` on that same name, so even `create`
+is limited by `resourceNames` here (a plain POST, whose name is not in the URL, stays refused)."""
+
+
+def _rule(group: str, resource: str, verbs: Iterable[str], names: Iterable[str]) -> JsonObject:
+    return {
+        "apiGroups": [group],
+        "resources": [resource],
+        "resourceNames": sorted(set(names)),
+        "verbs": list(verbs),
+    }
+
+
+def build_proxy_runner_rules(server: MCPServer) -> list[JsonObject]:
+    """Exactly what the proxy runner of `server` needs, each rule limited to the objects it is
+    for (`resourceNames`) wherever Kubernetes can authorise by name.
+
+    Its StatefulSet `<name>`, headless Service and egress NetworkPolicy are watched with a
+    `metadata.name` field selector, which RBAC authorises against `resourceNames`, and applied
+    with server-side apply (see `APPLY`). The ConfigMaps it reads are its RunConfig and, for a configMap
+    permission profile, that profile. A stdio server's only pod is `<name>-0`: the proxy runner
+    follows it by name and attaches to it. An HTTP server's pods (as many as `backendReplicas`,
+    or an autoscaler, makes) are followed by label for readiness; a label selector cannot be
+    authorised by name, so that one rule is read-only and namespace-wide, and HTTP servers get
+    no `pods/attach` at all. Nothing reads pod logs.
+    """
+    name = server_name(server)
+    configmaps = [runconfig_configmap_name(name)]
+    profile = server.spec.permission_profile
+    if profile.type == "configMap":
+        configmaps.append(profile.name)
+    rules = [
+        _rule("apps", "statefulsets", APPLY, [name]),
+        _rule("", "services", APPLY, [headless_service_name(name)]),
+        _rule("networking.k8s.io", "networkpolicies", APPLY, [egress_policy_name(name)]),
+        _rule("", "configmaps", READ, configmaps),
+    ]
+    if server.spec.transport == "stdio":
+        pod = stdio_pod_name(name)
+        rules += [
+            _rule("", "pods", READ, [pod]),
+            _rule("", "pods/attach", ("create", "get"), [pod]),
+        ]
+    else:
+        rules.append({"apiGroups": [""], "resources": ["pods"], "verbs": list(READ)})
+    return rules
+
 
 OPERATOR_ENV: Final = ("POD_NAME", "POD_NAMESPACE")
 """Env names the operator sets on the proxyrunner container; overrides cannot replace them."""
@@ -204,7 +242,7 @@ def build_role(server: MCPServer) -> JsonObject:
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
         "metadata": _metadata(server, proxy_runner_name(server_name(server))),
-        "rules": [dict(rule) for rule in PROXY_RUNNER_RULES],
+        "rules": build_proxy_runner_rules(server),
     }
 
 

@@ -32,8 +32,8 @@ import structlog
 
 from moorage_core.errors import KubeError
 from moorage_core.kube import PODS, KubeClient
+from moorage_core.watching import Backoff, WatchedSet
 from moorage_proxyrunner.backends.channels import MAX_LINE_BYTES, ChannelClosed, StdioChannel
-from moorage_proxyrunner.watching import Backoff, WatchedSet
 from moorage_proxyrunner.workload import MCP_CONTAINER, ready_pods
 
 log = structlog.get_logger(__name__)

@@ -75,8 +75,6 @@ MOORAGE_LABELS: Final = frozenset(
 )
 """Labels Moorage puts on what it creates; the StatefulSet selects the MCP pods by some of them."""
 
-RISKY_CAPABILITIES: Final = frozenset({"ALL", "SYS_ADMIN", "NET_ADMIN", "SYS_PTRACE", "SYS_MODULE"})
-
 
 # -- rules ------------------------------------------------------------------------------------
 
@@ -163,12 +161,9 @@ def _check_requests_within_limits(obj: dict[str, Any], path: str, out: Findings)
 
 
 def _check_security_context(obj: dict[str, Any], path: str, out: Findings) -> None:
-    if obj.get("privileged") is True:
-        out.warn(f"{path}.privileged", "a privileged container has full access to its node")
-    added = (obj.get("capabilities") or {}).get("add") or []
-    risky = sorted(c for c in added if isinstance(c, str) and c.upper() in RISKY_CAPABILITIES)
-    if risky:
-        out.warn(f"{path}.capabilities.add", f"adds powerful capabilities: {', '.join(risky)}")
+    # Privileged, capabilities and the other pod security settings are judged by
+    # `moorage_api.podsecurity` (refused unless an MCPTenant allows them); this is only the
+    # apiserver's own consistency rule.
     if obj.get("privileged") is True and obj.get("allowPrivilegeEscalation") is False:
         out.error(
             f"{path}.allowPrivilegeEscalation",
@@ -504,16 +499,11 @@ _VOLUME_SOURCES: Final[dict[str, Shape]] = {
 }
 
 
-def _check_host_path(obj: dict[str, Any], path: str, out: Findings) -> None:
-    if obj.get("hostPath") is not None:
-        out.warn(f"{path}.hostPath", "mounts a directory of the node into the MCP server's pod")
-
-
 _VOLUME: Final = Obj(
     {"name": STRING, **_VOLUME_SOURCES},
     required=frozenset({"name"}),
     one_of=tuple(_VOLUME_SOURCES),
-    rules=(_name_rule(dns1123_label_problem), _check_host_path),
+    rules=(_name_rule(dns1123_label_problem),),
 )
 _TOLERATION: Final = Obj(
     {
@@ -613,9 +603,6 @@ def _check_pod_spec(obj: dict[str, Any], path: str, out: Findings) -> None:
         )
     if obj.get("ephemeralContainers"):
         out.error(f"{path}.ephemeralContainers", "not allowed in a pod template")
-    for flag in ("hostNetwork", "hostPID", "hostIPC"):
-        if obj.get(flag) is True:
-            out.warn(f"{path}.{flag}", "shares the node's namespace with the MCP server")
     if obj.get("nodeName"):
         out.warn(f"{path}.nodeName", "bypasses the scheduler; use nodeSelector or affinity")
     for field_name in ("serviceAccountName", "serviceAccount"):

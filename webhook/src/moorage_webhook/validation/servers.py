@@ -12,6 +12,11 @@ hold, see `objects.py`) and reports:
 - `resources`: resource names, requests within limits;
 - `podTemplateSpec`: a real PodTemplateSpec (`podtemplates.py`), and its service account must not
   contradict `serviceAccount`;
+- pod security (`moorage_api.podsecurity`, shared with the proxy runner): privileged and host
+  access, other ServiceAccounts and undeclared Secrets are refused unless an MCPTenant covering
+  the namespace allows them. These refusals are not ratcheted on update: an allowance that was
+  withdrawn must be honoured by the next change of the spec (the proxy runner refuses the
+  workload anyway);
 - OIDC issuer and JWKS URLs (https, http only for localhost), scopes, service-account references;
 - Cedar policies and entities parse (`cedarpolicies.py`);
 - `resourceOverrides`: valid keys and values, and a warning for keys Moorage sets itself;
@@ -32,6 +37,8 @@ from moorage_api.mcpserver import (
     MetadataOverrides,
     OIDCConfig,
 )
+from moorage_api.mcptenant import PodTemplateAllowances
+from moorage_api.podsecurity import NO_ALLOWANCES, PodSecuritySubject, check_pod_security
 from moorage_webhook.validation.cedarpolicies import check_entities_json, check_policy_text
 from moorage_webhook.validation.imagerefs import ImageReferenceError, check_image_reference
 from moorage_webhook.validation.locations import https_url_problem
@@ -43,14 +50,18 @@ from moorage_webhook.validation.names import (
     label_value_problem,
     qualified_name_problem,
 )
-from moorage_webhook.validation.objects import validate_object
+from moorage_webhook.validation.objects import is_being_deleted, spec_unchanged, validate_object
 from moorage_webhook.validation.podtemplates import MOORAGE_LABELS, check_pod_template_spec
 from moorage_webhook.validation.quantities import QuantityError, parse_quantity
-from moorage_webhook.validation.verdict import Findings, Verdict, key_path, quoted
+from moorage_webhook.validation.verdict import Findings, Problem, Verdict, key_path, quoted
 
 DEFAULT_TARGET_PORT: Final = 8080
 MOORAGE_ANNOTATION_PREFIX: Final = f"{GROUP}/"
 STANDARD_RESOURCES: Final = frozenset({"cpu", "memory", "ephemeral-storage"})
+NOT_SYNCED_NOTE: Final = (
+    " (this webhook replica has not loaded the MCPTenants yet, so no allowance applies: "
+    "retry in a moment)"
+)
 _SCOPE: Final = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 """An OAuth scope token (RFC 6749 §3.3): printable ASCII without space, '"' and '\\'."""
 
@@ -337,12 +348,55 @@ def mcpserver_rules(
         _check_update(spec, old.spec, out)
 
 
-def validate_mcpserver(new: dict[str, Any], *, old: dict[str, Any] | None = None) -> Verdict:
-    """Validate an MCPServer for admission; `old` is the stored object on an update."""
-    return validate_object(
+def _dict_at(obj: dict[str, Any], key: str) -> dict[str, Any]:
+    value = obj.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def pod_security_subject(obj: dict[str, Any]) -> PodSecuritySubject:
+    """What the pod security rules judge, from a raw MCPServer (types unchecked: the model's own
+    errors are reported elsewhere, and a field of the wrong type refuses nothing here)."""
+    metadata = _dict_at(obj, "metadata")
+    spec = _dict_at(obj, "spec")
+    template = spec.get("podTemplateSpec")
+    account = spec.get("serviceAccount")
+    secrets = spec.get("secrets")
+    secrets = secrets if isinstance(secrets, list) else []
+    return PodSecuritySubject(
+        name=str(metadata.get("name") or ""),
+        namespace=str(metadata.get("namespace") or ""),
+        pod_template=template if isinstance(template, dict) else None,
+        service_account=account if isinstance(account, str) else None,
+        secrets=frozenset(
+            s["name"] for s in secrets if isinstance(s, dict) and isinstance(s.get("name"), str)
+        ),
+    )
+
+
+def pod_security_problems(
+    obj: dict[str, Any], *, allowances: PodTemplateAllowances | None
+) -> list[Problem]:
+    """The pod security refusals of an MCPServer; `allowances` None: not known yet (fail closed)."""
+    note = NOT_SYNCED_NOTE if allowances is None else ""
+    refusals = check_pod_security(pod_security_subject(obj), allowances=allowances or NO_ALLOWANCES)
+    return [Problem(r.path, r.message + note) for r in refusals]
+
+
+def validate_mcpserver(
+    new: dict[str, Any],
+    *,
+    old: dict[str, Any] | None = None,
+    allowances: PodTemplateAllowances | None = NO_ALLOWANCES,
+) -> Verdict:
+    """Validate an MCPServer for admission; `old` is the stored object on an update, and
+    `allowances` what MCPTenants allow in its namespace (None while they are not loaded)."""
+    verdict = validate_object(
         new,
         old=old,
         model=MCPServer,
         rules=mcpserver_rules,
         refiners={("spec", "image"): image_message},
     )
+    if spec_unchanged(new, old) or is_being_deleted(new):
+        return verdict
+    return verdict.with_errors(pod_security_problems(new, allowances=allowances))

@@ -8,6 +8,7 @@ freezes the result. Every problem carries the field path it is about (`spec.env[
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 MAX_REPORTED: int = 20
@@ -49,6 +50,16 @@ class Verdict:
 
     def warning_texts(self) -> list[str]:
         return [str(w) for w in self.warnings]
+
+    def with_errors(self, problems: Iterable[Problem]) -> Verdict:
+        """This verdict with `problems` added after its errors (beyond the limit: counted)."""
+        added = tuple(problems)
+        room = max(0, MAX_REPORTED - len(self.errors))
+        return Verdict(
+            errors=self.errors + added[:room],
+            warnings=self.warnings,
+            omitted_errors=self.omitted_errors + len(added[room:]),
+        )
 
 
 @dataclass(slots=True)

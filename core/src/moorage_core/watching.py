@@ -1,7 +1,8 @@
 """A small informer: the objects of one kind that match a selector, kept current by list + watch.
 
 The proxy runner follows a handful of objects (its StatefulSet, Service and NetworkPolicy by name,
-the MCP server's pods by label). `WatchedSet.run()` lists, then watches from the list's
+the MCP server's pods by label); the webhook follows the cluster-scoped MCPTenants (pass
+`namespace=""` for a cluster-scoped kind). `WatchedSet.run()` lists, then watches from the list's
 resourceVersion, relists on 410 Gone, and backs off on other API errors; readers take a
 `snapshot()` or `wait_until()` a condition on it holds. Every change bumps a version and wakes
 waiters, and an optional callback hears about each event (to trigger healing).
