@@ -329,7 +329,12 @@ def test_network_policies_deny_by_default_and_open_only_what_is_needed(
     webhook_labels = templates["Deployment/moorage-webhook"]["metadata"]["labels"]
 
     def selects(spec: dict[str, Any], labels: dict[str, str]) -> bool:
-        return matches(spec["podSelector"].get("matchLabels", {}), labels)
+        selector = spec["podSelector"]
+        expressions = selector.get("matchExpressions", [])
+        assert all(e["operator"] == "In" for e in expressions), expressions
+        return matches(selector.get("matchLabels", {}), labels) and all(
+            labels.get(e["key"]) in e["values"] for e in expressions
+        )
 
     def ports(rules: list[dict[str, Any]]) -> set[tuple[str, int]]:
         return {(p["protocol"], p["port"]) for r in rules for p in r["ports"]}
@@ -343,7 +348,8 @@ def test_network_policies_deny_by_default_and_open_only_what_is_needed(
                 ingress[who] |= ports(spec.get("ingress", []))
     dns = {("UDP", 53), ("TCP", 53)}
     assert egress["operator"] == dns | {("TCP", 443), ("TCP", 6443), ("TCP", 22)}
-    assert egress["webhook"] == dns
+    # The webhook follows MCPTenants through the apiserver.
+    assert egress["webhook"] == dns | {("TCP", 443), ("TCP", 6443)}
     assert ingress["operator"] == {("TCP", 8443)}
     assert ingress["webhook"] == {("TCP", 8443), ("TCP", 9443)}
     metrics_from = policies["moorage-metrics-ingress"]["ingress"][0]["from"]
