@@ -66,6 +66,7 @@ class WebhookServer:
             setting="BIND / --bind",
             shutdown_timeout=settings.drain_timeout,
             reload_tls=False,
+            read_timeouts=settings.read_timeouts,
         )
         metrics_host, metrics_port = settings.metrics_bind
         self.monitoring = HTTPSServer(
@@ -76,6 +77,7 @@ class WebhookServer:
             setting="METRICS_BIND / --metrics-bind",
             shutdown_timeout=settings.drain_timeout,
             reload_tls=False,
+            read_timeouts=settings.read_timeouts,
         )
 
     @property
