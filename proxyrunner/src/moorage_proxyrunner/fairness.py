@@ -8,8 +8,8 @@ is written next. Two bounds decide it:
   waiting or at the server. One more is refused at once (`GateFull`) rather than queued, so a
   flooding client holds a bounded share of memory and of the server's queue;
 - in total: at most `total` requests at the server. Past it requests wait, and each freed slot
-  goes to the next key in turn (round-robin over the keys with requests waiting, each key's own
-  requests first-in first-out). A session that queued a hundred requests gets one written,
+  goes to the waiting key served least recently (round-robin over the keys with requests
+  waiting, each key's own requests first-in first-out). A session that queued a hundred requests gets one written,
   then the other session's one, and so on: the other's call is at most one of the flooder's
   requests per turn behind, not a hundred.
 
@@ -40,13 +40,16 @@ class RoundRobin(Generic[Ticket]):
     """Who may go next. Invariants: `admitted` ≤ `total` (once any key has waited);
     `held[key]` counts the key's admitted and waiting tickets, ≤ `per_key`, and a key is in
     `held` only while that is positive; `waiting` holds only keys with tickets waiting, in the
-    order they get their next turn."""
+    order they first waited; `served[key]` is the turn number of the key's latest admission,
+    kept while the key is in `held`."""
 
     per_key: int
     total: int
     admitted: int = 0
     held: dict[str, int] = field(default_factory=dict)
     waiting: dict[str, deque[Ticket]] = field(default_factory=dict)
+    served: dict[str, int] = field(default_factory=dict)
+    turn: int = 0
 
     def enter(self, key: str, ticket: Ticket) -> bool:
         """Admit `ticket` now (True) or queue it (False); `GateFull` when the key is full."""
@@ -54,7 +57,7 @@ class RoundRobin(Generic[Ticket]):
             raise GateFull(key)
         self.held[key] = self.held.get(key, 0) + 1
         if self.admitted < self.total and not self.waiting:
-            self.admitted += 1
+            self._admit(key)
             return True
         self.waiting.setdefault(key, deque()).append(ticket)
         return False
@@ -65,13 +68,19 @@ class RoundRobin(Generic[Ticket]):
         self._drop(key)
         if not self.waiting or self.admitted >= self.total:
             return None
-        next_key = next(iter(self.waiting))
-        queue = self.waiting.pop(next_key)
+        # The key served least recently; one never served counts as oldest.
+        next_key = min(self.waiting, key=lambda k: self.served.get(k, -1))
+        queue = self.waiting[next_key]
         ticket = queue.popleft()
-        if queue:
-            self.waiting[next_key] = queue  # to the back of the round
-        self.admitted += 1
+        if not queue:
+            del self.waiting[next_key]
+        self._admit(next_key)
         return next_key, ticket
+
+    def _admit(self, key: str) -> None:
+        self.admitted += 1
+        self.served[key] = self.turn
+        self.turn += 1
 
     def withdraw(self, key: str, ticket: Ticket) -> bool:
         """Take a waiting ticket back (its owner gave up); False when it was not waiting."""
@@ -90,6 +99,7 @@ class RoundRobin(Generic[Ticket]):
             self.held[key] = count
         else:
             self.held.pop(key, None)
+            self.served.pop(key, None)
 
 
 class FairGate:
@@ -101,6 +111,10 @@ class FairGate:
     @property
     def admitted(self) -> int:
         return self._turns.admitted
+
+    @property
+    def waiting(self) -> int:
+        return sum(len(queue) for queue in self._turns.waiting.values())
 
     @contextlib.asynccontextmanager
     async def slot(self, key: str) -> AsyncIterator[None]:

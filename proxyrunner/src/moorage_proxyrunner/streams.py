@@ -161,7 +161,7 @@ class Exchange(_Queue):
 class Mailbox(_Queue):
     """A long-lived stream; once closed it stays closed and accepts nothing."""
 
-    __slots__ = ("overflowed",)
+    __slots__ = ("on_overflow", "overflowed")
 
     def __init__(
         self,
@@ -172,6 +172,9 @@ class Mailbox(_Queue):
     ) -> None:
         super().__init__(capacity, max_bytes, size)
         self.overflowed = False
+        self.on_overflow: Callable[[], None] | None = None
+        """Called once when the mailbox closes for overflowing: whoever writes its stream
+        may be stuck on the slow reader, and must drop the connection to notice."""
 
     @property
     def closed(self) -> bool:
@@ -185,6 +188,8 @@ class Mailbox(_Queue):
             self.dropped += 1
             self.overflowed = True
             self.close()
+            if self.on_overflow is not None:
+                self.on_overflow()
             return False
         return True
 

@@ -55,6 +55,7 @@ from moorage_proxyrunner.pipeline import Era, Identity, McpCall, Pipeline, Reply
 from moorage_proxyrunner.responding import (
     Refusal,
     Refusing,
+    connection_dropper,
     endpoint_url,
     json_body,
     read_message,
@@ -604,6 +605,7 @@ class HttpEndpoints(Refusing):
                 ),
                 identity_of(request).subject,
             )
+            session.outbox.on_overflow = connection_dropper(request)
             self._sse[session.id] = session
             self.metrics.sessions.set(len(self._sse))
             pump = asyncio.create_task(self._pump(upstream, parser, session, early))
