@@ -400,8 +400,8 @@ class BridgeEndpoints(Refusing):
         deadline = asyncio.get_running_loop().time() + limits.request_timeout
         try:
             async with self.gate.slot(key):
-                await self.bridge.request(peer, message, exchange, on_done=on_done)
                 try:
+                    await self.bridge.request(peer, message, exchange, on_done=on_done)
                     async with asyncio.timeout_at(deadline):
                         if stream is not None:
                             return Reply(await stream.pump())
