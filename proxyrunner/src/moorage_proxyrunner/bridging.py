@@ -556,7 +556,10 @@ class BridgeEndpoints(Refusing):
         stream = ResponseStream(request, exchange, keepalive=self.settings.keepalive_interval)
 
         async def terminal(call: McpCall) -> Reply:
-            key = f"subject:{call.identity.subject or ''}"
+            # Stateless requests are told apart by subject; anonymous ones cannot be, so each
+            # is its own key (bounded by the total only).
+            subject = call.identity.subject
+            key = f"subject:{subject}" if subject is not None else peer.key
             return await self._forward(key, peer, call.message, exchange, stream)
 
         call = McpCall(message.body, identity_of(request), "modern", None)

@@ -4,14 +4,15 @@ A stdio server reads its stdin in order: whatever was written first is read (and
 servers, started) first. Fairness here therefore means fairness of *admission*: which request
 is written next. Two bounds decide it:
 
-- per key (a legacy session; on the 2026-07-28 wire, a subject): at most `per_key` requests
-  waiting or at the server. One more is refused at once (`GateFull`) rather than queued, so a
-  flooding client holds a bounded share of memory and of the server's queue;
+- per key (a legacy session; on the 2026-07-28 wire, an authenticated subject, or each
+  anonymous request on its own): at most `per_key` requests waiting or at the server. One more
+  is refused at once (`GateFull`) rather than queued, so a flooding client holds a bounded
+  share of memory and of the server's queue;
 - in total: at most `total` requests at the server. Past it requests wait, and each freed slot
   goes to the waiting key served least recently (round-robin over the keys with requests
-  waiting, each key's own requests first-in first-out). A session that queued a hundred requests gets one written,
-  then the other session's one, and so on: the other's call is at most one of the flooder's
-  requests per turn behind, not a hundred.
+  waiting, each key's own requests first-in first-out). A session that queued a hundred
+  requests gets one written, then the other session's one, and so on: the other's call is at
+  most one of the flooder's requests per turn behind, not a hundred.
 
 What the server does with the lines it has read (runs them concurrently, or one by one) is its
 own affair; the proxy bounds how much of that queue one client can occupy.

@@ -71,8 +71,8 @@ class Limits:
     (besides at most `queue_capacity` messages). Default 16 MiB."""
     max_inflight_per_session: int = 16
     """MAX_INFLIGHT_PER_SESSION / --max-inflight-per-session: requests one session (on the
-    2026-07-28 wire: one subject) may have waiting for or at the backend; one more is refused
-    with HTTP 429. Default 16."""
+    2026-07-28 wire: one authenticated subject) may have waiting for or at a shared stdio
+    server; one more is refused with HTTP 429. Default 16."""
     max_backend_inflight: int = 64
     """MAX_BACKEND_INFLIGHT / --max-backend-inflight: requests written to a shared stdio
     server and not yet answered; beyond it requests wait and are written round-robin between
