@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
+from testkit.waiting import eventually
 
 from moorage_proxyrunner.backends.reverse import HttpEndpoints
 from moorage_proxyrunner.frontend import make_app
@@ -34,6 +35,9 @@ class Upstream:
 
     streaming: bool = False
     """Answer a tool call with an SSE stream carrying one progress event, then nothing."""
+    answering: bool = False
+    """On HTTP+SSE, do answer each posted request on the stream."""
+    events: asyncio.Queue[bytes] = field(default_factory=asyncio.Queue)
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     posted: list[dict[str, Any]] = field(default_factory=list)
     sessions: itertools.count[int] = field(default_factory=itertools.count)
@@ -59,11 +63,18 @@ class Upstream:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         await response.write(b"event: endpoint\ndata: /messages?session_id=up\n\n")
-        await self.hold(request)
-        return response
+        try:
+            while True:
+                await response.write(await self.events.get())
+        finally:
+            self.closed.set()
 
     async def messages(self, request: web.Request) -> web.Response:
-        self.posted.append(await request.json())
+        body = await request.json()
+        self.posted.append(body)
+        if self.answering and "id" in body:
+            answer = {"jsonrpc": "2.0", "id": body["id"], "result": {"n": 1}}
+            self.events.put_nowait(f"event: message\ndata: {json.dumps(answer)}\n\n".encode())
         return web.Response(status=202)
 
     async def hold(self, request: web.Request) -> None:
@@ -141,3 +152,24 @@ async def test_sessions_past_the_cap_are_refused_before_reaching_the_upstream() 
         assert refused.status == 503
         assert "sessions open" in (await refused.json())["error"]["message"]
         assert sum(body.get("method") == "initialize" for body in upstream.posted) == 1
+
+
+async def test_an_answered_sse_request_passes_through_untouched_and_its_deadline_ends() -> None:
+    upstream = Upstream(answering=True)
+    async with proxied(upstream, "sse", request_timeout=30) as (client, endpoints):
+        stream = await client.get("/sse", headers={"Accept": "text/event-stream"})
+        first = await stream.content.readuntil(b"\n\n")
+        endpoint = first.decode().split("data: ")[1].strip()
+        assert (await client.post(endpoint, json=CALL, headers=JSON)).status == 202
+        event = await asyncio.wait_for(stream.content.readuntil(b"\n\n"), timeout=10)
+        assert json.loads(event.decode().split("data: ")[1]) == {
+            "jsonrpc": "2.0",
+            "id": 3,
+            "result": {"n": 1},
+        }
+        (session,) = endpoints._sse.values()
+        assert not session.awaited
+        assert not session.passing
+        # No deadline is left to send a timeout error later.
+        await eventually(lambda: not endpoints._drains, message="deadline task ended")
+        stream.close()

@@ -139,6 +139,9 @@ class _SseSession:
     outbox: Mailbox
     subject: str | None
     awaited: dict[Any, asyncio.Future[Json]] = field(default_factory=dict)
+    passing: set[Any] = field(default_factory=set)
+    """Awaited ids whose answer still goes to the client as the server wrote it: they are
+    awaited only so that the request times out if the answer never comes."""
 
 
 class HttpEndpoints(Refusing):
@@ -664,7 +667,9 @@ class HttpEndpoints(Refusing):
                 future = session.awaited.pop(parsed.id, None)
                 if future is not None and not future.done():
                     future.set_result(parsed.body)
-                    return
+                    if parsed.id not in session.passing:
+                        return
+                    session.passing.discard(parsed.id)
         if not session.outbox.push({"raw": raw}):
             self.metrics.dropped.inc()
 
@@ -691,7 +696,8 @@ class HttpEndpoints(Refusing):
 
         async def terminal(call: McpCall) -> Reply:
             data = body if call.message is parsed.body else encode(call.message)
-            # Every answer is awaited, so that one the server never sends times out.
+            # Every answer is awaited, so that one the server never sends times out; only
+            # those a step wants to see are held back from the client.
             future: asyncio.Future[Json] = asyncio.get_running_loop().create_future()
             session.awaited[call.id] = future
             upstream = await self._open_url(session, headers, data)
@@ -704,7 +710,8 @@ class HttpEndpoints(Refusing):
             with contextlib.suppress(UpstreamError):
                 await upstream.read()
             if not call.want_result:
-                self._spawn(self._deliver_answer(session, call.id, future))
+                session.passing.add(call.id)
+                self._spawn(self._enforce_deadline(session, call.id, future))
                 return Reply(None, status=202)
             return Reply(await self._answer_in_time(session, call.id, future))
 
@@ -751,10 +758,14 @@ class HttpEndpoints(Refusing):
                 upstream.close()
             return timeout_error(request_id, timeout)
 
-    async def _deliver_answer(
+    async def _enforce_deadline(
         self, session: _SseSession, request_id: Any, future: asyncio.Future[Json]
     ) -> None:
+        """Answer a passing request with the timeout error if its answer does not come."""
         answer = await self._answer_in_time(session, request_id, future)
+        if request_id not in session.passing:
+            return  # the server's own answer went out
+        session.passing.discard(request_id)
         if not session.outbox.push({"raw": format_event(encode(answer))}):
             self.metrics.dropped.inc()
 
