@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from aiohttp import web
+from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 from testkit.waiting import eventually
@@ -109,6 +109,14 @@ async def proxied(
             yield client, endpoints
 
 
+async def post_and_read(client: TestClient[Any, Any], stream: ClientResponse) -> bytes:
+    """Post `CALL` to the HTTP+SSE session of `stream`; the next event on the stream."""
+    first = await stream.content.readuntil(b"\n\n")
+    endpoint = first.decode().split("data: ")[1].strip()
+    assert (await client.post(endpoint, json=CALL, headers=JSON)).status == 202
+    return await asyncio.wait_for(stream.content.readuntil(b"\n\n"), timeout=10)
+
+
 @pytest.mark.parametrize("streaming", [False, True], ids=["json", "sse"])
 async def test_an_unanswered_request_times_out_and_its_upstream_request_is_closed(
     streaming: bool,
@@ -129,10 +137,7 @@ async def test_an_unanswered_sse_request_times_out_on_the_stream_and_is_cancelle
     upstream = Upstream()
     async with proxied(upstream, "sse", request_timeout=0.3) as (client, _):
         stream = await client.get("/sse", headers={"Accept": "text/event-stream"})
-        first = await stream.content.readuntil(b"\n\n")
-        endpoint = first.decode().split("data: ")[1].strip()
-        assert (await client.post(endpoint, json=CALL, headers=JSON)).status == 202
-        event = await asyncio.wait_for(stream.content.readuntil(b"\n\n"), timeout=10)
+        event = await post_and_read(client, stream)
         answer = json.loads(event.decode().split("data: ")[1])
         assert answer["error"]["code"] == REQUEST_TIMED_OUT
         assert upstream.posted[-1] == {
@@ -158,10 +163,7 @@ async def test_an_answered_sse_request_passes_through_untouched_and_its_deadline
     upstream = Upstream(answering=True)
     async with proxied(upstream, "sse", request_timeout=30) as (client, endpoints):
         stream = await client.get("/sse", headers={"Accept": "text/event-stream"})
-        first = await stream.content.readuntil(b"\n\n")
-        endpoint = first.decode().split("data: ")[1].strip()
-        assert (await client.post(endpoint, json=CALL, headers=JSON)).status == 202
-        event = await asyncio.wait_for(stream.content.readuntil(b"\n\n"), timeout=10)
+        event = await post_and_read(client, stream)
         assert json.loads(event.decode().split("data: ")[1]) == {
             "jsonrpc": "2.0",
             "id": 3,
