@@ -1,12 +1,12 @@
 """Legacy-era client sessions of the stdio bridge's front end.
 
 A session is created by `initialize` (streamable HTTP) or by opening `GET /sse` (HTTP+SSE) and
-ends with `DELETE`, the SSE stream closing, idling past the timeout, or shutdown. Sessions are
-capped in total and per authenticated subject (`SessionLimit` when one more would pass a cap;
-unauthenticated callers share the total only). Its id is an
+ends with `DELETE`, the SSE stream closing, idling past the timeout, or shutdown. Its id is an
 unguessable token that ties later requests to the session; with authentication on, a session
 also belongs to the subject that opened it, and serves no other (`is_session_owner`, which the
-HTTP reverse proxy applies to the sessions it relays too).
+HTTP reverse proxy applies to the sessions it relays too). Sessions are capped in total and per
+authenticated subject (`check_session_caps`, which the reverse proxy applies too);
+unauthenticated callers share the total only.
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ class _Queue:
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
 
-    def _fits(self, message: Json) -> bool:
+    def _append_within_bounds(self, message: Json) -> bool:
         """Queue `message` if both bounds allow it (an empty queue takes anything)."""
         if self._items:
             if len(self._items) >= self.capacity:
@@ -137,7 +137,7 @@ class Exchange(_Queue):
         """Queue an interim message; False when it was dropped (finished, or full)."""
         if self.final is not None or self._closed:
             return False
-        if not self._fits(message):
+        if not self._append_within_bounds(message):
             self.dropped += 1
             return False
         return True
@@ -183,7 +183,7 @@ class Mailbox(_Queue):
     def push(self, message: Json) -> bool:
         if self._closed:
             return False
-        if not self._fits(message):
+        if not self._append_within_bounds(message):
             # The reader is not keeping up: end its stream rather than grow without bound.
             self.dropped += 1
             self.overflowed = True
