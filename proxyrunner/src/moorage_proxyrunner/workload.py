@@ -39,6 +39,9 @@ JsonObject = dict[str, Any]
 FIELD_MANAGER: Final = FIELD_MANAGER_PROXYRUNNER
 MCP_CONTAINER: Final = CONTAINER_MCP
 HTTP_PORT_NAME: Final = "http"
+TMP_VOLUME: Final = "tmp"
+"""The emptyDir volume mounted at `TMP_MOUNT_PATH` in container `mcp`."""
+TMP_MOUNT_PATH: Final = "/tmp"  # noqa: S108 (a path inside the MCP server's container)
 DEFAULT_PROFILE_KEY: Final = "profile.json"
 """The ConfigMap key of a permission profile when the reference names none."""
 
@@ -206,11 +209,42 @@ def _metadata(spec: WorkloadSpec, name: str) -> JsonObject:
 
 
 def build_base_template(spec: WorkloadSpec) -> JsonObject:
-    """What the pod template holds before any customisation."""
+    """What the pod template holds before any customisation (labels, ServiceAccount)."""
     pod_spec: JsonObject = {"containers": [{"name": MCP_CONTAINER}]}
     if spec.service_account:
         pod_spec["serviceAccountName"] = spec.service_account
     return {"metadata": {"labels": build_labels(spec.name)}, "spec": pod_spec}
+
+
+def build_restricted_defaults() -> JsonObject:
+    """Pod Security "restricted" settings and a writable `/tmp`, merged over the base template.
+
+    They sit below `pod_template_spec`, so that an image that must run as root can opt out
+    (`runAsNonRoot: false`); how far an opt-out may go is still judged by
+    `moorage_api.podsecurity` (beyond baseline needs an MCPTenant) and by the namespace's own Pod
+    Security level, which the apiserver enforces when the StatefulSet controller creates the pod.
+    """
+    container: JsonObject = {
+        "name": MCP_CONTAINER,
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        # Many servers write temporary files; a read-only root filesystem must not stop them.
+        "volumeMounts": [{"name": TMP_VOLUME, "mountPath": TMP_MOUNT_PATH}],
+    }
+    return {
+        "spec": {
+            "securityContext": {
+                # Enforced by the kubelet, which refuses to start an image whose user is root or
+                # not numeric (our example images run as 65534).
+                "runAsNonRoot": True,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [container],
+            "volumes": [{"name": TMP_VOLUME, "emptyDir": {}}],
+        }
+    }
 
 
 def build_required_template(spec: WorkloadSpec) -> JsonObject:
@@ -246,12 +280,19 @@ def build_required_template(spec: WorkloadSpec) -> JsonObject:
 def build_pod_template(
     spec: WorkloadSpec, *, pod_patch: Mapping[str, Any] | None = None
 ) -> JsonObject:
-    """Base template, then `pod_template_spec`, then the `--k8s-pod-patch`, then Moorage's own.
+    """Base template, restricted defaults, `pod_template_spec`, the `--k8s-pod-patch`, then
+    Moorage's own settings.
 
     The inputs are assumed validated (`podpatch.validate_pod_template`).
     """
+    return _merge_layers(spec, pod_patch=pod_patch, defaults=build_restricted_defaults())
+
+
+def _merge_layers(
+    spec: WorkloadSpec, *, pod_patch: Mapping[str, Any] | None, defaults: Mapping[str, Any] | None
+) -> JsonObject:
     template = build_base_template(spec)
-    for layer in (spec.pod_template_spec, pod_patch):
+    for layer in (defaults, spec.pod_template_spec, pod_patch):
         if layer:
             template = merge_pod_template(template, layer)
     return merge_pod_template(template, build_required_template(spec))
@@ -264,12 +305,14 @@ def pod_security_subject(
 
     The whole merged template is judged, not the RunConfig's fields one by one: the proxy runner
     applies whatever the RunConfig ConfigMap says, and a namespace user may have edited it past
-    the webhook. Secrets of `secret_env` count as declared (they mirror `spec.secrets`).
+    the webhook. Secrets of `secret_env` count as declared (they mirror `spec.secrets`). The
+    restricted defaults are left out: they only tighten the pod, and without them the list
+    indexes in a refusal's path are those of the user's `podTemplateSpec`.
     """
     return PodSecuritySubject(
         name=spec.name,
         namespace=spec.namespace,
-        pod_template=build_pod_template(spec, pod_patch=pod_patch),
+        pod_template=_merge_layers(spec, pod_patch=pod_patch, defaults=None),
         secrets=frozenset(s.secret_name for s in spec.secret_env),
     )
 

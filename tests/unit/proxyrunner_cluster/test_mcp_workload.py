@@ -50,6 +50,8 @@ LABELS = {
     "app.kubernetes.io/component": "mcp-server",
 }
 SELECTOR = {"moorage.dev/mcpserver": "time", "app.kubernetes.io/component": "mcp-server"}
+RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+RESTRICTED_POD = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
 
 
 def make_spec(**changes: Any) -> WorkloadSpec:
@@ -102,10 +104,50 @@ def test_stdio_statefulset_has_an_attachable_mcp_container() -> None:
             {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}},
         ],
         "resources": {"limits": {"cpu": "1"}, "requests": {"memory": "64Mi"}},
+        "securityContext": RESTRICTED_CONTAINER,
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
         "stdin": True,
         "stdinOnce": False,
         "tty": False,
     }
+
+
+def test_the_pod_has_restricted_defaults_and_a_writable_tmp() -> None:
+    pod_spec = build_statefulset(make_spec())["spec"]["template"]["spec"]
+    assert pod_spec["securityContext"] == RESTRICTED_POD
+    assert pod_spec["volumes"] == [{"name": "tmp", "emptyDir": {}}]
+    assert mcp_container({"spec": {"template": {"spec": pod_spec}}})["securityContext"] == (
+        RESTRICTED_CONTAINER
+    )
+
+
+def test_an_image_that_must_run_as_root_opts_out_through_the_pod_template() -> None:
+    opt_out = {"spec": {"securityContext": {"runAsNonRoot": False, "runAsUser": 0}}}
+    spec = make_spec(pod_template_spec=opt_out)
+    pod_spec = build_statefulset(spec)["spec"]["template"]["spec"]
+    assert pod_spec["securityContext"] == {
+        "runAsNonRoot": False,
+        "runAsUser": 0,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    # Root is within Pod Security baseline: the rules need no MCPTenant for it (the namespace's
+    # own level decides), and the container's other defaults stay.
+    assert check_pod_security(pod_security_subject(spec), allowances=NO_ALLOWANCES) == []
+    assert mcp_container(build_statefulset(spec))["securityContext"] == RESTRICTED_CONTAINER
+
+
+def test_an_opt_out_beyond_baseline_still_needs_an_mcptenant() -> None:
+    escalate = {
+        "spec": {
+            "containers": [{"name": "mcp", "securityContext": {"allowPrivilegeEscalation": True}}]
+        }
+    }
+    [refusal] = check_pod_security(
+        pod_security_subject(make_spec(pod_template_spec=escalate)), allowances=NO_ALLOWANCES
+    )
+    assert refusal.path == (
+        "spec.podTemplateSpec.spec.containers[0].securityContext.allowPrivilegeEscalation"
+    )
 
 
 def test_http_statefulset_exposes_the_target_port_and_manages_backend_replicas() -> None:
@@ -175,7 +217,10 @@ def test_pod_template_spec_is_applied_first_and_moorage_settings_on_top() -> Non
         {"name": "KEEP", "value": "k"},
         {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "t"}}},
     ]
-    assert mcp["volumeMounts"] == [{"name": "data", "mountPath": "/data"}]
+    assert mcp["volumeMounts"] == [
+        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "data", "mountPath": "/data"},
+    ]
     # The template itself is not modified.
     assert template["spec"]["containers"][0]["image"] == "evil:latest"
 
