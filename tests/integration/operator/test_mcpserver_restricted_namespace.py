@@ -12,21 +12,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from operator_harness import RunningOperator, get_or_none, server_status, simple_server
+from operator_harness import (
+    RunningOperator,
+    apply_workload_as_the_proxy_runner,
+    simple_server,
+    wait_for_phase,
+)
 from testkit.waiting import eventually
 
-from moorage_api.constants import RUNCONFIG_KEY
-from moorage_api.runconfig import load_runconfig
-from moorage_core.kube import (
-    CONFIGMAPS,
-    EVENTS,
-    MERGE_PATCH,
-    NAMESPACES,
-    PODS,
-    KubeClient,
-)
-from moorage_proxyrunner.workload import desired_workload, workload_spec_from_runconfig
-from moorage_proxyrunner.workload_manager import WorkloadManager
+from moorage_core.kube import EVENTS, MERGE_PATCH, NAMESPACES, PODS, KubeClient
 
 pytestmark = pytest.mark.integration
 
@@ -38,35 +32,6 @@ async def enforce_restricted(kube: KubeClient, namespace: str) -> None:
         name=namespace,
         content_type=MERGE_PATCH,
     )
-
-
-async def apply_workload_as_the_proxy_runner(
-    kube: KubeClient, *, name: str, namespace: str
-) -> None:
-    """What the proxy runner does at start-up: read its RunConfig, apply the StatefulSet (and
-    Services, NetworkPolicy)."""
-
-    async def runconfig() -> str:
-        configmap = await get_or_none(
-            kube, CONFIGMAPS, name=f"{name}-runconfig", namespace=namespace
-        )
-        assert configmap is not None
-        return str(configmap["data"][RUNCONFIG_KEY])
-
-    text = await eventually(runconfig, timeout=60, message="RunConfig ConfigMap")
-    spec = workload_spec_from_runconfig(load_runconfig(text))
-    await WorkloadManager(kube, spec=spec, desired=desired_workload(spec)).apply_all()
-
-
-async def wait_for_phase(
-    kube: KubeClient, *, name: str, namespace: str, phase: str
-) -> dict[str, Any]:
-    async def reached() -> dict[str, Any]:
-        status = await server_status(kube, name=name, namespace=namespace)
-        assert status.get("phase") == phase, status.get("message")
-        return status
-
-    return await eventually(reached, timeout=90, message=f"phase {phase}")
 
 
 async def test_the_mcp_pod_is_admitted_under_restricted_with_no_pod_template(
