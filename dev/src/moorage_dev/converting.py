@@ -280,10 +280,25 @@ def _convert_server_spec(spec: _Spec, *, namespace: str | None) -> JsonObject:
 # -- MCPToolConfig ----------------------------------------------------------------------------
 
 
+OVERRIDE_FIELDS: Final = ("name", "description")
+
+
 def _convert_tool_config_spec(spec: _Spec, *, namespace: str | None) -> JsonObject:
     out: JsonObject = {}
-    for key in ("toolsFilter", "toolsOverride"):
-        _set(out, key, spec.take(key))
+    _set(out, "toolsFilter", spec.take("toolsFilter"))
+    overrides: JsonObject = {}
+    for tool, override in (spec.take("toolsOverride") or {}).items():
+        override = dict(override or {})
+        kept = {k: override.pop(k) for k in OVERRIDE_FIELDS if override.get(k)}
+        for key in sorted(override):
+            spec.report(
+                f"toolsOverride.{tool}.{key}",
+                "only a tool's name and description can be overridden",
+            )
+        if kept:
+            overrides[tool] = kept
+    if overrides:
+        out["toolsOverride"] = overrides
     return out
 
 

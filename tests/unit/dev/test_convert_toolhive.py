@@ -205,6 +205,21 @@ def test_a_second_registry_source_is_reported_by_name() -> None:
     ]
 
 
+def test_tool_annotation_overrides_are_reported_and_the_rest_kept() -> None:
+    overrides = {
+        "fetch": {"name": "get", "annotations": {"readOnlyHint": True}},
+        "drop": {"annotations": {"destructiveHint": True}},
+    }
+    result = convert_documents([incumbent("MCPToolConfig", {"toolsOverride": overrides})])
+    assert [str(d) for d in result.dropped] == [
+        "MCPToolConfig/x: spec.toolsOverride.fetch.annotations: only a tool's name and "
+        "description can be overridden",
+        "MCPToolConfig/x: spec.toolsOverride.drop.annotations: only a tool's name and "
+        "description can be overridden",
+    ]
+    assert result.documents[0]["spec"] == {"toolsOverride": {"fetch": {"name": "get"}}}
+
+
 def test_unknown_fields_are_reported_not_guessed() -> None:
     result = convert_documents(
         [incumbent("MCPServer", {"image": "ghcr.io/x/y:1", "futureKnob": True})]
