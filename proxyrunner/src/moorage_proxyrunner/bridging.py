@@ -39,6 +39,7 @@ from moorage_proxyrunner.jsonrpc import (
     RequestId,
     encode,
     error_response,
+    response_envelope,
     result_response,
 )
 from moorage_proxyrunner.limits import (
@@ -268,7 +269,7 @@ class BridgeEndpoints(Refusing):
         if message.kind is Kind.NOTIFICATION:
             return await self._notify(session.peer, message, identity_of(request), session.id)
         if message.kind is Kind.RESPONSE:
-            await self.bridge.respond(session.peer, message.body)
+            await self.bridge.respond(session.peer, response_envelope(message))
             return web.Response(status=202)
         exchange = Exchange(
             streams=wants_sse, capacity=self.settings.queue_capacity, max_bytes=self._queue_bytes
@@ -720,7 +721,7 @@ class BridgeEndpoints(Refusing):
         if parsed.kind is Kind.NOTIFICATION:
             return await self._notify(peer, parsed, identity, session.id)
         if parsed.kind is Kind.RESPONSE:
-            await self.bridge.respond(peer, parsed.body)
+            await self.bridge.respond(peer, response_envelope(parsed))
         elif parsed.method == "initialize":
             if not await self.bridge.wait_connected(self.settings.drain_timeout):
                 return self.reject(503, INTERNAL_ERROR, "The MCP server is not available", started)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from moorage_proxyrunner import audit
-from moorage_proxyrunner.jsonrpc import Json
+from moorage_proxyrunner.jsonrpc import INVALID_PARAMS, Json, error_response
 from moorage_proxyrunner.pipeline import CallNext, McpCall, Reply
 
 STAND_IN_PREFIX = "moorage-unknown-"
@@ -117,6 +117,12 @@ class ToolFilterStep:
 
     async def __call__(self, call: McpCall, call_next: CallNext) -> Reply:
         policy = self.policy
+        if call.method == "tools/call" and not isinstance(call.params.get("name"), str):
+            # Refused, not passed on: a server might find a name where the filter found none.
+            return Reply(
+                error_response(call.id, INVALID_PARAMS, 'tools/call needs "name": a string'),
+                status=400,
+            )
         if not policy.is_active:
             return await call_next(call)
         if call.method == "tools/list":
@@ -127,9 +133,7 @@ class ToolFilterStep:
             return reply
         if call.method == "tools/call":
             params = call.params
-            name = params.get("name")
-            if not isinstance(name, str):
-                return await call_next(call)  # the server rejects it: no tool has such a name
+            name = params["name"]
             server_name = policy.server_name(name)
             if server_name is None:
                 return await answer_as_unknown(call, name, call_next)

@@ -52,6 +52,7 @@ from moorage_proxyrunner.jsonrpc import (
     Message,
     encode,
     parse_message,
+    response_envelope,
 )
 from moorage_proxyrunner.limits import session_refusal, timeout_error
 from moorage_proxyrunner.metrics import ProxyMetrics
@@ -318,9 +319,20 @@ class HttpEndpoints(Refusing):
                 )
         headers = forwarded_headers(request.headers)
         if parsed.kind is Kind.RESPONSE:
-            out = routing_headers(headers, parsed.body, modern=modern)
+            if modern:
+                # The modern wire has no server-to-client requests to answer: a "response" here
+                # could only carry what the pipeline never saw.
+                return self.reject(
+                    400,
+                    INVALID_REQUEST,
+                    "Clients do not send responses on the 2026-07-28 wire",
+                    started,
+                    request_id=parsed.id,
+                )
+            body = response_envelope(parsed)
+            out = routing_headers(headers, body, modern=False)
             return await self._relay(
-                request, "POST", target, out, encode(parsed.body), started, label="response"
+                request, "POST", target, out, encode(body), started, label="response"
             )
         if parsed.kind is Kind.NOTIFICATION:
             relayed: list[web.StreamResponse] = []
@@ -724,7 +736,7 @@ class HttpEndpoints(Refusing):
         headers = {"Content-Type": "application/json"}
         if parsed.kind is Kind.RESPONSE:
             return await self._post_message(
-                session, headers, encode(parsed.body), started, "response"
+                session, headers, encode(response_envelope(parsed)), started, "response"
             )
         if parsed.kind is Kind.NOTIFICATION:
             posted: list[web.Response] = []
