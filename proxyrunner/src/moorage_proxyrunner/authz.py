@@ -23,6 +23,12 @@ Resource templates (`resources/templates/list`) are decided as `read_resource` o
 on the resource that the template's text meets. A template no policy could let the caller read
 under that id is left out. Reading a concrete URI made from it is still decided on that URI.
 
+Argument keys are read by Cedar under their exact names, but a server decoding with Go's
+`encoding/json` reads `"Path"` as `path`. So the attribute names the policies read are collected
+once per change (`read_attributes`), and a decided request whose `arguments` hold, at any depth,
+a key that casefolds to one of them but is spelt otherwise is refused with -32602 (HTTP 400)
+naming the key and the spelling the policies use (`misspelt_argument`).
+
 Resource subscriptions are reads: `resources/subscribe` and every URI in the
 `resourceSubscriptions` of a `subscriptions/listen` are decided as `read_resource` on that URI,
 and one URI denied refuses the whole request.

@@ -6,7 +6,9 @@ server's. A hidden tool must be indistinguishable from a nonexistent one, so a c
 the client cannot see (hidden, the old name of a renamed tool, a server tool shadowed by another
 tool's new name) is sent to the server under a stand-in name no tool has, and the server's own
 answer for an unknown tool comes back with the client's name put back: the client gets exactly
-what a nonexistent tool gets, whatever the server answers for those.
+what a nonexistent tool gets, whatever the server answers for those. A `tools/call` without a
+string `name` is refused here (-32602), not passed on: a server reading the message another way
+(a `Name` key, say) could find a tool the filter never saw.
 """
 
 from __future__ import annotations
