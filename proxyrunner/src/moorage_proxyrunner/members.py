@@ -22,7 +22,7 @@ gets past; a few more keys are refused (ß next to ss), which is the safe side.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -113,21 +113,20 @@ def foreign_envelope_key(body: Mapping[str, Any]) -> str | None:
 
 def misspelt_member(body: Mapping[str, Any]) -> Misspelt | None:
     """The first misspelt member in `body`'s protocol objects (see the module docstring)."""
-    for path, obj in _protocol_objects(body, PROTOCOL_OBJECTS, ""):
+    # A loop over an explicit stack: this runs on every client message.
+    stack: list[tuple[str, Mapping[str, Any], Mapping[str, Mapping[str, Any]]]] = [
+        ("", body, PROTOCOL_OBJECTS)
+    ]
+    while stack:
+        path, obj, tree = stack.pop()
         for key in obj:
             if key in MEMBER_NAMES:
                 continue
             expected = _BY_FOLDED.get(key.casefold())
             if expected is not None:
                 return Misspelt(path, key, expected)
+        for member, below in tree.items():
+            child = obj.get(member)
+            if isinstance(child, dict):
+                stack.append((f"{path}.{member}" if path else member, child, below))
     return None
-
-
-def _protocol_objects(
-    obj: Mapping[str, Any], tree: Mapping[str, Mapping[str, Any]], path: str
-) -> Iterator[tuple[str, Mapping[str, Any]]]:
-    yield path, obj
-    for member, below in tree.items():
-        child = obj.get(member)
-        if isinstance(child, dict):
-            yield from _protocol_objects(child, below, f"{path}.{member}" if path else member)
