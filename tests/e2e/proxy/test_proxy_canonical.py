@@ -365,6 +365,14 @@ async def test_the_modern_wire_forwards_routing_headers_taken_from_the_body(
         }
         async with http.post(srv.proxy.mcp, json=modern, headers=headers) as resp:
             assert resp.status == 200
+        # A mirrored argument must say what the body says.
+        mirrored = {**modern, "params": {**modern["params"], "arguments": {"path": "/tmp"}}}
+        lying = {**headers, "Mcp-Param-Path": "/etc"}
+        async with http.post(srv.proxy.mcp, json=mirrored, headers=lying) as resp:
+            assert resp.status == 400
+            answer = await resp.json()
+            assert answer["error"]["code"] == -32020
+            assert answer["error"]["message"] == "mcp-param-path does not match the argument 'path'"
         # A legacy client's stray routing headers are not the server's to read.
         forged = {**JSON, "Mcp-Method": "tools/call", "Mcp-Name": "delete_everything"}
         legacy = {"jsonrpc": "2.0", "id": 4, "method": "tools/call"}
