@@ -322,14 +322,20 @@ def header_text(value: Any) -> str | None:
 
 def param_headers(body: Json, headers: Mapping[str, str]) -> dict[str, str]:
     """The `Mcp-Param-*` headers to forward with a modern request (`headers` as sent): those
-    mirroring an argument of the body, checked already by `check_modern_headers`."""
+    mirroring an argument of the body and equal to it. `check_modern_headers` has refused a
+    request whose headers differ; this holds on its own too (a body without the envelope is
+    not checked there, and goes on to a server that refuses it)."""
     lowered = {
         name.lower(): name for name in headers if name.lower().startswith(PARAM_HEADER_PREFIX)
     }
     if not lowered:
         return {}
-    mirrored = mirrored_arguments(body, {name: headers[lowered[name]] for name in lowered})
-    return {lowered[name]: headers[lowered[name]] for name in mirrored}
+    sent = {name: headers[original] for name, original in lowered.items()}
+    return {
+        lowered[name]: sent[name]
+        for name, (_, value) in mirrored_arguments(body, sent).items()
+        if (text := header_text(value)) is not None and decode_header_value(sent[name]) == text
+    }
 
 
 def notification_refusal(method: str, *, modern: bool) -> LadderRejection | None:

@@ -241,3 +241,13 @@ def test_only_param_headers_naming_an_argument_go_on_and_only_once() -> None:
     legacy = routing_headers({"Mcp-Param-Region": "eu"}, MODERN_CALL, modern=False)
     assert legacy == {}
     assert eras.duplicated_routing_header(["Mcp-Param-A", "mcp-param-a"]) == "mcp-param-a"
+
+
+def test_a_param_header_differing_from_its_argument_never_goes_on_even_unchecked() -> None:
+    # No envelope: the header rung has nothing to compare with, the server refuses the body.
+    bare = {"jsonrpc": "2.0", "id": 1, "method": "tools/call"}
+    bare["params"] = {"name": "t", "arguments": {"region": "eu", "deep": {}}}
+    assert eras.check_modern_headers(bare, {"mcp-param-region": "us"}) is None
+    sent = {"Mcp-Param-Region": "us", "Mcp-Param-Deep": "{}"}
+    assert eras.param_headers(bare, sent) == {}
+    assert eras.param_headers(bare, {"Mcp-Param-Region": "eu"}) == {"Mcp-Param-Region": "eu"}

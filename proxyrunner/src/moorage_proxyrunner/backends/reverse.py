@@ -2,9 +2,9 @@
 
 `streamable-http` servers are reached at their `/mcp` URL: each client POST/GET/DELETE is
 forwarded with the MCP headers (session, protocol version, `Mcp-Method`/`Mcp-Name`/
-`Mcp-Param-*` on a modern POST, `Last-Event-ID`) and the answer streams back chunk by chunk, never buffered. A
-session is pinned to the target that created it (learned from the `Mcp-Session-Id` it
-returned). Legacy `sse` servers are reached at their `/sse` URL: the proxy opens the upstream
+`Mcp-Param-*` on a modern POST, `Last-Event-ID`) and the answer streams back chunk by chunk,
+never buffered. A session is pinned to the target that created it (learned from the
+`Mcp-Session-Id` it returned). Legacy `sse` servers are reached at their `/sse` URL: the proxy opens the upstream
 stream, replaces the `endpoint` event with its own `/messages?session_id=` URL and pins the
 session to that target. The client's `Authorization` never goes upstream.
 
@@ -20,8 +20,9 @@ For the same reason `Mcp-Method` and `Mcp-Name` are written from that message on
 and dropped on the legacy one and on GET and DELETE; an `Mcp-Param-<X>` header goes on only with
 a modern `tools/call` whose argument X it equals (`eras.check_modern_headers` refuses one that
 differs; one naming no argument is dropped). A client's response is refused on the modern wire
-(there is no server request to answer) and forwarded rebuilt from its envelope on the legacy one. A step that needs a result (the tool filter on `tools/list`)
-makes the proxy read that one answer whole and rewrite it. Targets is a list so a StatefulSet's
+(there is no server request to answer) and forwarded rebuilt from its envelope on the legacy one.
+A step that needs a result (the tool filter on `tools/list`) makes the proxy read that one answer
+whole and rewrite it. Targets is a list so a StatefulSet's
 pods can be given; locally it has one entry.
 """
 
