@@ -4,9 +4,9 @@
 forwarded with the MCP headers (session, protocol version, `Mcp-Method`/`Mcp-Name`/
 `Mcp-Param-*` on a modern POST, `Last-Event-ID`) and the answer streams back chunk by chunk,
 never buffered. A session is pinned to the target that created it (learned from the
-`Mcp-Session-Id` it returned). Legacy `sse` servers are reached at their `/sse` URL: the proxy opens the upstream
-stream, replaces the `endpoint` event with its own `/messages?session_id=` URL and pins the
-session to that target. The client's `Authorization` never goes upstream.
+`Mcp-Session-Id` it returned). Legacy `sse` servers are reached at their `/sse` URL: the proxy
+opens the upstream stream, replaces the `endpoint` event with its own `/messages?session_id=` URL
+and pins the session to that target. The client's `Authorization` never goes upstream.
 
 A session also belongs to the authenticated subject that opened it (the one whose `initialize`
 answer carried the `Mcp-Session-Id`, or who opened `GET /sse`): another subject presenting its
