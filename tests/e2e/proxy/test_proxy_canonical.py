@@ -214,6 +214,13 @@ SINGLE_VARIANTS = {
         -32600,
         "'ID' is not a JSON-RPC member",
     ),
+    # The stdio bridge maps `progressToken` to its own; Go would read this one unmapped.
+    "meta-progress-token-in-other-case": (
+        b'{"jsonrpc":"2.0","id":5,"method":"tools/call",'
+        b'"params":{"name":"public_echo","_meta":{"ProgressToken":1}}}',
+        -32602,
+        "'ProgressToken' in params._meta differs only in case from the MCP member 'progressToken'",
+    ),
     "progress-token-in-other-case": (
         b'{"jsonrpc":"2.0","method":"notifications/progress",'
         b'"params":{"ProgressToken":1,"progress":1}}',
