@@ -1,5 +1,6 @@
 """Both Helm charts installed for real against the local control plane, with helm 4 (built from Go
-modules): install, `helm upgrade` between the two RBAC scopes in both directions, uninstall.
+modules), and again with helm 3: install, `helm upgrade` between the two RBAC scopes in both
+directions, uninstall.
 
 What runs where: `helm install` creates every object of the charts in the apiserver (the pods go
 to kwok's fake node, which runs nothing). The operator itself runs as a local process, the way
@@ -22,7 +23,7 @@ import base64
 import contextlib
 import os
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,7 @@ from moorage_core.kube import (
     KubeClient,
 )
 from moorage_dev.cluster import ControlPlane
+from moorage_dev.helm_binaries import HELM3_VERSION, HELM_VERSION
 
 pytestmark = pytest.mark.integration
 
@@ -69,8 +71,18 @@ CRD_NAMES = (
 Obj = dict[str, Any]
 
 
-def helm(plane: ControlPlane, *args: str) -> str:
-    return run(*args, kubeconfig=Path(plane.kubeconfig), timeout=180)
+Helm = Callable[..., str]
+"""`helm <args>` against the control plane, with one version of helm."""
+
+
+@pytest.fixture(params=[HELM_VERSION, HELM3_VERSION], ids=["helm4", "helm3"])
+def helm(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Helm:
+    version: str = request.param
+
+    def command(*args: str) -> str:
+        return run(*args, kubeconfig=Path(control_plane.kubeconfig), version=version, timeout=180)
+
+    return command
 
 
 def install_values(plane: ControlPlane, *, scope: str, allowed: tuple[str, ...]) -> list[str]:
@@ -110,25 +122,25 @@ async def fresh_namespaces(kube: KubeClient, *names: str) -> AsyncIterator[tuple
 
 
 @contextlib.contextmanager
-def installed_crds(plane: ControlPlane) -> Iterator[None]:
-    helm(plane, "upgrade", "-i", CRDS_RELEASE, str(CRDS_CHART), "--take-ownership", "--wait")
+def installed_crds(plane: ControlPlane, helm: Helm) -> Iterator[None]:
+    helm("upgrade", "-i", CRDS_RELEASE, str(CRDS_CHART), "--take-ownership", "--wait")
     try:
         plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", *CRD_NAMES)
         yield
     finally:
         # The CRDs are kept (`keep`): the rest of the session uses them.
         with contextlib.suppress(HelmFailed):
-            helm(plane, "uninstall", CRDS_RELEASE)
+            helm("uninstall", CRDS_RELEASE)
 
 
 @contextlib.contextmanager
-def released(plane: ControlPlane, namespace: str) -> Iterator[None]:
+def released(helm: Helm, namespace: str) -> Iterator[None]:
     """The operator chart's release is uninstalled afterwards, whatever happened."""
     try:
         yield
     finally:
         with contextlib.suppress(HelmFailed):
-            helm(plane, "uninstall", RELEASE, "-n", namespace, "--wait")
+            helm("uninstall", RELEASE, "-n", namespace, "--wait")
 
 
 def read_log(log: Path) -> str:
@@ -190,33 +202,33 @@ async def operator_bindings(kube: KubeClient, namespaces: tuple[str, ...]) -> di
     return found
 
 
-def manifest_objects(plane: ControlPlane, namespace: str) -> list[Obj]:
-    out = helm(plane, "get", "manifest", RELEASE, "-n", namespace)
+def manifest_objects(helm: Helm, namespace: str) -> list[Obj]:
+    out = helm("get", "manifest", RELEASE, "-n", namespace)
     return [d for d in yaml.safe_load_all(out) if d]
 
 
 @pytest.mark.usefixtures("crds")
 async def test_helm_installs_upgrades_between_scopes_and_uninstalls_the_operator(
-    control_plane: ControlPlane, kube: KubeClient, namespace: str, tmp_path: Path
+    control_plane: ControlPlane, kube: KubeClient, namespace: str, tmp_path: Path, helm: Helm
 ) -> None:
     release_ns = namespace
     suffix = release_ns.rsplit("-", 1)[-1]
     team_a, team_b, other = (f"helm-{n}-{suffix}" for n in ("a", "b", "other"))
     watched = (team_a, team_b)
     chart = str(OPERATOR_CHART)
-    with installed_crds(control_plane):
+    with installed_crds(control_plane, helm):
         for name in CRD_NAMES:
             crd = yaml.safe_load(control_plane.kubectl("get", "crd", name, "-o", "yaml").stdout)
             assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
         async with fresh_namespaces(kube, team_a, team_b, other):
-            with released(control_plane, release_ns):
+            with released(helm, release_ns):
                 everything = (*watched, other)
 
                 async def deploy(verb: str, scope: str, allowed: tuple[str, ...]) -> None:
                     """`helm <verb>` with that scope; then exactly its bindings exist: cluster-wide
                     for `cluster`, one RoleBinding per allowed namespace for `namespace`."""
                     values = install_values(control_plane, scope=scope, allowed=allowed)
-                    helm(control_plane, verb, RELEASE, chart, "-n", release_ns, *values)
+                    helm(verb, RELEASE, chart, "-n", release_ns, *values)
                     expected = {"cluster": scope == "cluster"} | {
                         ns: ns in allowed for ns in everything
                     }
@@ -275,14 +287,14 @@ async def test_helm_installs_upgrades_between_scopes_and_uninstalls_the_operator
                 await operator_converges("back-to-namespace-scope.log", team_b_reconciled)
 
                 # 4. Uninstall: every object of the release goes; the CRDs stay.
-                objects = manifest_objects(control_plane, release_ns)
+                objects = manifest_objects(helm, release_ns)
                 assert {o["kind"] for o in objects} >= {
                     "Deployment",
                     "ClusterRole",
                     "RoleBinding",
                     "ValidatingWebhookConfiguration",
                 }
-                helm(control_plane, "uninstall", RELEASE, "-n", release_ns, "--wait")
+                helm("uninstall", RELEASE, "-n", release_ns, "--wait")
                 for obj in objects:
                     meta = obj["metadata"]
                     name = f"{obj['kind'].lower()}/{meta['name']}"
@@ -298,13 +310,15 @@ async def test_helm_installs_upgrades_between_scopes_and_uninstalls_the_operator
 
 @pytest.mark.usefixtures("crds")
 async def test_an_install_with_an_unknown_scope_is_refused_naming_the_field_and_creates_nothing(
-    control_plane: ControlPlane, kube: KubeClient, namespace: str
+    control_plane: ControlPlane, kube: KubeClient, namespace: str, helm: Helm
 ) -> None:
     values = install_values(control_plane, scope="galaxy", allowed=())
     with pytest.raises(HelmFailed) as refused:
-        helm(control_plane, "install", RELEASE, str(OPERATOR_CHART), "-n", namespace, *values)
-    assert "/operator/rbac/scope" in refused.value.stderr
-    assert "galaxy" in refused.value.stderr or "must be one of" in refused.value.stderr
+        helm("install", RELEASE, str(OPERATOR_CHART), "-n", namespace, *values)
+    stderr = refused.value.stderr
+    # Helm 4 names the field `/operator/rbac/scope`, Helm 3 `operator.rbac.scope`.
+    assert "/operator/rbac/scope" in stderr or "operator.rbac.scope" in stderr, stderr
+    assert "must be one of" in stderr, stderr
     assert not await exists(kube, DEPLOYMENTS, name="moorage-operator", namespace=namespace)
     with pytest.raises(HelmFailed, match="not found"):
-        helm(control_plane, "status", RELEASE, "-n", namespace)
+        helm("status", RELEASE, "-n", namespace)
