@@ -123,7 +123,8 @@ def test_both_charts_are_lint_clean(version: str) -> None:
         assert "[WARNING]" not in out, out
         assert "[ERROR]" not in out, out
     for values_file in ("values-medium.yaml", "values-large.yaml"):
-        out = run("lint", "--strict", str(OPERATOR_CHART), "-f", str(OPERATOR_CHART / values_file))
+        values = str(OPERATOR_CHART / values_file)
+        out = run("lint", "--strict", str(OPERATOR_CHART), "-f", values, version=version)
         assert "[WARNING]" not in out, out
         assert "[ERROR]" not in out, out
 
