@@ -39,10 +39,8 @@ namespace outside allowedNamespaces fails the install instead. */}}
 {{- define "moorage.watchNamespaces" -}}
 {{- $operator := .Values.operator -}}
 {{- if eq $operator.rbac.scope "namespace" -}}
+{{- /* values.schema.json already requires at least one allowed namespace here. */}}
 {{- $allowed := $operator.rbac.allowedNamespaces -}}
-{{- if not $allowed -}}
-{{- fail "operator.rbac.allowedNamespaces: list at least one namespace when operator.rbac.scope is namespace" -}}
-{{- end -}}
 {{- $watched := $operator.watchNamespaces | default $allowed -}}
 {{- range $watched -}}
 {{- if not (has . $allowed) -}}
