@@ -241,58 +241,102 @@ class GrafanaDashboard(Values):
     """The label the sidecar looks for (its value is "1")."""
 
 
+_PENDING: Final = r"^[1-9][0-9]*[smh]$"
+
+
+def _pending(default: str) -> Any:
+    return Field(default=default, alias="for", pattern=_PENDING)
+
+
+class Pending(Values):
+    """An alert with nothing to compare but how long its condition lasts."""
+
+    pending_for: str = _pending("5m")
+    """How long the condition must hold before the alert fires (`30s`, `5m`, `1h`)."""
+
+
+def _pending_only(default: str) -> Any:
+    return Field(default_factory=lambda: Pending.model_validate({"for": default}))
+
+
 class RatioThreshold(Values):
     """An alert on the share of failing requests."""
 
     percent: float = Field(gt=0, le=100)
-    """The alert fires above this share, in percent."""
+    """The alert fires above this share, in percent..."""
+    pending_for: str = _pending("15m")
+    """... held this long (`30s`, `5m`, `1h`)."""
 
 
 class SecondsThreshold(Values):
     """An alert on a latency."""
 
     seconds: float = Field(gt=0)
-    """The alert fires above this latency, in seconds."""
+    """The alert fires above this latency, in seconds..."""
+    pending_for: str = _pending("15m")
+    """... held this long (`30s`, `5m`, `1h`)."""
 
 
 class RejectionThreshold(Values):
     """An alert on the share of writes the webhook rejects."""
 
-    percent: float = Field(default=25, gt=0, le=100)
+    percent: float = Field(default=25.0, gt=0, le=100)
     """The alert fires above this share of rejected writes, in percent..."""
     count: int = Field(default=5, ge=0)
-    """... and more than this many rejections in 10 minutes."""
+    """... with more than this many rejections in 10 minutes..."""
+    pending_for: str = _pending("15m")
+    """... held this long (`30s`, `5m`, `1h`)."""
 
 
 class StuckThreshold(Values):
     """An alert on one reconcile that does not end."""
 
     minutes: int = Field(default=5, ge=1)
-    """The alert fires when one reconcile has run longer than this, in minutes."""
+    """The alert fires when one reconcile has run longer than this, in minutes..."""
+    pending_for: str = _pending("5m")
+    """... held this long (`30s`, `5m`, `1h`)."""
+
+
+class StaleThreshold(Values):
+    """An alert on queued work that nobody reconciles."""
+
+    minutes: int = Field(default=15, ge=11)
+    """The alert fires when work has been queued with no reconcile finishing for this long, in
+    minutes (the rule looks at 10-minute windows, so at least 11)."""
 
 
 class Thresholds(Values):
-    """The numbers the alerts compare with (docs/operations.md, "Alerts"). The alerts without a
-    number (MoorageOperatorDown, MoorageOperatorNoLeader, MoorageReconcileStale,
-    MoorageWebhookDown, MoorageWebhookErrors) have none to tune."""
+    """When each alert fires (docs/operations.md, "Alerts", explains them)."""
 
+    operator_down: Pending = _pending_only("10m")
+    """MoorageOperatorDown: no operator replica is scraped."""
+    operator_no_leader: Pending = _pending_only("5m")
+    """MoorageOperatorNoLeader: no replica holds the Lease."""
     reconcile_errors_high: RatioThreshold = Field(
         default_factory=lambda: RatioThreshold(percent=10)
     )
     """MoorageReconcileErrorsHigh: share of a controller's reconciles that fail."""
+    reconcile_stale: StaleThreshold = Field(default_factory=StaleThreshold)
+    """MoorageReconcileStale: queued work and no reconcile."""
     reconcile_stuck: StuckThreshold = Field(default_factory=StuckThreshold)
     """MoorageReconcileStuck: how long one reconcile may run."""
     reconcile_latency_high: SecondsThreshold = Field(
         default_factory=lambda: SecondsThreshold(seconds=5)
     )
     """MoorageReconcileLatencyHigh: 95th percentile of a controller's reconcile time."""
+    webhook_down: Pending = _pending_only("5m")
+    """MoorageWebhookDown: no webhook replica is scraped."""
+    webhook_errors: Pending = _pending_only("5m")
+    """MoorageWebhookErrors: the webhook answers reviews with errors."""
     webhook_rejections_high: RejectionThreshold = Field(default_factory=RejectionThreshold)
     """MoorageWebhookRejectionsHigh: share of a kind's writes rejected."""
     webhook_latency_high: SecondsThreshold = Field(
-        default_factory=lambda: SecondsThreshold(seconds=1)
+        default_factory=lambda: SecondsThreshold.model_validate({"seconds": 1, "for": "10m"})
     )
     """MoorageWebhookLatencyHigh: 99th percentile of the admission latency."""
-    proxy_server_errors: RatioThreshold = Field(default_factory=lambda: RatioThreshold(percent=5))
+    proxy_server_errors: RatioThreshold = Field(
+        default_factory=lambda: RatioThreshold.model_validate({"percent": 5, "for": "10m"})
+    )
     """MoorageProxyServerErrors: share of an MCPServer's MCP requests answered with 5xx."""
 
 

@@ -150,6 +150,8 @@ def test_both_charts_are_lint_clean(version: str) -> None:
         ({"networkPolicy": {"egress": {"cidrs": ["everywhere"]}}}, "cidrs"),
         ({"networkPolicy": {"egress": {"cidrs": []}}}, "networkPolicy.egress.cidrs"),
         ({"prometheusRule": {"thresholds": {"proxyServerErrors": {"percent": 120}}}}, "percent"),
+        ({"prometheusRule": {"thresholds": {"webhookDown": {"for": "5 minutes"}}}}, "for"),
+        ({"prometheusRule": {"thresholds": {"reconcileStale": {"minutes": 10}}}}, "minutes"),
         ({"operator": {"replicas": 2}}, "replicas"),
     ],
     ids=[
@@ -167,6 +169,8 @@ def test_both_charts_are_lint_clean(version: str) -> None:
         "cidr-not-a-cidr",
         "no-apiserver-cidr",
         "percent-over-100",
+        "pending-not-a-duration",
+        "stale-within-the-window",
         "unknown-key",
     ],
 )
@@ -418,12 +422,17 @@ def test_scheduling_and_security_values_reach_both_pods() -> None:
 
 def test_alert_thresholds_change_the_rules_and_their_words() -> None:
     thresholds = {
-        "reconcileErrorsHigh": {"percent": 20},
-        "reconcileStuck": {"minutes": 7},
-        "reconcileLatencyHigh": {"seconds": 2.5},
-        "webhookRejectionsHigh": {"percent": 40, "count": 9},
-        "webhookLatencyHigh": {"seconds": 0.5},
-        "proxyServerErrors": {"percent": 2},
+        "operatorDown": {"for": "20m"},
+        "operatorNoLeader": {"for": "90s"},
+        "reconcileErrorsHigh": {"percent": 20, "for": "1h"},
+        "reconcileStale": {"minutes": 30},
+        "reconcileStuck": {"minutes": 7, "for": "2m"},
+        "reconcileLatencyHigh": {"seconds": 2.5, "for": "30m"},
+        "webhookDown": {"for": "1m"},
+        "webhookErrors": {"for": "3m"},
+        "webhookRejectionsHigh": {"percent": 40, "count": 9, "for": "20m"},
+        "webhookLatencyHigh": {"seconds": 0.5, "for": "4m"},
+        "proxyServerErrors": {"percent": 2, "for": "6m"},
     }
     objects = operator_objects({"prometheusRule": {"enabled": True, "thresholds": thresholds}})
     rules = {
@@ -431,18 +440,42 @@ def test_alert_thresholds_change_the_rules_and_their_words() -> None:
         for group in find(objects, "PrometheusRule", "moorage")["spec"]["groups"]
         for r in group["rules"]
     }
+    pending = {alert: rule["for"] for alert, rule in rules.items()}
+    assert pending == {
+        "MoorageOperatorDown": "20m",
+        "MoorageOperatorNoLeader": "90s",
+        "MoorageReconcileErrorsHigh": "1h",
+        "MoorageReconcileStale": "20m",  # 30 quiet minutes: a 10m window, then 20m pending
+        "MoorageReconcileStuck": "2m",
+        "MoorageReconcileLatencyHigh": "30m",
+        "MoorageWebhookDown": "1m",
+        "MoorageWebhookErrors": "3m",
+        "MoorageWebhookRejectionsHigh": "20m",
+        "MoorageWebhookLatencyHigh": "4m",
+        "MoorageProxyServerErrors": "6m",
+    }
     errors = rules["MoorageReconcileErrorsHigh"]
     assert errors["expr"].rstrip().endswith("> 0.2")
-    assert errors["annotations"]["description"].startswith("More than 20 % of the")
-    assert "{{ $labels.controller }}" in errors["annotations"]["description"]
+    description = errors["annotations"]["description"]
+    assert description.startswith("More than 20 % of the")
+    assert "have failed for 1 hour." in description
+    assert "{{ $labels.controller }}" in description
+    stale = rules["MoorageReconcileStale"]["annotations"]["summary"]
+    assert stale.endswith("nothing was reconciled for 30 minutes.")
     assert rules["MoorageReconcileStuck"]["expr"].endswith("> 420")
     assert "more than 7 minutes" in rules["MoorageReconcileStuck"]["annotations"]["description"]
-    assert rules["MoorageReconcileLatencyHigh"]["expr"].rstrip().endswith("> 2.5")
+    latency = rules["MoorageReconcileLatencyHigh"]
+    assert latency["expr"].rstrip().endswith("> 2.5")
+    assert "exceeded 2.5 s for 30 minutes." in latency["annotations"]["description"]
     rejections = rules["MoorageWebhookRejectionsHigh"]["expr"]
     assert "> 0.4" in rejections
     assert rejections.rstrip().endswith("> 9")
     assert rules["MoorageWebhookLatencyHigh"]["expr"].rstrip().endswith("> 0.5")
     assert rules["MoorageProxyServerErrors"]["expr"].rstrip().endswith("> 0.02")
+    assert (
+        "more than 2 % of MCP requests"
+        in (rules["MoorageProxyServerErrors"]["annotations"]["description"])
+    )
 
 
 def test_network_policy_cidrs_and_the_dashboard_label_are_values() -> None:

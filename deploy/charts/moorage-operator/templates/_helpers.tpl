@@ -101,3 +101,11 @@ securityContext:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end }}
+
+{{- /* A Prometheus duration of one unit (`15m`, values.schema.json allows no other) in words:
+"15 minutes", for the alerts' descriptions. */}}
+{{- define "moorage.durationWords" -}}
+{{- $count := regexReplaceAll "[smh]$" . "" -}}
+{{- $unit := get (dict "s" "second" "m" "minute" "h" "hour") (regexReplaceAll "^[0-9]+" . "") -}}
+{{ $count }} {{ $unit }}{{ if ne $count "1" }}s{{ end }}
+{{- end }}
