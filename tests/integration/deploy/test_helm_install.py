@@ -21,9 +21,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import os
+import shutil
 import signal
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,18 +74,26 @@ CRD_NAMES = (
 Obj = dict[str, Any]
 
 
-Helm = Callable[..., str]
-"""`helm <args>` against the control plane, with one version of helm."""
+@dataclass(frozen=True, slots=True)
+class Helm:
+    """`helm <args>` against the control plane, with one version of helm."""
+
+    kubeconfig: Path
+    version: str
+
+    def __call__(self, *args: str) -> str:
+        return run(*args, kubeconfig=self.kubeconfig, version=self.version, timeout=180)
+
+    @property
+    def taking_over_kubectl_fields(self) -> tuple[str, ...]:
+        """Flags for an upgrade that changes fields `kubectl apply --server-side` set: Helm 4
+        applies server-side too and must force the conflict; Helm 3 merges client-side."""
+        return ("--force-conflicts",) if self.version == HELM_VERSION else ()
 
 
 @pytest.fixture(params=[HELM_VERSION, HELM3_VERSION], ids=["helm4", "helm3"])
 def helm(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Helm:
-    version: str = request.param
-
-    def command(*args: str) -> str:
-        return run(*args, kubeconfig=Path(control_plane.kubeconfig), version=version, timeout=180)
-
-    return command
+    return Helm(Path(control_plane.kubeconfig), request.param)
 
 
 def install_values(plane: ControlPlane, *, scope: str, allowed: tuple[str, ...]) -> list[str]:
@@ -322,3 +333,32 @@ async def test_an_install_with_an_unknown_scope_is_refused_naming_the_field_and_
     assert not await exists(kube, DEPLOYMENTS, name="moorage-operator", namespace=namespace)
     with pytest.raises(HelmFailed, match="not found"):
         helm("status", RELEASE, "-n", namespace)
+
+
+@pytest.mark.usefixtures("crds")
+def test_helm_upgrade_of_the_crds_chart_updates_the_crds(
+    control_plane: ControlPlane, helm: Helm, tmp_path: Path
+) -> None:
+    """The CRDs are templates, not Helm's `crds/` folder (which Helm never upgrades): a newer
+    chart's CRD reaches the apiserver with `helm upgrade`."""
+    newer = tmp_path / "moorage-crds"
+    shutil.copytree(CRDS_CHART, newer)
+    template = newer / "templates" / "mcptenants.moorage.dev.yaml"
+    text = template.read_text()
+    assert text.count("    categories:\n    - moorage\n") == 1
+    template.write_text(text.replace("    - moorage\n", "    - moorage\n    - moorage-next\n"))
+
+    def categories() -> list[str]:
+        out = control_plane.kubectl("get", "crd", "mcptenants.moorage.dev", "-o", "json")
+        return list(json.loads(out.stdout)["spec"]["names"].get("categories", []))
+
+    with installed_crds(control_plane, helm):
+        assert categories() == ["moorage"]
+        try:
+            # The session's `crds` fixture applied these CRDs with kubectl first, as a kustomize
+            # install does.
+            helm("upgrade", CRDS_RELEASE, str(newer), "--wait", *helm.taking_over_kubectl_fields)
+            assert categories() == ["moorage", "moorage-next"]
+        finally:
+            helm("upgrade", CRDS_RELEASE, str(CRDS_CHART), "--wait")
+        assert categories() == ["moorage"]
