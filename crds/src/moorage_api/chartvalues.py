@@ -57,8 +57,8 @@ class Image(Values):
     digest: str = Field(default="", pattern=r"^(sha256:[0-9a-f]{64})?$")
     """`sha256:<64 hex>`; when set it pins the image and the tag is ignored."""
     pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
-    """imagePullPolicy of the container (for the proxy runner image: not used by the operator,
-    which leaves the pull policy of the pods it creates to Kubernetes)."""
+    """imagePullPolicy of the container running this image. proxyRunnerImage and registryApiImage
+    run in pods the operator creates, which get Kubernetes' default policy instead."""
 
 
 def _image(name: str) -> Any:
