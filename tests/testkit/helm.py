@@ -91,6 +91,8 @@ def run(
     with tempfile.TemporaryDirectory(prefix="moorage-helm-home-") as home:
         # A private Helm home: no repositories, plugins or caches of the machine leak in.
         env = {
+            # Without HOME the Kubernetes client caches discovery in ./.kube of the cwd.
+            "HOME": home,
             "HELM_CACHE_HOME": f"{home}/cache",
             "HELM_CONFIG_HOME": f"{home}/config",
             "HELM_DATA_HOME": f"{home}/data",
