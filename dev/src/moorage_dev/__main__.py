@@ -131,7 +131,7 @@ def build(*, real_node: bool = False, helm: bool = False) -> int:
         print(f"{name}={path}")
     if helm:
         for version in HELM_VERSIONS:
-            print(f"helm-v{version}={ensure_helm(version, _say)}")
+            print(f"helm-v{version}={ensure_helm(version, report=_say)}")
     if real_node:
         # What runs beside a real node in the tests and the demo, built now rather than on
         # first use so that a test run starts with everything in the cache.

@@ -107,7 +107,7 @@ def is_go_new_enough(go_version: str, minimum: tuple[int, int] = GO_MIN_VERSION)
     return (major, minor) >= minimum
 
 
-def go_new_enough_for(what: str, minimum: tuple[int, int] = GO_MIN_VERSION) -> str:
+def go_new_enough_for(what: str, *, minimum: tuple[int, int] = GO_MIN_VERSION) -> str:
     """The `go` command, checked to be at least `minimum` to build `what` (named in the error)."""
     go = go_binary()
     proc = subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True, check=False)

@@ -5,7 +5,7 @@ binaries are: a throwaway wrapper module requiring it at the pinned version, `go
 `cmd/helm` with the version stamped, the result cached in `<cache>/controlplane/helm-v<version>/`
 under the same build lock, so concurrent callers build once and a second run builds nothing.
 
-Helm 4 is what we test and document. Helm 3 (its last minor) is built on request too, because the
+Helm 4 is what we test and document. Helm 3 (3.21.4) is built on request too, because the
 charts promise to work with both: `ensure_helm(HELM3_VERSION)`. An existing binary named by
 `MOORAGE_HELM_BIN` (or `MOORAGE_HELM3_BIN`) is used instead of building.
 """
@@ -88,7 +88,7 @@ def _prebuilt_name(version: str) -> str:
     return "helm" if version == HELM_VERSION else f"helm{major_of(version)}"
 
 
-def ensure_helm(version: str = HELM_VERSION, report: Reporter | None = None) -> Path:
+def ensure_helm(version: str = HELM_VERSION, *, report: Reporter | None = None) -> Path:
     """The path of `helm` at `version`, building it (once) when it is not cached yet."""
     if version not in HELM_VERSIONS:
         raise BinaryError(f"helm v{version} is not one of the pinned {HELM_VERSIONS}")
@@ -107,6 +107,6 @@ def ensure_helm(version: str = HELM_VERSION, report: Reporter | None = None) -> 
         into=directory,
         names=("bin",),
         report=say,
-        go=functools.partial(go_new_enough_for, f"helm v{version}", GO_MIN_VERSION),
+        go=functools.partial(go_new_enough_for, f"helm v{version}", minimum=GO_MIN_VERSION),
     )
     return binary
