@@ -7,6 +7,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
 
 echo "==> control plane binaries (built once from Go modules, then cached)" >&2
 uv run moorage-dev build >/dev/null
+echo "==> helm 4 and helm 3 for the charts (built once from Go modules, then cached)" >&2
+uv run moorage-dev build --helm >/dev/null
 
 # The real node (kubelet, containerd, runc, CNI), images built with buildah, cert-manager and
 # Prometheus: Debian packages installed when missing, binaries built from Go modules and images
@@ -38,6 +40,7 @@ uv run ruff format --check .
 uv run mypy
 uv run lint-imports
 uv run python -m moorage_api.crdgen --check
+uv run python -m moorage_api.chartgen --check
 if uv run python -c "import moorage_api.docgen" 2>/dev/null; then
   uv run python -m moorage_api.docgen --check
 fi

@@ -9,7 +9,7 @@ moorage-dev cluster down     stop everything `up` started
 moorage-dev cluster status   say what runs, exit 1 when the control plane is not healthy
 moorage-dev build            build (or find) the control plane binaries and print their paths
                              (--real-node: kubelet, kube-proxy, CoreDNS, cert-manager and
-                             Prometheus too)
+                             Prometheus too; --helm: helm 4 and helm 3, for the charts)
 moorage-dev images build     build Moorage's and the examples' images with buildah (no Docker)
 moorage-dev images import    build them and import them into the local cluster's real node
 moorage-dev certmanager up   install and start cert-manager against the running control plane
@@ -36,6 +36,7 @@ from moorage_dev.cluster import ControlPlane, ControlPlaneError, default_state_d
 from moorage_dev.convertcommands import add_convert_command, run_convert_command
 from moorage_dev.demo import run_demo
 from moorage_dev.dns import ensure_coredns
+from moorage_dev.helm_binaries import HELM_VERSIONS, ensure_helm
 from moorage_dev.imagecommands import add_images_command, run_images_command
 from moorage_dev.prometheus import ensure_prometheus_with_kubernetes_discovery
 
@@ -125,9 +126,12 @@ def certmanager(state_dir: Path, action: str) -> int:
     return 0
 
 
-def build(*, real_node: bool = False) -> int:
+def build(*, real_node: bool = False, helm: bool = False) -> int:
     for name, path in ensure_binaries(report=_say, node=real_node).items():
         print(f"{name}={path}")
+    if helm:
+        for version in HELM_VERSIONS:
+            print(f"helm-v{version}={ensure_helm(version, report=_say)}")
     if real_node:
         # What runs beside a real node in the tests and the demo, built now rather than on
         # first use so that a test run starts with everything in the cache.
@@ -174,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     build_parser.add_argument(
         "--real-node", action="store_true", help="also kubelet and kube-proxy"
     )
+    build_parser.add_argument(
+        "--helm", action="store_true", help="also helm (4, and 3 for compatibility checks)"
+    )
     cert_manager = sub.add_parser("certmanager", help="cert-manager on the local control plane")
     cert_manager.add_argument("certmanager_action", choices=["up", "down", "status"])
     demo = sub.add_parser("demo", help="run Moorage end to end on the local control plane")
@@ -188,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     state_dir: Path = args.state_dir or default_state_dir()
     try:
         if args.command == "build":
-            return build(real_node=args.real_node)
+            return build(real_node=args.real_node, helm=args.helm)
         if args.command == "demo":
             kubeconfig = os.environ.get("KUBECONFIG", "")
             if kubeconfig and not Path(kubeconfig).is_file():

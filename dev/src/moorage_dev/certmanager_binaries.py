@@ -107,17 +107,21 @@ def is_go_new_enough(go_version: str, minimum: tuple[int, int] = GO_MIN_VERSION)
     return (major, minor) >= minimum
 
 
-def _go_new_enough() -> str:
-    """The `go` command, checked to be new enough for cert-manager."""
+def go_new_enough_for(what: str, *, minimum: tuple[int, int] = GO_MIN_VERSION) -> str:
+    """The `go` command, checked to be at least `minimum` to build `what` (named in the error)."""
     go = go_binary()
     proc = subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True, check=False)
     version = proc.stdout.strip()
-    if not is_go_new_enough(version):
+    if not is_go_new_enough(version, minimum):
         raise BinaryError(
-            f"{version or 'this Go'} is too old to build cert-manager v{CERT_MANAGER_VERSION}: "
-            f"need >= {GO_MIN_VERSION[0]}.{GO_MIN_VERSION[1]}"
+            f"{version or 'this Go'} is too old to build {what}: need >= {minimum[0]}.{minimum[1]}"
         )
     return go
+
+
+def _go_new_enough() -> str:
+    """The `go` command, checked to be new enough for cert-manager."""
+    return go_new_enough_for(f"cert-manager v{CERT_MANAGER_VERSION}")
 
 
 def _go_sources() -> dict[str, str]:
