@@ -153,7 +153,7 @@ class BridgeEndpoints(Refusing):
         parsed, wants_sse = intake.message, intake.wants_sse
         if modern:
             return await self._modern(request, parsed, wants_sse, started)
-        return await self._legacy(request, parsed, wants_sse, started)
+        return await self._legacy(request, parsed, wants_sse, started, eager=intake.prefers_sse)
 
     async def get(self, request: web.Request) -> web.StreamResponse:
         if self._is_modern_request(request):
@@ -238,7 +238,13 @@ class BridgeEndpoints(Refusing):
     # ---- legacy era ----
 
     async def _legacy(
-        self, request: web.Request, message: Message, wants_sse: bool, started: float
+        self,
+        request: web.Request,
+        message: Message,
+        wants_sse: bool,
+        started: float,
+        *,
+        eager: bool = False,
     ) -> web.StreamResponse:
         if message.kind is Kind.REQUEST and message.method == "initialize":
             return await self._initialize(request, message, started)
@@ -260,6 +266,9 @@ class BridgeEndpoints(Refusing):
             exchange,
             keepalive=self.settings.keepalive_interval,
             headers={"Mcp-Session-Id": session.id},
+            # Legacy-era servers answer a client that ranks SSE first with a stream; so does the
+            # proxy. (On the 2026-07-28 wire they answer JSON unless something precedes it.)
+            eager=eager,
         )
         reply = await self._run_legacy(session, message, identity_of(request), exchange, stream)
         self._observe(message.method, reply.message, started)

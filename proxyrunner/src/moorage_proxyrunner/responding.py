@@ -28,7 +28,7 @@ from moorage_proxyrunner.jsonrpc import (
 )
 from moorage_proxyrunner.metrics import ProxyMetrics
 from moorage_proxyrunner.settings import ProxySettings
-from moorage_proxyrunner.sse import KEEPALIVE, SSE_HEADERS, format_event
+from moorage_proxyrunner.sse import KEEPALIVE, SSE_HEADERS, format_event, prefers_event_stream
 from moorage_proxyrunner.streams import Exchange, Mailbox
 
 JSON_TYPE = "application/json"
@@ -98,12 +98,14 @@ class Refusal:
 
 @dataclass(frozen=True, slots=True)
 class Intake:
-    """An accepted POST: the message and whether the client takes SSE.
+    """An accepted POST: the message, whether the client takes SSE and whether it prefers it
+    (ranks it above JSON in `Accept`).
 
     The client's bytes are not kept: what goes on is the parsed message, re-encoded."""
 
     message: Message
     wants_sse: bool
+    prefers_sse: bool = False
 
 
 def check_client_message(body: bytes, *, modern: bool) -> Message | Refusal:
@@ -138,7 +140,8 @@ async def read_message(
     parsed = check_client_message(body, modern=modern)
     if isinstance(parsed, Refusal):
         return parsed
-    return Intake(parsed, wants_sse)
+    prefers = wants_sse and prefers_event_stream(request.headers.get("Accept", ""))
+    return Intake(parsed, wants_sse, prefers)
 
 
 def endpoint_url(request: web.Request, settings: ProxySettings, session_id: str) -> str:
@@ -184,7 +187,11 @@ class Refusing:
 
 
 class ResponseStream:
-    """One request's answer on the wire; see the module docstring."""
+    """One request's answer on the wire; see the module docstring.
+
+    `eager`: answer with an SSE stream even when nothing precedes the response (the client
+    ranked `text/event-stream` first), as an MCP server does for such a client.
+    """
 
     def __init__(
         self,
@@ -193,11 +200,13 @@ class ResponseStream:
         *,
         keepalive: float,
         headers: dict[str, str] | None = None,
+        eager: bool = False,
     ) -> None:
         self.request = request
         self.exchange = exchange
         self.keepalive = keepalive
         self.headers = headers
+        self.eager = eager
         self.response: web.StreamResponse | None = None
 
     @property
@@ -217,6 +226,8 @@ class ResponseStream:
         """Stream interim messages until the response arrives; return the response."""
         exchange = self.exchange
         timeout = self.keepalive if exchange.streams else None
+        if self.eager:
+            await self._commit()
         while True:
             ready = await exchange.wait(timeout)
             if not ready:
