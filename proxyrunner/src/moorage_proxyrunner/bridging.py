@@ -169,6 +169,7 @@ class BridgeEndpoints(Refusing):
             return rpc_error(409, INVALID_REQUEST, "This session already has an open GET stream")
         mailbox = session.new_mailbox()
         session.stream_open = True
+        self.bridge.stream_opened(session.peer)
         try:
             return await stream_mailbox(
                 request,
@@ -567,6 +568,7 @@ class BridgeEndpoints(Refusing):
         try:
             for uri in honoured.get("resourceSubscriptions", []):
                 await self.bridge.subscribe_quietly(peer, uri)
+            self.bridge.stream_opened(peer)
             response = await stream_mailbox(
                 request,
                 mailbox,
@@ -647,6 +649,8 @@ class BridgeEndpoints(Refusing):
             self._observe("initialize", reply.message, started)
             if reply.message is not None:
                 self._deliver(session, reply.message)
+                # The stream opened before `initialize`; only now is it known what it can take.
+                self.bridge.stream_opened(peer)
         else:
             task = asyncio.create_task(self._sse_request(session, parsed, identity, started))
             self._tasks.add(task)
