@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import shutil
 import socket
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -17,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from prometheus_client import CollectorRegistry
 from testkit.waiting import eventually
 
@@ -29,6 +33,35 @@ TOOLBOX_SERVER = Path(__file__).resolve().parents[3] / "docker" / "examples" / "
 TOOLBOX = (sys.executable, str(TOOLBOX_SERVER / "toolbox_server.py"))
 CONFORMANCE_FIXTURE = (sys.executable, str(FIXTURES / "conformance_server.py"))
 TIME_SERVER = (str(Path(sys.executable).parent / "mcp-server-time"), "--local-timezone", "UTC")
+
+
+REPO = Path(__file__).resolve().parents[3]
+CONFORMANCE_VERSION = "0.2.0-alpha.12"
+"""The conformance suite every verdict in these tests was measured with."""
+
+
+def node_tools() -> Path:
+    """The cache `scripts/node.sh` fills (Node 22, the conformance suite, the "everything"
+    server), installing it once; skips the test without npm or a cache."""
+    cached = Path.home() / ".cache" / "moorage" / "node"
+    if shutil.which("npm") is None and not cached.exists():
+        pytest.skip("npm is not available to install Node.js 22 and the MCP test servers")
+    done = subprocess.run(
+        [str(REPO / "scripts" / "node.sh")],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "MOORAGE_CONFORMANCE_VERSION": CONFORMANCE_VERSION},
+    )
+    if done.returncode != 0:
+        pytest.skip(
+            f"cannot install Node.js and the MCP test servers: {done.stderr.strip()[-300:]}"
+        )
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
+def node_binary(root: Path) -> str:
+    return str(next((root / "node_modules").glob("node-linux-*/bin/node")))
 
 
 JSON = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}

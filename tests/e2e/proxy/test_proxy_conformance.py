@@ -1,6 +1,6 @@
 """The MCP conformance suite gives the same verdicts through the proxy as against the fixture.
 
-The suite (npm `@modelcontextprotocol/conformance`, pinned to `SUITE_VERSION` and installed
+The suite (npm `@modelcontextprotocol/conformance`, pinned to `proxykit.CONFORMANCE_VERSION` and installed
 into a cache by `scripts/node.sh`, with Node 22) runs against the conformance fixture served
 directly over streamable HTTP, then through the proxy with the fixture as a stdio backend and as
 a streamable-HTTP backend, at `--requirements 2025-11-25` and `2026-07-28`.
@@ -17,25 +17,27 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import shutil
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 import yaml
-from proxykit import CONFORMANCE_FIXTURE, running_proxy, serving_toolbox, stdio_backend
+from proxykit import (
+    CONFORMANCE_FIXTURE,
+    CONFORMANCE_VERSION,
+    node_binary,
+    node_tools,
+    running_proxy,
+    serving_toolbox,
+    stdio_backend,
+)
 
 from moorage_proxyrunner.local import LocalBackend
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
-REPO = Path(__file__).resolve().parents[3]
 HERE = Path(__file__).resolve().parent
-SUITE_VERSION = "0.2.0-alpha.12"
-"""The conformance suite every verdict here was measured with (scripts/node.sh installs it)."""
 REVISIONS = ["2025-11-25", "2026-07-28"]
 _RUN_DIR = re.compile(r"^server-(?P<scenario>.+)-\d{4}-\d{2}-\d{2}T[\d-]+Z$")
 
@@ -44,25 +46,14 @@ Verdicts = dict[str, frozenset[str]]
 
 
 def _suite() -> tuple[str, str]:
-    """(node, conformance entry point), installing them once; skips without npm or cache."""
-    cached = Path.home() / ".cache" / "moorage" / "node"
-    if shutil.which("npm") is None and not cached.exists():
-        pytest.skip("npm is not available to install Node.js 22 and the MCP conformance suite")
-    done = subprocess.run(
-        [str(REPO / "scripts" / "node.sh")],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "MOORAGE_CONFORMANCE_VERSION": SUITE_VERSION},
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot install the conformance suite: {done.stderr.strip()[-300:]}")
-    root = Path(done.stdout.strip().splitlines()[-1])
-    node = next((root / "node_modules").glob("node-linux-*/bin/node"))
+    """(node, conformance entry point) at `CONFORMANCE_VERSION`."""
+    root = node_tools()
     package = root / "node_modules" / "@modelcontextprotocol" / "conformance"
     installed = json.loads((package / "package.json").read_text())["version"]
-    assert installed == SUITE_VERSION, f"conformance suite {installed} is not {SUITE_VERSION}"
-    return str(node), str(package / "dist" / "index.js")
+    assert installed == CONFORMANCE_VERSION, (
+        f"conformance suite {installed} is not {CONFORMANCE_VERSION}"
+    )
+    return node_binary(root), str(package / "dist" / "index.js")
 
 
 @pytest.fixture(scope="module")
