@@ -19,6 +19,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from moorage_core.readtimeouts import ReadTimeouts
 from moorage_core.startup import Listener, bound_port, listen_sockets
 from moorage_core.supervising import TaskSupervisor
 from moorage_core.tls import ReloadingTLS
@@ -97,6 +98,7 @@ class HTTPSServer:
         shutdown_timeout: float = 60.0,
         supervisor: TaskSupervisor | None = None,
         reload_tls: bool = True,
+        read_timeouts: ReadTimeouts | None = None,
     ) -> None:
         self.app = app
         self.host = host
@@ -113,14 +115,22 @@ class HTTPSServer:
         """Whether `start()` and `stop()` run `tls`'s reload loop. False when several servers
         share one `ReloadingTLS`: their owner starts it once and stops it after all of them
         stopped, so that it keeps reloading while any of them still drains."""
+        self.read_timeouts = read_timeouts or ReadTimeouts()
+        """How long a client may take to send a request's headers and body."""
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
         """Bind (a `StartupFailure` naming `setting` when the address cannot be used), then
         serve."""
         sockets = listen_sockets(Listener(self.host, self.port, self.setting))
+        if not self.app.pre_frozen:
+            self.read_timeouts.install(self.app)
         self._runner = web.AppRunner(
-            self.app, access_log=None, handle_signals=False, shutdown_timeout=self.shutdown_timeout
+            self.app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=self.shutdown_timeout,
+            **self.read_timeouts.runner_options(),
         )
         try:
             await self._runner.setup()

@@ -95,6 +95,18 @@ def parse_positive_duration(text: str) -> float:
     return value
 
 
+def parse_whole_number(text: str, *, minimum: int, maximum: int | None = None) -> int:
+    """An integer from `minimum` to `maximum` (no upper bound when None)."""
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise SettingError(f"{text!r} is not a whole number") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        upper = "" if maximum is None else f" and at most {maximum}"
+        raise SettingError(f"{value} must be at least {minimum}{upper}")
+    return value
+
+
 def parse_directory(text: str) -> Path:
     """An existing directory."""
     path = Path(text.strip())

@@ -22,6 +22,7 @@ from moorage_api.runconfig import RunConfigError
 from moorage_core.loggers import configure_logging
 from moorage_core.running import Lifecycle, run_service
 from moorage_core.settings import SettingError, parse_list
+from moorage_proxyrunner.limits import add_limit_arguments, limits_from
 from moorage_proxyrunner.local import LocalBackend, LocalConfig, run_local
 from moorage_proxyrunner.middleware import LiveConfig, LiveConfigError, tool_policy_from_runconfig
 from moorage_proxyrunner.runconfig_reload import load_local_runconfig
@@ -80,6 +81,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     run.add_argument(
         "--drain-timeout", type=float, default=10.0, help="seconds to finish requests on SIGTERM"
     )
+    add_limit_arguments(run)
     run.add_argument("--log-format", default="auto", choices=["auto", "json", "console"])
     run.add_argument("--log-level", default="INFO")
     return parser, run
@@ -122,6 +124,7 @@ def settings_from(args: argparse.Namespace, config: LocalConfig | None = None) -
         allowed_origins=parse_list(args.allowed_origins),
         allowed_hosts=parse_list(args.allowed_hosts),
         tool_policy=ToolPolicy(allowed=frozenset(parse_list(args.tools_filter))),
+        limits=limits_from(args),
     )
     if config is None:
         return settings

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -26,6 +27,7 @@ from aiohttp import web
 from moorage_core.supervising import TaskSupervisor
 from moorage_proxyrunner import eras
 from moorage_proxyrunner.backends.stdio import Peer, StdioBridge
+from moorage_proxyrunner.fairness import FairGate, GateFull
 from moorage_proxyrunner.jsonrpc import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
@@ -38,6 +40,12 @@ from moorage_proxyrunner.jsonrpc import (
     encode,
     error_response,
     result_response,
+)
+from moorage_proxyrunner.limits import (
+    capabilities_refusal,
+    overloaded_error,
+    session_refusal,
+    timeout_error,
 )
 from moorage_proxyrunner.metrics import ProxyMetrics
 from moorage_proxyrunner.pipeline import ANONYMOUS, Era, Identity, McpCall, Pipeline, Reply
@@ -52,10 +60,10 @@ from moorage_proxyrunner.responding import (
     rpc_error,
     stream_mailbox,
 )
-from moorage_proxyrunner.sessions import Session, SessionRegistry, is_session_owner
+from moorage_proxyrunner.sessions import Session, SessionLimit, SessionRegistry, is_session_owner
 from moorage_proxyrunner.settings import ProxySettings
 from moorage_proxyrunner.sse import format_event
-from moorage_proxyrunner.streams import Exchange, Mailbox
+from moorage_proxyrunner.streams import Exchange, Mailbox, json_size
 
 log = structlog.get_logger(__name__)
 
@@ -90,6 +98,14 @@ class BridgeEndpoints(Refusing):
             metrics=metrics,
             capacity=settings.queue_capacity,
             idle_timeout=settings.session_idle_timeout,
+            max_bytes=settings.limits.queue_max_bytes,
+            max_sessions=settings.limits.max_sessions,
+            max_per_subject=settings.limits.max_sessions_per_subject,
+        )
+        self._queue_bytes = settings.limits.queue_max_bytes
+        self.gate = FairGate(
+            per_key=settings.limits.max_inflight_per_session,
+            total=settings.limits.max_backend_inflight,
         )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sweeper: asyncio.Task[None] | None = None
@@ -261,7 +277,9 @@ class BridgeEndpoints(Refusing):
         if message.kind is Kind.RESPONSE:
             await self.bridge.respond(session.peer, message.body)
             return web.Response(status=202)
-        exchange = Exchange(streams=wants_sse, capacity=self.settings.queue_capacity)
+        exchange = Exchange(
+            streams=wants_sse, capacity=self.settings.queue_capacity, max_bytes=self._queue_bytes
+        )
         stream = ResponseStream(
             request,
             exchange,
@@ -290,13 +308,22 @@ class BridgeEndpoints(Refusing):
             result = eras.initialize_result_for(
                 self.bridge.initialize_result or {}, params.get("protocolVersion")
             )
-            capabilities = params.get("capabilities")
-            session = self.sessions.create(
-                transport="streamable-http",
-                protocol_version=result["protocolVersion"],
-                capabilities=capabilities if isinstance(capabilities, dict) else {},
-                subject=identity.subject,
-            )
+            capabilities = self._capabilities(params, request_id)
+            if isinstance(capabilities, Reply):
+                return capabilities
+            try:
+                session = self.sessions.create(
+                    transport="streamable-http",
+                    protocol_version=result["protocolVersion"],
+                    capabilities=capabilities,
+                    subject=identity.subject,
+                )
+            except SessionLimit as exc:
+                status, refusal = session_refusal(
+                    request_id, per_subject=exc.per_subject, limit=exc.limit
+                )
+                log.info("session_refused", subject=identity.subject, limit=exc.limit)
+                return Reply(refusal, status=status)
             opened.append(session)
             return Reply(result_response(request_id, result))
 
@@ -348,12 +375,9 @@ class BridgeEndpoints(Refusing):
 
                 elif not self.bridge.release(peer, uri):
                     return Reply(result_response(request_id, {}))
-            await self.bridge.request(peer, call.message, exchange, on_done=on_done)
-            if stream is not None:
-                return Reply(await stream.pump())
-            while exchange.final is None:
-                await exchange.wait(None)
-            return Reply(exchange.final)
+            return await self._forward(
+                session.id, peer, call.message, exchange, stream, on_done=on_done
+            )
 
         call = McpCall(message.body, identity, "legacy", session.id)
         try:
@@ -380,6 +404,76 @@ class BridgeEndpoints(Refusing):
         if reply.message is not None:
             return json_body(reply.message, status=reply.status)
         return web.Response(status=202)
+
+    async def _forward(
+        self,
+        key: str,
+        peer: Peer,
+        message: Json,
+        exchange: Exchange,
+        stream: ResponseStream | None,
+        *,
+        on_done: Callable[[Json], None] | None = None,
+    ) -> Reply:
+        """Send a request to the backend in `key`'s turn (`fairness`) and wait for its answer.
+
+        A key holding its share already is refused at once (429). Past the request timeout the
+        client gets -32001 and the server a `notifications/cancelled`. A legacy client that
+        leaves first does not cancel (the server finishes), but the same deadline still does.
+        """
+        limits = self.settings.limits
+        request_id: RequestId = message["id"]
+        deadline = asyncio.get_running_loop().time() + limits.request_timeout
+        try:
+            async with self.gate.slot(key):
+                try:
+                    await self.bridge.request(peer, message, exchange, on_done=on_done)
+                    async with asyncio.timeout_at(deadline):
+                        if stream is not None:
+                            return Reply(await stream.pump())
+                        while exchange.final is None:
+                            await exchange.wait(None)
+                        return Reply(exchange.final)
+                except TimeoutError:
+                    answer = timeout_error(request_id, limits.request_timeout)
+                    exchange.finish(answer)
+                    self.bridge.cancel(peer, request_id, "the request timed out")
+                    log.info("request_timed_out", method=message.get("method"), key=key[:16])
+                    if on_done is not None:
+                        on_done(answer)
+                    return Reply(answer)
+                except asyncio.CancelledError:
+                    if not peer.modern:
+                        self._cancel_at(deadline, peer, request_id)
+                    raise
+        except GateFull:
+            answer = overloaded_error(request_id, limits.max_inflight_per_session)
+            if on_done is not None:
+                on_done(answer)
+            return Reply(answer, status=429)
+
+    def _cancel_at(self, deadline: float, peer: Peer, request_id: RequestId) -> None:
+        """Cancel the backend request at `deadline` unless it was answered by then."""
+        backend_id = peer.inflight.get(request_id)
+        if backend_id is None:
+            return
+
+        def expire() -> None:
+            if peer.inflight.get(request_id) == backend_id:
+                self.bridge.cancel(peer, request_id, "the request timed out")
+
+        asyncio.get_running_loop().call_at(deadline, expire)
+
+    def _capabilities(self, params: Json, request_id: RequestId) -> Json | Reply:
+        """The client capabilities an `initialize` declares, which its session keeps; a 400
+        refusal when they are larger than the limit allows."""
+        capabilities = params.get("capabilities")
+        if not isinstance(capabilities, dict):
+            return {}
+        limit = self.settings.limits.max_capabilities_bytes
+        if json_size(capabilities) > limit:
+            return Reply(capabilities_refusal(request_id, limit), status=400)
+        return dict(capabilities)
 
     def _answer_locally(self, peer: Peer, call: McpCall, request_id: RequestId) -> Json | None:
         """Requests the proxy answers itself for a legacy session, or None to forward."""
@@ -482,12 +576,17 @@ class BridgeEndpoints(Refusing):
             log_level=envelope.log_level,
         )
         self.bridge.attach(peer)
-        exchange = Exchange(streams=wants_sse, capacity=self.settings.queue_capacity)
+        exchange = Exchange(
+            streams=wants_sse, capacity=self.settings.queue_capacity, max_bytes=self._queue_bytes
+        )
         stream = ResponseStream(request, exchange, keepalive=self.settings.keepalive_interval)
 
         async def terminal(call: McpCall) -> Reply:
-            await self.bridge.request(peer, call.message, exchange)
-            return Reply(await stream.pump())
+            # Stateless requests are told apart by subject; anonymous ones cannot be, so each
+            # is its own key (bounded by the total only).
+            subject = call.identity.subject
+            key = f"subject:{subject}" if subject is not None else peer.key
+            return await self._forward(key, peer, call.message, exchange, stream)
 
         call = McpCall(message.body, identity_of(request), "modern", None)
         try:
@@ -549,7 +648,7 @@ class BridgeEndpoints(Refusing):
         uris = wanted.get("resourceSubscriptions")
         if isinstance(uris, list) and (caps.get("resources") or {}).get("subscribe"):
             honoured["resourceSubscriptions"] = [u for u in uris if isinstance(u, str)]
-        mailbox = Mailbox(capacity=self.settings.queue_capacity)
+        mailbox = Mailbox(capacity=self.settings.queue_capacity, max_bytes=self._queue_bytes)
         peer = Peer(
             key=f"listen-{secrets.token_urlsafe(9)}",
             modern=True,
@@ -586,12 +685,18 @@ class BridgeEndpoints(Refusing):
     # ---- legacy HTTP+SSE ----
 
     async def sse(self, request: web.Request) -> web.StreamResponse:
-        session = self.sessions.create(
-            transport="sse",
-            protocol_version=eras.DEFAULT_NEGOTIATED,
-            capabilities={},
-            subject=identity_of(request).subject,
-        )
+        subject = identity_of(request).subject
+        try:
+            session = self.sessions.create(
+                transport="sse",
+                protocol_version=eras.DEFAULT_NEGOTIATED,
+                capabilities={},
+                subject=subject,
+            )
+        except SessionLimit as exc:
+            status, refusal = session_refusal(None, per_subject=exc.per_subject, limit=exc.limit)
+            log.info("session_refused", subject=subject, limit=exc.limit)
+            return json_body(refusal, status=status)
         mailbox = session.new_mailbox()
         session.stream_open = True
         endpoint = endpoint_url(request, self.settings, session.id)
@@ -638,8 +743,10 @@ class BridgeEndpoints(Refusing):
                 result = eras.initialize_result_for(
                     self.bridge.initialize_result or {}, params.get("protocolVersion")
                 )
-                capabilities = params.get("capabilities")
-                peer.capabilities = dict(capabilities) if isinstance(capabilities, dict) else {}
+                capabilities = self._capabilities(params, request_id)
+                if isinstance(capabilities, Reply):
+                    return capabilities
+                peer.capabilities = capabilities
                 session.protocol_version = result["protocolVersion"]
                 return Reply(result_response(request_id, result))
 
@@ -660,7 +767,9 @@ class BridgeEndpoints(Refusing):
     async def _sse_request(
         self, session: Session, message: Message, identity: Identity, started: float
     ) -> None:
-        exchange = Exchange(streams=False, capacity=self.settings.queue_capacity)
+        exchange = Exchange(
+            streams=False, capacity=self.settings.queue_capacity, max_bytes=self._queue_bytes
+        )
         reply = await self._run_legacy(session, message, identity, exchange, None)
         self._observe(message.method, reply.message, started)
         if reply.message is not None:

@@ -27,7 +27,7 @@ import argparse
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, TypeVar
 
@@ -56,6 +56,7 @@ from moorage_proxyrunner.backends.reverse import HttpEndpoints
 from moorage_proxyrunner.backends.stdio import StdioBridge
 from moorage_proxyrunner.bridging import BridgeEndpoints
 from moorage_proxyrunner.frontend import Endpoints, make_app, serve
+from moorage_proxyrunner.limits import Limits, limits_from
 from moorage_proxyrunner.metrics import ProxyMetrics
 from moorage_proxyrunner.middleware import (
     LiveConfigError,
@@ -130,6 +131,8 @@ class ClusterOptions:
     """Host header values accepted besides the RunConfig's `allowed_hosts`."""
     allowed_origins: tuple[str, ...] = ()
     """Extra Origin values accepted."""
+    limits: Limits = field(default_factory=Limits)
+    """Time, session, queue and in-flight bounds (flags or their environment variables)."""
     local_command: tuple[str, ...] = ()
     """For a stdio server: run this command next to the proxy instead of attaching to the pod
     (the words after `--`). A development aid — the demo uses it on a control plane whose fake
@@ -204,6 +207,7 @@ def options_from_args(args: argparse.Namespace) -> ClusterOptions:
         allowed_hosts=parse_list(getattr(args, "allowed_hosts", "") or ""),
         allowed_origins=parse_list(getattr(args, "allowed_origins", "") or ""),
         local_command=tuple(getattr(args, "server_command", None) or ()),
+        limits=limits_from(args),
     )
 
 
@@ -271,6 +275,7 @@ def build_proxy_settings(runconfig: RunConfig, options: ClusterOptions) -> Proxy
         oidc=runconfig.oidc,
         authz=runconfig.authz,
         audit=runconfig.audit.enabled,
+        limits=options.limits,
     )
 
 

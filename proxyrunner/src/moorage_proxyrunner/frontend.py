@@ -208,6 +208,7 @@ def make_app(
     # enough to refuse); aiohttp's own cap is kept just above so it never answers first.
     app = web.Application(middlewares=[guard], client_max_size=settings.max_body_bytes + 1024)
     app[STATE] = ServerState(endpoints, settings)
+    settings.limits.read_timeouts.install(app)
 
     async def health(_: web.Request) -> web.Response:
         state = app[STATE]
@@ -270,7 +271,13 @@ async def serve(
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     sockets = listen_sockets(Listener(settings.host, settings.port, settings.listen_setting))
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, handler_cancellation=True)
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        handler_cancellation=True,
+        **settings.limits.read_timeouts.runner_options(),
+    )
     try:
         await runner.setup()
     except BaseException:

@@ -10,8 +10,10 @@ is buffered on our side, and the headers tell intermediaries not to buffer eithe
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import structlog
 from aiohttp import web
 
 from moorage_proxyrunner import eras
@@ -30,6 +32,8 @@ from moorage_proxyrunner.metrics import ProxyMetrics
 from moorage_proxyrunner.settings import ProxySettings
 from moorage_proxyrunner.sse import KEEPALIVE, SSE_HEADERS, format_event, prefers_event_stream
 from moorage_proxyrunner.streams import Exchange, Mailbox
+
+log = structlog.get_logger(__name__)
 
 JSON_TYPE = "application/json"
 
@@ -251,6 +255,18 @@ class ResponseStream:
         return self.response
 
 
+def connection_dropper(request: web.Request) -> Callable[[], None]:
+    """A callback that aborts `request`'s connection (a stream stuck on a slow reader)."""
+
+    def drop() -> None:
+        transport = request.transport
+        if transport is not None:
+            log.info("slow_reader_dropped", path=request.path)
+            transport.abort()
+
+    return drop
+
+
 async def stream_mailbox(
     request: web.Request,
     mailbox: Mailbox,
@@ -259,8 +275,12 @@ async def stream_mailbox(
     first: bytes = b"",
     headers: dict[str, str] | None = None,
 ) -> web.StreamResponse:
-    """Serve a long-lived SSE stream from `mailbox` until it closes or the client leaves."""
+    """Serve a long-lived SSE stream from `mailbox` until it closes or the client leaves.
+
+    A mailbox that overflows drops the connection: the reader is too slow, and this handler
+    may be stuck writing to it."""
     response = web.StreamResponse(status=200, headers={**SSE_HEADERS, **(headers or {})})
+    mailbox.on_overflow = connection_dropper(request)
     await response.prepare(request)
     if first:
         await response.write(first)

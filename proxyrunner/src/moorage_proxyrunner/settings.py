@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from moorage_api.runconfig import RunConfigAuthz, RunConfigOIDC
+from moorage_proxyrunner.limits import Limits
 from moorage_proxyrunner.toolfilter import ToolPolicy
 
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -50,6 +51,9 @@ class ProxySettings:
     """Initial Cedar policies and entities (`moorage_proxyrunner.authz`); None: no authorisation."""
     audit: bool = False
     """Initially write one audit record per MCP request (`moorage_proxyrunner.audit`)."""
+
+    limits: Limits = field(default_factory=Limits)
+    """Time, session, queue and in-flight bounds (`moorage_proxyrunner.limits`)."""
 
     @property
     def is_loopback(self) -> bool:

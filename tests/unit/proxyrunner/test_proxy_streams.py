@@ -93,3 +93,29 @@ async def test_an_answer_after_progress_is_an_sse_stream() -> None:
         b'event: message\ndata: {"jsonrpc":"2.0","method":"notifications/progress","params":{"progress":1}}\n\n'
         b'event: message\ndata: {"jsonrpc":"2.0","id":1,"result":{}}\n\n',
     )
+
+
+def test_a_mailbox_over_its_byte_bound_closes_and_drops_its_connection() -> None:
+    dropped: list[bool] = []
+    mailbox = Mailbox(capacity=100, max_bytes=1024)
+    mailbox.on_overflow = lambda: dropped.append(True)
+    assert mailbox.push({"data": "x" * 600})
+    assert not mailbox.push({"data": "y" * 600})
+    assert mailbox.closed
+    assert mailbox.overflowed
+    assert dropped == [True]
+
+
+def test_an_exchange_over_its_byte_bound_drops_interim_messages() -> None:
+    exchange = Exchange(capacity=100, max_bytes=1024)
+    assert exchange.push({"data": "x" * 600})
+    assert not exchange.push({"data": "y" * 600})
+    assert exchange.take() == [{"data": "x" * 600}]
+    # Taken messages no longer count against the bound.
+    assert exchange.push({"data": "z" * 600})
+
+
+def test_one_message_larger_than_the_bound_still_goes_through_alone() -> None:
+    mailbox = Mailbox(capacity=100, max_bytes=1024)
+    assert mailbox.push({"data": "x" * 4096})
+    assert not mailbox.closed

@@ -80,6 +80,7 @@ class WebhookServer:
             setting="BIND / --bind",
             shutdown_timeout=settings.drain_timeout,
             reload_tls=False,
+            read_timeouts=settings.read_timeouts,
         )
         metrics_host, metrics_port = settings.metrics_bind
         self.monitoring = HTTPSServer(
@@ -90,6 +91,7 @@ class WebhookServer:
             setting="METRICS_BIND / --metrics-bind",
             shutdown_timeout=settings.drain_timeout,
             reload_tls=False,
+            read_timeouts=settings.read_timeouts,
         )
 
     @property

@@ -16,6 +16,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from moorage_core.readtimeouts import (
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_HEADER_TIMEOUT,
+    READ_TIMEOUT_SPECS,
+    ReadTimeouts,
+)
 from moorage_core.settings import (
     SettingError,
     SettingSpec,
@@ -53,6 +59,13 @@ class WebhookSettings:
     """DRAIN_TIMEOUT / --drain-timeout: seconds SIGTERM lets reviews in flight finish before the
     process exits (Go duration accepted). Default 5s: the apiserver waits at most 10s for a
     review, and the pod's grace period must cover the drain."""
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    """HEADER_TIMEOUT / --header-timeout: seconds a connection may take to send a request's
+    line and headers, counted from connecting or from the previous answer; also how long an
+    idle keep-alive connection stays open. Default 30s."""
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
+    """BODY_TIMEOUT / --body-timeout: seconds from a request's headers until its whole body is
+    in; a slower client's connection is closed. Default 60s."""
     tls_poll_interval: float = 2.0
     """TLS_POLL_INTERVAL / --tls-poll-interval: seconds between checks of the certificate files
     for a rotation (Go duration accepted). Default 2s."""
@@ -81,6 +94,10 @@ class WebhookSettings:
         env = os.environ if environ is None else environ
         args = vars(build_parser().parse_args(list(argv or [])))
         return cls(**read_settings(_SPECS, args=args, environ=env))
+
+    @property
+    def read_timeouts(self) -> ReadTimeouts:
+        return ReadTimeouts.of(self)
 
 
 def _size(text: str) -> int:
@@ -127,6 +144,7 @@ _SPECS: tuple[SettingSpec, ...] = (
         "DURATION",
         "how long SIGTERM lets reviews in flight finish",
     ),
+    *READ_TIMEOUT_SPECS,
     SettingSpec(
         "tls_poll_interval",
         "TLS_POLL_INTERVAL",

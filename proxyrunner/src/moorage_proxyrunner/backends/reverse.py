@@ -30,7 +30,8 @@ import contextlib
 import itertools
 import secrets
 import time
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import urljoin, urlsplit
@@ -52,17 +53,19 @@ from moorage_proxyrunner.jsonrpc import (
     encode,
     parse_message,
 )
+from moorage_proxyrunner.limits import session_refusal, timeout_error
 from moorage_proxyrunner.metrics import ProxyMetrics
 from moorage_proxyrunner.pipeline import Era, Identity, McpCall, Pipeline, Reply
 from moorage_proxyrunner.responding import (
     Refusal,
     Refusing,
+    connection_dropper,
     endpoint_url,
     json_body,
     read_message,
     rpc_error,
 )
-from moorage_proxyrunner.sessions import is_session_owner
+from moorage_proxyrunner.sessions import SessionLimit, check_session_caps, is_session_owner
 from moorage_proxyrunner.settings import ProxySettings
 from moorage_proxyrunner.sse import KEEPALIVE, SSE_HEADERS, Event, EventParser, format_event
 from moorage_proxyrunner.streams import Mailbox
@@ -87,6 +90,8 @@ FORWARDED_RESPONSE_HEADERS: Final[Mapping[str, str]] = {
     "allow": "Allow",
 }
 """Upstream response headers passed back to the client (by lower-case name → as written)."""
+STREAMING_KEY: Final = web.RequestKey("moorage_streaming", web.StreamResponse)
+"""The client's response once an upstream stream is being relayed into it."""
 PROBE_INTERVAL: Final = 5.0
 """Seconds between reachability probes of the targets (for `/health`)."""
 
@@ -159,6 +164,9 @@ class _SseSession:
     outbox: Mailbox
     subject: str | None
     awaited: dict[Any, asyncio.Future[Json]] = field(default_factory=dict)
+    passing: set[Any] = field(default_factory=set)
+    """Awaited ids whose answer still goes to the client as the server wrote it: they are
+    awaited only so that the request times out if the answer never comes."""
 
 
 class HttpEndpoints(Refusing):
@@ -186,6 +194,9 @@ class HttpEndpoints(Refusing):
         self._client = Client(connect_timeout=connect_timeout)
         self._next = itertools.cycle(range(len(self.targets)))
         self._pins: dict[str, _Pin] = {}
+        self._pin_used: dict[str, float] = {}
+        """When each pinned session was last used (monotonic); pins idle past the session
+        idle timeout are forgotten, so sessions the upstream dropped do not count forever."""
         self._sse: dict[str, _SseSession] = {}
         self._reachable = [False] * len(self.targets)
         self._prober: asyncio.Task[None] | None = None
@@ -240,6 +251,14 @@ class HttpEndpoints(Refusing):
         while True:
             await asyncio.sleep(PROBE_INTERVAL)
             await self._probe_all()
+            self._forget_idle_pins()
+
+    def _forget_idle_pins(self) -> None:
+        cutoff = time.monotonic() - self.settings.session_idle_timeout
+        for session_id, used in list(self._pin_used.items()):
+            if used < cutoff:
+                self._pins.pop(session_id, None)
+                del self._pin_used[session_id]
 
     async def _probe_all(self) -> None:
         await asyncio.gather(*(self._probe(i) for i in range(len(self.targets))))
@@ -341,10 +360,18 @@ class HttpEndpoints(Refusing):
             return reply
 
         call = McpCall(parsed.body, identity, era, session_id)
+        refused = self._refuse_session(request, parsed)
+        if refused is not None:
+            return refused
         self._inflight += 1
         try:
-            reply = await self.pipeline.bind(terminal)(call)
-            return await self._answer(request, reply, started, parsed.method, target, parsed.id)
+            async with asyncio.timeout(self.settings.limits.request_timeout):
+                reply = await self.pipeline.bind(terminal)(call)
+                return await self._answer(request, reply, started, parsed.method, target, parsed.id)
+        except TimeoutError:
+            # The upstream request is closed below, which is how an HTTP server learns that
+            # nobody waits for its answer any more.
+            return await self._timed_out(request, parsed, started)
         finally:
             self._inflight -= 1
             for item in sent:
@@ -353,6 +380,50 @@ class HttpEndpoints(Refusing):
                     # Read to the end (connection pooled again) unless the answer never went
                     # out; then the connection cannot be reused and is closed.
                     upstream.close()
+
+    async def _timed_out(
+        self, request: web.Request, parsed: Message, started: float
+    ) -> web.StreamResponse:
+        """Answer a request the upstream did not answer in time: a JSON-RPC error, as the
+        JSON body or, when the answer was already streaming, as the stream's last event."""
+        answer = timeout_error(parsed.id, self.settings.limits.request_timeout)
+        log.info("request_timed_out", method=parsed.method)
+        self.metrics.observe(parsed.method, "error", time.perf_counter() - started)
+        streaming: web.StreamResponse | None = request.get(STREAMING_KEY)
+        if streaming is None:
+            return json_body(answer)
+        with contextlib.suppress(ConnectionError):
+            await streaming.write(format_event(encode(answer)))
+            await streaming.write_eof()
+        return streaming
+
+    def _refuse_session(self, request: web.Request, parsed: Message | None) -> web.Response | None:
+        """A refusal when a new session (an `initialize`, or `parsed` None: `GET /sse`) would
+        pass a cap, else None."""
+        if parsed is not None and (
+            parsed.method != "initialize" or parsed.kind is not Kind.REQUEST
+        ):
+            return None
+        subject = identity_of(request).subject
+        held = [pin.subject for pin in self._pins.values()]
+        held += [session.subject for session in self._sse.values()]
+        try:
+            limits = self.settings.limits
+            check_session_caps(
+                Counter(held),
+                subject,
+                total=limits.max_sessions,
+                per_subject=limits.max_sessions_per_subject,
+            )
+        except SessionLimit as exc:
+            log.info("session_refused", subject=subject, limit=exc.limit)
+            status, refusal = session_refusal(
+                parsed.id if parsed is not None else None,
+                per_subject=exc.per_subject,
+                limit=exc.limit,
+            )
+            return json_body(refusal, status=status)
+        return None
 
     async def get_or_delete(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
@@ -371,6 +442,7 @@ class HttpEndpoints(Refusing):
         )
         if request.method == "DELETE" and session_id and 200 <= response.status < 300:
             self._pins.pop(session_id, None)
+            self._pin_used.pop(session_id, None)
         return response
 
     def _target_for(self, session_id: str | None, identity: Identity) -> int | None:
@@ -383,6 +455,7 @@ class HttpEndpoints(Refusing):
                 pin.subject, identity, session_id=session_id, transport="streamable-http"
             ):
                 return None
+            self._pin_used[session_id] = time.monotonic()
             return pin.target
         if identity.subject is not None:
             # Nobody is known to own it, so no subject may use it.
@@ -462,6 +535,7 @@ class HttpEndpoints(Refusing):
         session_id = headers.get("mcp-session-id") or headers.get("Mcp-Session-Id")
         if session_id and session_id not in self._pins:
             self._pins[session_id] = _Pin(target, identity.subject)
+            self._pin_used[session_id] = time.monotonic()
 
     async def _stream_back(
         self,
@@ -496,6 +570,7 @@ class HttpEndpoints(Refusing):
             return web.Response(status=upstream.status, body=first, headers=sse_headers)
         response = web.StreamResponse(status=upstream.status, headers=sse_headers)
         await response.prepare(request)
+        request[STREAMING_KEY] = response
         self._relays.add(upstream)
         try:
             async for chunk in upstream.chunks():
@@ -526,9 +601,7 @@ class HttpEndpoints(Refusing):
             finally:
                 self._draining.discard(upstream)
 
-        task = asyncio.create_task(drain())
-        self._drains.add(task)
-        task.add_done_callback(self._drains.discard)
+        self._spawn(drain())
 
     @staticmethod
     def _modern_mismatch(request: web.Request, body: Json) -> eras.LadderRejection | None:
@@ -541,6 +614,9 @@ class HttpEndpoints(Refusing):
 
     async def sse(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
+        refused = self._refuse_session(request, None)
+        if refused is not None:
+            return refused
         target = self._pick()
         upstream = await self._open(target, "GET", {"Accept": "text/event-stream"}, None)
         if upstream is None:
@@ -556,9 +632,14 @@ class HttpEndpoints(Refusing):
                 secrets.token_urlsafe(24),
                 target,
                 urljoin(self.targets[target], endpoint),
-                Mailbox(capacity=self.settings.queue_capacity),
+                Mailbox(
+                    capacity=self.settings.queue_capacity,
+                    max_bytes=self.settings.limits.queue_max_bytes,
+                    size=_raw_size,
+                ),
                 identity_of(request).subject,
             )
+            session.outbox.on_overflow = connection_dropper(request)
             self._sse[session.id] = session
             self.metrics.sessions.set(len(self._sse))
             pump = asyncio.create_task(self._pump(upstream, parser, session, early))
@@ -583,6 +664,8 @@ class HttpEndpoints(Refusing):
                 pump.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await pump
+                for future in session.awaited.values():
+                    future.cancel()  # their answers have nowhere to go now
                 self._sse.pop(session.id, None)
                 self.metrics.sessions.set(len(self._sse))
             return response
@@ -615,7 +698,9 @@ class HttpEndpoints(Refusing):
                 future = session.awaited.pop(parsed.id, None)
                 if future is not None and not future.done():
                     future.set_result(parsed.body)
-                    return
+                    if parsed.id not in session.passing:
+                        return
+                    session.passing.discard(parsed.id)
         if not session.outbox.push({"raw": raw}):
             self.metrics.dropped.inc()
 
@@ -661,10 +746,10 @@ class HttpEndpoints(Refusing):
 
         async def terminal(call: McpCall) -> Reply:
             data = encode(call.message)
-            future: asyncio.Future[Json] | None = None
-            if call.want_result:
-                future = asyncio.get_running_loop().create_future()
-                session.awaited[call.id] = future
+            # Every answer is awaited, so that one the server never sends times out; only
+            # those a step wants to see are held back from the client.
+            future: asyncio.Future[Json] = asyncio.get_running_loop().create_future()
+            session.awaited[call.id] = future
             upstream = await self._open_url(session, headers, data)
             if upstream is None or upstream.status >= 400:
                 session.awaited.pop(call.id, None)
@@ -674,9 +759,11 @@ class HttpEndpoints(Refusing):
                 return Reply(_unreachable(call.id, session.messages_url), status=status)
             with contextlib.suppress(UpstreamError):
                 await upstream.read()
-            if future is None:
+            if not call.want_result:
+                session.passing.add(call.id)
+                self._spawn(self._enforce_deadline(session, call.id, future))
                 return Reply(None, status=202)
-            return Reply(await future)
+            return Reply(await self._answer_in_time(session, call.id, future))
 
         call = McpCall(parsed.body, identity, "legacy", session_id)
         self._inflight += 1
@@ -696,6 +783,46 @@ class HttpEndpoints(Refusing):
             return json_body(reply.message, status=reply.status)
         self.metrics.observe(parsed.method, "ok", time.perf_counter() - started)
         return web.Response(status=202, text="Accepted")
+
+    async def _answer_in_time(
+        self, session: _SseSession, request_id: Any, future: asyncio.Future[Json]
+    ) -> Json:
+        """The upstream's answer, or past the request timeout a JSON-RPC error after telling
+        the server (`notifications/cancelled`) that nobody waits for it."""
+        timeout = self.settings.limits.request_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                return await future
+        except TimeoutError:
+            session.awaited.pop(request_id, None)
+            log.info("request_timed_out", session=session.id[:8])
+            cancel = {
+                "jsonrpc": "2.0",
+                "method": "notifications/cancelled",
+                "params": {"requestId": request_id, "reason": "the request timed out"},
+            }
+            upstream = await self._open_url(
+                session, {"Content-Type": "application/json"}, encode(cancel)
+            )
+            if upstream is not None:
+                upstream.close()
+            return timeout_error(request_id, timeout)
+
+    async def _enforce_deadline(
+        self, session: _SseSession, request_id: Any, future: asyncio.Future[Json]
+    ) -> None:
+        """Answer a passing request with the timeout error if its answer does not come."""
+        answer = await self._answer_in_time(session, request_id, future)
+        if request_id not in session.passing:
+            return  # the server's own answer went out
+        session.passing.discard(request_id)
+        if not session.outbox.push({"raw": format_event(encode(answer))}):
+            self.metrics.dropped.inc()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._drains.add(task)
+        task.add_done_callback(self._drains.discard)
 
     async def _post_message(
         self,
@@ -734,6 +861,11 @@ class _Headers:
     def __init__(self, upstream: Response) -> None:
         session = upstream.headers.get("mcp-session-id")
         self.headers = {"Mcp-Session-Id": session} if session else {}
+
+
+def _raw_size(item: Json) -> int:
+    raw: bytes = item["raw"]
+    return len(raw)
 
 
 def _era(request: web.Request) -> Era:

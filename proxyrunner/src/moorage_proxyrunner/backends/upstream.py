@@ -254,6 +254,10 @@ class Client:
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
             connection.close()
             raise UpstreamError(f"no response from {pool.target.authority}: {exc}") from exc
+        except asyncio.CancelledError:
+            # The caller gave up (the request timed out): the server must see the request end.
+            connection.close()
+            raise
         status, headers = _parse_head(head)
         response = Response(status, headers, connection, pool)
         if headers.get("connection", "").lower() == "close":
