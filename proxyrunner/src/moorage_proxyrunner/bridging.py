@@ -49,6 +49,7 @@ from moorage_proxyrunner.limits import (
 )
 from moorage_proxyrunner.metrics import ProxyMetrics
 from moorage_proxyrunner.pipeline import ANONYMOUS, Era, Identity, McpCall, Pipeline, Reply
+from moorage_proxyrunner.replaying import Journal, ReplayLog, parse_event_id
 from moorage_proxyrunner.responding import (
     Refusal,
     Refusing,
@@ -57,6 +58,7 @@ from moorage_proxyrunner.responding import (
     endpoint_url,
     json_body,
     read_message,
+    replay_stream,
     rpc_error,
     stream_mailbox,
 )
@@ -181,20 +183,52 @@ class BridgeEndpoints(Refusing):
         if session is None:
             assert failure is not None
             return failure
+        headers = {"Mcp-Session-Id": session.id}
+        replay = session.replay
+        first = b""
+        last_event = request.headers.get("Last-Event-ID")
+        if last_event is not None and replay is not None:
+            resumed = replay.after(last_event)
+            position = parse_event_id(last_event)
+            if resumed is None or position is None:
+                return rpc_error(
+                    400,
+                    INVALID_REQUEST,
+                    f"Last-Event-ID names no event of this session's last {replay.window}",
+                )
+            stream, missed = resumed
+            if stream != replay.standalone:
+                # A request's stream: what it missed, then the rest until it is answered.
+                return await replay_stream(
+                    request,
+                    replay,
+                    stream=stream,
+                    after=position[1],
+                    keepalive=self.settings.keepalive_interval,
+                    headers=headers,
+                )
+            first = b"".join(format_event(e.data, event_id=e.shown_id) for e in missed)
         if session.stream_open:
             return rpc_error(409, INVALID_REQUEST, "This session already has an open GET stream")
         mailbox = session.new_mailbox()
         session.stream_open = True
         self.bridge.stream_opened(session.peer)
+        journal = None
+        if replay is not None:
+            journal = Journal(replay, replay.open_stream(standalone=True))
         try:
             return await stream_mailbox(
                 request,
                 mailbox,
                 keepalive=self.settings.keepalive_interval,
-                headers={"Mcp-Session-Id": session.id},
+                headers=headers,
+                first=first,
+                journal=journal,
             )
         finally:
             session.stream_open = False
+            if journal is not None:
+                journal.close()
             if session.peer.mailbox is mailbox:
                 session.peer.mailbox = None
 
@@ -288,6 +322,7 @@ class BridgeEndpoints(Refusing):
             # Legacy-era servers answer a client that ranks SSE first with a stream; so does the
             # proxy. (On the 2026-07-28 wire they answer JSON unless something precedes it.)
             eager=eager,
+            replay=session.replay,
         )
         reply = await self._run_legacy(session, message, identity_of(request), exchange, stream)
         self._observe(message.method, reply.message, started)
@@ -324,6 +359,9 @@ class BridgeEndpoints(Refusing):
                 )
                 log.info("session_refused", subject=identity.subject, limit=exc.limit)
                 return Reply(refusal, status=status)
+            window = self.settings.limits.resume_window
+            if window > 0:
+                session.replay = ReplayLog(window=window, max_bytes=self._queue_bytes)
             opened.append(session)
             return Reply(result_response(request_id, result))
 
@@ -385,8 +423,40 @@ class BridgeEndpoints(Refusing):
         finally:
             if not exchange.finished:
                 # The client left mid-call. On the legacy wire that is not cancellation: the
-                # server finishes, and its answer has nowhere to go.
-                exchange.abandon()
+                # server finishes. A stream with an id can be resumed (Last-Event-ID), so what
+                # is still to come is recorded for it; otherwise it has nowhere to go.
+                journal = stream.journal if stream is not None else None
+                if journal is not None:
+                    self._spawn(self._keep_recording(exchange, journal, peer, request_id))
+                else:
+                    exchange.abandon()
+
+    async def _keep_recording(
+        self, exchange: Exchange, journal: Journal, peer: Peer, request_id: RequestId
+    ) -> None:
+        """Record the rest of a request whose client lost its stream, up to the response (or
+        the request timeout), for the client to resume."""
+        limit = self.settings.limits.request_timeout
+        try:
+            async with asyncio.timeout(limit):
+                while exchange.final is None:
+                    await exchange.wait(None)
+                    for item in exchange.take():
+                        journal.record(encode(item))
+        except TimeoutError:
+            exchange.finish(timeout_error(request_id, limit))
+            self.bridge.cancel(peer, request_id, "the request timed out")
+        finally:
+            for item in exchange.take():
+                journal.record(encode(item))
+            if exchange.final is not None:
+                journal.record(encode(exchange.final), final=True)
+            journal.close()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _notify(
         self, peer: Peer | None, message: Message, identity: Identity, session_id: str | None
@@ -759,9 +829,7 @@ class BridgeEndpoints(Refusing):
                 # The stream opened before `initialize`; only now is it known what it can take.
                 self.bridge.stream_opened(peer)
         else:
-            task = asyncio.create_task(self._sse_request(session, parsed, identity, started))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._sse_request(session, parsed, identity, started))
         return web.Response(status=202, text="Accepted")
 
     async def _sse_request(

@@ -77,6 +77,11 @@ class Limits:
     """MAX_BACKEND_INFLIGHT / --max-backend-inflight: requests written to a shared stdio
     server and not yet answered; beyond it requests wait and are written round-robin between
     sessions. Default 64."""
+    resume_window: int = 256
+    """RESUME_WINDOW / --resume-window: SSE events kept per legacy session of a shared stdio
+    server (and at most `queue_max_bytes` of them) so that a client that lost a stream can
+    resume it with `Last-Event-ID`; an older id is refused with HTTP 400. 0: events carry no
+    ids and nothing is kept. Default 256."""
 
     @property
     def read_timeouts(self) -> ReadTimeouts:
@@ -85,6 +90,10 @@ class Limits:
 
 def _count(text: str) -> int:
     return parse_whole_number(text, minimum=1)
+
+
+def _count_or_zero(text: str) -> int:
+    return parse_whole_number(text, minimum=0)
 
 
 def _bytes(text: str) -> int:
@@ -141,6 +150,14 @@ _SPECS: tuple[SettingSpec, ...] = (
         _count,
         "N",
         "requests in flight at a shared stdio server",
+    ),
+    SettingSpec(
+        "resume_window",
+        "RESUME_WINDOW",
+        "resume-window",
+        _count_or_zero,
+        "N",
+        "SSE events kept per session for Last-Event-ID (0: off)",
     ),
 )
 
