@@ -26,6 +26,7 @@ from aiohttp import web
 
 from moorage_core.supervising import TaskSupervisor
 from moorage_proxyrunner import eras
+from moorage_proxyrunner.authz import FORBIDDEN
 from moorage_proxyrunner.backends.stdio import Peer, StdioBridge
 from moorage_proxyrunner.fairness import FairGate, GateFull
 from moorage_proxyrunner.jsonrpc import (
@@ -75,6 +76,27 @@ IDENTITY_KEY = web.RequestKey("moorage_identity", Identity)
 _SWEEP_INTERVAL = 60.0
 
 
+def revoked_uris(
+    uris: set[str], owner: Identity, allowed: Callable[[Identity, str], bool]
+) -> list[str]:
+    """The URIs of `uris` that `owner` may no longer read, sorted."""
+    return sorted(uri for uri in uris if not allowed(owner, uri))
+
+
+def subscription_ended_notice(uri: str) -> Json:
+    """What a legacy client is told when the policy ends its subscription to `uri`."""
+    return {
+        "jsonrpc": "2.0",
+        "method": "notifications/message",
+        "params": {
+            "level": "warning",
+            "logger": "moorage-proxy",
+            "data": f"The subscription to {uri} has ended: the access policy no longer "
+            "allows reading it",
+        },
+    }
+
+
 def identity_of(request: web.Request) -> Identity:
     identity = request.get(IDENTITY_KEY)
     return identity if isinstance(identity, Identity) else ANONYMOUS
@@ -112,6 +134,8 @@ class BridgeEndpoints(Refusing):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._listeners: set[Peer] = set()
+        self._revoked: set[str] = set()
+        """Listen streams ended by a policy change (their error is their last event)."""
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/mcp", self.post)
@@ -404,6 +428,7 @@ class BridgeEndpoints(Refusing):
                         error_response(request_id, INVALID_PARAMS, "params.uri must be a string")
                     )
                 if method == "resources/subscribe":
+                    peer.owner = call.identity
                     if not self.bridge.hold(peer, uri):
                         return Reply(result_response(request_id, {}))
 
@@ -726,6 +751,7 @@ class BridgeEndpoints(Refusing):
             mailbox=mailbox,
             listen=honoured,
             listen_id=request_id,
+            owner=identity_of(request),
         )
         self.bridge.attach(peer)
         self._listeners.add(peer)
@@ -744,13 +770,55 @@ class BridgeEndpoints(Refusing):
                 keepalive=self.settings.keepalive_interval,
                 first=format_event(encode(ack)),
             )
+            if peer.key in self._revoked:
+                # Ended because the policy no longer allows it: the error is already sent.
+                return response
             # The stream ended on our side (shutdown): close the subscription gracefully.
             done = {"resultType": "complete", "_meta": {eras.SUBSCRIPTION_ID_KEY: request_id}}
             await response.write(format_event(encode(result_response(request_id, done))))
             return response
         finally:
+            self._revoked.discard(peer.key)
             self._listeners.discard(peer)
             self.bridge.detach(peer)
+
+    # ---- policy changes ----
+
+    def recheck_subscriptions(self, allowed: Callable[[Identity, str], bool]) -> int:
+        """End the resource subscriptions the access policy no longer allows (`allowed`: may
+        this caller read this URI) and tell their clients; how many ended.
+
+        A legacy session loses each such subscription and is told with a `warning` log
+        message (within its log level). A `subscriptions/listen` stream was authorised as a
+        whole, so it ends with a -32003 error naming the URIs; the client may listen again
+        for what it may still read.
+        """
+        ended = 0
+        for peer in self.bridge.peers():
+            owner = peer.owner
+            if not isinstance(owner, Identity):
+                continue
+            lost = revoked_uris(peer.subscriptions, owner, allowed)
+            if not lost:
+                continue
+            ended += len(lost)
+            log.info("subscriptions_revoked", session=peer.key[:8], uris=lost)
+            if peer.listen is not None:
+                self._end_listen(peer, lost)
+                continue
+            for uri in lost:
+                self.bridge.unsubscribe(peer, uri)
+                if peer.mailbox is not None and eras.is_logged("warning", peer.log_level):
+                    peer.mailbox.push(subscription_ended_notice(uri))
+        return ended
+
+    def _end_listen(self, peer: Peer, lost: list[str]) -> None:
+        self._revoked.add(peer.key)
+        uris = ", ".join(lost)
+        message = f"Forbidden: the access policy no longer allows reading {uris}"
+        if peer.mailbox is not None:
+            peer.mailbox.push(error_response(peer.listen_id, FORBIDDEN, message))
+            peer.mailbox.close()
 
     # ---- legacy HTTP+SSE ----
 

@@ -24,7 +24,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from testkit.waiting import eventually
 
-from moorage_proxyrunner.local import LocalBackend, run_local
+from moorage_proxyrunner.local import LocalBackend, LocalConfig, run_local
 from moorage_proxyrunner.settings import ProxySettings
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -156,7 +156,10 @@ async def scraped(base: str, sample: str) -> float | None:
 
 
 @contextlib.asynccontextmanager
-async def running_proxy(backend: LocalBackend, **settings: Any) -> AsyncIterator[Proxy]:
+async def running_proxy(
+    backend: LocalBackend, *, config: LocalConfig | None = None, **settings: Any
+) -> AsyncIterator[Proxy]:
+    """The proxy in front of `backend`; `config`: a RunConfig file it follows (`--config`)."""
     registry = CollectorRegistry()
     stop = asyncio.Event()
     port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -168,6 +171,7 @@ async def running_proxy(backend: LocalBackend, **settings: Any) -> AsyncIterator
             registry=registry,
             on_listening=port.set_result,
             handle_signals=False,
+            config=config,
         )
     )
     done, _ = await asyncio.wait({port, task}, return_when=asyncio.FIRST_COMPLETED)

@@ -16,16 +16,22 @@ the proxy, over streamable HTTP and over legacy HTTP+SSE, and both must tell the
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
-from mcp import Client, StdioServerParameters
+from mcp import Client, MCPError, StdioServerParameters
 from mcp import types as mcp_types
 from mcp.client.sse import sse_client
+from mcp.client.subscriptions import SubscriptionLost
 from proxykit import node_binary, node_tools, running_proxy, stdio_backend
 from testkit.waiting import eventually
+
+from moorage_proxyrunner.local import LocalConfig
+from moorage_proxyrunner.runconfig_reload import load_local_runconfig
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -180,3 +186,62 @@ async def test_a_2026_07_28_client_gets_the_same_tool_results_through_input_requ
         assert await tool_story(client) == expected
     assert modern.sampled == direct.sampled
     assert expected["startElicitation"][0].startswith("✅")
+
+
+def write_policies(path: Path, *policies: str) -> LocalConfig:
+    path.write_text(json.dumps({"schema_version": "moorage/v1", "authz": {"policies": policies}}))
+    return LocalConfig(path=path, runconfig=load_local_runconfig(path.read_text()))
+
+
+async def test_a_subscription_the_policy_stops_allowing_ends_and_its_client_is_told(
+    everything: tuple[str, ...], tmp_path: Path
+) -> None:
+    path = tmp_path / "runconfig.json"
+    config = write_policies(path, "permit(principal, action, resource);")
+    observed = Observed()
+    kept = "test://static/resource/2"
+    async with (
+        running_proxy(stdio_backend(everything), config=config) as proxy,
+        observed.client(proxy.mcp) as client,
+    ):
+        await client.subscribe_resource(SUBSCRIBED)
+        await client.subscribe_resource(kept)
+        write_policies(
+            path,
+            "permit(principal, action, resource);",
+            f'forbid(principal, action == Action::"read_resource", resource == Resource::"{SUBSCRIBED}");',
+        )
+        await eventually(
+            lambda: any(
+                f"subscription to {SUBSCRIBED} has ended" in line for line in observed.logs
+            ),
+            message="the client was told its subscription ended",
+        )
+        # The other subscription stays, and updates keep coming for it alone.
+        observed.updated.clear()
+        await eventually(lambda: kept in observed.updated, message="updates for the kept URI")
+        assert SUBSCRIBED not in observed.updated
+        with pytest.raises(MCPError, match="Forbidden"):
+            await client.read_resource(SUBSCRIBED)
+
+
+async def test_a_listen_stream_the_policy_stops_allowing_ends_with_an_error(
+    everything: tuple[str, ...], tmp_path: Path
+) -> None:
+    path = tmp_path / "runconfig.json"
+    config = write_policies(path, "permit(principal, action, resource);")
+    async with (
+        running_proxy(stdio_backend(everything), config=config) as proxy,
+        Client(proxy.mcp, mode="2026-07-28") as client,
+        client.listen(resource_subscriptions=[SUBSCRIBED]) as subscription,
+    ):
+        assert subscription.honored.resource_subscriptions == [SUBSCRIBED]
+        write_policies(
+            path,
+            "permit(principal, action, resource);",
+            f'forbid(principal, action, resource == Resource::"{SUBSCRIBED}");',
+        )
+        with pytest.raises(SubscriptionLost) as ended:
+            async for _ in subscription:
+                pass
+    assert "no longer allows reading" in str(ended.value.__cause__)

@@ -111,6 +111,9 @@ class Peer:
     inflight: dict[RequestId, int] = field(default_factory=dict)
     server_requests: dict[str, RequestId] = field(default_factory=dict)
     """Proxy-assigned ids of server-to-client requests sent to this peer → backend ids."""
+    owner: object = None
+    """Who holds `subscriptions` (the front end's caller identity), so that they can be
+    checked again when the access policy changes; opaque to the bridge."""
 
 
 @dataclass(slots=True)
@@ -634,6 +637,10 @@ class StdioBridge:
     def _release(self, peer: Peer, uri: str) -> None:
         if self.release(peer, uri) and self._connected.is_set():
             self._spawn(self._quiet_internal("resources/unsubscribe", {"uri": uri}))
+
+    def unsubscribe(self, peer: Peer, uri: str) -> None:
+        """End `peer`'s subscription to `uri` (the backend's, when it was the last holder)."""
+        self._release(peer, uri)
 
     async def subscribe_quietly(self, peer: Peer, uri: str) -> None:
         """A listen stream's subscription: the backend is asked only for the first holder."""
