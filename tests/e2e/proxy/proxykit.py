@@ -26,6 +26,7 @@ from testkit.waiting import eventually
 
 from moorage_proxyrunner.local import LocalBackend, LocalConfig, run_local
 from moorage_proxyrunner.settings import ProxySettings
+from moorage_proxyrunner.sse import Event, EventParser
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 # The toolbox server is also the streamable-HTTP example's image, so it lives with that image.
@@ -93,6 +94,16 @@ async def initialize(http: aiohttp.ClientSession, mcp_url: str) -> str:
     ) as resp:
         assert resp.status == 202
     return session_id
+
+
+async def next_sse_events(resp: aiohttp.ClientResponse, parser: EventParser) -> list[Event]:
+    """The next complete events on an SSE response (at least one)."""
+    while True:
+        chunk = await asyncio.wait_for(resp.content.readany(), timeout=10)
+        assert chunk, "the stream ended"
+        events = parser.feed(chunk)
+        if events:
+            return events
 
 
 def call(tool: str, arguments: dict[str, Any], request_id: int = 7) -> dict[str, Any]:

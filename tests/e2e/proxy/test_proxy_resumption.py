@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from proxykit import running_proxy, stdio_backend
+from proxykit import initialize_request, next_sse_events, running_proxy, stdio_backend
 
 from moorage_proxyrunner.limits import Limits
 from moorage_proxyrunner.sse import Event, EventParser
@@ -23,26 +23,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 SSE_FIRST = {"Content-Type": "application/json", "Accept": "text/event-stream, application/json"}
 
 
-async def next_events(resp: aiohttp.ClientResponse, parser: EventParser) -> list[Event]:
-    while True:
-        chunk = await resp.content.readany()
-        assert chunk, "the stream ended"
-        events = parser.feed(chunk)
-        if events:
-            return events
-
-
 async def open_session(http: aiohttp.ClientSession, url: str) -> dict[str, str]:
-    init = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {"elicitation": {}},
-            "clientInfo": {"name": "raw", "version": "1"},
-        },
-    }
+    init = initialize_request()
+    init["params"]["capabilities"] = {"elicitation": {}}
     async with http.post(url, json=init, headers=SSE_FIRST) as resp:
         assert resp.status == 200
         headers = {**SSE_FIRST, "Mcp-Session-Id": resp.headers["Mcp-Session-Id"]}
@@ -64,7 +47,7 @@ async def test_a_lost_stream_is_resumed_up_to_its_response() -> None:
         headers = await open_session(http, proxy.mcp)
         resp = await http.post(proxy.mcp, json=call, headers=headers)
         assert resp.content_type == "text/event-stream"
-        [asked] = await next_events(resp, EventParser())
+        [asked] = await next_sse_events(resp, EventParser())
         question = json.loads(asked.data)
         assert question["method"] == "elicitation/create"
         assert asked.id is not None
@@ -82,7 +65,7 @@ async def test_a_lost_stream_is_resumed_up_to_its_response() -> None:
             parser = EventParser()
             events: list[Event] = []
             while not any(json.loads(e.data).get("id") == 7 for e in events):
-                events += await next_events(resumed, parser)
+                events += await next_sse_events(resumed, parser)
             assert await resumed.content.read() == b"", "the resumed stream ends"
     final = json.loads(events[-1].data)
     assert final["result"]["content"][0]["text"] == "Hello, Ada!"
