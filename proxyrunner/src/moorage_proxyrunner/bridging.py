@@ -669,6 +669,7 @@ class BridgeEndpoints(Refusing):
             modern=True,
             capabilities=envelope.client_capabilities,
             log_level=envelope.log_level,
+            principal=identity_of(request).subject,
         )
         self.bridge.attach(peer)
         exchange = Exchange(

@@ -289,6 +289,27 @@ async def test_a_request_state_the_proxy_did_not_mint_is_refused(
     assert (await finished(retry))["error"]["code"] == -32602
 
 
+async def test_a_request_state_resumes_only_for_the_subject_it_was_minted_for(
+    harness: Harness,
+) -> None:
+    alice = harness.peer("m1", modern=True, capabilities={"elicitation": {}}, principal="alice")
+    exchange = await harness.send(alice, 1, "tools/call", {"name": "ask"})
+    await harness.server.read("tools/call")
+    harness.server.write(
+        {"jsonrpc": "2.0", "id": "s1", "method": "elicitation/create", "params": {}}
+    )
+    state = (await finished(exchange))["result"]["requestState"]
+    answer = {"elicitation": {"action": "decline"}}
+    params = {"name": "ask", "inputResponses": answer, "requestState": state}
+    mallory = harness.peer("m2", modern=True, principal="mallory")
+    refused = await harness.send(mallory, 2, "tools/call", params)
+    assert (await finished(refused))["error"]["code"] == -32602
+    # The call stays parked for its own subject.
+    again = harness.peer("m3", modern=True, principal="alice")
+    await harness.send(again, 3, "tools/call", params)
+    assert (await harness.server.read())["id"] == "s1"
+
+
 async def test_a_modern_client_without_the_capability_is_reported_to_the_server(
     harness: Harness,
 ) -> None:

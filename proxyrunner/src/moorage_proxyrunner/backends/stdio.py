@@ -114,6 +114,9 @@ class Peer:
     owner: object = None
     """Who holds `subscriptions` (the front end's caller identity), so that they can be
     checked again when the access policy changes; opaque to the bridge."""
+    principal: str | None = None
+    """The authenticated subject the peer acts for (None: unauthenticated); a call parked for
+    `input_required` resumes only for the same one."""
 
 
 @dataclass(slots=True)
@@ -153,6 +156,8 @@ class _Pending:
     parked_id: str | None = None
     expiry: asyncio.TimerHandle | None = None
     final: Json | None = None
+    principal: str | None = None
+    """Whose call it is (`Peer.principal`): only that subject's retry resumes it."""
 
 
 class StdioBridge:
@@ -486,6 +491,7 @@ class StdioBridge:
             capabilities=peer.capabilities,
             log_level=peer.log_level,
             on_done=on_done,
+            principal=peer.principal,
         )
         if isinstance(params, dict):
             meta = params.get("_meta")
@@ -1055,8 +1061,10 @@ class StdioBridge:
             exchange.finish(error_response(client_id, INVALID_PARAMS, f"The requestState {why}"))
             return
         key = eras.NAME_BEARING.get(pending.method)
-        if message.get("method") != pending.method or (
-            key is not None and params.get(key) != pending.target
+        if (
+            message.get("method") != pending.method
+            or (key is not None and params.get(key) != pending.target)
+            or peer.principal != pending.principal
         ):
             exchange.finish(
                 error_response(
