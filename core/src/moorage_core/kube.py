@@ -104,6 +104,8 @@ PODS = ResourceKind("", "v1", "pods", "Pod")
 PODTEMPLATES = ResourceKind("", "v1", "podtemplates", "PodTemplate")
 NODES = ResourceKind("", "v1", "nodes", "Node", namespaced=False)
 EVENTS = ResourceKind("events.k8s.io", "v1", "events", "Event")
+CORE_EVENTS = ResourceKind("", "v1", "events", "Event")
+"""Events as the core API serves them: the one that filters by `reason` and `involvedObject`."""
 DEPLOYMENTS = ResourceKind("apps", "v1", "deployments", "Deployment")
 STATEFULSETS = ResourceKind("apps", "v1", "statefulsets", "StatefulSet")
 ROLES = ResourceKind("rbac.authorization.k8s.io", "v1", "roles", "Role")

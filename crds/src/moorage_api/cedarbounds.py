@@ -59,12 +59,14 @@ _KEYWORD_OPERATORS: Final = frozenset({"if", "has", "like", "in", "is"})
 
 # Alternatives are tried left to right at each position; characters no alternative matches
 # (spaces, digits, `:`, `,`, `@`, a lone `/`, anything non-ASCII outside a string) are skipped.
+# A comment ends at the first character any lexer might take for a line end (Cedar's also ends
+# at `\r`): ending it too early can only count more, never less.
 # A string runs to the next unescaped quote, or to the end of the text when it is not closed
 # (the parser then refuses the text; nothing after the quote can nest). Linear: no backtracking.
 _TOKEN: Final = re.compile(
     r"""
      (?P<string>"(?:[^"\\]|\\.)*"?)
-    |(?P<comment>//[^\n]*)
+    |(?P<comment>//[^\n\r\x0b\x0c\x85\u2028\u2029]*)
     |(?P<word>[A-Za-z_][A-Za-z_0-9]*)
     |(?P<open>[(\[{])
     |(?P<close>[)\]}])

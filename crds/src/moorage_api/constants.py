@@ -36,6 +36,9 @@ SHORT_NAMES_MCPTENANT: Final = ("mcpten",)
 
 # Labels on everything Moorage creates (spec §3). The operator's informers select owned objects
 # with LABEL_MANAGED_BY=MANAGED_BY only, so every child must carry it.
+LABEL_APP: Final = "app"
+"""`app: mcpserver` on an MCPServer's children and pods, as the incumbent operator labels them, so
+that Services and NetworkPolicies written for it select Moorage's pods too."""
 LABEL_NAME: Final = "app.kubernetes.io/name"
 LABEL_INSTANCE: Final = "app.kubernetes.io/instance"
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
@@ -79,5 +82,8 @@ RUNCONFIG_PATH: Final = "/etc/moorage/runconfig.json"
 REGISTRY_DATA_KEY: Final = "registry.json"
 REGISTRY_SYNC_METADATA_KEY: Final = "sync_metadata.json"
 REGISTRY_API_PORT: Final = 8080
+MCP_SERVICE_AFFINITY_TIMEOUT: Final = 1800
+"""Seconds a client IP stays pinned to one MCP pod through Service `mcp-<name>` (the incumbent
+operator's value)."""
 DEFAULT_CLUSTER_DOMAIN: Final = "cluster.local"
 """The cluster's DNS domain unless the operator's CLUSTER_DOMAIN says otherwise."""

@@ -12,9 +12,32 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from moorage_api.constants import CATEGORY, GROUP, VERSION
+from moorage_api.constants import (
+    CATEGORY,
+    COMPONENT_MCP_SERVER,
+    COMPONENT_PROXY_RUNNER,
+    GROUP,
+    LABEL_APP,
+    LABEL_COMPONENT,
+    LABEL_INSTANCE,
+    LABEL_MANAGED_BY,
+    LABEL_MCPSERVER,
+    LABEL_NAME,
+    LABEL_PART_OF,
+    MANAGED_BY,
+    MCP_SERVICE_AFFINITY_TIMEOUT,
+    NAME_MCPSERVER,
+    PART_OF,
+    VERSION,
+)
 from moorage_api.crdgen import KINDS, KindDefinition
 from moorage_api.generating import REPO_ROOT, run_generator
+from moorage_api.naming import (
+    headless_service_name,
+    mcp_pod_selector,
+    mcp_service_name,
+    proxy_service_name,
+)
 from moorage_api.runconfig import SCHEMA_VERSION, RunConfig
 from moorage_api.structural import JsonSchema, resource_schema, structural_schema
 
@@ -161,6 +184,59 @@ def render_runconfig() -> str:
     return text + _FIELDS_HEADER + "".join(field_rows(schema, path="")) + "\n"
 
 
+_SERVER: Final = "<name>"
+
+STABLE_LABELS: Final = (
+    (LABEL_APP, NAME_MCPSERVER, "the incumbent operator's label; kept for its users' selectors"),
+    (LABEL_NAME, NAME_MCPSERVER, "every MCPServer's objects"),
+    (LABEL_INSTANCE, _SERVER, "one MCPServer's objects"),
+    (LABEL_MCPSERVER, _SERVER, "one MCPServer's objects (Moorage's own key)"),
+    (LABEL_MANAGED_BY, MANAGED_BY, "everything Moorage creates"),
+    (LABEL_PART_OF, PART_OF, "everything Moorage creates"),
+    (
+        LABEL_COMPONENT,
+        f"`{COMPONENT_PROXY_RUNNER}` or `{COMPONENT_MCP_SERVER}`",
+        "the proxy runner's pods, or the MCP server's pods",
+    ),
+)
+"""(key, value, what it marks) of the labels on an MCPServer's children and pods."""
+
+
+def render_labels() -> str:
+    """The labels and Services users may select on: a stable part of the API."""
+    rows = "".join(
+        f"| `{key}` | {value if value.startswith('`') else _code(value)} | {meaning} |\n"
+        for key, value, meaning in STABLE_LABELS
+    )
+    selector = ", ".join(f"`{k}: {v}`" for k, v in mcp_pod_selector(_SERVER).items())
+    return (
+        "## Labels and Services\n\n"
+        "Stable API: Services, NetworkPolicies and monitoring may select on these labels, and "
+        "they will not be removed or change meaning within this API version; other labels may "
+        "change. All but the last are on every object Moorage creates for an MCPServer "
+        "`<name>` and on its pods (the proxy runner's and the MCP server's); the last is on "
+        "the pods and on what the proxy runner creates.\n\n"
+        "| label | value | marks |\n|---|---|---|\n"
+        f"{rows}\n"
+        f"To select only the MCP server's pods, add `{LABEL_COMPONENT}: {COMPONENT_MCP_SERVER}` "
+        f"(the StatefulSet's selector is {selector}; selectors never gain labels, since "
+        "Kubernetes does not let a StatefulSet's or Deployment's selector change).\n\n"
+        "| Service | type | selects | for |\n|---|---|---|---|\n"
+        f"| `{proxy_service_name(_SERVER)}` | ClusterIP, `sessionAffinity` as the spec says | "
+        "the proxy runner's pods | MCP clients (`status.url`) |\n"
+        f"| `{mcp_service_name(_SERVER)}` | ClusterIP, `ClientIP` affinity "
+        f"({MCP_SERVICE_AFFINITY_TIMEOUT} s) | "
+        "the MCP server's pods | HTTP transports only: clients that bypass the proxy, as "
+        "with the incumbent operator |\n"
+        f"| `{headless_service_name(_SERVER)}` | headless | the MCP server's pods | HTTP "
+        "transports only: one DNS name per pod, which the proxy runner uses |\n\n"
+        f"`{mcp_service_name(_SERVER)}` is the one name another MCPServer's object may hold "
+        f"(the proxy Service of a server `a` is `{proxy_service_name('a')}`, the "
+        f"`{mcp_service_name('<name>')}` of a server `a-proxy`); the proxy runner then leaves "
+        "that Service alone and logs `workload_name_taken`.\n\n"
+    )
+
+
 def render_reference() -> str:
     """The whole of `docs/reference.md`."""
     text = (
@@ -173,7 +249,7 @@ def render_reference() -> str:
     )
     for definition in KINDS:
         text += render_kind(definition)
-    return text + render_runconfig()
+    return text + render_labels() + render_runconfig()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

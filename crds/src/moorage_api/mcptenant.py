@@ -45,6 +45,7 @@ class PodSecurityRule(StrEnum):
     SE_LINUX = "SELinux"
     APP_ARMOR = "AppArmor"
     SECCOMP = "Seccomp"
+    HOST_PROBES = "HostProbes"
     SERVICE_ACCOUNT = "ServiceAccount"
     SECRETS = "Secrets"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from moorage_api.constants import (
     COMPONENT_MCP_SERVER,
     DEFAULT_CLUSTER_DOMAIN,
+    LABEL_APP,
     LABEL_COMPONENT,
     LABEL_INSTANCE,
     LABEL_MANAGED_BY,
@@ -49,6 +50,12 @@ def headless_service_name(server: str) -> str:
     return f"mcp-{server}-headless"
 
 
+def mcp_service_name(server: str) -> str:
+    """ClusterIP Service with ClientIP affinity in front of an HTTP-transport MCP server's pods
+    (the incumbent operator's name for it)."""
+    return f"mcp-{server}"
+
+
 def runconfig_configmap_name(server: str) -> str:
     return f"{server}-runconfig"
 
@@ -83,8 +90,10 @@ def registry_api_name(registry: str) -> str:
 
 
 def mcpserver_labels(server: str) -> dict[str, str]:
-    """Labels on every child of an MCPServer."""
+    """Labels on every child (and pod) of an MCPServer; none of them is in a selector that
+    Kubernetes keeps immutable except `LABEL_MCPSERVER` (see `mcp_pod_selector`)."""
     return {
+        LABEL_APP: NAME_MCPSERVER,
         LABEL_NAME: NAME_MCPSERVER,
         LABEL_INSTANCE: server,
         LABEL_MANAGED_BY: MANAGED_BY,

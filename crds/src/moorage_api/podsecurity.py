@@ -19,8 +19,9 @@ makes dangerous: running as another ServiceAccount, and reading another applicat
 | SELinux | SELinux `user` or `role`, or a `type` outside the container types | `allow` |
 | AppArmor | AppArmor `Unconfined` (field or annotation) | `allow` |
 | Seccomp | seccomp `Unconfined` | `allow` |
+| HostProbes | a probe's or lifecycle hook's `httpGet.host` / `tcpSocket.host` (the kubelet would connect from the node to any address) | `allow` |
 | ServiceAccount | a ServiceAccount other than `<name>-sa` (`spec.serviceAccount`, the template's) | `serviceAccounts`, `allow` |
-| Secrets | Secret volumes, projected Secrets, `secretKeyRef`, `envFrom.secretRef`, `imagePullSecrets` naming a Secret not in `spec.secrets` | `secrets`, `allow` |
+| Secrets | Secret volumes, projected Secrets, `secretKeyRef`, `envFrom.secretRef`, `imagePullSecrets`, and the Secret references of `csi`, `cephfs`, `rbd`, `iscsi`, `flexVolume`, `scaleIO`, `storageos` and `azureFile` volumes, naming a Secret not in `spec.secrets` | `secrets`, `allow` |
 
 Security contexts are checked on the pod and on every container, init container and ephemeral
 container. `check_pod_security` returns every refusal with the field path of the MCPServer it is
@@ -255,6 +256,38 @@ def _check_container(judge: _Judge, container: Mapping[str, Any], path: str) -> 
     for index, source in enumerate(_as_list(container.get("envFrom"))):
         ref = _as_dict(_as_dict(source).get("secretRef"))
         _check_secret(judge, ref.get("name"), f"{path}.envFrom[{index}].secretRef.name")
+    for key in PROBES:
+        _check_handler_host(judge, _as_dict(container.get(key)), f"{path}.{key}")
+    lifecycle = _as_dict(container.get("lifecycle"))
+    for key in ("postStart", "preStop"):
+        _check_handler_host(judge, _as_dict(lifecycle.get(key)), f"{path}.lifecycle.{key}")
+
+
+PROBES: Final = ("livenessProbe", "readinessProbe", "startupProbe")
+
+
+def _check_handler_host(judge: _Judge, handler: Mapping[str, Any], path: str) -> None:
+    """Pod Security baseline (1.34+): the kubelet probes the pod, never a host it is given."""
+    for action in ("httpGet", "tcpSocket"):
+        host = _as_dict(handler.get(action)).get("host")
+        if host:
+            judge.refuse(
+                PodSecurityRule.HOST_PROBES,
+                f"{path}.{action}.host",
+                f"makes the kubelet connect from the node to {host!r}; leave it unset",
+            )
+
+
+VOLUME_SECRET_REFERENCES: Final = (
+    ("csi", "nodePublishSecretRef", "name"),
+    ("cephfs", "secretRef", "name"),
+    ("rbd", "secretRef", "name"),
+    ("iscsi", "secretRef", "name"),
+    ("flexVolume", "secretRef", "name"),
+    ("scaleIO", "secretRef", "name"),
+    ("storageos", "secretRef", "name"),
+)
+"""Volume sources whose driver reads a Secret of the namespace on the pod's behalf."""
 
 
 def _check_volumes(judge: _Judge, pod_spec: Mapping[str, Any]) -> None:
@@ -274,6 +307,14 @@ def _check_volumes(judge: _Judge, pod_spec: Mapping[str, Any]) -> None:
             )
         _check_secret(
             judge, _as_dict(volume.get("secret")).get("secretName"), f"{path}.secret.secretName"
+        )
+        for kind, ref_key, name_key in VOLUME_SECRET_REFERENCES:
+            ref = _as_dict(_as_dict(volume.get(kind)).get(ref_key))
+            _check_secret(judge, ref.get(name_key), f"{path}.{kind}.{ref_key}.{name_key}")
+        _check_secret(
+            judge,
+            _as_dict(volume.get("azureFile")).get("secretName"),
+            f"{path}.azureFile.secretName",
         )
         sources = _as_list(_as_dict(volume.get("projected")).get("sources"))
         for source_index, source in enumerate(sources):

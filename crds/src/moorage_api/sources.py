@@ -26,9 +26,14 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 ALLOW_LOCAL_SOURCES_SETTING: Final = "REGISTRY_ALLOW_LOCAL_SOURCES"
 METADATA_ADDRESSES: Final = frozenset(
-    {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+    {
+        ipaddress.ip_address("169.254.169.254"),
+        ipaddress.ip_address("fd00:ec2::254"),
+        ipaddress.ip_address("100.100.100.200"),
+    }
 )
-"""Cloud metadata services (the IPv4 one is link-local anyway; AWS's IPv6 one is not)."""
+"""Cloud metadata services: the common IPv4 one is link-local anyway; AWS's IPv6 one and Alibaba
+Cloud's (in the shared address space) are not."""
 _SCP_LIKE: Final = re.compile(r"(?:[^@/]+@)?(?P<host>\[[^\]]*\]|[^:/]+):(?!//)")
 _HINT: Final = (
     f"a platform admin can allow local sources with {ALLOW_LOCAL_SOURCES_SETTING}=true on the "

@@ -14,6 +14,9 @@ moorage-dev images build     build Moorage's and the examples' images with build
 moorage-dev images import    build them and import them into the local cluster's real node
 moorage-dev certmanager up   install and start cert-manager against the running control plane
 moorage-dev certmanager down stop it (`cluster down` stops it too)
+moorage-dev convert -f their.yaml
+                             rewrite ToolHive operator resources into Moorage's, reporting every
+                             field not carried over (docs/migrating.md)
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from moorage_dev.binaries import BinaryError, ensure_binaries
 from moorage_dev.certmanager import CertManager, stop_recorded
 from moorage_dev.certmanager_binaries import ensure_cert_manager_binaries
 from moorage_dev.cluster import ControlPlane, ControlPlaneError, default_state_dir
+from moorage_dev.convertcommands import add_convert_command, run_convert_command
 from moorage_dev.demo import run_demo
 from moorage_dev.dns import ensure_coredns
 from moorage_dev.imagecommands import add_images_command, run_images_command
@@ -179,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         help="kwok's fake node and the proxy runner on this machine, even where a real node could run",
     )
     add_images_command(sub)
+    add_convert_command(sub)
     args = parser.parse_args(argv)
     state_dir: Path = args.state_dir or default_state_dir()
     try:
@@ -194,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 return 2
             return run_demo(state_dir=state_dir, local=args.local)
+        if args.command == "convert":
+            return run_convert_command(args)
         if args.command == "images":
             return run_images_command(args, state_dir=state_dir, say=_say)
         if args.command == "certmanager":

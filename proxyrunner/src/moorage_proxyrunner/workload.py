@@ -1,8 +1,9 @@
 """The MCP server's workload as the proxy runner wants it: pure builders of the objects it applies.
 
 For one MCPServer the proxy runner owns a StatefulSet `<name>` (container `mcp`), for HTTP
-transports a headless Service `mcp-<name>-headless`, and for a restrictive permission profile a
-NetworkPolicy `<name>-egress` (spec §3). This module turns a `WorkloadSpec` (the workload part of
+transports a headless Service `mcp-<name>-headless` and a ClusterIP Service `mcp-<name>` with
+ClientIP affinity (the incumbent operator's Service, which its users' tooling points at), and for
+a restrictive permission profile a NetworkPolicy `<name>-egress` (spec §3). This module turns a `WorkloadSpec` (the workload part of
 the RunConfig) into those objects, decides whether a live object has drifted from them, and reads
 readiness and trouble out of live StatefulSets and pods.
 
@@ -21,6 +22,7 @@ from moorage_api.constants import (
     CONTAINER_MCP,
     FIELD_MANAGER_PROXYRUNNER,
     LABEL_COMPONENT,
+    MCP_SERVICE_AFFINITY_TIMEOUT,
 )
 from moorage_api.documents import OutboundNetwork
 from moorage_api.mcpserver import Transport
@@ -28,6 +30,7 @@ from moorage_api.naming import (
     egress_policy_name,
     headless_service_name,
     mcp_pod_selector,
+    mcp_service_name,
     mcpserver_labels,
 )
 from moorage_api.podsecurity import PodSecuritySubject
@@ -39,6 +42,9 @@ JsonObject = dict[str, Any]
 FIELD_MANAGER: Final = FIELD_MANAGER_PROXYRUNNER
 MCP_CONTAINER: Final = CONTAINER_MCP
 HTTP_PORT_NAME: Final = "http"
+TMP_VOLUME: Final = "tmp"
+"""The emptyDir volume mounted at `TMP_MOUNT_PATH` in container `mcp`."""
+TMP_MOUNT_PATH: Final = "/tmp"  # noqa: S108 (a path inside the MCP server's container)
 DEFAULT_PROFILE_KEY: Final = "profile.json"
 """The ConfigMap key of a permission profile when the reference names none."""
 
@@ -157,6 +163,9 @@ class DesiredWorkload:
 
     statefulset: JsonObject
     service: JsonObject | None
+    """The headless Service `mcp-<name>-headless`."""
+    mcp_service: JsonObject | None
+    """The ClusterIP Service `mcp-<name>`."""
     network_policy: JsonObject | None
 
 
@@ -206,11 +215,44 @@ def _metadata(spec: WorkloadSpec, name: str) -> JsonObject:
 
 
 def build_base_template(spec: WorkloadSpec) -> JsonObject:
-    """What the pod template holds before any customisation."""
+    """What the pod template holds before any customisation (labels, ServiceAccount)."""
     pod_spec: JsonObject = {"containers": [{"name": MCP_CONTAINER}]}
     if spec.service_account:
         pod_spec["serviceAccountName"] = spec.service_account
     return {"metadata": {"labels": build_labels(spec.name)}, "spec": pod_spec}
+
+
+def build_restricted_defaults(*, privileged: bool = False) -> JsonObject:
+    """Pod Security "restricted" settings and a writable `/tmp`, merged over the base template.
+
+    They sit below `pod_template_spec`, so that an image that must run as root can opt out
+    (`runAsNonRoot: false`); how far an opt-out may go is still judged by
+    `moorage_api.podsecurity` (beyond baseline needs an MCPTenant) and by the namespace's own Pod
+    Security level, which the apiserver enforces when the StatefulSet controller creates the pod.
+    A `privileged` container (an MCPTenant may allow one) gets no `allowPrivilegeEscalation:
+    false`: the apiserver refuses that pair as contradictory.
+    """
+    security: JsonObject = {"capabilities": {"drop": ["ALL"]}}
+    if not privileged:
+        security["allowPrivilegeEscalation"] = False
+    container: JsonObject = {
+        "name": MCP_CONTAINER,
+        "securityContext": security,
+        # Many servers write temporary files; a read-only root filesystem must not stop them.
+        "volumeMounts": [{"name": TMP_VOLUME, "mountPath": TMP_MOUNT_PATH}],
+    }
+    return {
+        "spec": {
+            "securityContext": {
+                # Enforced by the kubelet, which refuses to start an image whose user is root or
+                # not numeric (our example images run as 65534).
+                "runAsNonRoot": True,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [container],
+            "volumes": [{"name": TMP_VOLUME, "emptyDir": {}}],
+        }
+    }
 
 
 def build_required_template(spec: WorkloadSpec) -> JsonObject:
@@ -246,12 +288,33 @@ def build_required_template(spec: WorkloadSpec) -> JsonObject:
 def build_pod_template(
     spec: WorkloadSpec, *, pod_patch: Mapping[str, Any] | None = None
 ) -> JsonObject:
-    """Base template, then `pod_template_spec`, then the `--k8s-pod-patch`, then Moorage's own.
+    """Base template, restricted defaults, `pod_template_spec`, the `--k8s-pod-patch`, then
+    Moorage's own settings.
 
     The inputs are assumed validated (`podpatch.validate_pod_template`).
     """
+    privileged = any(
+        _is_mcp_privileged(layer) for layer in (spec.pod_template_spec, pod_patch) if layer
+    )
+    defaults = build_restricted_defaults(privileged=privileged)
+    return _merge_layers(spec, pod_patch=pod_patch, defaults=defaults)
+
+
+def _is_mcp_privileged(layer: Mapping[str, Any]) -> bool:
+    containers = (layer.get("spec") or {}).get("containers") or []
+    return any(
+        isinstance(c, Mapping)
+        and c.get("name") == MCP_CONTAINER
+        and (c.get("securityContext") or {}).get("privileged") is True
+        for c in containers
+    )
+
+
+def _merge_layers(
+    spec: WorkloadSpec, *, pod_patch: Mapping[str, Any] | None, defaults: Mapping[str, Any] | None
+) -> JsonObject:
     template = build_base_template(spec)
-    for layer in (spec.pod_template_spec, pod_patch):
+    for layer in (defaults, spec.pod_template_spec, pod_patch):
         if layer:
             template = merge_pod_template(template, layer)
     return merge_pod_template(template, build_required_template(spec))
@@ -264,12 +327,14 @@ def pod_security_subject(
 
     The whole merged template is judged, not the RunConfig's fields one by one: the proxy runner
     applies whatever the RunConfig ConfigMap says, and a namespace user may have edited it past
-    the webhook. Secrets of `secret_env` count as declared (they mirror `spec.secrets`).
+    the webhook. Secrets of `secret_env` count as declared (they mirror `spec.secrets`). The
+    restricted defaults are left out: they only tighten the pod, and without them the list
+    indexes in a refusal's path are those of the user's `podTemplateSpec`.
     """
     return PodSecuritySubject(
         name=spec.name,
         namespace=spec.namespace,
-        pod_template=build_pod_template(spec, pod_patch=pod_patch),
+        pod_template=_merge_layers(spec, pod_patch=pod_patch, defaults=None),
         secrets=frozenset(s.secret_name for s in spec.secret_env),
     )
 
@@ -302,6 +367,18 @@ def build_statefulset(
     }
 
 
+def _http_service_ports(spec: WorkloadSpec) -> list[JsonObject]:
+    """The MCP server's port, under the same number, on a Service in front of its pods."""
+    return [
+        {
+            "name": HTTP_PORT_NAME,
+            "port": spec.target_port,
+            "targetPort": spec.target_port,
+            "protocol": "TCP",
+        }
+    ]
+
+
 def build_headless_service(spec: WorkloadSpec) -> JsonObject | None:
     """The headless Service giving each HTTP MCP pod a DNS name; None for stdio."""
     if spec.is_stdio:
@@ -313,14 +390,29 @@ def build_headless_service(spec: WorkloadSpec) -> JsonObject | None:
         "spec": {
             "clusterIP": "None",
             "selector": build_selector(spec.name),
-            "ports": [
-                {
-                    "name": HTTP_PORT_NAME,
-                    "port": spec.target_port,
-                    "targetPort": spec.target_port,
-                    "protocol": "TCP",
-                }
-            ],
+            "ports": _http_service_ports(spec),
+        },
+    }
+
+
+def build_mcp_service(spec: WorkloadSpec) -> JsonObject | None:
+    """The ClusterIP Service `mcp-<name>` for HTTP MCP pods, ClientIP affinity; None for stdio.
+
+    The proxy runner itself reaches each pod by its own DNS name (`build_backend_urls`); this
+    Service is for clients that go straight to the MCP server, bypassing the proxy.
+    """
+    if spec.is_stdio:
+        return None
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(spec, mcp_service_name(spec.name)),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": build_selector(spec.name),
+            "sessionAffinity": "ClientIP",
+            "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": MCP_SERVICE_AFFINITY_TIMEOUT}},
+            "ports": _http_service_ports(spec),
         },
     }
 
@@ -441,10 +533,11 @@ def desired_workload(
     pod_patch: Mapping[str, Any] | None = None,
     egress: EgressRules | None = None,
 ) -> DesiredWorkload:
-    """The three objects for `spec`; `egress` comes from the permission profile (None = open)."""
+    """The objects for `spec`; `egress` comes from the permission profile (None = open)."""
     return DesiredWorkload(
         statefulset=build_statefulset(spec, pod_patch=pod_patch),
         service=build_headless_service(spec),
+        mcp_service=build_mcp_service(spec),
         network_policy=build_network_policy(spec, egress=egress),
     )
 

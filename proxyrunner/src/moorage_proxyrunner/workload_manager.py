@@ -1,8 +1,10 @@
 """Applies the MCP server's workload and keeps it applied: the proxy runner's small reconciler.
 
-`WorkloadManager.apply_all()` server-side applies the StatefulSet, the headless Service and the
-egress NetworkPolicy (field manager `moorage-proxyrunner`, forced) and deletes the ones the
-RunConfig no longer wants. `run()` then watches them by name (and the MCP pods by label) and,
+`WorkloadManager.apply_all()` server-side applies the StatefulSet, the headless Service, the
+`mcp-<name>` Service and the egress NetworkPolicy (field manager `moorage-proxyrunner`, forced)
+and deletes the ones the RunConfig no longer wants. `mcp-<name>` is the one name another
+MCPServer's object may hold (server `a`'s proxy Service `mcp-a-proxy` is the `mcp-<name>` of a
+server named `a-proxy`): a live object of that name made for another server is left alone. `run()` then watches them by name (and the MCP pods by label) and,
 level-based, re-applies whatever was deleted or drifted from the desired object. Every watch names
 its object (`metadata.name` field selector) where it can, so that the Role the operator gives the
 proxy runner can list them by `resourceNames`. `wait_ready()`
@@ -23,7 +25,12 @@ import structlog
 from moorage_api.constants import LABEL_MANAGED_BY, LABEL_MCPSERVER, MANAGED_BY
 from moorage_api.documents import DocumentError, OutboundNetwork, parse_permission_profile
 from moorage_api.mcptenant import PodTemplateAllowances
-from moorage_api.naming import egress_policy_name, headless_service_name, stdio_pod_name
+from moorage_api.naming import (
+    egress_policy_name,
+    headless_service_name,
+    mcp_service_name,
+    stdio_pod_name,
+)
 from moorage_api.podsecurity import NO_ALLOWANCES, allowances_by_namespace, parse_tenants
 from moorage_core.errors import KubeError, NotFound
 from moorage_core.kube import (
@@ -77,6 +84,8 @@ class _Child:
     name: str
     desired: JsonObject | None
     watched: WatchedSet
+    shared_name: bool = False
+    """Another MCPServer's object may hold the name; then it is neither taken over nor deleted."""
 
 
 async def fetch_egress(kube: KubeClient, spec: WorkloadSpec) -> EgressRules | None:
@@ -173,6 +182,13 @@ class WorkloadManager:
                 watch(SERVICES, headless_service_name(spec.name)),
             ),
             _Child(
+                SERVICES,
+                mcp_service_name(spec.name),
+                desired.mcp_service,
+                watch(SERVICES, mcp_service_name(spec.name)),
+                shared_name=True,
+            ),
+            _Child(
                 NETWORKPOLICIES,
                 egress_policy_name(spec.name),
                 desired.network_policy,
@@ -185,15 +201,19 @@ class WorkloadManager:
     async def apply_all(self) -> None:
         """Apply every wanted object and delete unwanted ones of ours; `KubeError` on failure."""
         for child in self._children:
-            if child.desired is not None:
+            if child.desired is not None and not child.shared_name:
                 await self._apply(child)
-            else:
-                with contextlib.suppress(NotFound):
-                    live = await self._kube.get(
-                        child.kind, name=child.name, namespace=self.spec.namespace
-                    )
-                    if is_ours(live, server=self.spec.name):
-                        await self._delete(child)
+                continue
+            live: JsonObject | None = None
+            with contextlib.suppress(NotFound):
+                live = await self._kube.get(
+                    child.kind, name=child.name, namespace=self.spec.namespace
+                )
+            if child.desired is not None:
+                if not self._is_taken(child, live):
+                    await self._apply(child)
+            elif live is not None and is_ours(live, server=self.spec.name):
+                await self._delete(child)
 
     async def heal(self) -> int:
         """Re-apply what is missing or drifted, delete what should not exist; the write count.
@@ -208,6 +228,8 @@ class WorkloadManager:
                 if live is not None and is_ours(live, server=self.spec.name):
                     await self._delete(child)
                     writes += 1
+            elif self._is_taken(child, live):
+                continue
             elif live is None or has_drifted(child.desired, live):
                 log.info(
                     "workload_healing",
@@ -218,6 +240,22 @@ class WorkloadManager:
                 await self._apply(child)
                 writes += 1
         return writes
+
+    def _is_taken(self, child: _Child, live: JsonObject | None) -> bool:
+        """Whether `live` holds a shared name for another server (and must be left alone)."""
+        if not child.shared_name or live is None:
+            return False
+        labels = (live.get("metadata") or {}).get("labels") or {}
+        if labels.get(LABEL_MCPSERVER) == self.spec.name:
+            return False
+        log.warning(
+            "workload_name_taken",
+            kind=child.kind.kind,
+            name=child.name,
+            holder=labels.get(LABEL_MCPSERVER),
+            reason="another object has this name; it is not replaced",
+        )
+        return True
 
     async def _apply(self, child: _Child) -> None:
         assert child.desired is not None

@@ -3,7 +3,9 @@
 Each example MCPServer (stdio, SSE, streamable HTTP) is applied as a user applies it. The proxy
 runner pod creates the StatefulSet, the MCP server pod runs on the real node, the phase reaches
 Running, and the `mcp` SDK on the host lists and calls tools through the MCPServer's Service in
-both protocol eras. The apiserver calls the webhook through its Service for every write.
+both protocol eras. The apiserver calls the webhook through its Service for every write. The
+namespace enforces Pod Security "restricted", as many platform teams set every tenant namespace:
+the MCP server pods run there with Moorage's defaults and no podTemplateSpec opt-out.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ SERVERS = {"time": "stdio", "everything-sse": "sse", "toolbox": "streamable-http
 
 @pytest.fixture(scope="module")
 def examples(plane: ControlPlane, installed: Install) -> str:
-    create_namespace(plane, NAMESPACE)
+    create_namespace(plane, NAMESPACE, {"pod-security.kubernetes.io/enforce": "restricted"})
     # The streamable-HTTP example admits the service account agents/research-agent only.
     create_namespace(plane, "agents")
     plane.kubectl("create", "serviceaccount", "research-agent", "-n", "agents", check=False)

@@ -202,6 +202,33 @@ def test_moorage_images_hold_the_locked_environment(
     assert "PATH=/opt/moorage/bin:" in " ".join(_config(images["webhook"].image_id)["Env"])
 
 
+def test_moorage_images_hold_the_sources_they_were_built_from(
+    builds: Builds, mounts: dict[str, Path]
+) -> None:
+    """Every module of the project in the image is the repository's file, byte for byte.
+
+    A stale wheel from the build's cache (uv keys local projects by pyproject.toml only) once
+    shipped last week's operator in a fresh image; this is what would have caught it.
+    """
+    if builds.sources_changed:
+        pytest.skip("Moorage's sources changed while the images were built")
+    sources = {
+        path.relative_to(src): path
+        for src in sorted(REPO.glob("*/src"))
+        for path in src.rglob("*.py")
+    }
+    assert sources
+    for name in ("operator", "webhook", "proxyrunner", "registry-api"):
+        site = _resolve(mounts[name], "/opt/moorage/lib/python3.11/site-packages")
+        stale = [
+            str(relative)
+            for relative, path in sources.items()
+            if not (site / relative).is_file()
+            or (site / relative).read_bytes() != path.read_bytes()
+        ]
+        assert not stale, f"{name} holds other versions of {len(stale)} modules: {stale[:5]}"
+
+
 def test_the_archive_is_one_image_named_for_containerd(built: dict[str, BuiltImage]) -> None:
     images = built
     for image in images.values():

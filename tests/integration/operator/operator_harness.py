@@ -13,6 +13,8 @@ import yaml
 from prometheus_client import CollectorRegistry
 from testkit.waiting import eventually
 
+from moorage_api.constants import RUNCONFIG_KEY
+from moorage_api.runconfig import load_runconfig
 from moorage_core.errors import NotFound
 from moorage_core.kube import (
     CONFIGMAPS,
@@ -32,6 +34,8 @@ from moorage_operator.reconcilers import register_mcp_controllers
 from moorage_operator.runtime.controller import Controller, Request
 from moorage_operator.runtime.manager import Manager
 from moorage_operator.settings import Settings
+from moorage_proxyrunner.workload import desired_workload, workload_spec_from_runconfig
+from moorage_proxyrunner.workload_manager import WorkloadManager
 
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLES = REPO / "deploy" / "examples"
@@ -230,3 +234,32 @@ def mcp_statefulset(server: dict[str, Any], *, replicas: int = 1) -> dict[str, A
             },
         },
     }
+
+
+async def apply_workload_as_the_proxy_runner(
+    kube: KubeClient, *, name: str, namespace: str
+) -> None:
+    """What the proxy runner does at start-up: read its RunConfig, apply the StatefulSet (and
+    Services, NetworkPolicy)."""
+
+    async def runconfig() -> str:
+        configmap = await get_or_none(
+            kube, CONFIGMAPS, name=f"{name}-runconfig", namespace=namespace
+        )
+        assert configmap is not None
+        return str(configmap["data"][RUNCONFIG_KEY])
+
+    text = await eventually(runconfig, timeout=60, message="RunConfig ConfigMap")
+    spec = workload_spec_from_runconfig(load_runconfig(text))
+    await WorkloadManager(kube, spec=spec, desired=desired_workload(spec)).apply_all()
+
+
+async def wait_for_phase(
+    kube: KubeClient, *, name: str, namespace: str, phase: str, timeout: float = 90
+) -> dict[str, Any]:
+    async def reached() -> dict[str, Any]:
+        status = await server_status(kube, name=name, namespace=namespace)
+        assert status.get("phase") == phase, status.get("message")
+        return status
+
+    return await eventually(reached, timeout=timeout, message=f"phase {phase}")

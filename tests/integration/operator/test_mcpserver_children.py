@@ -40,7 +40,7 @@ def expected_rules(name: str, *, stdio: bool) -> list[dict[str, Any]]:
 
     rules = [
         rule("apps", "statefulsets", APPLY, [name]),
-        rule("", "services", APPLY, [f"mcp-{name}-headless"]),
+        rule("", "services", APPLY, [f"mcp-{name}", f"mcp-{name}-headless"]),
         rule("networking.k8s.io", "networkpolicies", APPLY, [f"{name}-egress"]),
         rule("", "configmaps", READ, [f"{name}-runconfig"]),
     ]

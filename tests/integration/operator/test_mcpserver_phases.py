@@ -18,6 +18,7 @@ from operator_harness import (
     mcp_statefulset,
     server_status,
     simple_server,
+    wait_for_phase,
 )
 from testkit.waiting import eventually
 
@@ -32,17 +33,6 @@ from moorage_core.kube import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-async def wait_for_phase(
-    kube: KubeClient, *, name: str, namespace: str, phase: str, timeout: float = 60
-) -> dict[str, Any]:
-    async def reached() -> dict[str, Any]:
-        status = await server_status(kube, name=name, namespace=namespace)
-        assert status.get("phase") == phase, status.get("message")
-        return status
-
-    return await eventually(reached, timeout=timeout, message=f"phase {phase}")
 
 
 async def events_for(kube: KubeClient, *, name: str, namespace: str) -> list[dict[str, Any]]:

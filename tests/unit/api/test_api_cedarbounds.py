@@ -38,6 +38,8 @@ PERMIT = "permit(principal, action, resource)"
         pytest.param(f'{PERMIT} when {{ "é(ü)漢" == "字" }};', 1, 1, id="unicode-in-string"),
         pytest.param("é ((( ü", 3, 0, id="unicode-outside-string"),
         pytest.param(f"// ((((( && ||\n{PERMIT};", 1, 0, id="line-comment"),
+        pytest.param(f"// hi\r(( a && b )){PERMIT};", 2, 1, id="comment-ends-at-carriage-return"),
+        pytest.param(f"// hi\u2028(( a )){PERMIT};", 2, 0, id="comment-ends-at-line-separator"),
         pytest.param(f'// a "quote\n{PERMIT} when {{ a && b }};', 1, 1, id="quote-in-comment"),
         pytest.param(f'{PERMIT} when {{ "//" == "(" }};', 1, 1, id="comment-marker-in-string"),
         pytest.param(f"{PERMIT} when {{ a / b }};", 1, 0, id="lone-slash-is-not-a-comment"),
@@ -74,6 +76,17 @@ def test_the_attack_of_nested_parentheses_is_refused_with_where_and_the_limit() 
         "and { are allowed"
     )
     assert len(text.encode()) < 2_500
+
+
+@pytest.mark.parametrize("line_end", ["\r", "\x0b", "\x0c", "\x85", "\u2028", "\u2029"])
+def test_nesting_hidden_after_a_comment_ended_by_another_line_end_is_refused(
+    line_end: str,
+) -> None:
+    # Cedar's lexer ends a comment at `\r` too: a tokenizer ending it only at `\n` measured this
+    # policy as one level deep, and cedarpy then overflowed its stack on it.
+    text = f"{PERMIT} when {{ // hi{line_end}" + "(" * 2000 + "true" + ")" * 2000 + " };"
+    with pytest.raises(PolicyBoundsError, match="nests brackets 2001 deep"):
+        check_policy_bounds(text)
 
 
 def test_the_attack_of_a_long_and_chain_is_refused_with_the_limit() -> None:

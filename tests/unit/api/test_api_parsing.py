@@ -207,6 +207,7 @@ def test_children_are_named_as_the_spec_says() -> None:
 
 def test_children_carry_the_spec_labels() -> None:
     assert mcpserver_labels("time") == {
+        "app": "mcpserver",
         "app.kubernetes.io/name": "mcpserver",
         "app.kubernetes.io/instance": "time",
         "app.kubernetes.io/managed-by": "moorage",

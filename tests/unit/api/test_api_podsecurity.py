@@ -16,6 +16,7 @@ from moorage_api.mcptenant import (
 )
 from moorage_api.podsecurity import (
     NO_ALLOWANCES,
+    VOLUME_SECRET_REFERENCES,
     PodSecuritySubject,
     allowances_by_namespace,
     check_pod_security,
@@ -203,6 +204,52 @@ REFUSED: list[tuple[str, PodSecuritySubject, R, str, PodTemplateAllowances]] = [
         PodTemplateAllowances(service_accounts=["admin"]),
     ),
     (
+        "probe-host",
+        subject(container(livenessProbe={"httpGet": {"host": "169.254.169.254", "port": 80}})),
+        R.HOST_PROBES,
+        f"{CONTAINER}.livenessProbe.httpGet.host",
+        PodTemplateAllowances(allow=[R.HOST_PROBES]),
+    ),
+    (
+        "lifecycle-hook-host",
+        subject(container(lifecycle={"preStop": {"tcpSocket": {"host": "10.0.0.1", "port": 22}}})),
+        R.HOST_PROBES,
+        f"{CONTAINER}.lifecycle.preStop.tcpSocket.host",
+        PodTemplateAllowances(allow=[R.HOST_PROBES]),
+    ),
+    (
+        "csi-node-publish-secret",
+        subject(
+            pod(
+                volumes=[
+                    {
+                        "name": "v",
+                        "csi": {"driver": "d", "nodePublishSecretRef": {"name": "db-creds"}},
+                    }
+                ]
+            )
+        ),
+        R.SECRETS,
+        "spec.podTemplateSpec.spec.volumes[0].csi.nodePublishSecretRef.name",
+        PodTemplateAllowances(secrets=["db-creds"]),
+    ),
+    (
+        "azure-file-secret",
+        subject(
+            pod(
+                volumes=[
+                    {
+                        "name": "v",
+                        "azureFile": {"secretName": "storage-key", "shareName": "s"},
+                    }
+                ]
+            )
+        ),
+        R.SECRETS,
+        "spec.podTemplateSpec.spec.volumes[0].azureFile.secretName",
+        PodTemplateAllowances(secrets=["storage-key"]),
+    ),
+    (
         "secret-volume",
         subject(pod(volumes=[{"name": "s", "secret": {"secretName": "db-creds"}}])),
         R.SECRETS,
@@ -272,6 +319,22 @@ def test_each_rule_refuses_by_default_and_its_allowance_permits(
 
 def test_every_rule_of_the_table_is_tested() -> None:
     assert {rule for _, _, rule, _, _ in REFUSED} == set(PodSecurityRule)
+
+
+@pytest.mark.parametrize(
+    ("kind", "ref", "name"),
+    VOLUME_SECRET_REFERENCES,
+    ids=[k for k, _, _ in VOLUME_SECRET_REFERENCES],
+)
+def test_every_volume_that_reads_a_secret_names_it_within_the_rules(
+    kind: str, ref: str, name: str
+) -> None:
+    case = subject(pod(volumes=[{"name": "v", kind: {ref: {name: "db-creds"}}}]))
+    [refusal] = check_pod_security(case, allowances=NO_ALLOWANCES)
+    assert refusal.rule is R.SECRETS
+    assert refusal.path == f"spec.podTemplateSpec.spec.volumes[0].{kind}.{ref}.{name}"
+    allowed = PodTemplateAllowances(secrets=["db-creds"])
+    assert check_pod_security(case, allowances=allowed) == []
 
 
 def test_an_allowance_for_one_rule_does_not_permit_another() -> None:

@@ -34,6 +34,7 @@ APISERVER = ipaddress.ip_address("10.96.0.1")
         ("git@[::1]:team/r.git", "loopback"),
         ("https://169.254.169.254/latest/meta-data", "a cloud metadata service"),
         ("https://[fd00:ec2::254]/r.git", "a cloud metadata service"),
+        ("https://100.100.100.200/r.git", "a cloud metadata service"),
         ("https://169.254.10.1/r.git", "a link-local address"),
         ("https://[fe80::1]/r.git", "a link-local address"),
         ("https://0.0.0.0/r.git", "the unspecified address"),

@@ -59,6 +59,7 @@ NEEDS: set[Permission] = (
     | permissions("apps", ["statefulsets"], ("list", "watch"))
     | permissions("rbac.authorization.k8s.io", ["roles", "rolebindings"], APPLY)
     | permissions("events.k8s.io", ["events"], ["create", "patch"])
+    | permissions("", ["events"], ("list", "watch"))
 )
 
 

@@ -98,7 +98,9 @@ def test_builder_installs_the_locked_environment_without_dev_tools(
     all_stages: dict[str, Stage],
 ) -> None:
     runs = [i.args for i in all_stages["builder"].instructions if i.keyword == "RUN"]
-    assert any("uv sync --frozen --no-dev --no-editable" in r for r in runs)
+    assert any(
+        "uv sync --frozen --no-dev --no-editable --reinstall-package moorage" in r for r in runs
+    )
     assert all("--frozen" in r for r in runs if "uv sync" in r)
     for stage in all_stages.values():
         for ins in stage.instructions:

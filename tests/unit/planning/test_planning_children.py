@@ -24,6 +24,7 @@ from moorage_operator.planning.children import build_role, plan_mcpserver, stale
 from moorage_operator.planning.comparing import ANNOTATION_APPLIED_HASH
 
 LABELS = {
+    "app": "mcpserver",
     "app.kubernetes.io/name": "mcpserver",
     "app.kubernetes.io/instance": "time",
     "app.kubernetes.io/managed-by": "moorage",
@@ -102,7 +103,7 @@ def test_role_limits_a_stdio_proxy_runner_to_its_own_objects_and_pod() -> None:
     role = by_kind(children_of(), "Role")
     assert role["rules"] == [
         _named("apps", "statefulsets", APPLY, ["time"]),
-        _named("", "services", APPLY, ["mcp-time-headless"]),
+        _named("", "services", APPLY, ["mcp-time", "mcp-time-headless"]),
         _named("networking.k8s.io", "networkpolicies", APPLY, ["time-egress"]),
         _named("", "configmaps", READ, ["time-runconfig"]),
         _named("", "pods", READ, ["time-0"]),

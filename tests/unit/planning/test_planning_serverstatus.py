@@ -54,6 +54,26 @@ def pod(
 
 READY_DEPLOYMENT = workload("Deployment", ready=1)
 READY_STATEFULSET = workload("StatefulSet", ready=1)
+PODLESS_STATEFULSET = {
+    **workload("StatefulSet", ready=0),
+    "metadata": {"name": "time", "uid": "sts-2"},
+}
+FORBIDDEN = (
+    'create Pod time-0 in StatefulSet time failed error: pods "time-0" is forbidden: violates '
+    'PodSecurity "restricted:latest": runAsNonRoot != true (pod must not set '
+    "securityContext.runAsNonRoot=false)"
+)
+
+
+def failed_create(message: str, *, uid: str = "sts-2", at: str = NOW) -> dict[str, Any]:
+    """A core Event as the StatefulSet controller records it when a pod is refused."""
+    return {
+        "metadata": {"name": f"time.{at}", "namespace": "ns"},
+        "involvedObject": {"kind": "StatefulSet", "name": "time", "uid": uid},
+        "reason": "FailedCreate",
+        "message": message,
+        "lastTimestamp": at,
+    }
 
 
 def status_of(
@@ -203,6 +223,55 @@ def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
             "Failed",
             'Proxy runner Deployment is not progressing: ReplicaSet "time-1" has timed out progressing.',
             id="progress-deadline",
+        ),
+        pytest.param(
+            {},
+            Observed(
+                deployment=READY_DEPLOYMENT,
+                statefulset=PODLESS_STATEFULSET,
+                refusals=[
+                    failed_create("exceeded quota", at=NOW),
+                    failed_create(FORBIDDEN, at=LATER),
+                    failed_create("from a StatefulSet deleted since", uid="sts-1", at=LATER + "1"),
+                ],
+            ),
+            "Failed",
+            f"MCP server pod was refused: {FORBIDDEN}",
+            id="refused-by-admission-latest-event",
+        ),
+        pytest.param(
+            {},
+            Observed(
+                deployment=READY_DEPLOYMENT,
+                statefulset=PODLESS_STATEFULSET,
+                refusals=[failed_create(FORBIDDEN, uid="sts-1")],
+            ),
+            "Pending",
+            "Waiting for the MCP server to become ready (0/1 replicas ready)",
+            id="refusal-of-an-earlier-statefulset-ignored",
+        ),
+        pytest.param(
+            {},
+            Observed(
+                deployment=READY_DEPLOYMENT,
+                statefulset=PODLESS_STATEFULSET,
+                pods=[pod("time-0", component="mcp-server", waiting="ContainerCreating")],
+                refusals=[failed_create(FORBIDDEN)],
+            ),
+            "Pending",
+            "Waiting for the MCP server to become ready (0/1 replicas ready)",
+            id="refusal-over-once-a-pod-exists",
+        ),
+        pytest.param(
+            {},
+            Observed(
+                deployment=READY_DEPLOYMENT,
+                statefulset={**PODLESS_STATEFULSET, "spec": {"replicas": 0}},
+                refusals=[failed_create(FORBIDDEN)],
+            ),
+            "Pending",
+            "Waiting for the MCP server to become ready (0/0 replicas ready)",
+            id="refusal-ignored-when-scaled-to-zero",
         ),
         pytest.param(
             {"toolConfigRef": {"name": "gone"}},

@@ -24,6 +24,7 @@ from moorage_proxyrunner.workload import (
     build_backend_urls,
     build_headless_service,
     build_label_selector,
+    build_mcp_service,
     build_network_policy,
     build_statefulset,
     compute_egress,
@@ -42,6 +43,7 @@ from moorage_proxyrunner.workload import (
 
 OWNER = OwnerRef(api_version="moorage.dev/v1alpha1", kind="MCPServer", name="time", uid="u-1")
 LABELS = {
+    "app": "mcpserver",
     "app.kubernetes.io/name": "mcpserver",
     "app.kubernetes.io/instance": "time",
     "app.kubernetes.io/managed-by": "moorage",
@@ -50,6 +52,8 @@ LABELS = {
     "app.kubernetes.io/component": "mcp-server",
 }
 SELECTOR = {"moorage.dev/mcpserver": "time", "app.kubernetes.io/component": "mcp-server"}
+RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+RESTRICTED_POD = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
 
 
 def make_spec(**changes: Any) -> WorkloadSpec:
@@ -102,10 +106,59 @@ def test_stdio_statefulset_has_an_attachable_mcp_container() -> None:
             {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}},
         ],
         "resources": {"limits": {"cpu": "1"}, "requests": {"memory": "64Mi"}},
+        "securityContext": RESTRICTED_CONTAINER,
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
         "stdin": True,
         "stdinOnce": False,
         "tty": False,
     }
+
+
+def test_the_pod_has_restricted_defaults_and_a_writable_tmp() -> None:
+    pod_spec = build_statefulset(make_spec())["spec"]["template"]["spec"]
+    assert pod_spec["securityContext"] == RESTRICTED_POD
+    assert pod_spec["volumes"] == [{"name": "tmp", "emptyDir": {}}]
+    assert mcp_container({"spec": {"template": {"spec": pod_spec}}})["securityContext"] == (
+        RESTRICTED_CONTAINER
+    )
+
+
+def test_an_image_that_must_run_as_root_opts_out_through_the_pod_template() -> None:
+    opt_out = {"spec": {"securityContext": {"runAsNonRoot": False, "runAsUser": 0}}}
+    spec = make_spec(pod_template_spec=opt_out)
+    pod_spec = build_statefulset(spec)["spec"]["template"]["spec"]
+    assert pod_spec["securityContext"] == {
+        "runAsNonRoot": False,
+        "runAsUser": 0,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    # Root is within Pod Security baseline: the rules need no MCPTenant for it (the namespace's
+    # own level decides), and the container's other defaults stay.
+    assert check_pod_security(pod_security_subject(spec), allowances=NO_ALLOWANCES) == []
+    assert mcp_container(build_statefulset(spec))["securityContext"] == RESTRICTED_CONTAINER
+
+
+def test_a_privileged_mcp_container_gets_no_contradictory_escalation_default() -> None:
+    privileged = {
+        "spec": {"containers": [{"name": "mcp", "securityContext": {"privileged": True}}]}
+    }
+    container = mcp_container(build_statefulset(make_spec(pod_template_spec=privileged)))
+    # The apiserver refuses `privileged: true` with `allowPrivilegeEscalation: false`.
+    assert container["securityContext"] == {"privileged": True, "capabilities": {"drop": ["ALL"]}}
+
+
+def test_an_opt_out_beyond_baseline_still_needs_an_mcptenant() -> None:
+    escalate = {
+        "spec": {
+            "containers": [{"name": "mcp", "securityContext": {"allowPrivilegeEscalation": True}}]
+        }
+    }
+    [refusal] = check_pod_security(
+        pod_security_subject(make_spec(pod_template_spec=escalate)), allowances=NO_ALLOWANCES
+    )
+    assert refusal.path == (
+        "spec.podTemplateSpec.spec.containers[0].securityContext.allowPrivilegeEscalation"
+    )
 
 
 def test_http_statefulset_exposes_the_target_port_and_manages_backend_replicas() -> None:
@@ -175,7 +228,10 @@ def test_pod_template_spec_is_applied_first_and_moorage_settings_on_top() -> Non
         {"name": "KEEP", "value": "k"},
         {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "t"}}},
     ]
-    assert mcp["volumeMounts"] == [{"name": "data", "mountPath": "/data"}]
+    assert mcp["volumeMounts"] == [
+        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "data", "mountPath": "/data"},
+    ]
     # The template itself is not modified.
     assert template["spec"]["containers"][0]["image"] == "evil:latest"
 
@@ -209,6 +265,37 @@ def test_headless_service_only_for_http_transports() -> None:
         "selector": SELECTOR,
         "ports": [{"name": "http", "port": 9000, "targetPort": 9000, "protocol": "TCP"}],
     }
+
+
+@pytest.mark.parametrize("transport", ["sse", "streamable-http"])
+def test_http_servers_get_the_incumbents_clusterip_service_with_client_ip_affinity(
+    transport: Any,
+) -> None:
+    svc = build_mcp_service(make_spec(transport=transport, target_port=9000))
+    assert svc is not None
+    assert svc["metadata"]["name"] == "mcp-time"
+    assert svc["metadata"]["labels"] == LABELS
+    assert svc["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+    assert svc["spec"] == {
+        "type": "ClusterIP",
+        "selector": SELECTOR,
+        "sessionAffinity": "ClientIP",
+        "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 1800}},
+        "ports": [{"name": "http", "port": 9000, "targetPort": 9000, "protocol": "TCP"}],
+    }
+    assert desired_workload(make_spec(transport=transport)).mcp_service is not None
+
+
+def test_a_stdio_server_has_no_clusterip_service() -> None:
+    assert build_mcp_service(make_spec()) is None
+    assert desired_workload(make_spec()).mcp_service is None
+
+
+def test_labels_carry_the_incumbents_app_label_but_selectors_stay_as_they_were() -> None:
+    sts = build_statefulset(make_spec())
+    assert sts["spec"]["template"]["metadata"]["labels"]["app"] == "mcpserver"
+    # Selectors of existing StatefulSets are immutable: a new label there would break upgrades.
+    assert sts["spec"]["selector"] == {"matchLabels": SELECTOR}
 
 
 @pytest.mark.parametrize(

@@ -38,6 +38,7 @@ from moorage_api.naming import (
     egress_policy_name,
     headless_service_name,
     mcp_service_account_name,
+    mcp_service_name,
     mcpserver_labels,
     proxy_runner_name,
     proxy_service_name,
@@ -86,7 +87,8 @@ def build_proxy_runner_rules(server: MCPServer) -> list[JsonObject]:
     """Exactly what the proxy runner of `server` needs, each rule limited to the objects it is
     for (`resourceNames`) wherever Kubernetes can authorise by name.
 
-    Its StatefulSet `<name>`, headless Service and egress NetworkPolicy are watched with a
+    Its StatefulSet `<name>`, Services `mcp-<name>-headless` and `mcp-<name>`, and egress
+    NetworkPolicy are watched with a
     `metadata.name` field selector, which RBAC authorises against `resourceNames`, and applied
     with server-side apply (see `APPLY`). The ConfigMaps it reads are its RunConfig and, for a configMap
     permission profile, that profile. A stdio server's only pod is `<name>-0`: the proxy runner
@@ -102,7 +104,7 @@ def build_proxy_runner_rules(server: MCPServer) -> list[JsonObject]:
         configmaps.append(profile.name)
     rules = [
         _rule("apps", "statefulsets", APPLY, [name]),
-        _rule("", "services", APPLY, [headless_service_name(name)]),
+        _rule("", "services", APPLY, [headless_service_name(name), mcp_service_name(name)]),
         _rule("networking.k8s.io", "networkpolicies", APPLY, [egress_policy_name(name)]),
         _rule("", "configmaps", READ, configmaps),
     ]

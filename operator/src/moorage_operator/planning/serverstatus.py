@@ -3,8 +3,10 @@
 Phase:
 - `Terminating` while the MCPServer is being deleted;
 - `Failed` when the spec cannot be built (missing or invalid reference, malformed pod template,
-  invalid object, a child the apiserver rejects as invalid), when a pod of the server is stuck (CrashLoopBackOff, image pull errors), or
-  when the proxy Deployment exceeded its progress deadline;
+  invalid object, a child the apiserver rejects as invalid), when a pod of the server is stuck
+  (CrashLoopBackOff, image pull errors), when the apiserver refuses to create the MCP server's
+  pods (Pod Security admission, a webhook, a quota: the StatefulSet controller's `FailedCreate`
+  Event says why), or when the proxy Deployment exceeded its progress deadline;
 - `Stopped` when `spec.replicas` is 0;
 - `Running` when the proxy Deployment and the MCP server's StatefulSet `<name>` (created by the
   proxy runner) both have ready replicas;
@@ -48,6 +50,9 @@ FAILING_WAIT_REASONS: Final = frozenset(
 )
 """Container waiting reasons that do not resolve without a change: the server has failed."""
 
+FAILED_CREATE: Final = "FailedCreate"
+"""Reason of the Event the StatefulSet controller records when the apiserver refuses a pod."""
+
 STATUS_FIELDS: Final = (
     "phase",
     "message",
@@ -70,6 +75,9 @@ class Observed:
     """The MCP server's StatefulSet `<name>`, created by the proxy runner."""
     pods: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
     """Pods labelled `moorage.dev/mcpserver: <name>` (proxy and MCP server pods)."""
+    refusals: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
+    """Core `FailedCreate` Events about StatefulSet `<name>`: the controller could not create a
+    pod (any StatefulSet of that name, past ones included: `describe_refusal` picks)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +140,39 @@ def _pod_name(pod: Mapping[str, Any]) -> str:
     return str((pod.get("metadata") or {}).get("name") or "")
 
 
+def _event_time(event: Mapping[str, Any]) -> str:
+    return str(
+        event.get("lastTimestamp")
+        or event.get("eventTime")
+        or (event.get("metadata") or {}).get("creationTimestamp")
+        or ""
+    )
+
+
+def describe_refusal(observed: Observed) -> str | None:
+    """The apiserver's latest reason for refusing the MCP server's pods, while none exists.
+
+    Only Events about the current StatefulSet (its uid) count, and only while it wants pods and
+    has none: once a pod is created the refusal is over, whatever Events remain.
+    """
+    statefulset = observed.statefulset
+    if statefulset is None or wanted_replicas(statefulset) == 0:
+        return None
+    if any(not _is_proxy_pod(pod) for pod in observed.pods):
+        return None
+    uid = (statefulset.get("metadata") or {}).get("uid")
+    refusals = [
+        event
+        for event in observed.refusals
+        if event.get("reason") == FAILED_CREATE
+        and (event.get("involvedObject") or {}).get("uid") == uid
+    ]
+    if not refusals:
+        return None
+    latest = max(refusals, key=_event_time)
+    return f"MCP server pod was refused: {latest.get('message') or 'no reason given'}"
+
+
 def _deadline_exceeded(deployment: Mapping[str, Any] | None) -> str | None:
     for condition in _status_of(deployment).get("conditions") or []:
         if (
@@ -167,7 +208,7 @@ def compute_phase(
         return PhaseVerdict(
             MCPServerPhase.STOPPED, "MCP server is stopped (replicas: 0)", ReadyReason.NOT_READY
         )
-    failure = describe_pod_failure(observed.pods)
+    failure = describe_pod_failure(observed.pods) or describe_refusal(observed)
     if failure:
         return PhaseVerdict(MCPServerPhase.FAILED, failure, ReadyReason.FAILED)
     deadline = _deadline_exceeded(observed.deployment)

@@ -7,7 +7,8 @@ One reconcile of `namespace/name`:
 4. read its references (MCPToolConfig, ConfigMaps) from the caches and plan (pure);
 5. server-side apply (field manager `moorage-operator`) every child whose cached copy does not
    already hold what we want — usually none — and delete children no longer wanted;
-6. compute the status from the plan and the cached Deployment, StatefulSet and pods, and patch
+6. compute the status from the plan and the cached Deployment, StatefulSet, pods and the
+   StatefulSet controller's `FailedCreate` Events (a pod the apiserver refused), and patch
    it only when it changed; record an Event when the phase changes or a failure is new;
 7. a plan with problems (missing or unusable references, malformed pod template) or a child the
    apiserver rejects as invalid raises `TerminalError` after the status says why (`Failed`): a
@@ -121,6 +122,8 @@ class ServerCaches:
     """StatefulSets with our labels (the proxy runner creates `<name>`)."""
     pods: Cache
     """Pods with our labels (proxy runner and MCP server pods)."""
+    refusals: Cache
+    """Core Events `FailedCreate` about StatefulSets (the apiserver refused a pod)."""
 
 
 class MCPServerReconciler:
@@ -232,6 +235,11 @@ class MCPServerReconciler:
             deployment=deployment,
             statefulset=self.caches.statefulsets.get(name, namespace=namespace),
             pods=self.caches.pods.list(namespace=namespace, labels={LABEL_MCPSERVER: name}),
+            refusals=[
+                event
+                for event in self.caches.refusals.list(namespace=namespace)
+                if (event.get("involvedObject") or {}).get("name") == name
+            ],
         )
 
     # -- writing ------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ reads and the events that enqueue which keys:
 
 - `mcpserver` (primary MCPServers) owns ServiceAccounts, Roles, RoleBindings, ConfigMaps,
   Deployments and Services (through their controller ownerReference); follows StatefulSets and
-  Pods with our labels to the server named by `moorage.dev/mcpserver`; and re-enqueues every
+  Pods with our labels to the server named by `moorage.dev/mcpserver`, and the StatefulSet
+  controller's `FailedCreate` Events to the server of their StatefulSet; and re-enqueues every
   server that references a changed MCPToolConfig or ConfigMap (cache indexes make that a lookup).
 - `mcptoolconfig` (primary MCPToolConfigs) follows MCPServers to the config they reference (old
   and new reference on a change), so a referrer's arrival or departure updates the config's
@@ -23,12 +24,14 @@ from typing import Any, Final
 from moorage_api.constants import LABEL_MANAGED_BY, LABEL_MCPSERVER, MANAGED_BY
 from moorage_core.kube import (
     CONFIGMAPS,
+    CORE_EVENTS,
     MCPSERVERS,
     MCPTOOLCONFIGS,
     PODS,
     STATEFULSETS,
 )
 from moorage_operator.planning.references import config_map_names_of
+from moorage_operator.planning.serverstatus import FAILED_CREATE
 from moorage_operator.reconcilers.mcpservers import (
     CHILD_KINDS,
     MCPServerReconciler,
@@ -49,6 +52,9 @@ from moorage_operator.settings import Settings
 CONFIG_MAP_INDEX: Final = "moorage.dev/config-maps"
 """Index of the MCPServer cache: `namespace/name` of each ConfigMap a server references."""
 UNMANAGED_SELECTOR: Final = f"{LABEL_MANAGED_BY}!={MANAGED_BY}"
+REFUSAL_SELECTOR: Final = f"involvedObject.kind=StatefulSet,reason={FAILED_CREATE}"
+"""Core Events saying the StatefulSet controller could not create a pod (the apiserver refused
+it): the only place that refusal is recorded."""
 """ConfigMaps we do not create: where referenced documents live."""
 
 MCPSERVER_CONTROLLER: Final = "mcpserver"
@@ -65,6 +71,20 @@ def server_of_labelled(obj: Mapping[str, Any]) -> list[Request]:
     meta = obj.get("metadata") or {}
     name = (meta.get("labels") or {}).get(LABEL_MCPSERVER)
     return [Request(str(meta.get("namespace") or ""), str(name))] if name else []
+
+
+def refused_statefulset_mapper(statefulsets: Cache) -> Mapper:
+    """Maps an Event about a StatefulSet to the MCPServer labelled on that StatefulSet."""
+
+    def mapper(event: Mapping[str, Any]) -> list[Request]:
+        involved = event.get("involvedObject") or {}
+        namespace = str(
+            involved.get("namespace") or (event.get("metadata") or {}).get("namespace") or ""
+        )
+        statefulset = statefulsets.get(str(involved.get("name") or ""), namespace=namespace)
+        return server_of_labelled(statefulset) if statefulset is not None else []
+
+    return mapper
 
 
 def referrers_mapper(servers: Cache, index: str) -> Mapper:
@@ -90,6 +110,7 @@ def register_mcp_controllers(manager: Manager, settings: Settings) -> list[Contr
     owned = {kind: manager.owned_informer(kind) for kind in CHILD_KINDS.values()}
     statefulsets = manager.owned_informer(STATEFULSETS)
     pods = manager.owned_informer(PODS)
+    refusals = manager.informer(CORE_EVENTS, field_selector=REFUSAL_SELECTOR)
     servers.cache.add_index(TOOL_CONFIG_INDEX, tool_config_index_values)
     servers.cache.add_index(CONFIG_MAP_INDEX, config_map_index_values)
 
@@ -109,6 +130,7 @@ def register_mcp_controllers(manager: Manager, settings: Settings) -> list[Contr
             owned={kind: informer.cache for kind, informer in owned.items()},
             statefulsets=statefulsets.cache,
             pods=pods.cache,
+            refusals=refusals.cache,
         ),
         recorder=manager.event_recorder(),
         pending=pending,
@@ -120,6 +142,7 @@ def register_mcp_controllers(manager: Manager, settings: Settings) -> list[Contr
         server_controller.owns(informer)
     server_controller.watches(statefulsets, server_of_labelled)
     server_controller.watches(pods, server_of_labelled)
+    server_controller.watches(refusals, refused_statefulset_mapper(statefulsets.cache))
     server_controller.watches(tool_configs, referrers_mapper(servers.cache, TOOL_CONFIG_INDEX))
     server_controller.watches(referenced, referrers_mapper(servers.cache, CONFIG_MAP_INDEX))
 
