@@ -50,6 +50,7 @@ from moorage_proxyrunner.limits import (
 )
 from moorage_proxyrunner.metrics import ProxyMetrics
 from moorage_proxyrunner.pipeline import ANONYMOUS, Era, Identity, McpCall, Pipeline, Reply
+from moorage_proxyrunner.replaying import MAX_BYTES as REPLAY_MAX_BYTES
 from moorage_proxyrunner.replaying import Journal, ReplayLog, parse_event_id
 from moorage_proxyrunner.responding import (
     Refusal,
@@ -385,7 +386,8 @@ class BridgeEndpoints(Refusing):
                 return Reply(refusal, status=status)
             window = self.settings.limits.resume_window
             if window > 0:
-                session.replay = ReplayLog(window=window, max_bytes=self._queue_bytes)
+                bound = min(self._queue_bytes, REPLAY_MAX_BYTES)
+                session.replay = ReplayLog(window=window, max_bytes=bound)
             opened.append(session)
             return Reply(result_response(request_id, result))
 

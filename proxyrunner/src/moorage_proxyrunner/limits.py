@@ -79,7 +79,7 @@ class Limits:
     sessions. Default 64."""
     resume_window: int = 256
     """RESUME_WINDOW / --resume-window: SSE events kept per legacy session of a shared stdio
-    server (and at most `queue_max_bytes` of them) so that a client that lost a stream can
+    server (and at most 1 MiB of them) so that a client that lost a stream can
     resume it with `Last-Event-ID`; an older id is refused with HTTP 400. 0: events carry no
     ids and nothing is kept. Default 256."""
 

@@ -18,6 +18,11 @@ import asyncio
 import itertools
 from collections import deque
 from dataclasses import dataclass
+from typing import Final
+
+MAX_BYTES: Final = 1024 * 1024
+"""Bytes of events kept per session at most (the events stay in memory while the client reads
+on; a session that was sent more than this keeps only its newest events)."""
 
 
 @dataclass(frozen=True, slots=True)
