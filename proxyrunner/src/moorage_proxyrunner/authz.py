@@ -23,6 +23,12 @@ Resource templates (`resources/templates/list`) are decided as `read_resource` o
 on the resource that the template's text meets. A template no policy could let the caller read
 under that id is left out. Reading a concrete URI made from it is still decided on that URI.
 
+Argument keys are read by Cedar under their exact names, but a server decoding with Go's
+`encoding/json` reads `"Path"` as `path`. So the attribute names the policies read are collected
+once per change (`read_attributes`), and a decided request whose `arguments` hold, at any depth,
+a key that casefolds to one of them but is spelt otherwise is refused with -32602 (HTTP 400)
+naming the key and the spelling the policies use (`misspelt_argument`).
+
 Resource subscriptions are reads: `resources/subscribe` and every URI in the
 `resourceSubscriptions` of a `subscriptions/listen` are decided as `read_resource` on that URI,
 and one URI denied refuses the whole request.
@@ -35,7 +41,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Final
 
@@ -46,7 +52,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from moorage_api.cedarbounds import PolicyBoundsError, check_policies_bounds, join_policies
 from moorage_proxyrunner import audit
 from moorage_proxyrunner.eras import LEGACY_CLIENT_NOTIFICATIONS, MODERN_CLIENT_NOTIFICATIONS
-from moorage_proxyrunner.jsonrpc import Json, error_response
+from moorage_proxyrunner.jsonrpc import INVALID_PARAMS, Json, error_response
 from moorage_proxyrunner.pipeline import CallNext, Identity, McpCall, Reply
 
 log = structlog.get_logger(__name__)
@@ -192,7 +198,8 @@ class CompiledAuthz:
     """Policies and entities parsed once; shared by every request until the next change.
 
     `permits`: ids of the permit policies (to read partial evaluation); `clients`: `Client`
-    entities of `entitiesJson` by id; `base`: every other configured entity.
+    entities of `entitiesJson` by id; `base`: every other configured entity; `spellings`: see
+    `misspelt_argument`.
     """
 
     policies: cedarpy.PolicySet
@@ -200,6 +207,8 @@ class CompiledAuthz:
     base: cedarpy.Entities
     clients: Mapping[str, Json]
     source: tuple[tuple[str, ...], str]
+    spellings: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """Every attribute name the policies read, by its casefolded form (`read_attributes`)."""
 
 
 def compile_authz(policies: Sequence[str], entities_json: str = "[]") -> CompiledAuthz:
@@ -258,7 +267,68 @@ def _compile(policies: tuple[str, ...], entities_json: str) -> CompiledAuthz:
             base.with_added_json_str(json.dumps([entity]))
     except ValueError as exc:
         raise AuthzConfigError(f"authz.entities_json: not valid Cedar entities: {exc}") from None
-    return CompiledAuthz(policy_set, permits, base, clients, (policies, entities_json))
+    spellings: dict[str, set[str]] = {}
+    for name in read_attributes(described):
+        spellings.setdefault(name.casefold(), set()).add(name)
+    return CompiledAuthz(
+        policy_set,
+        permits,
+        base,
+        clients,
+        (policies, entities_json),
+        {folded: frozenset(names) for folded, names in spellings.items()},
+    )
+
+
+def read_attributes(described: Any) -> frozenset[str]:
+    """Every attribute name in Cedar's JSON form of policies: `.attr`, `["attr"]` (both `.`
+    nodes), `has attr` and record literal keys. Over-inclusive on purpose (it does not tell
+    `context.arguments` from the principal's attributes): a name counts wherever it is read."""
+    names: set[str] = set()
+    stack = [described]
+    while stack:  # a loop, not recursion: the bounds allow deep expressions
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        for op in (".", "has"):
+            inner = node.get(op)
+            if isinstance(inner, dict) and isinstance(inner.get("attr"), str):
+                names.add(inner["attr"])
+        record = node.get("Record")
+        if isinstance(record, dict):
+            names.update(record)
+        stack.extend(node.values())
+    return frozenset(names)
+
+
+def misspelt_argument(
+    arguments: Any, spellings: Mapping[str, frozenset[str]]
+) -> tuple[str, str] | None:
+    """(key, expected) for the first key in `arguments`, at any depth, that casefolds to an
+    attribute the policies read but is spelt otherwise; None when there is none.
+
+    Cedar reads attributes by their exact names; a server decoding with Go's `encoding/json`
+    reads `"Path"` as `path`. Without this rule `{"Path": "/etc/shadow"}` would pass a policy
+    forbidding `context.arguments.path like "/etc/*"` and reach the server as `path`.
+    """
+    if not spellings:
+        return None
+    stack = [arguments]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                spelt = spellings.get(key.casefold())
+                if spelt is not None and key not in spelt:
+                    return key, min(spelt)
+                if isinstance(value, dict | list):
+                    stack.append(value)
+    return None
 
 
 def principal_entity(identity: Identity, configured: Json | None) -> Json:
@@ -442,6 +512,14 @@ def forbidden(call: McpCall, target: Target | None) -> Reply:
     return Reply(error_response(call.id, FORBIDDEN, text), status=403)
 
 
+def misspelt_reply(call: McpCall, key: str, expected: str) -> Reply:
+    text = (
+        f"The argument key {key[:64]!a} differs only in case from {expected!r}, which the "
+        f"authorisation policies read; spell it {expected!r}"
+    )
+    return Reply(error_response(call.id, INVALID_PARAMS, text), status=400)
+
+
 def _same_name(name: str) -> str:
     return name
 
@@ -507,6 +585,13 @@ class AuthzStep:
             else:
                 target = None
         elif method in TARGETED or method == "completion/complete":
+            misspelt = misspelt_argument(
+                call.params.get("arguments"), authorizer.compiled.spellings
+            )
+            if misspelt is not None:
+                self._count("deny", started)
+                audit.note_decision("deny")
+                return misspelt_reply(call, *misspelt)
             target = target_of(call, tool_name=self.tool_name)
             if target is not None:
                 if method == "completion/complete":

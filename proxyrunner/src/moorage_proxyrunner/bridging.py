@@ -40,12 +40,15 @@ from moorage_proxyrunner.jsonrpc import (
     RequestId,
     encode,
     error_response,
+    response_envelope,
     result_response,
 )
 from moorage_proxyrunner.limits import (
     capabilities_refusal,
+    is_over_subscriptions,
     overloaded_error,
     session_refusal,
+    subscriptions_refusal,
     timeout_error,
 )
 from moorage_proxyrunner.metrics import ProxyMetrics
@@ -334,7 +337,7 @@ class BridgeEndpoints(Refusing):
         if message.kind is Kind.NOTIFICATION:
             return await self._notify(session.peer, message, identity_of(request), session.id)
         if message.kind is Kind.RESPONSE:
-            await self.bridge.respond(session.peer, message.body)
+            await self.bridge.respond(session.peer, response_envelope(message))
             return web.Response(status=202)
         exchange = Exchange(
             streams=wants_sse, capacity=self.settings.queue_capacity, max_bytes=self._queue_bytes
@@ -431,6 +434,9 @@ class BridgeEndpoints(Refusing):
                     )
                 if method == "resources/subscribe":
                     peer.owner = call.identity
+                    limit = self.settings.limits.max_subscriptions_per_session
+                    if is_over_subscriptions(peer.subscriptions, [uri], limit):
+                        return Reply(subscriptions_refusal(request_id, limit), status=429)
                     if not self.bridge.hold(peer, uri):
                         return Reply(result_response(request_id, {}))
 
@@ -725,6 +731,14 @@ class BridgeEndpoints(Refusing):
         verdict = await self.pipeline.bind(admitted)(
             McpCall(message.body, identity_of(request), "modern")
         )
+        requested = message.params.get("notifications")
+        wanted: Json = requested if isinstance(requested, dict) else {}
+        if verdict.message is None:
+            listed = wanted.get("resourceSubscriptions")
+            limit = self.settings.limits.max_subscriptions_per_session
+            strings = [u for u in listed if isinstance(u, str)] if isinstance(listed, list) else []
+            if is_over_subscriptions((), strings, limit):
+                verdict = Reply(subscriptions_refusal(request_id, limit), status=429)
         if verdict.message is not None:
             self._observe("subscriptions/listen", verdict.message, started)
             status = verdict.status
@@ -732,8 +746,6 @@ class BridgeEndpoints(Refusing):
             if status == 200 and isinstance(error, dict):
                 status = eras.modern_status(error.get("code", 0))
             return json_body(verdict.message, status=status)
-        requested = message.params.get("notifications")
-        wanted: Json = requested if isinstance(requested, dict) else {}
         caps = self.bridge.capabilities
         honoured: Json = {}
         for flag, capability in (
@@ -872,7 +884,7 @@ class BridgeEndpoints(Refusing):
         if parsed.kind is Kind.NOTIFICATION:
             return await self._notify(peer, parsed, identity, session.id)
         if parsed.kind is Kind.RESPONSE:
-            await self.bridge.respond(peer, parsed.body)
+            await self.bridge.respond(peer, response_envelope(parsed))
         elif parsed.method == "initialize":
             if not await self.bridge.wait_connected(self.settings.drain_timeout):
                 return self.reject(503, INTERNAL_ERROR, "The MCP server is not available", started)

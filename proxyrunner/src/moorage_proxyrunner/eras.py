@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -53,6 +54,8 @@ PROTOCOL_VERSION_HEADER: Final = "mcp-protocol-version"
 METHOD_HEADER: Final = "mcp-method"
 NAME_HEADER: Final = "mcp-name"
 SESSION_HEADER: Final = "mcp-session-id"
+PARAM_HEADER_PREFIX: Final = "mcp-param-"
+"""2026-07-28: a tool argument mirrored into a header (`Mcp-Param-<Name>`)."""
 ROUTING_HEADERS: Final = frozenset({PROTOCOL_VERSION_HEADER, METHOD_HEADER, NAME_HEADER})
 
 NAME_BEARING: Final[Mapping[str, str]] = {
@@ -199,7 +202,7 @@ def duplicated_routing_header(names: Iterable[str]) -> str | None:
     seen: set[str] = set()
     for name in names:
         key = name.lower()
-        if key in ROUTING_HEADERS:
+        if key in ROUTING_HEADERS or key.startswith(PARAM_HEADER_PREFIX):
             if key in seen:
                 return key
             seen.add(key)
@@ -269,7 +272,70 @@ def check_modern_headers(body: Json, headers: Mapping[str, str]) -> LadderReject
             return LadderRejection(
                 HEADER_MISMATCH, f"Mcp-Name does not match the request's {name_key!r}"
             )
+    for header, (key, value) in mirrored_arguments(body, headers).items():
+        text = header_text(value)
+        if text is None or decode_header_value(headers[header]) != text:
+            return LadderRejection(
+                HEADER_MISMATCH, f"{header} does not match the argument {key[:64]!a}"
+            )
     return None
+
+
+def mirrored_arguments(body: Json, headers: Mapping[str, str]) -> dict[str, tuple[str, Any]]:
+    """`Mcp-Param-<X>` headers (lower-case names) of a `tools/call` with the argument each
+    mirrors: the one whose key is X, compared without case as header names are.
+
+    A tool's schema may mirror an argument under another name (`x-mcp-header`); the proxy does
+    not keep tools' schemas, so a header naming no argument is not forwarded (`param_headers`):
+    a server must not read a value from a header that the body, which was authorised, does not
+    state."""
+    if body.get("method") != "tools/call":
+        return {}
+    params = body.get("params")
+    arguments = params.get("arguments") if isinstance(params, dict) else None
+    if not isinstance(arguments, dict):
+        return {}
+    mirrored: dict[str, tuple[str, Any]] = {}
+    by_lower = None
+    for header in headers:
+        if not header.startswith(PARAM_HEADER_PREFIX):
+            continue
+        if by_lower is None:
+            by_lower = {key.lower(): key for key in arguments}
+        key = by_lower.get(header[len(PARAM_HEADER_PREFIX) :])
+        if key is not None:
+            mirrored[header] = (key, arguments[key])
+    return mirrored
+
+
+def header_text(value: Any) -> str | None:
+    """An argument's value as an `Mcp-Param-*` header carries it; None for objects, arrays and
+    null, which no header mirrors."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return json.dumps(value)
+    return None
+
+
+def param_headers(body: Json, headers: Mapping[str, str]) -> dict[str, str]:
+    """The `Mcp-Param-*` headers to forward with a modern request (`headers` as sent): those
+    mirroring an argument of the body and equal to it. `check_modern_headers` has refused a
+    request whose headers differ; this holds on its own too (a body without the envelope is
+    not checked there, and goes on to a server that refuses it)."""
+    lowered = {
+        name.lower(): name for name in headers if name.lower().startswith(PARAM_HEADER_PREFIX)
+    }
+    if not lowered:
+        return {}
+    sent = {name: headers[original] for name, original in lowered.items()}
+    return {
+        lowered[name]: sent[name]
+        for name, (_, value) in mirrored_arguments(body, sent).items()
+        if (text := header_text(value)) is not None and decode_header_value(sent[name]) == text
+    }
 
 
 def notification_refusal(method: str, *, modern: bool) -> LadderRejection | None:

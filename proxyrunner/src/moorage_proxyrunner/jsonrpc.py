@@ -13,7 +13,9 @@ and audits its own reading of the message and the server must not be able to rea
 way: an object with a duplicate key, or with two keys that differ only in case (Go's
 `encoding/json`, among others, matches keys case-insensitively, the last one winning), is
 refused wherever it occurs, and so is a string holding a lone UTF-16 surrogate (not Unicode: it
-cannot be audited or re-encoded as UTF-8). The message is then forwarded as `encode` writes the
+cannot be audited or re-encoded as UTF-8). Its envelope is a closed set and the members of its
+protocol objects are spelt exactly (`members`): a key Go would read as `method`, `id` or `name`
+cannot hide next to what the proxy reads. The message is then forwarded as `encode` writes the
 parsed object, never as the client's bytes.
 """
 
@@ -24,6 +26,8 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Final
+
+from moorage_proxyrunner.members import foreign_envelope_key, misspelt_member
 
 PARSE_ERROR: Final = -32700
 INVALID_REQUEST: Final = -32600
@@ -170,7 +174,64 @@ def parse_client_message(data: bytes | str) -> Message | Rejection:
             "Parse error: a string in the message holds a lone UTF-16 surrogate "
             "(\\ud800-\\udfff without its pair), which is not Unicode text",
         )
-    return classify(decoded)
+    classified = classify(decoded)
+    if isinstance(classified, Rejection):
+        return classified
+    return envelope_rejection(classified)
+
+
+def envelope_rejection(message: Message) -> Message | Rejection:
+    """`message` when its envelope is closed and its protocol members spelt exactly, else why
+    not (`members`); client messages only, a server's are read leniently."""
+    body = message.body
+    foreign = foreign_envelope_key(body)
+    if foreign is not None:
+        return Rejection(
+            INVALID_REQUEST,
+            f"The key {foreign[:64]!a} is not a JSON-RPC member; a message has only jsonrpc, "
+            "id, method and params (a request), or jsonrpc, id and result or error (a response)",
+            message.id,
+        )
+    if message.kind is Kind.RESPONSE:
+        if "params" in body:
+            return Rejection(
+                INVALID_REQUEST,
+                'A response has no "params" member; send result or error',
+                message.id,
+            )
+    else:
+        stray = "result" if "result" in body else "error" if "error" in body else None
+        if stray is not None:
+            return Rejection(
+                INVALID_REQUEST,
+                f'A request or notification has no "{stray}" member; a response has no "method"',
+                message.id,
+            )
+    misspelt = misspelt_member(body)
+    if misspelt is not None:
+        code = INVALID_REQUEST if not misspelt.path else INVALID_PARAMS
+        return Rejection(code, misspelt.describe(), message.id)
+    return message
+
+
+def response_envelope(message: Message) -> Json:
+    """A client's response rebuilt from the members the proxy read (the envelope is closed
+    already; rebuilding keeps it so whatever changes upstream of this)."""
+    body = message.body
+    out: Json = {"jsonrpc": "2.0", "id": body["id"]}
+    if "result" in body:
+        out["result"] = body["result"]
+    else:
+        out["error"] = body["error"]
+    return out
+
+
+def notification_envelope(body: Json) -> Json:
+    """A client notification rebuilt from its method and params only."""
+    out: Json = {"jsonrpc": "2.0", "method": body["method"]}
+    if "params" in body:
+        out["params"] = body["params"]
+    return out
 
 
 def classify(decoded: Any) -> Message | Rejection:

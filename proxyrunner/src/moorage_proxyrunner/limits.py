@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from moorage_core.readtimeouts import (
@@ -77,11 +77,16 @@ class Limits:
     """MAX_BACKEND_INFLIGHT / --max-backend-inflight: requests written to a shared stdio
     server and not yet answered; beyond it requests wait and are written round-robin between
     sessions. Default 64."""
+    max_subscriptions_per_session: int = 256
+    """MAX_SUBSCRIPTIONS_PER_SESSION / --max-subscriptions-per-session: resource subscriptions
+    one session (on the 2026-07-28 wire: one `subscriptions/listen`) may hold at a shared stdio
+    server, each kept until it ends; one more is refused with JSON-RPC error -32000 (HTTP 429).
+    Default 256."""
     resume_window: int = 256
     """RESUME_WINDOW / --resume-window: SSE events kept per legacy session of a shared stdio
-    server (and at most 1 MiB of them) so that a client that lost a stream can
-    resume it with `Last-Event-ID`; an older id is refused with HTTP 400. 0: events carry no
-    ids and nothing is kept. Default 256."""
+    server (and at most 1 MiB of them) so that a client that lost a stream can resume it with
+    `Last-Event-ID`; an older id is refused with HTTP 400. 0: events carry no ids and nothing
+    is kept. Default 256."""
 
     @property
     def read_timeouts(self) -> ReadTimeouts:
@@ -152,6 +157,14 @@ _SPECS: tuple[SettingSpec, ...] = (
         "requests in flight at a shared stdio server",
     ),
     SettingSpec(
+        "max_subscriptions_per_session",
+        "MAX_SUBSCRIPTIONS_PER_SESSION",
+        "max-subscriptions-per-session",
+        _count,
+        "N",
+        "resource subscriptions per session",
+    ),
+    SettingSpec(
         "resume_window",
         "RESUME_WINDOW",
         "resume-window",
@@ -207,4 +220,18 @@ def capabilities_refusal(request_id: RequestId | None, limit: int) -> Json:
         request_id,
         INVALID_PARAMS,
         f"params.capabilities is larger than {limit} bytes as JSON",
+    )
+
+
+def is_over_subscriptions(held: Collection[str], wanted: Iterable[str], limit: int) -> bool:
+    """Whether holding `wanted` too would take a session past `limit` subscriptions."""
+    return len(set(held).union(wanted)) > limit
+
+
+def subscriptions_refusal(request_id: RequestId | None, limit: int) -> Json:
+    return error_response(
+        request_id,
+        LIMIT_REACHED,
+        f"Too many resource subscriptions: at most {limit} per session "
+        "(MAX_SUBSCRIPTIONS_PER_SESSION); unsubscribe from one and retry",
     )

@@ -6,7 +6,9 @@ server's. A hidden tool must be indistinguishable from a nonexistent one, so a c
 the client cannot see (hidden, the old name of a renamed tool, a server tool shadowed by another
 tool's new name) is sent to the server under a stand-in name no tool has, and the server's own
 answer for an unknown tool comes back with the client's name put back: the client gets exactly
-what a nonexistent tool gets, whatever the server answers for those.
+what a nonexistent tool gets, whatever the server answers for those. A `tools/call` without a
+string `name` is refused here (-32602), not passed on: a server reading the message another way
+(a `Name` key, say) could find a tool the filter never saw.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from moorage_proxyrunner import audit
-from moorage_proxyrunner.jsonrpc import Json
+from moorage_proxyrunner.jsonrpc import INVALID_PARAMS, Json, error_response
 from moorage_proxyrunner.pipeline import CallNext, McpCall, Reply
 
 STAND_IN_PREFIX = "moorage-unknown-"
@@ -117,6 +119,12 @@ class ToolFilterStep:
 
     async def __call__(self, call: McpCall, call_next: CallNext) -> Reply:
         policy = self.policy
+        if call.method == "tools/call" and not isinstance(call.params.get("name"), str):
+            # Refused, not passed on: a server might find a name where the filter found none.
+            return Reply(
+                error_response(call.id, INVALID_PARAMS, 'tools/call needs "name": a string'),
+                status=400,
+            )
         if not policy.is_active:
             return await call_next(call)
         if call.method == "tools/list":
@@ -127,9 +135,7 @@ class ToolFilterStep:
             return reply
         if call.method == "tools/call":
             params = call.params
-            name = params.get("name")
-            if not isinstance(name, str):
-                return await call_next(call)  # the server rejects it: no tool has such a name
+            name = params["name"]
             server_name = policy.server_name(name)
             if server_name is None:
                 return await answer_as_unknown(call, name, call_next)

@@ -6,7 +6,10 @@ case-insensitively with the last one winning, so `{"name": "public_echo", "Name"
 backend alike) such a message is refused before anything reaches the server; a clean call runs
 exactly the tool that was authorised, and the audit records name it and the client's own id.
 Requests that cannot be audited (a lone surrogate) and notifications clients do not send are
-refused too, on streamable HTTP and on legacy HTTP+SSE.
+refused too, on streamable HTTP and on legacy HTTP+SSE. So is a single key the proxy does not
+read but Go does: a member outside the JSON-RPC envelope (`Method` beside a fake `result`, `ID`
+on a notification), a protocol member in other case (`Name`, `Arguments`), an argument key in
+other case from the one the Cedar policies read (`Path`).
 """
 
 from __future__ import annotations
@@ -87,7 +90,10 @@ class Session:
 
 @contextlib.asynccontextmanager
 async def served(
-    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    kind: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    settings: dict[str, Any] | None = None,
 ) -> AsyncIterator[Served]:
     """The proxy in front of the server, over stdio or streamable HTTP."""
     log = tmp_path / "caseserver.jsonl"
@@ -99,7 +105,7 @@ async def served(
         else:
             url = await stack.enter_async_context(serving_toolbox("http", command))
             backend = LocalBackend(transport="streamable-http", target_urls=(url,))
-        proxy = await stack.enter_async_context(running_proxy(backend, **SETTINGS))
+        proxy = await stack.enter_async_context(running_proxy(backend, **(settings or SETTINGS)))
         yield Served(proxy, log, kind)
 
 
@@ -174,6 +180,129 @@ async def test_ambiguous_keys_never_reach_a_case_insensitive_server(
     assert (forward["forwarded_target"], forward["request_id"]) == ("public_echo", "mine")
 
 
+SINGLE_VARIANTS = {
+    # A fake response: no "method", so not a request to the proxy; Go reads Method and Params.
+    "fake-response-result": (
+        b'{"jsonrpc":"2.0","id":5,"result":{},"Method":"tools/call",'
+        b'"Params":{"name":"delete_everything"}}',
+        -32600,
+        "'Method' is not a JSON-RPC member",
+    ),
+    "fake-response-error": (
+        b'{"jsonrpc":"2.0","id":5,"error":{"code":1,"message":"m"},"Method":"tools/call",'
+        b'"Params":{"name":"delete_everything"}}',
+        -32600,
+        "'Method' is not a JSON-RPC member",
+    ),
+    # The only name is in other case: the filter and Cedar see none, Go reads it.
+    "name-in-other-case": (
+        b'{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"Name":"delete_everything"}}',
+        -32602,
+        "'Name' in params differs only in case from the MCP member 'name'",
+    ),
+    "arguments-in-other-case": (
+        b'{"jsonrpc":"2.0","id":5,"method":"tools/call",'
+        b'"params":{"name":"public_echo","Arguments":{"text":"x"}}}',
+        -32602,
+        "'Arguments' in params differs only in case from the MCP member 'arguments'",
+    ),
+    # An id on a notification: Go answers it as request 3, which the stdio bridge could route
+    # to another session's request 3.
+    "notification-with-id": (
+        b'{"jsonrpc":"2.0","method":"notifications/progress","ID":3,'
+        b'"params":{"progressToken":1,"progress":1}}',
+        -32600,
+        "'ID' is not a JSON-RPC member",
+    ),
+    # The stdio bridge maps `progressToken` to its own; Go would read this one unmapped.
+    "meta-progress-token-in-other-case": (
+        b'{"jsonrpc":"2.0","id":5,"method":"tools/call",'
+        b'"params":{"name":"public_echo","_meta":{"ProgressToken":1}}}',
+        -32602,
+        "'ProgressToken' in params._meta differs only in case from the MCP member 'progressToken'",
+    ),
+    "progress-token-in-other-case": (
+        b'{"jsonrpc":"2.0","method":"notifications/progress",'
+        b'"params":{"ProgressToken":1,"progress":1}}',
+        -32602,
+        "'ProgressToken' in params differs only in case from the MCP member 'progressToken'",
+    ),
+}
+
+
+async def test_single_keys_in_other_case_never_reach_a_case_insensitive_server(
+    session: Session, capsys: pytest.CaptureFixture[str]
+) -> None:
+    srv = session.served
+    for name, (body, code, text) in SINGLE_VARIANTS.items():
+        status, answer = await session.post(body)
+        assert status == 400, name
+        assert answer is not None
+        assert answer["error"]["code"] == code, name
+        assert text in answer["error"]["message"], name
+    # The server acted on none of them; a clean call after them still runs.
+    status, answer = await session.post(
+        b'{"jsonrpc":"2.0","id":6,"method":"tools/call",'
+        b'"params":{"name":"public_echo","arguments":{}}}',
+    )
+    assert (status, answer and answer["id"]) == (200, 6)
+    assert srv.ran() == ["public_echo"]
+    assert all(e["method"] != "notifications/progress" for e in srv.entries())
+    assert all(
+        r["method"] != "notifications/progress" for r in audit_records(capsys.readouterr().out)
+    )
+
+
+async def test_the_modern_wire_refuses_client_responses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with served("http", tmp_path, monkeypatch) as srv, aiohttp.ClientSession() as http:
+        headers = {**JSON, "MCP-Protocol-Version": MODERN}
+        answer = {"jsonrpc": "2.0", "id": 5, "result": {}}
+        async with http.post(srv.proxy.mcp, json=answer, headers=headers) as resp:
+            assert resp.status == 400
+            assert (await resp.json())["error"]["message"] == (
+                "Clients do not send responses on the 2026-07-28 wire"
+            )
+    assert srv.entries() == []
+
+
+FORBID_ETC = [
+    'permit(principal, action == Action::"call_tool", resource == Tool::"public_echo");',
+    "forbid(principal, action, resource) when "
+    '{ context.arguments has path && context.arguments.path like "/etc/*" };',
+]
+
+
+@pytest.mark.parametrize("kind", ["stdio", "http"])
+async def test_arguments_are_spelt_as_the_policies_read_them(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = {"audit": True, "authz": RunConfigAuthz(policies=FORBID_ETC)}
+    async with (
+        served(kind, tmp_path, monkeypatch, settings) as srv,
+        aiohttp.ClientSession() as http,
+    ):
+        session = Session(srv, http, await initialize(http, srv.proxy.mcp))
+
+        def call(arguments: dict[str, Any]) -> bytes:
+            params = {"name": "public_echo", "arguments": arguments}
+            return json.dumps(
+                {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": params}
+            ).encode()
+
+        status, answer = await session.post(call({"Path": "/etc/shadow"}))
+        assert status == 400
+        assert answer is not None
+        assert answer["error"]["code"] == -32602
+        assert "'Path' differs only in case from 'path'" in answer["error"]["message"]
+        status, _ = await session.post(call({"path": "/etc/shadow"}))
+        assert status == 403
+        status, _ = await session.post(call({"path": "/tmp/x"}))
+        assert status == 200
+    assert [e["arguments"] for e in srv.entries() if e["kind"] == "call"] == [{"path": "/tmp/x"}]
+
+
 async def test_a_denied_call_is_refused_and_audited_under_the_clients_id(
     session: Session, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -243,6 +372,14 @@ async def test_the_modern_wire_forwards_routing_headers_taken_from_the_body(
         }
         async with http.post(srv.proxy.mcp, json=modern, headers=headers) as resp:
             assert resp.status == 200
+        # A mirrored argument must say what the body says.
+        mirrored = {**modern, "params": {**modern["params"], "arguments": {"path": "/tmp"}}}
+        lying = {**headers, "Mcp-Param-Path": "/etc"}
+        async with http.post(srv.proxy.mcp, json=mirrored, headers=lying) as resp:
+            assert resp.status == 400
+            answer = await resp.json()
+            assert answer["error"]["code"] == -32020
+            assert answer["error"]["message"] == "mcp-param-path does not match the argument 'path'"
         # A legacy client's stray routing headers are not the server's to read.
         forged = {**JSON, "Mcp-Method": "tools/call", "Mcp-Name": "delete_everything"}
         legacy = {"jsonrpc": "2.0", "id": 4, "method": "tools/call"}
@@ -304,6 +441,19 @@ async def test_legacy_sse_refuses_the_same_and_audits_the_clients_id(
             "server-notification": (
                 b'{"jsonrpc":"2.0","method":"notifications/resources/updated"}',
                 -32601,
+            ),
+            "fake-response": (
+                b'{"jsonrpc":"2.0","id":1,"result":{},"Method":"tools/call",'
+                b'"Params":{"name":"delete_everything"}}',
+                -32600,
+            ),
+            "notification-with-id": (
+                b'{"jsonrpc":"2.0","method":"notifications/roots/list_changed","ID":2}',
+                -32600,
+            ),
+            "name-in-other-case": (
+                b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"NAME":"x"}}',
+                -32602,
             ),
         }
         for name, (body, code) in refused.items():

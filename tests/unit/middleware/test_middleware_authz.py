@@ -20,7 +20,9 @@ from moorage_proxyrunner.authz import (
     cedar_string,
     cedar_value,
     compile_authz,
+    misspelt_argument,
     principal_entity,
+    read_attributes,
 )
 from moorage_proxyrunner.pipeline import ANONYMOUS, Identity, McpCall, Pipeline, Reply
 from moorage_proxyrunner.toolfilter import ToolFilterStep, ToolOverride, ToolPolicy
@@ -434,3 +436,70 @@ def test_entities_too_deep_for_json_are_a_config_error() -> None:
     deep = '[{"uid": {"type": "G", "id": "g"}, "attrs": {"a": ' + "[" * 5_000 + "]" * 5_000 + "}}]"
     with pytest.raises(AuthzConfigError, match="entities_json: nested too deeply"):
         compile_authz(["permit(principal, action, resource);"], deep)
+
+
+def test_the_attributes_policies_read_are_collected_by_their_folded_names() -> None:
+    compiled = compile_authz(
+        [
+            "forbid(principal, action, resource) when { context.arguments has path && "
+            'context.arguments.path like "/etc/*" };',
+            'permit(principal, action, resource) when { context.arguments["Deep"].x == '
+            '{Mode: 1, "b c": 2} && principal has groups };',
+            "permit(principal, action, resource) when { context has Path };",
+        ]
+    )
+    assert read_attributes({"conditions": [{".": {"attr": "a"}}, [{"has": {"attr": "b"}}]]}) == {
+        "a",
+        "b",
+    }
+    spellings = compiled.spellings
+    assert spellings["path"] == {"path", "Path"}
+    assert spellings["deep"] == {"Deep"}
+    assert spellings["x"] == {"x"}
+    assert spellings["mode"] == {"Mode"}
+    assert spellings["b c"] == {"b c"}
+    assert spellings["groups"] == {"groups"}
+    assert spellings["arguments"] == {"arguments"}
+
+
+@pytest.mark.parametrize(
+    ("arguments", "found"),
+    [
+        ({"path": "/etc/shadow"}, None),
+        ({"Path": "/etc/shadow"}, ("Path", "path")),
+        ({"PATH": 1, "other": 2}, ("PATH", "path")),
+        ({"deep": [{"x": {"Path": "/etc"}}]}, ("Path", "path")),
+        ({"\u017fource": "UTC"}, ("\u017fource", "source")),
+        ({"Other": 1, "Name": 2}, None),
+        ("not an object", None),
+    ],
+    ids=["exact", "capital", "upper", "nested", "long-s", "unread-keys", "not-an-object"],
+)
+def test_argument_keys_must_be_spelt_as_the_policies_read_them(
+    arguments: Any, found: tuple[str, str] | None
+) -> None:
+    spellings = {"path": frozenset({"path"}), "source": frozenset({"source"})}
+    assert misspelt_argument(arguments, spellings) == found
+    assert misspelt_argument(arguments, {}) is None
+
+
+async def test_a_call_with_a_misspelt_policy_attribute_is_refused_before_cedar() -> None:
+    policies = [
+        "permit(principal, action, resource);",
+        "forbid(principal, action, resource) when { context.arguments has path && "
+        'context.arguments.path like "/etc/*" };',
+    ]
+    chain = Pipeline([AuthzStep(Authorizer(compile_authz(policies)))]).bind(backend)
+    for method in ("tools/call", "prompts/get"):
+        refused = await chain(call(method, {"name": "t", "arguments": {"Path": "/etc/shadow"}}))
+        assert refused.status == 400
+        assert refused.message is not None
+        assert refused.message["error"]["code"] == -32602
+        assert refused.message["error"]["message"] == (
+            "The argument key 'Path' differs only in case from 'path', which the authorisation "
+            "policies read; spell it 'path'"
+        )
+    denied = await chain(call("tools/call", {"name": "t", "arguments": {"path": "/etc/shadow"}}))
+    assert denied.status == 403
+    allowed = await chain(call("tools/call", {"name": "t", "arguments": {"PATHS": "/etc"}}))
+    assert allowed.status == 200

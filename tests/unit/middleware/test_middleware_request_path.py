@@ -10,8 +10,16 @@ handed as the backends do. For every message:
 - whatever is forwarded was recorded by the audit gate first, under the client's id, naming the
   forwarded target; the request's one audit record names the client's method, target and id;
 - a forwarded call is the one Cedar allowed: the same tool (as the client names it) and the same
-  arguments, and a decoder that folds key case (Go's) reads the same method and tool as Python;
-- nothing outside the methods the model knows is forwarded.
+  arguments;
+- with Cedar on, nothing outside the methods the model knows is forwarded;
+- a decoder that folds key case with the last key winning (Go's `encoding/json`) reads from the
+  forwarded bytes exactly what the proxy read, looked up by the exact names the proxy uses (its
+  own side is never folded): the method, the id, the tool name the filter saw, the URI, and the
+  argument attributes the policies read; a forwarded response carries no method or params.
+
+The generator also writes single case-variant keys (`Method`, `ID`, `Name`, `Arguments`,
+`Danger`), response-shaped messages carrying a request's members, and runs with and without
+Cedar (the tool filter alone must hold too).
 """
 
 from __future__ import annotations
@@ -86,6 +94,11 @@ MIDDLEWARE = Middleware(
 assert MIDDLEWARE.authz_step.authorizer is not None
 AUTHORIZER = RecordingAuthorizer(MIDDLEWARE.authz_step.authorizer)
 MIDDLEWARE.authz_step.authorizer = AUTHORIZER
+FILTER_ONLY = Middleware(
+    ProxySettings(audit=True, tool_policy=POLICY), registry=CollectorRegistry()
+)
+POLICY_ATTRIBUTES = ("mode", "danger")
+"""The argument attributes POLICIES read (written out here, apart from the proxy's reading)."""
 
 
 # -- raw JSON with whatever keys a client may send ------------------------------------------------
@@ -164,31 +177,51 @@ METHODS = st.sampled_from(
 )
 
 
+def spelt(draw: st.DrawFn, key: str, *, odd: bool) -> str:
+    """`key`, or when `odd` sometimes a single case variant of it (no exact twin beside it)."""
+    if not odd or draw(st.integers(0, 3)) > 0:
+        return key
+    return draw(st.sampled_from([key.upper(), key.title(), key.swapcase(), key.capitalize()]))
+
+
 @st.composite
 def messages(draw: st.DrawFn) -> bytes:
-    """Half plain messages, half with ambiguous keys, lone surrogates and odd ids in them."""
+    """Half plain messages, half with ambiguous or case-variant keys, lone surrogates, odd ids
+    and response shapes in them."""
     odd = draw(st.booleans())
     keys, text, value = ODD if odd else PLAIN
     arguments = draw(pairs_of(keys, value, odd=odd))
     if draw(st.booleans()) and all(key.casefold() != "mode" for key, _ in arguments):
-        arguments.append(("mode", dump("safe")))
+        arguments.append((spelt(draw, "mode", odd=odd), dump("safe")))
+    if odd and draw(st.booleans()) and all(key.casefold() != "danger" for key, _ in arguments):
+        arguments.append((spelt(draw, "danger", odd=odd), dump(True)))
     params: list[tuple[str, str]] = [
-        ("name", dump(draw(NAMES if not odd else text))),
-        ("uri", dump(draw(text))),
-        ("arguments", raw_object(draw(st.permutations(arguments)))),
+        (spelt(draw, "name", odd=odd), dump(draw(NAMES if not odd else text))),
+        (spelt(draw, "uri", odd=odd), dump(draw(text))),
+        (spelt(draw, "arguments", odd=odd), raw_object(draw(st.permutations(arguments)))),
     ]
     if odd and draw(st.booleans()):
         params.append((draw(st.sampled_from(["Name", "NAME", "name", "URI", "Arguments"])), "1"))
-    top: list[tuple[str, str]] = [
+    params_object = raw_object(draw(st.permutations(params)))
+    ids = st.integers(-(2**63), 2**63) | text
+    if odd:
+        ids |= st.none() | st.booleans() | st.floats(allow_nan=False)
+    if odd and draw(st.integers(0, 3)) == 0:
+        # Response-shaped: what a request says, hidden beside a result or an error.
+        answer = draw(st.sampled_from(['{"result":{}}', '{"error":{"code":1,"message":"m"}}']))
+        [(member, body)] = json.loads(answer).items()
+        top = [("jsonrpc", dump("2.0")), ("id", dump(draw(ids))), (member, dump(body))]
+        top.append((draw(st.sampled_from(["Method", "METHOD", "method"])), dump(draw(METHODS))))
+        if draw(st.booleans()):
+            top.append((draw(st.sampled_from(["Params", "params"])), params_object))
+        return raw_object(draw(st.permutations(top))).encode()
+    top = [
         ("jsonrpc", dump("2.0")),
-        ("method", dump(draw(METHODS))),
-        ("params", raw_object(draw(st.permutations(params)))),
+        (spelt(draw, "method", odd=odd), dump(draw(METHODS))),
+        (spelt(draw, "params", odd=odd), params_object),
     ]
     if draw(st.sampled_from([True, True, False])):
-        ids = st.integers(-(2**63), 2**63) | text
-        if odd:
-            ids |= st.none() | st.booleans() | st.floats(allow_nan=False)
-        top.append(("id", dump(draw(ids))))
+        top.append((spelt(draw, "id", odd=odd), dump(draw(ids))))
     if odd and draw(st.booleans()):
         extra = st.sampled_from(["Method", "ID", "id", "method", "Params", "jsonrpc"])
         top.append((draw(extra), draw(leaves(text))))
@@ -229,7 +262,7 @@ def audit_records(stream: io.StringIO) -> list[dict[str, Any]]:
 
 
 async def through_pipeline(
-    body: dict[str, Any], identity: Identity, stream: io.StringIO
+    body: dict[str, Any], identity: Identity, stream: io.StringIO, middleware: Middleware
 ) -> tuple[list[tuple[bytes, list[dict[str, Any]]]], Reply]:
     forwarded: list[tuple[bytes, list[dict[str, Any]]]] = []
 
@@ -241,18 +274,23 @@ async def through_pipeline(
         result: dict[str, Any] = {"tools": [{"name": "srv_echo"}, {"name": "secret"}]}
         return Reply({"jsonrpc": "2.0", "id": "backend-1", "result": result})
 
-    reply = await MIDDLEWARE.pipeline.bind(backend)(McpCall(body, identity, "legacy"))
+    reply = await middleware.pipeline.bind(backend)(McpCall(body, identity, "legacy"))
     return forwarded, reply
 
 
 @settings(
-    max_examples=300,
+    max_examples=400,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-@given(raw=messages(), identity=st.sampled_from(IDENTITIES), modern=st.booleans())
+@given(
+    raw=messages(),
+    identity=st.sampled_from(IDENTITIES),
+    modern=st.booleans(),
+    with_cedar=st.booleans(),
+)
 def test_what_is_forwarded_was_audited_and_authorised_as_sent(
-    raw: bytes, identity: Identity, modern: bool
+    raw: bytes, identity: Identity, modern: bool, with_cedar: bool
 ) -> None:
     checked = check_client_message(raw, modern=modern)
     decoded = json.loads(raw)
@@ -260,16 +298,25 @@ def test_what_is_forwarded_was_audited_and_authorised_as_sent(
         assert isinstance(checked, Refusal)
         event("refused at intake: ambiguous or not Unicode")
         return
-    if isinstance(checked, Refusal) or checked.kind is Kind.RESPONSE:
-        event("refused at intake: not a request or client notification")
+    if isinstance(checked, Refusal):
+        event("refused at intake")
         return
+    if checked.kind is Kind.RESPONSE:
+        # Forwarded as it is, unaudited (an answer to the server's own request): a server must
+        # not read a request into it.
+        go_view = json.loads(encode(checked.body), object_pairs_hook=folded_last_wins)
+        assert "method" not in go_view
+        assert "params" not in go_view
+        event("forwarded response")
+        return
+    middleware = MIDDLEWARE if with_cedar else FILTER_ONLY
     client_id = checked.id
     client_method = checked.method
     client_name = checked.params.get("name")
     stream = io.StringIO()
-    MIDDLEWARE.audit_step.writer = AuditWriter(stream)
+    middleware.audit_step.writer = AuditWriter(stream)
     AUTHORIZER.asked.clear()
-    forwarded, reply = asyncio.run(through_pipeline(checked.body, identity, stream))
+    forwarded, reply = asyncio.run(through_pipeline(checked.body, identity, stream, middleware))
 
     records = audit_records(stream)
     [final] = [r for r in records if r["event"] == "mcp_audit"]
@@ -288,29 +335,43 @@ def test_what_is_forwarded_was_audited_and_authorised_as_sent(
         return
 
     [(sent_bytes, audited_before)] = forwarded
-    event(f"forwarded {checked.kind.value} {checked.method}")
+    event(f"forwarded {checked.kind.value} {checked.method} (cedar: {with_cedar})")
     sent = json.loads(sent_bytes)
     assert not is_ambiguous(sent_bytes)
-    assert sent["method"] in KNOWN_METHODS
+    if with_cedar:
+        assert sent["method"] in KNOWN_METHODS  # fail closed: the model's methods only
     assert sent.get("id") == client_id
-    go_view = json.loads(sent_bytes, object_pairs_hook=folded_last_wins)
-    assert go_view["method"] == sent["method"]
     forward = audited_before[-1]
     assert forward["event"] == "mcp_audit_forward"
     assert (forward["request_id"], forward["forwarded_method"]) == (client_id, sent["method"])
+
+    # What a case-folding, last-key-wins decoder reads, against the proxy's exact reading.
+    go_view = json.loads(sent_bytes, object_pairs_hook=folded_last_wins)
+    assert go_view.get("method") == sent.get("method")
+    assert go_view.get("id") == sent.get("id")
+    assert ("params" in go_view) == ("params" in sent)
+    go_params = go_view.get("params") if isinstance(go_view.get("params"), dict) else {}
+    sent_params = sent.get("params") or {}
+    for member in ("name", "uri"):
+        assert go_params.get(member) == sent_params.get(member), member
     if sent["method"] in ("tools/call", "prompts/get", "resources/read"):
         member = "uri" if sent["method"] == "resources/read" else "name"
-        assert go_view["params"][member] == sent["params"][member]
-        assert forward["forwarded_target"] == sent["params"][member]
+        assert forward["forwarded_target"] == sent_params.get(member)
     if sent["method"] == "tools/call":
-        target, arguments, allowed = AUTHORIZER.asked[-1]
-        assert allowed
-        assert target.name == POLICY.client_name(sent["params"]["name"])
-        assert target.name == client_name
-        sent_arguments = sent["params"].get("arguments")
-        assert cedar_record(arguments) == cedar_record(sent_arguments)
-        assert go_view["params"]["arguments"] == folded_args(sent_arguments)
-
-
-def folded_args(arguments: Any) -> Any:
-    return json.loads(json.dumps(arguments), object_pairs_hook=folded_last_wins)
+        # The tool filter saw `name` as a string, and that is what the server reads.
+        assert isinstance(sent_params.get("name"), str)
+        assert ("arguments" in go_params) == ("arguments" in sent_params)
+        if with_cedar:
+            target, arguments, allowed = AUTHORIZER.asked[-1]
+            assert allowed
+            assert target.name == POLICY.client_name(sent_params["name"])
+            assert target.name == client_name
+            assert cedar_record(arguments) == cedar_record(sent_params.get("arguments"))
+            seen_by_cedar = arguments if isinstance(arguments, dict) else {}
+            go_arguments = go_params.get("arguments")
+            go_arguments = go_arguments if isinstance(go_arguments, dict) else {}
+            for attr in POLICY_ATTRIBUTES:
+                assert (attr in go_arguments) == (attr in seen_by_cedar), attr
+                cedar_side = seen_by_cedar.get(attr)
+                if not isinstance(cedar_side, dict | list):
+                    assert go_arguments.get(attr) == cedar_side, attr

@@ -363,6 +363,40 @@ async def test_requests_while_the_backend_is_down_get_an_error_not_a_hang() -> N
         await bridge.stop()
 
 
+async def test_a_client_notification_goes_on_rebuilt_from_its_method_and_params(
+    harness: Harness,
+) -> None:
+    alice = harness.peer("alice")
+    await harness.bridge.notify(
+        alice,
+        {
+            "jsonrpc": "2.0",
+            "method": "notifications/roots/list_changed",
+            "id": 3,
+            "params": {"_meta": {}},
+        },
+    )
+    forwarded = await harness.server.read("notifications/roots/list_changed")
+    assert forwarded == {
+        "jsonrpc": "2.0",
+        "method": "notifications/roots/list_changed",
+        "params": {"_meta": {}},
+    }
+
+
+async def test_a_server_answer_to_an_id_the_bridge_did_not_issue_reaches_nobody(
+    harness: Harness,
+) -> None:
+    alice = harness.peer("alice")
+    exchange = await harness.send(alice, 3, "tools/call", {"name": "wait"})
+    forwarded = await harness.server.read("tools/call")
+    # An answer under the client's own id (3), or any id not in flight, is not routed.
+    for stray in [i for i in (3, "3", forwarded["id"] + 1000) if i != forwarded["id"]]:
+        harness.server.write({"jsonrpc": "2.0", "id": stray, "error": {"code": 1, "message": "x"}})
+    harness.server.write({"jsonrpc": "2.0", "id": forwarded["id"], "result": {"ok": True}})
+    assert (await finished(exchange))["result"] == {"ok": True}
+
+
 async def server_caught_up(harness: Harness) -> None:
     """Wait until the bridge has handled what the server wrote so far (it answers a ping)."""
     harness.server.write({"jsonrpc": "2.0", "id": "caught-up", "method": "ping"})

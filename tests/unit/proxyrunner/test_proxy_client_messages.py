@@ -7,7 +7,7 @@ import json
 import pytest
 
 from moorage_proxyrunner import eras
-from moorage_proxyrunner.backends.reverse import routing_headers
+from moorage_proxyrunner.backends.reverse import forwarded_headers, routing_headers
 from moorage_proxyrunner.jsonrpc import (
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
@@ -170,3 +170,84 @@ def test_routing_headers_are_written_from_the_forwarded_message(
 ) -> None:
     client = {"Accept": "*/*", "mcp-method": "tools/list", "MCP-NAME": "delete_everything"}
     assert routing_headers(client, message, modern=modern) == expected
+
+
+def test_get_and_delete_forward_no_routing_headers_of_the_client() -> None:
+    client = {
+        "Accept": "text/event-stream",
+        "Mcp-Session-Id": "s",
+        "Mcp-Method": "tools/call",
+        "mcp-name": "delete_everything",
+        "Mcp-Param-Path": "/etc",
+        "Authorization": "Bearer t",
+    }
+    assert forwarded_headers(client) == {"Accept": "text/event-stream", "Mcp-Session-Id": "s"}
+
+
+MODERN_CALL: dict[str, object] = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "tools/call",
+    "params": {
+        "name": "t",
+        "arguments": {"region": "eu", "count": 3, "dry": True, "ratio": 0.5, "deep": {}},
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"},
+    },
+}
+ROUTED = {"mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call", "mcp-name": "t"}
+
+
+@pytest.mark.parametrize(
+    ("params", "refused"),
+    [
+        ({}, None),
+        ({"mcp-param-region": "eu", "mcp-param-count": "3", "mcp-param-dry": "true"}, None),
+        ({"mcp-param-ratio": "0.5", "mcp-param-unknown": "anything"}, None),
+        ({"mcp-param-region": "=?base64?ZXU=?="}, None),
+        ({"mcp-param-region": "us"}, "mcp-param-region does not match the argument 'region'"),
+        ({"mcp-param-count": "03"}, "mcp-param-count does not match the argument 'count'"),
+        ({"mcp-param-deep": "{}"}, "mcp-param-deep does not match the argument 'deep'"),
+    ],
+    ids=["none", "equal", "float-and-unknown", "base64", "other", "number-text", "object"],
+)
+def test_param_headers_must_equal_the_argument_they_name(
+    params: dict[str, str], refused: str | None
+) -> None:
+    rejection = eras.check_modern_headers(MODERN_CALL, {**ROUTED, **params})
+    if refused is None:
+        assert rejection is None
+    else:
+        assert rejection is not None
+        assert (rejection.code, rejection.message) == (eras.HEADER_MISMATCH, refused)
+
+
+def test_only_param_headers_naming_an_argument_go_on_and_only_once() -> None:
+    sent = {"Mcp-Param-Region": "eu", "MCP-PARAM-UNKNOWN": "x", "Accept": "*/*"}
+    assert eras.param_headers(MODERN_CALL, sent) == {"Mcp-Param-Region": "eu"}
+    listing = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+    assert eras.param_headers(listing, sent) == {}
+    out = routing_headers(
+        {"Accept": "*/*", "Mcp-Param-Region": "us"},
+        MODERN_CALL,
+        modern=True,
+        params={"Mcp-Param-Region": "eu"},
+    )
+    assert out == {
+        "Accept": "*/*",
+        "Mcp-Param-Region": "eu",
+        "Mcp-Method": "tools/call",
+        "Mcp-Name": "t",
+    }
+    legacy = routing_headers({"Mcp-Param-Region": "eu"}, MODERN_CALL, modern=False)
+    assert legacy == {}
+    assert eras.duplicated_routing_header(["Mcp-Param-A", "mcp-param-a"]) == "mcp-param-a"
+
+
+def test_a_param_header_differing_from_its_argument_never_goes_on_even_unchecked() -> None:
+    # No envelope: the header rung has nothing to compare with, the server refuses the body.
+    bare = {"jsonrpc": "2.0", "id": 1, "method": "tools/call"}
+    bare["params"] = {"name": "t", "arguments": {"region": "eu", "deep": {}}}
+    assert eras.check_modern_headers(bare, {"mcp-param-region": "us"}) is None
+    sent = {"Mcp-Param-Region": "us", "Mcp-Param-Deep": "{}"}
+    assert eras.param_headers(bare, sent) == {}
+    assert eras.param_headers(bare, {"Mcp-Param-Region": "eu"}) == {"Mcp-Param-Region": "eu"}

@@ -358,3 +358,71 @@ async def test_a_trickling_client_is_cut_while_an_sse_stream_stays_open(
     finally:
         stop.set()
         await serving
+
+
+# ---- resource subscriptions ----
+
+
+def subscribe(method: str, uri: str, request_id: int) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "method": method, "params": {"uri": uri}}
+
+
+async def test_a_session_over_its_subscription_limit_is_refused() -> None:
+    async with proxy_with(max_subscriptions_per_session=2) as proxy:
+        session = await proxy.session()
+        headers = {**JSON, "Accept": "application/json", "Mcp-Session-Id": session}
+
+        async def post(method: str, uri: str, request_id: int) -> tuple[int, dict[str, Any]]:
+            body = subscribe(method, uri, request_id)
+            resp = await proxy.client.post("/mcp", json=body, headers=headers)
+            return resp.status, await resp.json()
+
+        async def forwarded(method: str, uri: str, request_id: int) -> dict[str, Any]:
+            answer = asyncio.create_task(post(method, uri, request_id))
+            request = await proxy.server.read(method)
+            assert request["params"] == {"uri": uri}
+            proxy.server.write({"jsonrpc": "2.0", "id": request["id"], "result": {}})
+            status, reply = await answer
+            assert status == 200
+            return reply
+
+        await forwarded("resources/subscribe", "file:///a", 1)
+        await forwarded("resources/subscribe", "file:///b", 2)
+        # Holding one again takes nothing more.
+        assert await post("resources/subscribe", "file:///a", 3) == (
+            200,
+            {"jsonrpc": "2.0", "id": 3, "result": {}},
+        )
+        status, refused = await post("resources/subscribe", "file:///c", 4)
+        assert status == 429
+        assert refused["id"] == 4
+        assert refused["error"]["code"] == LIMIT_REACHED
+        assert refused["error"]["message"] == (
+            "Too many resource subscriptions: at most 2 per session "
+            "(MAX_SUBSCRIPTIONS_PER_SESSION); unsubscribe from one and retry"
+        )
+        await forwarded("resources/unsubscribe", "file:///a", 5)
+        await forwarded("resources/subscribe", "file:///c", 6)
+
+
+async def test_a_listen_asking_for_more_subscriptions_than_the_limit_is_refused() -> None:
+    async with proxy_with(max_subscriptions_per_session=2) as proxy:
+        version = eras.MODERN_VERSIONS[0]
+        body = {
+            "jsonrpc": "2.0",
+            "id": 9,
+            "method": "subscriptions/listen",
+            "params": {
+                "_meta": {
+                    eras.PROTOCOL_VERSION_KEY: version,
+                    eras.CLIENT_CAPABILITIES_KEY: {},
+                },
+                "notifications": {"resourceSubscriptions": ["file:///a", "file:///b", "c:"]},
+            },
+        }
+        headers = {**JSON, "MCP-Protocol-Version": version, "Mcp-Method": "subscriptions/listen"}
+        resp = await proxy.client.post("/mcp", json=body, headers=headers)
+        assert resp.status == 429
+        answer = await resp.json()
+        assert (answer["id"], answer["error"]["code"]) == (9, LIMIT_REACHED)
+        assert "at most 2 per session" in answer["error"]["message"]

@@ -101,3 +101,27 @@ async def test_the_policy_can_be_swapped_live() -> None:
     assert len((await chain(call("tools/list", {}))).message["result"]["tools"]) == 3  # type: ignore[index]
     step.policy = ToolPolicy(allowed=frozenset({"read"}))
     assert len((await chain(call("tools/list", {}))).message["result"]["tools"]) == 1  # type: ignore[index]
+
+
+@pytest.mark.parametrize("policy", [POLICY, ToolPolicy()], ids=["active", "empty"])
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"name": 1}, {"name": None}, {"Name": "delete"}],
+    ids=["missing", "number", "null", "other-case"],
+)
+async def test_a_call_without_a_string_name_is_refused_not_passed_on(
+    policy: ToolPolicy, params: dict[str, Any]
+) -> None:
+    reached: list[McpCall] = []
+
+    async def backend(c: McpCall) -> Reply:
+        reached.append(c)
+        return Reply({"jsonrpc": "2.0", "id": c.id, "result": {}})
+
+    reply = await Pipeline([ToolFilterStep(policy)]).bind(backend)(call("tools/call", params))
+    assert reached == []
+    assert reply.status == 400
+    assert reply.message is not None
+    assert reply.message["id"] == 9
+    assert reply.message["error"]["code"] == -32602
+    assert reply.message["error"]["message"] == 'tools/call needs "name": a string'

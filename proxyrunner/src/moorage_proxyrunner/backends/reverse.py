@@ -2,11 +2,11 @@
 
 `streamable-http` servers are reached at their `/mcp` URL: each client POST/GET/DELETE is
 forwarded with the MCP headers (session, protocol version, `Mcp-Method`/`Mcp-Name`/
-`Mcp-Param-*`, `Last-Event-ID`) and the answer streams back chunk by chunk, never buffered. A
-session is pinned to the target that created it (learned from the `Mcp-Session-Id` it
-returned). Legacy `sse` servers are reached at their `/sse` URL: the proxy opens the upstream
-stream, replaces the `endpoint` event with its own `/messages?session_id=` URL and pins the
-session to that target. The client's `Authorization` never goes upstream.
+`Mcp-Param-*` on a modern POST, `Last-Event-ID`) and the answer streams back chunk by chunk,
+never buffered. A session is pinned to the target that created it (learned from the
+`Mcp-Session-Id` it returned). Legacy `sse` servers are reached at their `/sse` URL: the proxy
+opens the upstream stream, replaces the `endpoint` event with its own `/messages?session_id=` URL
+and pins the session to that target. The client's `Authorization` never goes upstream.
 
 A session also belongs to the authenticated subject that opened it (the one whose `initialize`
 answer carried the `Mcp-Session-Id`, or who opened `GET /sse`): another subject presenting its
@@ -17,11 +17,14 @@ Every request body is parsed (strictly: `jsonrpc.parse_client_message`) and pass
 middleware pipeline first, notifications too; what goes upstream is the parsed message, re-encoded
 (`encode`), never the client's bytes, so the server reads exactly what was authorised and audited.
 For the same reason `Mcp-Method` and `Mcp-Name` are written from that message on the modern wire
-and dropped on the legacy one. A step that needs a result (the tool filter on `tools/list`)
-makes the proxy rewrite that one answer: from an SSE answer to a listing, the events before it
-are relayed as they come and only the answer's own event is read whole; a JSON answer is read
-whole. Targets is a list so a StatefulSet's
-pods can be given; locally it has one entry.
+and dropped on the legacy one and on GET and DELETE; an `Mcp-Param-<X>` header goes on only with
+a modern `tools/call` whose argument X it equals (`eras.check_modern_headers` refuses one that
+differs; one naming no argument is dropped). A client's response is refused on the modern wire
+(there is no server request to answer) and forwarded rebuilt from its envelope on the legacy one.
+A step that needs a result (the tool filter on `tools/list`) makes the proxy rewrite that one
+answer: from an SSE answer to a listing, the events before it are relayed as they come and only
+the answer's own event is read whole; a JSON answer is read whole. Targets is a list so a
+StatefulSet's pods can be given; locally it has one entry.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from moorage_proxyrunner.jsonrpc import (
     Message,
     encode,
     parse_message,
+    response_envelope,
 )
 from moorage_proxyrunner.limits import session_refusal, timeout_error
 from moorage_proxyrunner.metrics import ProxyMetrics
@@ -75,15 +79,7 @@ from moorage_proxyrunner.streams import Mailbox
 log = structlog.get_logger(__name__)
 
 FORWARDED_REQUEST_HEADERS: Final = frozenset(
-    {
-        "accept",
-        "content-type",
-        "mcp-session-id",
-        "mcp-protocol-version",
-        "mcp-method",
-        "mcp-name",
-        "last-event-id",
-    }
+    {"accept", "content-type", "mcp-session-id", "mcp-protocol-version", "last-event-id"}
 )
 FORWARDED_RESPONSE_HEADERS: Final[Mapping[str, str]] = {
     "content-type": "Content-Type",
@@ -103,27 +99,35 @@ PROBE_INTERVAL: Final = 5.0
 
 
 def forwarded_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """The client headers an MCP server needs; never credentials, cookies or hop-by-hop ones."""
-    out: dict[str, str] = {}
-    for name, value in headers.items():
-        key = name.lower()
-        if key in FORWARDED_REQUEST_HEADERS or key.startswith("mcp-param-"):
-            out[name] = value
-    return out
+    """The client headers an MCP server needs; never credentials, cookies or hop-by-hop ones.
+    Routing headers that mirror the body (`Mcp-Method`, `Mcp-Name`, `Mcp-Param-*`) are added
+    by `routing_headers` from the message itself; a GET or DELETE has no body and gets none."""
+    return {
+        name: value for name, value in headers.items() if name.lower() in FORWARDED_REQUEST_HEADERS
+    }
 
 
-def routing_headers(headers: Mapping[str, str], message: Json, *, modern: bool) -> dict[str, str]:
+def routing_headers(
+    headers: Mapping[str, str],
+    message: Json,
+    *,
+    modern: bool,
+    params: Mapping[str, str] | None = None,
+) -> dict[str, str]:
     """`headers` with `Mcp-Method`/`Mcp-Name` as the forwarded `message` states them (modern
     wire) or without them (legacy wire, which has none): never the client's copies, which a
-    server routing on headers would otherwise read instead of the body."""
+    server routing on headers would otherwise read instead of the body. `params`: the client's
+    `Mcp-Param-*` headers that mirror an argument (`eras.param_headers`), modern wire only."""
     out = {
         name: value
         for name, value in headers.items()
         if name.lower() not in (eras.METHOD_HEADER, eras.NAME_HEADER)
+        and not name.lower().startswith(eras.PARAM_HEADER_PREFIX)
     }
     method = message.get("method")
     if not modern or not isinstance(method, str):
         return out
+    out.update(params or {})
     out["Mcp-Method"] = method
     key = eras.NAME_BEARING.get(method)
     params = message.get("params")
@@ -323,10 +327,22 @@ class HttpEndpoints(Refusing):
                     400, mismatch.code, mismatch.message, started, request_id=parsed.id
                 )
         headers = forwarded_headers(request.headers)
+        params = eras.param_headers(parsed.body, request.headers) if modern else {}
         if parsed.kind is Kind.RESPONSE:
-            out = routing_headers(headers, parsed.body, modern=modern)
+            if modern:
+                # The modern wire has no server-to-client requests to answer: a "response" here
+                # could only carry what the pipeline never saw.
+                return self.reject(
+                    400,
+                    INVALID_REQUEST,
+                    "Clients do not send responses on the 2026-07-28 wire",
+                    started,
+                    request_id=parsed.id,
+                )
+            body = response_envelope(parsed)
+            out = routing_headers(headers, body, modern=False)
             return await self._relay(
-                request, "POST", target, out, encode(parsed.body), started, label="response"
+                request, "POST", target, out, encode(body), started, label="response"
             )
         if parsed.kind is Kind.NOTIFICATION:
             relayed: list[web.StreamResponse] = []
@@ -350,7 +366,7 @@ class HttpEndpoints(Refusing):
         sent: list[Reply] = []
 
         async def terminal(call: McpCall) -> Reply:
-            out = routing_headers(headers, call.message, modern=modern)
+            out = routing_headers(headers, call.message, modern=modern, params=params)
             upstream = await self._open(target, "POST", out, encode(call.message))
             if upstream is None:
                 return Reply(_unreachable(call.id, self.targets[target]), status=502)
@@ -761,7 +777,7 @@ class HttpEndpoints(Refusing):
         headers = {"Content-Type": "application/json"}
         if parsed.kind is Kind.RESPONSE:
             return await self._post_message(
-                session, headers, encode(parsed.body), started, "response"
+                session, headers, encode(response_envelope(parsed)), started, "response"
             )
         if parsed.kind is Kind.NOTIFICATION:
             posted: list[web.Response] = []

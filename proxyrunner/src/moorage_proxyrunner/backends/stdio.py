@@ -59,6 +59,7 @@ from moorage_proxyrunner.jsonrpc import (
     RequestId,
     encode,
     error_response,
+    notification_envelope,
     parse_message,
     result_response,
 )
@@ -565,8 +566,10 @@ class StdioBridge:
                 )
             return
         if self._connected.is_set():
+            # Rebuilt from the members the proxy read: an id on it would make the server answer
+            # it, and that answer would be routed as one of our own requests' answers.
             with contextlib.suppress(ChannelClosed):
-                await self._send(message)
+                await self._send(notification_envelope(message))
 
     async def respond(self, peer: Peer, message: Json) -> None:
         """A client's answer to a server-to-client request we routed to it."""
