@@ -26,6 +26,7 @@ from aiohttp import web
 
 from moorage_core.supervising import TaskSupervisor
 from moorage_proxyrunner import eras
+from moorage_proxyrunner.authz import FORBIDDEN
 from moorage_proxyrunner.backends.stdio import Peer, StdioBridge
 from moorage_proxyrunner.fairness import FairGate, GateFull
 from moorage_proxyrunner.jsonrpc import (
@@ -52,6 +53,8 @@ from moorage_proxyrunner.limits import (
 )
 from moorage_proxyrunner.metrics import ProxyMetrics
 from moorage_proxyrunner.pipeline import ANONYMOUS, Era, Identity, McpCall, Pipeline, Reply
+from moorage_proxyrunner.replaying import MAX_BYTES as REPLAY_MAX_BYTES
+from moorage_proxyrunner.replaying import Journal, ReplayLog, parse_event_id
 from moorage_proxyrunner.responding import (
     Refusal,
     Refusing,
@@ -60,6 +63,7 @@ from moorage_proxyrunner.responding import (
     endpoint_url,
     json_body,
     read_message,
+    replay_stream,
     rpc_error,
     stream_mailbox,
 )
@@ -74,6 +78,27 @@ IDENTITY_KEY = web.RequestKey("moorage_identity", Identity)
 """Where authentication middleware leaves the caller's `Identity` on the aiohttp request."""
 
 _SWEEP_INTERVAL = 60.0
+
+
+def revoked_uris(
+    uris: set[str], owner: Identity, allowed: Callable[[Identity, str], bool]
+) -> list[str]:
+    """The URIs of `uris` that `owner` may no longer read, sorted."""
+    return sorted(uri for uri in uris if not allowed(owner, uri))
+
+
+def subscription_ended_notice(uri: str) -> Json:
+    """What a legacy client is told when the policy ends its subscription to `uri`."""
+    return {
+        "jsonrpc": "2.0",
+        "method": "notifications/message",
+        "params": {
+            "level": "warning",
+            "logger": "moorage-proxy",
+            "data": f"The subscription to {uri} has ended: the access policy no longer "
+            "allows reading it",
+        },
+    }
 
 
 def identity_of(request: web.Request) -> Identity:
@@ -113,6 +138,8 @@ class BridgeEndpoints(Refusing):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._listeners: set[Peer] = set()
+        self._revoked: set[str] = set()
+        """Listen streams ended by a policy change (their error is their last event)."""
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/mcp", self.post)
@@ -172,7 +199,7 @@ class BridgeEndpoints(Refusing):
         parsed, wants_sse = intake.message, intake.wants_sse
         if modern:
             return await self._modern(request, parsed, wants_sse, started)
-        return await self._legacy(request, parsed, wants_sse, started)
+        return await self._legacy(request, parsed, wants_sse, started, eager=intake.prefers_sse)
 
     async def get(self, request: web.Request) -> web.StreamResponse:
         if self._is_modern_request(request):
@@ -184,19 +211,52 @@ class BridgeEndpoints(Refusing):
         if session is None:
             assert failure is not None
             return failure
+        headers = {"Mcp-Session-Id": session.id}
+        replay = session.replay
+        first = b""
+        last_event = request.headers.get("Last-Event-ID")
+        if last_event is not None and replay is not None:
+            resumed = replay.after(last_event)
+            position = parse_event_id(last_event)
+            if resumed is None or position is None:
+                return rpc_error(
+                    400,
+                    INVALID_REQUEST,
+                    f"Last-Event-ID names no event of this session's last {replay.window}",
+                )
+            stream, missed = resumed
+            if stream != replay.standalone:
+                # A request's stream: what it missed, then the rest until it is answered.
+                return await replay_stream(
+                    request,
+                    replay,
+                    stream=stream,
+                    after=position[1],
+                    keepalive=self.settings.keepalive_interval,
+                    headers=headers,
+                )
+            first = b"".join(format_event(e.data, event_id=e.shown_id) for e in missed)
         if session.stream_open:
             return rpc_error(409, INVALID_REQUEST, "This session already has an open GET stream")
         mailbox = session.new_mailbox()
         session.stream_open = True
+        self.bridge.stream_opened(session.peer)
+        journal = None
+        if replay is not None:
+            journal = Journal(replay, replay.open_stream(standalone=True))
         try:
             return await stream_mailbox(
                 request,
                 mailbox,
                 keepalive=self.settings.keepalive_interval,
-                headers={"Mcp-Session-Id": session.id},
+                headers=headers,
+                first=first,
+                journal=journal,
             )
         finally:
             session.stream_open = False
+            if journal is not None:
+                journal.close()
             if session.peer.mailbox is mailbox:
                 session.peer.mailbox = None
 
@@ -257,7 +317,13 @@ class BridgeEndpoints(Refusing):
     # ---- legacy era ----
 
     async def _legacy(
-        self, request: web.Request, message: Message, wants_sse: bool, started: float
+        self,
+        request: web.Request,
+        message: Message,
+        wants_sse: bool,
+        started: float,
+        *,
+        eager: bool = False,
     ) -> web.StreamResponse:
         if message.kind is Kind.REQUEST and message.method == "initialize":
             return await self._initialize(request, message, started)
@@ -281,6 +347,10 @@ class BridgeEndpoints(Refusing):
             exchange,
             keepalive=self.settings.keepalive_interval,
             headers={"Mcp-Session-Id": session.id},
+            # Legacy-era servers answer a client that ranks SSE first with a stream; so does the
+            # proxy. (On the 2026-07-28 wire they answer JSON unless something precedes it.)
+            eager=eager,
+            replay=session.replay,
         )
         reply = await self._run_legacy(session, message, identity_of(request), exchange, stream)
         self._observe(message.method, reply.message, started)
@@ -317,6 +387,10 @@ class BridgeEndpoints(Refusing):
                 )
                 log.info("session_refused", subject=identity.subject, limit=exc.limit)
                 return Reply(refusal, status=status)
+            window = self.settings.limits.resume_window
+            if window > 0:
+                bound = min(self._queue_bytes, REPLAY_MAX_BYTES)
+                session.replay = ReplayLog(window=window, max_bytes=bound)
             opened.append(session)
             return Reply(result_response(request_id, result))
 
@@ -359,6 +433,7 @@ class BridgeEndpoints(Refusing):
                         error_response(request_id, INVALID_PARAMS, "params.uri must be a string")
                     )
                 if method == "resources/subscribe":
+                    peer.owner = call.identity
                     limit = self.settings.limits.max_subscriptions_per_session
                     if is_over_subscriptions(peer.subscriptions, [uri], limit):
                         return Reply(subscriptions_refusal(request_id, limit), status=429)
@@ -381,8 +456,40 @@ class BridgeEndpoints(Refusing):
         finally:
             if not exchange.finished:
                 # The client left mid-call. On the legacy wire that is not cancellation: the
-                # server finishes, and its answer has nowhere to go.
-                exchange.abandon()
+                # server finishes. A stream with an id can be resumed (Last-Event-ID), so what
+                # is still to come is recorded for it; otherwise it has nowhere to go.
+                journal = stream.journal if stream is not None else None
+                if journal is not None:
+                    self._spawn(self._keep_recording(exchange, journal, peer, request_id))
+                else:
+                    exchange.abandon()
+
+    async def _keep_recording(
+        self, exchange: Exchange, journal: Journal, peer: Peer, request_id: RequestId
+    ) -> None:
+        """Record the rest of a request whose client lost its stream, up to the response (or
+        the request timeout), for the client to resume."""
+        limit = self.settings.limits.request_timeout
+        try:
+            async with asyncio.timeout(limit):
+                while exchange.final is None:
+                    await exchange.wait(None)
+                    for item in exchange.take():
+                        journal.record(encode(item))
+        except TimeoutError:
+            exchange.finish(timeout_error(request_id, limit))
+            self.bridge.cancel(peer, request_id, "the request timed out")
+        finally:
+            for item in exchange.take():
+                journal.record(encode(item))
+            if exchange.final is not None:
+                journal.record(encode(exchange.final), final=True)
+            journal.close()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _notify(
         self, peer: Peer | None, message: Message, identity: Identity, session_id: str | None
@@ -570,6 +677,7 @@ class BridgeEndpoints(Refusing):
             modern=True,
             capabilities=envelope.client_capabilities,
             log_level=envelope.log_level,
+            principal=identity_of(request).subject,
         )
         self.bridge.attach(peer)
         exchange = Exchange(
@@ -658,6 +766,7 @@ class BridgeEndpoints(Refusing):
             mailbox=mailbox,
             listen=honoured,
             listen_id=request_id,
+            owner=identity_of(request),
         )
         self.bridge.attach(peer)
         self._listeners.add(peer)
@@ -669,19 +778,62 @@ class BridgeEndpoints(Refusing):
         try:
             for uri in honoured.get("resourceSubscriptions", []):
                 await self.bridge.subscribe_quietly(peer, uri)
+            self.bridge.stream_opened(peer)
             response = await stream_mailbox(
                 request,
                 mailbox,
                 keepalive=self.settings.keepalive_interval,
                 first=format_event(encode(ack)),
             )
+            if peer.key in self._revoked:
+                # Ended because the policy no longer allows it: the error is already sent.
+                return response
             # The stream ended on our side (shutdown): close the subscription gracefully.
             done = {"resultType": "complete", "_meta": {eras.SUBSCRIPTION_ID_KEY: request_id}}
             await response.write(format_event(encode(result_response(request_id, done))))
             return response
         finally:
+            self._revoked.discard(peer.key)
             self._listeners.discard(peer)
             self.bridge.detach(peer)
+
+    # ---- policy changes ----
+
+    def recheck_subscriptions(self, allowed: Callable[[Identity, str], bool]) -> int:
+        """End the resource subscriptions the access policy no longer allows (`allowed`: may
+        this caller read this URI) and tell their clients; how many ended.
+
+        A legacy session loses each such subscription and is told with a `warning` log
+        message (within its log level). A `subscriptions/listen` stream was authorised as a
+        whole, so it ends with a -32003 error naming the URIs; the client may listen again
+        for what it may still read.
+        """
+        ended = 0
+        for peer in self.bridge.peers():
+            owner = peer.owner
+            if not isinstance(owner, Identity):
+                continue
+            lost = revoked_uris(peer.subscriptions, owner, allowed)
+            if not lost:
+                continue
+            ended += len(lost)
+            log.info("subscriptions_revoked", session=peer.key[:8], uris=lost)
+            if peer.listen is not None:
+                self._end_listen(peer, lost)
+                continue
+            for uri in lost:
+                self.bridge.unsubscribe(peer, uri)
+                if peer.mailbox is not None and eras.is_logged("warning", peer.log_level):
+                    peer.mailbox.push(subscription_ended_notice(uri))
+        return ended
+
+    def _end_listen(self, peer: Peer, lost: list[str]) -> None:
+        self._revoked.add(peer.key)
+        uris = ", ".join(lost)
+        message = f"Forbidden: the access policy no longer allows reading {uris}"
+        if peer.mailbox is not None:
+            peer.mailbox.push(error_response(peer.listen_id, FORBIDDEN, message))
+            peer.mailbox.close()
 
     # ---- legacy HTTP+SSE ----
 
@@ -757,10 +909,10 @@ class BridgeEndpoints(Refusing):
             self._observe("initialize", reply.message, started)
             if reply.message is not None:
                 self._deliver(session, reply.message)
+                # The stream opened before `initialize`; only now is it known what it can take.
+                self.bridge.stream_opened(peer)
         else:
-            task = asyncio.create_task(self._sse_request(session, parsed, identity, started))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._sse_request(session, parsed, identity, started))
         return web.Response(status=202, text="Accepted")
 
     async def _sse_request(

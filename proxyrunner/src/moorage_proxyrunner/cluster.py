@@ -68,6 +68,7 @@ from moorage_proxyrunner.podpatch import PodPatchError, parse_pod_patch
 from moorage_proxyrunner.runconfig_reload import (
     RunConfigReloader,
     announcer_for,
+    rechecker_for,
     runconfig_configmap_name,
 )
 from moorage_proxyrunner.settings import DEFAULT_MAX_BODY_BYTES, ProxySettings
@@ -510,6 +511,7 @@ async def _run_cluster(
             current=prepared.runconfig,
             registry=registry,
             announce=announcer_for(endpoints),
+            recheck=rechecker_for(endpoints),
         )
         supervisor.spawn(
             "runconfig",

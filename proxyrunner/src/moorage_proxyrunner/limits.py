@@ -82,6 +82,11 @@ class Limits:
     one session (on the 2026-07-28 wire: one `subscriptions/listen`) may hold at a shared stdio
     server, each kept until it ends; one more is refused with JSON-RPC error -32000 (HTTP 429).
     Default 256."""
+    resume_window: int = 256
+    """RESUME_WINDOW / --resume-window: SSE events kept per legacy session of a shared stdio
+    server (and at most 1 MiB of them) so that a client that lost a stream can resume it with
+    `Last-Event-ID`; an older id is refused with HTTP 400. 0: events carry no ids and nothing
+    is kept. Default 256."""
 
     @property
     def read_timeouts(self) -> ReadTimeouts:
@@ -90,6 +95,10 @@ class Limits:
 
 def _count(text: str) -> int:
     return parse_whole_number(text, minimum=1)
+
+
+def _count_or_zero(text: str) -> int:
+    return parse_whole_number(text, minimum=0)
 
 
 def _bytes(text: str) -> int:
@@ -154,6 +163,14 @@ _SPECS: tuple[SettingSpec, ...] = (
         _count,
         "N",
         "resource subscriptions per session",
+    ),
+    SettingSpec(
+        "resume_window",
+        "RESUME_WINDOW",
+        "resume-window",
+        _count_or_zero,
+        "N",
+        "SSE events kept per session for Last-Event-ID (0: off)",
     ),
 )
 

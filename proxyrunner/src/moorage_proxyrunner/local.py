@@ -35,7 +35,11 @@ from moorage_proxyrunner.frontend import Endpoints, make_app, serve
 from moorage_proxyrunner.metrics import ProxyMetrics
 from moorage_proxyrunner.middleware import Middleware
 from moorage_proxyrunner.pipeline import Pipeline
-from moorage_proxyrunner.runconfig_reload import RunConfigReloader, announcer_for
+from moorage_proxyrunner.runconfig_reload import (
+    RunConfigReloader,
+    announcer_for,
+    rechecker_for,
+)
 from moorage_proxyrunner.settings import ProxySettings
 
 if TYPE_CHECKING:
@@ -224,6 +228,7 @@ async def run_local(
                 current=config.runconfig,
                 registry=registry,
                 announce=announcer_for(endpoints),
+                recheck=rechecker_for(endpoints),
                 local=True,
             )
             supervisor.spawn("runconfig", reloader.watch_file(config.path))

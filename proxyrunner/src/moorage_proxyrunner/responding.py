@@ -9,6 +9,7 @@ is buffered on our side, and the headers tell intermediaries not to buffer eithe
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,8 +30,9 @@ from moorage_proxyrunner.jsonrpc import (
     parse_client_message,
 )
 from moorage_proxyrunner.metrics import ProxyMetrics
+from moorage_proxyrunner.replaying import Journal, ReplayLog
 from moorage_proxyrunner.settings import ProxySettings
-from moorage_proxyrunner.sse import KEEPALIVE, SSE_HEADERS, format_event
+from moorage_proxyrunner.sse import KEEPALIVE, SSE_HEADERS, format_event, prefers_event_stream
 from moorage_proxyrunner.streams import Exchange, Mailbox
 
 log = structlog.get_logger(__name__)
@@ -102,12 +104,14 @@ class Refusal:
 
 @dataclass(frozen=True, slots=True)
 class Intake:
-    """An accepted POST: the message and whether the client takes SSE.
+    """An accepted POST: the message, whether the client takes SSE and whether it prefers it
+    (ranks it above JSON in `Accept`).
 
     The client's bytes are not kept: what goes on is the parsed message, re-encoded."""
 
     message: Message
     wants_sse: bool
+    prefers_sse: bool = False
 
 
 def check_client_message(body: bytes, *, modern: bool) -> Message | Refusal:
@@ -142,7 +146,8 @@ async def read_message(
     parsed = check_client_message(body, modern=modern)
     if isinstance(parsed, Refusal):
         return parsed
-    return Intake(parsed, wants_sse)
+    prefers = wants_sse and prefers_event_stream(request.headers.get("Accept", ""))
+    return Intake(parsed, wants_sse, prefers)
 
 
 def endpoint_url(request: web.Request, settings: ProxySettings, session_id: str) -> str:
@@ -188,7 +193,13 @@ class Refusing:
 
 
 class ResponseStream:
-    """One request's answer on the wire; see the module docstring."""
+    """One request's answer on the wire; see the module docstring.
+
+    `eager`: answer with an SSE stream even when nothing precedes the response (the client
+    ranked `text/event-stream` first), as an MCP server does for such a client. `replay`: the
+    session's log (`replaying`); once the answer is a stream, every event is recorded there
+    under an id before it is written, so a client that loses the stream can resume it.
+    """
 
     def __init__(
         self,
@@ -197,11 +208,16 @@ class ResponseStream:
         *,
         keepalive: float,
         headers: dict[str, str] | None = None,
+        eager: bool = False,
+        replay: ReplayLog | None = None,
     ) -> None:
         self.request = request
         self.exchange = exchange
         self.keepalive = keepalive
         self.headers = headers
+        self.eager = eager
+        self.replay = replay
+        self.journal: Journal | None = None
         self.response: web.StreamResponse | None = None
 
     @property
@@ -210,6 +226,8 @@ class ResponseStream:
 
     async def _commit(self) -> web.StreamResponse:
         if self.response is None:
+            if self.replay is not None:
+                self.journal = Journal(self.replay, self.replay.open_stream())
             response = web.StreamResponse(
                 status=200, headers={**SSE_HEADERS, **(self.headers or {})}
             )
@@ -217,10 +235,23 @@ class ResponseStream:
             self.response = response
         return self.response
 
+    def _events(self, items: list[Json], *, final: bool = False) -> bytes:
+        """The SSE framing of `items`, each recorded first (all of them before any is written,
+        so that none is lost from the log when the write fails); `final`: the response."""
+        journal = self.journal
+        frames = []
+        for item in items:
+            data = encode(item)
+            event_id = journal.record(data, final=final) if journal is not None else None
+            frames.append(format_event(data, event_id=event_id))
+        return b"".join(frames)
+
     async def pump(self) -> Json:
         """Stream interim messages until the response arrives; return the response."""
         exchange = self.exchange
         timeout = self.keepalive if exchange.streams else None
+        if self.eager:
+            await self._commit()
         while True:
             ready = await exchange.wait(timeout)
             if not ready:
@@ -230,8 +261,7 @@ class ResponseStream:
             items = exchange.take()
             if items:
                 response = await self._commit()
-                for item in items:
-                    await response.write(format_event(encode(item)))
+                await response.write(self._events(items))
             final = exchange.final
             if final is not None:
                 return final
@@ -239,9 +269,42 @@ class ResponseStream:
     async def finish(self, message: Json, *, status: int = 200) -> web.StreamResponse:
         if self.response is None:
             return json_body(message, status=status, headers=self.headers)
-        await self.response.write(format_event(encode(message)))
+        try:
+            await self.response.write(self._events([message], final=True))
+        finally:
+            if self.journal is not None:
+                self.journal.close()
         await self.response.write_eof()
         return self.response
+
+
+async def replay_stream(
+    request: web.Request,
+    log: ReplayLog,
+    *,
+    stream: int,
+    after: int,
+    keepalive: float,
+    headers: dict[str, str] | None = None,
+) -> web.StreamResponse:
+    """Resume a request's stream: its events after sequence `after`, then the ones still to
+    come, until the request is answered."""
+    response = web.StreamResponse(status=200, headers={**SSE_HEADERS, **(headers or {})})
+    await response.prepare(request)
+    while True:
+        generation = log.watch()
+        for event in log.since(stream, after):
+            await response.write(format_event(event.data, event_id=event.shown_id))
+            after = event.sequence
+        if not log.is_open(stream):
+            break
+        try:
+            async with asyncio.timeout(keepalive):
+                await generation.wait()
+        except TimeoutError:
+            await response.write(KEEPALIVE)
+    await response.write_eof()
+    return response
 
 
 def connection_dropper(request: web.Request) -> Callable[[], None]:
@@ -263,8 +326,10 @@ async def stream_mailbox(
     keepalive: float,
     first: bytes = b"",
     headers: dict[str, str] | None = None,
+    journal: Journal | None = None,
 ) -> web.StreamResponse:
-    """Serve a long-lived SSE stream from `mailbox` until it closes or the client leaves.
+    """Serve a long-lived SSE stream from `mailbox` until it closes or the client leaves;
+    with a `journal`, each event is recorded under an id first (see `ResponseStream`).
 
     A mailbox that overflows drops the connection: the reader is too slow, and this handler
     may be stuck writing to it."""
@@ -278,8 +343,12 @@ async def stream_mailbox(
         if not ready:
             await response.write(KEEPALIVE)
             continue
+        frames = []
         for item in mailbox.take():
-            await response.write(format_event(encode(item)))
+            data = encode(item)
+            event_id = journal.record(data) if journal is not None else None
+            frames.append(format_event(data, event_id=event_id))
+        await response.write(b"".join(frames))
         if mailbox.closed:
             break
     return response

@@ -14,7 +14,9 @@ it and `moorage_proxy_config_rejected` is 1 until a good text arrives. Changes t
 (image, args, env, ports, `oidc`, ...) are not applied here: the operator rolls the proxy's
 Deployment for those; they are logged as ignored. When what clients may list changes, every open
 session is sent `notifications/tools/list_changed` (and the prompt/resource ones when the
-policies changed and the server has those).
+policies changed and the server has those); when the policies changed, the resource
+subscriptions held through a shared stdio server are checked again and those no longer allowed
+end (`BridgeEndpoints.recheck_subscriptions`).
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from moorage_api.runconfig import LIVE_FIELDS, RunConfig, RunConfigError, load_runconfig
+from moorage_proxyrunner.authz import Target
 from moorage_proxyrunner.bridging import BridgeEndpoints
 from moorage_proxyrunner.frontend import Endpoints
 from moorage_proxyrunner.middleware import LiveConfig, LiveConfigError, Middleware
+from moorage_proxyrunner.pipeline import Identity
 
 if TYPE_CHECKING:
     from moorage_core.kube import JsonObject, KubeClient
@@ -47,6 +51,9 @@ LOCAL_DEFAULTS: Final = {"name": "local", "namespace": "local", "image": "local"
 
 Announcer = Callable[[str], None]
 """Sends one list-changed notification method to every open session."""
+Rechecker = Callable[[Callable[[Identity, str], bool]], int]
+"""Ends the resource subscriptions a caller may no longer read (`allowed(identity, uri)`);
+returns how many ended."""
 
 
 def runconfig_configmap_name(name: str) -> str:
@@ -105,6 +112,14 @@ class ReloadOutcome:
     error: str | None = None
 
 
+def rechecker_for(endpoints: Endpoints) -> Rechecker | None:
+    """How to re-check held subscriptions after a policy change; None for HTTP backends, whose
+    subscriptions the server holds on its own streams."""
+    if isinstance(endpoints, BridgeEndpoints):
+        return endpoints.recheck_subscriptions
+    return None
+
+
 def announcer_for(endpoints: Endpoints) -> Announcer | None:
     """How to tell every open session that a list changed; None for HTTP backends, whose
     sessions are the server's own streams (the proxy relays them and cannot add to them)."""
@@ -123,10 +138,12 @@ class RunConfigReloader:
         current: RunConfig,
         registry: CollectorRegistry,
         announce: Announcer | None = None,
+        recheck: Rechecker | None = None,
         capabilities: Callable[[], dict[str, object]] | None = None,
         local: bool = False,
     ) -> None:
         self.middleware = middleware
+        self.recheck = recheck
         self.current = current
         self.metrics = ReloadMetrics(registry)
         self.metrics.generation.set(current.generation)
@@ -175,7 +192,23 @@ class RunConfigReloader:
             "runconfig_reloaded", source=source, generation=new.generation, fields=sorted(applied)
         )
         self._tell_sessions(applied)
+        if "authz" in applied:
+            self._recheck_subscriptions()
         return ReloadOutcome("applied", applied=applied, ignored=ignored)
+
+    def _recheck_subscriptions(self) -> None:
+        """A subscription allowed under the old policies is held only while the new ones allow
+        reading its resource."""
+        authorizer = self.middleware.authz_step.authorizer
+        if self.recheck is None or authorizer is None:
+            return  # authorisation off: every subscription is allowed
+
+        def allowed(identity: Identity, uri: str) -> bool:
+            return authorizer.is_allowed(identity, Target("read_resource", "Resource", uri))
+
+        ended = self.recheck(allowed)
+        if ended:
+            log.info("subscriptions_ended_by_policy", count=ended)
 
     def _reject(self, *, source: str, error: str) -> None:
         self.metrics.reloads.labels("rejected").inc()

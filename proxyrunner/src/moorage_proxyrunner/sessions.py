@@ -23,6 +23,7 @@ import structlog
 from moorage_proxyrunner.backends.stdio import Peer, StdioBridge
 from moorage_proxyrunner.metrics import ProxyMetrics
 from moorage_proxyrunner.pipeline import Identity
+from moorage_proxyrunner.replaying import ReplayLog
 from moorage_proxyrunner.streams import DEFAULT_MAX_BYTES, Mailbox
 
 log = structlog.get_logger(__name__)
@@ -56,7 +57,8 @@ def is_session_owner(
 class Session:
     """`peer` is what the bridge knows of the client; `subject`: the authenticated subject that
     opened it (None without authentication), the only one that may use it; `stream_open`: a GET
-    stream is attached (streamable HTTP allows one at a time)."""
+    stream is attached (streamable HTTP allows one at a time); `replay`: the events its streams
+    sent, for `Last-Event-ID` (streamable HTTP with resumption on; None otherwise)."""
 
     id: str
     peer: Peer
@@ -67,6 +69,7 @@ class Session:
     max_bytes: int = DEFAULT_MAX_BYTES
     last_active: float = field(default_factory=time.monotonic)
     stream_open: bool = False
+    replay: ReplayLog | None = None
 
     def touch(self) -> None:
         self.last_active = time.monotonic()

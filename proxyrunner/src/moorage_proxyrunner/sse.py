@@ -20,6 +20,32 @@ SSE_HEADERS: Final = {
 """Headers that keep every hop from buffering the stream."""
 
 
+def prefers_event_stream(accept: str) -> bool:
+    """Whether an `Accept` header ranks `text/event-stream` above `application/json`.
+
+    A higher q-value wins; at equal q-values the type listed first does (the order in which
+    the client named them is the only preference it expressed). A client that accepts both
+    but names JSON first gets the cheaper plain-JSON answer whenever nothing precedes it.
+    """
+    ranks: dict[str, tuple[float, int]] = {}
+    for position, item in enumerate(accept.split(",")):
+        media, *parameters = (part.strip() for part in item.split(";"))
+        quality = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        ranks.setdefault(media.lower(), (quality, -position))
+    stream = ranks.get("text/event-stream")
+    if stream is None or stream[0] <= 0:
+        return False
+    json = ranks.get("application/json")
+    return json is None or stream > json
+
+
 def format_event(data: bytes, *, event: str = "message", event_id: str | None = None) -> bytes:
     parts = [b"event: ", event.encode(), b"\n"]
     if event_id is not None:

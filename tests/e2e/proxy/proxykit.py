@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import shutil
 import socket
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -17,11 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from prometheus_client import CollectorRegistry
 from testkit.waiting import eventually
 
-from moorage_proxyrunner.local import LocalBackend, run_local
+from moorage_proxyrunner.local import LocalBackend, LocalConfig, run_local
 from moorage_proxyrunner.settings import ProxySettings
+from moorage_proxyrunner.sse import Event, EventParser
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 # The toolbox server is also the streamable-HTTP example's image, so it lives with that image.
@@ -29,6 +34,35 @@ TOOLBOX_SERVER = Path(__file__).resolve().parents[3] / "docker" / "examples" / "
 TOOLBOX = (sys.executable, str(TOOLBOX_SERVER / "toolbox_server.py"))
 CONFORMANCE_FIXTURE = (sys.executable, str(FIXTURES / "conformance_server.py"))
 TIME_SERVER = (str(Path(sys.executable).parent / "mcp-server-time"), "--local-timezone", "UTC")
+
+
+REPO = Path(__file__).resolve().parents[3]
+CONFORMANCE_VERSION = "0.2.0-alpha.12"
+"""The conformance suite every verdict in these tests was measured with."""
+
+
+def node_tools() -> Path:
+    """The cache `scripts/node.sh` fills (Node 22, the conformance suite, the "everything"
+    server), installing it once; skips the test without npm or a cache."""
+    cached = Path.home() / ".cache" / "moorage" / "node"
+    if shutil.which("npm") is None and not cached.exists():
+        pytest.skip("npm is not available to install Node.js 22 and the MCP test servers")
+    done = subprocess.run(
+        [str(REPO / "scripts" / "node.sh")],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "MOORAGE_CONFORMANCE_VERSION": CONFORMANCE_VERSION},
+    )
+    if done.returncode != 0:
+        pytest.skip(
+            f"cannot install Node.js and the MCP test servers: {done.stderr.strip()[-300:]}"
+        )
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
+def node_binary(root: Path) -> str:
+    return str(next((root / "node_modules").glob("node-linux-*/bin/node")))
 
 
 JSON = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
@@ -60,6 +94,16 @@ async def initialize(http: aiohttp.ClientSession, mcp_url: str) -> str:
     ) as resp:
         assert resp.status == 202
     return session_id
+
+
+async def next_sse_events(resp: aiohttp.ClientResponse, parser: EventParser) -> list[Event]:
+    """The next complete events on an SSE response (at least one)."""
+    while True:
+        chunk = await asyncio.wait_for(resp.content.readany(), timeout=10)
+        assert chunk, "the stream ended"
+        events = parser.feed(chunk)
+        if events:
+            return events
 
 
 def call(tool: str, arguments: dict[str, Any], request_id: int = 7) -> dict[str, Any]:
@@ -123,7 +167,10 @@ async def scraped(base: str, sample: str) -> float | None:
 
 
 @contextlib.asynccontextmanager
-async def running_proxy(backend: LocalBackend, **settings: Any) -> AsyncIterator[Proxy]:
+async def running_proxy(
+    backend: LocalBackend, *, config: LocalConfig | None = None, **settings: Any
+) -> AsyncIterator[Proxy]:
+    """The proxy in front of `backend`; `config`: a RunConfig file it follows (`--config`)."""
     registry = CollectorRegistry()
     stop = asyncio.Event()
     port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -135,6 +182,7 @@ async def running_proxy(backend: LocalBackend, **settings: Any) -> AsyncIterator
             registry=registry,
             on_listening=port.set_result,
             handle_signals=False,
+            config=config,
         )
     )
     done, _ = await asyncio.wait({port, task}, return_when=asyncio.FIRST_COMPLETED)

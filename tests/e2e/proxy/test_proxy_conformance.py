@@ -1,11 +1,16 @@
-"""The MCP conformance suite through the proxy passes every check the fixture passes directly.
+"""The MCP conformance suite gives the same verdicts through the proxy as against the fixture.
 
-The suite (npm `@modelcontextprotocol/conformance`, Node 22, installed into a cache by
-`scripts/node.sh`) runs against the conformance fixture served directly over streamable HTTP,
-then through the proxy with the fixture as a stdio backend and as a streamable-HTTP backend, at
-`--requirements 2025-11-25` and `2026-07-28`. A check that fails through the proxy but not
-directly is a failure of this test unless `conformance/<backend>-<revision>.yml` lists it with
-its reason; a listed check that passes again must be removed from the list.
+The suite (npm `@modelcontextprotocol/conformance`, pinned to `proxykit.CONFORMANCE_VERSION` and installed
+into a cache by `scripts/node.sh`, with Node 22) runs against the conformance fixture served
+directly over streamable HTTP, then through the proxy with the fixture as a stdio backend and as
+a streamable-HTTP backend, at `--requirements 2025-11-25` and `2026-07-28`.
+
+Every check's status (SUCCESS, WARNING, INFO, FAILURE) is compared, not only the failures: a
+check whose statuses through the proxy differ from its statuses directly, or that appears on
+one side only, is a difference. A difference fails this test unless
+`conformance/<backend>-<revision>.yml` lists it with its reason; each listed reason names the
+checks that prove it (`verified_by`), and the test holds the proxied run to them. A listed
+difference that no longer occurs must be removed from the list.
 """
 
 from __future__ import annotations
@@ -13,39 +18,42 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import shutil
-import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 import yaml
-from proxykit import CONFORMANCE_FIXTURE, running_proxy, serving_toolbox, stdio_backend
+from proxykit import (
+    CONFORMANCE_FIXTURE,
+    CONFORMANCE_VERSION,
+    node_binary,
+    node_tools,
+    running_proxy,
+    serving_toolbox,
+    stdio_backend,
+)
 
 from moorage_proxyrunner.local import LocalBackend
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
-REPO = Path(__file__).resolve().parents[3]
 HERE = Path(__file__).resolve().parent
 REVISIONS = ["2025-11-25", "2026-07-28"]
 _RUN_DIR = re.compile(r"^server-(?P<scenario>.+)-\d{4}-\d{2}-\d{2}T[\d-]+Z$")
 
+Verdicts = dict[str, frozenset[str]]
+"""`scenario:check` → the statuses that check reported (a check may report more than once)."""
+
 
 def _suite() -> tuple[str, str]:
-    """(node, conformance entry point), installing them once; skips without npm or cache."""
-    cached = Path.home() / ".cache" / "moorage" / "node"
-    if shutil.which("npm") is None and not cached.exists():
-        pytest.skip("npm is not available to install Node.js 22 and the MCP conformance suite")
-    done = subprocess.run(
-        [str(REPO / "scripts" / "node.sh")], capture_output=True, text=True, check=False
+    """(node, conformance entry point) at `CONFORMANCE_VERSION`."""
+    root = node_tools()
+    package = root / "node_modules" / "@modelcontextprotocol" / "conformance"
+    installed = json.loads((package / "package.json").read_text())["version"]
+    assert installed == CONFORMANCE_VERSION, (
+        f"conformance suite {installed} is not {CONFORMANCE_VERSION}"
     )
-    if done.returncode != 0:
-        pytest.skip(f"cannot install the conformance suite: {done.stderr.strip()[-300:]}")
-    root = Path(done.stdout.strip().splitlines()[-1])
-    node = next((root / "node_modules").glob("node-linux-*/bin/node"))
-    return str(node), str(
-        root / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"
-    )
+    return node_binary(root), str(package / "dist" / "index.js")
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +61,8 @@ def suite() -> tuple[str, str]:
     return _suite()
 
 
-async def run_suite(
-    suite: tuple[str, str], url: str, revision: str, out: Path
-) -> dict[str, set[str]]:
-    """Run the server scenarios; the failing check ids per scenario (WARNING is not failing)."""
+async def run_suite(suite: tuple[str, str], url: str, revision: str, out: Path) -> Verdicts:
+    """Run the server scenarios; every check's statuses."""
     node, entry = suite
     process = await asyncio.create_subprocess_exec(
         node,
@@ -77,67 +83,92 @@ async def run_suite(
     return results
 
 
-def read_results(out: Path) -> dict[str, set[str]]:
-    results: dict[str, set[str]] = {}
+def read_results(out: Path) -> Verdicts:
+    statuses: dict[str, set[str]] = {}
     for run in out.iterdir() if out.exists() else []:
         match = _RUN_DIR.match(run.name)
         if match is None or not (run / "checks.json").exists():
             continue
-        checks = json.loads((run / "checks.json").read_text())
-        results[match.group("scenario")] = {c["id"] for c in checks if c["status"] == "FAILURE"}
-    return results
+        scenario = match.group("scenario")
+        statuses.setdefault(f"{scenario}:", set())
+        for check in json.loads((run / "checks.json").read_text()):
+            statuses.setdefault(f"{scenario}:{check['id']}", set()).add(check["status"])
+    return {key: frozenset(found) for key, found in statuses.items()}
 
 
-def expected_failures(backend: str, revision: str) -> set[str]:
+def differences(direct: Verdicts, proxied: Verdicts) -> dict[str, tuple[str, str]]:
+    """`scenario:check` → (statuses directly, statuses through the proxy), where they differ.
+
+    A key ending in `:` stands for the scenario itself (run on one side only)."""
+    return {
+        key: (_shown(direct.get(key)), _shown(proxied.get(key)))
+        for key in sorted(direct.keys() | proxied.keys())
+        if direct.get(key) != proxied.get(key)
+    }
+
+
+def _shown(statuses: frozenset[str] | None) -> str:
+    return "absent" if statuses is None else "/".join(sorted(statuses))
+
+
+def expected_differences(backend: str, revision: str) -> list[Mapping[str, object]]:
     path = HERE / "conformance" / f"{backend}-{revision}.yml"
     if not path.exists():
-        return set()
-    return set((yaml.safe_load(path.read_text()) or {}).get("server") or [])
+        return []
+    return list((yaml.safe_load(path.read_text()) or {}).get("differences") or [])
 
 
-def regressions(direct: dict[str, set[str]], proxied: dict[str, set[str]]) -> set[str]:
-    """`scenario:check` failing through the proxy but not directly."""
-    found: set[str] = set()
-    for scenario, failing in proxied.items():
-        if scenario not in direct:
-            found.add(f"{scenario}: not run directly")
-            continue
-        found |= {f"{scenario}:{check}" for check in failing - direct[scenario]}
-    found |= {
-        f"{scenario}: not run through the proxy" for scenario in direct.keys() - proxied.keys()
+def compare(direct: Verdicts, proxied: Verdicts, backend: str, revision: str) -> None:
+    found = differences(direct, proxied)
+    listed = expected_differences(backend, revision)
+    where = f"{backend} backend at {revision}"
+    unexplained = {
+        key: sides
+        for key, sides in found.items()
+        if not any(
+            entry["check"] == key and entry["direct"] == sides[0] and entry["proxied"] == sides[1]
+            for entry in listed
+        )
     }
-    return found
-
-
-def compare(
-    direct: dict[str, set[str]], proxied: dict[str, set[str]], backend: str, revision: str
-) -> None:
-    allowed = expected_failures(backend, revision)
-    unexpected = regressions(direct, proxied) - allowed
-    assert not unexpected, (
-        f"{backend} backend at {revision}: checks the fixture passes directly fail: {sorted(unexpected)}"
+    assert not unexplained, (
+        f"{where}: verdicts differ from direct (direct, proxied): "
+        + json.dumps(unexplained, indent=1)
     )
-    proxied_failing = {f"{s}:{c}" for s, checks in proxied.items() for c in checks}
-    stale = {entry for entry in allowed if entry not in proxied_failing}
-    assert not stale, (
-        f"{backend} backend at {revision}: listed as expected failures but passing: {sorted(stale)}"
-    )
+    for entry in listed:
+        key = str(entry["check"])
+        assert key in found, f"{where}: listed difference no longer occurs: {key}"
+        assert entry.get("reason"), f"{where}: {key} is listed without a reason"
+        proofs = entry.get("verified_by")
+        assert isinstance(proofs, dict), f"{where}: {key} names no verifying check"
+        assert proofs, f"{where}: {key} names no verifying check"
+        for proof, status in proofs.items():
+            assert _shown(proxied.get(proof)) == status, (
+                f"{where}: the reason given for {key} does not hold: "
+                f"{proof} is {_shown(proxied.get(proof))}, not {status}"
+            )
 
 
 @pytest.mark.parametrize("revision", REVISIONS)
-async def test_the_proxy_passes_what_the_fixture_passes_directly(
+async def test_the_proxy_gives_every_verdict_the_fixture_gets_directly(
     suite: tuple[str, str], revision: str, tmp_path: Path
 ) -> None:
     async with serving_toolbox("http", command=CONFORMANCE_FIXTURE) as fixture_url:
         direct = await run_suite(suite, fixture_url, revision, tmp_path / "direct")
-        scored = [s for s, failing in direct.items() if not failing]
-        assert len(scored) >= 30, (
-            f"the fixture passes too little directly to compare: {sorted(direct)}"
-        )
+        passing = {k for k, v in direct.items() if v == {"SUCCESS"}}
+        assert len(passing) >= 60, f"the fixture passes too little directly: {sorted(direct)}"
         http_backend = LocalBackend(transport="streamable-http", target_urls=(fixture_url,))
         async with running_proxy(http_backend) as proxy:
             through_http = await run_suite(suite, proxy.mcp, revision, tmp_path / "http")
     async with running_proxy(stdio_backend((*CONFORMANCE_FIXTURE, "stdio"))) as proxy:
         through_stdio = await run_suite(suite, proxy.mcp, revision, tmp_path / "stdio")
+    (tmp_path / "verdicts.json").write_text(
+        json.dumps(
+            {
+                "http": differences(direct, through_http),
+                "stdio": differences(direct, through_stdio),
+            },
+            indent=1,
+        )
+    )
     compare(direct, through_http, "http", revision)
     compare(direct, through_stdio, "stdio", revision)

@@ -14,6 +14,7 @@ from testkit.waiting import eventually
 
 from moorage_api.runconfig import RunConfig, render_runconfig_json
 from moorage_proxyrunner.middleware import LiveConfig, LiveConfigError, Middleware
+from moorage_proxyrunner.pipeline import Identity
 from moorage_proxyrunner.runconfig_reload import RunConfigReloader, load_local_runconfig
 from moorage_proxyrunner.settings import ProxySettings
 
@@ -189,3 +190,22 @@ async def test_the_file_watcher_applies_edits(tmp_path: Path) -> None:
     finally:
         task.cancel()
         await asyncio.wait({task})
+
+
+def test_new_policies_recheck_held_subscriptions_against_themselves() -> None:
+    registry = CollectorRegistry()
+    middleware = Middleware(ProxySettings(), registry=registry)
+    held = {("alice", "file:///a"), ("alice", "file:///b")}
+    ended: list[tuple[str, str]] = []
+
+    def recheck(allowed: Any) -> int:
+        lost = [(who, uri) for who, uri in sorted(held) if not allowed(Identity(who), uri)]
+        ended.extend(lost)
+        return len(lost)
+
+    reload = RunConfigReloader(middleware, current=runconfig(), registry=registry, recheck=recheck)
+    forbid_b = 'forbid(principal, action, resource == Resource::"file:///b");'
+    reload.apply_text(text(generation=2, audit={"enabled": True}), source="test")
+    assert ended == [], "no policy change, nothing re-checked"
+    reload.apply_text(text(generation=3, authz={"policies": [*PERMIT_ALL, forbid_b]}), source="t")
+    assert ended == [("alice", "file:///b")]

@@ -289,6 +289,27 @@ async def test_a_request_state_the_proxy_did_not_mint_is_refused(
     assert (await finished(retry))["error"]["code"] == -32602
 
 
+async def test_a_request_state_resumes_only_for_the_subject_it_was_minted_for(
+    harness: Harness,
+) -> None:
+    alice = harness.peer("m1", modern=True, capabilities={"elicitation": {}}, principal="alice")
+    exchange = await harness.send(alice, 1, "tools/call", {"name": "ask"})
+    await harness.server.read("tools/call")
+    harness.server.write(
+        {"jsonrpc": "2.0", "id": "s1", "method": "elicitation/create", "params": {}}
+    )
+    state = (await finished(exchange))["result"]["requestState"]
+    answer = {"elicitation": {"action": "decline"}}
+    params = {"name": "ask", "inputResponses": answer, "requestState": state}
+    mallory = harness.peer("m2", modern=True, principal="mallory")
+    refused = await harness.send(mallory, 2, "tools/call", params)
+    assert (await finished(refused))["error"]["code"] == -32602
+    # The call stays parked for its own subject.
+    again = harness.peer("m3", modern=True, principal="alice")
+    await harness.send(again, 3, "tools/call", params)
+    assert (await harness.server.read())["id"] == "s1"
+
+
 async def test_a_modern_client_without_the_capability_is_reported_to_the_server(
     harness: Harness,
 ) -> None:
@@ -374,3 +395,78 @@ async def test_a_server_answer_to_an_id_the_bridge_did_not_issue_reaches_nobody(
         harness.server.write({"jsonrpc": "2.0", "id": stray, "error": {"code": 1, "message": "x"}})
     harness.server.write({"jsonrpc": "2.0", "id": forwarded["id"], "result": {"ok": True}})
     assert (await finished(exchange))["result"] == {"ok": True}
+
+
+async def server_caught_up(harness: Harness) -> None:
+    """Wait until the bridge has handled what the server wrote so far (it answers a ping)."""
+    harness.server.write({"jsonrpc": "2.0", "id": "caught-up", "method": "ping"})
+    assert (await harness.server.read())["id"] == "caught-up"
+
+
+async def test_a_roots_request_before_any_client_waits_for_one_that_declared_roots(
+    harness: Harness,
+) -> None:
+    harness.server.write({"jsonrpc": "2.0", "id": "r1", "method": "roots/list", "params": {}})
+    await server_caught_up(harness)
+    # A client without roots, and then one with roots but no stream yet, are not asked.
+    plain = harness.peer("plain", mailbox=Mailbox())
+    harness.bridge.stream_opened(plain)
+    rooted = harness.peer("rooted", capabilities={"roots": {}})
+    harness.bridge.stream_opened(rooted)
+    assert plain.mailbox is not None
+    assert plain.mailbox.pending == 0
+    rooted.mailbox = Mailbox()
+    harness.bridge.stream_opened(rooted)
+    [asked] = rooted.mailbox.take()
+    assert asked["method"] == "roots/list"
+    await harness.bridge.respond(
+        rooted, {"jsonrpc": "2.0", "id": asked["id"], "result": {"roots": []}}
+    )
+    assert await harness.server.read() == {"jsonrpc": "2.0", "id": "r1", "result": {"roots": []}}
+
+
+async def test_a_sampling_request_outside_client_requests_goes_to_a_capable_stream(
+    harness: Harness,
+) -> None:
+    harness.peer("plain", mailbox=Mailbox())
+    capable = harness.peer("capable", mailbox=Mailbox(), capabilities={"sampling": {}})
+    harness.server.write(
+        {"jsonrpc": "2.0", "id": "s1", "method": "sampling/createMessage", "params": {}}
+    )
+    await eventually(lambda: capable.mailbox is not None and capable.mailbox.pending == 1)
+
+
+async def test_a_sampling_request_no_client_can_take_is_failed_clearly(
+    harness: Harness,
+) -> None:
+    harness.peer("plain", mailbox=Mailbox())
+    harness.server.write(
+        {"jsonrpc": "2.0", "id": "s1", "method": "sampling/createMessage", "params": {}}
+    )
+    answer = await harness.server.read()
+    assert answer["id"] == "s1"
+    assert "no connected client declared the sampling capability" in answer["error"]["message"]
+
+
+async def test_a_list_change_before_any_client_reaches_the_first_stream_that_opens(
+    harness: Harness,
+) -> None:
+    harness.server.write({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
+    await server_caught_up(harness)
+    not_listening = harness.peer(
+        "prompts", modern=True, mailbox=Mailbox(), listen={"promptsListChanged": True}
+    )
+    harness.bridge.stream_opened(not_listening)
+    first = harness.peer("first", mailbox=Mailbox())
+    harness.bridge.stream_opened(first)
+    second = harness.peer("second", mailbox=Mailbox())
+    harness.bridge.stream_opened(second)
+    assert not_listening.mailbox is not None
+    assert not_listening.mailbox.pending == 0
+    assert first.mailbox is not None
+    assert first.mailbox.take() == [
+        {"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}
+    ]
+    # Told once: any client connecting later lists what is there now.
+    assert second.mailbox is not None
+    assert second.mailbox.pending == 0

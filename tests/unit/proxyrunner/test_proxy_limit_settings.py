@@ -29,6 +29,11 @@ def test_flags_win_over_the_environment() -> None:
     assert limits.queue_max_bytes == 65536
 
 
+def test_resumption_can_be_turned_off() -> None:
+    assert limits_from(parse(["--resume-window", "0"]), environ={}).resume_window == 0
+    assert limits_from(parse([]), environ={"RESUME_WINDOW": "32"}).resume_window == 32
+
+
 def test_local_settings_carry_the_limits(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MAX_INFLIGHT_PER_SESSION", "3")
     settings = settings_from(parse(["--header-timeout", "5s"]))
@@ -50,8 +55,9 @@ def test_cluster_options_read_the_environment_the_deployment_sets(
         ("MAX_SESSIONS", "0", "MAX_SESSIONS \\(--max-sessions\\)"),
         ("QUEUE_MAX_BYTES", "100", "QUEUE_MAX_BYTES"),
         ("REQUEST_TIMEOUT", "soon", "REQUEST_TIMEOUT"),
+        ("RESUME_WINDOW", "-1", "RESUME_WINDOW \\(--resume-window\\)"),
     ],
-    ids=["zero-sessions", "tiny-queue", "bad-duration"],
+    ids=["zero-sessions", "tiny-queue", "bad-duration", "negative-window"],
 )
 def test_unusable_values_are_refused_naming_the_setting(
     name: str, value: str, complaint: str

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from moorage_proxyrunner.frontend import is_host_allowed, is_origin_allowed
 from moorage_proxyrunner.responding import endpoint_url
 from moorage_proxyrunner.settings import ProxySettings
-from moorage_proxyrunner.sse import EventParser, format_event
+from moorage_proxyrunner.sse import EventParser, format_event, prefers_event_stream
 
 LOCAL = ProxySettings(host="127.0.0.1")
 CLUSTER = ProxySettings(host="0.0.0.0")
@@ -141,3 +141,22 @@ def test_sse_endpoint_urls_honour_prefix_and_trusted_headers(
 ) -> None:
     request = make_mocked_request("GET", "/sse", headers=headers)
     assert endpoint_url(request, settings, "s1") == url
+
+
+@pytest.mark.parametrize(
+    ("accept", "prefers"),
+    [
+        pytest.param("text/event-stream, application/json", True, id="sse-first"),
+        pytest.param("application/json, text/event-stream", False, id="json-first"),
+        pytest.param("text/event-stream", True, id="sse-only"),
+        pytest.param("application/json", False, id="json-only"),
+        pytest.param("", False, id="none"),
+        pytest.param("application/json;q=0.5, text/event-stream", True, id="json-lower-q"),
+        pytest.param("text/event-stream;q=0.4, application/json", False, id="sse-lower-q"),
+        pytest.param("text/event-stream;q=0, application/json", False, id="sse-refused"),
+        pytest.param("TEXT/EVENT-STREAM ; q=1.0 , application/json", True, id="case-and-spaces"),
+        pytest.param("text/event-stream;q=x, application/json", False, id="bad-q"),
+    ],
+)
+def test_the_client_prefers_sse_when_it_ranks_it_above_json(accept: str, prefers: bool) -> None:
+    assert prefers_event_stream(accept) is prefers

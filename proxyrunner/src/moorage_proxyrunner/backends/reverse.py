@@ -21,9 +21,10 @@ and dropped on the legacy one and on GET and DELETE; an `Mcp-Param-<X>` header g
 a modern `tools/call` whose argument X it equals (`eras.check_modern_headers` refuses one that
 differs; one naming no argument is dropped). A client's response is refused on the modern wire
 (there is no server request to answer) and forwarded rebuilt from its envelope on the legacy one.
-A step that needs a result (the tool filter on `tools/list`) makes the proxy read that one answer
-whole and rewrite it. Targets is a list so a StatefulSet's
-pods can be given; locally it has one entry.
+A step that needs a result (the tool filter on `tools/list`) makes the proxy rewrite that one
+answer: from an SSE answer to a listing, the events before it are relayed as they come and only
+the answer's own event is read whole; a JSON answer is read whole. Targets is a list so a
+StatefulSet's pods can be given; locally it has one entry.
 """
 
 from __future__ import annotations
@@ -89,6 +90,10 @@ FORWARDED_RESPONSE_HEADERS: Final[Mapping[str, str]] = {
 """Upstream response headers passed back to the client (by lower-case name → as written)."""
 STREAMING_KEY: Final = web.RequestKey("moorage_streaming", web.StreamResponse)
 """The client's response once an upstream stream is being relayed into it."""
+STREAMED_LISTS: Final = frozenset(
+    {"tools/list", "prompts/list", "resources/list", "resources/templates/list"}
+)
+"""Listings a step rewrites whose SSE answers are relayed as they come, all but the answer."""
 PROBE_INTERVAL: Final = 5.0
 """Seconds between reachability probes of the targets (for `/health`)."""
 
@@ -366,6 +371,8 @@ class HttpEndpoints(Refusing):
             if upstream is None:
                 return Reply(_unreachable(call.id, self.targets[target]), status=502)
             if call.want_result:
+                if call.method in STREAMED_LISTS and upstream.content_type == "text/event-stream":
+                    return await self._relay_until_answer(request, upstream, call.id, target)
                 message = await _read_answer(upstream, call.id)
                 if message is None:
                     return Reply(_unreachable(call.id, self.targets[target]), status=502)
@@ -533,6 +540,11 @@ class HttpEndpoints(Refusing):
         request_id: Any = None,
     ) -> web.StreamResponse:
         upstream = reply.passthrough
+        if reply.message is not None and isinstance(upstream, _Streamed):
+            self.metrics.observe(
+                method, "error" if "error" in reply.message else "ok", time.perf_counter() - started
+            )
+            return await upstream.finish(request, reply.message)
         if reply.message is not None:
             headers = {}
             if isinstance(upstream, _Headers):
@@ -546,6 +558,34 @@ class HttpEndpoints(Refusing):
         status = "ok" if upstream.status < 400 else str(upstream.status)
         self.metrics.observe(method, status, time.perf_counter() - started)
         return response
+
+    async def _relay_until_answer(
+        self, request: web.Request, upstream: Response, request_id: Any, target: int
+    ) -> Reply:
+        """Relay an upstream SSE answer event by event until the event that carries the
+        answer, which is held back for the steps to rewrite (`_Streamed.finish` writes it):
+        only that one message is ever read whole."""
+        headers = _response_headers(upstream)
+        self._learn_session(upstream.headers, target, identity_of(request))
+        streamed = _Streamed({**headers, **SSE_HEADERS}, upstream.status)
+        parser = EventParser()
+        try:
+            async for chunk in upstream.chunks():
+                for event in parser.feed(chunk):
+                    answer = _answer_in(event, request_id)
+                    if answer is not None:
+                        streamed.event_id = event.id
+                        return Reply(answer, status=upstream.status, passthrough=streamed)
+                    response = await streamed.open(request)
+                    await response.write(event.raw)
+        except UpstreamError:
+            pass
+        finally:
+            upstream.close()
+        answer = _unreachable(request_id, self.targets[target])
+        if streamed.response is None:
+            return Reply(answer, status=502)
+        return Reply(answer, passthrough=streamed)
 
     def _learn_session(self, headers: Mapping[str, str], target: int, identity: Identity) -> None:
         """Pin a session the upstream announced to its target and to the caller it answered."""
@@ -562,11 +602,7 @@ class HttpEndpoints(Refusing):
         *,
         request_id: Any = None,
     ) -> web.StreamResponse:
-        headers = {
-            FORWARDED_RESPONSE_HEADERS[name]: value
-            for name, value in upstream.headers.items()
-            if name in FORWARDED_RESPONSE_HEADERS
-        }
+        headers = _response_headers(upstream)
         self._learn_session(upstream.headers, target, identity_of(request))
         if upstream.content_type != "text/event-stream":
             try:
@@ -870,6 +906,36 @@ class HttpEndpoints(Refusing):
         return await self._open(session.target, "POST", headers, body, path=path)
 
 
+class _Streamed:
+    """An upstream SSE answer being relayed: the client's stream once an event has gone out
+    (None while nothing has), and the answer's event id, for the rewritten answer to keep."""
+
+    __slots__ = ("event_id", "headers", "response", "status")
+
+    def __init__(self, headers: dict[str, str], status: int) -> None:
+        self.headers = headers
+        self.status = status
+        self.response: web.StreamResponse | None = None
+        self.event_id: str | None = None
+
+    async def open(self, request: web.Request) -> web.StreamResponse:
+        if self.response is None:
+            response = web.StreamResponse(status=self.status, headers=self.headers)
+            await response.prepare(request)
+            request[STREAMING_KEY] = response
+            self.response = response
+        return self.response
+
+    async def finish(self, request: web.Request, message: Json) -> web.StreamResponse:
+        """The (rewritten) answer as the stream's last event."""
+        event = format_event(encode(message), event_id=self.event_id)
+        if self.response is None:
+            return web.Response(status=self.status, body=event, headers=self.headers)
+        await self.response.write(event)
+        await self.response.write_eof()
+        return self.response
+
+
 class _Headers:
     """The upstream response headers kept for a reply that was read whole."""
 
@@ -924,6 +990,23 @@ async def _first_endpoint(
     return None, []
 
 
+def _response_headers(upstream: Response) -> dict[str, str]:
+    """The upstream response headers passed back to the client, as they are written."""
+    return {
+        FORWARDED_RESPONSE_HEADERS[name]: value
+        for name, value in upstream.headers.items()
+        if name in FORWARDED_RESPONSE_HEADERS
+    }
+
+
+def _answer_in(event: Event, request_id: Any) -> Json | None:
+    """The response to `request_id` when `event` carries it."""
+    parsed = parse_message(event.data)
+    if isinstance(parsed, Message) and parsed.kind is Kind.RESPONSE and parsed.id == request_id:
+        return parsed.body
+    return None
+
+
 async def _read_answer(upstream: Response, request_id: Any) -> Json | None:
     """The JSON-RPC answer in a whole upstream response (JSON body or SSE stream)."""
     try:
@@ -931,13 +1014,9 @@ async def _read_answer(upstream: Response, request_id: Any) -> Json | None:
             parser = EventParser()
             async for chunk in upstream.chunks():
                 for event in parser.feed(chunk):
-                    parsed = parse_message(event.data)
-                    if (
-                        isinstance(parsed, Message)
-                        and parsed.kind is Kind.RESPONSE
-                        and parsed.id == request_id
-                    ):
-                        return parsed.body
+                    found = _answer_in(event, request_id)
+                    if found is not None:
+                        return found
             return None
         answer = parse_message(await upstream.read())
         return answer.body if isinstance(answer, Message) else None

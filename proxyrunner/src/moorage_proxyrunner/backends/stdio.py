@@ -16,7 +16,11 @@ the legacy era. The bridge multiplexes clients ("peers") over it:
 - server-to-client requests (sampling, elicitation, roots) go to the peer whose request is in
   flight; modern (2026-07-28) clients cannot receive requests, so for them the call is answered
   `input_required` and parked until the client retries with `inputResponses`. A request that
-  cannot be attributed to one client is failed with an error that says so.
+  several clients' requests could have caused is failed with an error that says so; one sent
+  outside any client request is routed as `unsolicited` decides (to a capable client's stream,
+  held until one connects, or refused);
+- a list-changed notification sent while no client stream could take it (at start-up, before
+  any client) is kept, one per kind, and goes to the next client stream that opens.
 
 When the channel ends, everything in flight is answered with a JSON-RPC error, the factory is
 called again (with back-off) and the new backend is initialised and given the subscriptions and
@@ -32,6 +36,7 @@ import hmac
 import itertools
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -40,6 +45,7 @@ import structlog
 
 from moorage_core.supervising import TaskSupervisor
 from moorage_proxyrunner import eras
+from moorage_proxyrunner.backends import unsolicited
 from moorage_proxyrunner.backends.channels import ChannelClosed, ChannelFactory, StdioChannel
 from moorage_proxyrunner.jsonrpc import (
     INTERNAL_ERROR,
@@ -72,6 +78,15 @@ PROXY_CAPABILITIES: Final[Json] = {
 }
 """What the proxy declares to the backend: it can route all of these to some client."""
 
+HELD_LIMIT: Final = 32
+"""Server requests held for a client to connect; beyond it the oldest is failed."""
+
+_LIST_CHANGED_FLAGS: Final = {
+    "notifications/tools/list_changed": "toolsListChanged",
+    "notifications/prompts/list_changed": "promptsListChanged",
+    "notifications/resources/list_changed": "resourcesListChanged",
+}
+
 
 class BridgeUnavailable(Exception):
     """The backend is not connected and did not come back in time."""
@@ -97,6 +112,12 @@ class Peer:
     inflight: dict[RequestId, int] = field(default_factory=dict)
     server_requests: dict[str, RequestId] = field(default_factory=dict)
     """Proxy-assigned ids of server-to-client requests sent to this peer → backend ids."""
+    owner: object = None
+    """Who holds `subscriptions` (the front end's caller identity), so that they can be
+    checked again when the access policy changes; opaque to the bridge."""
+    principal: str | None = None
+    """The authenticated subject the peer acts for (None: unauthenticated); a call parked for
+    `input_required` resumes only for the same one."""
 
 
 @dataclass(slots=True)
@@ -136,6 +157,8 @@ class _Pending:
     parked_id: str | None = None
     expiry: asyncio.TimerHandle | None = None
     final: Json | None = None
+    principal: str | None = None
+    """Whose call it is (`Peer.principal`): only that subject's retry resumes it."""
 
 
 class StdioBridge:
@@ -174,6 +197,10 @@ class StdioBridge:
         self._routed: dict[str, tuple[Peer, RequestId]] = {}
         self._peers: dict[str, Peer] = {}
         self._subscribers: dict[str, set[str]] = {}
+        self._held: deque[Message] = deque()
+        """Server requests sent outside any client request, waiting for a client to answer."""
+        self._unseen: dict[str, Json] = {}
+        """List-changed notifications no client stream could take yet, by method."""
         self._backend_level: str | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._state_key = secrets.token_bytes(32)
@@ -343,6 +370,9 @@ class StdioBridge:
         for key, (peer, _) in list(self._routed.items()):
             peer.server_requests.pop(key, None)
         self._routed.clear()
+        # What the old process asked or announced means nothing to the next one.
+        self._held.clear()
+        self._unseen.clear()
 
     # ---- writing ----
 
@@ -462,6 +492,7 @@ class StdioBridge:
             capabilities=peer.capabilities,
             log_level=peer.log_level,
             on_done=on_done,
+            principal=peer.principal,
         )
         if isinstance(params, dict):
             meta = params.get("_meta")
@@ -616,6 +647,10 @@ class StdioBridge:
         if self.release(peer, uri) and self._connected.is_set():
             self._spawn(self._quiet_internal("resources/unsubscribe", {"uri": uri}))
 
+    def unsubscribe(self, peer: Peer, uri: str) -> None:
+        """End `peer`'s subscription to `uri` (the backend's, when it was the last holder)."""
+        self._release(peer, uri)
+
     async def subscribe_quietly(self, peer: Peer, uri: str) -> None:
         """A listen stream's subscription: the backend is asked only for the first holder."""
         if self.hold(peer, uri) and self._connected.is_set():
@@ -727,17 +762,40 @@ class StdioBridge:
                 self._push(peer.mailbox, dict(body))
 
     def _fan_out(self, body: Json, method: str) -> None:
-        flag = {
-            "notifications/tools/list_changed": "toolsListChanged",
-            "notifications/prompts/list_changed": "promptsListChanged",
-            "notifications/resources/list_changed": "resourcesListChanged",
-        }[method]
+        reached = False
         for peer in self._peers.values():
-            if peer.listen is not None:
-                if peer.listen.get(flag):
-                    self._to_stream(peer, body, subscription=True)
-            elif not peer.modern:
-                self._to_stream(peer, body)
+            reached = self._announce_to(peer, body, method) or reached
+        if not reached:
+            self._unseen[method] = body
+
+    def _announce_to(self, peer: Peer, body: Json, method: str) -> bool:
+        """Put a list-changed notification on `peer`'s stream if it takes that kind."""
+        if peer.mailbox is None or peer.mailbox.closed:
+            return False
+        if peer.listen is not None:
+            if not peer.listen.get(_LIST_CHANGED_FLAGS[method]):
+                return False
+            self._to_stream(peer, body, subscription=True)
+            return True
+        if peer.modern:
+            return False
+        self._to_stream(peer, body)
+        return True
+
+    def stream_opened(self, peer: Peer) -> None:
+        """`peer` can now receive messages outside its requests (a GET or HTTP+SSE stream, a
+        listen stream): give it what waited for such a client."""
+        for method, body in list(self._unseen.items()):
+            if self._announce_to(peer, body, method):
+                del self._unseen[method]
+        candidate = self._candidate(peer)
+        waiting: deque[Message] = deque()
+        for message in self._held:
+            if unsolicited.can_answer(candidate, message.method):
+                self._send_to_stream(peer, message)
+            else:
+                waiting.append(message)
+        self._held = waiting
 
     def _to_stream(self, peer: Peer, body: Json, *, subscription: bool = False) -> None:
         if peer.mailbox is None:
@@ -793,12 +851,15 @@ class StdioBridge:
             return
         target = self._attribute()
         if target is None:
-            busy = {p.peer.key for p in self._pending.values() if p.peer is not None}
-            why = (
-                f"{len(busy)} clients have requests in flight, so the proxy cannot tell which one to ask"
-                if busy
-                else "no client request is in flight to ask on behalf of"
-            )
+            busy = {
+                p.peer.key
+                for p in self._pending.values()
+                if p.peer is not None and p.method in eras.INTERACTIVE and p.exchange is not None
+            }
+            if not busy:
+                self._on_unsolicited(message)
+                return
+            why = f"{len(busy)} clients have requests in flight, so the proxy cannot tell which one to ask"
             self._send_later(
                 error_response(backend_id, INTERNAL_ERROR, f"Cannot route {method}: {why}")
             )
@@ -827,6 +888,50 @@ class StdioBridge:
             return
         peer.server_requests[key] = backend_id
         self._routed[key] = (peer, backend_id)
+
+    @staticmethod
+    def _candidate(peer: Peer) -> unsolicited.Candidate:
+        mailbox = peer.mailbox
+        return unsolicited.Candidate(
+            key=peer.key,
+            capabilities=peer.capabilities,
+            modern=peer.modern,
+            stream_open=mailbox is not None and not mailbox.closed and peer.listen is None,
+        )
+
+    def _on_unsolicited(self, message: Message) -> None:
+        """A server request no client request is in flight for (see `unsolicited`)."""
+        backend_id = message.id
+        assert backend_id is not None
+        route = unsolicited.route_unsolicited(
+            message.method, (self._candidate(p) for p in self._peers.values())
+        )
+        if isinstance(route, unsolicited.Deliver):
+            self._send_to_stream(self._peers[route.key], message)
+        elif isinstance(route, unsolicited.Hold):
+            if len(self._held) >= HELD_LIMIT:
+                oldest = self._held.popleft()
+                self._send_later(
+                    error_response(
+                        oldest.id, INTERNAL_ERROR, "No client connected to answer in time"
+                    )
+                )
+            self._held.append(message)
+            log.info("server_request_held", method=message.method, held=len(self._held))
+        else:
+            log.info("server_request_refused", method=message.method, reason=route.message)
+            self._send_later(error_response(backend_id, route.code, route.message))
+
+    def _send_to_stream(self, peer: Peer, message: Message) -> None:
+        """Send a server request to `peer`'s own stream under a proxy-assigned id."""
+        assert peer.mailbox is not None
+        assert message.id is not None
+        key = f"moorage-{next(self._server_request_ids)}"
+        body = dict(message.body)
+        body["id"] = key
+        peer.server_requests[key] = message.id
+        self._routed[key] = (peer, message.id)
+        self._push(peer.mailbox, body)
 
     def _attribute(self) -> tuple[Peer, _Pending] | None:
         """The request a server-to-client request belongs to, when that can be decided.
@@ -959,8 +1064,10 @@ class StdioBridge:
             exchange.finish(error_response(client_id, INVALID_PARAMS, f"The requestState {why}"))
             return
         key = eras.NAME_BEARING.get(pending.method)
-        if message.get("method") != pending.method or (
-            key is not None and params.get(key) != pending.target
+        if (
+            message.get("method") != pending.method
+            or (key is not None and params.get(key) != pending.target)
+            or peer.principal != pending.principal
         ):
             exchange.finish(
                 error_response(
