@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from moorage_dev.binaries import build_once, cache_root, run_go
+from moorage_dev.binaries import build_once, cache_root, go_build
 
 SOURCE = Path(__file__).resolve().parents[1] / "fixtures" / "caseserver"
 NAME = "caseserver"
@@ -30,10 +30,11 @@ def caseserver_binary() -> Path:
     binary = directory / NAME
 
     def build(go: str, staging: Path) -> None:
-        run_go(
+        go_build(
             go,
-            ["build", "-trimpath", "-o", str(staging / NAME), "."],
-            cwd=SOURCE,
+            SOURCE,
+            out=str(staging / NAME),
+            targets=["."],
             what="build the caseserver test fixture",
             report=lambda _: None,
         )

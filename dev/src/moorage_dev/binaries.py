@@ -227,6 +227,33 @@ def go_module(
         yield work
 
 
+def go_build(
+    go: str,
+    work: Path,
+    *,
+    out: str,
+    targets: Sequence[str],
+    what: str,
+    report: Reporter,
+    ldflags: str | None = None,
+    tags: str | None = None,
+) -> None:
+    """`go build -trimpath [-tags …] [-ldflags …] -o out targets` in `work`, as every binary
+    here is built.
+
+    `out` ending in `/` builds several commands into that folder, else one binary at that path.
+    """
+    flags = ["-tags", tags] if tags is not None else []
+    flags += ["-ldflags", ldflags] if ldflags is not None else []
+    run_go(
+        go,
+        ["build", "-trimpath", *flags, "-o", out, *targets],
+        cwd=work,
+        what=what,
+        report=report,
+    )
+
+
 def _ldflags_kubernetes(version: str) -> str:
     major, minor, _ = version.split(".")
     prefix = "k8s.io/component-base/version"
@@ -252,19 +279,12 @@ def build_kubernetes(
     files = {"go.mod": kubernetes_go_mod(version), "tools.go": kubernetes_tools_go(commands)}
     what = f"k8s.io/kubernetes v{version}"
     with go_module(go, name="k8s", files=files, what=what, report=report) as work:
-        targets = [f"k8s.io/kubernetes/cmd/{c}" for c in commands]
-        run_go(
+        go_build(
             go,
-            [
-                "build",
-                "-trimpath",
-                "-ldflags",
-                _ldflags_kubernetes(version),
-                "-o",
-                f"{out}/",
-                *targets,
-            ],
-            cwd=work,
+            work,
+            ldflags=_ldflags_kubernetes(version),
+            out=f"{out}/",
+            targets=[f"k8s.io/kubernetes/cmd/{c}" for c in commands],
             what=f"build {', '.join(commands)} v{version}",
             report=report,
         )
@@ -273,10 +293,12 @@ def build_kubernetes(
 def build_etcd(go: str, out: Path, *, version: str, report: Reporter) -> None:
     files = {"go.mod": etcd_go_mod(version), "main.go": ETCD_MAIN_GO}
     with go_module(go, name="etcd", files=files, what=f"etcd v{version}", report=report) as work:
-        run_go(
+        go_build(
             go,
-            ["build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / "etcd"), "."],
-            cwd=work,
+            work,
+            ldflags="-s -w",
+            out=str(out / "etcd"),
+            targets=["."],
             what=f"build etcd v{version}",
             report=report,
         )
@@ -285,18 +307,12 @@ def build_etcd(go: str, out: Path, *, version: str, report: Reporter) -> None:
 def build_kwok(go: str, out: Path, *, version: str, report: Reporter) -> None:
     files = {"go.mod": kwok_go_mod(version), "tools.go": KWOK_TOOLS_GO}
     with go_module(go, name="kwok", files=files, what=f"kwok v{version}", report=report) as work:
-        run_go(
+        go_build(
             go,
-            [
-                "build",
-                "-trimpath",
-                "-ldflags",
-                f"-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=v{version}",
-                "-o",
-                str(out / "kwok"),
-                "sigs.k8s.io/kwok/cmd/kwok",
-            ],
-            cwd=work,
+            work,
+            ldflags=f"-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=v{version}",
+            out=str(out / "kwok"),
+            targets=["sigs.k8s.io/kwok/cmd/kwok"],
             what=f"build kwok v{version}",
             report=report,
         )

@@ -27,8 +27,8 @@ from moorage_dev.binaries import (
     build_once,
     cache_root,
     go_binary,
+    go_build,
     go_module,
-    run_go,
 )
 
 CERT_MANAGER_VERSION = "1.21.2"
@@ -154,18 +154,12 @@ def build_cert_manager(go: str, out: Path, *, version: str, report: Reporter) ->
     files = {"go.mod": wrapper_go_mod(version), **_go_sources()}
     what = f"cert-manager v{version}"
     with go_module(go, name="cert-manager", files=files, what=what, report=report) as work:
-        run_go(
+        go_build(
             go,
-            [
-                "build",
-                "-trimpath",
-                "-ldflags",
-                cert_manager_ldflags(version),
-                "-o",
-                f"{out / 'bin'}/",
-                *(f"./{c}" for c in CERT_MANAGER_COMMANDS),
-            ],
-            cwd=work,
+            work,
+            ldflags=cert_manager_ldflags(version),
+            out=f"{out / 'bin'}/",
+            targets=[f"./{c}" for c in CERT_MANAGER_COMMANDS],
             what=f"build {', '.join(CERT_MANAGER_COMMANDS)} v{version}",
             report=report,
         )

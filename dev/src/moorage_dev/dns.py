@@ -26,8 +26,8 @@ from moorage_dev.binaries import (
     build_once,
     cache_root,
     find_prebuilt,
+    go_build,
     go_module,
-    run_go,
 )
 
 COREDNS_VERSION = "1.15.0"
@@ -71,18 +71,12 @@ def build_coredns(go: str, out: Path, *, version: str, report: Reporter) -> None
     files = {"go.mod": coredns_go_mod(version), "main.go": coredns_main_go()}
     what = f"coredns v{version}"
     with go_module(go, name="coredns", files=files, what=what, report=report) as work:
-        run_go(
+        go_build(
             go,
-            [
-                "build",
-                "-trimpath",
-                "-ldflags",
-                "-s -w -X github.com/coredns/coredns/coremain.GitCommit=v" + version,
-                "-o",
-                str(out / "coredns"),
-                ".",
-            ],
-            cwd=work,
+            work,
+            ldflags="-s -w -X github.com/coredns/coredns/coremain.GitCommit=v" + version,
+            out=str(out / "coredns"),
+            targets=["."],
             what=f"build coredns v{version}",
             report=report,
         )

@@ -21,8 +21,8 @@ from moorage_dev.binaries import (
     build_once,
     cache_root,
     find_prebuilt,
+    go_build,
     go_module,
-    run_go,
 )
 from moorage_dev.certmanager_binaries import go_new_enough_for
 
@@ -66,18 +66,12 @@ def build_helm(go: str, out: Path, *, version: str, report: Reporter) -> None:
     files = {"go.mod": helm_go_mod(version), "tools.go": helm_tools_go(version)}
     what = f"helm v{version}"
     with go_module(go, name="helm", files=files, what=what, report=report) as work:
-        run_go(
+        go_build(
             go,
-            [
-                "build",
-                "-trimpath",
-                "-ldflags",
-                helm_ldflags(version),
-                "-o",
-                str(out / "bin" / "helm"),
-                f"{module_of(version)}/cmd/helm",
-            ],
-            cwd=work,
+            work,
+            ldflags=helm_ldflags(version),
+            out=str(out / "bin" / "helm"),
+            targets=[f"{module_of(version)}/cmd/helm"],
             what=f"build {what}",
             report=report,
         )

@@ -36,7 +36,7 @@ from typing import Any
 import yaml
 
 from moorage_dev import processes
-from moorage_dev.binaries import Reporter, build_once, cache_root, go_module, run_go
+from moorage_dev.binaries import Reporter, build_once, cache_root, go_build, go_module
 from moorage_dev.cluster import free_port
 from moorage_dev.scrapeconfigs import (
     POD_MONITOR,
@@ -130,21 +130,16 @@ def build_prometheus(go: str, out: Path, *, report: Reporter) -> None:
     }
     what = f"prometheus v{PROMETHEUS_VERSION}"
     with go_module(go, name="prometheus", files=files, what=what, report=report) as work:
-        run_go(
+        go_build(
             go,
-            [
-                "build",
-                "-trimpath",
-                "-tags",
-                PROMETHEUS_BUILD_TAGS,
-                "-ldflags",
-                f"-s -w -X github.com/prometheus/common/version.Version={PROMETHEUS_VERSION}",
-                "-o",
-                f"{out}/",
+            work,
+            tags=PROMETHEUS_BUILD_TAGS,
+            ldflags=f"-s -w -X github.com/prometheus/common/version.Version={PROMETHEUS_VERSION}",
+            out=f"{out}/",
+            targets=[
                 "github.com/prometheus/prometheus/cmd/prometheus",
                 "github.com/prometheus/prometheus/cmd/promtool",
             ],
-            cwd=work,
             what=f"build {what} with Kubernetes discovery",
             report=report,
         )
