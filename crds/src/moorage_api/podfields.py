@@ -567,3 +567,61 @@ POD_SPEC: Final = Struct(
 
 POD_TEMPLATE_SPEC: Final = Struct("PodTemplateSpec", {"metadata": OBJECT_META, "spec": POD_SPEC})
 """`core/v1` PodTemplateSpec, the root of the table."""
+
+CONTAINER_LISTS: Final[Mapping[str, Struct]] = {
+    "containers": CONTAINER,
+    "initContainers": INIT_CONTAINER,
+    "ephemeralContainers": EPHEMERAL_CONTAINER,
+}
+"""The PodSpec fields that list containers, and the type of their elements."""
+
+# -- coarse views -------------------------------------------------------------------------------
+
+_CONTAINER_TYPES: Final = frozenset(struct.name for struct in CONTAINER_LISTS.values())
+
+
+def json_type(kind: Kind) -> str:
+    """The JSON type of a field of `kind`, in words ("string", "list of objects", ...), for a
+    check that looks no deeper than a field's own type (a list of containers is named apart:
+    its elements are worth a closer look)."""
+    match kind:
+        case Text():
+            return "string"
+        case Integer():
+            return "integer"
+        case Boolean():
+            return "boolean"
+        case Struct() | Opaque():
+            return "object"
+        case MapOf(value=Text()):
+            return "map of strings"
+        case MapOf(value=Quantity()):
+            return "map of quantities"
+        case ListOf(item=Text()):
+            return "list of strings"
+        case ListOf(item=Struct(name=name)) if name in _CONTAINER_TYPES:
+            return "list of containers"
+        case ListOf(item=Struct() | Opaque()):
+            return "list of objects"
+    raise ValueError(f"no coarse JSON type for {kind!r}")
+
+
+def json_types(struct: Struct) -> dict[str, str]:
+    """`json_type` of each field of `struct`."""
+    return {name: json_type(kind) for name, kind in struct.fields.items()}
+
+
+def element_keys(struct: Struct) -> dict[str, tuple[str, str]]:
+    """The lists of objects in `struct` whose every element must carry a key: the key and its
+    `json_type`. The key is the merge key, or, for a list not merged by key, the element's one
+    required field (a readiness gate's `conditionType`)."""
+    keys: dict[str, tuple[str, str]] = {}
+    for name, kind in struct.fields.items():
+        if not isinstance(kind, ListOf) or not isinstance(kind.item, Struct):
+            continue
+        key = kind.merge_key
+        if key is None and len(kind.item.required) == 1:
+            (key,) = kind.item.required
+        if key is not None:
+            keys[name] = (key, json_type(kind.item.fields[key]))
+    return keys
