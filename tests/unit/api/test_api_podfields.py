@@ -65,3 +65,47 @@ def test_init_and_ephemeral_containers_extend_the_container() -> None:
     container = set(podfields.CONTAINER.fields)
     assert set(podfields.INIT_CONTAINER.fields) == container | {"restartPolicy"}
     assert set(podfields.EPHEMERAL_CONTAINER.fields) == container | {"targetContainerName"}
+
+
+def test_the_keys_list_elements_must_carry() -> None:
+    assert podfields.element_keys(podfields.POD_SPEC) == {
+        "containers": ("name", "string"),
+        "ephemeralContainers": ("name", "string"),
+        "hostAliases": ("ip", "string"),
+        "imagePullSecrets": ("name", "string"),
+        "initContainers": ("name", "string"),
+        "readinessGates": ("conditionType", "string"),
+        "resourceClaims": ("name", "string"),
+        "schedulingGates": ("name", "string"),
+        "topologySpreadConstraints": ("topologyKey", "string"),
+        "volumes": ("name", "string"),
+    }
+    assert podfields.element_keys(podfields.CONTAINER) == {
+        "env": ("name", "string"),
+        "ports": ("containerPort", "integer"),
+        "volumeMounts": ("mountPath", "string"),
+        "volumeDevices": ("devicePath", "string"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("field", "expected"),
+    [
+        ("hostNetwork", "boolean"),
+        ("priority", "integer"),
+        ("dnsPolicy", "string"),
+        ("affinity", "object"),
+        ("nodeSelector", "map of strings"),
+        ("overhead", "map of quantities"),
+        ("tolerations", "list of objects"),
+        ("containers", "list of containers"),
+        ("ephemeralContainers", "list of containers"),
+    ],
+)
+def test_json_types_of_pod_spec_fields(field: str, expected: str) -> None:
+    assert podfields.json_types(podfields.POD_SPEC)[field] == expected
+
+
+def test_a_kind_without_a_coarse_json_type_is_refused() -> None:
+    with pytest.raises(ValueError, match="no coarse JSON type"):
+        podfields.json_type(ListOf(podfields.INT32))
