@@ -10,6 +10,7 @@ number in). Each place that retries keeps its own start and cap, given as a `Bac
 | MCPRegistry sync retries | 10 s → 10 min (settings) | none |
 | proxy runner and webhook watches, workload healing, stdio re-attach | 0.5 s → 30 s | none |
 | stdio backend restart | 0.5 s → 30 s | none |
+| waiting for the apiserver at start-up | 0.1 s → 2 s | none |
 
 Failures are counted from one: the wait after the first failure is `base`, and after none it is
 zero, so a loop that counts failures can always ask for `delay(failures)` and sleep only when
