@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Final
 
 import structlog
 
+from moorage_core.backoff import Backoff
 from moorage_core.errors import Forbidden, KubeError, Unauthorized
 from moorage_core.tls import CERT_FILE, KEY_FILE, ReloadingTLS
 
@@ -38,7 +39,8 @@ EXIT_FAILED: Final = 1
 EXIT_CONFIG: Final = 2
 """A setting or a file it names is unusable: a restart will not help until it is changed."""
 
-_PROBE_INTERVAL_MAX: Final = 2.0
+_PROBE_BACKOFF: Final = Backoff(base=0.1, cap=2.0)
+"""Pauses between tries of the apiserver while it does not answer yet."""
 _PROBE_TIMEOUT: Final = 5.0
 _MISSING_FAMILY_ERRNOS: Final = frozenset({errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT})
 """Errors binding one address of a host name that mean its family is not enabled here."""
@@ -272,9 +274,10 @@ async def wait_for_apiserver(
     the credentials. Retries with a doubling pause (up to 2 s) in between."""
     now = time.monotonic
     deadline = now() + timeout
-    pause = 0.1
+    attempts = 0
     last = ""
     while True:
+        attempts += 1
         # The last attempt still gets a moment, however little of the window is left.
         budget = max(deadline - now(), 0.05)
         try:
@@ -300,6 +303,6 @@ async def wait_for_apiserver(
                 hint="check that it is up and reachable from here, or raise the setting",
                 exit_code=EXIT_FAILED,
             )
+        pause = _PROBE_BACKOFF.delay(attempts)
         log.info("apiserver_waiting", host=kube.host, error=last, retry_in_s=round(pause, 2))
         await asyncio.sleep(min(pause, remaining))
-        pause = min(pause * 2, _PROBE_INTERVAL_MAX)

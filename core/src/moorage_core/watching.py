@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import structlog
 
+from moorage_core.backoff import Backoff
 from moorage_core.errors import Gone, KubeError
 from moorage_core.kube import JsonObject, KubeClient, ResourceKind
 
@@ -28,20 +28,8 @@ T = TypeVar("T")
 ChangeCallback = Callable[[str, JsonObject], None]
 """Called with (event type, object) for ADDED, MODIFIED and DELETED, after the cache changed."""
 
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Exponential back-off: `initial` doubling (by `factor`) up to `maximum` seconds."""
-
-    initial: float = 0.5
-    maximum: float = 30.0
-    factor: float = 2.0
-
-    def delay(self, failures: int) -> float:
-        """The wait before the next try after `failures` consecutive failures (≥ 1)."""
-        if failures <= 0:
-            return 0.0
-        return float(min(self.maximum, self.initial * self.factor ** (failures - 1)))
+WATCH_BACKOFF: Final = Backoff(base=0.5, cap=30.0)
+"""Waits between tries of a failing list or watch."""
 
 
 class WatchedSet:
@@ -56,7 +44,7 @@ class WatchedSet:
         label_selector: str | None = None,
         field_selector: str | None = None,
         on_change: ChangeCallback | None = None,
-        backoff: Backoff = Backoff(),
+        backoff: Backoff = WATCH_BACKOFF,
         watch_timeout: int = 300,
     ) -> None:
         self._kube = kube

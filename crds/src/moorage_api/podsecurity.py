@@ -44,6 +44,7 @@ from moorage_api.mcptenant import (
     parse_mcptenant,
 )
 from moorage_api.naming import mcp_service_account_name
+from moorage_api.podfields import CONTAINER_LISTS
 
 BASELINE_CAPABILITIES: Final = frozenset(
     {
@@ -86,7 +87,7 @@ SELINUX_TYPES: Final = frozenset(
 """SELinux types Pod Security baseline allows."""
 
 APPARMOR_ANNOTATION_PREFIX: Final = "container.apparmor.security.beta.kubernetes.io/"
-CONTAINER_GROUPS: Final = ("containers", "initContainers", "ephemeralContainers")
+CONTAINER_GROUPS: Final = tuple(CONTAINER_LISTS)
 TEMPLATE_PATH: Final = "spec.podTemplateSpec"
 POD_PATH: Final = f"{TEMPLATE_PATH}.spec"
 

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from moorage_api import podfields
 from moorage_api.jsonkinds import describe_json_type
 
 JsonObject = dict[str, Any]
@@ -46,27 +47,21 @@ class ListMerge:
     switching a volume from `emptyDir` to `configMap` does not leave both)."""
 
 
-_CONTAINER_RULES: Final[Mapping[str, ListMerge | Mapping[str, Any]]] = {
-    "ports": ListMerge("containerPort"),
-    "env": ListMerge("name"),
-    "volumeMounts": ListMerge("mountPath"),
-    "volumeDevices": ListMerge("devicePath"),
-}
+def _merge_rules(struct: podfields.Struct) -> dict[str, ListMerge | Mapping[str, Any]]:
+    rules: dict[str, ListMerge | Mapping[str, Any]] = {}
+    for name, kind in struct.fields.items():
+        if isinstance(kind, podfields.ListOf) and kind.merge_key is not None:
+            element = _merge_rules(kind.item) if isinstance(kind.item, podfields.Struct) else {}
+            rules[name] = ListMerge(kind.merge_key, element, kind.replace_element)
+        elif isinstance(kind, podfields.Struct) and (inner := _merge_rules(kind)):
+            rules[name] = inner
+    return rules
 
-_POD_SPEC_RULES: Final[Mapping[str, ListMerge | Mapping[str, Any]]] = {
-    "containers": ListMerge("name", _CONTAINER_RULES),
-    "initContainers": ListMerge("name", _CONTAINER_RULES),
-    "ephemeralContainers": ListMerge("name", _CONTAINER_RULES),
-    "volumes": ListMerge("name", replace_element=True),
-    "imagePullSecrets": ListMerge("name"),
-    "hostAliases": ListMerge("ip"),
-    "topologySpreadConstraints": ListMerge("topologyKey"),
-    "schedulingGates": ListMerge("name"),
-    "resourceClaims": ListMerge("name", replace_element=True),
-}
 
-TEMPLATE_RULES: Final[Mapping[str, ListMerge | Mapping[str, Any]]] = {"spec": _POD_SPEC_RULES}
-"""Merge rules of a `PodTemplateSpec`, from the `patchMergeKey` tags of Kubernetes' core/v1."""
+TEMPLATE_RULES: Final[Mapping[str, ListMerge | Mapping[str, Any]]] = _merge_rules(
+    podfields.POD_TEMPLATE_SPEC
+)
+"""Merge rules of a `PodTemplateSpec`, from the merge keys of `moorage_api.podfields`."""
 
 
 def merge_pod_template(base: Mapping[str, Any], patch: Mapping[str, Any]) -> JsonObject:
@@ -135,98 +130,18 @@ _STR_LIST: Final = "list of strings"
 _OBJ_LIST: Final = "list of objects"
 _CONTAINER_LIST: Final = "list of containers"
 
-# Field names and JSON types of core/v1 PodSpec and Container (Kubernetes 1.34). Fields whose
-# inner structure the apiserver validates well enough are only checked for being objects.
-_POD_SPEC_FIELDS: Final[Mapping[str, str]] = {
-    "volumes": _OBJ_LIST,
-    "initContainers": _CONTAINER_LIST,
-    "containers": _CONTAINER_LIST,
-    "ephemeralContainers": _CONTAINER_LIST,
-    "restartPolicy": _STR,
-    "terminationGracePeriodSeconds": _INT,
-    "activeDeadlineSeconds": _INT,
-    "dnsPolicy": _STR,
-    "nodeSelector": _STR_MAP,
-    "serviceAccountName": _STR,
-    "serviceAccount": _STR,
-    "automountServiceAccountToken": _BOOL,
-    "nodeName": _STR,
-    "hostNetwork": _BOOL,
-    "hostPID": _BOOL,
-    "hostIPC": _BOOL,
-    "shareProcessNamespace": _BOOL,
-    "securityContext": _OBJ,
-    "imagePullSecrets": _OBJ_LIST,
-    "hostname": _STR,
-    "subdomain": _STR,
-    "affinity": _OBJ,
-    "schedulerName": _STR,
-    "tolerations": _OBJ_LIST,
-    "hostAliases": _OBJ_LIST,
-    "priorityClassName": _STR,
-    "priority": _INT,
-    "dnsConfig": _OBJ,
-    "readinessGates": _OBJ_LIST,
-    "runtimeClassName": _STR,
-    "enableServiceLinks": _BOOL,
-    "preemptionPolicy": _STR,
-    "overhead": _STR_MAP,
-    "topologySpreadConstraints": _OBJ_LIST,
-    "setHostnameAsFQDN": _BOOL,
-    "os": _OBJ,
-    "hostUsers": _BOOL,
-    "schedulingGates": _OBJ_LIST,
-    "resourceClaims": _OBJ_LIST,
-    "resources": _OBJ,
-    "hostnameOverride": _STR,
-}
+_QUANTITY_MAP: Final = "map of quantities"
 
-_CONTAINER_FIELDS: Final[Mapping[str, str]] = {
-    "name": _STR,
-    "image": _STR,
-    "command": _STR_LIST,
-    "args": _STR_LIST,
-    "workingDir": _STR,
-    "ports": _OBJ_LIST,
-    "envFrom": _OBJ_LIST,
-    "env": _OBJ_LIST,
-    "resources": _OBJ,
-    "resizePolicy": _OBJ_LIST,
-    "restartPolicy": _STR,
-    "restartPolicyRules": _OBJ_LIST,
-    "volumeMounts": _OBJ_LIST,
-    "volumeDevices": _OBJ_LIST,
-    "livenessProbe": _OBJ,
-    "readinessProbe": _OBJ,
-    "startupProbe": _OBJ,
-    "lifecycle": _OBJ,
-    "terminationMessagePath": _STR,
-    "terminationMessagePolicy": _STR,
-    "imagePullPolicy": _STR,
-    "securityContext": _OBJ,
-    "stdin": _BOOL,
-    "stdinOnce": _BOOL,
-    "tty": _BOOL,
-    # Only on ephemeral containers; harmless to accept for all three lists.
-    "targetContainerName": _STR,
+# Field names and JSON types of core/v1 PodSpec and Container, from `moorage_api.podfields`.
+# Fields whose inner structure the apiserver validates well enough are only checked for being
+# objects.
+_POD_SPEC_FIELDS: Final = podfields.json_types(podfields.POD_SPEC)
+_CONTAINER_FIELDS: Final = {
+    name: podfields.json_types(struct) for name, struct in podfields.CONTAINER_LISTS.items()
 }
-
-# List elements that must carry their merge key, and its type.
-_REQUIRED_ELEMENT_KEYS: Final[Mapping[str, tuple[str, str]]] = {
-    "volumes": ("name", _STR),
-    "imagePullSecrets": ("name", _STR),
-    "hostAliases": ("ip", _STR),
-    "topologySpreadConstraints": ("topologyKey", _STR),
-    "schedulingGates": ("name", _STR),
-    "resourceClaims": ("name", _STR),
-    "readinessGates": ("conditionType", _STR),
-}
-_REQUIRED_CONTAINER_ELEMENT_KEYS: Final[Mapping[str, tuple[str, str]]] = {
-    "env": ("name", _STR),
-    "ports": ("containerPort", _INT),
-    "volumeMounts": ("mountPath", _STR),
-    "volumeDevices": ("devicePath", _STR),
-}
+"""The fields of each list of containers (regular, init and ephemeral ones differ)."""
+_REQUIRED_ELEMENT_KEYS: Final = podfields.element_keys(podfields.POD_SPEC)
+_REQUIRED_CONTAINER_ELEMENT_KEYS: Final = podfields.element_keys(podfields.CONTAINER)
 
 _METADATA_FIELDS: Final = frozenset({"labels", "annotations"})
 
@@ -303,16 +218,16 @@ def _check_fields(
                     required=True,
                 )
         if kind == _CONTAINER_LIST and isinstance(item, list):
-            _check_containers(item, source=source, path=f"{path}.{key}")
+            _check_containers(item, _CONTAINER_FIELDS[key], source=source, path=f"{path}.{key}")
 
 
-def _check_containers(items: list[Any], *, source: str, path: str) -> None:
+def _check_containers(
+    items: list[Any], fields: Mapping[str, str], *, source: str, path: str
+) -> None:
     seen: set[str] = set()
     for index, container in enumerate(items):
         element_path = f"{path}[{index}]"
-        _check_fields(
-            container, _CONTAINER_FIELDS, source=source, path=element_path, container=True
-        )
+        _check_fields(container, fields, source=source, path=element_path, container=True)
         name = container.get("name")
         if not isinstance(name, str) or not name:
             raise PodPatchError(
@@ -341,10 +256,12 @@ def _type_problem(value: Any, kind: str) -> str:
     if kind in scalar:
         ok = isinstance(value, scalar[kind]) and not (kind == _INT and isinstance(value, bool))
         return "" if ok else describe_json_type(value)
-    if kind == _STR_MAP:
+    if kind in (_STR_MAP, _QUANTITY_MAP):
         if not isinstance(value, dict):
             return describe_json_type(value)
-        bad = next((v for v in value.values() if not isinstance(v, str) and v is not None), None)
+        # A quantity is a string ("500m") or a JSON number, as Kubernetes reads it.
+        allowed = (str,) if kind == _STR_MAP else (str, int, float)
+        bad = next((v for v in value.values() if _not_one_of(v, allowed) and v is not None), None)
         return "" if bad is None else f"an object with {describe_json_type(bad)} as a value"
     if not isinstance(value, list):
         return describe_json_type(value)
@@ -354,6 +271,10 @@ def _type_problem(value: Any, kind: str) -> str:
 
 
 _MISSING: Final = object()
+
+
+def _not_one_of(value: Any, types: tuple[type, ...]) -> bool:
+    return isinstance(value, bool) or not isinstance(value, types)
 
 
 def _unknown(key: str) -> str:

@@ -32,6 +32,7 @@ from moorage_api.naming import (
     stdio_pod_name,
 )
 from moorage_api.podsecurity import NO_ALLOWANCES, allowances_by_namespace, parse_tenants
+from moorage_core.backoff import Backoff
 from moorage_core.errors import KubeError, NotFound
 from moorage_core.kube import (
     CONFIGMAPS,
@@ -44,7 +45,7 @@ from moorage_core.kube import (
     KubeClient,
     ResourceKind,
 )
-from moorage_core.watching import Backoff, WatchedSet
+from moorage_core.watching import WatchedSet
 from moorage_proxyrunner.workload import (
     FIELD_MANAGER,
     DesiredWorkload,
@@ -63,7 +64,7 @@ from moorage_proxyrunner.workload import (
 log = structlog.get_logger(__name__)
 
 
-HEAL_BACKOFF = Backoff(initial=0.5, maximum=30.0)
+HEAL_BACKOFF = Backoff(base=0.5, cap=30.0)
 """Waits between failed heals (API errors): 0.5 s doubling to 30 s."""
 
 

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from testkit.waiting import eventually
 
 from moorage_api.sources import SourcePolicy
+from moorage_core.backoff import Backoff
 from moorage_core.errors import NotFound
 from moorage_core.kube import CONFIGMAPS, MCPREGISTRIES, KubeClient, ResourceKind
 from moorage_dev.cluster import ControlPlane
@@ -21,7 +22,6 @@ from moorage_operator.registry.controller import (
     MCPREGISTRY_CONTROLLER,
     register_mcpregistry_controller,
 )
-from moorage_operator.registry.planning.scheduling import Backoff
 from moorage_operator.registry.settings import RegistrySettings
 from moorage_operator.runtime.controller import Request
 from moorage_operator.runtime.manager import Manager, ManagerOptions

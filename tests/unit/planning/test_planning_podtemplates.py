@@ -34,6 +34,11 @@ P = "spec.podTemplateSpec"
             },
             id="full-spec",
         ),
+        pytest.param({"spec": {"securityContext": None, "containers": None}}, id="null-is-unset"),
+        pytest.param(
+            {"spec": {"overhead": {"cpu": "250m"}, "schedulingGates": [{"name": "wait"}]}},
+            id="fields-from-the-shared-table",
+        ),
     ],
 )
 def test_accepts_pod_templates(template: Any) -> None:
@@ -95,6 +100,28 @@ def test_accepts_pod_templates(template: Any) -> None:
             {"spec": {"tolerations": {}}},
             f"{P}.spec.tolerations: must be a list",
             id="tolerations-type",
+        ),
+        # The shared field table (moorage_api.podfields) leaves alpha fields out, as the webhook
+        # and the proxy runner do.
+        pytest.param(
+            {"spec": {"hostnameOverride": "mcp"}},
+            f"{P}.spec.hostnameOverride: unknown field",
+            id="hostname-override",
+        ),
+        pytest.param(
+            {"spec": {"nodeSelecter": {}}},
+            f"{P}.spec.nodeSelecter: unknown field",
+            id="unknown-spec-field",
+        ),
+        pytest.param(
+            {"spec": {"schedulingGates": [{"name": "a"}, {"name": "a"}]}},
+            f"{P}.spec.schedulingGates[1].name: duplicate name 'a'",
+            id="duplicate-scheduling-gate",
+        ),
+        pytest.param(
+            {"spec": {"os": "linux"}},
+            f"{P}.spec.os: must be an object",
+            id="os-type",
         ),
     ],
 )

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestServer
 from hypothesis import given
 from hypothesis import strategies as st
 
-from moorage_core.watching import Backoff
+from moorage_core.backoff import Backoff
 from moorage_proxyrunner.backends.attach import (
     CLOSE,
     ERROR,
@@ -251,15 +251,8 @@ def test_knows_when_the_attached_pod_is_gone(pods: list[dict[str, Any]], attacha
     assert is_still_attachable(PodRef("time-0", "a"), pods) is attachable
 
 
-@pytest.mark.parametrize(
-    ("failures", "delay"), [(0, 0.0), (1, 0.5), (2, 1.0), (3, 2.0), (7, 30.0), (50, 30.0)]
-)
-def test_backoff_doubles_up_to_its_maximum(failures: int, delay: float) -> None:
-    assert Backoff(initial=0.5, maximum=30.0).delay(failures) == delay
-
-
 def test_a_channel_that_died_young_counts_as_a_failure_and_a_stable_one_resets() -> None:
-    policy = ReattachPolicy(backoff=Backoff(initial=1.0, maximum=8.0), stable_after=10.0)
+    policy = ReattachPolicy(backoff=Backoff(base=1.0, cap=8.0), stable_after=10.0)
     assert policy.next_failures(0, lived=None) == 0
     failures = 0
     delays = []

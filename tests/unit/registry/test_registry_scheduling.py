@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import pytest
 
+from moorage_core.backoff import Backoff
 from moorage_operator.registry.planning.scheduling import (
     JITTER,
-    Backoff,
     SyncPlan,
     SyncReason,
     SyncState,
@@ -119,13 +119,6 @@ def test_plan_sync(state: SyncState, expected: SyncPlan) -> None:
     else:
         assert plan.requeue_after == pytest.approx(expected.requeue_after)
     assert plan.sync is (expected.reason is not None)
-
-
-@pytest.mark.parametrize(
-    ("failures", "delay"), [(0, 10.0), (1, 10.0), (2, 20.0), (5, 160.0), (7, 600.0), (500, 600.0)]
-)
-def test_backoff_doubles_to_its_cap(failures: int, delay: float) -> None:
-    assert BACKOFF.delay(failures) == delay
 
 
 def test_jitter_is_stable_per_uid_and_bounded() -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from moorage_api.mcpregistry import SyncPolicy
+from moorage_core.backoff import Backoff
 from moorage_core.settings import SettingError
 from moorage_operator.registry.controller import source_config_map_index_values
-from moorage_operator.registry.planning.scheduling import Backoff
 from moorage_operator.registry.settings import RegistrySettings
 
 

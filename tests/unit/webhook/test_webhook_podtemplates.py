@@ -691,3 +691,31 @@ def test_large_templates_are_checked_without_the_memo() -> None:
     errors = _check(big).errors
     assert [e.path for e in errors] == [f"{BASE}.spec.containers[0].tty"]
     assert _findings_of.cache_info().currsize == 0
+
+
+@pytest.mark.parametrize(
+    ("template", "path"),
+    [
+        pytest.param(
+            _spec(hostnameOverride="mcp"), f"{BASE}.spec.hostnameOverride", id="hostname-override"
+        ),
+        pytest.param(
+            _spec(containers=[{"name": "mcp", "restartPolicyRules": []}]),
+            f"{BASE}.spec.containers[0].restartPolicyRules",
+            id="restart-policy-rules",
+        ),
+        pytest.param(
+            _spec(containers=[{"name": "mcp", "targetContainerName": "x"}]),
+            f"{BASE}.spec.containers[0].targetContainerName",
+            id="target-outside-ephemeral",
+        ),
+    ],
+)
+def test_refuses_the_fields_the_shared_table_leaves_out(template: object, path: str) -> None:
+    out = _check(template)
+    assert [(e.path, e.message) for e in out.errors] == [(path, "unknown field")]
+
+
+def test_an_ephemeral_container_is_typed_and_still_refused() -> None:
+    out = _check(_spec(ephemeralContainers=[{"name": "debug", "targetContainerName": "mcp"}]))
+    assert [e.path for e in out.errors] == [f"{BASE}.spec.ephemeralContainers"]

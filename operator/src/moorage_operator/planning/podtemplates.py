@@ -6,8 +6,9 @@ the webhook (installed later, `failurePolicy` changed, stored before an upgrade)
 proxy runner could not merge would otherwise fail later, in the proxy runner's logs, instead of in
 the MCPServer's status.
 
-Pure: no I/O. The check is structural (objects where objects belong, named containers and
-volumes, string maps for labels and annotations) and names the first field at fault.
+Pure: no I/O. The check is structural (known pod spec fields, objects and lists where
+`moorage_api.podfields` puts them, named containers and volumes, string maps for labels and
+annotations) and names the first field at fault. A null field is not set, as in Kubernetes.
 """
 
 from __future__ import annotations
@@ -15,10 +16,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
+from moorage_api import podfields
+
 _TOP_LEVEL: Final = frozenset({"metadata", "spec"})
-_NAMED_LISTS: Final = ("containers", "initContainers", "volumes")
-_OBJECT_FIELDS: Final = ("securityContext", "affinity", "nodeSelector", "dnsConfig")
-_LIST_FIELDS: Final = ("tolerations", "imagePullSecrets", "topologySpreadConstraints")
+_SPEC_TYPES: Final = podfields.json_types(podfields.POD_SPEC)
+_NAMED_LISTS: Final = tuple(
+    name
+    for name, kind in podfields.POD_SPEC.fields.items()
+    if isinstance(kind, podfields.ListOf)
+    and isinstance(kind.item, podfields.Struct)
+    and kind.merge_key == "name"
+    and "name" in kind.item.required
+)
+"""Lists whose elements are merged by a name they must have (containers, volumes, ...)."""
 
 
 def _string_map_problem(value: Any, *, path: str) -> str | None:
@@ -62,15 +72,21 @@ def _spec_problem(spec: Any, *, path: str) -> str | None:
     if not isinstance(spec, Mapping):
         return f"{path}: must be an object"
     for field in _NAMED_LISTS:
-        if field in spec:
+        if spec.get(field) is not None:
             problem = _named_list_problem(spec[field], path=f"{path}.{field}")
             if problem:
                 return problem
-    for field in _OBJECT_FIELDS:
-        if field in spec and not isinstance(spec[field], Mapping):
+    for field, value in spec.items():
+        expected = _SPEC_TYPES.get(field)
+        if expected is None:
+            return f"{path}.{field}: unknown field"
+        if value is None:
+            continue
+        if (expected == "object" or expected.startswith("map of")) and not isinstance(
+            value, Mapping
+        ):
             return f"{path}.{field}: must be an object"
-    for field in _LIST_FIELDS:
-        if field in spec and not isinstance(spec[field], list):
+        if expected.startswith("list of") and not isinstance(value, list):
             return f"{path}.{field}: must be a list"
     return None
 

@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 
 from moorage_api.mcpregistry import SyncPolicy
 from moorage_api.sources import ALLOW_LOCAL_SOURCES_SETTING, SourcePolicy, literal_address
+from moorage_core.backoff import Backoff
 from moorage_core.settings import SettingError, parse_bool, parse_duration
-from moorage_operator.registry.planning.scheduling import Backoff
+from moorage_operator.registry.planning.scheduling import SYNC_BACKOFF
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +43,7 @@ class RegistrySettings:
     sync_interval_override: float | None = None
     """REGISTRY_SYNC_INTERVAL_OVERRIDE: seconds replacing every automatic sync interval; for
     tests only. Default None (use each registry's interval)."""
-    backoff: Backoff = field(default_factory=Backoff)
+    backoff: Backoff = SYNC_BACKOFF
     """REGISTRY_RETRY_BASE / REGISTRY_RETRY_CAP: retry delays of a failing sync, in seconds.
     Defaults 10s and 10m."""
     source_policy: SourcePolicy = field(default_factory=SourcePolicy)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from moorage_core.backoff import Backoff
 from moorage_core.errors import Gone, KubeError
 from moorage_core.kube import JsonObject, KubeClient, ResourceKind
 from moorage_operator.runtime.cache import Cache, CacheEvent, resource_version
@@ -58,6 +59,11 @@ class WatchPolicy:
     short_watch: float = 1.0
     """Seconds; a watch that the server closes sooner than this without delivering anything is
     treated as a failure, so a misbehaving server cannot make us reconnect in a hot loop."""
+
+    @property
+    def backoff(self) -> Backoff:
+        """The back-off the three `backoff_*` fields describe."""
+        return Backoff(base=self.backoff_initial, cap=self.backoff_cap, jitter=self.backoff_jitter)
 
 
 class WatchEnd(enum.Enum):
@@ -103,8 +109,7 @@ class Restart:
 def backoff_delay(failures: int, *, policy: WatchPolicy, rand: float) -> float:
     """Seconds to wait after `failures` consecutive failures (0 → the initial delay), with
     `rand` in [0, 1) choosing the jitter."""
-    base = policy.backoff_cap if failures >= 32 else policy.backoff_initial * 2.0**failures
-    return min(policy.backoff_cap, base) * (1.0 + policy.backoff_jitter * rand)
+    return policy.backoff.delay(failures + 1, rand=rand)
 
 
 def plan_restart(

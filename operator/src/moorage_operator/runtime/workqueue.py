@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Hashable
 from typing import Generic, Protocol, TypeVar
 
+from moorage_core.backoff import Backoff
 from moorage_operator.metrics import WorkQueueMetrics
 from moorage_operator.runtime.clock import Clock, MonotonicClock, TimerHandle
 
@@ -62,19 +63,13 @@ class ExponentialBackoff(Generic[T]):
     `ItemExponentialFailureRateLimiter`)."""
 
     def __init__(self, *, base: float = 0.005, cap: float = 1000.0) -> None:
-        if base <= 0 or cap < base:
-            raise ValueError(f"back-off needs 0 < base <= cap, got base={base} cap={cap}")
-        self.base = base
-        self.cap = cap
+        self.backoff = Backoff(base=base, cap=cap)
         self._failures: dict[T, int] = {}
 
     def when(self, item: T) -> float:
-        exponent = self._failures.get(item, 0)
-        self._failures[item] = exponent + 1
-        # Past 2**64 the float would overflow long after the cap applies.
-        if exponent >= 64:
-            return self.cap
-        return min(self.cap, self.base * 2.0**exponent)
+        failures = self._failures.get(item, 0) + 1
+        self._failures[item] = failures
+        return self.backoff.delay(failures)
 
     def forget(self, item: T) -> None:
         self._failures.pop(item, None)

@@ -30,9 +30,10 @@ from typing import Any, Final, Literal
 import aiohttp
 import structlog
 
+from moorage_core.backoff import Backoff
 from moorage_core.errors import KubeError
 from moorage_core.kube import PODS, KubeClient
-from moorage_core.watching import Backoff, WatchedSet
+from moorage_core.watching import WatchedSet
 from moorage_proxyrunner.backends.channels import MAX_LINE_BYTES, ChannelClosed, StdioChannel
 from moorage_proxyrunner.workload import MCP_CONTAINER, ready_pods
 
@@ -266,7 +267,7 @@ class ReattachPolicy:
     not hammered.
     """
 
-    backoff: Backoff = field(default_factory=lambda: Backoff(initial=0.5, maximum=30.0))
+    backoff: Backoff = field(default_factory=lambda: Backoff(base=0.5, cap=30.0))
     stable_after: float = 10.0
 
     def next_failures(self, failures: int, *, lived: float | None) -> int:

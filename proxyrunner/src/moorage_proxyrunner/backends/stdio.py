@@ -43,6 +43,7 @@ from typing import Any, Final
 
 import structlog
 
+from moorage_core.backoff import Backoff
 from moorage_core.supervising import TaskSupervisor
 from moorage_proxyrunner import eras
 from moorage_proxyrunner.backends import unsolicited
@@ -182,8 +183,7 @@ class StdioBridge:
         self._client_info = client_info or {"name": "moorage-proxyrunner", "version": "0.1.0"}
         self._init_timeout = init_timeout
         self._connect_wait = connect_wait
-        self._backoff_initial = backoff_initial
-        self._backoff_max = backoff_max
+        self._backoff = Backoff(base=backoff_initial, cap=backoff_max)
         self._coalesce = coalesce
         self._park_ttl = park_ttl
         self._channel: StdioChannel | None = None
@@ -267,17 +267,22 @@ class StdioBridge:
                 peer.mailbox.close()
 
     async def _supervise(self) -> None:
-        delay = self._backoff_initial
+        failures = 0
         first = True
         while not self._stopping:
             started = time.monotonic()
+            failures += 1
             try:
                 channel = await self._factory()
             except Exception as exc:
                 # The supervisor is the bridge's retry loop: whatever a factory raises (a missing
                 # command, an API error while attaching) is logged and retried with back-off.
                 self.last_error = f"cannot start the MCP server: {exc}"
-                log.error("backend_start_failed", error=str(exc), retry_in_s=delay)
+                log.error(
+                    "backend_start_failed",
+                    error=str(exc),
+                    retry_in_s=self._backoff.delay(failures),
+                )
             else:
                 if not first:
                     self.restarts += 1
@@ -286,13 +291,15 @@ class StdioBridge:
                 first = False
                 reason = await self._run_channel(channel)
                 self.last_error = reason
-                if time.monotonic() - started > self._backoff_max:
-                    delay = self._backoff_initial
-                log.warning("backend_disconnected", reason=reason, retry_in_s=delay)
+                # A backend that ran longer than the longest wait was healthy: start over.
+                if time.monotonic() - started > self._backoff.cap:
+                    failures = 1
+                log.warning(
+                    "backend_disconnected", reason=reason, retry_in_s=self._backoff.delay(failures)
+                )
             if self._stopping:
                 return
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self._backoff_max)
+            await asyncio.sleep(self._backoff.delay(failures))
 
     async def _run_channel(self, channel: StdioChannel) -> str:
         self._channel = channel

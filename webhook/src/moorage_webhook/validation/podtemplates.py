@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, Final
 
+from moorage_api import podfields
 from moorage_api.constants import (
     CONTAINER_MCP,
     LABEL_COMPONENT,
@@ -40,27 +41,7 @@ from moorage_webhook.validation.names import (
     qualified_name_problem,
 )
 from moorage_webhook.validation.quantities import QuantityError, parse_quantity
-from moorage_webhook.validation.shapes import (
-    ANY_OBJECT,
-    BOOL,
-    INT32,
-    INT64,
-    INT_OR_STRING,
-    NON_NEGATIVE_INT32,
-    NON_NEGATIVE_INT64,
-    PORT_NUMBER,
-    QUANTITY,
-    STRING,
-    STRING_MAP,
-    STRINGS,
-    Int,
-    ListOf,
-    MapOf,
-    Obj,
-    Rule,
-    Shape,
-    Str,
-)
+from moorage_webhook.validation.shapes import Rule, shape_of
 from moorage_webhook.validation.verdict import Findings, Problem, key_path, quoted
 
 MOORAGE_LABELS: Final = frozenset(
@@ -210,348 +191,6 @@ def _check_volume_mounts(obj: dict[str, Any], path: str, out: Findings) -> None:
             )
 
 
-# -- shapes -----------------------------------------------------------------------------------
-
-_OBJECT_META: Final = Obj(
-    {
-        "name": STRING,
-        "generateName": STRING,
-        "namespace": STRING,
-        "selfLink": STRING,
-        "uid": STRING,
-        "resourceVersion": STRING,
-        "generation": INT64,
-        "creationTimestamp": STRING,
-        "deletionTimestamp": STRING,
-        "deletionGracePeriodSeconds": INT64,
-        "labels": STRING_MAP,
-        "annotations": STRING_MAP,
-        "ownerReferences": ListOf(ANY_OBJECT),
-        "finalizers": STRINGS,
-        "managedFields": ListOf(ANY_OBJECT),
-    },
-    rules=(_check_labels,),
-)
-
-_LOCAL_REF: Final = Obj({"name": STRING})
-_KEY_SELECTOR: Final = Obj(
-    {"name": STRING, "key": STRING, "optional": BOOL},
-    required=frozenset({"key"}),
-    rules=(_name_rule(config_key_problem, "key"),),
-)
-_ENV_VAR: Final = Obj(
-    {
-        "name": STRING,
-        "value": STRING,
-        "valueFrom": Obj(
-            {
-                "configMapKeyRef": _KEY_SELECTOR,
-                "secretKeyRef": _KEY_SELECTOR,
-                "fieldRef": Obj(
-                    {"apiVersion": STRING, "fieldPath": STRING},
-                    required=frozenset({"fieldPath"}),
-                ),
-                "resourceFieldRef": Obj(
-                    {"containerName": STRING, "resource": STRING, "divisor": QUANTITY},
-                    required=frozenset({"resource"}),
-                ),
-                "fileKeyRef": ANY_OBJECT,
-            },
-            one_of=(
-                "configMapKeyRef",
-                "secretKeyRef",
-                "fieldRef",
-                "resourceFieldRef",
-                "fileKeyRef",
-            ),
-            one_of_required=True,
-        ),
-    },
-    required=frozenset({"name"}),
-    rules=(_check_env_var,),
-)
-_ENV_FROM: Final = Obj(
-    {
-        "prefix": STRING,
-        "configMapRef": Obj({"name": STRING, "optional": BOOL}),
-        "secretRef": Obj({"name": STRING, "optional": BOOL}),
-    },
-    one_of=("configMapRef", "secretRef"),
-    one_of_required=True,
-)
-_CONTAINER_PORT: Final = Obj(
-    {
-        "name": STRING,
-        "containerPort": PORT_NUMBER,
-        "hostPort": Int(0, 65535),
-        "hostIP": STRING,
-        "protocol": Str(("TCP", "UDP", "SCTP")),
-    },
-    required=frozenset({"containerPort"}),
-)
-_RESOURCE_MAP: Final = MapOf(QUANTITY)
-_RESOURCES: Final = Obj(
-    {
-        "limits": _RESOURCE_MAP,
-        "requests": _RESOURCE_MAP,
-        "claims": ListOf(Obj({"name": STRING, "request": STRING}, required=frozenset({"name"}))),
-    },
-    rules=(_check_requests_within_limits,),
-)
-_SE_LINUX: Final = Obj({"level": STRING, "role": STRING, "type": STRING, "user": STRING})
-_SECCOMP: Final = Obj(
-    {"type": Str(("RuntimeDefault", "Unconfined", "Localhost")), "localhostProfile": STRING},
-    required=frozenset({"type"}),
-)
-_APPARMOR: Final = Obj(
-    {"type": Str(("RuntimeDefault", "Unconfined", "Localhost")), "localhostProfile": STRING},
-    required=frozenset({"type"}),
-)
-_WINDOWS: Final = Obj(
-    {
-        "gmsaCredentialSpec": STRING,
-        "gmsaCredentialSpecName": STRING,
-        "hostProcess": BOOL,
-        "runAsUserName": STRING,
-    }
-)
-_SECURITY_CONTEXT: Final = Obj(
-    {
-        "allowPrivilegeEscalation": BOOL,
-        "appArmorProfile": _APPARMOR,
-        "capabilities": Obj({"add": STRINGS, "drop": STRINGS}),
-        "privileged": BOOL,
-        "procMount": Str(("Default", "Unmasked")),
-        "readOnlyRootFilesystem": BOOL,
-        "runAsGroup": NON_NEGATIVE_INT64,
-        "runAsNonRoot": BOOL,
-        "runAsUser": NON_NEGATIVE_INT64,
-        "seLinuxOptions": _SE_LINUX,
-        "seccompProfile": _SECCOMP,
-        "windowsOptions": _WINDOWS,
-    },
-    rules=(_check_security_context,),
-)
-_HTTP_GET: Final = Obj(
-    {
-        "path": STRING,
-        "port": INT_OR_STRING,
-        "host": STRING,
-        "scheme": Str(("HTTP", "HTTPS")),
-        "httpHeaders": ListOf(
-            Obj({"name": STRING, "value": STRING}, required=frozenset({"name", "value"}))
-        ),
-    },
-    required=frozenset({"port"}),
-)
-_EXEC: Final = Obj({"command": STRINGS})
-_TCP_SOCKET: Final = Obj({"port": INT_OR_STRING, "host": STRING}, required=frozenset({"port"}))
-_PROBE: Final = Obj(
-    {
-        "exec": _EXEC,
-        "httpGet": _HTTP_GET,
-        "tcpSocket": _TCP_SOCKET,
-        "grpc": Obj({"port": PORT_NUMBER, "service": STRING}, required=frozenset({"port"})),
-        "initialDelaySeconds": NON_NEGATIVE_INT32,
-        "periodSeconds": NON_NEGATIVE_INT32,
-        "timeoutSeconds": NON_NEGATIVE_INT32,
-        "successThreshold": NON_NEGATIVE_INT32,
-        "failureThreshold": NON_NEGATIVE_INT32,
-        "terminationGracePeriodSeconds": INT64,
-    },
-    one_of=("exec", "httpGet", "tcpSocket", "grpc"),
-    one_of_required=True,
-    rules=(_check_probe,),
-)
-_LIFECYCLE_HANDLER: Final = Obj(
-    {
-        "exec": _EXEC,
-        "httpGet": _HTTP_GET,
-        "tcpSocket": _TCP_SOCKET,
-        "sleep": Obj({"seconds": NON_NEGATIVE_INT64}, required=frozenset({"seconds"})),
-    },
-    one_of=("exec", "httpGet", "tcpSocket", "sleep"),
-    one_of_required=True,
-)
-_CONTAINER_FIELDS: Final[dict[str, Shape]] = {
-    "name": STRING,
-    "image": STRING,
-    "command": STRINGS,
-    "args": STRINGS,
-    "workingDir": STRING,
-    "ports": ListOf(_CONTAINER_PORT),
-    "envFrom": ListOf(_ENV_FROM),
-    "env": ListOf(_ENV_VAR),
-    "resources": _RESOURCES,
-    "resizePolicy": ListOf(
-        Obj(
-            {"resourceName": STRING, "restartPolicy": Str(("NotRequired", "RestartContainer"))},
-            required=frozenset({"resourceName", "restartPolicy"}),
-        )
-    ),
-    "restartPolicy": Str(("Always",)),
-    "volumeMounts": ListOf(
-        Obj(
-            {
-                "name": STRING,
-                "mountPath": STRING,
-                "readOnly": BOOL,
-                "recursiveReadOnly": Str(("Disabled", "IfPossible", "Enabled")),
-                "subPath": STRING,
-                "subPathExpr": STRING,
-                "mountPropagation": Str(("None", "HostToContainer", "Bidirectional")),
-            },
-            required=frozenset({"name", "mountPath"}),
-        )
-    ),
-    "volumeDevices": ListOf(
-        Obj({"name": STRING, "devicePath": STRING}, required=frozenset({"name", "devicePath"}))
-    ),
-    "livenessProbe": _PROBE,
-    "readinessProbe": _PROBE,
-    "startupProbe": _PROBE,
-    "lifecycle": Obj(
-        {"postStart": _LIFECYCLE_HANDLER, "preStop": _LIFECYCLE_HANDLER, "stopSignal": STRING}
-    ),
-    "terminationMessagePath": STRING,
-    "terminationMessagePolicy": Str(("File", "FallbackToLogsOnError")),
-    "imagePullPolicy": Str(("Always", "Never", "IfNotPresent")),
-    "securityContext": _SECURITY_CONTEXT,
-    "stdin": BOOL,
-    "stdinOnce": BOOL,
-    "tty": BOOL,
-}
-_CONTAINER_RULES: Final = (
-    _name_rule(dns1123_label_problem),
-    _check_env_list,
-    _check_ports,
-    _check_volume_mounts,
-)
-_CONTAINER: Final = Obj(
-    {k: v for k, v in _CONTAINER_FIELDS.items() if k != "restartPolicy"},
-    required=frozenset({"name"}),
-    rules=_CONTAINER_RULES,
-)
-_INIT_CONTAINER: Final = Obj(
-    _CONTAINER_FIELDS, required=frozenset({"name"}), rules=_CONTAINER_RULES
-)
-_KEY_TO_PATH: Final = ListOf(
-    Obj(
-        {"key": STRING, "path": STRING, "mode": Int(0, 0o777)},
-        required=frozenset({"key", "path"}),
-    )
-)
-_VOLUME_SOURCES: Final[dict[str, Shape]] = {
-    "configMap": Obj(
-        {
-            "name": STRING,
-            "items": _KEY_TO_PATH,
-            "defaultMode": Int(0, 0o777),
-            "optional": BOOL,
-        }
-    ),
-    "secret": Obj(
-        {
-            "secretName": STRING,
-            "items": _KEY_TO_PATH,
-            "defaultMode": Int(0, 0o777),
-            "optional": BOOL,
-        }
-    ),
-    "emptyDir": Obj({"medium": Str(("", "Memory", "HugePages")), "sizeLimit": QUANTITY}),
-    "persistentVolumeClaim": Obj(
-        {"claimName": STRING, "readOnly": BOOL}, required=frozenset({"claimName"})
-    ),
-    "projected": Obj({"sources": ListOf(ANY_OBJECT), "defaultMode": Int(0, 0o777)}),
-    "downwardAPI": Obj({"items": ListOf(ANY_OBJECT), "defaultMode": Int(0, 0o777)}),
-    "hostPath": Obj({"path": STRING, "type": STRING}, required=frozenset({"path"})),
-    "nfs": Obj(
-        {"server": STRING, "path": STRING, "readOnly": BOOL},
-        required=frozenset({"server", "path"}),
-    ),
-    "image": Obj({"reference": STRING, "pullPolicy": Str(("Always", "Never", "IfNotPresent"))}),
-    "csi": ANY_OBJECT,
-    "ephemeral": ANY_OBJECT,
-    **{
-        name: ANY_OBJECT
-        for name in (
-            "awsElasticBlockStore",
-            "azureDisk",
-            "azureFile",
-            "cephfs",
-            "cinder",
-            "fc",
-            "flexVolume",
-            "flocker",
-            "gcePersistentDisk",
-            "gitRepo",
-            "glusterfs",
-            "iscsi",
-            "photonPersistentDisk",
-            "portworxVolume",
-            "quobyte",
-            "rbd",
-            "scaleIO",
-            "storageos",
-            "vsphereVolume",
-        )
-    },
-}
-
-
-_VOLUME: Final = Obj(
-    {"name": STRING, **_VOLUME_SOURCES},
-    required=frozenset({"name"}),
-    one_of=tuple(_VOLUME_SOURCES),
-    rules=(_name_rule(dns1123_label_problem),),
-)
-_TOLERATION: Final = Obj(
-    {
-        "key": STRING,
-        "operator": Str(("Exists", "Equal")),
-        "value": STRING,
-        "effect": Str(("", "NoSchedule", "PreferNoSchedule", "NoExecute")),
-        "tolerationSeconds": INT64,
-    },
-    rules=(_check_toleration,),
-)
-_AFFINITY: Final = Obj(
-    {"nodeAffinity": ANY_OBJECT, "podAffinity": ANY_OBJECT, "podAntiAffinity": ANY_OBJECT}
-)
-_TOPOLOGY_SPREAD: Final = Obj(
-    {
-        "maxSkew": Int(1, 2**31 - 1),
-        "topologyKey": STRING,
-        "whenUnsatisfiable": Str(("DoNotSchedule", "ScheduleAnyway")),
-        "labelSelector": ANY_OBJECT,
-        "minDomains": Int(1, 2**31 - 1),
-        "nodeAffinityPolicy": Str(("Honor", "Ignore")),
-        "nodeTaintsPolicy": Str(("Honor", "Ignore")),
-        "matchLabelKeys": STRINGS,
-    },
-    required=frozenset({"maxSkew", "topologyKey", "whenUnsatisfiable"}),
-)
-_POD_SECURITY_CONTEXT: Final = Obj(
-    {
-        "appArmorProfile": _APPARMOR,
-        "fsGroup": NON_NEGATIVE_INT64,
-        "fsGroupChangePolicy": Str(("OnRootMismatch", "Always")),
-        "runAsGroup": NON_NEGATIVE_INT64,
-        "runAsNonRoot": BOOL,
-        "runAsUser": NON_NEGATIVE_INT64,
-        "seLinuxChangePolicy": STRING,
-        "seLinuxOptions": _SE_LINUX,
-        "seccompProfile": _SECCOMP,
-        "supplementalGroups": ListOf(NON_NEGATIVE_INT64),
-        "supplementalGroupsPolicy": Str(("Merge", "Strict")),
-        "sysctls": ListOf(
-            Obj({"name": STRING, "value": STRING}, required=frozenset({"name", "value"}))
-        ),
-        "windowsOptions": _WINDOWS,
-    }
-)
-
-
 def _check_pod_spec(obj: dict[str, Any], path: str, out: Findings) -> None:
     containers = obj.get("containers") or []
     init_containers = obj.get("initContainers") or []
@@ -619,72 +258,29 @@ def _check_pod_spec(obj: dict[str, Any], path: str, out: Findings) -> None:
             out.error(entry, why)
 
 
-_POD_SPEC: Final = Obj(
-    {
-        "activeDeadlineSeconds": Int(1, 2**63 - 1),
-        "affinity": _AFFINITY,
-        "automountServiceAccountToken": BOOL,
-        "containers": ListOf(_CONTAINER),
-        "dnsConfig": Obj(
-            {
-                "nameservers": STRINGS,
-                "searches": STRINGS,
-                "options": ListOf(Obj({"name": STRING, "value": STRING})),
-            }
-        ),
-        "dnsPolicy": Str(("ClusterFirstWithHostNet", "ClusterFirst", "Default", "None")),
-        "enableServiceLinks": BOOL,
-        "ephemeralContainers": ListOf(ANY_OBJECT),
-        "hostAliases": ListOf(
-            Obj({"ip": STRING, "hostnames": STRINGS}, required=frozenset({"ip"}))
-        ),
-        "hostIPC": BOOL,
-        "hostNetwork": BOOL,
-        "hostPID": BOOL,
-        "hostUsers": BOOL,
-        "hostname": STRING,
-        "imagePullSecrets": ListOf(_LOCAL_REF),
-        "initContainers": ListOf(_INIT_CONTAINER),
-        "nodeName": STRING,
-        "nodeSelector": STRING_MAP,
-        "os": Obj({"name": Str(("linux", "windows"))}, required=frozenset({"name"})),
-        "overhead": _RESOURCE_MAP,
-        "preemptionPolicy": Str(("PreemptLowerPriority", "Never")),
-        "priority": INT32,
-        "priorityClassName": STRING,
-        "readinessGates": ListOf(
-            Obj({"conditionType": STRING}, required=frozenset({"conditionType"}))
-        ),
-        "resourceClaims": ListOf(
-            Obj(
-                {
-                    "name": STRING,
-                    "resourceClaimName": STRING,
-                    "resourceClaimTemplateName": STRING,
-                },
-                required=frozenset({"name"}),
-            )
-        ),
-        "resources": _RESOURCES,
-        "restartPolicy": Str(("Always", "OnFailure", "Never")),
-        "runtimeClassName": STRING,
-        "schedulerName": STRING,
-        "schedulingGates": ListOf(Obj({"name": STRING}, required=frozenset({"name"}))),
-        "securityContext": _POD_SECURITY_CONTEXT,
-        "serviceAccount": STRING,
-        "serviceAccountName": STRING,
-        "setHostnameAsFQDN": BOOL,
-        "shareProcessNamespace": BOOL,
-        "subdomain": STRING,
-        "terminationGracePeriodSeconds": NON_NEGATIVE_INT64,
-        "tolerations": ListOf(_TOLERATION),
-        "topologySpreadConstraints": ListOf(_TOPOLOGY_SPREAD),
-        "volumes": ListOf(_VOLUME),
-    },
-    rules=(_check_pod_spec,),
-)
+# -- the shape ----------------------------------------------------------------------------------
 
-POD_TEMPLATE_SPEC: Final = Obj({"metadata": _OBJECT_META, "spec": _POD_SPEC})
+_CONTAINER_RULES: Final = (
+    _name_rule(dns1123_label_problem),
+    _check_env_list,
+    _check_ports,
+    _check_volume_mounts,
+)
+_RULES: Final[Mapping[str, tuple[Rule, ...]]] = {
+    "ObjectMeta": (_check_labels,),
+    "KeySelector": (_name_rule(config_key_problem, "key"),),
+    "EnvVar": (_check_env_var,),
+    "ResourceRequirements": (_check_requests_within_limits,),
+    "SecurityContext": (_check_security_context,),
+    "Probe": (_check_probe,),
+    "Container": _CONTAINER_RULES,
+    "Volume": (_name_rule(dns1123_label_problem),),
+    "Toleration": (_check_toleration,),
+    "PodSpec": (_check_pod_spec,),
+}
+"""The cross-field rules of each type of `moorage_api.podfields`, by the type's name."""
+
+POD_TEMPLATE_SPEC: Final = shape_of(podfields.POD_TEMPLATE_SPEC, rules=_RULES)
 """The shape of `core/v1` PodTemplateSpec with the rules above."""
 
 

@@ -15,16 +15,13 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, assert_never
 
+from moorage_api import podfields
 from moorage_api.jsonkinds import describe_json_type
+from moorage_api.podfields import INT32_MAX, INT32_MIN
 from moorage_webhook.validation.quantities import QuantityError, parse_quantity
 from moorage_webhook.validation.verdict import Findings, key_path, quoted
-
-INT32_MIN: Final = -(2**31)
-INT32_MAX: Final = 2**31 - 1
-INT64_MIN: Final = -(2**63)
-INT64_MAX: Final = 2**63 - 1
 
 Rule = Callable[[dict[str, Any], str, Findings], None]
 """A cross-field check on an object that is structurally sound (see `Shape.check`)."""
@@ -243,13 +240,46 @@ def _unknown_field(key: str, known: Mapping[str, Shape]) -> str:
 
 STRING: Final = Str()
 BOOL: Final = Bool()
-INT32: Final = Int()
-INT64: Final = Int(INT64_MIN, INT64_MAX)
-NON_NEGATIVE_INT32: Final = Int(0, INT32_MAX)
-NON_NEGATIVE_INT64: Final = Int(0, INT64_MAX)
-PORT_NUMBER: Final = Int(1, 65535)
 QUANTITY: Final = Quantity()
 INT_OR_STRING: Final = IntOrString()
 ANY_OBJECT: Final = AnyObject()
-STRINGS: Final = ListOf(STRING)
-STRING_MAP: Final = MapOf(STRING)
+
+
+def shape_of(kind: podfields.Kind, *, rules: Mapping[str, tuple[Rule, ...]]) -> Shape:
+    """The shape that checks values of `kind` (from `moorage_api.podfields`); `rules` are the
+    cross-field rules of each object type, by its name."""
+    objects: dict[int, Obj] = {}
+
+    def convert(kind: podfields.Kind) -> Shape:
+        match kind:
+            case podfields.Text(enum=enum):
+                return Str(enum) if enum else STRING
+            case podfields.Integer(minimum=minimum, maximum=maximum):
+                return Int(minimum, maximum)
+            case podfields.Boolean():
+                return BOOL
+            case podfields.Quantity():
+                return QUANTITY
+            case podfields.IntOrString():
+                return INT_OR_STRING
+            case podfields.Opaque():
+                return ANY_OBJECT
+            case podfields.ListOf(item=item):
+                return ListOf(convert(item))
+            case podfields.MapOf(value=value):
+                return MapOf(convert(value))
+            case podfields.Struct():
+                # A type used in several places (a probe, a security context) becomes one shape.
+                if (done := objects.get(id(kind))) is None:
+                    done = objects[id(kind)] = Obj(
+                        {name: convert(field) for name, field in kind.fields.items()},
+                        required=kind.required,
+                        rules=rules.get(kind.name, ()),
+                        one_of=kind.one_of,
+                        one_of_required=kind.one_of_required,
+                    )
+                return done
+            case _:
+                assert_never(kind)
+
+    return convert(kind)

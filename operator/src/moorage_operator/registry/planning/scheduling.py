@@ -32,8 +32,13 @@ import hashlib
 from dataclasses import dataclass
 from typing import Final
 
+from moorage_core.backoff import Backoff
+
 JITTER: Final = 0.1
 """Largest stretch of an interval, as a fraction of it."""
+
+SYNC_BACKOFF: Final = Backoff(base=10.0, cap=600.0)
+"""Default delays between retries of a failing sync: 10 s doubling up to 10 min."""
 
 
 class SyncReason(enum.StrEnum):
@@ -45,21 +50,6 @@ class SyncReason(enum.StrEnum):
     RETRY = "retry"
     MISSING_DATA = "missing-data"
     INTERVAL = "interval"
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Delays between retries of a failing sync."""
-
-    base: float = 10.0
-    """Seconds after the first failure."""
-    cap: float = 600.0
-    """Longest delay in seconds."""
-
-    def delay(self, failures: int) -> float:
-        """Seconds to wait after `failures` consecutive failures (at least 1)."""
-        exponent = min(max(failures, 1) - 1, 32)
-        return float(min(self.cap, self.base * 2.0**exponent))
 
 
 @dataclass(frozen=True, slots=True)
