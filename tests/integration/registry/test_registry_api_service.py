@@ -62,7 +62,7 @@ async def registry_api(data_dir: Path) -> AsyncIterator[str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "moorage_registry_api",
+        "moorage_registryserver",
         "--data-dir",
         str(data_dir),
         "--host",

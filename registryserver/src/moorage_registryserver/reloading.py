@@ -19,7 +19,7 @@ from typing import Final
 
 import structlog
 
-from moorage_registry_api.catalog import Catalog, CatalogError, parse_catalog
+from moorage_registryserver.catalog import Catalog, CatalogError, parse_catalog
 
 log = structlog.get_logger(__name__)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from moorage_core.settings import SettingError
-from moorage_registry_api.settings import ApiSettings, parse_settings
+from moorage_registryserver.settings import ApiSettings, parse_settings
 
 
 def test_defaults() -> None:

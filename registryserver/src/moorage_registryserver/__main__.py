@@ -19,8 +19,8 @@ from moorage_core.serving import HTTPSServer
 from moorage_core.settings import SettingError
 from moorage_core.startup import StartupFailure
 from moorage_core.supervising import TaskSupervisor
-from moorage_registry_api.application import make_app
-from moorage_registry_api.settings import ApiSettings, parse_settings
+from moorage_registryserver.app import make_app
+from moorage_registryserver.settings import ApiSettings, parse_settings
 
 log = structlog.get_logger(__name__)
 

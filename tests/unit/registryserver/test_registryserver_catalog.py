@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from moorage_registry_api.catalog import (
+from moorage_registryserver.catalog import (
     Catalog,
     CatalogError,
     Query,

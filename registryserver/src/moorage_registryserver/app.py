@@ -33,9 +33,9 @@ from prometheus_client import (
 )
 
 from moorage_core.supervising import TaskSupervisor
-from moorage_registry_api.catalog import Catalog, QueryError, parse_query, search
-from moorage_registry_api.reloading import DataStore, Reload
-from moorage_registry_api.settings import ApiSettings
+from moorage_registryserver.catalog import Catalog, QueryError, parse_query, search
+from moorage_registryserver.reloading import DataStore, Reload
+from moorage_registryserver.settings import ApiSettings
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -15,9 +15,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 from testkit.waiting import eventually
 
-from moorage_registry_api.application import STORE, make_app
-from moorage_registry_api.reloading import DataStore
-from moorage_registry_api.settings import ApiSettings
+from moorage_registryserver.app import STORE, make_app
+from moorage_registryserver.reloading import DataStore
+from moorage_registryserver.settings import ApiSettings
 
 SERVERS = [
     {"name": "time", "description": "Time and timezones", "tags": ["time", "utility"]},
