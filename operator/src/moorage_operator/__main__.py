@@ -24,12 +24,12 @@ from moorage_core.loggers import configure_logging
 from moorage_core.running import Lifecycle, run_service
 from moorage_core.settings import SettingError
 from moorage_core.startup import connect_kube, load_tls, wait_for_apiserver
-from moorage_operator.controllers import build_controllers
 from moorage_operator.metrics import OperatorMetrics
 from moorage_operator.runtime.controller import Controller
 from moorage_operator.runtime.leaderelection import LeaderElectionConfig, LeadershipLost
 from moorage_operator.runtime.manager import Manager, ManagerOptions
 from moorage_operator.settings import Settings
+from moorage_operator.wiring import build_controllers
 
 log = structlog.get_logger(__name__)
 

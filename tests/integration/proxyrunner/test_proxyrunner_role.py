@@ -36,7 +36,7 @@ from moorage_core.kube import (
 )
 from moorage_core.startup import StartupFailure
 from moorage_dev.cluster import ControlPlane
-from moorage_operator.planning.children import (
+from moorage_operator.planning.mcpservers.children import (
     build_proxy_service_account,
     build_role,
     build_role_binding,

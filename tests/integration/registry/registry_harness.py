@@ -17,15 +17,15 @@ from moorage_core.errors import NotFound
 from moorage_core.kube import CONFIGMAPS, MCPREGISTRIES, KubeClient, ResourceKind
 from moorage_dev.cluster import ControlPlane
 from moorage_operator.metrics import OperatorMetrics
-from moorage_operator.registry.controller import (
-    MCPREGISTRY_CONTROLLER,
-    register_mcpregistry_controller,
-)
-from moorage_operator.registry.planning.scheduling import Backoff
-from moorage_operator.registry.settings import RegistrySettings
+from moorage_operator.planning.mcpregistries.scheduling import Backoff
+from moorage_operator.registrysettings import RegistrySettings
 from moorage_operator.runtime.controller import Request
 from moorage_operator.runtime.manager import Manager, ManagerOptions
 from moorage_operator.settings import Settings
+from moorage_operator.wiring.mcpregistries import (
+    MCPREGISTRY_CONTROLLER,
+    register_mcpregistry_controller,
+)
 
 API_IMAGE = "moorage/registry-api:test"
 SYNC_INTERVAL = 2.0

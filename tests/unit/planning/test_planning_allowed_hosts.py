@@ -17,7 +17,7 @@ from moorage_operator.planning import (
     desired_children,
     plan_mcpserver,
 )
-from moorage_operator.planning.runconfigs import build_allowed_hosts
+from moorage_operator.planning.mcpservers.runconfigs import build_allowed_hosts
 
 SERVICE_NAMES = [
     "mcp-time-proxy",

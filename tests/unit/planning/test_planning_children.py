@@ -20,8 +20,8 @@ from planning_fixtures import (
 
 from moorage_api.runconfig import load_runconfig
 from moorage_operator.planning import PlanningError, References, desired_children
-from moorage_operator.planning.children import build_role, plan_mcpserver, stale_children
 from moorage_operator.planning.comparing import ANNOTATION_APPLIED_HASH
+from moorage_operator.planning.mcpservers.children import build_role, plan_mcpserver, stale_children
 
 LABELS = {
     "app": "mcpserver",

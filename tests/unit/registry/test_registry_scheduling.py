@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from moorage_operator.registry.planning.scheduling import (
+from moorage_operator.planning.mcpregistries.scheduling import (
     JITTER,
     Backoff,
     SyncPlan,

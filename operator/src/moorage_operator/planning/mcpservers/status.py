@@ -31,9 +31,9 @@ from moorage_api.mcpserver import (
     ReadyReason,
 )
 from moorage_api.naming import mcpserver_url
-from moorage_operator.planning.children import ServerPlan
 from moorage_operator.planning.conditions import ConditionSpec, merge_conditions
-from moorage_operator.planning.references import Problem
+from moorage_operator.planning.mcpservers.children import ServerPlan
+from moorage_operator.planning.mcpservers.references import Problem
 
 JsonObject = dict[str, Any]
 

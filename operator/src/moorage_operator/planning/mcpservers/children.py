@@ -47,9 +47,9 @@ from moorage_api.naming import (
 )
 from moorage_api.runconfig import RunConfig, render_runconfig_json, restart_checksum
 from moorage_operator.planning.comparing import stamp_applied_hash
-from moorage_operator.planning.podtemplates import pod_template_problem
-from moorage_operator.planning.references import Problem, References, resolve_inputs
-from moorage_operator.planning.runconfigs import (
+from moorage_operator.planning.mcpservers.podtemplates import pod_template_problem
+from moorage_operator.planning.mcpservers.references import Problem, References, resolve_inputs
+from moorage_operator.planning.mcpservers.runconfigs import (
     build_runconfig,
     server_name,
     server_namespace,

@@ -1,19 +1,19 @@
 """Where the operator's reconcilers are registered with the manager.
 
 `build_controllers` is called once by the entry point, after the manager is built and before it
-runs. Each reconciler (`moorage_operator.reconcilers`, `moorage_operator.registry`) is wired
-here: a controller for its primary kind (`manager.add_controller`), the kinds it owns
+runs. Each reconciler (`moorage_operator.reconcilers`) is wired here, one module per kind
+(`mcpservers` wires MCPServers and MCPToolConfigs, `mcpregistries` MCPRegistries): a controller for its primary kind (`manager.add_controller`), the kinds it owns
 (`controller.owns(manager.owned_informer(KIND))`, mapped to the owner through the controller
 ownerReference) and the kinds it reads (`controller.watches(manager.informer(KIND), mapper)`).
 """
 
 from __future__ import annotations
 
-from moorage_operator.reconcilers import register_mcp_controllers
-from moorage_operator.registry.controller import register_mcpregistry_controller
 from moorage_operator.runtime.controller import Controller
 from moorage_operator.runtime.manager import Manager
 from moorage_operator.settings import Settings
+from moorage_operator.wiring.mcpregistries import register_mcpregistry_controller
+from moorage_operator.wiring.mcpservers import register_mcp_controllers
 
 
 def build_controllers(manager: Manager, settings: Settings) -> list[Controller]:

@@ -30,8 +30,8 @@ from moorage_core.kube import (
     PODS,
     STATEFULSETS,
 )
-from moorage_operator.planning.references import config_map_names_of
-from moorage_operator.planning.serverstatus import FAILED_CREATE
+from moorage_operator.planning.mcpservers.references import config_map_names_of
+from moorage_operator.planning.mcpservers.status import FAILED_CREATE
 from moorage_operator.reconcilers.mcpservers import (
     CHILD_KINDS,
     MCPServerReconciler,

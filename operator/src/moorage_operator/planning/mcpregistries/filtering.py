@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from fnmatch import fnmatchcase
 
 from moorage_api.mcpregistry import GlobFilter, RegistryFilter
-from moorage_operator.registry.planning.formats import RegistryDocument, RegistryEntry
+from moorage_operator.planning.mcpregistries.formats import RegistryDocument, RegistryEntry
 
 
 def _matches_any(values: Iterable[str], patterns: Iterable[str]) -> bool:

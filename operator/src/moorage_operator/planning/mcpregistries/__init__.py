@@ -5,7 +5,7 @@
 - `storage.py`: render the stored `registry.json`, its hash, `sync_metadata.json`, and the
   storage ConfigMap (with its 1 MiB limit).
 - `scheduling.py`: decide whether a reconcile syncs now, and when to look again.
-- `statuses.py`: phase, `syncStatus`, `apiStatus` and conditions.
+- `status.py`: phase, `syncStatus`, `apiStatus` and conditions.
 - `apiservice.py`: the registry API's Deployment and Service.
 - `children.py`: metadata and owner reference shared by every child.
 """

@@ -1,4 +1,4 @@
-"""The MCPRegistry reconciler: a thin I/O shell around `moorage_operator.registry.planning`.
+"""The MCPRegistry reconciler: a thin I/O shell around `moorage_operator.planning.mcpregistries`.
 
 One reconcile of `namespace/name`:
 1. read the MCPRegistry from the cache (gone or being deleted → done: garbage collection
@@ -53,29 +53,19 @@ from moorage_core.kube import (
     KubeClient,
     ResourceKind,
 )
-from moorage_operator.planning.children import is_controlled_by
 from moorage_operator.planning.comparing import (
     ANNOTATION_APPLIED_HASH,
     is_applied,
     stamp_applied_hash,
 )
-from moorage_operator.reconcilers.pending import PendingWrites
-from moorage_operator.reconcilers.statuses import patch_status, previous_status
-from moorage_operator.registry.fetching import (
-    Fetched,
-    SourceError,
-    fetch_git,
-    fetch_git_password,
-    read_configmap_source,
-)
-from moorage_operator.registry.planning.apiservice import (
+from moorage_operator.planning.mcpregistries.apiservice import (
     desired_api_deployment,
     desired_api_service,
     is_deployment_ready,
 )
-from moorage_operator.registry.planning.children import Owner
-from moorage_operator.registry.planning.formats import RegistryError, RegistryFormatError
-from moorage_operator.registry.planning.scheduling import (
+from moorage_operator.planning.mcpregistries.children import Owner
+from moorage_operator.planning.mcpregistries.formats import RegistryError, RegistryFormatError
+from moorage_operator.planning.mcpregistries.scheduling import (
     SyncReason,
     SyncState,
     format_timestamp,
@@ -83,7 +73,7 @@ from moorage_operator.registry.planning.scheduling import (
     parse_timestamp,
     plan_sync,
 )
-from moorage_operator.registry.planning.statuses import (
+from moorage_operator.planning.mcpregistries.status import (
     ApiState,
     SyncFailed,
     SyncOutcome,
@@ -92,7 +82,7 @@ from moorage_operator.registry.planning.statuses import (
     api_endpoint,
     compute_status,
 )
-from moorage_operator.registry.planning.storage import (
+from moorage_operator.planning.mcpregistries.storage import (
     RenderedRegistry,
     check_fits,
     desired_storage_configmap,
@@ -100,7 +90,17 @@ from moorage_operator.registry.planning.storage import (
     render_sync_metadata,
     stored_hash,
 )
-from moorage_operator.registry.settings import RegistrySettings
+from moorage_operator.planning.mcpservers.children import is_controlled_by
+from moorage_operator.reconcilers.fetching import (
+    Fetched,
+    SourceError,
+    fetch_git,
+    fetch_git_password,
+    read_configmap_source,
+)
+from moorage_operator.reconcilers.pending import PendingWrites
+from moorage_operator.reconcilers.statuswrites import patch_status, previous_status
+from moorage_operator.registrysettings import RegistrySettings
 from moorage_operator.runtime.cache import Cache
 from moorage_operator.runtime.controller import Request, Result, TerminalError
 from moorage_operator.runtime.events import EventRecorder

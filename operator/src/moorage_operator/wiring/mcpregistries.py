@@ -19,9 +19,9 @@ from typing import Any, Final
 
 from moorage_api.constants import LABEL_MANAGED_BY, MANAGED_BY
 from moorage_core.kube import CONFIGMAPS, DEPLOYMENTS, MCPREGISTRIES, SERVICES
+from moorage_operator.reconcilers.mcpregistries import MCPRegistryReconciler, RegistryCaches
 from moorage_operator.reconcilers.pending import PendingWrites
-from moorage_operator.registry.reconciler import MCPRegistryReconciler, RegistryCaches
-from moorage_operator.registry.settings import RegistrySettings
+from moorage_operator.registrysettings import RegistrySettings
 from moorage_operator.runtime.cache import Cache
 from moorage_operator.runtime.controller import Controller, Mapper, Request, requests_of
 from moorage_operator.runtime.manager import Manager

@@ -21,7 +21,7 @@ from moorage_api.runconfig import (
     SecretEnvVar,
     SecretKeyRef,
 )
-from moorage_operator.planning.references import ResolvedInputs
+from moorage_operator.planning.mcpservers.references import ResolvedInputs
 
 
 def server_name(server: MCPServer) -> str:

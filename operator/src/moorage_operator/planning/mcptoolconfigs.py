@@ -26,7 +26,7 @@ from moorage_api.mcptoolconfig import (
     parse_mcptoolconfig,
 )
 from moorage_operator.planning.conditions import ConditionSpec, merge_conditions
-from moorage_operator.planning.references import compute_config_hash
+from moorage_operator.planning.mcpservers.references import compute_config_hash
 
 JsonObject = dict[str, Any]
 

@@ -20,7 +20,7 @@ from moorage_api.constants import (
     REGISTRY_API_PORT,
 )
 from moorage_api.naming import registry_api_name, registry_storage_configmap_name
-from moorage_operator.registry.planning.children import JsonObject, Owner, child_metadata
+from moorage_operator.planning.mcpregistries.children import JsonObject, Owner, child_metadata
 
 CONTAINER_REGISTRY_API: Final = "registry-api"
 DATA_DIR: Final = "/data"

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from moorage_api.mcpregistry import SyncPolicy
 from moorage_api.sources import ALLOW_LOCAL_SOURCES_SETTING, SourcePolicy, literal_address
 from moorage_core.settings import SettingError, parse_bool, parse_duration
-from moorage_operator.registry.planning.scheduling import Backoff
+from moorage_operator.planning.mcpregistries.scheduling import Backoff
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,9 +30,9 @@ from moorage_api.constants import (
 )
 from moorage_api.mcpregistry import RegistryFilter
 from moorage_api.naming import registry_storage_configmap_name
-from moorage_operator.registry.planning.children import JsonObject, Owner, child_metadata
-from moorage_operator.registry.planning.filtering import filter_document
-from moorage_operator.registry.planning.formats import (
+from moorage_operator.planning.mcpregistries.children import JsonObject, Owner, child_metadata
+from moorage_operator.planning.mcpregistries.filtering import filter_document
+from moorage_operator.planning.mcpregistries.formats import (
     RegistryDocument,
     RegistryError,
     RegistryFormat,

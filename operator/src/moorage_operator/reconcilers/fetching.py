@@ -59,7 +59,7 @@ from moorage_api.sources import (
 )
 from moorage_core.errors import Forbidden, NotFound
 from moorage_core.kube import SECRETS, KubeClient
-from moorage_operator.registry.planning.storage import (
+from moorage_operator.planning.mcpregistries.storage import (
     describe_configmap_source,
     describe_git_source,
     redact_url,
