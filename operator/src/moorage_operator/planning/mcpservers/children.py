@@ -50,7 +50,7 @@ from moorage_operator.planning.comparing import stamp_applied_hash
 from moorage_operator.planning.mcpservers.podtemplates import pod_template_problem
 from moorage_operator.planning.mcpservers.references import Problem, References, resolve_inputs
 from moorage_operator.planning.mcpservers.runconfigs import (
-    build_runconfig,
+    desired_runconfig,
     server_name,
     server_namespace,
 )
@@ -83,7 +83,7 @@ def _rule(group: str, resource: str, verbs: Iterable[str], names: Iterable[str])
     }
 
 
-def build_proxy_runner_rules(server: MCPServer) -> list[JsonObject]:
+def desired_proxy_runner_rules(server: MCPServer) -> list[JsonObject]:
     """Exactly what the proxy runner of `server` needs, each rule limited to the objects it is
     for (`resourceNames`) wherever Kubernetes can authorise by name.
 
@@ -178,7 +178,7 @@ class ServerPlan:
 # -- shared metadata ----------------------------------------------------------------------------
 
 
-def build_controller_reference(server: MCPServer) -> JsonObject:
+def desired_controller_reference(server: MCPServer) -> JsonObject:
     """The one controller ownerReference every child carries (GC deletes them with the server)."""
     if not server.metadata.uid:
         raise ValueError("MCPServer has no metadata.uid: only stored objects have children")
@@ -205,7 +205,7 @@ def _metadata(
         "name": name,
         "namespace": server_namespace(server),
         "labels": labels,
-        "ownerReferences": [build_controller_reference(server)],
+        "ownerReferences": [desired_controller_reference(server)],
     }
     if annotations:
         meta["annotations"] = dict(annotations)
@@ -220,7 +220,7 @@ def proxy_selector(server: str) -> dict[str, str]:
 # -- the children, one builder each -------------------------------------------------------------
 
 
-def build_proxy_service_account(server: MCPServer) -> JsonObject:
+def desired_proxy_service_account(server: MCPServer) -> JsonObject:
     return {
         "apiVersion": "v1",
         "kind": "ServiceAccount",
@@ -228,7 +228,7 @@ def build_proxy_service_account(server: MCPServer) -> JsonObject:
     }
 
 
-def build_mcp_service_account(server: MCPServer) -> JsonObject | None:
+def desired_mcp_service_account(server: MCPServer) -> JsonObject | None:
     """ServiceAccount `<name>-sa` for the MCP pods; None when `spec.serviceAccount` is set."""
     if server.spec.service_account:
         return None
@@ -239,16 +239,16 @@ def build_mcp_service_account(server: MCPServer) -> JsonObject | None:
     }
 
 
-def build_role(server: MCPServer) -> JsonObject:
+def desired_role(server: MCPServer) -> JsonObject:
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
         "metadata": _metadata(server, proxy_runner_name(server_name(server))),
-        "rules": build_proxy_runner_rules(server),
+        "rules": desired_proxy_runner_rules(server),
     }
 
 
-def build_role_binding(server: MCPServer) -> JsonObject:
+def desired_role_binding(server: MCPServer) -> JsonObject:
     name = proxy_runner_name(server_name(server))
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -266,7 +266,7 @@ def content_checksum(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def build_runconfig_configmap(server: MCPServer, *, runconfig: RunConfig) -> JsonObject:
+def desired_runconfig_configmap(server: MCPServer, *, runconfig: RunConfig) -> JsonObject:
     rendered = render_runconfig_json(runconfig)
     return {
         "apiVersion": "v1",
@@ -331,7 +331,9 @@ def _probe(*, period: int, failures: int, initial_delay: int = 0) -> JsonObject:
     return probe
 
 
-def build_proxy_pod_template(server: MCPServer, *, runconfig: RunConfig, image: str) -> JsonObject:
+def desired_proxy_pod_template(
+    server: MCPServer, *, runconfig: RunConfig, image: str
+) -> JsonObject:
     name = server_name(server)
     overrides = server.spec.resource_overrides
     deployment = overrides.proxy_deployment if overrides else None
@@ -401,14 +403,14 @@ def _strategy(server: MCPServer) -> JsonObject:
     return {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}
 
 
-def build_deployment(server: MCPServer, *, runconfig: RunConfig, image: str) -> JsonObject:
+def desired_deployment(server: MCPServer, *, runconfig: RunConfig, image: str) -> JsonObject:
     name = server_name(server)
     overrides = server.spec.resource_overrides
     deployment = overrides.proxy_deployment if overrides else None
     spec: JsonObject = {
         "selector": {"matchLabels": proxy_selector(name)},
         "strategy": _strategy(server),
-        "template": build_proxy_pod_template(server, runconfig=runconfig, image=image),
+        "template": desired_proxy_pod_template(server, runconfig=runconfig, image=image),
     }
     replicas = proxy_replicas(server)
     if replicas is not None:
@@ -426,7 +428,7 @@ def build_deployment(server: MCPServer, *, runconfig: RunConfig, image: str) -> 
     }
 
 
-def build_proxy_service(server: MCPServer) -> JsonObject:
+def desired_proxy_service(server: MCPServer) -> JsonObject:
     name = server_name(server)
     overrides = server.spec.resource_overrides
     service = overrides.proxy_service if overrides else None
@@ -492,17 +494,17 @@ def plan_mcpserver(
         return ServerPlan(
             problems=tuple(problems), replicas_capped=capped, condition_problems=by_condition
         )
-    runconfig = build_runconfig(
+    runconfig = desired_runconfig(
         server, inputs=resolution.inputs, cluster_domain=settings.cluster_domain
     )
     children = [
-        build_proxy_service_account(server),
-        build_role(server),
-        build_role_binding(server),
-        build_mcp_service_account(server),
-        build_runconfig_configmap(server, runconfig=runconfig),
-        build_deployment(server, runconfig=runconfig, image=settings.proxyrunner_image),
-        build_proxy_service(server),
+        desired_proxy_service_account(server),
+        desired_role(server),
+        desired_role_binding(server),
+        desired_mcp_service_account(server),
+        desired_runconfig_configmap(server, runconfig=runconfig),
+        desired_deployment(server, runconfig=runconfig, image=settings.proxyrunner_image),
+        desired_proxy_service(server),
     ]
     return ServerPlan(
         children=tuple(stamp_applied_hash(child) for child in children if child is not None),

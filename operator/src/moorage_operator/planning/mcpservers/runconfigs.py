@@ -39,7 +39,7 @@ def server_namespace(server: MCPServer) -> str:
     return namespace
 
 
-def build_owner_reference(server: MCPServer) -> OwnerReference | None:
+def desired_owner_reference(server: MCPServer) -> OwnerReference | None:
     """The MCPServer as an ownerReference, or None before it has a uid (never when stored)."""
     if not server.metadata.uid:
         return None
@@ -51,7 +51,7 @@ def build_owner_reference(server: MCPServer) -> OwnerReference | None:
     )
 
 
-def build_allowed_hosts(server: MCPServer, *, cluster_domain: str) -> list[str]:
+def desired_allowed_hosts(server: MCPServer, *, cluster_domain: str) -> list[str]:
     """The `Host` values the proxy accepts: its Service's names, then `spec.allowedHosts`."""
     derived = proxy_service_hosts(
         server_name(server),
@@ -62,7 +62,7 @@ def build_allowed_hosts(server: MCPServer, *, cluster_domain: str) -> list[str]:
     return derived + [host for host in server.spec.allowed_hosts if host not in derived]
 
 
-def build_runconfig(
+def desired_runconfig(
     server: MCPServer, *, inputs: ResolvedInputs, cluster_domain: str = DEFAULT_CLUSTER_DOMAIN
 ) -> RunConfig:
     """The RunConfig for `server` with its references resolved to `inputs`; `cluster_domain`
@@ -73,7 +73,7 @@ def build_runconfig(
     return RunConfig(
         name=name,
         namespace=namespace,
-        owner=build_owner_reference(server),
+        owner=desired_owner_reference(server),
         generation=server.metadata.generation or 0,
         image=spec.image,
         args=list(spec.args),
@@ -104,5 +104,5 @@ def build_runconfig(
         audit=RunConfigAudit(enabled=spec.audit.enabled),
         trust_proxy_headers=spec.trust_proxy_headers,
         endpoint_prefix=spec.endpoint_prefix,
-        allowed_hosts=build_allowed_hosts(server, cluster_domain=cluster_domain),
+        allowed_hosts=desired_allowed_hosts(server, cluster_domain=cluster_domain),
     )
