@@ -20,7 +20,7 @@ from moorage_core.settings import SettingError
 from moorage_core.startup import StartupFailure
 from moorage_core.supervising import TaskSupervisor
 from moorage_registryserver.app import make_app
-from moorage_registryserver.settings import ApiSettings, parse_settings
+from moorage_registryserver.settings import RegistryServerSettings, parse_settings
 
 log = structlog.get_logger(__name__)
 
@@ -28,7 +28,7 @@ DATA_DIR_SETTING = "REGISTRY_DATA_DIR / --data-dir"
 LISTEN_SETTING = "REGISTRY_API_HOST / --host and REGISTRY_API_PORT / --port"
 
 
-async def serve_registry(settings: ApiSettings, *, lifecycle: Lifecycle) -> int:
+async def serve_registry(settings: RegistryServerSettings, *, lifecycle: Lifecycle) -> int:
     """Serve until `lifecycle.stop`; the process exit code."""
     if not settings.data_dir.is_dir():
         raise StartupFailure(

@@ -35,7 +35,7 @@ from prometheus_client import (
 from moorage_core.supervising import TaskSupervisor
 from moorage_registryserver.catalog import Catalog, QueryError, parse_query, search
 from moorage_registryserver.reloading import DataStore, Reload
-from moorage_registryserver.settings import ApiSettings
+from moorage_registryserver.settings import RegistryServerSettings
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -174,7 +174,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 def make_app(
-    settings: ApiSettings,
+    settings: RegistryServerSettings,
     *,
     registry: CollectorRegistry | None = None,
     supervisor: TaskSupervisor | None = None,

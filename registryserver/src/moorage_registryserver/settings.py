@@ -20,7 +20,7 @@ _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 @dataclass(frozen=True, slots=True)
-class ApiSettings:
+class RegistryServerSettings:
     """Everything `moorage-registry-api` is configured with."""
 
     data_dir: Path
@@ -96,7 +96,9 @@ _OPTIONAL: tuple[tuple[str, str, str, Callable[[str], Any]], ...] = (
 """(field, flag, variable, parser) of every setting with a default."""
 
 
-def parse_settings(argv: Sequence[str], *, environ: Mapping[str, str] | None = None) -> ApiSettings:
+def parse_settings(
+    argv: Sequence[str], *, environ: Mapping[str, str] | None = None
+) -> RegistryServerSettings:
     """Settings from `environ` (default `os.environ`) and the flags in `argv`."""
     env = os.environ if environ is None else environ
     args = vars(build_parser().parse_args(list(argv)))
@@ -112,4 +114,4 @@ def parse_settings(argv: Sequence[str], *, environ: Mapping[str, str] | None = N
             values[field] = parse(raw)
         except SettingError as exc:
             raise SettingError(f"{name} (--{flag}): {exc}") from None
-    return ApiSettings(data_dir=Path(data_dir), **values)
+    return RegistryServerSettings(data_dir=Path(data_dir), **values)

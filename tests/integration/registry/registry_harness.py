@@ -21,7 +21,7 @@ from moorage_operator.planning.mcpregistries.scheduling import Backoff
 from moorage_operator.registrysettings import RegistrySettings
 from moorage_operator.runtime.controller import Request
 from moorage_operator.runtime.manager import Manager, ManagerOptions
-from moorage_operator.settings import Settings
+from moorage_operator.settings import OperatorSettings
 from moorage_operator.wiring.mcpregistries import (
     MCPREGISTRY_CONTROLLER,
     register_mcpregistry_controller,
@@ -83,7 +83,7 @@ async def run_registry_operator(
         user_agent="moorage-operator",
         observer=metrics.observe_request,
     )
-    settings = Settings(
+    settings = OperatorSettings(
         watch_namespaces=(namespace,),
         leader_election=False,
         registry_api_image=API_IMAGE,

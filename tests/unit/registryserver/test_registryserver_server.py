@@ -17,7 +17,7 @@ from testkit.waiting import eventually
 
 from moorage_registryserver.app import STORE, make_app
 from moorage_registryserver.reloading import DataStore
-from moorage_registryserver.settings import ApiSettings
+from moorage_registryserver.settings import RegistryServerSettings
 
 SERVERS = [
     {"name": "time", "description": "Time and timezones", "tags": ["time", "utility"]},
@@ -63,7 +63,9 @@ async def volume(tmp_path: Path) -> ConfigMapVolume:
 
 
 async def start(data_dir: Path, *, poll: float = 3600.0) -> TestClient[Any, Any]:
-    app = make_app(ApiSettings(data_dir=data_dir, poll_interval=poll), registry=CollectorRegistry())
+    app = make_app(
+        RegistryServerSettings(data_dir=data_dir, poll_interval=poll), registry=CollectorRegistry()
+    )
     client: TestClient[Any, Any] = TestClient(TestServer(app, host="127.0.0.1"))
     await client.start_server()
     return client

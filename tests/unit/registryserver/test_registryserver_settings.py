@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from moorage_core.settings import SettingError
-from moorage_registryserver.settings import ApiSettings, parse_settings
+from moorage_registryserver.settings import RegistryServerSettings, parse_settings
 
 
 def test_defaults() -> None:
-    assert parse_settings(["--data-dir", "/data"], environ={}) == ApiSettings(
+    assert parse_settings(["--data-dir", "/data"], environ={}) == RegistryServerSettings(
         data_dir=Path("/data")
     )
 
@@ -28,7 +28,7 @@ def test_environment_and_flags_with_flags_winning() -> None:
             "LOG_LEVEL": "",
         },
     )
-    assert settings == ApiSettings(
+    assert settings == RegistryServerSettings(
         data_dir=Path("/d"),
         host="127.0.0.1",
         port=9000,

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from moorage_operator.runtime.controller import Controller
 from moorage_operator.runtime.manager import Manager
-from moorage_operator.settings import Settings
+from moorage_operator.settings import OperatorSettings
 from moorage_operator.wiring.mcpregistries import register_mcpregistry_controller
 from moorage_operator.wiring.mcpservers import register_mcp_controllers
 
 
-def build_controllers(manager: Manager, settings: Settings) -> list[Controller]:
+def build_controllers(manager: Manager, settings: OperatorSettings) -> list[Controller]:
     """Register every reconciler with `manager`; return the controllers created."""
     return [
         *register_mcp_controllers(manager, settings),

@@ -25,7 +25,7 @@ from moorage_operator.registrysettings import RegistrySettings
 from moorage_operator.runtime.cache import Cache
 from moorage_operator.runtime.controller import Controller, Mapper, Request, requests_of
 from moorage_operator.runtime.manager import Manager
-from moorage_operator.settings import Settings
+from moorage_operator.settings import OperatorSettings
 
 MCPREGISTRY_CONTROLLER: Final = "mcpregistry"
 SOURCE_CONFIG_MAP_INDEX: Final = "moorage.dev/registry-source-config-map"
@@ -58,7 +58,10 @@ def registries_of_source(registries: Cache) -> Mapper:
 
 
 def register_mcpregistry_controller(
-    manager: Manager, settings: Settings, *, registry_settings: RegistrySettings | None = None
+    manager: Manager,
+    settings: OperatorSettings,
+    *,
+    registry_settings: RegistrySettings | None = None,
 ) -> Controller:
     """Add the `mcpregistry` controller to `manager`; return it."""
     registries = manager.informer(MCPREGISTRIES)

@@ -47,7 +47,7 @@ from moorage_operator.reconcilers.pending import PendingWrites
 from moorage_operator.runtime.cache import Cache
 from moorage_operator.runtime.controller import Controller, Mapper, Request, requests_of
 from moorage_operator.runtime.manager import Manager
-from moorage_operator.settings import Settings
+from moorage_operator.settings import OperatorSettings
 
 CONFIG_MAP_INDEX: Final = "moorage.dev/config-maps"
 """Index of the MCPServer cache: `namespace/name` of each ConfigMap a server references."""
@@ -102,7 +102,7 @@ def tool_config_of_server(server: Mapping[str, Any]) -> list[Request]:
     return [Request(*value.split("/", 1)) for value in tool_config_index_values(server)]
 
 
-def register_mcp_controllers(manager: Manager, settings: Settings) -> list[Controller]:
+def register_mcp_controllers(manager: Manager, settings: OperatorSettings) -> list[Controller]:
     """Add the `mcpserver` and `mcptoolconfig` controllers to `manager`; return them."""
     servers = manager.informer(MCPSERVERS)
     tool_configs = manager.informer(MCPTOOLCONFIGS)
