@@ -151,28 +151,6 @@ async def stored_servers(kube: KubeClient, *, name: str, namespace: str) -> list
     return [str(server["name"]) for server in doc["servers"]]
 
 
-def toolhive(*names: str, tag: str = "demo") -> str:
-    """A ToolHive registry document with a server per name."""
-    return json.dumps(
-        {
-            "version": "1.0.0",
-            "last_updated": "2025-01-01T00:00:00Z",
-            "servers": {
-                name: {
-                    "description": f"The {name} server.",
-                    "image": f"ghcr.io/example/{name}:1.0",
-                    "transport": "stdio",
-                    "tier": "Community",
-                    "status": "Active",
-                    "tools": [f"{name}_tool"],
-                    "tags": [tag],
-                }
-                for name in names
-            },
-        }
-    )
-
-
 def mcpregistry(name: str, *, source: dict[str, Any], **spec: Any) -> dict[str, Any]:
     return {
         "apiVersion": "moorage.dev/v1alpha1",

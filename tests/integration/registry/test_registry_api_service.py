@@ -23,8 +23,8 @@ from registry_harness import (
     mcpregistry,
     registry_status,
     run_registry_operator,
-    toolhive,
 )
+from testkit.registrydocs import toolhive
 from testkit.waiting import eventually
 
 from moorage_core.kube import (
