@@ -1,10 +1,12 @@
 """Where the operator's reconcilers are registered with the manager.
 
 `build_controllers` is called once by the entry point, after the manager is built and before it
-runs. Each reconciler (`moorage_operator.reconcilers`) is wired here, one module per kind
-(`mcpservers` wires MCPServers and MCPToolConfigs, `mcpregistries` MCPRegistries): a controller for its primary kind (`manager.add_controller`), the kinds it owns
-(`controller.owns(manager.owned_informer(KIND))`, mapped to the owner through the controller
-ownerReference) and the kinds it reads (`controller.watches(manager.informer(KIND), mapper)`).
+runs. Each reconciler (`moorage_operator.reconcilers`) is wired here, by kind: `mcpservers`
+wires MCPServers and MCPToolConfigs (they share informers and the memory of pending writes),
+`mcpregistries` MCPRegistries. Wiring means a controller for the primary kind
+(`manager.add_controller`), the kinds it owns (`controller.owns(manager.owned_informer(KIND))`,
+mapped to the owner through the controller ownerReference) and the kinds it reads
+(`controller.watches(manager.informer(KIND), mapper)`).
 """
 
 from __future__ import annotations
