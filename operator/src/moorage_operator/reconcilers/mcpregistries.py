@@ -6,11 +6,11 @@ One reconcile of `namespace/name`:
 2. an object that does not parse → status `Failed`, `TerminalError` (retried on its next change);
 3. converge the registry API: with `apiService.enabled`, server-side apply Deployment and
    Service `<name>-api` unless the cached copies already hold them; otherwise delete them;
-4. decide whether to sync now (`planning.scheduling`). A ConfigMap source is read from the
-   cache and prepared (validated, filtered, rendered, size-checked) on every reconcile, which
-   costs no request, so with `syncPolicy.automatic` a changed or fixed ConfigMap is a reason to
-   sync; a git source is fetched only when the plan says so. The first git fetch of a spec sets
-   phase `Syncing` first;
+4. decide whether to sync now (`planning.mcpregistries.scheduling`). A ConfigMap source is
+   read from the cache and prepared (validated, filtered, rendered, size-checked) on every
+   reconcile, which costs no request, so with `syncPolicy.automatic` a changed or fixed
+   ConfigMap is a reason to sync; a git source is fetched only when the plan says so. The first
+   git fetch of a spec sets phase `Syncing` first;
 5. sync: fetch, validate, filter, render; apply the storage ConfigMap only when the rendered hash
    differs from the stored one (an unchanged source writes nothing); a failure keeps the stored
    data and is recorded in the status and an Event;
