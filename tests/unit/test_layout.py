@@ -14,7 +14,7 @@ SOURCE_ROOTS = [
     REPO / "operator" / "src",
     REPO / "webhook" / "src",
     REPO / "proxyrunner" / "src",
-    REPO / "registryapi" / "src",
+    REPO / "registryserver" / "src",
     REPO / "dev" / "src",
 ]
 
@@ -38,7 +38,7 @@ def test_no_module_shadows_a_stdlib_module(name: str, path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "folder", ["crds", "core", "operator", "webhook", "proxyrunner", "registryapi", "dev"]
+    "folder", ["crds", "core", "operator", "webhook", "proxyrunner", "registryserver", "dev"]
 )
 def test_component_folders_are_not_packages(folder: str) -> None:
     assert not (REPO / folder / "__init__.py").exists()

@@ -24,12 +24,12 @@ from moorage_core.loggers import configure_logging
 from moorage_core.running import Lifecycle, run_service
 from moorage_core.settings import SettingError
 from moorage_core.startup import connect_kube, load_tls, wait_for_apiserver
-from moorage_operator.controllers import build_controllers
 from moorage_operator.metrics import OperatorMetrics
 from moorage_operator.runtime.controller import Controller
 from moorage_operator.runtime.leaderelection import LeaderElectionConfig, LeadershipLost
 from moorage_operator.runtime.manager import Manager, ManagerOptions
-from moorage_operator.settings import Settings
+from moorage_operator.settings import OperatorSettings
+from moorage_operator.wiring import build_controllers
 
 log = structlog.get_logger(__name__)
 
@@ -39,10 +39,10 @@ KUBECONFIG_SETTING = "KUBECONFIG / --kubeconfig"
 DRAIN_TIMEOUT = ManagerOptions().drain_timeout + 3.0
 """Seconds from SIGTERM to exit: the manager's drain, releasing the Lease, closing the server."""
 
-Registration = Callable[[Manager, Settings], list[Controller]]
+Registration = Callable[[Manager, OperatorSettings], list[Controller]]
 
 
-def manager_options(settings: Settings) -> ManagerOptions:
+def manager_options(settings: OperatorSettings) -> ManagerOptions:
     """The manager's options for these settings."""
     election = (
         LeaderElectionConfig(
@@ -63,7 +63,7 @@ def manager_options(settings: Settings) -> ManagerOptions:
 
 
 async def run_operator(
-    settings: Settings,
+    settings: OperatorSettings,
     *,
     register: Registration = build_controllers,
     lifecycle: Lifecycle | None = None,
@@ -136,7 +136,7 @@ async def run_operator(
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point."""
     try:
-        settings = Settings.from_env_and_args(sys.argv[1:] if argv is None else argv)
+        settings = OperatorSettings.from_env_and_args(sys.argv[1:] if argv is None else argv)
     except SettingError as exc:
         print(f"moorage-operator: {exc}", file=sys.stderr)
         return 2

@@ -1,6 +1,6 @@
 """The operator's settings: every one an environment variable and a flag (spec §6).
 
-`Settings.from_env_and_args(argv)` reads the environment, then the command line; a flag wins
+`OperatorSettings.from_env_and_args(argv)` reads the environment, then the command line; a flag wins
 over its variable, an empty variable counts as unset. A value we cannot use raises
 `SettingError` naming the variable and the flag, so the operator refuses to start with a message
 a person can act on.
@@ -50,7 +50,7 @@ def _default_pod_name() -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Settings:
+class OperatorSettings:
     """Everything the operator is configured with."""
 
     watch_namespaces: tuple[str, ...] = ()
@@ -101,7 +101,7 @@ class Settings:
     @classmethod
     def from_env_and_args(
         cls, argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None = None
-    ) -> Settings:
+    ) -> OperatorSettings:
         """Settings from `environ` (default `os.environ`) overridden by the flags in `argv`
         (default none). Raises `SettingError` naming the setting for a bad value."""
         env = os.environ if environ is None else environ

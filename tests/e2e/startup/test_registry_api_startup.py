@@ -18,7 +18,7 @@ from testkit.commands import (
 
 pytestmark = pytest.mark.e2e
 
-API = "moorage_registry_api"
+API = "moorage_registryserver"
 
 
 def test_a_port_in_use_names_the_listen_settings(tmp_path: Path) -> None:

@@ -105,7 +105,7 @@ def test_entry_point_exists_and_starts(built: tuple[Path, dict[str, Stage]], tar
         "moorage-operator": "moorage_operator.__main__",
         "moorage-webhook": "moorage_webhook.__main__",
         "moorage-proxyrunner": "moorage_proxyrunner",
-        "moorage-registry-api": "moorage_registry_api",
+        "moorage-registry-api": "moorage_registryserver",
     }[script]
     # The installed copy, not the repository's sources, is what gets imported.
     result = subprocess.run(

@@ -20,10 +20,10 @@ from testkit.kustomize import Install, find, render
 from moorage_api.mcpserver import parse_mcpserver
 from moorage_core import errors
 from moorage_core.kube import NAMESPACES, PODS, SERVICEACCOUNTS, KubeClient
-from moorage_operator.planning.children import desired_children
-from moorage_operator.planning.references import References
-from moorage_operator.registry.planning.apiservice import desired_api_deployment
-from moorage_operator.registry.planning.children import Owner
+from moorage_operator.planning.mcpregistries.apiservice import desired_api_deployment
+from moorage_operator.planning.mcpregistries.children import Owner
+from moorage_operator.planning.mcpservers.children import desired_children
+from moorage_operator.planning.mcpservers.references import References
 
 pytestmark = pytest.mark.integration
 

@@ -30,10 +30,10 @@ from moorage_core.kube import (
 from moorage_dev.cluster import ControlPlane
 from moorage_operator.__main__ import USER_AGENT, manager_options
 from moorage_operator.metrics import OperatorMetrics
-from moorage_operator.reconcilers import register_mcp_controllers
 from moorage_operator.runtime.controller import Controller, Request
 from moorage_operator.runtime.manager import Manager
-from moorage_operator.settings import Settings
+from moorage_operator.settings import OperatorSettings
+from moorage_operator.wiring.mcpservers import register_mcp_controllers
 from moorage_proxyrunner.workload import desired_workload, workload_spec_from_runconfig
 from moorage_proxyrunner.workload_manager import WorkloadManager
 
@@ -116,8 +116,8 @@ class RunningOperator:
         await eventually(done, timeout=60, message="resync finished")
 
 
-def operator_settings(namespaces: tuple[str, ...]) -> Settings:
-    return Settings(
+def operator_settings(namespaces: tuple[str, ...]) -> OperatorSettings:
+    return OperatorSettings(
         watch_namespaces=namespaces,
         leader_election=False,
         reconcile_concurrency=4,

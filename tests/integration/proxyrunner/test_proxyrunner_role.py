@@ -36,10 +36,10 @@ from moorage_core.kube import (
 )
 from moorage_core.startup import StartupFailure
 from moorage_dev.cluster import ControlPlane
-from moorage_operator.planning.children import (
-    build_proxy_service_account,
-    build_role,
-    build_role_binding,
+from moorage_operator.planning.mcpservers.children import (
+    desired_proxy_service_account,
+    desired_role,
+    desired_role_binding,
 )
 from moorage_proxyrunner.cluster import Prepared, check_pod_security_of
 from moorage_proxyrunner.workload import desired_workload, workload_spec_from_runconfig
@@ -71,9 +71,9 @@ async def grant_proxy_runner(kube: KubeClient, stored: dict[str, Any]) -> None:
     server = parse_mcpserver(stored)
     namespace = stored["metadata"]["namespace"]
     for kind, body in (
-        (SERVICEACCOUNTS, build_proxy_service_account(server)),
-        (ROLES, build_role(server)),
-        (ROLEBINDINGS, build_role_binding(server)),
+        (SERVICEACCOUNTS, desired_proxy_service_account(server)),
+        (ROLES, desired_role(server)),
+        (ROLEBINDINGS, desired_role_binding(server)),
     ):
         await kube.create(kind, body, namespace=namespace)
 

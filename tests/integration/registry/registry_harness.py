@@ -18,14 +18,14 @@ from moorage_core.errors import NotFound
 from moorage_core.kube import CONFIGMAPS, MCPREGISTRIES, KubeClient, ResourceKind
 from moorage_dev.cluster import ControlPlane
 from moorage_operator.metrics import OperatorMetrics
-from moorage_operator.registry.controller import (
+from moorage_operator.registrysettings import RegistrySettings
+from moorage_operator.runtime.controller import Request
+from moorage_operator.runtime.manager import Manager, ManagerOptions
+from moorage_operator.settings import OperatorSettings
+from moorage_operator.wiring.mcpregistries import (
     MCPREGISTRY_CONTROLLER,
     register_mcpregistry_controller,
 )
-from moorage_operator.registry.settings import RegistrySettings
-from moorage_operator.runtime.controller import Request
-from moorage_operator.runtime.manager import Manager, ManagerOptions
-from moorage_operator.settings import Settings
 
 API_IMAGE = "moorage/registry-api:test"
 SYNC_INTERVAL = 2.0
@@ -83,7 +83,7 @@ async def run_registry_operator(
         user_agent="moorage-operator",
         observer=metrics.observe_request,
     )
-    settings = Settings(
+    settings = OperatorSettings(
         watch_namespaces=(namespace,),
         leader_election=False,
         registry_api_image=API_IMAGE,
@@ -149,28 +149,6 @@ async def stored_servers(kube: KubeClient, *, name: str, namespace: str) -> list
         return None
     doc = json.loads(storage["data"]["registry.json"])
     return [str(server["name"]) for server in doc["servers"]]
-
-
-def toolhive(*names: str, tag: str = "demo") -> str:
-    """A ToolHive registry document with a server per name."""
-    return json.dumps(
-        {
-            "version": "1.0.0",
-            "last_updated": "2025-01-01T00:00:00Z",
-            "servers": {
-                name: {
-                    "description": f"The {name} server.",
-                    "image": f"ghcr.io/example/{name}:1.0",
-                    "transport": "stdio",
-                    "tier": "Community",
-                    "status": "Active",
-                    "tools": [f"{name}_tool"],
-                    "tags": [tag],
-                }
-                for name in names
-            },
-        }
-    )
 
 
 def mcpregistry(name: str, *, source: dict[str, Any], **spec: Any) -> dict[str, Any]:

@@ -23,8 +23,8 @@ from registry_harness import (
     mcpregistry,
     registry_status,
     run_registry_operator,
-    toolhive,
 )
+from testkit.registrydocs import toolhive
 from testkit.waiting import eventually
 
 from moorage_core.kube import (
@@ -62,7 +62,7 @@ async def registry_api(data_dir: Path) -> AsyncIterator[str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "moorage_registry_api",
+        "moorage_registryserver",
         "--data-dir",
         str(data_dir),
         "--host",

@@ -7,13 +7,8 @@ import json
 from typing import Any
 
 import pytest
-from registry_harness import (
-    mcpregistry,
-    registry_status,
-    run_registry_operator,
-    stored_servers,
-    toolhive,
-)
+from registry_harness import mcpregistry, registry_status, run_registry_operator, stored_servers
+from testkit.registrydocs import toolhive
 from testkit.waiting import eventually
 
 from moorage_core.kube import CONFIGMAPS, EVENTS, MCPREGISTRIES, MERGE_PATCH, KubeClient

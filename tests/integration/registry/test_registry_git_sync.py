@@ -9,14 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from registry_harness import (
-    mcpregistry,
-    registry_status,
-    run_registry_operator,
-    stored_servers,
-    toolhive,
-)
+from registry_harness import mcpregistry, registry_status, run_registry_operator, stored_servers
 from testkit.gitrepos import GitRepo
+from testkit.registrydocs import toolhive
 from testkit.waiting import eventually
 
 from moorage_core.kube import MCPREGISTRIES, MERGE_PATCH, KubeClient

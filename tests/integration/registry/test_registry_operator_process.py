@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from registry_harness import mcpregistry, registry_status, stored_servers, toolhive
+from registry_harness import mcpregistry, registry_status, stored_servers
+from testkit.registrydocs import toolhive
 from testkit.waiting import eventually
 
 from moorage_core.kube import CONFIGMAPS, MCPREGISTRIES, KubeClient

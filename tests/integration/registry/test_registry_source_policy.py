@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from registry_harness import mcpregistry, registry_status, run_registry_operator, toolhive
+from registry_harness import mcpregistry, registry_status, run_registry_operator
 from testkit.gitrepos import GitRepo
+from testkit.registrydocs import toolhive
 from testkit.waiting import eventually
 
 from moorage_core.kube import MCPREGISTRIES, KubeClient

@@ -16,7 +16,7 @@ from moorage_core.loggers import configure_logging
 from moorage_core.running import run_service
 from moorage_operator.__main__ import DRAIN_TIMEOUT, run_operator
 from moorage_operator.runtime import Controller, Manager, Request, Result
-from moorage_operator.settings import Settings
+from moorage_operator.settings import OperatorSettings
 
 log = structlog.get_logger("configmap_operator")
 
@@ -27,14 +27,14 @@ class LoggingReconciler:
         return Result()
 
 
-def register(manager: Manager, settings: Settings) -> list[Controller]:
+def register(manager: Manager, settings: OperatorSettings) -> list[Controller]:
     controller = manager.add_controller("configmap", LoggingReconciler(), for_kind=CONFIGMAPS)
     controller.owns(manager.owned_informer(SERVICEACCOUNTS))
     return [controller]
 
 
 def main() -> int:
-    settings = Settings.from_env_and_args(sys.argv[1:])
+    settings = OperatorSettings.from_env_and_args(sys.argv[1:])
     configure_logging(fmt=settings.log_format, level=settings.log_level)
     return run_service(
         lambda lifecycle: run_operator(settings, register=register, lifecycle=lifecycle),

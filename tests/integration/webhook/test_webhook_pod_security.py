@@ -36,7 +36,7 @@ from moorage_core.kube import (
 )
 from moorage_core.tls import build_ca, write_pair
 from moorage_dev.cluster import ControlPlane
-from moorage_webhook.registration import build_local_configuration
+from moorage_webhook.registration import desired_local_configuration
 from moorage_webhook.server import WebhookServer
 from moorage_webhook.settings import WebhookSettings
 
@@ -127,7 +127,7 @@ async def tenant_webhook(
     await server.start()
     local = LocalWebhook(server=server, cert_dir=cert_dir, ca=ca)
     name = f"moorage-webhook-test-{secrets.token_hex(4)}"
-    config = build_local_configuration(
+    config = desired_local_configuration(
         name,
         base_url=local.base_url,
         ca_pem=ca.cert_pem,

@@ -19,7 +19,7 @@ from testkit.waiting import eventually
 from moorage_core import errors
 from moorage_core.kube import MCPSERVERS, VALIDATING_WEBHOOKS, KubeClient
 from moorage_core.tls import CertificatePair, build_leaf
-from moorage_webhook.registration import build_local_configuration
+from moorage_webhook.registration import desired_local_configuration
 from moorage_webhook.server import WebhookServer
 
 # Accepted by the CRD's image pattern (32+ hex digits), refused by the webhook (sha256 is 64).
@@ -87,7 +87,7 @@ async def registration(
 ) -> AsyncIterator[str]:
     """A configuration for `namespace` only, deleted on the way out whatever happened."""
     name = f"moorage-webhook-test-{secrets.token_hex(4)}"
-    config = build_local_configuration(
+    config = desired_local_configuration(
         name,
         base_url=base_url,
         ca_pem=ca_pem,

@@ -167,12 +167,12 @@ def test_operator_is_configured_as_the_spec_says(objects: list[Obj]) -> None:
 def test_operator_settings_parse_with_the_operators_own_parser(objects: list[Obj]) -> None:
     # The values an install sets must be ones the operator accepts (it exits 2 otherwise). The
     # downward-API values are the kubelet's to fill; stand-ins take their place.
-    from moorage_operator.settings import Settings
+    from moorage_operator.settings import OperatorSettings
 
     variables = env(container(operator(objects), "operator"))
     environ = {k: v["value"] for k, v in variables.items() if "value" in v}
     environ |= {"POD_NAME": "moorage-operator-0", "POD_NAMESPACE": NAMESPACE}
-    settings = Settings.from_env_and_args([], environ=environ)
+    settings = OperatorSettings.from_env_and_args([], environ=environ)
     assert settings.metrics_bind[1] == 8443
     assert settings.leader_election
     assert settings.proxyrunner_image == environ["PROXYRUNNER_IMAGE"]

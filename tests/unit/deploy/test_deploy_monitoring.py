@@ -30,7 +30,7 @@ from moorage_api.constants import (
 from moorage_operator.__main__ import LEASE_NAME
 
 DOCS = REPO / "docs" / "operations.md"
-SOURCES = ("operator/src", "webhook/src", "proxyrunner/src", "registryapi/src", "core/src")
+SOURCES = ("operator/src", "webhook/src", "proxyrunner/src", "registryserver/src", "core/src")
 # Labels Prometheus adds to every scraped series (target labels), and the proxy runner's
 # MCPServer label the PodMonitor copies from the pod (podTargetLabels, sanitised).
 TARGET_LABELS = {"job", "instance", "namespace", "pod", "service", "endpoint", "container"}

@@ -115,7 +115,7 @@ def test_operator_holds_every_rule_the_operator_puts_in_that_role(cluster: list[
     # The rules the operator's planner really writes into <name>-proxy-runner, for a stdio server
     # and for an HTTP server with a configMap permission profile (between them, every rule).
     from moorage_api.mcpserver import parse_mcpserver
-    from moorage_operator.planning.children import build_proxy_runner_rules
+    from moorage_operator.planning.mcpservers.children import desired_proxy_runner_rules
 
     rules = cluster_role(cluster)
     planned: set[Permission] = set()
@@ -132,7 +132,7 @@ def test_operator_holds_every_rule_the_operator_puts_in_that_role(cluster: list[
                 "spec": {"image": "ghcr.io/x/time:1", **spec},
             }
         )
-        planned |= granted(build_proxy_runner_rules(server))
+        planned |= granted(desired_proxy_runner_rules(server))
     assert planned == PROXY_RUNNER_ROLE, "the planner and this list disagree"
     assert not sorted(p for p in planned if not allows(rules, *p))
 

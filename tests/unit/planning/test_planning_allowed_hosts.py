@@ -17,7 +17,7 @@ from moorage_operator.planning import (
     desired_children,
     plan_mcpserver,
 )
-from moorage_operator.planning.runconfigs import build_allowed_hosts
+from moorage_operator.planning.mcpservers.runconfigs import desired_allowed_hosts
 
 SERVICE_NAMES = [
     "mcp-time-proxy",
@@ -32,11 +32,11 @@ SERVICE_NAMES = [
 
 
 def test_the_service_names_are_allowed_bare_and_with_the_port() -> None:
-    assert build_allowed_hosts(server(), cluster_domain="cluster.local") == SERVICE_NAMES
+    assert desired_allowed_hosts(server(), cluster_domain="cluster.local") == SERVICE_NAMES
 
 
 def test_the_cluster_domain_and_port_come_from_the_setting_and_the_spec() -> None:
-    hosts = build_allowed_hosts(server(port=9000), cluster_domain="corp.internal")
+    hosts = desired_allowed_hosts(server(port=9000), cluster_domain="corp.internal")
     assert hosts[-2:] == [
         "mcp-time-proxy.team-a.svc.corp.internal",
         "mcp-time-proxy.team-a.svc.corp.internal:9000",
@@ -45,7 +45,7 @@ def test_the_cluster_domain_and_port_come_from_the_setting_and_the_spec() -> Non
 
 
 def test_extra_hosts_follow_the_service_names_once_each() -> None:
-    hosts = build_allowed_hosts(
+    hosts = desired_allowed_hosts(
         server(allowedHosts=["mcp.example.com", "mcp-time-proxy", "mcp.example.com:*"]),
         cluster_domain="cluster.local",
     )

@@ -20,8 +20,12 @@ from planning_fixtures import (
 
 from moorage_api.runconfig import load_runconfig
 from moorage_operator.planning import PlanningError, References, desired_children
-from moorage_operator.planning.children import build_role, plan_mcpserver, stale_children
 from moorage_operator.planning.comparing import ANNOTATION_APPLIED_HASH
+from moorage_operator.planning.mcpservers.children import (
+    desired_role,
+    plan_mcpserver,
+    stale_children,
+)
 
 LABELS = {
     "app": "mcpserver",
@@ -112,7 +116,7 @@ def test_role_limits_a_stdio_proxy_runner_to_its_own_objects_and_pod() -> None:
 
 
 def test_role_of_an_http_server_reads_pods_by_label_and_never_attaches() -> None:
-    role = build_role(
+    role = desired_role(
         server(
             transport="streamable-http",
             permissionProfile={"type": "configMap", "name": "egress", "key": "p.json"},

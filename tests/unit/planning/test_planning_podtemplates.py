@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from moorage_operator.planning.podtemplates import pod_template_problem
+from moorage_operator.planning.mcpservers.podtemplates import pod_template_problem
 
 P = "spec.podTemplateSpec"
 

@@ -10,7 +10,7 @@ from planning_fixtures import config_map, raw_server, server, tool_config
 from testkit.cedarattacks import LONG_AND_CHAIN, NESTED_PARENTHESES
 
 from moorage_api.mcpserver import MCPServerConditionType
-from moorage_operator.planning.references import (
+from moorage_operator.planning.mcpservers.references import (
     Problem,
     References,
     compute_config_hash,

@@ -10,7 +10,7 @@ from planning_fixtures import SETTINGS, config_map, raw_server, server, tool_con
 from moorage_api.mcpserver import MCPServer
 from moorage_operator.planning import References, plan_mcpserver
 from moorage_operator.planning.conditions import status_patch
-from moorage_operator.planning.serverstatus import (
+from moorage_operator.planning.mcpservers.status import (
     STATUS_FIELDS,
     Observed,
     compute_invalid_status,

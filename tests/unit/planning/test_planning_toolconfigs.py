@@ -9,8 +9,8 @@ from planning_fixtures import tool_config
 
 from moorage_api.mcptoolconfig import MCPToolConfigSpec
 from moorage_operator.planning.conditions import ConditionSpec, merge_conditions
-from moorage_operator.planning.references import compute_config_hash
-from moorage_operator.planning.toolconfigs import (
+from moorage_operator.planning.mcpservers.references import compute_config_hash
+from moorage_operator.planning.mcptoolconfigs import (
     FinalizerAction,
     compute_toolconfig_status,
     describe_referrers,

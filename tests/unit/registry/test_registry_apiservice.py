@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 
-from moorage_operator.registry.planning.apiservice import (
+from moorage_operator.planning.mcpregistries.apiservice import (
     desired_api_deployment,
     desired_api_service,
     is_deployment_ready,
 )
-from moorage_operator.registry.planning.children import Owner
+from moorage_operator.planning.mcpregistries.children import Owner
 
 OWNER = Owner(name="reg", namespace="ns", uid="uid-1")
 LABELS = {

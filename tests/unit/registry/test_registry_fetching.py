@@ -18,8 +18,8 @@ from testkit.gitrepos import GitRepo
 from moorage_api.base import SecretKeySelector
 from moorage_api.mcpregistry import ConfigMapSource, GitAuth, GitSource
 from moorage_api.sources import SourcePolicy
-from moorage_operator.registry import fetching
-from moorage_operator.registry.fetching import (
+from moorage_operator.reconcilers import fetching
+from moorage_operator.reconcilers.fetching import (
     SourceError,
     fetch_git,
     git_environment,

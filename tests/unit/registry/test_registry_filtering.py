@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from moorage_api.mcpregistry import GlobFilter, RegistryFilter
-from moorage_operator.registry.planning.filtering import filter_document, is_selected, passes
-from moorage_operator.registry.planning.formats import RegistryDocument, RegistryEntry
+from moorage_operator.planning.mcpregistries.filtering import filter_document, is_selected, passes
+from moorage_operator.planning.mcpregistries.formats import RegistryDocument, RegistryEntry
 
 
 def entry(name: str, *tags: str) -> RegistryEntry:

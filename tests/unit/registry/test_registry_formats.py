@@ -12,14 +12,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from moorage_operator.registry.planning.formats import (
+from moorage_operator.planning.mcpregistries.formats import (
     RegistryError,
     RegistryFormatError,
     decode_json,
     parse_document,
     parse_registry,
 )
-from moorage_operator.registry.planning.storage import prepare_registry
+from moorage_operator.planning.mcpregistries.storage import prepare_registry
 
 T = TypeVar("T")
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from moorage_core.backoff import Backoff
-from moorage_operator.registry.planning.scheduling import (
+from moorage_operator.planning.mcpregistries.scheduling import (
     JITTER,
     SyncPlan,
     SyncReason,

@@ -7,8 +7,8 @@ import pytest
 from moorage_api.mcpregistry import SyncPolicy
 from moorage_core.backoff import Backoff
 from moorage_core.settings import SettingError
-from moorage_operator.registry.controller import source_config_map_index_values
-from moorage_operator.registry.settings import RegistrySettings
+from moorage_operator.registrysettings import RegistrySettings
+from moorage_operator.wiring.mcpregistries import source_config_map_index_values
 
 
 def test_defaults() -> None:

@@ -16,14 +16,14 @@ from testkit.gitrepos import GitRepo
 from moorage_api.mcpregistry import GitSource
 from moorage_api.sources import SourceHost, SourcePolicy
 from moorage_core.settings import SettingError
-from moorage_operator.registry.fetching import (
+from moorage_operator.reconcilers.fetching import (
     Pin,
     SourceError,
     check_source_host,
     fetch_git,
     git_environment,
 )
-from moorage_operator.registry.settings import RegistrySettings
+from moorage_operator.registrysettings import RegistrySettings
 
 STRICT = SourcePolicy()
 

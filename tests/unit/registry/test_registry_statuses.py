@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from moorage_api.mcpregistry import MCPRegistryPhase, MCPRegistryStatus
-from moorage_operator.registry.planning.statuses import (
+from moorage_operator.planning.mcpregistries.status import (
     ApiState,
     SyncFailed,
     SyncOutcome,

@@ -9,8 +9,8 @@ import pytest
 
 from moorage_api.constants import ANNOTATION_CONTENT_CHECKSUM
 from moorage_api.mcpregistry import GlobFilter, RegistryFilter
-from moorage_operator.registry.planning.children import Owner
-from moorage_operator.registry.planning.storage import (
+from moorage_operator.planning.mcpregistries.children import Owner
+from moorage_operator.planning.mcpregistries.storage import (
     CONFIGMAP_MAX_DATA_BYTES,
     StorageTooLarge,
     check_fits,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from moorage_core.settings import SettingError
-from moorage_operator.settings import Settings
+from moorage_operator.settings import OperatorSettings
 
 
 @pytest.mark.parametrize(
@@ -14,7 +14,7 @@ from moorage_operator.settings import Settings
     ids=["default", "custom", "normalised"],
 )
 def test_the_cluster_domain_is_read_from_the_environment(value: str, expected: str) -> None:
-    settings = Settings.from_env_and_args([], environ={"CLUSTER_DOMAIN": value})
+    settings = OperatorSettings.from_env_and_args([], environ={"CLUSTER_DOMAIN": value})
     assert settings.cluster_domain == expected
 
 
@@ -23,4 +23,4 @@ def test_the_cluster_domain_is_read_from_the_environment(value: str, expected: s
 )
 def test_a_cluster_domain_that_is_not_a_dns_name_is_refused_naming_the_setting(value: str) -> None:
     with pytest.raises(SettingError, match=r"CLUSTER_DOMAIN.*not a DNS domain"):
-        Settings.from_env_and_args([], environ={"CLUSTER_DOMAIN": value})
+        OperatorSettings.from_env_and_args([], environ={"CLUSTER_DOMAIN": value})

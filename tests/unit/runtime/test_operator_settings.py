@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 
 from moorage_core.settings import SettingError
 from moorage_operator import settings as settings_module
-from moorage_operator.settings import Settings
+from moorage_operator.settings import OperatorSettings
 
 
 def test_defaults_follow_the_spec() -> None:
-    s = Settings.from_env_and_args([], environ={})
+    s = OperatorSettings.from_env_and_args([], environ={})
     assert s.watch_namespaces == ()
     assert s.leader_election is True
     assert s.reconcile_concurrency == 4
@@ -37,7 +37,7 @@ def test_defaults_follow_the_spec() -> None:
 def test_every_setting_is_read_from_the_environment(tmp_path: Path) -> None:
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text("{}")
-    s = Settings.from_env_and_args(
+    s = OperatorSettings.from_env_and_args(
         [],
         environ={
             "WATCH_NAMESPACES": " a, b ,a,,c",
@@ -55,7 +55,7 @@ def test_every_setting_is_read_from_the_environment(tmp_path: Path) -> None:
             "KUBECONFIG": str(kubeconfig),
         },
     )
-    assert s == Settings(
+    assert s == OperatorSettings(
         watch_namespaces=("a", "b", "c"),
         leader_election=False,
         reconcile_concurrency=8,
@@ -73,7 +73,7 @@ def test_every_setting_is_read_from_the_environment(tmp_path: Path) -> None:
 
 
 def test_flags_override_the_environment() -> None:
-    s = Settings.from_env_and_args(
+    s = OperatorSettings.from_env_and_args(
         ["--reconcile-concurrency", "2", "--watch-namespaces=x", "--leader-election=true"],
         environ={"RECONCILE_CONCURRENCY": "8", "WATCH_NAMESPACES": "a,b", "LEADER_ELECTION": "0"},
     )
@@ -81,7 +81,9 @@ def test_flags_override_the_environment() -> None:
 
 
 def test_an_empty_variable_counts_as_unset() -> None:
-    s = Settings.from_env_and_args([], environ={"RECONCILE_CONCURRENCY": "", "POD_NAMESPACE": ""})
+    s = OperatorSettings.from_env_and_args(
+        [], environ={"RECONCILE_CONCURRENCY": "", "POD_NAMESPACE": ""}
+    )
     assert (s.reconcile_concurrency, s.pod_namespace) == (4, "moorage-system")
 
 
@@ -113,7 +115,7 @@ def test_a_bad_value_is_rejected_naming_the_setting(
     variable: str, value: str, message: str
 ) -> None:
     with pytest.raises(SettingError) as caught:
-        Settings.from_env_and_args([], environ={variable: value})
+        OperatorSettings.from_env_and_args([], environ={variable: value})
     text = str(caught.value)
     assert text.startswith(f"{variable} (--{variable.lower().replace('_', '-')}): ")
     assert message in text
@@ -121,21 +123,21 @@ def test_a_bad_value_is_rejected_naming_the_setting(
 
 def test_a_bad_flag_is_rejected_naming_the_setting() -> None:
     with pytest.raises(SettingError, match=r"^RESYNC_PERIOD \(--resync-period\): "):
-        Settings.from_env_and_args(["--resync-period", "-5"], environ={})
+        OperatorSettings.from_env_and_args(["--resync-period", "-5"], environ={})
 
 
 def test_an_unknown_flag_is_refused() -> None:
     with pytest.raises(SystemExit):
-        Settings.from_env_and_args(["--no-such-flag"], environ={})
+        OperatorSettings.from_env_and_args(["--no-such-flag"], environ={})
 
 
 def test_every_field_has_an_environment_variable_a_flag_and_a_docstring() -> None:
     specs = {spec.field: spec for spec in settings_module._SPECS}
-    assert set(specs) == {f.name for f in fields(Settings)}
+    assert set(specs) == {f.name for f in fields(OperatorSettings)}
     for name, spec in specs.items():
         assert spec.env == name.upper()
         assert spec.flag == name.replace("_", "-")
-    tree = ast.parse(inspect.getsource(Settings))
+    tree = ast.parse(inspect.getsource(OperatorSettings))
     body = tree.body[0].body  # type: ignore[attr-defined]
     documented = {
         stmt.target.id
@@ -167,9 +169,9 @@ def test_namespace_lists_parse_to_valid_names_or_fail_clearly(text: str) -> None
         assert all(ns and ns == ns.strip().lower() for ns in outcome.watch_namespaces)
 
 
-def _parse_or_error(environ: dict[str, str]) -> Settings | str:
+def _parse_or_error(environ: dict[str, str]) -> OperatorSettings | str:
     """The settings, or the message of the SettingError (any other exception escapes)."""
     try:
-        return Settings.from_env_and_args([], environ=environ)
+        return OperatorSettings.from_env_and_args([], environ=environ)
     except SettingError as exc:
         return str(exc)

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from moorage_core.kube import STATEFULSETS
-from moorage_operator.reconcilers.wiring import refused_statefulset_mapper
 from moorage_operator.runtime.cache import Cache
 from moorage_operator.runtime.controller import Request
+from moorage_operator.wiring.mcpservers import refused_statefulset_mapper
 
 
 def statefulset(name: str, *, server: str | None) -> dict[str, Any]:

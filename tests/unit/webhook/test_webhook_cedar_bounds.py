@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from moorage_webhook.validation.cedarpolicies import check_entities_json, check_policy_text
-from moorage_webhook.validation.servers import validate_mcpserver
+from moorage_webhook.validation.mcpservers import validate_mcpserver
 
 HEAD = "permit(principal, action, resource) when { "
 

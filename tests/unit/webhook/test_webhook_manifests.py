@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from moorage_webhook.admission import ENDPOINTS
-from moorage_webhook.registration import build_webhook
+from moorage_webhook.registration import desired_webhook
 from moorage_webhook.settings import WebhookSettings
 
 REPO = Path(__file__).resolve().parents[3]
@@ -64,7 +64,7 @@ def test_the_webhook_configuration_matches_the_code() -> None:
     service = DOCS["Service"]["metadata"]
     assert len(config["webhooks"]) == len(ENDPOINTS)
     for webhook, endpoint in zip(config["webhooks"], ENDPOINTS, strict=True):
-        expected = build_webhook(
+        expected = desired_webhook(
             endpoint.path,
             client_config={
                 "service": {

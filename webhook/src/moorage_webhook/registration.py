@@ -29,7 +29,7 @@ PLURALS: Final = {
 TIMEOUT_SECONDS: Final = 5
 
 
-def build_webhook(
+def desired_webhook(
     path: str, *, client_config: dict[str, Any], namespace_selector: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """One entry of `webhooks[]` for the endpoint at `path`."""
@@ -56,7 +56,7 @@ def build_webhook(
     return webhook
 
 
-def build_local_configuration(
+def desired_local_configuration(
     name: str,
     *,
     base_url: str,
@@ -71,7 +71,7 @@ def build_local_configuration(
         "kind": "ValidatingWebhookConfiguration",
         "metadata": {"name": name},
         "webhooks": [
-            build_webhook(
+            desired_webhook(
                 endpoint.path,
                 client_config={"url": f"{base_url}{endpoint.path}", "caBundle": bundle},
                 namespace_selector=namespace_selector,

@@ -2,16 +2,18 @@
 
 - `mcpservers`: MCPServer → its children (spec §3) and status.
 - `mcptoolconfigs`: MCPToolConfig → status and the finalizer protecting a config in use.
+- `mcpregistries`: MCPRegistry → its storage ConfigMap, the registry server and status.
+- `fetching`: reads an MCPRegistry's source (a ConfigMap from the cache, a git repository).
 - `pending`: our writes the caches have not shown yet (so a quick second reconcile does not
   repeat them).
-- `wiring`: `register_mcp_controllers(manager, settings)`, what `moorage_operator.controllers`
-  calls to run them.
+- `statuswrites`: a status subresource patched with only the fields that changed.
+
+`moorage_operator.wiring` registers them with the manager.
 
 Decisions live in `moorage_operator.planning`; nothing here computes desired state.
 """
 
 from moorage_operator.reconcilers.mcpservers import MCPServerReconciler
 from moorage_operator.reconcilers.mcptoolconfigs import MCPToolConfigReconciler
-from moorage_operator.reconcilers.wiring import register_mcp_controllers
 
-__all__ = ["MCPServerReconciler", "MCPToolConfigReconciler", "register_mcp_controllers"]
+__all__ = ["MCPServerReconciler", "MCPToolConfigReconciler"]

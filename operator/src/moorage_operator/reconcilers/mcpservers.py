@@ -47,20 +47,20 @@ from moorage_core.kube import (
     KubeClient,
     ResourceKind,
 )
-from moorage_operator.planning.children import (
-    PlanningSettings,
-    ServerPlan,
-    plan_mcpserver,
-    stale_children,
-)
 from moorage_operator.planning.comparing import (
     ANNOTATION_APPLIED_HASH,
     is_applied,
     takeover_patch,
 )
 from moorage_operator.planning.conditions import format_time
-from moorage_operator.planning.references import Problem, References, config_map_names_of
-from moorage_operator.planning.serverstatus import (
+from moorage_operator.planning.mcpservers.children import (
+    PlanningSettings,
+    ServerPlan,
+    plan_mcpserver,
+    stale_children,
+)
+from moorage_operator.planning.mcpservers.references import Problem, References, config_map_names_of
+from moorage_operator.planning.mcpservers.status import (
     STATUS_FIELDS,
     Observed,
     compute_invalid_status,
@@ -68,7 +68,7 @@ from moorage_operator.planning.serverstatus import (
     phase_event,
 )
 from moorage_operator.reconcilers.pending import PendingWrites
-from moorage_operator.reconcilers.statuses import patch_status, previous_status
+from moorage_operator.reconcilers.statuswrites import patch_status, previous_status
 from moorage_operator.runtime.cache import Cache
 from moorage_operator.runtime.controller import Request, Result, TerminalError
 from moorage_operator.runtime.events import EventRecorder

@@ -24,14 +24,14 @@ from moorage_api.constants import FIELD_MANAGER_OPERATOR, FINALIZER_TOOLCONFIG_P
 from moorage_core.errors import NotFound
 from moorage_core.kube import MCPSERVERS, MCPTOOLCONFIGS, MERGE_PATCH, JsonObject, KubeClient
 from moorage_operator.planning.conditions import format_time
-from moorage_operator.planning.references import tool_config_name_of
-from moorage_operator.planning.toolconfigs import (
+from moorage_operator.planning.mcpservers.references import tool_config_name_of
+from moorage_operator.planning.mcptoolconfigs import (
     STATUS_FIELDS,
     compute_toolconfig_status,
     finalizer_action,
 )
 from moorage_operator.reconcilers.pending import PendingWrites
-from moorage_operator.reconcilers.statuses import patch_status, previous_status
+from moorage_operator.reconcilers.statuswrites import patch_status, previous_status
 from moorage_operator.runtime.cache import Cache
 from moorage_operator.runtime.controller import Request, Result
 

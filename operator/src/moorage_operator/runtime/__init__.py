@@ -10,7 +10,7 @@
 - `EventRecorder` (events.py): deduplicated `events.k8s.io/v1` Events.
 
 A reconciler implements `Reconciler.reconcile(request) -> Result` and is registered in
-`moorage_operator.controllers.build_controllers`:
+`moorage_operator.wiring.build_controllers`:
 
     ctl = manager.add_controller("mcpserver", reconciler, for_kind=MCPSERVERS)
     ctl.owns(manager.owned_informer(DEPLOYMENTS))        # child events → controller owner

@@ -7,9 +7,9 @@ which the client shows. The HTTP layer (`moorage_webhook.admission`) maps kinds 
 functions.
 """
 
-from moorage_webhook.validation.registries import validate_mcpregistry
-from moorage_webhook.validation.servers import validate_mcpserver
-from moorage_webhook.validation.toolconfigs import validate_mcptoolconfig
+from moorage_webhook.validation.mcpregistries import validate_mcpregistry
+from moorage_webhook.validation.mcpservers import validate_mcpserver
+from moorage_webhook.validation.mcptoolconfigs import validate_mcptoolconfig
 from moorage_webhook.validation.verdict import Problem, Verdict
 
 __all__ = [

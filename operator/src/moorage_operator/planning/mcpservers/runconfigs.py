@@ -1,0 +1,108 @@
+"""The RunConfig (spec §3.1) of an MCPServer: what its proxy runner reads from `<name>-runconfig`.
+
+Pure: no I/O. The MCPServer supplies the workload (image, args, env, ports, pod template, ...);
+`ResolvedInputs` supply what its references resolved to (tool filter and overrides, OIDC and
+authorisation settings, the permission profile's egress). Secrets appear only as names and keys.
+Rendering (`moorage_api.runconfig.render_runconfig_json`) is deterministic, so equal inputs give
+byte-identical ConfigMap data and the reconciler can skip the write.
+"""
+
+from __future__ import annotations
+
+from moorage_api.constants import API_VERSION, DEFAULT_CLUSTER_DOMAIN, KIND_MCPSERVER
+from moorage_api.mcpserver import MCPServer
+from moorage_api.naming import mcp_service_account_name, proxy_service_hosts
+from moorage_api.runconfig import (
+    OwnerReference,
+    RunConfig,
+    RunConfigAudit,
+    RunConfigEnvVar,
+    RunConfigToolOverride,
+    SecretEnvVar,
+    SecretKeyRef,
+)
+from moorage_operator.planning.mcpservers.references import ResolvedInputs
+
+
+def server_name(server: MCPServer) -> str:
+    """`metadata.name`; the apiserver always sets it on stored objects."""
+    name = server.metadata.name
+    if not name:
+        raise ValueError("MCPServer has no metadata.name")
+    return name
+
+
+def server_namespace(server: MCPServer) -> str:
+    namespace = server.metadata.namespace
+    if not namespace:
+        raise ValueError("MCPServer has no metadata.namespace")
+    return namespace
+
+
+def desired_owner_reference(server: MCPServer) -> OwnerReference | None:
+    """The MCPServer as an ownerReference, or None before it has a uid (never when stored)."""
+    if not server.metadata.uid:
+        return None
+    return OwnerReference(
+        api_version=API_VERSION,
+        kind=KIND_MCPSERVER,
+        name=server_name(server),
+        uid=server.metadata.uid,
+    )
+
+
+def desired_allowed_hosts(server: MCPServer, *, cluster_domain: str) -> list[str]:
+    """The `Host` values the proxy accepts: its Service's names, then `spec.allowedHosts`."""
+    derived = proxy_service_hosts(
+        server_name(server),
+        namespace=server_namespace(server),
+        port=server.spec.port,
+        cluster_domain=cluster_domain,
+    )
+    return derived + [host for host in server.spec.allowed_hosts if host not in derived]
+
+
+def desired_runconfig(
+    server: MCPServer, *, inputs: ResolvedInputs, cluster_domain: str = DEFAULT_CLUSTER_DOMAIN
+) -> RunConfig:
+    """The RunConfig for `server` with its references resolved to `inputs`; `cluster_domain`
+    completes the Service's DNS names the proxy answers to."""
+    spec = server.spec
+    name = server_name(server)
+    namespace = server_namespace(server)
+    return RunConfig(
+        name=name,
+        namespace=namespace,
+        owner=desired_owner_reference(server),
+        generation=server.metadata.generation or 0,
+        image=spec.image,
+        args=list(spec.args),
+        env=[RunConfigEnvVar(name=var.name, value=var.value) for var in spec.env],
+        secret_env=[
+            SecretEnvVar(
+                name=secret.env_name,
+                secret_key_ref=SecretKeyRef(name=secret.name, key=secret.key),
+            )
+            for secret in spec.secrets
+        ],
+        transport=spec.transport,
+        proxy_mode=spec.effective_proxy_mode,
+        port=spec.port,
+        target_port=spec.target_port,
+        pod_template_spec=spec.pod_template_spec,
+        resources=spec.resources,
+        service_account=spec.service_account or mcp_service_account_name(name),
+        backend_replicas=spec.backend_replicas,
+        permission_profile=inputs.permission_profile,
+        oidc=inputs.oidc,
+        authz=inputs.authz,
+        tools_filter=list(inputs.tools_filter),
+        tools_override={
+            tool: RunConfigToolOverride.model_validate(dict(override))
+            for tool, override in inputs.tools_override.items()
+        },
+        audit=RunConfigAudit(enabled=spec.audit.enabled),
+        trust_proxy_headers=spec.trust_proxy_headers,
+        endpoint_prefix=spec.endpoint_prefix,
+        allowed_hosts=desired_allowed_hosts(server, cluster_domain=cluster_domain),
+    )
