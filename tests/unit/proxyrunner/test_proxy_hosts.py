@@ -17,9 +17,13 @@ from prometheus_client import CollectorRegistry
 from moorage_api.naming import proxy_service_hosts
 from moorage_api.runconfig import RunConfig
 from moorage_core.supervising import TaskSupervisor
-from moorage_proxyrunner.cluster import ClusterOptions, build_allowed_hosts, build_proxy_settings
-from moorage_proxyrunner.frontend import is_host_allowed, is_origin_allowed, make_app
-from moorage_proxyrunner.settings import ProxySettings
+from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.front.app import is_host_allowed, is_origin_allowed, make_app
+from moorage_proxyrunner.startup.cluster import (
+    ClusterOptions,
+    build_allowed_hosts,
+    build_proxy_settings,
+)
 
 DERIVED = tuple(
     proxy_service_hosts("time", namespace="team-a", port=8080, cluster_domain="cluster.local")

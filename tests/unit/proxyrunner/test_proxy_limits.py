@@ -20,14 +20,14 @@ from prometheus_client import CollectorRegistry
 from testkit.stdiochannels import MemoryChannel, ScriptedServer
 from testkit.waiting import eventually
 
-from moorage_proxyrunner import eras
-from moorage_proxyrunner.backends.stdio import StdioBridge
-from moorage_proxyrunner.bridging import IDENTITY_KEY, BridgeEndpoints
-from moorage_proxyrunner.frontend import make_app, serve
-from moorage_proxyrunner.limits import LIMIT_REACHED, REQUEST_TIMED_OUT, Limits
-from moorage_proxyrunner.metrics import ProxyMetrics
-from moorage_proxyrunner.pipeline import Identity, Pipeline
-from moorage_proxyrunner.settings import ProxySettings
+from moorage_proxyrunner.backends.stdio.bridge import StdioBridge
+from moorage_proxyrunner.backends.stdio.endpoints import IDENTITY_KEY, BridgeEndpoints
+from moorage_proxyrunner.config.limits import LIMIT_REACHED, REQUEST_TIMED_OUT, Limits
+from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.front.app import make_app, serve
+from moorage_proxyrunner.front.metrics import ProxyMetrics
+from moorage_proxyrunner.protocol import eras
+from moorage_proxyrunner.protocol.pipeline import Identity, Pipeline
 
 JSON = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
 
