@@ -24,9 +24,9 @@ from moorage_core.running import Lifecycle, run_service
 from moorage_core.settings import SettingError, parse_list
 from moorage_proxyrunner.config.limits import add_limit_arguments, limits_from
 from moorage_proxyrunner.config.settings import DEFAULT_MAX_BODY_BYTES, ProxySettings
+from moorage_proxyrunner.config.toolpolicy import ToolPolicy
 from moorage_proxyrunner.policy.chain import LiveConfig, LiveConfigError, tool_policy_from_runconfig
 from moorage_proxyrunner.policy.reload import load_local_runconfig
-from moorage_proxyrunner.policy.toolfilter import ToolPolicy
 from moorage_proxyrunner.startup.local import LocalBackend, LocalConfig, run_local
 
 DEFAULT_CONFIG = "/etc/moorage/runconfig.json"

@@ -22,8 +22,8 @@ from testkit.waiting import eventually
 
 from moorage_api.runconfig import RunConfigAuthz, RunConfigOIDC
 from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.config.toolpolicy import ToolOverride, ToolPolicy
 from moorage_proxyrunner.policy.reload import load_local_runconfig
-from moorage_proxyrunner.policy.toolfilter import ToolOverride, ToolPolicy
 from moorage_proxyrunner.startup.local import LocalConfig
 
 pytestmark = pytest.mark.e2e

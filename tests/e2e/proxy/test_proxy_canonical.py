@@ -37,7 +37,7 @@ from testkit.caseserver import caseserver_binary
 from testkit.waiting import eventually
 
 from moorage_api.runconfig import RunConfigAuthz
-from moorage_proxyrunner.policy.toolfilter import ToolPolicy
+from moorage_proxyrunner.config.toolpolicy import ToolPolicy
 from moorage_proxyrunner.startup.local import LocalBackend
 
 pytestmark = pytest.mark.e2e

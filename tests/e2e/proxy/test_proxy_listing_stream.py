@@ -20,7 +20,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from proxykit import JSON, initialize, next_sse_events, running_proxy
 
-from moorage_proxyrunner.policy.toolfilter import ToolPolicy
+from moorage_proxyrunner.config.toolpolicy import ToolPolicy
 from moorage_proxyrunner.protocol.sse import EventParser, format_event
 from moorage_proxyrunner.startup.local import LocalBackend
 

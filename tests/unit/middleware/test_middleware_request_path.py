@@ -35,6 +35,7 @@ from prometheus_client import CollectorRegistry
 
 from moorage_api.runconfig import RunConfigAuthz
 from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.config.toolpolicy import ToolOverride, ToolPolicy
 from moorage_proxyrunner.front.responding import Refusal, check_client_message
 from moorage_proxyrunner.policy.audit import AuditWriter
 from moorage_proxyrunner.policy.authz import (
@@ -47,7 +48,6 @@ from moorage_proxyrunner.policy.authz import (
     cedar_record,
 )
 from moorage_proxyrunner.policy.chain import Middleware
-from moorage_proxyrunner.policy.toolfilter import ToolOverride, ToolPolicy
 from moorage_proxyrunner.protocol.jsonrpc import Kind, encode
 from moorage_proxyrunner.protocol.pipeline import Identity, McpCall, Reply
 

@@ -21,10 +21,11 @@ from testkit.stdiochannels import MemoryChannel, ScriptedServer
 from testkit.waiting import eventually
 
 from moorage_proxyrunner.backends.stdio.bridge import StdioBridge
-from moorage_proxyrunner.backends.stdio.endpoints import IDENTITY_KEY, BridgeEndpoints
+from moorage_proxyrunner.backends.stdio.endpoints import BridgeEndpoints
 from moorage_proxyrunner.config.limits import LIMIT_REACHED, REQUEST_TIMED_OUT, Limits
 from moorage_proxyrunner.config.settings import ProxySettings
 from moorage_proxyrunner.front.app import make_app, serve
+from moorage_proxyrunner.front.identity import IDENTITY_KEY
 from moorage_proxyrunner.front.metrics import ProxyMetrics
 from moorage_proxyrunner.protocol import eras
 from moorage_proxyrunner.protocol.pipeline import Identity, Pipeline

@@ -19,7 +19,7 @@ from moorage_core.errors import (
 )
 from moorage_core.settings import SettingError
 from moorage_core.startup import EXIT_FAILED, StartupFailure
-from moorage_proxyrunner.policy.toolfilter import ToolOverride
+from moorage_proxyrunner.config.toolpolicy import ToolOverride
 from moorage_proxyrunner.startup.cluster import (
     DEFAULT_READINESS_TIMEOUT,
     EXIT_CONFIG,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from moorage_api.runconfig import RunConfigAuthz, RunConfigOIDC
 from moorage_proxyrunner.config.limits import Limits
-from moorage_proxyrunner.policy.toolfilter import ToolPolicy
+from moorage_proxyrunner.config.toolpolicy import ToolPolicy
 
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})

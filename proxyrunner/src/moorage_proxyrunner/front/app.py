@@ -34,10 +34,17 @@ from moorage_core.supervising import TaskSupervisor
 from moorage_proxyrunner.config.settings import LOOPBACK_HOSTS, ProxySettings
 from moorage_proxyrunner.front.responding import rpc_error
 from moorage_proxyrunner.protocol.jsonrpc import INVALID_REQUEST
+from moorage_proxyrunner.protocol.pipeline import Identity
 
 log = structlog.get_logger(__name__)
 
 MCP_PATHS = frozenset({"/mcp", "/sse", "/messages", "/messages/"})
+
+Announcer = Callable[[str], None]
+"""Sends one list-changed notification method to every open session."""
+Rechecker = Callable[[Callable[[Identity, str], bool]], int]
+"""Ends the resource subscriptions a caller may no longer read (`allowed(identity, uri)`);
+returns how many ended."""
 
 
 class Endpoints(Protocol):
@@ -54,6 +61,14 @@ class Endpoints(Protocol):
     async def stop(self) -> None: ...
 
     def is_ready(self) -> bool: ...
+
+    def announcer(self) -> Announcer | None:
+        """How to tell every open session that a list changed; None when the sessions are the
+        server's own streams (the proxy relays them and cannot add to them)."""
+
+    def rechecker(self) -> Rechecker | None:
+        """How to end the resource subscriptions the access policy no longer allows after it
+        changed; None when the server holds the subscriptions on its own streams."""
 
 
 @dataclass(slots=True)

@@ -33,9 +33,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
 
 from moorage_api.runconfig import RunConfigOIDC
-from moorage_proxyrunner.backends.stdio.endpoints import IDENTITY_KEY
 from moorage_proxyrunner.config.settings import ProxySettings
 from moorage_proxyrunner.front.app import MCP_PATHS
+from moorage_proxyrunner.front.identity import IDENTITY_KEY
 from moorage_proxyrunner.front.responding import json_body
 from moorage_proxyrunner.policy.audit import AuditStep
 from moorage_proxyrunner.policy.jwks import JwksCache, KeysUnavailable

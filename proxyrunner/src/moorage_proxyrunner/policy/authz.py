@@ -55,13 +55,10 @@ from moorage_proxyrunner.protocol.eras import (
     LEGACY_CLIENT_NOTIFICATIONS,
     MODERN_CLIENT_NOTIFICATIONS,
 )
-from moorage_proxyrunner.protocol.jsonrpc import INVALID_PARAMS, Json, error_response
+from moorage_proxyrunner.protocol.jsonrpc import FORBIDDEN, INVALID_PARAMS, Json, error_response
 from moorage_proxyrunner.protocol.pipeline import CallNext, Identity, McpCall, Reply
 
 log = structlog.get_logger(__name__)
-
-FORBIDDEN: Final = -32003
-"""JSON-RPC error code of a denial (HTTP 403). Outside the codes MCP and its SDKs assign."""
 
 ANONYMOUS_ID: Final = ""
 """The principal id of a caller without a token (`Client::""`); a token's `sub` is never empty."""

@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 
 from moorage_api.runconfig import RunConfig, RunConfigAuthz
 from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.config.toolpolicy import ToolOverride, ToolPolicy
 from moorage_proxyrunner.policy.audit import AuditStep, AuditWriter
 from moorage_proxyrunner.policy.authn import Authenticator, AuthnLayer, AuthnMetrics, OidcSettings
 from moorage_proxyrunner.policy.authz import (
@@ -39,7 +40,7 @@ from moorage_proxyrunner.policy.jwks import (
     KeysUnavailable,
     KubeJwks,
 )
-from moorage_proxyrunner.policy.toolfilter import ToolFilterStep, ToolOverride, ToolPolicy
+from moorage_proxyrunner.policy.toolfilter import ToolFilterStep
 from moorage_proxyrunner.protocol.pipeline import Pipeline
 
 if TYPE_CHECKING:

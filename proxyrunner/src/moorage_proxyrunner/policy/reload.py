@@ -16,7 +16,7 @@ Deployment for those; they are logged as ignored. When what clients may list cha
 session is sent `notifications/tools/list_changed` (and the prompt/resource ones when the
 policies changed and the server has those); when the policies changed, the resource
 subscriptions held through a shared stdio server are checked again and those no longer allowed
-end (`BridgeEndpoints.recheck_subscriptions`).
+end (`Endpoints.rechecker`).
 """
 
 from __future__ import annotations
@@ -32,8 +32,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from moorage_api.runconfig import LIVE_FIELDS, RunConfig, RunConfigError, load_runconfig
-from moorage_proxyrunner.backends.stdio.endpoints import BridgeEndpoints
-from moorage_proxyrunner.front.app import Endpoints
+from moorage_proxyrunner.front.app import Announcer, Rechecker
 from moorage_proxyrunner.policy.authz import Target
 from moorage_proxyrunner.policy.chain import LiveConfig, LiveConfigError, Middleware
 from moorage_proxyrunner.protocol.pipeline import Identity
@@ -48,12 +47,6 @@ APPLIED_FIELDS: Final = frozenset(LIVE_FIELDS - {"generation"})
 """The RunConfig keys this module applies (`generation` only labels a version)."""
 LOCAL_DEFAULTS: Final = {"name": "local", "namespace": "local", "image": "local"}
 """Workload keys a local `--config` file may leave out: `--local` runs the command after `--`."""
-
-Announcer = Callable[[str], None]
-"""Sends one list-changed notification method to every open session."""
-Rechecker = Callable[[Callable[[Identity, str], bool]], int]
-"""Ends the resource subscriptions a caller may no longer read (`allowed(identity, uri)`);
-returns how many ended."""
 
 
 def runconfig_configmap_name(name: str) -> str:
@@ -110,22 +103,6 @@ class ReloadOutcome:
     applied: frozenset[str] = frozenset()
     ignored: frozenset[str] = frozenset()
     error: str | None = None
-
-
-def rechecker_for(endpoints: Endpoints) -> Rechecker | None:
-    """How to re-check held subscriptions after a policy change; None for HTTP backends, whose
-    subscriptions the server holds on its own streams."""
-    if isinstance(endpoints, BridgeEndpoints):
-        return endpoints.recheck_subscriptions
-    return None
-
-
-def announcer_for(endpoints: Endpoints) -> Announcer | None:
-    """How to tell every open session that a list changed; None for HTTP backends, whose
-    sessions are the server's own streams (the proxy relays them and cannot add to them)."""
-    if isinstance(endpoints, BridgeEndpoints):
-        return endpoints.bridge.announce
-    return None
 
 
 class RunConfigReloader:

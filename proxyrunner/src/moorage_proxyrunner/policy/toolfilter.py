@@ -1,6 +1,7 @@
 """Tool filter and override (spec §2.2, §4.4): which tools clients see, and under what name.
 
-Pure rules (`ToolPolicy`) plus the pipeline step that applies them. `tools/list` shows only
+The pipeline step that applies the pure rules (`moorage_proxyrunner.config.toolpolicy`,
+which the proxy's settings carry as the initial policy). `tools/list` shows only
 allowed tools, renamed and re-described; `tools/call` maps a client-facing name back to the
 server's. A hidden tool must be indistinguishable from a nonexistent one, so a call to a name
 the client cannot see (hidden, the old name of a renamed tool, a server tool shadowed by another
@@ -14,77 +15,15 @@ string `name` is refused here (-32602), not passed on: a server reading the mess
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
+from moorage_proxyrunner.config.toolpolicy import ToolPolicy
 from moorage_proxyrunner.policy import audit
-from moorage_proxyrunner.protocol.jsonrpc import INVALID_PARAMS, Json, error_response
+from moorage_proxyrunner.protocol.jsonrpc import INVALID_PARAMS, error_response
 from moorage_proxyrunner.protocol.pipeline import CallNext, McpCall, Reply
 
 STAND_IN_PREFIX = "moorage-unknown-"
 """Stand-in names for hidden tools start with this (then 16 random hex digits)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ToolOverride:
-    """A new client-facing name and/or description for one server tool."""
-
-    name: str | None = None
-    description: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ToolPolicy:
-    """`allowed`: client-facing names to expose (empty: all). `overrides`: by server name."""
-
-    allowed: frozenset[str] = frozenset()
-    overrides: Mapping[str, ToolOverride] = field(default_factory=dict)
-
-    @property
-    def is_active(self) -> bool:
-        return bool(self.allowed or self.overrides)
-
-    def client_name(self, server_name: str) -> str:
-        override = self.overrides.get(server_name)
-        return override.name if override is not None and override.name else server_name
-
-    def is_visible(self, client_name: str) -> bool:
-        return not self.allowed or client_name in self.allowed
-
-    def server_name(self, client_name: str, known: Iterable[str] | None = None) -> str | None:
-        """The server's name for a client-facing name, or None when clients cannot see it."""
-        if not self.is_visible(client_name):
-            return None
-        for server, override in self.overrides.items():
-            if override.name == client_name:
-                return server
-        renamed_away = self.overrides.get(client_name)
-        if renamed_away is not None and renamed_away.name and renamed_away.name != client_name:
-            return None
-        return client_name
-
-    def present(self, tools: list[Json]) -> list[Json]:
-        """Filter and rewrite a `tools/list` page."""
-        shown: list[Json] = []
-        for tool in tools:
-            server_name = tool.get("name")
-            if not isinstance(server_name, str):
-                continue
-            name = self.client_name(server_name)
-            if self.server_name(name) != server_name:
-                # Hidden, or shadowed by another tool renamed to this name: not callable by it.
-                continue
-            override = self.overrides.get(server_name)
-            if override is None:
-                shown.append(tool)
-                continue
-            rewritten = dict(tool)
-            rewritten["name"] = name
-            if override.description is not None:
-                rewritten["description"] = override.description
-            shown.append(rewritten)
-        return shown
 
 
 def swap_text(value: Any, old: str, new: str) -> Any:

@@ -34,6 +34,8 @@ INVALID_REQUEST: Final = -32600
 METHOD_NOT_FOUND: Final = -32601
 INVALID_PARAMS: Final = -32602
 INTERNAL_ERROR: Final = -32603
+FORBIDDEN: Final = -32003
+"""A denial by the access policy (HTTP 403). Outside the codes MCP and its SDKs assign."""
 HEADER_MISMATCH: Final = -32020
 """2026-07-28: HTTP headers disagree with the body."""
 MISSING_CLIENT_CAPABILITY: Final = -32021

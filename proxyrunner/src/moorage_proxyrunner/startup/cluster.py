@@ -66,8 +66,6 @@ from moorage_proxyrunner.policy.chain import (
 )
 from moorage_proxyrunner.policy.reload import (
     RunConfigReloader,
-    announcer_for,
-    rechecker_for,
     runconfig_configmap_name,
 )
 from moorage_proxyrunner.protocol.pipeline import Pipeline
@@ -510,8 +508,8 @@ async def _run_cluster(
             middleware,
             current=prepared.runconfig,
             registry=registry,
-            announce=announcer_for(endpoints),
-            recheck=rechecker_for(endpoints),
+            announce=endpoints.announcer(),
+            recheck=endpoints.rechecker(),
         )
         supervisor.spawn(
             "runconfig",

@@ -37,8 +37,6 @@ from moorage_proxyrunner.front.metrics import ProxyMetrics
 from moorage_proxyrunner.policy.chain import Middleware
 from moorage_proxyrunner.policy.reload import (
     RunConfigReloader,
-    announcer_for,
-    rechecker_for,
 )
 from moorage_proxyrunner.protocol.pipeline import Pipeline
 
@@ -227,8 +225,8 @@ async def run_local(
                 middleware,
                 current=config.runconfig,
                 registry=registry,
-                announce=announcer_for(endpoints),
-                recheck=rechecker_for(endpoints),
+                announce=endpoints.announcer(),
+                recheck=endpoints.rechecker(),
                 local=True,
             )
             supervisor.spawn("runconfig", reloader.watch_file(config.path))

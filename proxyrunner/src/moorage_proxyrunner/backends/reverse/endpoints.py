@@ -46,14 +46,9 @@ from aiohttp import web
 
 from moorage_core.supervising import TaskSupervisor
 from moorage_proxyrunner.backends.reverse.upstream import Client, Response, Target, UpstreamError
-from moorage_proxyrunner.backends.stdio.endpoints import identity_of
-from moorage_proxyrunner.backends.stdio.sessions import (
-    SessionLimit,
-    check_session_caps,
-    is_session_owner,
-)
 from moorage_proxyrunner.config.limits import session_refusal, timeout_error
 from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.front.identity import identity_of
 from moorage_proxyrunner.front.metrics import ProxyMetrics
 from moorage_proxyrunner.front.responding import (
     Refusal,
@@ -63,6 +58,11 @@ from moorage_proxyrunner.front.responding import (
     json_body,
     read_message,
     rpc_error,
+)
+from moorage_proxyrunner.front.sessioncaps import (
+    SessionLimit,
+    check_session_caps,
+    is_session_owner,
 )
 from moorage_proxyrunner.front.streams import Mailbox
 from moorage_proxyrunner.protocol import eras
@@ -266,6 +266,15 @@ class HttpEndpoints(Refusing):
 
     def is_ready(self) -> bool:
         return any(self._reachable)
+
+    def announcer(self) -> None:
+        """None: the sessions are the server's own streams; the proxy relays them and cannot
+        add to them."""
+        return
+
+    def rechecker(self) -> None:
+        """None: the server holds its subscriptions on its own streams."""
+        return
 
     async def _probe_forever(self) -> None:
         while True:

@@ -27,12 +27,7 @@ from aiohttp import web
 from moorage_core.supervising import TaskSupervisor
 from moorage_proxyrunner.backends.stdio.bridge import Peer, StdioBridge
 from moorage_proxyrunner.backends.stdio.fairness import FairGate, GateFull
-from moorage_proxyrunner.backends.stdio.sessions import (
-    Session,
-    SessionLimit,
-    SessionRegistry,
-    is_session_owner,
-)
+from moorage_proxyrunner.backends.stdio.sessions import Session, SessionRegistry
 from moorage_proxyrunner.config.limits import (
     capabilities_refusal,
     is_over_subscriptions,
@@ -42,6 +37,8 @@ from moorage_proxyrunner.config.limits import (
     timeout_error,
 )
 from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.front.app import Announcer, Rechecker
+from moorage_proxyrunner.front.identity import identity_of
 from moorage_proxyrunner.front.metrics import ProxyMetrics
 from moorage_proxyrunner.front.replaying import MAX_BYTES as REPLAY_MAX_BYTES
 from moorage_proxyrunner.front.replaying import Journal, ReplayLog, parse_event_id
@@ -57,10 +54,11 @@ from moorage_proxyrunner.front.responding import (
     rpc_error,
     stream_mailbox,
 )
+from moorage_proxyrunner.front.sessioncaps import SessionLimit, is_session_owner
 from moorage_proxyrunner.front.streams import Exchange, Mailbox, json_size
-from moorage_proxyrunner.policy.authz import FORBIDDEN
 from moorage_proxyrunner.protocol import eras
 from moorage_proxyrunner.protocol.jsonrpc import (
+    FORBIDDEN,
     INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
@@ -74,13 +72,10 @@ from moorage_proxyrunner.protocol.jsonrpc import (
     response_envelope,
     result_response,
 )
-from moorage_proxyrunner.protocol.pipeline import ANONYMOUS, Era, Identity, McpCall, Pipeline, Reply
+from moorage_proxyrunner.protocol.pipeline import Era, Identity, McpCall, Pipeline, Reply
 from moorage_proxyrunner.protocol.sse import format_event
 
 log = structlog.get_logger(__name__)
-
-IDENTITY_KEY = web.RequestKey("moorage_identity", Identity)
-"""Where authentication middleware leaves the caller's `Identity` on the aiohttp request."""
 
 _SWEEP_INTERVAL = 60.0
 
@@ -104,11 +99,6 @@ def subscription_ended_notice(uri: str) -> Json:
             "allows reading it",
         },
     }
-
-
-def identity_of(request: web.Request) -> Identity:
-    identity = request.get(IDENTITY_KEY)
-    return identity if isinstance(identity, Identity) else ANONYMOUS
 
 
 class BridgeEndpoints(Refusing):
@@ -184,6 +174,12 @@ class BridgeEndpoints(Refusing):
 
     def is_ready(self) -> bool:
         return self.bridge.connected
+
+    def announcer(self) -> Announcer:
+        return self.bridge.announce
+
+    def rechecker(self) -> Rechecker:
+        return self.recheck_subscriptions
 
     async def _sweep(self) -> None:
         while True:

@@ -2,11 +2,8 @@
 
 A session is created by `initialize` (streamable HTTP) or by opening `GET /sse` (HTTP+SSE) and
 ends with `DELETE`, the SSE stream closing, idling past the timeout, or shutdown. Its id is an
-unguessable token that ties later requests to the session; with authentication on, a session
-also belongs to the subject that opened it, and serves no other (`is_session_owner`, which the
-HTTP reverse proxy applies to the sessions it relays too). Sessions are capped in total and per
-authenticated subject (`check_session_caps`, which the reverse proxy applies too);
-unauthenticated callers share the total only.
+unguessable token that ties later requests to the session. Who may use a session and how many
+may be open are rules both backends share (`moorage_proxyrunner.front.sessioncaps`).
 """
 
 from __future__ import annotations
@@ -14,43 +11,16 @@ from __future__ import annotations
 import secrets
 import time
 from collections import Counter
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
-
-import structlog
 
 from moorage_proxyrunner.backends.stdio.bridge import Peer, StdioBridge
 from moorage_proxyrunner.front.metrics import ProxyMetrics
 from moorage_proxyrunner.front.replaying import ReplayLog
+from moorage_proxyrunner.front.sessioncaps import check_session_caps
 from moorage_proxyrunner.front.streams import DEFAULT_MAX_BYTES, Mailbox
-from moorage_proxyrunner.protocol.pipeline import Identity
-
-log = structlog.get_logger(__name__)
 
 Transport = Literal["streamable-http", "sse"]
-
-
-def is_session_owner(
-    owner: str | None, identity: Identity, *, session_id: str, transport: str
-) -> bool:
-    """Whether the caller's subject is the one that opened the session (`owner`; None for both
-    without authentication).
-
-    A caller who is not is to be answered exactly like one presenting an unknown session id:
-    the id alone must not let a different subject in. The mismatch is logged with the id's
-    prefix and both subjects, never the credential.
-    """
-    if owner == identity.subject:
-        return True
-    log.info(
-        "session_subject_mismatch",
-        session=session_id[:8],
-        transport=transport,
-        subject=identity.subject,
-        owner=owner,
-    )
-    return False
 
 
 @dataclass(eq=False, slots=True)
@@ -78,26 +48,6 @@ class Session:
         mailbox = Mailbox(capacity=self.capacity, max_bytes=self.max_bytes)
         self.peer.mailbox = mailbox
         return mailbox
-
-
-class SessionLimit(Exception):
-    """One more session would pass a cap: the subject's own (`per_subject`) or the total."""
-
-    def __init__(self, *, per_subject: bool, limit: int) -> None:
-        super().__init__(f"session limit {limit} reached")
-        self.per_subject = per_subject
-        self.limit = limit
-
-
-def check_session_caps(
-    counts: Mapping[str | None, int], subject: str | None, *, total: int, per_subject: int
-) -> None:
-    """Raise `SessionLimit` if `subject` may not open one more session, given the sessions
-    open per subject (`counts`; None: unauthenticated)."""
-    if subject is not None and counts.get(subject, 0) >= per_subject:
-        raise SessionLimit(per_subject=True, limit=per_subject)
-    if sum(counts.values()) >= total:
-        raise SessionLimit(per_subject=False, limit=total)
 
 
 class SessionRegistry:
