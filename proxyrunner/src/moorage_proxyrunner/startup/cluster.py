@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -50,25 +51,18 @@ from moorage_core.startup import (
     wait_for_apiserver,
 )
 from moorage_core.supervising import TaskSupervisor
-from moorage_proxyrunner.backends.reverse.endpoints import HttpEndpoints
 from moorage_proxyrunner.backends.stdio.attach import AttachChannelFactory, StreamChannel
-from moorage_proxyrunner.backends.stdio.bridge import StdioBridge
-from moorage_proxyrunner.backends.stdio.endpoints import BridgeEndpoints
 from moorage_proxyrunner.backends.stdio.processes import subprocess_factory
 from moorage_proxyrunner.config.limits import Limits, limits_from
 from moorage_proxyrunner.config.settings import DEFAULT_MAX_BODY_BYTES, ProxySettings
-from moorage_proxyrunner.front.app import Endpoints, make_app, serve
 from moorage_proxyrunner.front.metrics import ProxyMetrics
 from moorage_proxyrunner.policy.chain import (
     LiveConfigError,
     Middleware,
     tool_policy_from_runconfig,
 )
-from moorage_proxyrunner.policy.reload import (
-    RunConfigReloader,
-    runconfig_configmap_name,
-)
-from moorage_proxyrunner.protocol.pipeline import Pipeline
+from moorage_proxyrunner.policy.reload import runconfig_configmap_name
+from moorage_proxyrunner.startup.assembly import Backend, Reloading, build_endpoints, serve_proxy
 from moorage_proxyrunner.workload.builders import (
     ProfileError,
     WorkloadSpec,
@@ -242,6 +236,19 @@ def prepare(options: ClusterOptions, *, runconfig_text: str) -> Prepared:
     return Prepared(runconfig=runconfig, spec=spec, pod_patch=pod_patch)
 
 
+def read_and_prepare(options: ClusterOptions) -> Prepared:
+    """`prepare` the RunConfig file of `options`; `StartupFailure` (exit 2) if unreadable."""
+    try:
+        text = options.config.read_text()
+    except OSError as exc:
+        raise StartupFailure(
+            CONFIG_SETTING,
+            f"cannot read {options.config}: {exc.strerror or exc}",
+            hint="mount the MCPServer's <name>-runconfig ConfigMap there",
+        ) from None
+    return prepare(options, runconfig_text=text)
+
+
 def build_allowed_hosts(runconfig: RunConfig, options: ClusterOptions) -> tuple[str, ...]:
     """The `Host` values the proxy accepts: the RunConfig's, then the flag's.
 
@@ -353,34 +360,39 @@ async def start_workload(kube: KubeClient, prepared: Prepared) -> WorkloadManage
     return manager
 
 
-def build_endpoints(
+async def ready_workload(
+    kube: KubeClient, prepared: Prepared, *, supervisor: TaskSupervisor, timeout: float
+) -> tuple[WorkloadManager, JsonObject]:
+    """Apply the workload, keep healing it under `supervisor`, and wait (at most `timeout`)
+    for the StatefulSet to be ready: the manager and the ready StatefulSet."""
+    manager = await start_workload(kube, prepared)
+    healer = supervisor.spawn("workload", manager.run())
+    log.info("workload_waiting", timeout_s=timeout)
+    statefulset = await _unless_ended(manager.wait_ready(timeout=timeout), healer)
+    log.info("workload_ready", replicas=wanted_replicas(statefulset))
+    return manager, statefulset
+
+
+def cluster_backend(
     kube: KubeClient,
     *,
     manager: WorkloadManager,
     statefulset: JsonObject,
-    settings: ProxySettings,
-    metrics: ProxyMetrics,
-    pipeline: Pipeline,
     cluster_domain: str,
     open_channel: ChannelOpener | None = None,
     local_command: tuple[str, ...] = (),
-) -> tuple[Endpoints, AttachChannelFactory | None]:
-    """The front end's backend: the stdio bridge over `pods/attach` (or over `local_command`'s
-    pipes), or the HTTP reverse proxy over the pods' DNS names. The attach factory is returned
-    so that it can be closed."""
+) -> Backend:
+    """What the proxy fronts in a cluster: the stdio server through `pods/attach` (or through
+    `local_command`'s pipes), or the HTTP servers at the pods' DNS names."""
     spec = manager.spec
     if spec.is_stdio and local_command:
         log.warning(
             "stdio_local_command", command=local_command[0], hint="not attaching to the pod"
         )
-        bridge = StdioBridge(subprocess_factory(local_command), metrics=metrics)
-        return BridgeEndpoints(bridge, settings=settings, pipeline=pipeline, metrics=metrics), None
+        return Backend(spec.transport, channels=subprocess_factory(local_command))
     if spec.is_stdio:
         factory = AttachChannelFactory(kube, pods=manager.pods, open_channel=open_channel)
-        bridge = StdioBridge(factory, metrics=metrics)
-        return BridgeEndpoints(
-            bridge, settings=settings, pipeline=pipeline, metrics=metrics
-        ), factory
+        return Backend(spec.transport, channels=factory)
     urls = build_backend_urls(
         spec, replicas=wanted_replicas(statefulset), cluster_domain=cluster_domain
     )
@@ -392,10 +404,7 @@ def build_endpoints(
             exit_code=EXIT_FAILED,
         )
     log.info("http_backends", targets=urls)
-    endpoints = HttpEndpoints(
-        urls, transport=spec.transport, settings=settings, pipeline=pipeline, metrics=metrics
-    )
-    return endpoints, None
+    return Backend(spec.transport, target_urls=tuple(urls))
 
 
 async def run_cluster(
@@ -437,15 +446,7 @@ async def _run_cluster(
     registry: CollectorRegistry | None,
     lifecycle: Lifecycle | None,
 ) -> int:
-    try:
-        text = options.config.read_text()
-    except OSError as exc:
-        raise StartupFailure(
-            CONFIG_SETTING,
-            f"cannot read {options.config}: {exc.strerror or exc}",
-            hint="mount the MCPServer's <name>-runconfig ConfigMap there",
-        ) from None
-    prepared = prepare(options, runconfig_text=text)
+    prepared = read_and_prepare(options)
     spec = prepared.spec
     structlog.contextvars.bind_contextvars(mcpserver=spec.name, namespace=spec.namespace)
     settings = build_proxy_settings(prepared.runconfig, options)
@@ -464,80 +465,69 @@ async def _run_cluster(
         setting=KUBECONFIG_SETTING,
         user_agent="moorage-proxyrunner",
     )
-    supervisor = TaskSupervisor(on_failure=stop.set)
-    factory: AttachChannelFactory | None = None
-    try:
-        await wait_for_apiserver(
-            kube,
-            timeout=options.startup_timeout,
-            setting=STARTUP_TIMEOUT_SETTING,
-            credentials_setting=KUBECONFIG_SETTING,
-        )
-        manager = await start_workload(kube, prepared)
-        healer = supervisor.spawn("workload", manager.run())
-        log.info("workload_waiting", timeout_s=options.readiness_timeout)
-        statefulset = await _unless_ended(
-            manager.wait_ready(timeout=options.readiness_timeout), healer
-        )
-        log.info("workload_ready", replicas=wanted_replicas(statefulset))
-        registry = registry or CollectorRegistry()
-        metrics = ProxyMetrics(registry)
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(kube.close)
+        supervisor = TaskSupervisor(on_failure=stop.set)
+        stack.push_async_callback(supervisor.aclose)
         try:
-            middleware = Middleware(settings, registry=registry, kube=kube)
-        except LiveConfigError as exc:
-            raise StartupFailure(
-                "oidc or authz in --config",
-                str(exc),
-                hint="fix the MCPServer's oidcConfig or authzConfig",
-            ) from None
-        endpoints, factory = build_endpoints(
-            kube,
-            manager=manager,
-            statefulset=statefulset,
-            settings=settings,
-            metrics=metrics,
-            pipeline=middleware.pipeline,
-            cluster_domain=options.cluster_domain,
-            open_channel=open_channel,
-            local_command=options.local_command,
-        )
-        app = make_app(settings, endpoints=endpoints, registry=registry, supervisor=supervisor)
-        middleware.install(app, primary_path="/sse" if spec.transport == "sse" else "/mcp")
-        await middleware.prefetch()
-        reloader = RunConfigReloader(
-            middleware,
-            current=prepared.runconfig,
-            registry=registry,
-            announce=endpoints.announcer(),
-            recheck=endpoints.rechecker(),
-        )
-        supervisor.spawn(
-            "runconfig",
-            reloader.watch_configmap(
-                kube, namespace=spec.namespace, name=runconfig_configmap_name(spec.name)
-            ),
-        )
-        await serve(
-            app,
-            settings,
-            stop=stop,
-            on_listening=listening,
-            handle_signals=lifecycle is None,
-        )
-        supervisor.raise_if_failed()
-    except WorkloadNotReady as exc:
-        log.error(
-            "workload_not_ready",
-            error=str(exc),
-            problems=exc.problems,
-            hint="the proxy exits so that Kubernetes restarts it",
-        )
-        return EXIT_FAILED
-    finally:
-        if factory is not None:
-            await factory.aclose()
-        await supervisor.aclose()
-        await kube.close()
+            await wait_for_apiserver(
+                kube,
+                timeout=options.startup_timeout,
+                setting=STARTUP_TIMEOUT_SETTING,
+                credentials_setting=KUBECONFIG_SETTING,
+            )
+            manager, statefulset = await ready_workload(
+                kube, prepared, supervisor=supervisor, timeout=options.readiness_timeout
+            )
+            registry = registry or CollectorRegistry()
+            metrics = ProxyMetrics(registry)
+            try:
+                middleware = Middleware(settings, registry=registry, kube=kube)
+            except LiveConfigError as exc:
+                raise StartupFailure(
+                    "oidc or authz in --config",
+                    str(exc),
+                    hint="fix the MCPServer's oidcConfig or authzConfig",
+                ) from None
+            backend = cluster_backend(
+                kube,
+                manager=manager,
+                statefulset=statefulset,
+                cluster_domain=options.cluster_domain,
+                open_channel=open_channel,
+                local_command=options.local_command,
+            )
+            if isinstance(backend.channels, AttachChannelFactory):
+                stack.push_async_callback(backend.channels.aclose)
+            endpoints = build_endpoints(
+                backend, settings=settings, metrics=metrics, pipeline=middleware.pipeline
+            )
+            configmap = runconfig_configmap_name(spec.name)
+            await serve_proxy(
+                settings,
+                endpoints,
+                middleware,
+                transport=spec.transport,
+                registry=registry,
+                supervisor=supervisor,
+                stop=stop,
+                on_listening=listening,
+                handle_signals=lifecycle is None,
+                reloading=Reloading(
+                    prepared.runconfig,
+                    watch=lambda reloader: reloader.watch_configmap(
+                        kube, namespace=spec.namespace, name=configmap
+                    ),
+                ),
+            )
+        except WorkloadNotReady as exc:
+            log.error(
+                "workload_not_ready",
+                error=str(exc),
+                problems=exc.problems,
+                hint="the proxy exits so that Kubernetes restarts it",
+            )
+            return EXIT_FAILED
     return EXIT_OK
 
 

@@ -26,19 +26,20 @@ from prometheus_client import CollectorRegistry
 from moorage_core.running import Lifecycle
 from moorage_core.startup import StartupFailure, connect_kube
 from moorage_core.supervising import TaskSupervisor
-from moorage_proxyrunner.backends.reverse.endpoints import HttpEndpoints
 from moorage_proxyrunner.backends.stdio.bridge import StdioBridge
 from moorage_proxyrunner.backends.stdio.channels import ChannelFactory, StdioChannel
 from moorage_proxyrunner.backends.stdio.endpoints import BridgeEndpoints
 from moorage_proxyrunner.backends.stdio.processes import SubprocessChannel, subprocess_factory
 from moorage_proxyrunner.config.settings import ProxySettings
-from moorage_proxyrunner.front.app import Endpoints, make_app, serve
 from moorage_proxyrunner.front.metrics import ProxyMetrics
 from moorage_proxyrunner.policy.chain import Middleware
-from moorage_proxyrunner.policy.reload import (
-    RunConfigReloader,
+from moorage_proxyrunner.startup.assembly import (
+    Backend,
+    Reloading,
+    build_endpoints,
+    primary_path,
+    serve_proxy,
 )
-from moorage_proxyrunner.protocol.pipeline import Pipeline
 
 if TYPE_CHECKING:
     from moorage_api.runconfig import RunConfig
@@ -52,6 +53,16 @@ class LocalBackend:
     transport: str = "stdio"
     command: tuple[str, ...] = ()
     target_urls: tuple[str, ...] = ()
+
+    def resolve(self, launch: LaunchWatch | None = None) -> Backend:
+        """The `Backend` to assemble: the command as a subprocess (its first start watched by
+        `launch` when given), or the target URLs."""
+        if self.transport != "stdio":
+            return Backend(self.transport, target_urls=self.target_urls)
+        factory = subprocess_factory(self.command)
+        if launch is not None:
+            factory = launch.wrap(factory)
+        return Backend(self.transport, channels=factory)
 
 
 COMMAND_SETTING = "the MCP server command (after --)"
@@ -117,29 +128,6 @@ class LaunchWatch:
             await asyncio.sleep(_LAUNCH_POLL)
 
 
-def build_endpoints(
-    backend: LocalBackend,
-    *,
-    settings: ProxySettings,
-    metrics: ProxyMetrics,
-    pipeline: Pipeline,
-    launch: LaunchWatch | None = None,
-) -> Endpoints:
-    if backend.transport == "stdio":
-        factory = subprocess_factory(backend.command)
-        if launch is not None:
-            factory = launch.wrap(factory)
-        bridge = StdioBridge(factory, metrics=metrics)
-        return BridgeEndpoints(bridge, settings=settings, pipeline=pipeline, metrics=metrics)
-    return HttpEndpoints(
-        list(backend.target_urls),
-        transport=backend.transport,
-        settings=settings,
-        pipeline=pipeline,
-        metrics=metrics,
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class LocalConfig:
     """A RunConfig file (`--config`) whose middleware settings are in force and followed."""
@@ -196,7 +184,7 @@ async def run_local(
         launch = LaunchWatch(backend.command)
     registry = registry or CollectorRegistry()
     metrics = ProxyMetrics(registry)
-    path = "/sse" if backend.transport == "sse" else "/mcp"
+    path = primary_path(backend.transport)
 
     def announce(port: int) -> None:
         host = f"[{settings.host}]" if ":" in settings.host else settings.host
@@ -207,43 +195,38 @@ async def run_local(
         if lifecycle is not None:
             lifecycle.serving()
 
-    supervisor = TaskSupervisor(on_failure=stop.set)
-    async with kube_for(settings) as kube:
+    async with contextlib.AsyncExitStack() as stack:
+        kube = await stack.enter_async_context(kube_for(settings))
+        supervisor = TaskSupervisor(on_failure=stop.set)
+        stack.push_async_callback(supervisor.aclose)
         middleware = Middleware(settings, registry=registry, kube=kube)
         endpoints = build_endpoints(
-            backend,
+            backend.resolve(launch),
             settings=settings,
             metrics=metrics,
             pipeline=middleware.pipeline,
-            launch=launch,
         )
-        app = make_app(settings, endpoints=endpoints, registry=registry, supervisor=supervisor)
-        middleware.install(app, primary_path=path)
-        await middleware.prefetch()
+        reloading: Reloading | None = None
         if config is not None:
-            reloader = RunConfigReloader(
-                middleware,
-                current=config.runconfig,
-                registry=registry,
-                announce=endpoints.announcer(),
-                recheck=endpoints.rechecker(),
-                local=True,
+            watched = config.path
+            reloading = Reloading(
+                config.runconfig, watch=lambda reloader: reloader.watch_file(watched), local=True
             )
-            supervisor.spawn("runconfig", reloader.watch_file(config.path))
 
         async def startup() -> None:
             if launch is not None and isinstance(endpoints, BridgeEndpoints):
                 await launch.wait_connected(endpoints.bridge)
 
-        try:
-            await serve(
-                app,
-                settings,
-                stop=stop,
-                on_listening=listening,
-                handle_signals=handle_signals,
-                startup=startup,
-            )
-        finally:
-            await supervisor.aclose()
-        supervisor.raise_if_failed()
+        await serve_proxy(
+            settings,
+            endpoints,
+            middleware,
+            transport=backend.transport,
+            registry=registry,
+            supervisor=supervisor,
+            stop=stop,
+            on_listening=listening,
+            handle_signals=handle_signals,
+            reloading=reloading,
+            startup=startup,
+        )
