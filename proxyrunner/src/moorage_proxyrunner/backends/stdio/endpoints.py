@@ -25,8 +25,9 @@ import structlog
 from aiohttp import web
 
 from moorage_core.supervising import TaskSupervisor
-from moorage_proxyrunner.backends.stdio.bridge import Peer, StdioBridge
+from moorage_proxyrunner.backends.stdio.bridge import StdioBridge
 from moorage_proxyrunner.backends.stdio.fairness import FairGate, GateFull
+from moorage_proxyrunner.backends.stdio.peers import Peer
 from moorage_proxyrunner.backends.stdio.sessions import Session, SessionRegistry
 from moorage_proxyrunner.config.limits import (
     capabilities_refusal,

@@ -14,7 +14,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
-from moorage_proxyrunner.backends.stdio.bridge import Peer, StdioBridge
+from moorage_proxyrunner.backends.stdio.bridge import StdioBridge
+from moorage_proxyrunner.backends.stdio.peers import Peer
 from moorage_proxyrunner.front.metrics import ProxyMetrics
 from moorage_proxyrunner.front.replaying import ReplayLog
 from moorage_proxyrunner.front.sessioncaps import check_session_caps
