@@ -2,8 +2,8 @@
 
 The audit step is the first step of the pipeline, so it sees each request as the client sent it
 (the tool name the client used, before any renaming) and the reply the client gets. Later steps
-tell it what they decided through `note_decision` / `note_hidden` (a context variable scoped to
-the one request). Requests turned away before the pipeline (a missing or bad token) are recorded
+tell it what they decided in the call's `Decisions` (`pipeline.McpCall.decisions`), which every
+copy of the call shares. Requests turned away before the pipeline (a missing or bad token) are recorded
 by the authentication layer through `AuditStep.record_refusal`.
 
 Audit comes before the backend: the audit step's `gate` is the last step of the pipeline, and it
@@ -23,18 +23,16 @@ is live: the flag is read per request.
 
 from __future__ import annotations
 
-import contextvars
 import json
 import sys
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, TextIO
 
 import structlog
 
 from moorage_proxyrunner.protocol.jsonrpc import INTERNAL_ERROR, Json, error_response
-from moorage_proxyrunner.protocol.pipeline import CallNext, McpCall, Reply
+from moorage_proxyrunner.protocol.pipeline import CallNext, Decisions, McpCall, Reply
 
 log = structlog.get_logger(__name__)
 
@@ -50,39 +48,6 @@ TARGETS: Final = {
     "resources/subscribe": ("resource", "uri"),
     "resources/unsubscribe": ("resource", "uri"),
 }
-
-
-@dataclass(slots=True)
-class _Note:
-    """What the steps after the audit step decided about the current request.
-
-    `entry`: the record's fields read from the request as it entered the pipeline (the client's
-    id and target), shared by both records; `forwarded`: the gate let it through to the backend.
-    """
-
-    entry: dict[str, Any]
-    decision: str | None = None
-    hidden: bool = False
-    forwarded: bool = False
-
-
-_NOTE: contextvars.ContextVar[_Note | None] = contextvars.ContextVar(
-    "moorage_audit_note", default=None
-)
-
-
-def note_decision(decision: str) -> None:
-    """Tell the audit record of the current request what authorisation decided."""
-    note = _NOTE.get()
-    if note is not None:
-        note.decision = decision
-
-
-def note_hidden() -> None:
-    """Tell the audit record that the tool filter hid the requested tool."""
-    note = _NOTE.get()
-    if note is not None:
-        note.hidden = True
 
 
 def target_of(message: Json) -> tuple[str | None, str | None]:
@@ -144,20 +109,19 @@ class AuditStep:
         if not self.enabled:
             return await call_next(call)
         started = time.perf_counter()
-        note = _Note(self._entry(call))
-        token = _NOTE.set(note)
+        decisions = call.decisions
+        decisions.entry = self._entry(call)
         reply: Reply | None = None
         try:
             reply = await call_next(call)
             return reply
         finally:
-            _NOTE.reset(token)
-            self._record(note, reply, time.perf_counter() - started)
+            self._record(decisions, reply, time.perf_counter() - started)
 
     async def gate(self, call: McpCall, call_next: CallNext) -> Reply:
         """Write the forward record, then call the backend; refuse when it cannot be written."""
-        note = _NOTE.get()
-        if note is None:
+        note = call.decisions
+        if note.entry is None:
             return await call_next(call)
         _, name = target_of(call.message)
         record = {
@@ -200,9 +164,9 @@ class AuditStep:
             "request_id": call.id,
         }
 
-    def _record(self, note: _Note, reply: Reply | None, seconds: float) -> None:
+    def _record(self, note: Decisions, reply: Reply | None, seconds: float) -> None:
         record: dict[str, Any] = {
-            **note.entry,
+            **(note.entry or {}),
             "decision": note.decision or "allow",
             "status": None,
             "outcome": "cancelled",

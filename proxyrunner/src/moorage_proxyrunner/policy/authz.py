@@ -50,7 +50,6 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from moorage_api.cedarbounds import PolicyBoundsError, check_policies_bounds, join_policies
-from moorage_proxyrunner.policy import audit
 from moorage_proxyrunner.protocol.eras import (
     LEGACY_CLIENT_NOTIFICATIONS,
     MODERN_CLIENT_NOTIFICATIONS,
@@ -560,7 +559,7 @@ class AuthzStep:
             # The endpoints refuse other notifications already; one that gets here anyway is
             # refused like a method outside the model, whatever it names.
             self._count("deny", time.perf_counter())
-            audit.note_decision("deny")
+            call.decisions.decision = "deny"
             return forbidden(call, None)
         listing = LISTINGS.get(method)
         if listing is not None:
@@ -568,7 +567,7 @@ class AuthzStep:
             started = time.perf_counter()
             self._filter(authorizer, call.identity, listing, reply)
             self._count("allow", started)
-            audit.note_decision("allow")
+            call.decisions.decision = "allow"
             return reply
         if method in OPEN_METHODS:
             return await call_next(call)
@@ -590,7 +589,7 @@ class AuthzStep:
             )
             if misspelt is not None:
                 self._count("deny", started)
-                audit.note_decision("deny")
+                call.decisions.decision = "deny"
                 return misspelt_reply(call, *misspelt)
             target = target_of(call, tool_name=self.tool_name)
             if target is not None:
@@ -609,7 +608,7 @@ class AuthzStep:
                     )
         decision = "allow" if allowed else "deny"
         self._count(decision, started)
-        audit.note_decision(decision)
+        call.decisions.decision = decision
         if not allowed:
             log.info(
                 "authz_denied",

@@ -18,7 +18,6 @@ import secrets
 from typing import Any
 
 from moorage_proxyrunner.config.toolpolicy import ToolPolicy
-from moorage_proxyrunner.policy import audit
 from moorage_proxyrunner.protocol.jsonrpc import INVALID_PARAMS, error_response
 from moorage_proxyrunner.protocol.pipeline import CallNext, McpCall, Reply
 
@@ -40,7 +39,7 @@ def swap_text(value: Any, old: str, new: str) -> Any:
 async def answer_as_unknown(call: McpCall, name: str, call_next: CallNext) -> Reply:
     """Call a stand-in name no tool has and answer as the server (and the steps after this
     one) answered it, with the client's `name` in place of the stand-in."""
-    audit.note_hidden()
+    call.decisions.hidden = True
     stand_in = STAND_IN_PREFIX + secrets.token_hex(8)
     params = dict(call.params)
     params["name"] = stand_in

@@ -5,7 +5,8 @@ tool filter/override → authorisation → backend. The body limit, transport ch
 happen in the HTTP layer; everything from there on is a `Step` here. A step receives the
 `McpCall` and the rest of the chain (`call_next`), and returns the `Reply`: it may rewrite the
 call (a renamed tool), answer it without calling on (a denial), or rewrite the reply (a filtered
-tool list). A client's notifications pass through it too (an `McpCall` without an id); the
+tool list). What a step decides that a step before it must know (the audit step records
+authorisation's decision) travels with the call, in its `Decisions`. A client's notifications pass through it too (an `McpCall` without an id); the
 server's notifications that stream while a request runs (progress, logs) do not.
 
 Authentication, audit and authorisation plug in here; the tool filter/override is the first step
@@ -35,13 +36,32 @@ class Identity:
 ANONYMOUS = Identity()
 
 
+@dataclass(slots=True)
+class Decisions:
+    """What the steps decided about one request, handed on with it to the audit step.
+
+    One object per request, shared by every copy of its `McpCall` (`with_params`,
+    `wanting_result`), so that what a later step decides reaches the audit step, which reads it
+    when it writes its records. `entry`: the audit record's fields as the request entered the
+    pipeline (None while audit is off); `decision`: authorisation's verdict ("allow" or "deny";
+    None: it decided nothing); `hidden`: the tool filter hid the tool asked for; `forwarded`:
+    the audit gate let the request through to the backend.
+    """
+
+    entry: dict[str, Any] | None = None
+    decision: str | None = None
+    hidden: bool = False
+    forwarded: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class McpCall:
     """One client request (or notification: `id` None) on its way to the backend.
 
     `message` is the JSON-RPC request object; a step that changes it passes a rewritten copy
     on (`with_params`). `want_result`: a later step needs the full result (an HTTP backend then
-    buffers the response instead of streaming it through).
+    buffers the response instead of streaming it through). `decisions`: what the steps decided
+    about it so far.
     """
 
     message: Json
@@ -49,6 +69,7 @@ class McpCall:
     era: Era
     session_id: str | None = None
     want_result: bool = False
+    decisions: Decisions = field(default_factory=Decisions)
 
     @property
     def method(self) -> str:
@@ -68,10 +89,12 @@ class McpCall:
     def with_params(self, params: Json) -> McpCall:
         message = dict(self.message)
         message["params"] = params
-        return McpCall(message, self.identity, self.era, self.session_id, self.want_result)
+        return McpCall(
+            message, self.identity, self.era, self.session_id, self.want_result, self.decisions
+        )
 
     def wanting_result(self) -> McpCall:
-        return McpCall(self.message, self.identity, self.era, self.session_id, True)
+        return McpCall(self.message, self.identity, self.era, self.session_id, True, self.decisions)
 
 
 @dataclass(slots=True)
