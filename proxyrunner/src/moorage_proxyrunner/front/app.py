@@ -32,6 +32,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from moorage_core.startup import Listener, bound_port, listen_sockets
 from moorage_core.supervising import TaskSupervisor
 from moorage_proxyrunner.config.settings import LOOPBACK_HOSTS, ProxySettings
+from moorage_proxyrunner.front.metrics import ProxyMetrics
 from moorage_proxyrunner.front.responding import rpc_error
 from moorage_proxyrunner.protocol.jsonrpc import INVALID_REQUEST
 from moorage_proxyrunner.protocol.pipeline import Identity
@@ -49,6 +50,9 @@ returns how many ended."""
 
 class Endpoints(Protocol):
     """What serves the MCP paths for one kind of backend."""
+
+    metrics: ProxyMetrics
+    """Where the endpoints count requests, refused ones included."""
 
     def add_routes(self, app: web.Application) -> None: ...
 

@@ -453,11 +453,6 @@ class AuthnLayer:
     ) -> web.StreamResponse:
         if request.path not in MCP_PATHS:
             return await handler(request)
-        length = request.content_length
-        if length is not None and length > self.settings.max_body_bytes:
-            # The body limit comes before authentication (spec §4.4): the endpoint refuses a
-            # declared oversized body with 413 before anything of it is parsed or forwarded.
-            return await handler(request)
         started = time.perf_counter()
         try:
             identity = await self.authenticator.authenticate(request.headers.get("Authorization"))

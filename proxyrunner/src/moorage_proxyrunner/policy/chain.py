@@ -1,9 +1,24 @@
-"""The proxy's middleware, assembled once per process (spec §4.4).
+"""The proxy's middleware chain, assembled once per process, in the order of spec §4.4.
 
-Order: body limit (endpoints) → authentication (aiohttp middleware, `authn.AuthnLayer`) → audit →
-MCP parsing (endpoints) → tool filter/override → authorisation → audit gate (the forward
-record, `audit.AuditStep.gate`) → backend. The pipeline steps are built here, always present
-and switched on or off by their settings, so that a RunConfig change can swap what they hold
+Every request to an MCP path passes, in this order (after the transport guard,
+`front.app.guard`: `Host`, `Origin`, draining):
+
+| step | decides | runs as |
+|---|---|---|
+| body limit | a declared body over the limit: 413 | aiohttp middleware `bodylimit.body_limit` |
+| authentication | the caller's `Identity`, or 401 | aiohttp middleware `authn.AuthnLayer` |
+| MCP parsing | the message (415, 406, 413, 400), era and session (400, 404) | the endpoints |
+| audit | the record of the request as it entered | pipeline step `audit.AuditStep` |
+| tool filter/override | what tools are seen, and as what | pipeline step `toolfilter.ToolFilterStep` |
+| authorisation | allow or deny (403), list results filtered | pipeline step `authz.AuthzStep` |
+| audit gate | the forward record, written before the backend | pipeline step `AuditStep.gate` |
+| backend | the answer | the endpoints' terminal call |
+
+`Middleware.install` puts the two HTTP steps on the app and `Middleware.pipeline` holds the
+others; the endpoints parse between them, because parsing needs the body, which only the
+endpoint reads. The steps hand what they decide to the audit step in the call
+(`McpCall.decisions`). The pipeline steps are built here, always present and switched on or
+off by their settings, so that a RunConfig change can swap what they hold
 (`Middleware.apply`) without rebuilding the pipeline, the endpoints or the sessions.
 Authentication is fixed for the life of the process: a change of `oidc` rolls the proxy.
 
@@ -33,6 +48,7 @@ from moorage_proxyrunner.policy.authz import (
     CompiledAuthz,
     compile_authz,
 )
+from moorage_proxyrunner.policy.bodylimit import body_limit
 from moorage_proxyrunner.policy.jwks import (
     HttpJwks,
     JwksCache,
@@ -177,7 +193,9 @@ class Middleware:
         self.audit_step.enabled = live.audit
 
     def install(self, app: web.Application, *, primary_path: str = "/mcp") -> None:
-        """Put authentication (when configured) in front of the app's MCP paths."""
+        """Put the chain's HTTP steps in front of the app's MCP paths, in their order: the body
+        limit, then authentication (when configured)."""
+        app.middlewares.append(body_limit)
         if self.authn is not None:
             self.authn.primary_path = primary_path
             self.authn.install(app)
