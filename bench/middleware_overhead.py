@@ -43,12 +43,13 @@ sys.path.insert(0, str(REPO / "tests"))
 from testkit.issuer import LocalIssuer, new_key, serving_issuer  # noqa: E402
 
 from moorage_api.runconfig import RunConfigOIDC  # noqa: E402
-from moorage_proxyrunner.audit import AuditStep, AuditWriter  # noqa: E402
-from moorage_proxyrunner.authn import Authenticator, OidcSettings  # noqa: E402
-from moorage_proxyrunner.authz import Authorizer, AuthzStep, compile_authz  # noqa: E402
-from moorage_proxyrunner.jwks import JwksCache  # noqa: E402
-from moorage_proxyrunner.pipeline import McpCall, Pipeline, Reply  # noqa: E402
-from moorage_proxyrunner.toolfilter import ToolFilterStep, ToolOverride, ToolPolicy  # noqa: E402
+from moorage_proxyrunner.config.toolpolicy import ToolOverride, ToolPolicy  # noqa: E402
+from moorage_proxyrunner.policy.audit import AuditStep, AuditWriter  # noqa: E402
+from moorage_proxyrunner.policy.authn import Authenticator, OidcSettings  # noqa: E402
+from moorage_proxyrunner.policy.authz import Authorizer, AuthzStep, compile_authz  # noqa: E402
+from moorage_proxyrunner.policy.jwks import JwksCache  # noqa: E402
+from moorage_proxyrunner.policy.toolfilter import ToolFilterStep  # noqa: E402
+from moorage_proxyrunner.protocol.pipeline import McpCall, Pipeline, Reply  # noqa: E402
 
 START = "<!-- middleware_overhead:begin -->"
 END = "<!-- middleware_overhead:end -->"

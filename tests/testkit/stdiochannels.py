@@ -6,7 +6,7 @@ import asyncio
 import json
 from typing import Any
 
-from moorage_proxyrunner.backends.channels import ChannelClosed
+from moorage_proxyrunner.backends.stdio.channels import ChannelClosed
 
 
 class MemoryChannel:

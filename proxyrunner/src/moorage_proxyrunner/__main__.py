@@ -5,7 +5,7 @@
 takes authentication, authorisation, the tool filter/override and audit from a RunConfig file
 (only those keys are read; changes to the file apply live). `run [--config PATH]` is the
 in-cluster start-up from a RunConfig (spec §4.1), implemented by
-`moorage_proxyrunner.cluster.run_from_config`.
+`moorage_proxyrunner.startup.cluster.run_from_config`.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from moorage_api.runconfig import RunConfigError
 from moorage_core.loggers import configure_logging
 from moorage_core.running import Lifecycle, run_service
 from moorage_core.settings import SettingError, parse_list
-from moorage_proxyrunner.limits import add_limit_arguments, limits_from
-from moorage_proxyrunner.local import LocalBackend, LocalConfig, run_local
-from moorage_proxyrunner.middleware import LiveConfig, LiveConfigError, tool_policy_from_runconfig
-from moorage_proxyrunner.runconfig_reload import load_local_runconfig
-from moorage_proxyrunner.settings import DEFAULT_MAX_BODY_BYTES, ProxySettings
-from moorage_proxyrunner.toolfilter import ToolPolicy
+from moorage_proxyrunner.config.limits import add_limit_arguments, limits_from
+from moorage_proxyrunner.config.settings import DEFAULT_MAX_BODY_BYTES, ProxySettings
+from moorage_proxyrunner.config.toolpolicy import ToolPolicy
+from moorage_proxyrunner.policy.chain import LiveConfig, LiveConfigError, tool_policy_from_runconfig
+from moorage_proxyrunner.policy.reload import load_local_runconfig
+from moorage_proxyrunner.startup.local import LocalBackend, LocalConfig, run_local
 
 DEFAULT_CONFIG = "/etc/moorage/runconfig.json"
 TRANSPORTS = ("stdio", "sse", "streamable-http")
@@ -156,9 +156,9 @@ def load_cluster() -> ModuleType | None:
     """The in-cluster start-up module, imported only when used so local mode needs none of the
     Kubernetes code; None when this build has none."""
     try:
-        return importlib.import_module("moorage_proxyrunner.cluster")
+        return importlib.import_module("moorage_proxyrunner.startup.cluster")
     except ModuleNotFoundError as exc:
-        if exc.name != "moorage_proxyrunner.cluster":
+        if exc.name != "moorage_proxyrunner.startup.cluster":
             raise
         return None
 

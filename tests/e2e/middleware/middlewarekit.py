@@ -25,12 +25,13 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from prometheus_client import CollectorRegistry
 from testkit.waiting import eventually
 
-from moorage_proxyrunner.frontend import make_app
-from moorage_proxyrunner.jwks import JwksCache
-from moorage_proxyrunner.local import LocalBackend, LocalConfig, build_endpoints, run_local
-from moorage_proxyrunner.metrics import ProxyMetrics
-from moorage_proxyrunner.middleware import Middleware
-from moorage_proxyrunner.settings import ProxySettings
+from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.front.app import make_app
+from moorage_proxyrunner.front.metrics import ProxyMetrics
+from moorage_proxyrunner.policy.chain import Middleware
+from moorage_proxyrunner.policy.jwks import JwksCache
+from moorage_proxyrunner.startup.assembly import build_endpoints
+from moorage_proxyrunner.startup.local import LocalBackend, LocalConfig, run_local
 
 TIME_SERVER = (str(Path(sys.executable).parent / "mcp-server-time"), "--local-timezone", "UTC")
 TIME_BACKEND = LocalBackend(transport="stdio", command=TIME_SERVER)
@@ -101,7 +102,7 @@ async def assembled_proxy(
     registry = CollectorRegistry()
     middleware = Middleware(settings, registry=registry, keys=keys)
     endpoints = build_endpoints(
-        backend,
+        backend.resolve(),
         settings=settings,
         metrics=ProxyMetrics(registry),
         pipeline=middleware.pipeline,

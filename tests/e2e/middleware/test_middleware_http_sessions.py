@@ -23,9 +23,9 @@ from middlewarekit import (
 from testkit.issuer import LocalIssuer, serving_issuer
 
 from moorage_api.runconfig import RunConfigOIDC
-from moorage_proxyrunner.jwks import HttpJwks, JwksCache
-from moorage_proxyrunner.local import LocalBackend
-from moorage_proxyrunner.settings import ProxySettings
+from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.policy.jwks import HttpJwks, JwksCache
+from moorage_proxyrunner.startup.local import LocalBackend
 
 pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 

@@ -18,8 +18,8 @@ from middlewarekit import Proxy, assembled_proxy, bearer_client, tool_names
 from testkit.issuer import LocalIssuer, new_key, serving_issuer, unsigned_token
 
 from moorage_api.runconfig import RunConfigOIDC
-from moorage_proxyrunner.jwks import HttpJwks, JwksCache
-from moorage_proxyrunner.settings import ProxySettings
+from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.policy.jwks import HttpJwks, JwksCache
 
 pytestmark = pytest.mark.e2e
 

@@ -19,10 +19,10 @@ from middlewarekit import assembled_proxy, bearer_client, local_proxy
 from testkit.issuer import serving_issuer
 
 from moorage_api.runconfig import RunConfigAuthz, RunConfigOIDC
-from moorage_proxyrunner.authz import FORBIDDEN
-from moorage_proxyrunner.jwks import HttpJwks, JwksCache
-from moorage_proxyrunner.local import LocalBackend
-from moorage_proxyrunner.settings import ProxySettings
+from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.policy.jwks import HttpJwks, JwksCache
+from moorage_proxyrunner.protocol.jsonrpc import FORBIDDEN
+from moorage_proxyrunner.startup.local import LocalBackend
 
 pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 

@@ -21,10 +21,10 @@ from testkit.issuer import LocalIssuer, serving_issuer
 from testkit.waiting import eventually
 
 from moorage_api.runconfig import RunConfigAuthz, RunConfigOIDC
-from moorage_proxyrunner.local import LocalConfig
-from moorage_proxyrunner.runconfig_reload import load_local_runconfig
-from moorage_proxyrunner.settings import ProxySettings
-from moorage_proxyrunner.toolfilter import ToolOverride, ToolPolicy
+from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.config.toolpolicy import ToolOverride, ToolPolicy
+from moorage_proxyrunner.policy.reload import load_local_runconfig
+from moorage_proxyrunner.startup.local import LocalConfig
 
 pytestmark = pytest.mark.e2e
 

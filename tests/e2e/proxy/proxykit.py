@@ -24,9 +24,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 from testkit.waiting import eventually
 
-from moorage_proxyrunner.local import LocalBackend, LocalConfig, run_local
-from moorage_proxyrunner.settings import ProxySettings
-from moorage_proxyrunner.sse import Event, EventParser
+from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.protocol.sse import Event, EventParser
+from moorage_proxyrunner.startup.local import LocalBackend, LocalConfig, run_local
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 # The toolbox server is also the streamable-HTTP example's image, so it lives with that image.

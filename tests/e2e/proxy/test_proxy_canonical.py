@@ -37,8 +37,8 @@ from testkit.caseserver import caseserver_binary
 from testkit.waiting import eventually
 
 from moorage_api.runconfig import RunConfigAuthz
-from moorage_proxyrunner.local import LocalBackend
-from moorage_proxyrunner.toolfilter import ToolPolicy
+from moorage_proxyrunner.config.toolpolicy import ToolPolicy
+from moorage_proxyrunner.startup.local import LocalBackend
 
 pytestmark = pytest.mark.e2e
 

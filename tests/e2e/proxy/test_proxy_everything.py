@@ -30,8 +30,8 @@ from mcp.client.subscriptions import SubscriptionLost
 from proxykit import node_binary, node_tools, running_proxy, stdio_backend
 from testkit.waiting import eventually
 
-from moorage_proxyrunner.local import LocalConfig
-from moorage_proxyrunner.runconfig_reload import load_local_runconfig
+from moorage_proxyrunner.policy.reload import load_local_runconfig
+from moorage_proxyrunner.startup.local import LocalConfig
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 

@@ -14,8 +14,8 @@ import aiohttp
 from proxykit import JSON, TOOLBOX, call, initialize, running_proxy, serving_toolbox, stdio_backend
 from testkit.waiting import eventually
 
-from moorage_proxyrunner.limits import REQUEST_TIMED_OUT, Limits
-from moorage_proxyrunner.local import LocalBackend
+from moorage_proxyrunner.config.limits import REQUEST_TIMED_OUT, Limits
+from moorage_proxyrunner.startup.local import LocalBackend
 
 
 def nested(depth: int) -> dict[str, Any]:

@@ -20,9 +20,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from proxykit import JSON, initialize, next_sse_events, running_proxy
 
-from moorage_proxyrunner.local import LocalBackend
-from moorage_proxyrunner.sse import EventParser, format_event
-from moorage_proxyrunner.toolfilter import ToolPolicy
+from moorage_proxyrunner.config.toolpolicy import ToolPolicy
+from moorage_proxyrunner.protocol.sse import EventParser, format_event
+from moorage_proxyrunner.startup.local import LocalBackend
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 

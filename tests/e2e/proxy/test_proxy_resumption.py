@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 from proxykit import initialize_request, next_sse_events, running_proxy, stdio_backend
 
-from moorage_proxyrunner.limits import Limits
-from moorage_proxyrunner.sse import Event, EventParser
+from moorage_proxyrunner.config.limits import Limits
+from moorage_proxyrunner.protocol.sse import Event, EventParser
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

@@ -15,7 +15,7 @@ from proxykit import (
     stdio_backend,
 )
 
-from moorage_proxyrunner.local import LocalBackend
+from moorage_proxyrunner.startup.local import LocalBackend
 
 pytestmark = pytest.mark.e2e
 

@@ -21,7 +21,7 @@ from proxykit import (
 )
 from testkit.waiting import eventually
 
-from moorage_proxyrunner.local import LocalBackend
+from moorage_proxyrunner.startup.local import LocalBackend
 
 pytestmark = pytest.mark.e2e
 

@@ -28,10 +28,10 @@ from moorage_api.runconfig import RunConfigOIDC
 from moorage_core.errors import NotFound
 from moorage_core.kube import CONFIGMAPS, MCPSERVERS, MCPTOOLCONFIGS, SERVICEACCOUNTS, KubeClient
 from moorage_dev.cluster import ControlPlane
-from moorage_proxyrunner.backends.processes import subprocess_factory
-from moorage_proxyrunner.cluster import ClusterOptions, run_cluster
-from moorage_proxyrunner.local import LocalBackend, run_local
-from moorage_proxyrunner.settings import ProxySettings
+from moorage_proxyrunner.backends.stdio.processes import subprocess_factory
+from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.startup.cluster import ClusterOptions, run_cluster
+from moorage_proxyrunner.startup.local import LocalBackend, run_local
 
 # The operator's own test harness runs its manager in-process; reuse it rather than copy it.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))

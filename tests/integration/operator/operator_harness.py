@@ -34,8 +34,8 @@ from moorage_operator.runtime.controller import Controller, Request
 from moorage_operator.runtime.manager import Manager
 from moorage_operator.settings import OperatorSettings
 from moorage_operator.wiring.mcpservers import register_mcp_controllers
-from moorage_proxyrunner.workload import desired_workload, workload_spec_from_runconfig
-from moorage_proxyrunner.workload_manager import WorkloadManager
+from moorage_proxyrunner.workload.builders import desired_workload, workload_spec_from_runconfig
+from moorage_proxyrunner.workload.manager import WorkloadManager
 
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLES = REPO / "deploy" / "examples"

@@ -34,8 +34,8 @@ from moorage_core.kube import (
     KubeClient,
 )
 from moorage_dev.cluster import ControlPlane
-from moorage_proxyrunner.backends.attach import open_exec_channel
-from moorage_proxyrunner.cluster import (
+from moorage_proxyrunner.backends.stdio.attach import open_exec_channel
+from moorage_proxyrunner.startup.cluster import (
     EXIT_CONFIG,
     EXIT_FAILED,
     EXIT_OK,

@@ -23,14 +23,14 @@ from testkit.waiting import eventually
 
 from moorage_core.errors import KubeError
 from moorage_core.kube import PODS, KubeClient
-from moorage_proxyrunner.backends.attach import (
+from moorage_proxyrunner.backends.stdio.attach import (
     V5_PROTOCOL,
     StreamChannel,
     open_attach_channel,
     open_exec_channel,
 )
-from moorage_proxyrunner.backends.channels import ChannelClosed
-from moorage_proxyrunner.workload import is_pod_ready
+from moorage_proxyrunner.backends.stdio.channels import ChannelClosed
+from moorage_proxyrunner.workload.builders import is_pod_ready
 
 pytestmark = pytest.mark.integration
 

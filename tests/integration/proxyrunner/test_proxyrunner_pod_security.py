@@ -15,7 +15,12 @@ from testkit.tenants import mcptenant
 from moorage_core.errors import NotFound
 from moorage_core.kube import STATEFULSETS, KubeClient
 from moorage_dev.cluster import ControlPlane
-from moorage_proxyrunner.cluster import EXIT_CONFIG, EXIT_FAILED, ClusterOptions, run_cluster
+from moorage_proxyrunner.startup.cluster import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    ClusterOptions,
+    run_cluster,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -41,9 +41,9 @@ from moorage_operator.planning.mcpservers.children import (
     desired_role,
     desired_role_binding,
 )
-from moorage_proxyrunner.cluster import Prepared, check_pod_security_of
-from moorage_proxyrunner.workload import desired_workload, workload_spec_from_runconfig
-from moorage_proxyrunner.workload_manager import WorkloadManager, fetch_egress
+from moorage_proxyrunner.startup.cluster import Prepared, check_pod_security_of
+from moorage_proxyrunner.workload.builders import desired_workload, workload_spec_from_runconfig
+from moorage_proxyrunner.workload.manager import WorkloadManager, fetch_egress
 
 pytestmark = pytest.mark.integration
 

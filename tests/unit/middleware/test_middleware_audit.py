@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
-from moorage_proxyrunner.audit import AuditStep, AuditWriter
-from moorage_proxyrunner.authz import Authorizer, AuthzStep, compile_authz
-from moorage_proxyrunner.pipeline import Identity, McpCall, Pipeline, Reply
-from moorage_proxyrunner.toolfilter import ToolFilterStep, ToolPolicy
+from moorage_proxyrunner.config.toolpolicy import ToolPolicy
+from moorage_proxyrunner.policy.audit import AuditStep, AuditWriter
+from moorage_proxyrunner.policy.authz import Authorizer, AuthzStep, compile_authz
+from moorage_proxyrunner.policy.toolfilter import ToolFilterStep
+from moorage_proxyrunner.protocol.pipeline import Identity, McpCall, Pipeline, Reply
 
 ALICE = Identity(subject="alice", claims={"sub": "alice"})
 

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from testkit.issuer import LocalIssuer, new_key, unsigned_token
 
-from moorage_proxyrunner.authn import (
+from moorage_proxyrunner.policy.authn import (
     Authenticator,
     AuthnError,
     OidcSettings,
@@ -23,7 +23,7 @@ from moorage_proxyrunner.authn import (
     token_header,
     token_scopes,
 )
-from moorage_proxyrunner.jwks import JwksCache, KeysUnavailable, parse_keys
+from moorage_proxyrunner.policy.jwks import JwksCache, KeysUnavailable, parse_keys
 
 ISSUER = "https://issuer.test"
 

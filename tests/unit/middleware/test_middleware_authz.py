@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from moorage_proxyrunner.authz import (
-    FORBIDDEN,
+from moorage_proxyrunner.config.toolpolicy import ToolOverride, ToolPolicy
+from moorage_proxyrunner.policy.authz import (
     Authorizer,
     AuthzConfigError,
     AuthzStep,
@@ -24,8 +24,9 @@ from moorage_proxyrunner.authz import (
     principal_entity,
     read_attributes,
 )
-from moorage_proxyrunner.pipeline import ANONYMOUS, Identity, McpCall, Pipeline, Reply
-from moorage_proxyrunner.toolfilter import ToolFilterStep, ToolOverride, ToolPolicy
+from moorage_proxyrunner.policy.toolfilter import ToolFilterStep
+from moorage_proxyrunner.protocol.jsonrpc import FORBIDDEN
+from moorage_proxyrunner.protocol.pipeline import ANONYMOUS, Identity, McpCall, Pipeline, Reply
 
 TIME_FOR_ENG = """
 permit(principal, action == Action::"call_tool", resource == Tool::"get_current_time")

@@ -13,10 +13,10 @@ from testkit.cedarattacks import CRASHING_POLICIES
 from testkit.waiting import eventually
 
 from moorage_api.runconfig import RunConfig, render_runconfig_json
-from moorage_proxyrunner.middleware import LiveConfig, LiveConfigError, Middleware
-from moorage_proxyrunner.pipeline import Identity
-from moorage_proxyrunner.runconfig_reload import RunConfigReloader, load_local_runconfig
-from moorage_proxyrunner.settings import ProxySettings
+from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.policy.chain import LiveConfig, LiveConfigError, Middleware
+from moorage_proxyrunner.policy.reload import RunConfigReloader, load_local_runconfig
+from moorage_proxyrunner.protocol.pipeline import Identity
 
 BASE: dict[str, Any] = {"name": "time", "namespace": "ns", "image": "img:1", "generation": 1}
 PERMIT_ALL = ["permit(principal, action, resource);"]

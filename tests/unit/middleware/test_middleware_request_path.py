@@ -34,8 +34,11 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from moorage_api.runconfig import RunConfigAuthz
-from moorage_proxyrunner.audit import AuditWriter
-from moorage_proxyrunner.authz import (
+from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.config.toolpolicy import ToolOverride, ToolPolicy
+from moorage_proxyrunner.front.responding import Refusal, check_client_message
+from moorage_proxyrunner.policy.audit import AuditWriter
+from moorage_proxyrunner.policy.authz import (
     CLIENT_NOTIFICATIONS,
     LISTINGS,
     OPEN_METHODS,
@@ -44,12 +47,9 @@ from moorage_proxyrunner.authz import (
     Target,
     cedar_record,
 )
-from moorage_proxyrunner.jsonrpc import Kind, encode
-from moorage_proxyrunner.middleware import Middleware
-from moorage_proxyrunner.pipeline import Identity, McpCall, Reply
-from moorage_proxyrunner.responding import Refusal, check_client_message
-from moorage_proxyrunner.settings import ProxySettings
-from moorage_proxyrunner.toolfilter import ToolOverride, ToolPolicy
+from moorage_proxyrunner.policy.chain import Middleware
+from moorage_proxyrunner.protocol.jsonrpc import Kind, encode
+from moorage_proxyrunner.protocol.pipeline import Identity, McpCall, Reply
 
 POLICIES = [
     'permit(principal, action == Action::"call_tool", resource == Tool::"echo") when '

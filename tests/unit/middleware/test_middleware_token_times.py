@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from testkit.issuer import LocalIssuer
 
-from moorage_proxyrunner.authn import (
+from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.policy.authn import (
     VERIFIED_CACHE_SECONDS,
     Authenticator,
     AuthnLayer,
@@ -23,8 +24,7 @@ from moorage_proxyrunner.authn import (
     is_numeric_date,
     remembered_until,
 )
-from moorage_proxyrunner.jwks import JwksCache
-from moorage_proxyrunner.settings import ProxySettings
+from moorage_proxyrunner.policy.jwks import JwksCache
 
 ISSUER = "https://issuer.test"
 NOW = int(time.time())

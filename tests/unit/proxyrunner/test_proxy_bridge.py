@@ -15,9 +15,10 @@ import pytest_asyncio
 from testkit.stdiochannels import ScriptedServer
 from testkit.waiting import eventually
 
-from moorage_proxyrunner.backends.channels import StdioChannel
-from moorage_proxyrunner.backends.stdio import Peer, StdioBridge
-from moorage_proxyrunner.streams import Exchange, Mailbox
+from moorage_proxyrunner.backends.stdio.bridge import StdioBridge
+from moorage_proxyrunner.backends.stdio.channels import StdioChannel
+from moorage_proxyrunner.backends.stdio.peers import Peer
+from moorage_proxyrunner.front.streams import Exchange, Mailbox
 
 
 class Harness(ScriptedServer):

@@ -8,7 +8,7 @@ import pytest
 
 from moorage_core.settings import SettingError
 from moorage_proxyrunner.__main__ import build_parser, local_backend, settings_from, split_command
-from moorage_proxyrunner.local import LocalBackend
+from moorage_proxyrunner.startup.local import LocalBackend
 
 
 def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from moorage_proxyrunner import eras
-from moorage_proxyrunner.backends.reverse import forwarded_headers, routing_headers
-from moorage_proxyrunner.jsonrpc import (
+from moorage_proxyrunner.backends.reverse.endpoints import forwarded_headers, routing_headers
+from moorage_proxyrunner.front.responding import Refusal, check_client_message
+from moorage_proxyrunner.protocol import eras
+from moorage_proxyrunner.protocol.jsonrpc import (
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
     PARSE_ERROR,
@@ -19,7 +20,6 @@ from moorage_proxyrunner.jsonrpc import (
     parse_client_message,
     parse_message,
 )
-from moorage_proxyrunner.responding import Refusal, check_client_message
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from moorage_proxyrunner import eras
-from moorage_proxyrunner.eras import Envelope, LadderRejection
+from moorage_proxyrunner.protocol import eras
+from moorage_proxyrunner.protocol.eras import Envelope, LadderRejection
 
 META = {
     eras.PROTOCOL_VERSION_KEY: "2026-07-28",

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from moorage_proxyrunner.fairness import FairGate, GateFull, RoundRobin
+from moorage_proxyrunner.backends.stdio.fairness import FairGate, GateFull, RoundRobin
 
 
 def test_a_freed_slot_goes_to_the_key_served_least_recently() -> None:

@@ -8,18 +8,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
+from testkit.endpoints import Idle
 
 from moorage_api.naming import proxy_service_hosts
 from moorage_api.runconfig import RunConfig
-from moorage_core.supervising import TaskSupervisor
-from moorage_proxyrunner.cluster import ClusterOptions, build_allowed_hosts, build_proxy_settings
-from moorage_proxyrunner.frontend import is_host_allowed, is_origin_allowed, make_app
-from moorage_proxyrunner.settings import ProxySettings
+from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.front.app import is_host_allowed, is_origin_allowed, make_app
+from moorage_proxyrunner.startup.cluster import (
+    ClusterOptions,
+    build_allowed_hosts,
+    build_proxy_settings,
+)
 
 DERIVED = tuple(
     proxy_service_hosts("time", namespace="team-a", port=8080, cluster_domain="cluster.local")
@@ -173,28 +176,6 @@ def test_an_accepted_host_is_listed_or_names_an_address(host: str, origin: str |
     if is_host_allowed(host, IN_CLUSTER):
         assert name in listed or f"{name}:{port}" in listed or _names_an_address(host)
     assert isinstance(is_origin_allowed(origin, host, IN_CLUSTER), bool)
-
-
-class Idle:
-    """Endpoints that answer every MCP path with 200 and are always ready."""
-
-    def add_routes(self, app: web.Application) -> None:
-        async def ok(_: web.Request) -> web.Response:
-            return web.Response(text="mcp")
-
-        app.router.add_post("/mcp", ok)
-
-    async def start(self, supervisor: TaskSupervisor | None = None) -> None:
-        return None
-
-    async def close_streams(self) -> None:
-        return None
-
-    async def stop(self) -> None:
-        return None
-
-    def is_ready(self) -> bool:
-        return True
 
 
 async def test_health_and_metrics_answer_any_host_while_mcp_refuses_a_rebinding_one() -> None:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from moorage_proxyrunner.jsonrpc import (
+from moorage_proxyrunner.protocol.jsonrpc import (
     INVALID_REQUEST,
     PARSE_ERROR,
     Kind,

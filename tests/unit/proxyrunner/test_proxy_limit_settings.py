@@ -8,8 +8,8 @@ import pytest
 
 from moorage_core.settings import SettingError
 from moorage_proxyrunner.__main__ import build_parser, settings_from
-from moorage_proxyrunner.cluster import options_from_args
-from moorage_proxyrunner.limits import Limits, limits_from
+from moorage_proxyrunner.config.limits import Limits, limits_from
+from moorage_proxyrunner.startup.cluster import options_from_args
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

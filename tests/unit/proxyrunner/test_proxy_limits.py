@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,16 +18,17 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 from testkit.stdiochannels import MemoryChannel, ScriptedServer
+from testkit.subjects import subject_header
 from testkit.waiting import eventually
 
-from moorage_proxyrunner import eras
-from moorage_proxyrunner.backends.stdio import StdioBridge
-from moorage_proxyrunner.bridging import IDENTITY_KEY, BridgeEndpoints
-from moorage_proxyrunner.frontend import make_app, serve
-from moorage_proxyrunner.limits import LIMIT_REACHED, REQUEST_TIMED_OUT, Limits
-from moorage_proxyrunner.metrics import ProxyMetrics
-from moorage_proxyrunner.pipeline import Identity, Pipeline
-from moorage_proxyrunner.settings import ProxySettings
+from moorage_proxyrunner.backends.stdio.bridge import StdioBridge
+from moorage_proxyrunner.backends.stdio.endpoints import BridgeEndpoints
+from moorage_proxyrunner.config.limits import LIMIT_REACHED, REQUEST_TIMED_OUT, Limits
+from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.front.app import make_app, serve
+from moorage_proxyrunner.front.metrics import ProxyMetrics
+from moorage_proxyrunner.protocol import eras
+from moorage_proxyrunner.protocol.pipeline import Pipeline
 
 JSON = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
 
@@ -83,17 +84,6 @@ def call(tag: str, request_id: int = 1) -> dict[str, Any]:
     }
 
 
-@web.middleware
-async def subject_from_header(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Stands in for authentication: the caller's subject is the `X-Subject` header."""
-    subject = request.headers.get("X-Subject")
-    if subject:
-        request[IDENTITY_KEY] = Identity(subject=subject)
-    return await handler(request)
-
-
 def build(settings: ProxySettings) -> tuple[web.Application, ScriptedServer, BridgeEndpoints]:
     scripted = ScriptedServer()
     bridge = StdioBridge(scripted.factory, backoff_initial=0.01, backoff_max=0.05)
@@ -102,7 +92,7 @@ def build(settings: ProxySettings) -> tuple[web.Application, ScriptedServer, Bri
         bridge, settings=settings, pipeline=Pipeline(), metrics=ProxyMetrics(registry)
     )
     app = make_app(settings, endpoints=endpoints, registry=registry)
-    app.middlewares.append(subject_from_header)
+    app.middlewares.append(subject_header)
     return app, scripted, endpoints
 
 

@@ -18,12 +18,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 from testkit.waiting import eventually
 
-from moorage_proxyrunner.backends.reverse import HttpEndpoints
-from moorage_proxyrunner.frontend import make_app
-from moorage_proxyrunner.limits import REQUEST_TIMED_OUT, Limits
-from moorage_proxyrunner.metrics import ProxyMetrics
-from moorage_proxyrunner.pipeline import Pipeline
-from moorage_proxyrunner.settings import ProxySettings
+from moorage_proxyrunner.backends.reverse.endpoints import HttpEndpoints
+from moorage_proxyrunner.config.limits import REQUEST_TIMED_OUT, Limits
+from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.front.app import make_app
+from moorage_proxyrunner.front.metrics import ProxyMetrics
+from moorage_proxyrunner.protocol.pipeline import Pipeline
 
 JSON = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
 CALL = {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "echo"}}

@@ -12,7 +12,7 @@ import inspect
 import pydantic
 import pytest
 
-from moorage_proxyrunner.jsonrpc import (
+from moorage_proxyrunner.protocol.jsonrpc import (
     INVALID_PARAMS,
     INVALID_REQUEST,
     Kind,
@@ -23,7 +23,7 @@ from moorage_proxyrunner.jsonrpc import (
     parse_message,
     response_envelope,
 )
-from moorage_proxyrunner.members import ENVELOPE_MEMBERS, MEMBER_NAMES
+from moorage_proxyrunner.protocol.members import ENVELOPE_MEMBERS, MEMBER_NAMES
 
 
 @pytest.mark.parametrize(

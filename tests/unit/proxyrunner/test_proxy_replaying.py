@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from moorage_proxyrunner.replaying import ReplayLog, parse_event_id
+from moorage_proxyrunner.front.replaying import ReplayLog, parse_event_id
 
 
 def test_events_after_an_id_are_those_of_its_own_stream() -> None:

@@ -7,8 +7,8 @@ import asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from moorage_proxyrunner.responding import ResponseStream, stream_mailbox
-from moorage_proxyrunner.streams import Exchange, Mailbox
+from moorage_proxyrunner.front.responding import ResponseStream, stream_mailbox
+from moorage_proxyrunner.front.streams import Exchange, Mailbox
 
 
 async def test_a_stream_sends_keepalives_events_and_no_buffering_headers() -> None:

@@ -10,8 +10,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from moorage_core.supervising import TaskSupervisor
-from moorage_proxyrunner.frontend import make_app, serve
-from moorage_proxyrunner.settings import ProxySettings
+from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.front.app import make_app, serve
 
 
 class _DyingBackend:

@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from moorage_proxyrunner.pipeline import ANONYMOUS, McpCall, Pipeline, Reply
-from moorage_proxyrunner.toolfilter import ToolFilterStep, ToolOverride, ToolPolicy
+from moorage_proxyrunner.config.toolpolicy import ToolOverride, ToolPolicy
+from moorage_proxyrunner.policy.toolfilter import ToolFilterStep
+from moorage_proxyrunner.protocol.pipeline import ANONYMOUS, McpCall, Pipeline, Reply
 
 TOOLS = [
     {"name": "read", "description": "Read a file"},

@@ -7,10 +7,10 @@ from aiohttp.test_utils import make_mocked_request
 from hypothesis import given
 from hypothesis import strategies as st
 
-from moorage_proxyrunner.frontend import is_host_allowed, is_origin_allowed
-from moorage_proxyrunner.responding import endpoint_url
-from moorage_proxyrunner.settings import ProxySettings
-from moorage_proxyrunner.sse import EventParser, format_event, prefers_event_stream
+from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.front.app import is_host_allowed, is_origin_allowed
+from moorage_proxyrunner.front.responding import endpoint_url
+from moorage_proxyrunner.protocol.sse import EventParser, format_event, prefers_event_stream
 
 LOCAL = ProxySettings(host="127.0.0.1")
 CLUSTER = ProxySettings(host="0.0.0.0")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from moorage_proxyrunner.backends.unsolicited import (
+from moorage_proxyrunner.backends.stdio.unsolicited import (
     Candidate,
     Deliver,
     Hold,
@@ -12,7 +12,7 @@ from moorage_proxyrunner.backends.unsolicited import (
     Route,
     route_unsolicited,
 )
-from moorage_proxyrunner.jsonrpc import INTERNAL_ERROR, METHOD_NOT_FOUND
+from moorage_proxyrunner.protocol.jsonrpc import INTERNAL_ERROR, METHOD_NOT_FOUND
 
 ROOTS = {"roots": {"listChanged": True}}
 SAMPLING = {"sampling": {}}

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from moorage_proxyrunner.backends.upstream import Client, Target, UpstreamError
+from moorage_proxyrunner.backends.reverse.upstream import Client, Target, UpstreamError
 
 
 class Server:

@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from moorage_core.backoff import Backoff
-from moorage_proxyrunner.backends.attach import (
+from moorage_proxyrunner.backends.stdio.attach import (
     CLOSE,
     ERROR,
     STDERR,
@@ -42,7 +42,7 @@ from moorage_proxyrunner.backends.attach import (
     parse_status,
     stream_path,
 )
-from moorage_proxyrunner.backends.channels import ChannelClosed
+from moorage_proxyrunner.backends.stdio.channels import ChannelClosed
 
 # -- frames and queries ---------------------------------------------------------------------
 

@@ -19,7 +19,8 @@ from moorage_core.errors import (
 )
 from moorage_core.settings import SettingError
 from moorage_core.startup import EXIT_FAILED, StartupFailure
-from moorage_proxyrunner.cluster import (
+from moorage_proxyrunner.config.toolpolicy import ToolOverride
+from moorage_proxyrunner.startup.cluster import (
     DEFAULT_READINESS_TIMEOUT,
     EXIT_CONFIG,
     ClusterOptions,
@@ -30,8 +31,7 @@ from moorage_proxyrunner.cluster import (
     run_cluster,
     start_workload,
 )
-from moorage_proxyrunner.toolfilter import ToolOverride
-from moorage_proxyrunner.workload_manager import WorkloadManager
+from moorage_proxyrunner.workload.manager import WorkloadManager
 
 if TYPE_CHECKING:
     from moorage_core.kube import KubeClient

@@ -1,0 +1,1 @@
+"""The stdio backend: one MCP server process shared by every client."""

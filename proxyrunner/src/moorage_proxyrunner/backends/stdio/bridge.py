@@ -1,0 +1,557 @@
+"""The stdio bridge: one MCP server process shared by every client (spec §4.3).
+
+The backend speaks newline-delimited JSON-RPC over a `StdioChannel` and is initialised once, in
+the legacy era. The bridge multiplexes clients ("peers") over it:
+
+- ids: every forwarded request gets a fresh backend id; the response is mapped back to the
+  peer's own id, so clients may reuse ids freely;
+- `initialize` is sent once per backend connection; the front end answers clients from the
+  cached result; `ping`, `logging/setLevel`, subscriptions are partly answered here;
+- progress tokens are replaced by the backend id and mapped back, so progress reaches only the
+  request that asked for it; `notifications/cancelled` is mapped both ways;
+- list-changed notifications go to every peer; resource updates to the peers subscribed (the
+  backend sees one subscription per URI, reference-counted);
+- log messages are filtered per peer (each legacy session's `logging/setLevel`, each modern
+  request's `logLevel`), the backend's level being the most verbose one asked for;
+- server-to-client requests (sampling, elicitation, roots) go to the peer whose request is in
+  flight; modern (2026-07-28) clients cannot receive requests, so for them the call is answered
+  `input_required` and parked until the client retries with `inputResponses`. A request that
+  several clients' requests could have caused is failed with an error that says so; one sent
+  outside any client request is routed as `unsolicited` decides (to a capable client's stream,
+  held until one connects, or refused);
+- a list-changed notification sent while no client stream could take it (at start-up, before
+  any client) is kept, one per kind, and goes to the next client stream that opens.
+
+When the channel ends, everything in flight is answered with a JSON-RPC error, the factory is
+called again (with back-off) and the new backend is initialised and given the subscriptions and
+log level it had. Timing and HTTP are not this module's concern: the front end drives it.
+
+`StdioBridge` coordinates collaborators that each do one of these jobs and declare the
+invariants of their state: `BackendConnection` (supervising the process, writing to it),
+`PendingRequests` (ids and what is in flight), `LogLevels`, `Subscriptions` (reference
+counts), `Delivery` (client streams, list-changed fan-out), `ServerRequests` (attributing
+server-to-client requests) and `Parking` (modern `input_required`). The bridge holds the peers
+and routes each message between them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any, Final
+
+import structlog
+
+from moorage_core.supervising import TaskSupervisor
+from moorage_proxyrunner.backends.stdio.channels import ChannelClosed, ChannelFactory
+from moorage_proxyrunner.backends.stdio.connection import BackendConnection, BridgeUnavailable
+from moorage_proxyrunner.backends.stdio.delivery import Delivery
+from moorage_proxyrunner.backends.stdio.loglevels import LogLevels
+from moorage_proxyrunner.backends.stdio.parking import STATE_PREFIX, Parking
+from moorage_proxyrunner.backends.stdio.peers import Peer
+from moorage_proxyrunner.backends.stdio.pending import NO_TOKEN, Pending, PendingRequests
+from moorage_proxyrunner.backends.stdio.serverrequests import ServerRequests
+from moorage_proxyrunner.backends.stdio.subscriptions import Subscriptions
+from moorage_proxyrunner.front.metrics import ProxyMetrics
+from moorage_proxyrunner.front.streams import Exchange
+from moorage_proxyrunner.protocol import eras
+from moorage_proxyrunner.protocol.jsonrpc import (
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    Json,
+    Kind,
+    Message,
+    Rejection,
+    RequestId,
+    error_response,
+    notification_envelope,
+    parse_message,
+    result_response,
+)
+
+log = structlog.get_logger(__name__)
+
+PROXY_CAPABILITIES: Final[Json] = {
+    "roots": {"listChanged": True},
+    "sampling": {},
+    "elicitation": {"form": {}, "url": {}},
+}
+"""What the proxy declares to the backend: it can route all of these to some client."""
+
+
+class StdioBridge:
+    """Owns the backend connection and every request on it."""
+
+    def __init__(
+        self,
+        factory: ChannelFactory,
+        *,
+        metrics: ProxyMetrics | None = None,
+        client_info: Json | None = None,
+        init_timeout: float = 30.0,
+        connect_wait: float = 10.0,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+        coalesce: float = 0.02,
+        park_ttl: float = 300.0,
+    ) -> None:
+        self._client_info = client_info or {"name": "moorage-proxyrunner", "version": "0.1.0"}
+        self._init_timeout = init_timeout
+        self._peers: dict[str, Peer] = {}
+        """The clients attached, by key. Invariant: only attached peers hold subscriptions,
+        log levels, requests in flight or server requests; `detach` gives all of them up."""
+        self._connection = BackendConnection(
+            factory,
+            self,
+            metrics=metrics,
+            connect_wait=connect_wait,
+            backoff_initial=backoff_initial,
+            backoff_max=backoff_max,
+        )
+        self._pending = PendingRequests()
+        self._levels = LogLevels(can_set=self._can_set_level, send=self._send_level)
+        self._subscriptions = Subscriptions()
+        self._delivery = Delivery(metrics)
+        self._parking = Parking(
+            coalesce=coalesce,
+            park_ttl=park_ttl,
+            send_later=self._connection.send_later,
+            is_pending=self._pending.__contains__,
+            cancel=self._cancel_backend,
+            answer=self._answer,
+        )
+        self._server_requests = ServerRequests(
+            pending=self._pending,
+            peers=self._peers,
+            delivery=self._delivery,
+            send_later=self._connection.send_later,
+            park=self._parking.ask,
+        )
+        self.initialize_result: Json | None = None
+        """The current process's answer to `initialize`; None before the first."""
+        if metrics is not None:
+            metrics.backend_inflight.set_function(lambda: self.inflight)
+
+    # ---- lifecycle ----
+
+    @property
+    def connected(self) -> bool:
+        return self._connection.connected
+
+    @property
+    def restarts(self) -> int:
+        return self._connection.restarts
+
+    @property
+    def last_error(self) -> str | None:
+        return self._connection.last_error
+
+    @property
+    def inflight(self) -> int:
+        """Client requests the backend has not answered (parked ones included)."""
+        return self._pending.client_count
+
+    @property
+    def server_info(self) -> Json | None:
+        info = (self.initialize_result or {}).get("serverInfo")
+        return info if isinstance(info, dict) else None
+
+    @property
+    def capabilities(self) -> Json:
+        caps = (self.initialize_result or {}).get("capabilities")
+        return caps if isinstance(caps, dict) else {}
+
+    async def start(self, supervisor: TaskSupervisor | None = None) -> None:
+        """Connect (and reconnect) in the background; under `supervisor` when given, so that
+        a connection loop that dies ends the process rather than leaving it unready for ever."""
+        await self._connection.start(supervisor)
+
+    async def wait_connected(self, timeout: float | None = None) -> bool:
+        return await self._connection.wait_connected(timeout)
+
+    async def stop(self) -> None:
+        await self._connection.stop()
+        for peer in list(self._peers.values()):
+            if peer.mailbox is not None:
+                peer.mailbox.close()
+
+    # ---- the connection's stages (`ConnectionHandler`) ----
+
+    async def initialise(self) -> None:
+        params = {
+            "protocolVersion": eras.LATEST_HANDSHAKE,
+            "capabilities": PROXY_CAPABILITIES,
+            "clientInfo": self._client_info,
+        }
+        reply = await self._internal("initialize", params, timeout=self._init_timeout)
+        result = reply.get("result")
+        if not isinstance(result, dict):
+            raise BridgeUnavailable(f"initialize was refused: {reply.get('error')}")
+        self.initialize_result = result
+        await self._connection.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+    async def on_connected(self) -> None:
+        log.info(
+            "backend_connected",
+            server=(self.server_info or {}).get("name"),
+            protocol_version=(self.initialize_result or {}).get("protocolVersion"),
+        )
+        # Give a fresh backend the subscriptions and log level the clients hold.
+        self._levels.reset()
+        self._levels.apply(self._peers.values())
+        for uri in self._subscriptions.uris():
+            self._connection.spawn(self._internal("resources/subscribe", {"uri": uri}))
+
+    def on_disconnected(self, reason: str) -> None:
+        message = f"The MCP server connection ended ({reason}); the request was not completed"
+        for item in self._pending.take_all():
+            item.clear_timers()
+            if item.future is not None:
+                if not item.future.done():
+                    item.future.set_exception(ChannelClosed(reason))
+                continue
+            self._answer(item, error_response(None, INTERNAL_ERROR, message))
+        self._parking.forget_all()
+        self._server_requests.forget_routes()
+        # What the old process asked or announced means nothing to the next one.
+        self._server_requests.forget_held()
+        self._delivery.clear()
+
+    # ---- requests the proxy makes itself ----
+
+    async def _internal(self, method: str, params: Json, *, timeout: float = 30.0) -> Json:
+        """A request the proxy itself makes; returns the whole response."""
+        backend_id = self._pending.next_id()
+        future: asyncio.Future[Json] = asyncio.get_running_loop().create_future()
+        self._pending.add(Pending(backend_id, method, future=future))
+        try:
+            await self._connection.send(
+                {"jsonrpc": "2.0", "id": backend_id, "method": method, "params": params}
+            )
+            async with asyncio.timeout(timeout):
+                return await future
+        finally:
+            self._pending.pop(backend_id)
+
+    async def _quiet_internal(self, method: str, params: Json) -> None:
+        with contextlib.suppress(ChannelClosed, TimeoutError):
+            reply = await self._internal(method, params)
+            if "error" in reply:
+                log.warning("backend_refused", method=method, error=reply["error"])
+
+    # ---- peers ----
+
+    def attach(self, peer: Peer) -> None:
+        self._peers[peer.key] = peer
+
+    def detach(self, peer: Peer, *, reason: str = "the client went away") -> None:
+        """Forget a peer: cancel its requests, drop its subscriptions and server requests."""
+        if self._peers.pop(peer.key, None) is None:
+            return
+        for backend_id in list(peer.inflight.values()):
+            self._cancel_backend(backend_id, reason)
+        peer.inflight.clear()
+        self._server_requests.forget_peer(peer, reason)
+        for uri in list(peer.subscriptions):
+            self._release(peer, uri)
+        if peer.log_level is not None:
+            peer.log_level = None
+            self._levels.apply(self._peers.values())
+        if peer.mailbox is not None:
+            peer.mailbox.close()
+
+    def peers(self) -> list[Peer]:
+        return list(self._peers.values())
+
+    def announce(self, method: str) -> None:
+        """Send every peer a list-changed notification (`notifications/tools/list_changed`, ...)
+        of the proxy's own, as if the server had sent it: the proxy changed what it lists."""
+        self._delivery.fan_out(self._peers.values(), {"jsonrpc": "2.0", "method": method}, method)
+
+    def stream_opened(self, peer: Peer) -> None:
+        """`peer` can now receive messages outside its requests (a GET or HTTP+SSE stream, a
+        listen stream): give it what waited for such a client."""
+        self._delivery.give_unseen(peer)
+        self._server_requests.give_held(peer)
+
+    # ---- client → backend ----
+
+    async def request(
+        self,
+        peer: Peer,
+        message: Json,
+        exchange: Exchange,
+        *,
+        on_done: Callable[[Json], None] | None = None,
+    ) -> None:
+        """Forward a client's request; the response (or an error) finishes `exchange`.
+
+        Modern peers' requests must have had their envelope stripped by the caller; a retry
+        carrying this proxy's `requestState` resumes the parked call instead.
+        """
+        client_id: RequestId = message["id"]
+        method: str = message.get("method", "")
+        params = message.get("params")
+        if peer.modern and isinstance(params, dict):
+            state = params.get("requestState")
+            if isinstance(state, str) and state.startswith(STATE_PREFIX):
+                self._parking.resume(peer, message, exchange, state)
+                return
+        if client_id in peer.inflight:
+            exchange.finish(
+                error_response(client_id, INVALID_REQUEST, "This request id is already in use")
+            )
+            return
+        try:
+            await self._connection.ensure_connected()
+        except BridgeUnavailable as exc:
+            exchange.finish(
+                error_response(client_id, INTERNAL_ERROR, f"The MCP server is unavailable: {exc}")
+            )
+            return
+        backend_id = self._pending.next_id()
+        pending = Pending(
+            backend_id,
+            method,
+            peer=peer,
+            client_id=client_id,
+            exchange=exchange,
+            capabilities=peer.capabilities,
+            log_level=peer.log_level,
+            on_done=on_done,
+            principal=peer.principal,
+        )
+        if isinstance(params, dict):
+            meta = params.get("_meta")
+            if isinstance(meta, dict) and "progressToken" in meta:
+                pending.progress_token = meta["progressToken"]
+                meta["progressToken"] = backend_id
+            key = eras.NAME_BEARING.get(method)
+            if key is not None:
+                pending.target = params.get(key)
+        message["id"] = backend_id
+        self._pending.add(pending)
+        peer.inflight[client_id] = backend_id
+        if peer.modern and peer.log_level is not None:
+            self._levels.lower(peer.log_level)
+        try:
+            await self._connection.send(message)
+        except ChannelClosed as exc:
+            if self._pending.pop(backend_id) is pending:
+                peer.inflight.pop(client_id, None)
+                exchange.finish(
+                    error_response(
+                        client_id, INTERNAL_ERROR, f"The MCP server is unavailable: {exc}"
+                    )
+                )
+
+    def cancel(self, peer: Peer, client_id: RequestId, reason: str) -> None:
+        """The client cancelled (or, on the modern wire, closed the stream of) a request."""
+        backend_id = peer.inflight.pop(client_id, None)
+        if backend_id is not None:
+            self._cancel_backend(backend_id, reason)
+
+    def _cancel_backend(self, backend_id: int, reason: str) -> None:
+        pending = self._pending.pop(backend_id)
+        if pending is None:
+            return
+        pending.clear_timers()
+        if pending.exchange is not None and not pending.exchange.finished:
+            # Whoever still waits on this request (a handler, a session being closed) gets an
+            # answer instead of waiting for one the server will no longer send.
+            pending.exchange.finish(
+                error_response(
+                    pending.client_id, INTERNAL_ERROR, f"The request was cancelled: {reason}"
+                )
+            )
+        for item in pending.inputs.values():
+            self._connection.send_later(
+                error_response(item.backend_id, INTERNAL_ERROR, "The request was cancelled")
+            )
+        self._parking.forget(pending.parked_id)
+        if self._connection.connected:
+            self._connection.send_later(
+                {
+                    "jsonrpc": "2.0",
+                    "method": "notifications/cancelled",
+                    "params": {"requestId": backend_id, "reason": reason},
+                }
+            )
+
+    async def notify(self, peer: Peer, message: Json) -> None:
+        """Forward a client's notification (cancellations are mapped; `initialized` is ours)."""
+        method = message.get("method")
+        if method == "notifications/initialized":
+            return
+        if method == "notifications/cancelled":
+            params = message.get("params") or {}
+            request_id = params.get("requestId")
+            if request_id is not None:
+                self.cancel(
+                    peer, request_id, str(params.get("reason") or "cancelled by the client")
+                )
+            return
+        if self._connection.connected:
+            # Rebuilt from the members the proxy read: an id on it would make the server answer
+            # it, and that answer would be routed as one of our own requests' answers.
+            with contextlib.suppress(ChannelClosed):
+                await self._connection.send(notification_envelope(message))
+
+    async def respond(self, peer: Peer, message: Json) -> None:
+        """A client's answer to a server-to-client request we routed to it."""
+        if self._server_requests.take_answer(peer, message):
+            with contextlib.suppress(ChannelClosed):
+                await self._connection.send(message)
+
+    # ---- log levels ----
+
+    def set_log_level(self, peer: Peer, level: str) -> None:
+        peer.log_level = level
+        self._levels.apply(self._peers.values())
+
+    def _can_set_level(self) -> bool:
+        return "logging" in self.capabilities and self._connection.connected
+
+    def _send_level(self, level: str) -> None:
+        self._connection.spawn(self._quiet_internal("logging/setLevel", {"level": level}))
+
+    # ---- resource subscriptions ----
+
+    def hold(self, peer: Peer, uri: str) -> bool:
+        """Take a reference on `uri` for `peer`; True when it is the first (ask the backend)."""
+        return self._subscriptions.hold(peer, uri)
+
+    def drop_hold(self, peer: Peer, uri: str) -> None:
+        """Undo `hold` after the backend refused the subscription."""
+        self._subscriptions.drop(peer, uri)
+
+    def release(self, peer: Peer, uri: str) -> bool:
+        """Drop `peer`'s reference; True when it was the last (ask the backend to stop)."""
+        return self._subscriptions.release(peer, uri)
+
+    def _release(self, peer: Peer, uri: str) -> None:
+        if self.release(peer, uri) and self._connection.connected:
+            self._connection.spawn(self._quiet_internal("resources/unsubscribe", {"uri": uri}))
+
+    def unsubscribe(self, peer: Peer, uri: str) -> None:
+        """End `peer`'s subscription to `uri` (the backend's, when it was the last holder)."""
+        self._release(peer, uri)
+
+    async def subscribe_quietly(self, peer: Peer, uri: str) -> None:
+        """A listen stream's subscription: the backend is asked only for the first holder."""
+        if self.hold(peer, uri) and self._connection.connected:
+            await self._quiet_internal("resources/subscribe", {"uri": uri})
+
+    # ---- backend → clients ----
+
+    def on_line(self, line: bytes) -> None:
+        parsed = parse_message(line)
+        if isinstance(parsed, Rejection):
+            log.warning(
+                "backend_sent_garbage",
+                error=parsed.message,
+                line=line[:200].decode("utf-8", "replace"),
+            )
+            return
+        if parsed.kind is Kind.RESPONSE:
+            self._on_response(parsed)
+        elif parsed.kind is Kind.REQUEST:
+            self._on_server_request(parsed)
+        else:
+            self._on_notification(parsed)
+
+    def _on_response(self, message: Message) -> None:
+        pending = self._pending.pop(message.id)
+        if pending is None:
+            return
+        if pending.future is not None:
+            if not pending.future.done():
+                pending.future.set_result(message.body)
+            return
+        if pending.flush is not None:
+            pending.flush.cancel()
+            pending.flush = None
+        # The server answered without waiting for what it asked: nothing left to route.
+        pending.inputs.clear()
+        self._answer(pending, message.body)
+
+    def _answer(self, pending: Pending, body: Json) -> None:
+        """Deliver the final response of a client request (or keep it for a parked one)."""
+        if pending.peer is not None and pending.client_id is not None:
+            pending.peer.inflight.pop(pending.client_id, None)
+        if pending.on_done is not None:
+            pending.on_done(body)
+        if pending.exchange is None:
+            if self._parking.is_parked(pending.parked_id):
+                body["id"] = None
+                pending.final = body
+            return
+        body["id"] = pending.client_id
+        pending.exchange.finish(body)
+
+    def _on_server_request(self, message: Message) -> None:
+        backend_id = message.id
+        assert backend_id is not None
+        if message.method == "ping":
+            self._connection.send_later(result_response(backend_id, {}))
+            return
+        self._server_requests.on_request(message)
+
+    def _on_notification(self, message: Message) -> None:
+        method = message.method
+        params = message.params
+        if method == "notifications/progress":
+            pending = self._pending.get(params.get("progressToken"))
+            if (
+                pending is not None
+                and pending.progress_token is not NO_TOKEN
+                and pending.exchange is not None
+            ):
+                params["progressToken"] = pending.progress_token
+                self._delivery.to_request(pending, message.body)
+            return
+        if method == "notifications/message":
+            self._on_log(message.body, params.get("level"))
+            return
+        if method in (
+            "notifications/tools/list_changed",
+            "notifications/prompts/list_changed",
+            "notifications/resources/list_changed",
+        ):
+            self._delivery.fan_out(self._peers.values(), message.body, method)
+            return
+        if method == "notifications/resources/updated":
+            uri = params.get("uri")
+            holders = self._subscriptions.holders(uri) if isinstance(uri, str) else set()
+            for key in holders:
+                peer = self._peers.get(key)
+                if peer is not None:
+                    self._delivery.to_stream(peer, message.body, subscription=True)
+            return
+        if method == "notifications/cancelled":
+            request_id = params.get("requestId")
+            if not self._server_requests.cancel(request_id):
+                self._parking.drop_input(self._pending, request_id)
+            return
+        target = self._pending.only_peer_in_flight()
+        if target is not None and not target[0].modern:
+            self._delivery.to_request(target[1], message.body)
+
+    def _on_log(self, body: Json, level: Any) -> None:
+        target = self._pending.only_peer_in_flight()
+        if target is not None:
+            peer, pending = target
+            threshold = pending.log_level if peer.modern else peer.log_level
+            if peer.modern and threshold is None:
+                return
+            if eras.is_logged(level, threshold):
+                self._delivery.to_request(pending, body)
+            return
+        for peer in self._peers.values():
+            if (
+                not peer.modern
+                and peer.mailbox is not None
+                and eras.is_logged(level, peer.log_level)
+            ):
+                self._delivery.push(peer.mailbox, dict(body))

@@ -1,0 +1,1 @@
+"""The proxy's settings and resource limits."""

@@ -1,0 +1,1 @@
+"""The HTTP front: the aiohttp app, responses and streams, the caller's identity, metrics."""

@@ -1,0 +1,1 @@
+"""Middleware policy: authentication, JWKS, authorisation, tool filter, audit, live reload."""

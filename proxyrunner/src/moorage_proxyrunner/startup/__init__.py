@@ -1,0 +1,1 @@
+"""Start-up: the cluster and local modes."""

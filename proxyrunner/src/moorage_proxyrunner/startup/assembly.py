@@ -1,0 +1,114 @@
+"""The proxy assembled and served: one assembly shared by the cluster and the local start-ups.
+
+Both start-ups decide what to front (a `Backend`: a stdio server behind a channel factory, or
+HTTP servers at their URLs) and build the `Middleware` from their settings; from there the proxy
+is the same: `build_endpoints` puts the stdio bridge or the HTTP reverse proxy behind the MCP
+paths, and `serve_proxy` makes the app, installs the middleware, fetches what it needs up front,
+follows the RunConfig when the start-up names a source for it (`Reloading`), serves until the
+stop event, and re-raises what ended a background task. The start-ups own what they opened
+(clients, channel factories, the task supervisor) and close it through an `AsyncExitStack`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from moorage_api.runconfig import RunConfig
+from moorage_core.supervising import TaskSupervisor
+from moorage_proxyrunner.backends.reverse.endpoints import HttpEndpoints
+from moorage_proxyrunner.backends.stdio.bridge import StdioBridge
+from moorage_proxyrunner.backends.stdio.channels import ChannelFactory
+from moorage_proxyrunner.backends.stdio.endpoints import BridgeEndpoints
+from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.front.app import Endpoints, make_app, serve
+from moorage_proxyrunner.front.metrics import ProxyMetrics
+from moorage_proxyrunner.policy.chain import Middleware
+from moorage_proxyrunner.policy.reload import RunConfigReloader
+from moorage_proxyrunner.protocol.pipeline import Pipeline
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """What the proxy fronts: a stdio server whose lines `channels` carries, or the HTTP
+    servers at `target_urls` speaking `transport`."""
+
+    transport: str
+    channels: ChannelFactory | None = None
+    target_urls: tuple[str, ...] = ()
+
+
+def primary_path(transport: str) -> str:
+    """The MCP path clients use first: `/sse` for HTTP+SSE servers, `/mcp` otherwise."""
+    return "/sse" if transport == "sse" else "/mcp"
+
+
+def build_endpoints(
+    backend: Backend, *, settings: ProxySettings, metrics: ProxyMetrics, pipeline: Pipeline
+) -> Endpoints:
+    """The MCP endpoints for `backend`: the stdio bridge over its channels, or the HTTP
+    reverse proxy to its URLs."""
+    if backend.channels is not None:
+        bridge = StdioBridge(backend.channels, metrics=metrics)
+        return BridgeEndpoints(bridge, settings=settings, pipeline=pipeline, metrics=metrics)
+    return HttpEndpoints(
+        list(backend.target_urls),
+        transport=backend.transport,
+        settings=settings,
+        pipeline=pipeline,
+        metrics=metrics,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Reloading:
+    """Where new RunConfig texts come from: `watch` runs the reloader on its source (the
+    ConfigMap, or the local file); `current` is the RunConfig in force at start."""
+
+    current: RunConfig
+    watch: Callable[[RunConfigReloader], Coroutine[Any, Any, None]]
+    local: bool = False
+
+
+async def serve_proxy(
+    settings: ProxySettings,
+    endpoints: Endpoints,
+    middleware: Middleware,
+    *,
+    transport: str,
+    registry: CollectorRegistry,
+    supervisor: TaskSupervisor,
+    stop: asyncio.Event,
+    on_listening: Callable[[int], None],
+    handle_signals: bool,
+    reloading: Reloading | None = None,
+    startup: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Serve `endpoints` behind `middleware` until `stop` (or SIGTERM/SIGINT with
+    `handle_signals`); a background task that failed meanwhile is re-raised."""
+    app = make_app(settings, endpoints=endpoints, registry=registry, supervisor=supervisor)
+    middleware.install(app, primary_path=primary_path(transport))
+    await middleware.prefetch()
+    if reloading is not None:
+        reloader = RunConfigReloader(
+            middleware,
+            current=reloading.current,
+            registry=registry,
+            announce=endpoints.announcer(),
+            recheck=endpoints.rechecker(),
+            local=reloading.local,
+        )
+        supervisor.spawn("runconfig", reloading.watch(reloader))
+    await serve(
+        app,
+        settings,
+        stop=stop,
+        on_listening=on_listening,
+        handle_signals=handle_signals,
+        startup=startup,
+    )
+    supervisor.raise_if_failed()
