@@ -48,14 +48,14 @@ from moorage_proxyrunner.backends.stdio.channels import ChannelClosed, ChannelFa
 from moorage_proxyrunner.backends.stdio.connection import BackendConnection, BridgeUnavailable
 from moorage_proxyrunner.backends.stdio.delivery import Delivery
 from moorage_proxyrunner.backends.stdio.loglevels import LogLevels
-from moorage_proxyrunner.backends.stdio.parking import STATE_PREFIX, Parking
+from moorage_proxyrunner.backends.stdio.parking import Parking
 from moorage_proxyrunner.backends.stdio.peers import Peer
 from moorage_proxyrunner.backends.stdio.pending import NO_TOKEN, Pending, PendingRequests
 from moorage_proxyrunner.backends.stdio.serverrequests import ServerRequests
 from moorage_proxyrunner.backends.stdio.subscriptions import Subscriptions
 from moorage_proxyrunner.front.metrics import ProxyMetrics
 from moorage_proxyrunner.front.streams import Exchange
-from moorage_proxyrunner.protocol import eras
+from moorage_proxyrunner.protocol import eras, requeststate
 from moorage_proxyrunner.protocol.jsonrpc import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
@@ -295,7 +295,7 @@ class StdioBridge:
         params = message.get("params")
         if peer.modern and isinstance(params, dict):
             state = params.get("requestState")
-            if isinstance(state, str) and state.startswith(STATE_PREFIX):
+            if requeststate.is_sealed(state):
                 self._parking.resume(peer, message, exchange, state)
                 return
         if client_id in peer.inflight:
