@@ -39,10 +39,8 @@ def test_the_probe_answer_decides_the_era(reply: dict[str, Any], era: str) -> No
 
 
 def test_the_probe_carries_the_modern_envelope() -> None:
-    probe = translation.discover_request(7, {"sampling": {}}, {"name": "proxy", "version": "1"})
-    assert probe["method"] == "server/discover"
-    assert probe["id"] == 7
-    assert probe["params"]["_meta"] == {
+    probe = translation.discover_params({"sampling": {}}, {"name": "proxy", "version": "1"})
+    assert probe["_meta"] == {
         eras.PROTOCOL_VERSION_KEY: "2026-07-28",
         eras.CLIENT_CAPABILITIES_KEY: {"sampling": {}},
         eras.CLIENT_INFO_KEY: {"name": "proxy", "version": "1"},

@@ -17,7 +17,7 @@ clients are then served by translation:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -36,24 +36,19 @@ LEGACY_REFUSALS: Final = frozenset({METHOD_NOT_FOUND, INVALID_REQUEST})
 MODERN_RESULT_FIELDS: Final = frozenset({"resultType", "ttlMs", "cacheScope"})
 
 
-def discover_request(request_id: int, capabilities: Json, client_info: Json) -> Json:
-    """The probe sent to a fresh backend before anything else."""
+def discover_params(capabilities: Json, client_info: Json) -> Json:
+    """The params of the probe sent to a fresh backend before anything else."""
     return {
-        "jsonrpc": "2.0",
-        "id": request_id,
-        "method": "server/discover",
-        "params": {
-            "_meta": {
-                eras.PROTOCOL_VERSION_KEY: eras.MODERN_VERSIONS[-1],
-                eras.CLIENT_CAPABILITIES_KEY: capabilities,
-                eras.CLIENT_INFO_KEY: client_info,
-            }
-        },
+        "_meta": {
+            eras.PROTOCOL_VERSION_KEY: eras.MODERN_VERSIONS[-1],
+            eras.CLIENT_CAPABILITIES_KEY: capabilities,
+            eras.CLIENT_INFO_KEY: client_info,
+        }
     }
 
 
 def era_of_probe(reply: Json) -> Era:
-    """The era to run the backend in, from its answer to `discover_request`."""
+    """The era to run the backend in, from its answer to the probe (`discover_params`)."""
     result = reply.get("result")
     if isinstance(result, dict):
         supported = result.get("supportedVersions")
@@ -154,6 +149,39 @@ def retry_params(params: Json, responses: Json, server_state: str | None) -> Jso
     else:
         retried["requestState"] = server_state
     return retried
+
+
+LIST_CHANGED_FLAGS: Final = (
+    ("toolsListChanged", "tools"),
+    ("promptsListChanged", "prompts"),
+    ("resourcesListChanged", "resources"),
+)
+"""Each `subscriptions/listen` flag and the capability whose `listChanged` it needs."""
+
+
+def listen_notifications(capabilities: Json, uris: Iterable[str]) -> Json:
+    """What the proxy's own listen stream asks a modern-era backend for: every list change
+    the server announces and updates of the resources clients hold ({}: nothing to ask)."""
+    wanted: Json = {
+        flag: True
+        for flag, capability in LIST_CHANGED_FLAGS
+        if eras.has_capability(capabilities, capability)
+        and capabilities[capability].get("listChanged") is True
+    }
+    held = sorted(uris)
+    resources = capabilities.get("resources")
+    if held and isinstance(resources, dict) and resources.get("subscribe") is True:
+        wanted["resourceSubscriptions"] = held
+    return wanted
+
+
+def drop_subscription_id(params: Json) -> None:
+    """Take the backend's listen subscription id off a notification (in place)."""
+    meta = params.get("_meta")
+    if isinstance(meta, dict) and eras.SUBSCRIPTION_ID_KEY in meta:
+        del meta[eras.SUBSCRIPTION_ID_KEY]
+        if not meta:
+            del params["_meta"]
 
 
 def handshake_result(result: Json) -> Json:
