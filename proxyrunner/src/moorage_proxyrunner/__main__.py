@@ -69,6 +69,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     )
     run.add_argument("--endpoint-prefix", default="", help="path prefix for SSE endpoint URLs")
     run.add_argument(
+        "--stdio-era",
+        default="handshake",
+        choices=["handshake", "auto"],
+        help="a stdio server's era: initialise it (handshake, default), or probe it and run a "
+        "dual-era server in 2026-07-28 (auto)",
+    )
+    run.add_argument(
         "--trust-proxy-headers", action="store_true", help="honour X-Forwarded-* headers"
     )
     run.add_argument(
@@ -121,6 +128,7 @@ def settings_from(args: argparse.Namespace, config: LocalConfig | None = None) -
         drain_timeout=args.drain_timeout,
         endpoint_prefix=args.endpoint_prefix,
         trust_proxy_headers=args.trust_proxy_headers,
+        stdio_era=args.stdio_era,
         allowed_origins=parse_list(args.allowed_origins),
         allowed_hosts=parse_list(args.allowed_hosts),
         tool_policy=ToolPolicy(allowed=frozenset(parse_list(args.tools_filter))),

@@ -2,8 +2,9 @@
 
 The suite (npm `@modelcontextprotocol/conformance`, pinned to `proxykit.CONFORMANCE_VERSION` and installed
 into a cache by `scripts/node.sh`, with Node 22) runs against the conformance fixture served
-directly over streamable HTTP, then through the proxy with the fixture as a stdio backend and as
-a streamable-HTTP backend, at `--requirements 2025-11-25` and `2026-07-28`.
+directly over streamable HTTP, then through the proxy with the fixture as a stdio backend (probed,
+so it runs in the 2026-07-28 era) and as a streamable-HTTP backend, at `--requirements
+2025-11-25` and `2026-07-28`.
 
 Every check's status (SUCCESS, WARNING, INFO, FAILURE) is compared, not only the failures: a
 check whose statuses through the proxy differ from its statuses directly, or that appears on
@@ -159,7 +160,10 @@ async def test_the_proxy_gives_every_verdict_the_fixture_gets_directly(
         http_backend = LocalBackend(transport="streamable-http", target_urls=(fixture_url,))
         async with running_proxy(http_backend) as proxy:
             through_http = await run_suite(suite, proxy.mcp, revision, tmp_path / "http")
-    async with running_proxy(stdio_backend((*CONFORMANCE_FIXTURE, "stdio"))) as proxy:
+    # The fixture is dual-era: probed, it runs in the 2026-07-28 era and the proxy translates
+    # for 2025-11-25 clients.
+    fixture = stdio_backend((*CONFORMANCE_FIXTURE, "stdio"))
+    async with running_proxy(fixture, stdio_era="auto") as proxy:
         through_stdio = await run_suite(suite, proxy.mcp, revision, tmp_path / "stdio")
     (tmp_path / "verdicts.json").write_text(
         json.dumps(

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from testkit.stdiochannels import ScriptedServer
+from testkit.stdiochannels import BridgeHarness
 from testkit.waiting import eventually
 
 from moorage_proxyrunner.backends.stdio.bridge import StdioBridge
@@ -21,25 +21,9 @@ from moorage_proxyrunner.backends.stdio.peers import Peer
 from moorage_proxyrunner.front.streams import Exchange, Mailbox
 
 
-class Harness(ScriptedServer):
+class Harness(BridgeHarness):
     def __init__(self) -> None:
-        super().__init__()
-        self.bridge = StdioBridge(
-            self.factory, backoff_initial=0.01, backoff_max=0.05, coalesce=0.01
-        )
-
-    def peer(self, key: str, **fields: Any) -> Peer:
-        peer = Peer(key=key, **fields)
-        self.bridge.attach(peer)
-        return peer
-
-    async def send(
-        self, peer: Peer, request_id: Any, method: str, params: dict[str, Any] | None = None
-    ) -> Exchange:
-        exchange = Exchange()
-        message = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params or {}}
-        await self.bridge.request(peer, message, exchange)
-        return exchange
+        super().__init__(coalesce=0.01)
 
 
 @pytest_asyncio.fixture

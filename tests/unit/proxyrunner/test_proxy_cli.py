@@ -96,3 +96,9 @@ def test_tools_filter_and_origins_become_settings() -> None:
     settings = settings_from(args)
     assert settings.tool_policy.allowed == frozenset({"a", "b"})
     assert settings.allowed_origins == ("https://x.example",)
+
+
+@pytest.mark.parametrize(("flags", "era"), [([], "handshake"), (["--stdio-era", "auto"], "auto")])
+def test_the_stdio_era_is_handshake_unless_probing_is_asked_for(flags: list[str], era: str) -> None:
+    args, _ = parse(["run", "--local", *flags, "--", "s"])
+    assert settings_from(args).stdio_era == era

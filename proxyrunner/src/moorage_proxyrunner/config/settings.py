@@ -51,6 +51,12 @@ class ProxySettings:
     """Initial Cedar policies and entities (`moorage_proxyrunner.policy.authz`); None: no authorisation."""
     audit: bool = False
     """Initially write one audit record per MCP request (`moorage_proxyrunner.policy.audit`)."""
+    stdio_era: str = "handshake"
+    """The era a stdio server runs in: "handshake" (initialised, as every server accepts), or
+    "auto" (probed with `server/discover`; a dual-era server then runs 2026-07-28 and
+    handshake-era clients are translated). Not the default: a dual-era server whose tools ask
+    the client through server-to-client requests (not `input_required`) cannot ask anything
+    in the modern era."""
 
     limits: Limits = field(default_factory=Limits)
     """Time, session, queue and in-flight bounds (`moorage_proxyrunner.config.limits`)."""

@@ -5,8 +5,8 @@ sessions; the modern era (2026-07-28) is stateless: every request carries its pr
 client capabilities and client info in `params._meta`, HTTP headers must mirror the body, and a
 server never sends requests to the client (it answers `input_required` instead).
 
-A shared stdio backend speaks the legacy era (it is initialised once); this module holds the
-translations for modern clients: the request ladder (envelope, headers, version), the removed
+A shared stdio backend speaks the legacy era unless it was probed into the modern one
+(`translation`); this module holds the translations for modern clients of a legacy backend: the request ladder (envelope, headers, version), the removed
 methods, the result fields the modern wire requires, and `server/discover` built from the cached
 `initialize` result.
 """

@@ -53,7 +53,9 @@ def build_endpoints(
     """The MCP endpoints for `backend`: the stdio bridge over its channels, or the HTTP
     reverse proxy to its URLs."""
     if backend.channels is not None:
-        bridge = StdioBridge(backend.channels, metrics=metrics)
+        bridge = StdioBridge(
+            backend.channels, metrics=metrics, probe_era=settings.stdio_era == "auto"
+        )
         return BridgeEndpoints(bridge, settings=settings, pipeline=pipeline, metrics=metrics)
     return HttpEndpoints(
         list(backend.target_urls),

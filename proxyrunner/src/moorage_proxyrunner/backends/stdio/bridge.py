@@ -1,7 +1,11 @@
 """The stdio bridge: one MCP server process shared by every client (spec §4.3).
 
 The backend speaks newline-delimited JSON-RPC over a `StdioChannel` and is initialised once, in
-the legacy era. The bridge multiplexes clients ("peers") over it:
+the legacy era, unless the bridge probes it (`probe_era`) and it answers `server/discover`: a
+dual-era server then runs in the 2026-07-28 era, modern clients' `input_required` results pass
+through with the server's `requestState` sealed inside the proxy's, and handshake-era clients
+are translated (`protocol/translation.py`, `InputRounds`). The bridge multiplexes clients
+("peers") over it:
 
 - ids: every forwarded request gets a fresh backend id; the response is mapped back to the
   peer's own id, so clients may reuse ids freely;
@@ -38,6 +42,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import time
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -47,17 +53,19 @@ from moorage_core.supervising import TaskSupervisor
 from moorage_proxyrunner.backends.stdio.channels import ChannelClosed, ChannelFactory
 from moorage_proxyrunner.backends.stdio.connection import BackendConnection, BridgeUnavailable
 from moorage_proxyrunner.backends.stdio.delivery import Delivery
+from moorage_proxyrunner.backends.stdio.inputrounds import InputRounds
 from moorage_proxyrunner.backends.stdio.loglevels import LogLevels
-from moorage_proxyrunner.backends.stdio.parking import STATE_PREFIX, Parking
+from moorage_proxyrunner.backends.stdio.parking import Parking
 from moorage_proxyrunner.backends.stdio.peers import Peer
 from moorage_proxyrunner.backends.stdio.pending import NO_TOKEN, Pending, PendingRequests
 from moorage_proxyrunner.backends.stdio.serverrequests import ServerRequests
 from moorage_proxyrunner.backends.stdio.subscriptions import Subscriptions
 from moorage_proxyrunner.front.metrics import ProxyMetrics
 from moorage_proxyrunner.front.streams import Exchange
-from moorage_proxyrunner.protocol import eras
+from moorage_proxyrunner.protocol import eras, requeststate, translation
 from moorage_proxyrunner.protocol.jsonrpc import (
     INTERNAL_ERROR,
+    INVALID_PARAMS,
     INVALID_REQUEST,
     Json,
     Kind,
@@ -95,9 +103,12 @@ class StdioBridge:
         backoff_max: float = 30.0,
         coalesce: float = 0.02,
         park_ttl: float = 300.0,
+        probe_era: bool = False,
     ) -> None:
         self._client_info = client_info or {"name": "moorage-proxyrunner", "version": "0.1.0"}
         self._init_timeout = init_timeout
+        self._probe_era = probe_era
+        """Probe each process with `server/discover` (`ProxySettings.stdio_era` "auto")."""
         self._peers: dict[str, Peer] = {}
         """The clients attached, by key. Invariant: only attached peers hold subscriptions,
         log levels, requests in flight or server requests; `detach` gives all of them up."""
@@ -128,8 +139,18 @@ class StdioBridge:
             send_later=self._connection.send_later,
             park=self._parking.ask,
         )
+        self._rounds = InputRounds(delivery=self._delivery, retry=self._retry)
+        self._park_ttl = park_ttl
+        self._seal = requeststate.StateSeal()
+        """Seals the server's `requestState` with the call's bookkeeping (modern era)."""
         self.initialize_result: Json | None = None
-        """The current process's answer to `initialize`; None before the first."""
+        """The current process's answer to `initialize` (in the modern era, made from its
+        `server/discover` result for handshake-era clients); None before the first."""
+        self.discover: Json | None = None
+        """The current process's `server/discover` result when it runs in the modern era;
+        None when it runs in the handshake era."""
+        self._listen_id: int | None = None
+        """The backend id of the proxy's own `subscriptions/listen` (modern era)."""
         if metrics is not None:
             metrics.backend_inflight.set_function(lambda: self.inflight)
 
@@ -151,6 +172,18 @@ class StdioBridge:
     def inflight(self) -> int:
         """Client requests the backend has not answered (parked ones included)."""
         return self._pending.client_count
+
+    @property
+    def modern_backend(self) -> bool:
+        """Whether the current process runs in the 2026-07-28 era (it answered the probe)."""
+        return self.discover is not None
+
+    @property
+    def discover_result(self) -> Json:
+        """What a modern client's `server/discover` is answered with."""
+        if self.discover is not None:
+            return dict(self.discover)
+        return eras.discover_result(self.initialize_result or {})
 
     @property
     def server_info(self) -> Json | None:
@@ -179,6 +212,24 @@ class StdioBridge:
     # ---- the connection's stages (`ConnectionHandler`) ----
 
     async def initialise(self) -> None:
+        """Probe with `server/discover` first: a dual-era server then runs in the modern era
+        (it locks to the era of its first message); one that refuses the probe (or does not
+        answer it) is initialised in the handshake era, as before. Without `probe_era`, every
+        process is initialised in the handshake era."""
+        self.discover = None
+        self._listen_id = None
+        reply: Json = {}
+        if self._probe_era:
+            probe = translation.discover_params(PROXY_CAPABILITIES, self._client_info)
+            with contextlib.suppress(TimeoutError):
+                reply = await self._internal("server/discover", probe, timeout=self._init_timeout)
+        result = reply.get("result")
+        if translation.era_of_probe(reply) == "modern" and isinstance(result, dict):
+            self.discover = result
+            self.initialize_result = translation.initialize_from_discover(
+                result, eras.LATEST_HANDSHAKE
+            )
+            return
         params = {
             "protocolVersion": eras.LATEST_HANDSHAKE,
             "capabilities": PROXY_CAPABILITIES,
@@ -195,8 +246,14 @@ class StdioBridge:
         log.info(
             "backend_connected",
             server=(self.server_info or {}).get("name"),
+            era="2026-07-28" if self.modern_backend else "handshake",
             protocol_version=(self.initialize_result or {}).get("protocolVersion"),
         )
+        if self.modern_backend:
+            # No sessions: log levels travel with each request; list changes and resource
+            # updates come through one listen stream of the proxy's.
+            self._relisten()
+            return
         # Give a fresh backend the subscriptions and log level the clients hold.
         self._levels.reset()
         self._levels.apply(self._peers.values())
@@ -213,6 +270,8 @@ class StdioBridge:
                 continue
             self._answer(item, error_response(None, INTERNAL_ERROR, message))
         self._parking.forget_all()
+        self._rounds.clear()
+        self._listen_id = None
         self._server_requests.forget_routes()
         # What the old process asked or announced means nothing to the next one.
         self._server_requests.forget_held()
@@ -253,6 +312,7 @@ class StdioBridge:
             self._cancel_backend(backend_id, reason)
         peer.inflight.clear()
         self._server_requests.forget_peer(peer, reason)
+        self._rounds.forget_peer(peer)
         for uri in list(peer.subscriptions):
             self._release(peer, uri)
         if peer.log_level is not None:
@@ -295,9 +355,14 @@ class StdioBridge:
         params = message.get("params")
         if peer.modern and isinstance(params, dict):
             state = params.get("requestState")
-            if isinstance(state, str) and state.startswith(STATE_PREFIX):
-                self._parking.resume(peer, message, exchange, state)
-                return
+            if requeststate.is_sealed(state):
+                if not self.modern_backend:
+                    self._parking.resume(peer, message, exchange, state)
+                    return
+                refusal = self._unwrap(peer, method, params)
+                if refusal is not None:
+                    exchange.finish(error_response(client_id, refusal.code, refusal.message))
+                    return
         if client_id in peer.inflight:
             exchange.finish(
                 error_response(client_id, INVALID_REQUEST, "This request id is already in use")
@@ -331,9 +396,12 @@ class StdioBridge:
             if key is not None:
                 pending.target = params.get(key)
         message["id"] = backend_id
+        if self.modern_backend:
+            pending.params = self._with_envelope(peer, params if isinstance(params, dict) else {})
+            message["params"] = pending.params
         self._pending.add(pending)
         peer.inflight[client_id] = backend_id
-        if peer.modern and peer.log_level is not None:
+        if peer.modern and peer.log_level is not None and not self.modern_backend:
             self._levels.lower(peer.log_level)
         try:
             await self._connection.send(message)
@@ -345,6 +413,58 @@ class StdioBridge:
                         client_id, INTERNAL_ERROR, f"The MCP server is unavailable: {exc}"
                     )
                 )
+
+    def _with_envelope(self, peer: Peer, params: Json) -> Json:
+        """A request's params for the modern-era backend: the client's own capabilities, and
+        its log level (a handshake-era session that set none hears every level, as it would
+        from a handshake-era server)."""
+        level = peer.log_level if peer.modern else (peer.log_level or eras.LOG_LEVELS[0])
+        return translation.with_envelope(
+            params,
+            capabilities=peer.capabilities,
+            client_info=peer.client_info or self._client_info,
+            log_level=level,
+        )
+
+    def _call_of(self, method: str, params: Json) -> str:
+        """What a sealed state binds a retry to: the method and its tool, prompt or URI."""
+        key = eras.NAME_BEARING.get(method)
+        return json.dumps([method, params.get(key) if key is not None else None])
+
+    def _unwrap(self, peer: Peer, method: str, params: Json) -> requeststate.StateRefusal | None:
+        """A modern client's retry: the server's own `requestState` back in place of the
+        proxy's sealed one; the refusal when the state is not honoured."""
+        opened = requeststate.unwrap(
+            params, self._seal, principal=peer.principal, now=time.monotonic()
+        )
+        if isinstance(opened, requeststate.StateRefusal):
+            return opened
+        if opened.call != self._call_of(method, params):
+            return requeststate.StateRefusal(
+                "The requestState belongs to a different request", INVALID_PARAMS
+            )
+        return None
+
+    def _retry(self, pending: Pending, responses: Json, server_state: str | None) -> None:
+        """Send a handshake-era client's call again with its answers (modern era), under a
+        fresh backend id; the client waits on the same exchange."""
+        peer = pending.peer
+        if peer is None or self._pending.pop(pending.backend_id) is not pending:
+            return
+        backend_id = self._pending.next_id()
+        pending.backend_id = backend_id
+        params = translation.retry_params(pending.params or {}, responses, server_state)
+        meta = params.get("_meta")
+        if pending.progress_token is not NO_TOKEN and isinstance(meta, dict):
+            meta = params["_meta"] = dict(meta)
+            meta["progressToken"] = backend_id
+        pending.params = params
+        self._pending.add(pending)
+        if pending.client_id is not None:
+            peer.inflight[pending.client_id] = backend_id
+        self._connection.send_later(
+            {"jsonrpc": "2.0", "id": backend_id, "method": pending.method, "params": params}
+        )
 
     def cancel(self, peer: Peer, client_id: RequestId, reason: str) -> None:
         """The client cancelled (or, on the modern wire, closed the stream of) a request."""
@@ -370,6 +490,7 @@ class StdioBridge:
                 error_response(item.backend_id, INTERNAL_ERROR, "The request was cancelled")
             )
         self._parking.forget(pending.parked_id)
+        self._rounds.forget(pending)
         if self._connection.connected:
             self._connection.send_later(
                 {
@@ -400,6 +521,14 @@ class StdioBridge:
 
     async def respond(self, peer: Peer, message: Json) -> None:
         """A client's answer to a server-to-client request we routed to it."""
+        taken = self._rounds.take_answer(peer, message)
+        if isinstance(taken, tuple):
+            pending, error = taken
+            if self._pending.pop(pending.backend_id) is pending:
+                self._answer(pending, error)
+            return
+        if taken:
+            return
         if self._server_requests.take_answer(peer, message):
             with contextlib.suppress(ChannelClosed):
                 await self._connection.send(message)
@@ -411,7 +540,12 @@ class StdioBridge:
         self._levels.apply(self._peers.values())
 
     def _can_set_level(self) -> bool:
-        return "logging" in self.capabilities and self._connection.connected
+        # The modern era has no `logging/setLevel`: each request carries its level.
+        return (
+            "logging" in self.capabilities
+            and self._connection.connected
+            and not self.modern_backend
+        )
 
     def _send_level(self, level: str) -> None:
         self._connection.spawn(self._quiet_internal("logging/setLevel", {"level": level}))
@@ -419,19 +553,29 @@ class StdioBridge:
     # ---- resource subscriptions ----
 
     def hold(self, peer: Peer, uri: str) -> bool:
-        """Take a reference on `uri` for `peer`; True when it is the first (ask the backend)."""
-        return self._subscriptions.hold(peer, uri)
+        """Take a reference on `uri` for `peer`; True when it is the first (ask the backend).
+
+        A modern-era backend is asked through the proxy's listen stream, here: the caller has
+        nothing to forward then."""
+        first = self._subscriptions.hold(peer, uri)
+        if first and self.modern_backend:
+            self._relisten()
+        return first
 
     def drop_hold(self, peer: Peer, uri: str) -> None:
         """Undo `hold` after the backend refused the subscription."""
         self._subscriptions.drop(peer, uri)
 
     def release(self, peer: Peer, uri: str) -> bool:
-        """Drop `peer`'s reference; True when it was the last (ask the backend to stop)."""
-        return self._subscriptions.release(peer, uri)
+        """Drop `peer`'s reference; True when it was the last (ask the backend to stop; a
+        modern-era backend is asked here, through the proxy's listen stream)."""
+        last = self._subscriptions.release(peer, uri)
+        if last and self.modern_backend:
+            self._relisten()
+        return last
 
     def _release(self, peer: Peer, uri: str) -> None:
-        if self.release(peer, uri) and self._connection.connected:
+        if self.release(peer, uri) and self._connection.connected and not self.modern_backend:
             self._connection.spawn(self._quiet_internal("resources/unsubscribe", {"uri": uri}))
 
     def unsubscribe(self, peer: Peer, uri: str) -> None:
@@ -440,8 +584,41 @@ class StdioBridge:
 
     async def subscribe_quietly(self, peer: Peer, uri: str) -> None:
         """A listen stream's subscription: the backend is asked only for the first holder."""
-        if self.hold(peer, uri) and self._connection.connected:
+        if self.hold(peer, uri) and self._connection.connected and not self.modern_backend:
             await self._quiet_internal("resources/subscribe", {"uri": uri})
+
+    def _relisten(self) -> None:
+        """(Re)open the proxy's `subscriptions/listen` on a modern-era backend, for every list
+        change the server announces and the resources the clients hold; the previous one is
+        cancelled."""
+        if not self.modern_backend or not self._connection.connected:
+            return
+        previous, self._listen_id = self._listen_id, None
+        if previous is not None and self._pending.pop(previous) is not None:
+            self._connection.send_later(
+                {
+                    "jsonrpc": "2.0",
+                    "method": "notifications/cancelled",
+                    "params": {"requestId": previous, "reason": "subscriptions changed"},
+                }
+            )
+        wanted = translation.listen_notifications(self.capabilities, self._subscriptions.uris())
+        if not wanted:
+            return
+        backend_id = self._pending.next_id()
+        future: asyncio.Future[Json] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_log_listen_end)
+        self._pending.add(Pending(backend_id, "subscriptions/listen", future=future))
+        self._listen_id = backend_id
+        params = translation.with_envelope(
+            {"notifications": wanted},
+            capabilities=PROXY_CAPABILITIES,
+            client_info=self._client_info,
+            log_level=None,
+        )
+        self._connection.send_later(
+            {"jsonrpc": "2.0", "id": backend_id, "method": "subscriptions/listen", "params": params}
+        )
 
     # ---- backend → clients ----
 
@@ -474,7 +651,43 @@ class StdioBridge:
             pending.flush = None
         # The server answered without waiting for what it asked: nothing left to route.
         pending.inputs.clear()
-        self._answer(pending, message.body)
+        body = message.body
+        result = body.get("result")
+        if (
+            self.modern_backend
+            and isinstance(result, dict)
+            and pending.peer is not None
+            and not self._translate_result(pending, result)
+        ):
+            return
+        self._answer(pending, body)
+
+    def _translate_result(self, pending: Pending, result: Json) -> bool:
+        """A modern-era backend's result for `pending`'s client (in place); False when the
+        call goes on (its handshake-era client is being asked for input)."""
+        peer = pending.peer
+        assert peer is not None
+        if result.get("resultType") != "input_required":
+            if not peer.modern:
+                translation.handshake_result(result)
+            return True
+        if peer.modern:
+            requeststate.wrap(
+                result,
+                self._seal,
+                principal=pending.principal,
+                call=self._call_of(pending.method, pending.params or {}),
+                expires=time.monotonic() + self._park_ttl,
+            )
+            return True
+        # The call is still the client's: it waits on the same exchange for the retry.
+        self._pending.add(pending)
+        failure = self._rounds.start(pending, result)
+        if failure is None:
+            return False
+        self._pending.pop(pending.backend_id)
+        self._answer(pending, failure)
+        return False
 
     def _answer(self, pending: Pending, body: Json) -> None:
         """Deliver the final response of a client request (or keep it for a parked one)."""
@@ -501,6 +714,11 @@ class StdioBridge:
     def _on_notification(self, message: Message) -> None:
         method = message.method
         params = message.params
+        if self.modern_backend:
+            if method == "notifications/subscriptions/acknowledged":
+                return
+            # The backend's listen stream is the proxy's own; clients' streams get theirs.
+            translation.drop_subscription_id(params)
         if method == "notifications/progress":
             pending = self._pending.get(params.get("progressToken"))
             if (
@@ -555,3 +773,11 @@ class StdioBridge:
                 and eras.is_logged(level, peer.log_level)
             ):
                 self._delivery.push(peer.mailbox, dict(body))
+
+
+def _log_listen_end(future: asyncio.Future[Json]) -> None:
+    if future.cancelled() or future.exception() is not None:
+        return
+    reply = future.result()
+    if "error" in reply:
+        log.warning("backend_listen_refused", error=reply["error"])

@@ -439,14 +439,16 @@ class BridgeEndpoints(Refusing):
                     limit = self.settings.limits.max_subscriptions_per_session
                     if is_over_subscriptions(peer.subscriptions, [uri], limit):
                         return Reply(subscriptions_refusal(request_id, limit), status=429)
-                    if not self.bridge.hold(peer, uri):
+                    if not self.bridge.hold(peer, uri) or self.bridge.modern_backend:
+                        # Not the first holder, or a modern-era backend (asked through the
+                        # proxy's listen stream by `hold`): nothing to forward.
                         return Reply(result_response(request_id, {}))
 
                     def on_done(reply: Json, uri: str = uri) -> None:
                         if "error" in reply:
                             self.bridge.drop_hold(peer, uri)
 
-                elif not self.bridge.release(peer, uri):
+                elif not self.bridge.release(peer, uri) or self.bridge.modern_backend:
                     return Reply(result_response(request_id, {}))
             return await self._forward(
                 session.id, peer, call.message, exchange, stream, on_done=on_done
@@ -657,7 +659,7 @@ class BridgeEndpoints(Refusing):
         if method == "server/discover":
 
             async def discover(call: McpCall) -> Reply:
-                result = eras.discover_result(self.bridge.initialize_result or {})
+                result = self.bridge.discover_result
                 return Reply(result_response(request_id, result))
 
             answer = await self.pipeline.bind(discover)(
@@ -679,6 +681,7 @@ class BridgeEndpoints(Refusing):
             modern=True,
             capabilities=envelope.client_capabilities,
             log_level=envelope.log_level,
+            client_info=envelope.client_info if isinstance(envelope.client_info, dict) else None,
             principal=identity_of(request).subject,
         )
         self.bridge.attach(peer)

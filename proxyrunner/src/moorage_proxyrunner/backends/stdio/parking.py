@@ -11,11 +11,9 @@ are answered in one round (`coalesce`); a call nobody resumes within `park_ttl` 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import secrets
+import time
 from collections.abc import Callable, Iterable
-from typing import Final
 
 import structlog
 
@@ -31,11 +29,9 @@ from moorage_proxyrunner.protocol.jsonrpc import (
     error_response,
     result_response,
 )
+from moorage_proxyrunner.protocol.requeststate import Bookkeeping, StateRefusal, StateSeal
 
 log = structlog.get_logger(__name__)
-
-STATE_PREFIX: Final = "moorage."
-"""`requestState` values minted by this proxy start with this; others belong to the server."""
 
 
 class Parking:
@@ -57,8 +53,9 @@ class Parking:
         self._is_pending = is_pending
         self._cancel = cancel
         self._answer = answer
-        self._state_key = secrets.token_bytes(32)
-        """Seals `requestState`: a client can neither forge one nor alter one it was given."""
+        self._seal = StateSeal()
+        """Seals `requestState` (the parked id and whose call it is): a client can neither
+        forge one, nor alter one it was given, nor resume another subject's call."""
         self._parked: dict[str, Pending] = {}
         """Parked id → the call waiting for its client's retry. Invariants: an entry's
         `parked_id` is its key and its `exchange` is None (no client waits on it); a call has
@@ -139,7 +136,9 @@ class Parking:
         result: Json = {
             "resultType": "input_required",
             "inputRequests": requests,
-            "requestState": self._seal(parked_id),
+            "requestState": self._seal.seal(
+                Bookkeeping(pending.principal, parked_id, None, time.monotonic() + self._park_ttl)
+            ),
         }
         pending.exchange = None
         if pending.peer is not None and pending.client_id is not None:
@@ -159,25 +158,21 @@ class Parking:
         log.info("input_required_expired", method=pending.method)
         self._cancel(pending.backend_id, "the client did not answer in time")
 
-    def _seal(self, parked_id: str) -> str:
-        mac = hmac.new(self._state_key, parked_id.encode(), hashlib.sha256).hexdigest()[:32]
-        return f"{STATE_PREFIX}{parked_id}.{mac}"
-
-    def _unseal(self, token: str) -> str | None:
-        body = token.removeprefix(STATE_PREFIX)
-        parked_id, _, mac = body.rpartition(".")
-        expected = hmac.new(self._state_key, parked_id.encode(), hashlib.sha256).hexdigest()[:32]
-        return parked_id if parked_id and hmac.compare_digest(mac, expected) else None
-
     def resume(self, peer: Peer, message: Json, exchange: Exchange, token: str) -> None:
         """A modern client's retry carrying this proxy's `requestState` (`token`)."""
         client_id: RequestId = message["id"]
         params: Json = message.get("params") or {}
-        parked_id = self._unseal(token)
-        pending = self._parked.get(parked_id) if parked_id is not None else None
+        opened = self._seal.open(token, principal=peer.principal, now=time.monotonic())
+        if isinstance(opened, StateRefusal):
+            exchange.finish(error_response(client_id, opened.code, opened.message))
+            return
+        pending = self._parked.get(opened.call)
         if pending is None:
-            why = "was altered" if parked_id is None else "is unknown or has expired"
-            exchange.finish(error_response(client_id, INVALID_PARAMS, f"The requestState {why}"))
+            exchange.finish(
+                error_response(
+                    client_id, INVALID_PARAMS, "The requestState is unknown or has expired"
+                )
+            )
             return
         key = eras.NAME_BEARING.get(pending.method)
         if (

@@ -36,6 +36,8 @@ class Peer:
     owner: object = None
     """Who holds `subscriptions` (the front end's caller identity), so that they can be
     checked again when the access policy changes; opaque to the bridge."""
+    client_info: Json | None = None
+    """What the client says it is (`clientInfo`), passed on to a modern-era backend."""
     principal: str | None = None
     """The authenticated subject the peer acts for (None: unauthenticated); a call parked for
     `input_required` resumes only for the same one."""

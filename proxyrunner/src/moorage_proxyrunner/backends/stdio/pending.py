@@ -58,6 +58,8 @@ class Pending:
     final: Json | None = None
     principal: str | None = None
     """Whose call it is (`Peer.principal`): only that subject's retry resumes it."""
+    params: Json | None = None
+    """The params as sent to a modern-era backend, which a retry with answers starts from."""
 
     def clear_timers(self) -> None:
         if self.flush is not None:
