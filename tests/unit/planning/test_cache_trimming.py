@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
-from planning_fixtures import SETTINGS, live_copy, server
+from planning_fixtures import NAMESPACE, SETTINGS, live_copy, server
 
 from moorage_core.kube import CORE_EVENTS, DEPLOYMENTS, PODS, STATEFULSETS, ResourceKind
 from moorage_operator.planning import desired_children
@@ -204,3 +205,23 @@ def test_other_kinds_lose_only_managed_fields_and_the_last_applied_copy() -> Non
         "metadata": {"name": "x", "annotations": {"keep": "1"}},
         "data": {"a": "b"},
     }
+
+
+def test_equal_strings_of_two_cached_objects_are_one_object() -> None:
+    cache = Cache(DEPLOYMENTS)
+    for name in ("a", "b"):
+        child = next(
+            c
+            for c in desired_children(server(name), settings=SETTINGS)
+            if c["kind"] == "Deployment"
+        )
+        # Decoded separately, as the informer does: equal strings are distinct objects.
+        cache.upsert(json.loads(json.dumps(from_apiserver(child))))
+    a, b = (cache.get(name, namespace=NAMESPACE) for name in ("a", "b"))
+    assert a is not None
+    assert b is not None
+    key_a = next(k for k in a["spec"] if k == "template")
+    key_b = next(k for k in b["spec"] if k == "template")
+    assert key_a is key_b
+    image_a = a["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image_a is b["spec"]["template"]["spec"]["containers"][0]["image"]
