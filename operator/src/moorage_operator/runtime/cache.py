@@ -1,8 +1,9 @@
 """The in-memory cache of one kind, filled by its informer.
 
 Objects are the apiserver's JSON dicts cut down by their kind's transform (trimming.py: no
-`managedFields`, no last-applied annotation, only the fields the operator reads). They are shared, not copied: callers must treat what `get()`
-and `list()` return as read-only and copy before changing anything.
+`managedFields`, no last-applied annotation, only the fields the operator reads, strings shared).
+They are shared, not copied: callers must treat what `get()` and `list()` return as read-only and
+copy before changing anything.
 
 Lookups: by namespace and name, all objects of a namespace, by label equality, and by named custom
 indexes (`add_index`) such as "MCPServers that reference this MCPToolConfig". The cache turns every
