@@ -69,12 +69,15 @@ SHARED_STRING_MAX: Final = 64
 
 
 def share_strings(value: Any) -> Any:
-    """`value` rebuilt with its keys and short strings interned (one shared copy each)."""
+    """`value` with its keys and short strings interned (one shared copy each), changed in
+    place: rebuilding a copy would hold a relist's objects twice at its peak."""
     if isinstance(value, dict):
-        return {sys.intern(key): share_strings(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [share_strings(item) for item in value]
-    if isinstance(value, str) and len(value) <= SHARED_STRING_MAX:
+        items = [(sys.intern(key), share_strings(item)) for key, item in value.items()]
+        value.clear()
+        value.update(items)
+    elif isinstance(value, list):
+        value[:] = [share_strings(item) for item in value]
+    elif isinstance(value, str) and len(value) <= SHARED_STRING_MAX:
         return sys.intern(value)
     return value
 
@@ -153,7 +156,7 @@ noise, since the comparer reads their whole body and they carry no status worth 
 
 def transform_for(kind: ResourceKind) -> Transform:
     """The transform the cache of `kind` applies to every object before storing it: its trim,
-    then `share_strings`. The result is a new object; the argument is changed too."""
+    then `share_strings`; changes `obj` in place and returns it."""
     trim = TRANSFORMS.get(kind, strip_metadata)
 
     def transform(obj: JsonObject) -> JsonObject:
