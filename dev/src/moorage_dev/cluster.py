@@ -64,10 +64,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def is_port_open(port: int) -> bool:
+def is_port_open(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a TCP connection to `host:port` is accepted within half a second."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+        return sock.connect_ex((host, port)) == 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from moorage_dev.certmanager import CertManager, stop_recorded
-from moorage_dev.cluster import ControlPlane
+from moorage_dev.cluster import ControlPlane, is_port_open
 from moorage_dev.demo_steps import (
     NAMESPACE,
     REPO,
@@ -160,6 +160,9 @@ class RealNodeDemo:
         )
         url = f"http://{ip}:8080/mcp"
         detail(f"MCP endpoint {url}")
+        # A Ready pod is not yet a routed Service: the EndpointSlice and kube-proxy's rules
+        # follow it, and until then the node refuses connections to the ClusterIP.
+        wait_for("the Service to accept connections", lambda: is_port_open(8080, ip), timeout=60)
         asyncio.run(use_client(url))
 
     def status(self) -> None:

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from testkit.kustomize import Install, kustomization
 
-from moorage_dev.cluster import ControlPlane
+from moorage_dev.cluster import ControlPlane, is_port_open
 
 SYSTEM = "moorage-system"
 T = TypeVar("T")
@@ -134,8 +134,19 @@ def wait_ready_pods(
     return wait(f"{count} Ready pods {selector} in {namespace}", settled, timeout=timeout)
 
 
-def cluster_ip(plane: ControlPlane, namespace: str, service: str) -> str:
+def cluster_ip(plane: ControlPlane, namespace: str, service: str, port: int | None = None) -> str:
+    """The Service's ClusterIP; with `port`, once the node accepts connections there.
+
+    A Ready pod is not yet a routed Service: the EndpointSlice and kube-proxy's rules follow
+    it, and until then the node refuses connections to the ClusterIP.
+    """
     ip: str = get(plane, "service", "-n", namespace, service)["spec"]["clusterIP"]
+    if port is not None:
+        wait(
+            f"Service {namespace}/{service} to accept connections on {port}",
+            lambda: is_port_open(port, ip),
+            timeout=60,
+        )
     return ip
 
 

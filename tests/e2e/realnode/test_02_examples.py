@@ -65,7 +65,7 @@ def examples(plane: ControlPlane, installed: Install) -> str:
 
 
 def _url(plane: ControlPlane, server: str, path: str) -> str:
-    return f"http://{cluster_ip(plane, NAMESPACE, f'mcp-{server}-proxy')}:8080{path}"
+    return f"http://{cluster_ip(plane, NAMESPACE, f'mcp-{server}-proxy', 8080)}:8080{path}"
 
 
 @contextlib.asynccontextmanager

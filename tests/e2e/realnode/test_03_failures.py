@@ -75,7 +75,7 @@ def time_server(plane: ControlPlane, namespace: str) -> str:
     except AssertionError:
         print(dump(plane, namespace))
         raise
-    return f"http://{cluster_ip(plane, namespace, 'mcp-clock-proxy')}:8080/mcp"
+    return f"http://{cluster_ip(plane, namespace, 'mcp-clock-proxy', 8080)}:8080/mcp"
 
 
 PROXY = "moorage.dev/mcpserver=clock,app.kubernetes.io/component!=mcp-server"
