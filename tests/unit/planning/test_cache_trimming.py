@@ -225,3 +225,30 @@ def test_equal_strings_of_two_cached_objects_are_one_object() -> None:
     assert key_a is key_b
     image_a = a["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image_a is b["spec"]["template"]["spec"]["containers"][0]["image"]
+
+
+def statefulset_and_pod_and_event() -> list[tuple[ResourceKind, dict[str, Any]]]:
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": "time.1", "namespace": "ns", "resourceVersion": "3"},
+        "involvedObject": {"kind": "Deployment", "name": "time-proxy"},
+        "reason": "FailedCreate",
+        "message": "forbidden",
+        "source": {"component": "replicaset-controller"},
+        "count": 3,
+    }
+    return [(STATEFULSETS, statefulset()), (PODS, pod("ErrImagePull")), (CORE_EVENTS, event)]
+
+
+def test_transforming_a_transformed_object_changes_nothing() -> None:
+    # The informer trims a list's items page by page and the cache transforms them again.
+    cases = [
+        (CHILD_KINDS[(c["apiVersion"], c["kind"])], from_apiserver(c))
+        for c in desired_children(server(), settings=SETTINGS)
+    ] + statefulset_and_pod_and_event()
+    for kind, obj in cases:
+        transform = transform_for(kind)
+        once = transform(copy.deepcopy(obj))
+        assert transform(copy.deepcopy(once)) == once, kind.kind
+        assert trimmed(kind, copy.deepcopy(once)) == once, kind.kind

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from moorage_core.kube import JsonObject, ResourceKind
-from moorage_operator.runtime.trimming import transform_for
+from moorage_operator.runtime.trimming import Transform, transform_for
 
 CacheKey = tuple[str, str]
 """(namespace, name) of an object; the namespace is "" for cluster-scoped kinds."""
@@ -75,6 +75,11 @@ class Cache:
         self._indexed: dict[str, dict[CacheKey, tuple[str, ...]]] = {}
         """index name → key → the values the object was indexed under (to unindex it)."""
         self._count = 0
+
+    @property
+    def transform(self) -> Transform:
+        """What `upsert` applies to each object; idempotent, so objects may come transformed."""
+        return self._transform
 
     # -- reading ----------------------------------------------------------------------------
 
