@@ -423,7 +423,10 @@ class ControlPlane:
                 },
             },
             "spec": {
-                "podCIDR": "10.244.0.0/24",
+                # Room for the node's pod capacity (a benchmark's thousands of pods).
+                "podCIDR": (
+                    "10.244.0.0/24" if self.tuning.node_pods <= DEFAULT_NODE_PODS else POD_CIDR
+                ),
                 # Beside a real node, pods land on the fake one only when they ask to.
                 "taints": (
                     [{"key": "kwok.x-k8s.io/node", "value": "fake", "effect": "NoSchedule"}]
