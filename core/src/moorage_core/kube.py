@@ -389,8 +389,12 @@ class KubeClient:
         field_selector: str | None = None,
         page_size: int = 500,
         timeout: float = 60.0,
+        transform: Callable[[JsonObject], JsonObject] | None = None,
     ) -> ListResult:
-        """Every item, following `continue` tokens; one consistent snapshot."""
+        """Every item, following `continue` tokens; one consistent snapshot.
+
+        `transform` is applied to each item as its page arrives: a caller that keeps only part of
+        each object (the operator's trimmed caches) never holds a whole list of whole objects."""
         items: list[JsonObject] = []
         token: str | None = None
         resource_version = ""
@@ -414,7 +418,7 @@ class KubeClient:
                 # List items omit apiVersion/kind; restore them so cached objects are whole.
                 item.setdefault("apiVersion", kind.api_version)
                 item.setdefault("kind", kind.kind)
-                items.append(item)
+                items.append(item if transform is None else transform(item))
             token = meta.get("continue") or None
             if not token:
                 return ListResult(items=items, resource_version=resource_version)

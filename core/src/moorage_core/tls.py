@@ -3,6 +3,11 @@
 cert-manager rewrites `tls.crt`/`tls.key` in a mounted Secret when it renews a certificate. A
 `ReloadingTLS` keeps one `ssl.SSLContext` for the server socket and loads the new pair into it
 when the files change, so new handshakes get the new certificate while open connections go on.
+
+The certificate library (`cryptography`, about 8 MiB resident once loaded) is imported only by
+the functions that build certificates. A server without a mounted pair builds its self-signed
+one in a short-lived child process (`moorage_core.selfsigned`), so the library never stays in the
+memory of a long-running server.
 """
 
 from __future__ import annotations
@@ -12,16 +17,19 @@ import contextlib
 import datetime
 import ipaddress
 import ssl
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from moorage_core.supervising import TaskSupervisor
+
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 log = structlog.get_logger(__name__)
 
@@ -36,10 +44,15 @@ class CertificatePair:
 
 
 def _name(common_name: str) -> x509.Name:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
 def _san(hosts: list[str]) -> x509.SubjectAlternativeName:
+    from cryptography import x509
+
     names: list[x509.GeneralName] = []
     for host in hosts:
         try:
@@ -50,6 +63,8 @@ def _san(hosts: list[str]) -> x509.SubjectAlternativeName:
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -59,6 +74,10 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 def build_ca(*, common_name: str = "moorage-ca", days: int = 365) -> CertificatePair:
     """A new self-signed CA."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
     cert = (
@@ -100,6 +119,11 @@ def build_leaf(
     days: int = 365,
 ) -> CertificatePair:
     """A certificate signed by `ca`, for serving `hosts` (and client auth when `client`)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
     ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
     ca_key = serialization.load_pem_private_key(ca.key_pem, password=None)
     if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
@@ -154,6 +178,15 @@ def write_pair(pair: CertificatePair, directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
+def write_self_signed_apart(directory: Path, *, hosts: list[str], common_name: str) -> None:
+    """`write_pair(build_self_signed(...), directory)` run by a child Python process."""
+    argv = [sys.executable, "-m", "moorage_core.selfsigned", str(directory), common_name, *hosts]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        # Raised as OSError: the callers report a pair they cannot write or read as such.
+        raise OSError(f"building a self-signed certificate failed: {done.stderr.strip()[-500:]}")
+
+
 def _fingerprint(paths: tuple[Path, Path]) -> tuple[float, ...] | None:
     try:
         return tuple(p.stat().st_mtime_ns for p in paths) + tuple(p.stat().st_size for p in paths)
@@ -193,7 +226,7 @@ class ReloadingTLS:
             import tempfile
 
             cert_dir = Path(tempfile.mkdtemp(prefix=f"{common_name}-tls-"))
-            write_pair(build_self_signed(hosts=hosts, common_name=common_name), cert_dir)
+            write_self_signed_apart(cert_dir, hosts=hosts, common_name=common_name)
             log.info("tls_self_signed", directory=str(cert_dir))
         return cls(cert_dir / CERT_FILE, cert_dir / KEY_FILE, poll_interval=poll_interval)
 

@@ -26,7 +26,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,16 @@ SERVICE_CIDR = "10.96.0.0/16"
 POD_CIDR = "10.244.0.0/16"
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
 _START_ORDER = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+DEFAULT_NODE_PODS = 1000
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """What a benchmark changes in the control plane: the fake node's pod capacity and extra
+    flags per process (appended, so a later flag overrides a default one)."""
+
+    node_pods: int = DEFAULT_NODE_PODS
+    flags: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 class ControlPlaneError(RuntimeError):
@@ -112,8 +122,10 @@ class ControlPlane:
         binaries: dict[str, Path] | None = None,
         report: Reporter | None = None,
         real_node: bool = False,
+        tuning: Tuning | None = None,
     ) -> None:
         self.state_dir = state_dir
+        self.tuning = tuning or Tuning()
         self.report: Reporter = report or (lambda _msg: None)
         self._binaries = binaries
         self.ports: Ports | None = None
@@ -247,7 +259,7 @@ class ControlPlane:
         b = {k: str(v) for k, v in self.binaries.items()}
         pki = self.pki
         etcd_data = self.state_dir / "etcd"
-        return {
+        commands = {
             "etcd": [
                 b["etcd"],
                 "--name=default",
@@ -335,6 +347,9 @@ class ControlPlane:
                 f"--config={self.state_dir / 'kwok.yaml'}",
             ],
         }
+        for name, extra in self.tuning.flags.items():
+            commands[name].extend(extra)
+        return commands
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         self.pids[name] = spawn(argv, log_path=self.log_file(name), cwd=self.state_dir)
@@ -393,6 +408,7 @@ class ControlPlane:
 
     def _fake_node(self) -> dict[str, Any]:
         assert self.ports is not None
+        pods = str(self.tuning.node_pods)
         return {
             "apiVersion": "v1",
             "kind": "Node",
@@ -407,7 +423,10 @@ class ControlPlane:
                 },
             },
             "spec": {
-                "podCIDR": "10.244.0.0/24",
+                # Room for the node's pod capacity (a benchmark's thousands of pods).
+                "podCIDR": (
+                    "10.244.0.0/24" if self.tuning.node_pods <= DEFAULT_NODE_PODS else POD_CIDR
+                ),
                 # Beside a real node, pods land on the fake one only when they ask to.
                 "taints": (
                     [{"key": "kwok.x-k8s.io/node", "value": "fake", "effect": "NoSchedule"}]
@@ -416,8 +435,8 @@ class ControlPlane:
                 ),
             },
             "status": {
-                "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
-                "capacity": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
+                "allocatable": {"cpu": "64", "memory": "256Gi", "pods": pods},
+                "capacity": {"cpu": "64", "memory": "256Gi", "pods": pods},
                 "nodeInfo": {
                     "architecture": "amd64",
                     "operatingSystem": "linux",

@@ -78,3 +78,27 @@ def by_kind(children: list[dict[str, Any]], kind: str, name: str | None = None) 
     ]
     assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
     return found[0]
+
+
+def live_copy(obj: dict[str, Any]) -> dict[str, Any]:
+    """What the apiserver would return: our fields plus what it fills in."""
+    live = copy.deepcopy(obj)
+    meta = live["metadata"]
+    meta.update(
+        uid="child-uid",
+        resourceVersion="42",
+        creationTimestamp="2025-01-01T00:00:00Z",
+        generation=1,
+    )
+    meta["annotations"]["deployment.kubernetes.io/revision"] = "1"
+    live["status"] = {"observedGeneration": 1}
+    if live["kind"] == "Deployment":
+        live["spec"]["progressDeadlineSeconds"] = 600
+        container = live["spec"]["template"]["spec"]["containers"][0]
+        container["terminationMessagePath"] = "/dev/termination-log"
+        container["readinessProbe"]["timeoutSeconds"] = 1
+        container["env"][0]["valueFrom"]["fieldRef"]["apiVersion"] = "v1"
+    if live["kind"] == "Service":
+        live["spec"]["clusterIP"] = "10.0.0.12"
+        live["spec"]["ports"][0]["targetPort"] = "http"
+    return live

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from planning_fixtures import SETTINGS, server
+from planning_fixtures import SETTINGS, live_copy, server
 
 from moorage_operator.planning import desired_children
 from moorage_operator.planning.comparing import (
@@ -82,30 +82,6 @@ def test_stamping_is_stable_and_ignores_a_previous_stamp(body: dict[str, Any]) -
     once = stamp_applied_hash(body)
     assert stamp_applied_hash(once) == once
     assert stamp_applied_hash(body) == once
-
-
-def live_copy(obj: dict[str, Any]) -> dict[str, Any]:
-    """What the apiserver would return: our fields plus what it fills in."""
-    live = copy.deepcopy(obj)
-    meta = live["metadata"]
-    meta.update(
-        uid="child-uid",
-        resourceVersion="42",
-        creationTimestamp="2025-01-01T00:00:00Z",
-        generation=1,
-    )
-    meta["annotations"]["deployment.kubernetes.io/revision"] = "1"
-    live["status"] = {"observedGeneration": 1}
-    if live["kind"] == "Deployment":
-        live["spec"]["progressDeadlineSeconds"] = 600
-        container = live["spec"]["template"]["spec"]["containers"][0]
-        container["terminationMessagePath"] = "/dev/termination-log"
-        container["readinessProbe"]["timeoutSeconds"] = 1
-        container["env"][0]["valueFrom"]["fieldRef"]["apiVersion"] = "v1"
-    if live["kind"] == "Service":
-        live["spec"]["clusterIP"] = "10.0.0.12"
-        live["spec"]["ports"][0]["targetPort"] = "http"
-    return live
 
 
 @pytest.mark.parametrize("index", range(7))

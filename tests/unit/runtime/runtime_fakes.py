@@ -112,6 +112,7 @@ class FakeKube:
         namespace: str | None = None,
         label_selector: str | None = None,
         field_selector: str | None = None,
+        transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> ListResult:
         self.list_calls.append((namespace, label_selector))
         # Nothing scripted yet: the list hangs, like a slow apiserver, until a test scripts it.
@@ -121,8 +122,10 @@ class FakeKube:
         answer = self.list_answers[namespace].pop(0)
         if isinstance(answer, BaseException):
             raise answer
+        items = [dict(i) for i in answer.items]
         return ListResult(
-            items=[dict(i) for i in answer.items], resource_version=answer.resource_version
+            items=[transform(i) for i in items] if transform else items,
+            resource_version=answer.resource_version,
         )
 
     def watch(

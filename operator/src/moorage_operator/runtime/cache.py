@@ -1,8 +1,9 @@
 """The in-memory cache of one kind, filled by its informer.
 
-Objects are the apiserver's JSON dicts with `metadata.managedFields` removed (it is large and
-nothing in the operator reads it). They are shared, not copied: callers must treat what `get()`
-and `list()` return as read-only and copy before changing anything.
+Objects are the apiserver's JSON dicts cut down by their kind's transform (trimming.py: no
+`managedFields`, no last-applied annotation, only the fields the operator reads, strings shared).
+They are shared, not copied: callers must treat what `get()` and `list()` return as read-only and
+copy before changing anything.
 
 Lookups: by namespace and name, all objects of a namespace, by label equality, and by named custom
 indexes (`add_index`) such as "MCPServers that reference this MCPToolConfig". The cache turns every
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from moorage_core.kube import JsonObject, ResourceKind
+from moorage_operator.runtime.trimming import Transform, transform_for
 
 CacheKey = tuple[str, str]
 """(namespace, name) of an object; the namespace is "" for cluster-scoped kinds."""
@@ -57,19 +59,12 @@ def labels_of(obj: Mapping[str, Any]) -> Mapping[str, str]:
     return labels
 
 
-def prune(obj: JsonObject) -> JsonObject:
-    """Drop what the cache never needs (`managedFields`); mutates and returns `obj`."""
-    meta = obj.get("metadata")
-    if isinstance(meta, dict):
-        meta.pop("managedFields", None)
-    return obj
-
-
 class Cache:
     """Objects of one kind by key, with namespace, label and custom indexes."""
 
     def __init__(self, kind: ResourceKind) -> None:
         self.kind = kind
+        self._transform = transform_for(kind)
         self._by_namespace: dict[str, dict[str, JsonObject]] = {}
         """namespace → name → object; the store itself. Empty namespaces are removed."""
         self._by_label: dict[tuple[str, str], set[CacheKey]] = {}
@@ -80,6 +75,11 @@ class Cache:
         self._indexed: dict[str, dict[CacheKey, tuple[str, ...]]] = {}
         """index name → key → the values the object was indexed under (to unindex it)."""
         self._count = 0
+
+    @property
+    def transform(self) -> Transform:
+        """What `upsert` applies to each object; idempotent, so objects may come transformed."""
+        return self._transform
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -148,7 +148,7 @@ class Cache:
 
     def upsert(self, obj: JsonObject) -> CacheEvent | None:
         """Store `obj`; the event, or None when the same resourceVersion is already cached."""
-        prune(obj)
+        obj = self._transform(obj)
         key = object_key(obj)
         old = self.get(key[1], namespace=key[0])
         if old is not None and resource_version(old) == resource_version(obj):
@@ -164,7 +164,7 @@ class Cache:
     def delete(self, obj: JsonObject) -> CacheEvent | None:
         """Remove the object with `obj`'s key; the event (with `obj`, the final state), or
         None when it was not cached."""
-        prune(obj)
+        obj = self._transform(obj)
         key = object_key(obj)
         if self._remove(key) is None:
             return None

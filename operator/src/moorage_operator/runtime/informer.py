@@ -236,6 +236,8 @@ class Informer:
                         namespace=scope,
                         label_selector=self.label_selector,
                         field_selector=self.field_selector,
+                        # Trimmed page by page: a relist never holds whole objects of every item.
+                        transform=self.cache.transform,
                     )
                 except KubeError as exc:
                     delay = backoff_delay(failures, policy=self.policy, rand=self._random.random())
