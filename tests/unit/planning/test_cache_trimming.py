@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import enum
 import json
+import sys
 from typing import Any
 
 import pytest
@@ -23,7 +25,12 @@ from moorage_operator.planning.mcpservers.status import (
 )
 from moorage_operator.reconcilers.mcpservers import CHILD_KINDS
 from moorage_operator.runtime.cache import Cache
-from moorage_operator.runtime.trimming import EVENT_FIELDS, LAST_APPLIED, transform_for
+from moorage_operator.runtime.trimming import (
+    EVENT_FIELDS,
+    LAST_APPLIED,
+    share_strings,
+    transform_for,
+)
 
 MANAGED_FIELDS = [
     {"manager": "moorage-operator", "operation": "Apply", "fieldsV1": {"f:spec": {}}},
@@ -252,3 +259,14 @@ def test_transforming_a_transformed_object_changes_nothing() -> None:
         once = transform(copy.deepcopy(obj))
         assert transform(copy.deepcopy(once)) == once, kind.kind
         assert trimmed(kind, copy.deepcopy(once)) == once, kind.kind
+
+
+def test_string_subclasses_are_kept_as_they_are_not_interned() -> None:
+    class Phase(enum.StrEnum):
+        READY = "Ready"
+
+    obj = {"metadata": {"name": "x"}, "status": {"phase": Phase.READY, Phase.READY: "key"}}
+    shared = share_strings(obj)
+    assert shared == {"metadata": {"name": "x"}, "status": {"phase": "Ready", "Ready": "key"}}
+    assert type(shared["status"]["phase"]) is Phase
+    assert shared["metadata"]["name"] is sys.intern("x")

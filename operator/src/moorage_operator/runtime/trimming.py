@@ -72,16 +72,24 @@ SHARED_STRING_MAX: Final = 64
 
 def share_strings(value: Any) -> Any:
     """`value` with its keys and short strings interned (one shared copy each), changed in
-    place: rebuilding a copy would hold a relist's objects twice at its peak."""
+    place: rebuilding a copy would hold a relist's objects twice at its peak.
+
+    Only exact `str` is interned: `sys.intern` refuses subclasses, such as a `StrEnum` member
+    in an object built in-process rather than decoded from the apiserver's JSON.
+    """
     if isinstance(value, dict):
-        items = [(sys.intern(key), share_strings(item)) for key, item in value.items()]
+        items = [(_intern(key), share_strings(item)) for key, item in value.items()]
         value.clear()
         value.update(items)
     elif isinstance(value, list):
         value[:] = [share_strings(item) for item in value]
-    elif isinstance(value, str) and len(value) <= SHARED_STRING_MAX:
+    elif type(value) is str and len(value) <= SHARED_STRING_MAX:
         return sys.intern(value)
     return value
+
+
+def _intern(key: Any) -> Any:
+    return sys.intern(key) if type(key) is str else key
 
 
 def strip_metadata(obj: JsonObject) -> JsonObject:
