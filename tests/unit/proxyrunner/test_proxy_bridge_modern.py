@@ -143,8 +143,9 @@ async def test_a_modern_client_gets_the_servers_keys_and_its_state_back_on_the_r
         (lambda s: "moorage.forged.AAAA", "alice", "greet", "altered"),
         (lambda s: s, "mallory", "greet", "another client"),
         (lambda s: s, "alice", "other-tool", "different request"),
+        (lambda s: "server-state-1", "alice", "greet", "not issued by this proxy"),
     ],
-    ids=["tampered", "forged", "foreign", "other-request"],
+    ids=["tampered", "forged", "foreign", "other-request", "unsealed"],
 )
 async def test_a_modern_retry_with_a_state_not_honoured_is_refused_and_not_forwarded(
     harness: Harness, mangle: Any, principal: str, name: str, message: str

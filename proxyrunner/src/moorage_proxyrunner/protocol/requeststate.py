@@ -23,7 +23,8 @@ from typing import Any, Final, TypeGuard
 from moorage_proxyrunner.protocol.jsonrpc import INVALID_PARAMS, Json
 
 STATE_PREFIX: Final = "moorage."
-"""States minted by this proxy start with this; any other `requestState` is the server's."""
+"""States minted by this proxy start with this. With a 2026-07-28 backend every state a client
+may hold is one of them, so the bridge refuses any other."""
 MAX_STATE_CHARS: Final = 1 << 20
 """Longer states are refused unread: the server's own state would have to be absurdly large."""
 _MAC_BYTES: Final = 16

@@ -355,10 +355,12 @@ class StdioBridge:
         params = message.get("params")
         if peer.modern and isinstance(params, dict):
             state = params.get("requestState")
-            if requeststate.is_sealed(state):
-                if not self.modern_backend:
-                    self._parking.resume(peer, message, exchange, state)
-                    return
+            if requeststate.is_sealed(state) and not self.modern_backend:
+                self._parking.resume(peer, message, exchange, state)
+                return
+            if state is not None and self.modern_backend:
+                # Every state a client may hold was sealed here: a bare one would reach the
+                # shared server as if the proxy had vouched for it.
                 refusal = self._unwrap(peer, method, params)
                 if refusal is not None:
                     exchange.finish(error_response(client_id, refusal.code, refusal.message))
