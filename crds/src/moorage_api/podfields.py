@@ -139,6 +139,10 @@ OBJECT_META: Final = Struct(
     },
 )
 
+TEMPLATE_METADATA_FIELDS: Final = frozenset({"labels", "annotations"})
+"""What of a pod template's metadata reaches the MCP server's pods; the StatefulSet controller
+sets the rest (name, namespace, owners), so any other field set to a value is refused."""
+
 # -- containers ---------------------------------------------------------------------------------
 
 LOCAL_OBJECT_REFERENCE: Final = Struct("LocalObjectReference", {"name": STRING})

@@ -22,6 +22,9 @@ P = "spec.podTemplateSpec"
             {"metadata": {"labels": {"a": "b"}, "annotations": {"c": "d"}}}, id="metadata"
         ),
         pytest.param(
+            {"metadata": {"creationTimestamp": None, "labels": {"a": "b"}}}, id="metadata-null"
+        ),
+        pytest.param(
             {
                 "spec": {
                     "containers": [{"name": "mcp", "env": [{"name": "A", "value": "1"}]}],
@@ -64,6 +67,11 @@ def test_accepts_pod_templates(template: Any) -> None:
             {"metadata": {"annotations": "x"}},
             f"{P}.metadata.annotations: must be an object of strings",
             id="annotations-type",
+        ),
+        pytest.param(
+            {"metadata": {"name": "mine"}},
+            f"{P}.metadata.name: only labels and annotations may be set",
+            id="metadata-name",
         ),
         pytest.param({"spec": "x"}, f"{P}.spec: must be an object", id="spec-type"),
         pytest.param(

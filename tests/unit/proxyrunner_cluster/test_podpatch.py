@@ -32,6 +32,11 @@ from moorage_proxyrunner.workload.podpatch import (
             id="metadata",
         ),
         pytest.param(
+            '{"metadata": {"creationTimestamp": null, "labels": {"team": "a"}}}',
+            {"metadata": {"creationTimestamp": None, "labels": {"team": "a"}}},
+            id="metadata-null-as-generated-yaml-has",
+        ),
+        pytest.param(
             '{"spec": {"containers": [{"name": "mcp", "env": [{"name": "A", "value": "1"}],'
             ' "ports": [{"containerPort": 9000}]}], "tolerations": [{"key": "k"}]}}',
             {
@@ -428,3 +433,9 @@ def test_merges_like_a_strategic_merge_patch(
 )
 def test_accepts_what_the_shared_field_table_holds(text: str) -> None:
     assert parse_pod_patch(text) == json.loads(text)
+
+
+def test_a_null_metadata_field_reaches_no_pod() -> None:
+    patch = parse_pod_patch('{"metadata": {"creationTimestamp": null, "labels": {"team": "a"}}}')
+    merged = merge_pod_template({"metadata": {"labels": {"app": "x"}}, "spec": {}}, patch)
+    assert merged["metadata"] == {"labels": {"app": "x", "team": "a"}}

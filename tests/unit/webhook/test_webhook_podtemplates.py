@@ -139,6 +139,18 @@ def test_a_realistic_template_passes() -> None:
             id="annotation-key",
         ),
         pytest.param(
+            {"metadata": {"name": "mine"}},
+            f"{BASE}.metadata.name",
+            "only 'labels' and 'annotations' may be set in a pod template's metadata",
+            id="metadata-name",
+        ),
+        pytest.param(
+            {"metadata": {"finalizers": ["example.com/keep"]}},
+            f"{BASE}.metadata.finalizers",
+            "only 'labels' and 'annotations' may be set in a pod template's metadata",
+            id="metadata-finalizers",
+        ),
+        pytest.param(
             _spec(containers=[{"image": "x"}]),
             f"{BASE}.spec.containers[0].name",
             "required field is missing",

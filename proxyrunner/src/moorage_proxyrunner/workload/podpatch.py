@@ -143,9 +143,6 @@ _CONTAINER_FIELDS: Final = {
 _REQUIRED_ELEMENT_KEYS: Final = podfields.element_keys(podfields.POD_SPEC)
 _REQUIRED_CONTAINER_ELEMENT_KEYS: Final = podfields.element_keys(podfields.CONTAINER)
 
-_METADATA_FIELDS: Final = frozenset({"labels", "annotations"})
-
-
 def parse_pod_patch(text: str, *, source: str = "--k8s-pod-patch") -> JsonObject:
     """The pod template patch in `text` (JSON), validated; `PodPatchError` names what is wrong."""
     try:
@@ -185,7 +182,10 @@ def _check_metadata(value: Any, *, source: str, path: str) -> None:
     if not isinstance(value, dict):
         raise PodPatchError(f"{source}: {path}: must be an object, got {describe_json_type(value)}")
     for key, item in value.items():
-        if key not in _METADATA_FIELDS:
+        if item is None:
+            # Unset, as `creationTimestamp: null` in generated YAML: nothing to carry or remove.
+            continue
+        if key not in podfields.TEMPLATE_METADATA_FIELDS:
             raise PodPatchError(
                 f"{source}: {path}.{_unknown(key)}: only 'labels' and 'annotations' may be set "
                 "in a pod template's metadata"

@@ -82,6 +82,16 @@ def _check_labels(obj: dict[str, Any], path: str, out: Findings) -> None:
             out.error(key_path(f"{path}.annotations", key), why)
 
 
+def _check_template_metadata(obj: dict[str, Any], path: str, out: Findings) -> None:
+    for key, value in obj.items():
+        if value is not None and key not in podfields.TEMPLATE_METADATA_FIELDS:
+            out.error(
+                f"{path}.{key}",
+                "only 'labels' and 'annotations' may be set in a pod template's metadata (the "
+                "StatefulSet controller names and places the pods)",
+            )
+
+
 def _check_env_list(obj: dict[str, Any], path: str, out: Findings) -> None:
     seen: set[str] = set()
     for index, var in enumerate(obj.get("env") or []):
@@ -267,7 +277,7 @@ _CONTAINER_RULES: Final = (
     _check_volume_mounts,
 )
 _RULES: Final[Mapping[str, tuple[Rule, ...]]] = {
-    "ObjectMeta": (_check_labels,),
+    "ObjectMeta": (_check_template_metadata, _check_labels),
     "KeySelector": (_name_rule(config_key_problem, "key"),),
     "EnvVar": (_check_env_var,),
     "ResourceRequirements": (_check_requests_within_limits,),

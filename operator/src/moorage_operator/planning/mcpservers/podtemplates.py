@@ -43,11 +43,14 @@ def _string_map_problem(value: Any, *, path: str) -> str | None:
 def _metadata_problem(metadata: Any, *, path: str) -> str | None:
     if not isinstance(metadata, Mapping):
         return f"{path}: must be an object"
-    for field in ("labels", "annotations"):
-        if field in metadata:
-            problem = _string_map_problem(metadata[field], path=f"{path}.{field}")
-            if problem:
-                return problem
+    for field, value in metadata.items():
+        if value is None:
+            continue
+        if field not in podfields.TEMPLATE_METADATA_FIELDS:
+            return f"{path}.{field}: only labels and annotations may be set"
+        problem = _string_map_problem(value, path=f"{path}.{field}")
+        if problem:
+            return problem
     return None
 
 
