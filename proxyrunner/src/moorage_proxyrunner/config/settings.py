@@ -17,7 +17,7 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 
 
 @dataclass(frozen=True, slots=True)
-class ProxySettings:
+class ProxyRunnerSettings:
     host: str = "127.0.0.1"
     """Address to listen on. Default loopback: a laptop proxy is not for the network."""
     port: int = 8080
