@@ -360,6 +360,13 @@ def test_a_server_using_every_field_well_is_allowed() -> None:
             id="permission-profile-name",
         ),
         pytest.param({"transport": "grpc"}, "spec.transport", "Input should be", id="transport"),
+        pytest.param(
+            {"transport": "streamable-http", "stdioEra": "auto"},
+            "spec",
+            "stdioEra: auto is only used with transport stdio",
+            id="stdio-era-for-http",
+        ),
+        pytest.param({"stdioEra": "modern"}, "spec.stdioEra", "Input should be", id="stdio-era"),
         pytest.param({"surprise": 1}, "spec.surprise", "unknown field", id="unknown-spec-field"),
     ],
 )

@@ -276,6 +276,7 @@ def build_proxy_settings(runconfig: RunConfig, options: ClusterOptions) -> Proxy
         allowed_hosts=build_allowed_hosts(runconfig, options),
         allowed_origins=options.allowed_origins,
         endpoint_prefix=runconfig.endpoint_prefix or "",
+        stdio_era=runconfig.stdio_era,
         trust_proxy_headers=runconfig.trust_proxy_headers,
         tool_policy=tool_policy_from_runconfig(runconfig),
         oidc=runconfig.oidc,
