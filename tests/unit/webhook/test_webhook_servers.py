@@ -574,6 +574,22 @@ def test_changing_the_transport_warns_that_sessions_end() -> None:
     )
 
 
+@pytest.mark.parametrize(("before", "after"), [("handshake", "auto"), ("auto", "handshake")])
+def test_changing_the_stdio_era_warns_that_it_waits_for_the_next_process(
+    before: str, after: str
+) -> None:
+    warnings = _warnings(mcpserver({"stdioEra": after}), mcpserver({"stdioEra": before}))
+    assert any(
+        w.startswith(f"spec.stdioEra: changing from {before} to {after}") and "next process" in w
+        for w in warnings
+    ), warnings
+
+
+def test_keeping_the_stdio_era_does_not_warn() -> None:
+    old = mcpserver({"stdioEra": "auto"})
+    assert _warnings(mcpserver({"stdioEra": "auto", "args": ["-v"]}), old) == []
+
+
 def test_changing_what_clients_speak_or_the_port_warns_that_the_url_moves() -> None:
     old = mcpserver()
     warnings = _warnings(mcpserver({"proxyMode": "sse", "port": 9090}), old)
