@@ -42,6 +42,7 @@ from moorage_api.images import (
 
 Transport = Literal["stdio", "sse", "streamable-http"]
 ProxyMode = Literal["sse", "streamable-http"]
+StdioEra = Literal["handshake", "auto"]
 SessionAffinity = Literal["ClientIP", "None"]
 
 MCPSERVER_NAME_MAX_LENGTH: Final = 50
@@ -370,6 +371,16 @@ the webhook validates it against the real PodTemplateSpec schema."""
 class MCPServerSpec(ApiModel):
     """Desired state of an MCPServer."""
 
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            cel(
+                "self.transport == 'stdio' || !has(self.stdioEra) || self.stdioEra == 'handshake'",
+                message="stdioEra auto is only used with transport stdio",
+                field_path=".stdioEra",
+            ),
+        )
+    }
+
     image: str = Field(
         ...,
         min_length=1,
@@ -385,6 +396,15 @@ class MCPServerSpec(ApiModel):
         description=(
             "What clients get for a stdio server (`sse` or `streamable-http`); for HTTP transports "
             "the proxy speaks the server's transport."
+        ),
+    )
+    stdio_era: StdioEra = Field(
+        "handshake",
+        description=(
+            "The protocol era of a stdio server: `handshake` initialises it (2025-11-25, as every "
+            "server accepts); `auto` probes it with `server/discover` and runs a dual-era server "
+            "in 2026-07-28, translating for 2025-11-25 clients. Opt-in: in 2026-07-28 tools that ask "
+            "the client through server-to-client requests (e.g. `ctx.elicit`) cannot ask."
         ),
     )
     port: int = Field(8080, ge=1, le=65535, description="The proxy's port (container, Service).")
@@ -508,6 +528,15 @@ class MCPServerSpec(ApiModel):
     @classmethod
     def _unique_env(cls, value: list[EnvVar]) -> list[EnvVar]:
         return _check_unique_env(value)
+
+    @model_validator(mode="after")
+    def _check_stdio_era(self) -> Self:
+        if self.transport != "stdio" and self.stdio_era != "handshake":
+            raise ValueError(
+                f"stdioEra: {self.stdio_era} is only used with transport stdio, "
+                f"not {self.transport}"
+            )
+        return self
 
     @property
     def effective_proxy_mode(self) -> ProxyMode:

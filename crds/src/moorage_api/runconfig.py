@@ -27,7 +27,13 @@ from moorage_api.base import (
 )
 from moorage_api.cedarbounds import CedarEntitiesJson, CedarPolicies
 from moorage_api.documents import OutboundNetwork
-from moorage_api.mcpserver import PermissionProfileType, PodTemplateSpec, ProxyMode, Transport
+from moorage_api.mcpserver import (
+    PermissionProfileType,
+    PodTemplateSpec,
+    ProxyMode,
+    StdioEra,
+    Transport,
+)
 
 SCHEMA_VERSION: Final = "moorage/v1"
 
@@ -160,6 +166,13 @@ class RunConfig(RunConfigModel):
     transport: Transport = Field("stdio", description="How the MCP server speaks MCP.")
     proxy_mode: ProxyMode = Field(
         "streamable-http", description="What clients get (the transport for HTTP servers)."
+    )
+    stdio_era: StdioEra = Field(
+        "handshake",
+        description=(
+            "A stdio server's era: `handshake` (initialised) or `auto` (probed with "
+            "`server/discover`; a dual-era server runs 2026-07-28)."
+        ),
     )
     port: int = Field(8080, ge=1, le=65535, description="The proxy's port.")
     target_port: int = Field(8080, ge=1, le=65535, description="The MCP server's port (HTTP).")

@@ -23,7 +23,7 @@ from moorage_core.loggers import configure_logging
 from moorage_core.running import Lifecycle, run_service
 from moorage_core.settings import SettingError, parse_list
 from moorage_proxyrunner.config.limits import add_limit_arguments, limits_from
-from moorage_proxyrunner.config.settings import DEFAULT_MAX_BODY_BYTES, ProxySettings
+from moorage_proxyrunner.config.settings import DEFAULT_MAX_BODY_BYTES, ProxyRunnerSettings
 from moorage_proxyrunner.config.toolpolicy import ToolPolicy
 from moorage_proxyrunner.policy.chain import LiveConfig, LiveConfigError, tool_policy_from_runconfig
 from moorage_proxyrunner.policy.reload import load_local_runconfig
@@ -120,8 +120,10 @@ def local_config(args: argparse.Namespace) -> LocalConfig | None:
     return LocalConfig(path=path, runconfig=runconfig)
 
 
-def settings_from(args: argparse.Namespace, config: LocalConfig | None = None) -> ProxySettings:
-    settings = ProxySettings(
+def settings_from(
+    args: argparse.Namespace, config: LocalConfig | None = None
+) -> ProxyRunnerSettings:
+    settings = ProxyRunnerSettings(
         host=args.host or "127.0.0.1",
         port=args.port,
         max_body_bytes=args.max_body_bytes,

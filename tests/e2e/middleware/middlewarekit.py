@@ -25,7 +25,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from prometheus_client import CollectorRegistry
 from testkit.waiting import eventually
 
-from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.config.settings import ProxyRunnerSettings
 from moorage_proxyrunner.front.app import make_app
 from moorage_proxyrunner.front.metrics import ProxyMetrics
 from moorage_proxyrunner.policy.chain import Middleware
@@ -64,7 +64,7 @@ async def _healthy(base: str) -> bool:
 
 @contextlib.asynccontextmanager
 async def local_proxy(
-    settings: ProxySettings,
+    settings: ProxyRunnerSettings,
     *,
     config: LocalConfig | None = None,
     backend: LocalBackend = TIME_BACKEND,
@@ -97,7 +97,7 @@ async def local_proxy(
 
 @contextlib.asynccontextmanager
 async def assembled_proxy(
-    settings: ProxySettings, *, keys: JwksCache, backend: LocalBackend = TIME_BACKEND
+    settings: ProxyRunnerSettings, *, keys: JwksCache, backend: LocalBackend = TIME_BACKEND
 ) -> AsyncIterator[Proxy]:
     registry = CollectorRegistry()
     middleware = Middleware(settings, registry=registry, keys=keys)

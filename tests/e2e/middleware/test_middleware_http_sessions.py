@@ -23,7 +23,7 @@ from middlewarekit import (
 from testkit.issuer import LocalIssuer, serving_issuer
 
 from moorage_api.runconfig import RunConfigOIDC
-from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.config.settings import ProxyRunnerSettings
 from moorage_proxyrunner.policy.jwks import HttpJwks, JwksCache
 from moorage_proxyrunner.startup.local import LocalBackend
 
@@ -39,7 +39,7 @@ async def proxied(transport: str) -> AsyncIterator[tuple[LocalIssuer, Proxy]]:
     """The toolbox on `transport` ("http" or "sse") behind the proxy, with OIDC on."""
     async with serving_issuer() as issuer, serving_toolbox(transport) as url:
         fetcher = HttpJwks(issuer=issuer.url)
-        settings = ProxySettings(
+        settings = ProxyRunnerSettings(
             port=0, oidc=RunConfigOIDC(type="oidc", issuer=issuer.url, audience=issuer.audience)
         )
         kind = "sse" if transport == "sse" else "streamable-http"

@@ -18,7 +18,7 @@ from middlewarekit import Proxy, assembled_proxy, bearer_client, tool_names
 from testkit.issuer import LocalIssuer, new_key, serving_issuer, unsigned_token
 
 from moorage_api.runconfig import RunConfigOIDC
-from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.config.settings import ProxyRunnerSettings
 from moorage_proxyrunner.policy.jwks import HttpJwks, JwksCache
 
 pytestmark = pytest.mark.e2e
@@ -41,7 +41,7 @@ async def proxy_for(issuer: LocalIssuer, **oidc: Any) -> AsyncIterator[Proxy]:
     """The proxy trusting `issuer`; its JWKS cache may refresh at once (no rate limit)."""
     fetcher = HttpJwks(issuer=issuer.url, jwks_url=oidc.pop("jwks_url", None))
     keys = JwksCache(fetcher, min_refresh_interval=0.0)
-    settings = ProxySettings(
+    settings = ProxyRunnerSettings(
         port=0,
         oidc=RunConfigOIDC(type="oidc", issuer=issuer.url, audience=issuer.audience, **oidc),
     )

@@ -19,7 +19,7 @@ from middlewarekit import assembled_proxy, bearer_client, local_proxy
 from testkit.issuer import serving_issuer
 
 from moorage_api.runconfig import RunConfigAuthz, RunConfigOIDC
-from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.config.settings import ProxyRunnerSettings
 from moorage_proxyrunner.policy.jwks import HttpJwks, JwksCache
 from moorage_proxyrunner.protocol.jsonrpc import FORBIDDEN
 from moorage_proxyrunner.startup.local import LocalBackend
@@ -38,8 +38,8 @@ READ_STATIC = (
 HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
-def resource_settings(**extra: Any) -> ProxySettings:
-    return ProxySettings(port=0, authz=RunConfigAuthz(policies=[READ_STATIC]), **extra)
+def resource_settings(**extra: Any) -> ProxyRunnerSettings:
+    return ProxyRunnerSettings(port=0, authz=RunConfigAuthz(policies=[READ_STATIC]), **extra)
 
 
 async def test_a_subscription_the_caller_may_not_read_is_refused_even_when_already_held() -> None:
@@ -82,7 +82,7 @@ async def test_templates_are_listed_only_when_some_uri_of_theirs_could_be_read()
     ):
         listed = await client.list_resource_templates()
         assert listed.resource_templates == []
-    settings = ProxySettings(port=0, authz=RunConfigAuthz(policies=[shown]))
+    settings = ProxyRunnerSettings(port=0, authz=RunConfigAuthz(policies=[shown]))
     async with (
         local_proxy(settings, backend=RESOURCES) as proxy,
         Client(proxy.mcp, mode="legacy") as client,
@@ -136,7 +136,7 @@ async def test_a_session_id_presented_by_another_subject_is_unknown(
 ) -> None:
     async with serving_issuer() as issuer:
         fetcher = HttpJwks(issuer=issuer.url)
-        settings = ProxySettings(
+        settings = ProxyRunnerSettings(
             port=0, oidc=RunConfigOIDC(type="oidc", issuer=issuer.url, audience=issuer.audience)
         )
         alice = {**HEADERS, "Authorization": f"Bearer {issuer.token(sub='alice')}"}

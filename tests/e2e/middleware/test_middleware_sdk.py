@@ -21,7 +21,7 @@ from testkit.issuer import LocalIssuer, serving_issuer
 from testkit.waiting import eventually
 
 from moorage_api.runconfig import RunConfigAuthz, RunConfigOIDC
-from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.config.settings import ProxyRunnerSettings
 from moorage_proxyrunner.config.toolpolicy import ToolOverride, ToolPolicy
 from moorage_proxyrunner.policy.reload import load_local_runconfig
 from moorage_proxyrunner.startup.local import LocalConfig
@@ -54,7 +54,7 @@ async def outcome(client: Any, name: str, arguments: dict[str, Any]) -> Any:
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_renamed_and_filtered_tools_behave_as_specified(mode: str) -> None:
-    settings = ProxySettings(
+    settings = ProxyRunnerSettings(
         port=0,
         tool_policy=ToolPolicy(
             allowed=frozenset({"now"}),
@@ -78,7 +78,7 @@ async def test_a_group_policy_shows_and_permits_one_tool_and_denies_everyone_els
     mode: str,
 ) -> None:
     async with serving_issuer() as issuer:
-        settings = ProxySettings(
+        settings = ProxyRunnerSettings(
             port=0, oidc=oidc(issuer), authz=RunConfigAuthz(policies=POLICIES[:1])
         )
         alice = issuer.token(sub="alice", groups=["time"])
@@ -102,7 +102,7 @@ async def test_a_group_policy_shows_and_permits_one_tool_and_denies_everyone_els
 
 async def test_tool_arguments_and_claims_decide_and_renames_follow_the_client_names() -> None:
     async with serving_issuer() as issuer:
-        settings = ProxySettings(
+        settings = ProxyRunnerSettings(
             port=0,
             oidc=oidc(issuer),
             authz=RunConfigAuthz(
@@ -127,7 +127,9 @@ async def test_tool_arguments_and_claims_decide_and_renames_follow_the_client_na
 
 async def test_legacy_sse_and_batches_cannot_bypass_the_policies() -> None:
     async with serving_issuer() as issuer:
-        settings = ProxySettings(port=0, oidc=oidc(issuer), authz=RunConfigAuthz(policies=POLICIES))
+        settings = ProxyRunnerSettings(
+            port=0, oidc=oidc(issuer), authz=RunConfigAuthz(policies=POLICIES)
+        )
         bob = issuer.token(sub="bob", groups=["sales"])
         async with local_proxy(settings) as proxy:
             async with bearer_sse_client(proxy.sse, bob) as client:
@@ -161,7 +163,7 @@ async def test_legacy_sse_and_batches_cannot_bypass_the_policies() -> None:
 
 async def test_every_request_gets_an_audit_record(capsys: pytest.CaptureFixture[str]) -> None:
     async with serving_issuer() as issuer:
-        settings = ProxySettings(
+        settings = ProxyRunnerSettings(
             port=0, oidc=oidc(issuer), authz=RunConfigAuthz(policies=POLICIES[:1]), audit=True
         )
         async with local_proxy(settings) as proxy:
@@ -190,7 +192,7 @@ async def test_a_config_change_reaches_an_open_session_without_reconnecting(tmp_
         json.dumps({"schema_version": "moorage/v1", "tools_filter": ["get_current_time"]})
     )
     config = LocalConfig(path=path, runconfig=load_local_runconfig(path.read_text()))
-    settings = ProxySettings(
+    settings = ProxyRunnerSettings(
         port=0, tool_policy=ToolPolicy(allowed=frozenset({"get_current_time"}))
     )
     heard: list[str] = []

@@ -24,7 +24,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from testkit.waiting import eventually
 
-from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.config.settings import ProxyRunnerSettings
 from moorage_proxyrunner.protocol.sse import Event, EventParser
 from moorage_proxyrunner.startup.local import LocalBackend, LocalConfig, run_local
 
@@ -177,7 +177,7 @@ async def running_proxy(
     task = asyncio.create_task(
         run_local(
             backend,
-            ProxySettings(port=0, **settings),
+            ProxyRunnerSettings(port=0, **settings),
             stop=stop,
             registry=registry,
             on_listening=port.set_result,

@@ -202,6 +202,20 @@ REJECTED: list[Any] = [
     ),
     pytest.param(
         MCPSERVERS,
+        mcpserver(transport="streamable-http", stdioEra="auto"),
+        "spec.stdioEra",
+        "stdioEra auto is only used with transport stdio",
+        id="stdio-era-for-http",
+    ),
+    pytest.param(
+        MCPSERVERS,
+        mcpserver(stdioEra="modern"),
+        "spec.stdioEra",
+        'Unsupported value: "modern"',
+        id="unknown-stdio-era",
+    ),
+    pytest.param(
+        MCPSERVERS,
         mcpserver(permissionProfile={"type": "builtin", "name": "everything"}),
         "spec.permissionProfile.name",
         "named none or network",
@@ -324,6 +338,20 @@ async def test_every_example_is_accepted(
     assert created["metadata"]["name"] == document["metadata"]["name"], label
 
 
+@pytest.mark.parametrize(
+    ("transport", "stdio_era"),
+    [("stdio", "auto"), ("stdio", "handshake"), ("sse", "handshake"), ("streamable-http", None)],
+)
+async def test_the_stdio_era_is_accepted_where_it_means_something(
+    crds: list[str], kube: KubeClient, namespace: str, transport: str, stdio_era: str | None
+) -> None:
+    spec: dict[str, Any] = {"transport": transport}
+    if stdio_era is not None:
+        spec["stdioEra"] = stdio_era
+    created = await create_strict(kube, MCPSERVERS, mcpserver(**spec), namespace=namespace)
+    assert created["spec"]["stdioEra"] == (stdio_era or "handshake")
+
+
 async def test_defaults_are_applied_by_the_apiserver(
     crds: list[str], kube: KubeClient, namespace: str
 ) -> None:
@@ -332,6 +360,7 @@ async def test_defaults_are_applied_by_the_apiserver(
         "image": "ghcr.io/moorage-dev/mcp-server-time:2025.9.25",
         "transport": "stdio",
         "proxyMode": "streamable-http",
+        "stdioEra": "handshake",
         "port": 8080,
         "targetPort": 8080,
         "permissionProfile": {"type": "builtin", "name": "network"},

@@ -29,7 +29,7 @@ from moorage_core.errors import NotFound
 from moorage_core.kube import CONFIGMAPS, MCPSERVERS, MCPTOOLCONFIGS, SERVICEACCOUNTS, KubeClient
 from moorage_dev.cluster import ControlPlane
 from moorage_proxyrunner.backends.stdio.processes import subprocess_factory
-from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.config.settings import ProxyRunnerSettings
 from moorage_proxyrunner.startup.cluster import ClusterOptions, run_cluster
 from moorage_proxyrunner.startup.local import LocalBackend, run_local
 
@@ -246,7 +246,7 @@ async def test_service_account_tokens_of_the_cluster_are_accepted_as_configured(
     allowed = await service_account_token(kube, namespace, "bot", audience="moorage")
     other = await service_account_token(kube, namespace, "other", audience="moorage")
     elsewhere = await service_account_token(kube, namespace, "aud", audience="someone-else")
-    settings = ProxySettings(
+    settings = ProxyRunnerSettings(
         port=0,
         oidc=RunConfigOIDC(
             type="kubernetes", audience="moorage", allowed_service_accounts=[f"{namespace}/bot"]

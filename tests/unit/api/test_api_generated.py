@@ -186,6 +186,7 @@ def test_cel_rules_are_where_the_spec_wants_them() -> None:
                 rules.setdefault(path, []).append(rule["rule"])
     assert set(rules) == {
         "MCPServer",
+        "MCPServer.spec",
         "MCPServer.spec.permissionProfile",
         "MCPServer.spec.oidcConfig",
         "MCPServer.spec.authzConfig",

@@ -97,6 +97,7 @@ def test_an_mcpserver_gets_the_spec_defaults() -> None:
     spec = server.spec
     assert spec.transport == "stdio"
     assert spec.proxy_mode == "streamable-http"
+    assert spec.stdio_era == "handshake"
     assert (spec.port, spec.target_port) == (8080, 8080)
     assert spec.session_affinity == "ClientIP"
     assert spec.trust_proxy_headers is False
@@ -164,6 +165,22 @@ def test_the_effective_proxy_mode_is_the_transport_for_http_servers(
         {"image": IMAGE, "transport": transport, "proxyMode": proxy_mode}
     )
     assert spec.effective_proxy_mode == effective
+
+
+@pytest.mark.parametrize(
+    ("transport", "stdio_era"),
+    [
+        ("stdio", "handshake"),
+        ("stdio", "auto"),
+        ("sse", "handshake"),
+        ("streamable-http", "handshake"),
+    ],
+)
+def test_the_stdio_era_is_accepted_where_it_means_something(transport: str, stdio_era: str) -> None:
+    spec = MCPServerSpec.model_validate(
+        {"image": IMAGE, "transport": transport, "stdioEra": stdio_era}
+    )
+    assert spec.stdio_era == stdio_era
 
 
 @pytest.mark.parametrize(
@@ -378,6 +395,20 @@ REJECTED: list[Any] = [
         "spec.permissionProfile",
         "key: only used with a configMap",
         id="builtin-profile-with-key",
+    ),
+    pytest.param(
+        MCPServer,
+        mcpserver(transport="sse", stdioEra="auto"),
+        "spec",
+        "stdioEra: auto is only used with transport stdio, not sse",
+        id="stdio-era-for-sse",
+    ),
+    pytest.param(
+        MCPServer,
+        mcpserver(stdioEra="modern"),
+        "spec.stdioEra",
+        "'handshake' or 'auto'",
+        id="unknown-stdio-era",
     ),
     pytest.param(
         MCPServer,

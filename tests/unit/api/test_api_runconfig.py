@@ -29,6 +29,7 @@ from moorage_api.runconfig import (
 
 SPEC_KEYS = {
     "allowed_hosts",
+    "stdio_era",
     "schema_version",
     "name",
     "namespace",

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from testkit.endpoints import Idle
 from testkit.mcprequests import INITIALIZE, POST_HEADERS
 
-from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.config.settings import ProxyRunnerSettings
 from moorage_proxyrunner.front.app import make_app
 from moorage_proxyrunner.front.metrics import ProxyMetrics
 from moorage_proxyrunner.policy.chain import Middleware
@@ -40,7 +40,7 @@ class RecordingEndpoints(Idle):
 @contextlib.asynccontextmanager
 async def chained() -> AsyncIterator[tuple[TestClient[Any, Any], RecordingEndpoints]]:
     registry = CollectorRegistry()
-    settings = ProxySettings(port=0, max_body_bytes=LIMIT)
+    settings = ProxyRunnerSettings(port=0, max_body_bytes=LIMIT)
     endpoints = RecordingEndpoints(registry)
     app = make_app(settings, endpoints=endpoints, registry=registry)
     Middleware(settings, registry=registry).install(app)

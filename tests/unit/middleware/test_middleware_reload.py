@@ -13,7 +13,7 @@ from testkit.cedarattacks import CRASHING_POLICIES
 from testkit.waiting import eventually
 
 from moorage_api.runconfig import RunConfig, render_runconfig_json
-from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.config.settings import ProxyRunnerSettings
 from moorage_proxyrunner.policy.chain import LiveConfig, LiveConfigError, Middleware
 from moorage_proxyrunner.policy.reload import RunConfigReloader, load_local_runconfig
 from moorage_proxyrunner.protocol.pipeline import Identity
@@ -42,7 +42,7 @@ def reloader(
     local: bool = False, capabilities: dict[str, object] | None = None
 ) -> tuple[RunConfigReloader, Middleware, Sessions, CollectorRegistry]:
     registry = CollectorRegistry()
-    middleware = Middleware(ProxySettings(), registry=registry)
+    middleware = Middleware(ProxyRunnerSettings(), registry=registry)
     sessions = Sessions()
     return (
         RunConfigReloader(
@@ -194,7 +194,7 @@ async def test_the_file_watcher_applies_edits(tmp_path: Path) -> None:
 
 def test_new_policies_recheck_held_subscriptions_against_themselves() -> None:
     registry = CollectorRegistry()
-    middleware = Middleware(ProxySettings(), registry=registry)
+    middleware = Middleware(ProxyRunnerSettings(), registry=registry)
     held = {("alice", "file:///a"), ("alice", "file:///b")}
     ended: list[tuple[str, str]] = []
 

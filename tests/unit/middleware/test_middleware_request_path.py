@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from moorage_api.runconfig import RunConfigAuthz
-from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.config.settings import ProxyRunnerSettings
 from moorage_proxyrunner.config.toolpolicy import ToolOverride, ToolPolicy
 from moorage_proxyrunner.front.responding import Refusal, check_client_message
 from moorage_proxyrunner.policy.audit import AuditWriter
@@ -88,14 +88,14 @@ class RecordingAuthorizer(Authorizer):
 
 
 MIDDLEWARE = Middleware(
-    ProxySettings(audit=True, authz=RunConfigAuthz(policies=POLICIES), tool_policy=POLICY),
+    ProxyRunnerSettings(audit=True, authz=RunConfigAuthz(policies=POLICIES), tool_policy=POLICY),
     registry=CollectorRegistry(),
 )
 assert MIDDLEWARE.authz_step.authorizer is not None
 AUTHORIZER = RecordingAuthorizer(MIDDLEWARE.authz_step.authorizer)
 MIDDLEWARE.authz_step.authorizer = AUTHORIZER
 FILTER_ONLY = Middleware(
-    ProxySettings(audit=True, tool_policy=POLICY), registry=CollectorRegistry()
+    ProxyRunnerSettings(audit=True, tool_policy=POLICY), registry=CollectorRegistry()
 )
 POLICY_ATTRIBUTES = ("mode", "danger")
 """The argument attributes POLICIES read (written out here, apart from the proxy's reading)."""

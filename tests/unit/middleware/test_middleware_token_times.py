@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from testkit.issuer import LocalIssuer
 
-from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.config.settings import ProxyRunnerSettings
 from moorage_proxyrunner.policy.authn import (
     VERIFIED_CACHE_SECONDS,
     Authenticator,
@@ -52,7 +52,7 @@ def protected_app(issuer: LocalIssuer) -> web.Application:
         return web.Response(text="ok")
 
     app.router.add_post("/mcp", mcp)
-    AuthnLayer(authenticator, settings=ProxySettings()).install(app)
+    AuthnLayer(authenticator, settings=ProxyRunnerSettings()).install(app)
     return app
 
 

@@ -271,6 +271,8 @@ PROFILE_DOC = json.dumps(
             },
             id="toolConfigRef",
         ),
+        pytest.param({}, None, {"stdio_era": "handshake"}, id="stdio-era-default"),
+        pytest.param({"stdioEra": "auto"}, None, {"stdio_era": "auto"}, id="stdio-era"),
         pytest.param({}, None, {"audit": {"enabled": False}}, id="audit-default"),
         pytest.param({"audit": {"enabled": True}}, None, {"audit": {"enabled": True}}, id="audit"),
         pytest.param(

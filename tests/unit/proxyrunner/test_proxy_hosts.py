@@ -16,7 +16,7 @@ from testkit.endpoints import Idle
 
 from moorage_api.naming import proxy_service_hosts
 from moorage_api.runconfig import RunConfig
-from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.config.settings import ProxyRunnerSettings
 from moorage_proxyrunner.front.app import is_host_allowed, is_origin_allowed, make_app
 from moorage_proxyrunner.startup.cluster import (
     ClusterOptions,
@@ -27,7 +27,7 @@ from moorage_proxyrunner.startup.cluster import (
 DERIVED = tuple(
     proxy_service_hosts("time", namespace="team-a", port=8080, cluster_domain="cluster.local")
 )
-IN_CLUSTER = ProxySettings(
+IN_CLUSTER = ProxyRunnerSettings(
     host="0.0.0.0", allowed_hosts=(*DERIVED, "mcp.example.com", "tools.example.com:443")
 )
 OPTIONS = ClusterOptions(config=Path("runconfig.json"))

@@ -18,7 +18,7 @@ from testkit.mcprequests import INITIALIZE, POST_HEADERS
 from testkit.subjects import subject_header
 
 from moorage_proxyrunner.backends.reverse.endpoints import HttpEndpoints
-from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.config.settings import ProxyRunnerSettings
 from moorage_proxyrunner.front.app import make_app
 from moorage_proxyrunner.front.metrics import ProxyMetrics
 from moorage_proxyrunner.protocol.pipeline import Pipeline
@@ -56,7 +56,7 @@ async def proxied(
             server = await stack.enter_async_context(TestServer(app))
             urls.append(str(server.make_url("/mcp")))
         registry = CollectorRegistry()
-        settings = ProxySettings(port=0)
+        settings = ProxyRunnerSettings(port=0)
         endpoints = HttpEndpoints(
             urls,
             transport="streamable-http",

@@ -24,7 +24,7 @@ from testkit.waiting import eventually
 from moorage_proxyrunner.backends.stdio.bridge import StdioBridge
 from moorage_proxyrunner.backends.stdio.endpoints import BridgeEndpoints
 from moorage_proxyrunner.config.limits import LIMIT_REACHED, REQUEST_TIMED_OUT, Limits
-from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.config.settings import ProxyRunnerSettings
 from moorage_proxyrunner.front.app import make_app, serve
 from moorage_proxyrunner.front.metrics import ProxyMetrics
 from moorage_proxyrunner.protocol import eras
@@ -84,7 +84,7 @@ def call(tag: str, request_id: int = 1) -> dict[str, Any]:
     }
 
 
-def build(settings: ProxySettings) -> tuple[web.Application, ScriptedServer, BridgeEndpoints]:
+def build(settings: ProxyRunnerSettings) -> tuple[web.Application, ScriptedServer, BridgeEndpoints]:
     scripted = ScriptedServer()
     bridge = StdioBridge(scripted.factory, backoff_initial=0.01, backoff_max=0.05)
     registry = CollectorRegistry()
@@ -98,7 +98,7 @@ def build(settings: ProxySettings) -> tuple[web.Application, ScriptedServer, Bri
 
 @contextlib.asynccontextmanager
 async def proxy_with(**limits: Any) -> AsyncIterator[Proxy]:
-    settings = ProxySettings(port=0, keepalive_interval=0.1, limits=Limits(**limits))
+    settings = ProxyRunnerSettings(port=0, keepalive_interval=0.1, limits=Limits(**limits))
     app, scripted, endpoints = build(settings)
     async with TestClient(TestServer(app)) as client:
         assert await endpoints.bridge.wait_connected(10)
@@ -319,7 +319,7 @@ async def test_a_trickling_client_is_cut_while_an_sse_stream_stays_open(
     head: bytes, tail: bytes
 ) -> None:
     limits = Limits(header_timeout=0.3, body_timeout=0.3)
-    settings = ProxySettings(port=0, keepalive_interval=0.1, drain_timeout=0.5, limits=limits)
+    settings = ProxyRunnerSettings(port=0, keepalive_interval=0.1, drain_timeout=0.5, limits=limits)
     app, _, _ = build(settings)
     stop = asyncio.Event()
     port: asyncio.Future[int] = asyncio.get_running_loop().create_future()

@@ -20,7 +20,7 @@ from testkit.waiting import eventually
 
 from moorage_proxyrunner.backends.reverse.endpoints import HttpEndpoints
 from moorage_proxyrunner.config.limits import REQUEST_TIMED_OUT, Limits
-from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.config.settings import ProxyRunnerSettings
 from moorage_proxyrunner.front.app import make_app
 from moorage_proxyrunner.front.metrics import ProxyMetrics
 from moorage_proxyrunner.protocol.pipeline import Pipeline
@@ -96,7 +96,7 @@ async def proxied(
     async with TestServer(app) as server:
         path = "/sse" if transport == "sse" else "/mcp"
         registry = CollectorRegistry()
-        settings = ProxySettings(port=0, limits=Limits(**limits))
+        settings = ProxyRunnerSettings(port=0, limits=Limits(**limits))
         endpoints = HttpEndpoints(
             [str(server.make_url(path))],
             transport=transport,

@@ -21,7 +21,7 @@ from testkit.waiting import eventually
 
 from moorage_proxyrunner.backends.stdio.bridge import StdioBridge
 from moorage_proxyrunner.backends.stdio.endpoints import BridgeEndpoints
-from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.config.settings import ProxyRunnerSettings
 from moorage_proxyrunner.front.app import make_app
 from moorage_proxyrunner.front.metrics import ProxyMetrics
 from moorage_proxyrunner.protocol.pipeline import Identity, Pipeline
@@ -60,7 +60,7 @@ async def front() -> AsyncIterator[Front]:
     scripted = ScriptedServer()
     bridge = StdioBridge(scripted.factory, backoff_initial=0.01, backoff_max=0.05)
     registry = CollectorRegistry()
-    settings = ProxySettings(port=0, keepalive_interval=0.1)
+    settings = ProxyRunnerSettings(port=0, keepalive_interval=0.1)
     endpoints = BridgeEndpoints(
         bridge, settings=settings, pipeline=Pipeline(), metrics=ProxyMetrics(registry)
     )

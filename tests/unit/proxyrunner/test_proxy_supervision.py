@@ -10,7 +10,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from moorage_core.supervising import TaskSupervisor
-from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.config.settings import ProxyRunnerSettings
 from moorage_proxyrunner.front.app import make_app, serve
 
 
@@ -42,7 +42,7 @@ class _DyingBackend:
 async def test_a_backend_loop_that_dies_ends_serving_with_its_error() -> None:
     stop = asyncio.Event()
     supervisor = TaskSupervisor(on_failure=stop.set)
-    settings = ProxySettings(port=0, drain_timeout=1.0)
+    settings = ProxyRunnerSettings(port=0, drain_timeout=1.0)
     app = make_app(
         settings, endpoints=_DyingBackend(), registry=CollectorRegistry(), supervisor=supervisor
     )

@@ -7,14 +7,14 @@ from aiohttp.test_utils import make_mocked_request
 from hypothesis import given
 from hypothesis import strategies as st
 
-from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.config.settings import ProxyRunnerSettings
 from moorage_proxyrunner.front.app import is_host_allowed, is_origin_allowed
 from moorage_proxyrunner.front.responding import endpoint_url
 from moorage_proxyrunner.protocol.sse import EventParser, format_event, prefers_event_stream
 
-LOCAL = ProxySettings(host="127.0.0.1")
-CLUSTER = ProxySettings(host="0.0.0.0")
-LISTED = ProxySettings(
+LOCAL = ProxyRunnerSettings(host="127.0.0.1")
+CLUSTER = ProxyRunnerSettings(host="0.0.0.0")
+LISTED = ProxyRunnerSettings(
     host="0.0.0.0", allowed_hosts=("mcp.example.com",), allowed_origins=("https://app.example.com",)
 )
 
@@ -46,7 +46,7 @@ LISTED = ProxySettings(
         "unlisted",
     ],
 )
-def test_host_validation(host: str | None, settings: ProxySettings, allowed: bool) -> None:
+def test_host_validation(host: str | None, settings: ProxyRunnerSettings, allowed: bool) -> None:
     assert is_host_allowed(host, settings) is allowed
 
 
@@ -74,7 +74,7 @@ def test_host_validation(host: str | None, settings: ProxySettings, allowed: boo
     ],
 )
 def test_origin_validation(
-    origin: str | None, host: str, settings: ProxySettings, allowed: bool
+    origin: str | None, host: str, settings: ProxyRunnerSettings, allowed: bool
 ) -> None:
     assert is_origin_allowed(origin, host, settings) is allowed
 
@@ -116,20 +116,20 @@ def test_the_parser_understands_crlf_and_comments() -> None:
 @pytest.mark.parametrize(
     ("settings", "headers", "url"),
     [
-        (ProxySettings(), {}, "/messages?session_id=s1"),
-        (ProxySettings(endpoint_prefix="/mcp/x/"), {}, "/mcp/x/messages?session_id=s1"),
+        (ProxyRunnerSettings(), {}, "/messages?session_id=s1"),
+        (ProxyRunnerSettings(endpoint_prefix="/mcp/x/"), {}, "/mcp/x/messages?session_id=s1"),
         (
-            ProxySettings(endpoint_prefix="/p"),
+            ProxyRunnerSettings(endpoint_prefix="/p"),
             {"X-Forwarded-Prefix": "/evil"},
             "/p/messages?session_id=s1",
         ),
         (
-            ProxySettings(endpoint_prefix="/p", trust_proxy_headers=True),
+            ProxyRunnerSettings(endpoint_prefix="/p", trust_proxy_headers=True),
             {"X-Forwarded-Prefix": "/ingress/"},
             "/ingress/messages?session_id=s1",
         ),
         (
-            ProxySettings(trust_proxy_headers=True),
+            ProxyRunnerSettings(trust_proxy_headers=True),
             {"X-Forwarded-Host": "mcp.example.com, inner", "X-Forwarded-Proto": "https"},
             "https://mcp.example.com/messages?session_id=s1",
         ),
@@ -137,7 +137,7 @@ def test_the_parser_understands_crlf_and_comments() -> None:
     ids=["plain", "prefix", "untrusted-header", "trusted-prefix", "trusted-host"],
 )
 def test_sse_endpoint_urls_honour_prefix_and_trusted_headers(
-    settings: ProxySettings, headers: dict[str, str], url: str
+    settings: ProxyRunnerSettings, headers: dict[str, str], url: str
 ) -> None:
     request = make_mocked_request("GET", "/sse", headers=headers)
     assert endpoint_url(request, settings, "s1") == url

@@ -360,6 +360,13 @@ def test_a_server_using_every_field_well_is_allowed() -> None:
             id="permission-profile-name",
         ),
         pytest.param({"transport": "grpc"}, "spec.transport", "Input should be", id="transport"),
+        pytest.param(
+            {"transport": "streamable-http", "stdioEra": "auto"},
+            "spec",
+            "stdioEra: auto is only used with transport stdio",
+            id="stdio-era-for-http",
+        ),
+        pytest.param({"stdioEra": "modern"}, "spec.stdioEra", "Input should be", id="stdio-era"),
         pytest.param({"surprise": 1}, "spec.surprise", "unknown field", id="unknown-spec-field"),
     ],
 )
@@ -565,6 +572,22 @@ def test_changing_the_transport_warns_that_sessions_end() -> None:
     assert any(
         w.startswith("spec.transport: changing from stdio to streamable-http") for w in warnings
     )
+
+
+@pytest.mark.parametrize(("before", "after"), [("handshake", "auto"), ("auto", "handshake")])
+def test_changing_the_stdio_era_warns_that_it_waits_for_the_next_process(
+    before: str, after: str
+) -> None:
+    warnings = _warnings(mcpserver({"stdioEra": after}), mcpserver({"stdioEra": before}))
+    assert any(
+        w.startswith(f"spec.stdioEra: changing from {before} to {after}") and "next process" in w
+        for w in warnings
+    ), warnings
+
+
+def test_keeping_the_stdio_era_does_not_warn() -> None:
+    old = mcpserver({"stdioEra": "auto"})
+    assert _warnings(mcpserver({"stdioEra": "auto", "args": ["-v"]}), old) == []
 
 
 def test_changing_what_clients_speak_or_the_port_warns_that_the_url_moves() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from moorage_api.mcpserver import StdioEra
 from moorage_api.runconfig import RunConfigAuthz, RunConfigOIDC
 from moorage_proxyrunner.config.limits import Limits
 from moorage_proxyrunner.config.toolpolicy import ToolPolicy
@@ -17,7 +18,7 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 
 
 @dataclass(frozen=True, slots=True)
-class ProxySettings:
+class ProxyRunnerSettings:
     host: str = "127.0.0.1"
     """Address to listen on. Default loopback: a laptop proxy is not for the network."""
     port: int = 8080
@@ -51,7 +52,7 @@ class ProxySettings:
     """Initial Cedar policies and entities (`moorage_proxyrunner.policy.authz`); None: no authorisation."""
     audit: bool = False
     """Initially write one audit record per MCP request (`moorage_proxyrunner.policy.audit`)."""
-    stdio_era: str = "handshake"
+    stdio_era: StdioEra = "handshake"
     """The era a stdio server runs in: "handshake" (initialised, as every server accepts), or
     "auto" (probed with `server/discover`; a dual-era server then runs 2026-07-28 and
     handshake-era clients are translated). Not the default: a dual-era server whose tools ask

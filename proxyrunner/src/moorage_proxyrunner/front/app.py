@@ -31,7 +31,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from moorage_core.startup import Listener, bound_port, listen_sockets
 from moorage_core.supervising import TaskSupervisor
-from moorage_proxyrunner.config.settings import LOOPBACK_HOSTS, ProxySettings
+from moorage_proxyrunner.config.settings import LOOPBACK_HOSTS, ProxyRunnerSettings
 from moorage_proxyrunner.front.metrics import ProxyMetrics
 from moorage_proxyrunner.front.responding import rpc_error
 from moorage_proxyrunner.protocol.jsonrpc import INVALID_REQUEST
@@ -81,7 +81,7 @@ class ServerState:
     whenever it is zero."""
 
     endpoints: Endpoints
-    settings: ProxySettings
+    settings: ProxyRunnerSettings
     draining: bool = False
     inflight: int = 0
     idle: asyncio.Event = field(default_factory=asyncio.Event)
@@ -142,7 +142,7 @@ def is_rebinding_proof(name: str) -> bool:
     return True
 
 
-def is_host_allowed(host: str | None, settings: ProxySettings) -> bool:
+def is_host_allowed(host: str | None, settings: ProxyRunnerSettings) -> bool:
     """Whether the MCP endpoints answer a request with this `Host` header.
 
     With `allowed_hosts`: a listed name (a bare name with any port), or a rebinding-proof one.
@@ -160,7 +160,7 @@ def is_host_allowed(host: str | None, settings: ProxySettings) -> bool:
     return True
 
 
-def is_origin_allowed(origin: str | None, host: str | None, settings: ProxySettings) -> bool:
+def is_origin_allowed(origin: str | None, host: str | None, settings: ProxyRunnerSettings) -> bool:
     """Whether a browser page from `origin` may use the MCP endpoints (`host` already passed).
 
     The page's own origin, `allowed_origins`, and loopback pages of a loopback proxy pass. With
@@ -215,7 +215,7 @@ async def guard(
 
 
 def make_app(
-    settings: ProxySettings,
+    settings: ProxyRunnerSettings,
     *,
     endpoints: Endpoints,
     registry: CollectorRegistry,
@@ -276,7 +276,7 @@ async def drain(app: web.Application, runner: web.AppRunner, *, timeout: float) 
 
 async def serve(
     app: web.Application,
-    settings: ProxySettings,
+    settings: ProxyRunnerSettings,
     *,
     stop: asyncio.Event | None = None,
     on_listening: Callable[[int], None] | None = None,

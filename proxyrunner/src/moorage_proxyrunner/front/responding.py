@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
-from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.config.settings import ProxyRunnerSettings
 from moorage_proxyrunner.front.metrics import ProxyMetrics
 from moorage_proxyrunner.front.replaying import Journal, ReplayLog
 from moorage_proxyrunner.front.streams import Exchange, Mailbox
@@ -155,7 +155,7 @@ async def read_message(
     return Intake(parsed, wants_sse, prefers)
 
 
-def endpoint_url(request: web.Request, settings: ProxySettings, session_id: str) -> str:
+def endpoint_url(request: web.Request, settings: ProxyRunnerSettings, session_id: str) -> str:
     """The URL a legacy SSE client must POST to, as it sees the proxy.
 
     Behind an ingress the path gets `endpoint_prefix` (or, when trusted, `X-Forwarded-Prefix`);

@@ -33,7 +33,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
 
 from moorage_api.runconfig import RunConfigOIDC
-from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.config.settings import ProxyRunnerSettings
 from moorage_proxyrunner.front.app import MCP_PATHS
 from moorage_proxyrunner.front.identity import IDENTITY_KEY
 from moorage_proxyrunner.front.responding import json_body
@@ -383,7 +383,7 @@ class Authenticator:
 # -- HTTP --------------------------------------------------------------------------------------
 
 
-def public_base(request: web.Request, settings: ProxySettings) -> str:
+def public_base(request: web.Request, settings: ProxyRunnerSettings) -> str:
     """The proxy's origin and path prefix as its clients see it."""
     scheme = request.scheme
     host = request.host
@@ -424,7 +424,7 @@ class AuthnLayer:
         self,
         authenticator: Authenticator,
         *,
-        settings: ProxySettings,
+        settings: ProxyRunnerSettings,
         primary_path: str = "/mcp",
         audit: AuditStep | None = None,
         metrics: AuthnMetrics | None = None,

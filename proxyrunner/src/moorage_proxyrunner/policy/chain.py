@@ -36,7 +36,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from moorage_api.runconfig import RunConfig, RunConfigAuthz
-from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.config.settings import ProxyRunnerSettings
 from moorage_proxyrunner.config.toolpolicy import ToolOverride, ToolPolicy
 from moorage_proxyrunner.policy.audit import AuditStep, AuditWriter
 from moorage_proxyrunner.policy.authn import Authenticator, AuthnLayer, AuthnMetrics, OidcSettings
@@ -138,7 +138,7 @@ class Middleware:
 
     def __init__(
         self,
-        settings: ProxySettings,
+        settings: ProxyRunnerSettings,
         *,
         registry: CollectorRegistry,
         kube: KubeClient | None = None,

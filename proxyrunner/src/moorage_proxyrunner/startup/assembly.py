@@ -24,7 +24,7 @@ from moorage_proxyrunner.backends.reverse.endpoints import HttpEndpoints
 from moorage_proxyrunner.backends.stdio.bridge import StdioBridge
 from moorage_proxyrunner.backends.stdio.channels import ChannelFactory
 from moorage_proxyrunner.backends.stdio.endpoints import BridgeEndpoints
-from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.config.settings import ProxyRunnerSettings
 from moorage_proxyrunner.front.app import Endpoints, make_app, serve
 from moorage_proxyrunner.front.metrics import ProxyMetrics
 from moorage_proxyrunner.policy.chain import Middleware
@@ -48,7 +48,7 @@ def primary_path(transport: str) -> str:
 
 
 def build_endpoints(
-    backend: Backend, *, settings: ProxySettings, metrics: ProxyMetrics, pipeline: Pipeline
+    backend: Backend, *, settings: ProxyRunnerSettings, metrics: ProxyMetrics, pipeline: Pipeline
 ) -> Endpoints:
     """The MCP endpoints for `backend`: the stdio bridge over its channels, or the HTTP
     reverse proxy to its URLs."""
@@ -77,7 +77,7 @@ class Reloading:
 
 
 async def serve_proxy(
-    settings: ProxySettings,
+    settings: ProxyRunnerSettings,
     endpoints: Endpoints,
     middleware: Middleware,
     *,

@@ -54,7 +54,7 @@ from moorage_core.supervising import TaskSupervisor
 from moorage_proxyrunner.backends.stdio.attach import AttachChannelFactory, StreamChannel
 from moorage_proxyrunner.backends.stdio.processes import subprocess_factory
 from moorage_proxyrunner.config.limits import Limits, limits_from
-from moorage_proxyrunner.config.settings import DEFAULT_MAX_BODY_BYTES, ProxySettings
+from moorage_proxyrunner.config.settings import DEFAULT_MAX_BODY_BYTES, ProxyRunnerSettings
 from moorage_proxyrunner.front.metrics import ProxyMetrics
 from moorage_proxyrunner.policy.chain import (
     LiveConfigError,
@@ -265,9 +265,9 @@ def build_allowed_hosts(runconfig: RunConfig, options: ClusterOptions) -> tuple[
     return tuple(dict.fromkeys([*hosts, *options.allowed_hosts]))
 
 
-def build_proxy_settings(runconfig: RunConfig, options: ClusterOptions) -> ProxySettings:
+def build_proxy_settings(runconfig: RunConfig, options: ClusterOptions) -> ProxyRunnerSettings:
     """How the proxy serves clients, from the RunConfig and the flags."""
-    return ProxySettings(
+    return ProxyRunnerSettings(
         host=options.host,
         port=runconfig.port if options.port is None else options.port,
         listen_setting="--host and the RunConfig's port" if options.port is None else "--port",
@@ -276,6 +276,7 @@ def build_proxy_settings(runconfig: RunConfig, options: ClusterOptions) -> Proxy
         allowed_hosts=build_allowed_hosts(runconfig, options),
         allowed_origins=options.allowed_origins,
         endpoint_prefix=runconfig.endpoint_prefix or "",
+        stdio_era=runconfig.stdio_era,
         trust_proxy_headers=runconfig.trust_proxy_headers,
         tool_policy=tool_policy_from_runconfig(runconfig),
         oidc=runconfig.oidc,

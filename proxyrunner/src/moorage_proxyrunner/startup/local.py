@@ -30,7 +30,7 @@ from moorage_proxyrunner.backends.stdio.bridge import StdioBridge
 from moorage_proxyrunner.backends.stdio.channels import ChannelFactory, StdioChannel
 from moorage_proxyrunner.backends.stdio.endpoints import BridgeEndpoints
 from moorage_proxyrunner.backends.stdio.processes import SubprocessChannel, subprocess_factory
-from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.config.settings import ProxyRunnerSettings
 from moorage_proxyrunner.front.metrics import ProxyMetrics
 from moorage_proxyrunner.policy.chain import Middleware
 from moorage_proxyrunner.startup.assembly import (
@@ -137,7 +137,7 @@ class LocalConfig:
 
 
 @contextlib.asynccontextmanager
-async def kube_for(settings: ProxySettings) -> AsyncIterator[KubeClient | None]:
+async def kube_for(settings: ProxyRunnerSettings) -> AsyncIterator[KubeClient | None]:
     """A Kubernetes client when authentication takes the cluster's service-account tokens
     (the apiserver has their keys); None otherwise, and no Kubernetes code is loaded."""
     if settings.oidc is None or settings.oidc.type != "kubernetes":
@@ -156,7 +156,7 @@ async def kube_for(settings: ProxySettings) -> AsyncIterator[KubeClient | None]:
 
 async def run_local(
     backend: LocalBackend,
-    settings: ProxySettings,
+    settings: ProxyRunnerSettings,
     *,
     stop: asyncio.Event | None = None,
     registry: CollectorRegistry | None = None,

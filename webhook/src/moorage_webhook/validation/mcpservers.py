@@ -21,7 +21,9 @@ hold, see `objects.py`) and reports:
 - Cedar policies and entities parse (`cedarpolicies.py`);
 - `resourceOverrides`: valid keys and values, and a warning for keys Moorage sets itself;
 - `allowedHosts`: each a host name (at most 253 characters before its port);
-- on update: a changed transport, proxy mode or port moves or breaks what clients use.
+- `stdioEra`: `auto` only for transport stdio (the CRD's CEL rule; the model says the same);
+- on update: a changed transport, proxy mode or port moves or breaks what clients use; a changed
+  `stdioEra` waits for the MCP server's next process.
 """
 
 from __future__ import annotations
@@ -314,6 +316,14 @@ def _check_update(spec: MCPServerSpec, old: MCPServerSpec, out: Findings) -> Non
             "spec.proxyMode",
             f"changing from {old.effective_proxy_mode} to {spec.effective_proxy_mode} moves "
             "the endpoint clients use (status.url)",
+        )
+    if spec.transport == old.transport == "stdio" and spec.stdio_era != old.stdio_era:
+        # The proxy rolls, but the server's process keeps running and stays in the era it
+        # locked to: only its next process gets the new one.
+        out.warn(
+            "spec.stdioEra",
+            f"changing from {old.stdio_era} to {spec.stdio_era} takes effect with the MCP "
+            "server's next process: restart its pod after the proxy has rolled",
         )
     if spec.port != old.port:
         out.warn(

@@ -87,6 +87,7 @@ def desired_runconfig(
         ],
         transport=spec.transport,
         proxy_mode=spec.effective_proxy_mode,
+        stdio_era=spec.stdio_era,
         port=spec.port,
         target_port=spec.target_port,
         pod_template_spec=spec.pod_template_spec,

@@ -47,7 +47,7 @@ from aiohttp import web
 from moorage_core.supervising import TaskSupervisor
 from moorage_proxyrunner.backends.reverse.upstream import Client, Response, Target, UpstreamError
 from moorage_proxyrunner.config.limits import session_refusal, timeout_error
-from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.config.settings import ProxyRunnerSettings
 from moorage_proxyrunner.front.identity import identity_of
 from moorage_proxyrunner.front.metrics import ProxyMetrics
 from moorage_proxyrunner.front.responding import (
@@ -195,7 +195,7 @@ class HttpEndpoints(Refusing):
         targets: list[str],
         *,
         transport: str,
-        settings: ProxySettings,
+        settings: ProxyRunnerSettings,
         pipeline: Pipeline,
         metrics: ProxyMetrics,
         connect_timeout: float = 10.0,

@@ -108,7 +108,7 @@ class StdioBridge:
         self._client_info = client_info or {"name": "moorage-proxyrunner", "version": "0.1.0"}
         self._init_timeout = init_timeout
         self._probe_era = probe_era
-        """Probe each process with `server/discover` (`ProxySettings.stdio_era` "auto")."""
+        """Probe each process with `server/discover` (`ProxyRunnerSettings.stdio_era` "auto")."""
         self._peers: dict[str, Peer] = {}
         """The clients attached, by key. Invariant: only attached peers hold subscriptions,
         log levels, requests in flight or server requests; `detach` gives all of them up."""

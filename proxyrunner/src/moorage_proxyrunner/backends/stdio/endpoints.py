@@ -37,7 +37,7 @@ from moorage_proxyrunner.config.limits import (
     subscriptions_refusal,
     timeout_error,
 )
-from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.config.settings import ProxyRunnerSettings
 from moorage_proxyrunner.front.app import Announcer, Rechecker
 from moorage_proxyrunner.front.identity import identity_of
 from moorage_proxyrunner.front.metrics import ProxyMetrics
@@ -109,7 +109,7 @@ class BridgeEndpoints(Refusing):
         self,
         bridge: StdioBridge,
         *,
-        settings: ProxySettings,
+        settings: ProxyRunnerSettings,
         pipeline: Pipeline,
         metrics: ProxyMetrics,
     ) -> None:
