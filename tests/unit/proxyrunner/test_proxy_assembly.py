@@ -8,7 +8,7 @@ from testkit.stdiochannels import ScriptedServer
 
 from moorage_proxyrunner.backends.reverse.endpoints import HttpEndpoints
 from moorage_proxyrunner.backends.stdio.endpoints import BridgeEndpoints
-from moorage_proxyrunner.config.settings import ProxySettings
+from moorage_proxyrunner.config.settings import ProxyRunnerSettings
 from moorage_proxyrunner.front.metrics import ProxyMetrics
 from moorage_proxyrunner.protocol.pipeline import Pipeline
 from moorage_proxyrunner.startup.assembly import Backend, build_endpoints, primary_path
@@ -18,7 +18,7 @@ from moorage_proxyrunner.startup.local import LocalBackend
 def built(backend: Backend) -> object:
     return build_endpoints(
         backend,
-        settings=ProxySettings(port=0),
+        settings=ProxyRunnerSettings(port=0),
         metrics=ProxyMetrics(CollectorRegistry()),
         pipeline=Pipeline(),
     )

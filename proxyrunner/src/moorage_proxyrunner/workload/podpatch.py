@@ -143,6 +143,7 @@ _CONTAINER_FIELDS: Final = {
 _REQUIRED_ELEMENT_KEYS: Final = podfields.element_keys(podfields.POD_SPEC)
 _REQUIRED_CONTAINER_ELEMENT_KEYS: Final = podfields.element_keys(podfields.CONTAINER)
 
+
 def parse_pod_patch(text: str, *, source: str = "--k8s-pod-patch") -> JsonObject:
     """The pod template patch in `text` (JSON), validated; `PodPatchError` names what is wrong."""
     try:
