@@ -151,6 +151,12 @@ def settings_from(
 def local_backend(
     args: argparse.Namespace, command: list[str], config: LocalConfig | None = None
 ) -> LocalBackend:
+    if config is not None and config.runconfig.aggregate is not None:
+        if command or args.target_url:
+            raise SettingError(
+                "the --config RunConfig aggregates MCP servers: give no command or --target-url"
+            )
+        return LocalBackend(transport="stdio", aggregate=True)
     remote = config.runconfig.remote if config is not None else None
     if remote is not None:
         if command or args.target_url:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from moorage_proxyrunner.protocol.jsonrpc import Json
 
@@ -71,3 +72,27 @@ class ToolPolicy:
                 rewritten["description"] = override.description
             shown.append(rewritten)
         return shown
+
+
+class OverrideLike(Protocol):
+    """A RunConfig's tool override (`RunConfigToolOverride`), as far as it is read here."""
+
+    @property
+    def name(self) -> str | None: ...
+
+    @property
+    def description(self) -> str | None: ...
+
+
+def build_tool_policy(
+    tools_filter: Iterable[str], tools_override: Mapping[str, OverrideLike]
+) -> ToolPolicy:
+    """The policy of a RunConfig's (or an aggregated backend's) `tools_filter` and
+    `tools_override`."""
+    return ToolPolicy(
+        allowed=frozenset(tools_filter),
+        overrides={
+            server_name: ToolOverride(name=o.name, description=o.description)
+            for server_name, o in tools_override.items()
+        },
+    )

@@ -37,7 +37,7 @@ from prometheus_client import CollectorRegistry
 
 from moorage_api.runconfig import RunConfig, RunConfigAuthz
 from moorage_proxyrunner.config.settings import ProxyRunnerSettings
-from moorage_proxyrunner.config.toolpolicy import ToolOverride, ToolPolicy
+from moorage_proxyrunner.config.toolpolicy import ToolPolicy, build_tool_policy
 from moorage_proxyrunner.policy.audit import AuditStep, AuditWriter
 from moorage_proxyrunner.policy.authn import Authenticator, AuthnLayer, AuthnMetrics, OidcSettings
 from moorage_proxyrunner.policy.authz import (
@@ -71,13 +71,7 @@ class LiveConfigError(ValueError):
 
 def tool_policy_from_runconfig(runconfig: RunConfig) -> ToolPolicy:
     """The tool filter/override of a RunConfig."""
-    return ToolPolicy(
-        allowed=frozenset(runconfig.tools_filter),
-        overrides={
-            server_name: ToolOverride(name=o.name, description=o.description)
-            for server_name, o in runconfig.tools_override.items()
-        },
-    )
+    return build_tool_policy(runconfig.tools_filter, runconfig.tools_override)
 
 
 def check_renames(policy: ToolPolicy) -> None:

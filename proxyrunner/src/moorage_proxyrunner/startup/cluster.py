@@ -14,7 +14,8 @@
    pod's DNS name under the headless Service — and serve it with the front end until SIGTERM.
 
 A RunConfig with `remote` (an MCPRemoteProxy) skips steps 2 and 3: there is no workload, and
-the backend is the remote server (`startup.remote`).
+the backend is the remote server (`startup.remote`). So does one with `aggregate` (a
+VirtualMCPServer): the backend is the aggregator over its members (`startup.aggregate`).
 
 A start-up that cannot go on raises `StartupFailure` naming the flag or RunConfig field to
 change; it is logged as one `startup_failed` line and becomes the exit code. SIGTERM ends the
@@ -66,6 +67,7 @@ from moorage_proxyrunner.policy.chain import (
     tool_policy_from_runconfig,
 )
 from moorage_proxyrunner.policy.reload import runconfig_configmap_name
+from moorage_proxyrunner.startup.aggregate import aggregate_backend
 from moorage_proxyrunner.startup.assembly import (
     Backend,
     Reloading,
@@ -490,7 +492,8 @@ async def _run_cluster(
                 credentials_setting=KUBECONFIG_SETTING,
             )
             remote = prepared.runconfig.remote is not None
-            if not remote:
+            aggregate = prepared.runconfig.aggregate is not None
+            if not remote and not aggregate:
                 manager, statefulset = await ready_workload(
                     kube, prepared, supervisor=supervisor, timeout=options.readiness_timeout
                 )
@@ -504,7 +507,15 @@ async def _run_cluster(
                     str(exc),
                     hint="fix the MCPServer's oidcConfig or authzConfig",
                 ) from None
-            if remote:
+            if aggregate:
+                backend = aggregate_backend(
+                    prepared.runconfig,
+                    registry=registry,
+                    supervisor=supervisor,
+                    stack=stack,
+                    kube=kube,
+                )
+            elif remote:
                 backend = remote_backend(
                     kube,
                     prepared.runconfig,
@@ -534,6 +545,9 @@ async def _run_cluster(
                 backend, settings=settings, metrics=metrics, pipeline=middleware.pipeline
             )
             configmap = runconfig_configmap_name(spec.name)
+            if aggregate:
+                # A VirtualMCPServer's children are named `<name>-vmcp-*`.
+                configmap = runconfig_configmap_name(f"{spec.name}-vmcp")
             await serve_proxy(
                 settings,
                 endpoints,

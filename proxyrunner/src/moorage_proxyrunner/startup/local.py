@@ -34,6 +34,7 @@ from moorage_proxyrunner.backends.stdio.processes import SubprocessChannel, subp
 from moorage_proxyrunner.config.settings import ProxyRunnerSettings
 from moorage_proxyrunner.front.metrics import ProxyMetrics
 from moorage_proxyrunner.policy.chain import Middleware
+from moorage_proxyrunner.startup.aggregate import aggregate_backend
 from moorage_proxyrunner.startup.assembly import (
     Backend,
     Reloading,
@@ -50,11 +51,13 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class LocalBackend:
-    """What to front: a stdio `command`, or HTTP `target_urls` speaking `transport`."""
+    """What to front: a stdio `command`, HTTP `target_urls` speaking `transport`, or the
+    backends of the `--config` RunConfig's `aggregate` (`aggregate`)."""
 
     transport: str = "stdio"
     command: tuple[str, ...] = ()
     target_urls: tuple[str, ...] = ()
+    aggregate: bool = False
 
     def resolve(self, launch: LaunchWatch | None = None) -> Backend:
         """The `Backend` to assemble: the command as a subprocess (its first start watched by
@@ -179,7 +182,7 @@ async def run_local(
         stop, handle_signals = lifecycle.stop, False
     stop = stop or asyncio.Event()
     launch: LaunchWatch | None = None
-    if check_launch and backend.transport == "stdio":
+    if check_launch and backend.transport == "stdio" and not backend.aggregate:
         problem = find_command_problem(backend.command)
         if problem is not None:
             raise problem
@@ -202,7 +205,16 @@ async def run_local(
         supervisor = TaskSupervisor(on_failure=stop.set)
         stack.push_async_callback(supervisor.aclose)
         middleware = Middleware(settings, registry=registry, kube=kube)
-        resolved = backend.resolve(launch)
+        if backend.aggregate and config is not None:
+            resolved = aggregate_backend(
+                config.runconfig,
+                registry=registry,
+                supervisor=supervisor,
+                stack=stack,
+                kube=kube,
+            )
+        else:
+            resolved = backend.resolve(launch)
         if config is not None:
             resolved = with_outgoing(
                 resolved, config.runconfig, settings=settings, registry=registry

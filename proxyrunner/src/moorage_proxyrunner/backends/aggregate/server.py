@@ -1,0 +1,556 @@
+"""The aggregator: one MCP server, in process, made of a group's backends.
+
+The proxy's front end (sessions, both eras, legacy SSE, authentication, the pipeline with the
+tool filter, Cedar and audit) is the stdio bridge's: the aggregator is the "process" the bridge
+talks to, over an in-memory `StdioChannel` (`open_channel`). So the bridge multiplexes every
+client over one aggregator session, maps client ids and progress tokens, attributes the
+backends' elicitation, sampling and roots requests to the client whose call is in flight, and
+fans list changes out; the middleware sees the aggregated names.
+
+Behind it, each backend has one `BackendSession`, opened lazily (by the first call, listing or
+health check that needs it) and closed with the aggregator. Lists are fetched from every
+healthy backend and merged by `protocol.aggregation` (tools and prompts under the configured
+strategy; resources and templates by URI, first in priority order); a call goes to the
+backend that owns the exposed name, under the name that backend knows. Progress notifications
+pass unchanged (the bridge's tokens are already unique), cancellations are mapped to the
+backend's request id, the backends' own requests get an aggregator id (`agg-<n>`) and their
+answers go back under the backend's id.
+
+A backend that fails a health check or a request is unhealthy: left out of lists, its names
+answered with an error naming it, until a check succeeds again; each change of health sends
+`list_changed` for tools, prompts and resources.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import structlog
+
+from moorage_api.runconfig import RunConfigAggregate, RunConfigAggregateBackend
+from moorage_proxyrunner.backends.aggregate.report import BackendHealth, Report, build_report
+from moorage_proxyrunner.backends.aggregate.session import BackendSession, BackendUnavailable
+from moorage_proxyrunner.backends.remote.client import OutgoingRefused
+from moorage_proxyrunner.backends.reverse.upstream import Client, UpstreamError
+from moorage_proxyrunner.backends.stdio.channels import ChannelClosed, StdioChannel
+from moorage_proxyrunner.config.toolpolicy import ToolPolicy, build_tool_policy
+from moorage_proxyrunner.protocol import eras
+from moorage_proxyrunner.protocol.aggregation import Merge, Owner, Rules, merge_names
+from moorage_proxyrunner.protocol.jsonrpc import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    Json,
+    RequestId,
+    error_response,
+    result_response,
+)
+
+log = structlog.get_logger(__name__)
+
+LISTS: Final[Mapping[str, tuple[str, str, str]]] = {
+    "tools": ("tools/list", "tools", "name"),
+    "prompts": ("prompts/list", "prompts", "name"),
+    "resources": ("resources/list", "resources", "uri"),
+    "resourceTemplates": ("resources/templates/list", "resourceTemplates", "uriTemplate"),
+}
+"""Each merged list: the method that fetches it, the result's member, the key it merges on."""
+CAPABILITY_OF: Final = {
+    "tools": "tools",
+    "prompts": "prompts",
+    "resources": "resources",
+    "resourceTemplates": "resources",
+}
+LIST_CHANGED: Final = (
+    "notifications/tools/list_changed",
+    "notifications/prompts/list_changed",
+    "notifications/resources/list_changed",
+)
+CAPABILITIES: Final[Json] = {
+    "tools": {"listChanged": True},
+    "prompts": {"listChanged": True},
+    "resources": {"listChanged": True, "subscribe": True},
+    "logging": {},
+    "completions": {},
+}
+CLIENT_CAPABILITIES: Final[Json] = {
+    "roots": {"listChanged": True},
+    "sampling": {},
+    "elicitation": {"form": {}, "url": {}},
+}
+"""What the aggregator declares to backends: the bridge routes all of these to some client."""
+MAX_PAGES: Final = 100
+Reporter = Callable[[Report], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class Member:
+    """One backend: its configuration, session, health and last lists."""
+
+    config: RunConfigAggregateBackend
+    session: BackendSession
+    policy: ToolPolicy
+    healthy: bool | None = None
+    message: str = "not checked yet"
+    checked_at: datetime | None = None
+    lists: dict[str, list[Json]] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+class _Channel:
+    """The bridge's end of the in-memory channel: lines in, lines out."""
+
+    def __init__(self, aggregator: Aggregator) -> None:
+        self._aggregator = aggregator
+        self.outbox: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.closed = False
+
+    async def send(self, line: bytes) -> None:
+        if self.closed:
+            raise ChannelClosed("the aggregator channel is closed")
+        self._aggregator.receive(line)
+
+    async def receive(self) -> bytes:
+        line = await self.outbox.get()
+        if line is None:
+            raise ChannelClosed("the aggregator channel is closed")
+        return line
+
+    async def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.outbox.put_nowait(None)
+
+
+class Aggregator:
+    """The merged MCP server: answers the bridge, routes to backends, watches their health."""
+
+    def __init__(
+        self,
+        config: RunConfigAggregate,
+        clients: Mapping[str, Client],
+        *,
+        server_name: str,
+        report: Reporter | None = None,
+    ) -> None:
+        resolution = config.conflict_resolution
+        self.rules = Rules(
+            resolution.strategy,
+            separator=resolution.separator,
+            priority=tuple(resolution.priority),
+            manual=dict(resolution.manual),
+        )
+        self.uri_rules = Rules("priority", priority=self.rules.priority)
+        self.server_name = server_name
+        self.interval = float(config.health_check_interval_seconds)
+        self.report = report
+        self.members: dict[str, Member] = {}
+        for backend in config.backends:
+            session = BackendSession(
+                backend.name,
+                backend.url,
+                clients[backend.name],
+                transport=backend.transport,
+                deliver=self._deliverer(backend.name),
+                initialize_params={
+                    "protocolVersion": eras.LATEST_HANDSHAKE,
+                    "capabilities": CLIENT_CAPABILITIES,
+                    "clientInfo": {"name": f"moorage-aggregator/{server_name}", "version": "0.1.0"},
+                },
+                timeout=float(config.backend_timeout_seconds),
+            )
+            self.members[backend.name] = Member(
+                backend, session, build_tool_policy(backend.tools_filter, backend.tools_override)
+            )
+        self._channel: _Channel | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._in_flight: dict[RequestId, tuple[str, int]] = {}
+        """The bridge's request id → (backend, the aggregator's id there), for cancellations."""
+        self._server_requests: dict[str, tuple[str, RequestId]] = {}
+        """`agg-<n>` → (backend, its request id) of each backend request sent to the bridge."""
+        self._ids = itertools.count(1)
+        self._listeners: dict[str, asyncio.Task[None]] = {}
+        self._last_report: Report | None = None
+
+    # --- the bridge's side ---
+
+    async def open_channel(self) -> StdioChannel:
+        """A `ChannelFactory`: the bridge's connection to the aggregator (one at a time)."""
+        if self._channel is not None:
+            await self._channel.close()
+        self._channel = _Channel(self)
+        return self._channel
+
+    def receive(self, line: bytes) -> None:
+        try:
+            message = json.loads(line)
+        except json.JSONDecodeError:
+            return
+        if not isinstance(message, dict):
+            return
+        if "method" in message and "id" in message:
+            self._spawn(self._answer(message))
+        elif "method" in message:
+            self._spawn(self._on_notification(message))
+        elif "id" in message:
+            self._spawn(self._on_response(message))
+
+    def emit(self, message: Json) -> None:
+        channel = self._channel
+        if channel is not None and not channel.closed:
+            channel.outbox.put_nowait(json.dumps(message, separators=(",", ":")).encode())
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, message: Json) -> None:
+        request_id = message["id"]
+        try:
+            answer = await self.handle(message["method"], message.get("params"), request_id)
+        except Exception as exc:  # an answer is owed whatever went wrong
+            log.exception("aggregate_request_failed", method=message.get("method"))
+            answer = error_response(request_id, INTERNAL_ERROR, f"aggregator error: {exc}")
+        self.emit(answer)
+
+    async def handle(self, method: str, params: Any, request_id: RequestId) -> Json:
+        """The answer to one request of the bridge."""
+        params = params if isinstance(params, dict) else {}
+        if method == "initialize":
+            version = params.get("protocolVersion")
+            return result_response(
+                request_id,
+                {
+                    "protocolVersion": version
+                    if isinstance(version, str)
+                    else eras.LATEST_HANDSHAKE,
+                    "capabilities": CAPABILITIES,
+                    "serverInfo": {"name": self.server_name, "version": "0.1.0"},
+                },
+            )
+        if method == "ping":
+            return result_response(request_id, {})
+        for kind, (list_method, member, _) in LISTS.items():
+            if method == list_method:
+                items = await self.merged_list(kind)
+                return result_response(request_id, {member: items})
+        if method == "logging/setLevel":
+            await asyncio.gather(
+                *(self._send_quietly(m, method, params) for m in self.members.values())
+            )
+            return result_response(request_id, {})
+        target = await self._route(method, params)
+        if isinstance(target, str):
+            return error_response(request_id, INVALID_PARAMS, target)
+        owner, forwarded = target
+        return await self._forward(owner.backend, method, forwarded, request_id)
+
+    async def _on_notification(self, message: Json) -> None:
+        method = message.get("method")
+        params = message.get("params")
+        if method == "notifications/cancelled" and isinstance(params, dict):
+            where = self._in_flight.get(params.get("requestId"))  # type: ignore[arg-type]
+            if where is not None:
+                backend, backend_id = where
+                await self.members[backend].session.send(
+                    {
+                        "jsonrpc": "2.0",
+                        "method": method,
+                        "params": {**params, "requestId": backend_id},
+                    }
+                )
+        elif method == "notifications/roots/list_changed":
+            for member in self.members.values():
+                await member.session.send({"jsonrpc": "2.0", "method": method})
+
+    async def _on_response(self, message: Json) -> None:
+        key = message.get("id")
+        where = self._server_requests.pop(key, None) if isinstance(key, str) else None
+        if where is None:
+            return
+        backend, backend_id = where
+        await self.members[backend].session.send({**message, "id": backend_id})
+
+    # --- the backends' side ---
+
+    def _deliverer(self, backend: str) -> Callable[[Json], Awaitable[None]]:
+        async def deliver(message: Json) -> None:
+            method = message.get("method")
+            if "id" in message:
+                key = f"agg-{next(self._ids)}"
+                self._server_requests[key] = (backend, message["id"])
+                self.emit({**message, "id": key})
+                return
+            if method in LIST_CHANGED:
+                self.emit({"jsonrpc": "2.0", "method": method})
+                return
+            if method == "notifications/cancelled":
+                params = message.get("params")
+                if isinstance(params, dict):
+                    for key, (owner, original) in list(self._server_requests.items()):
+                        if owner == backend and original == params.get("requestId"):
+                            self.emit({**message, "params": {**params, "requestId": key}})
+                return
+            self.emit(message)
+
+        return deliver
+
+    async def _forward(
+        self, backend: str, method: str, params: Json, request_id: RequestId
+    ) -> Json:
+        member = self.members[backend]
+        if member.healthy is False:
+            return error_response(
+                request_id,
+                INTERNAL_ERROR,
+                f"backend {backend!r} is unavailable: {member.message}",
+                {"backend": backend},
+            )
+        session = member.session
+        backend_id = session.next_id()
+        self._in_flight[request_id] = (backend, backend_id)
+        try:
+            answer = await session.request(method, params, backend_id)
+        except (BackendUnavailable, UpstreamError, OutgoingRefused, OSError) as exc:
+            await self._mark(member, healthy=False, message=str(exc) or type(exc).__name__)
+            return error_response(
+                request_id,
+                INTERNAL_ERROR,
+                f"backend {backend!r} is unavailable: {member.message}",
+                {"backend": backend},
+            )
+        finally:
+            self._in_flight.pop(request_id, None)
+        return {**answer, "id": request_id}
+
+    async def _send_quietly(self, member: Member, method: str, params: Json) -> None:
+        if member.healthy is False or not member.session.is_open:
+            return
+        with contextlib.suppress(BackendUnavailable, UpstreamError, OutgoingRefused, OSError):
+            await member.session.request(method, params, member.session.next_id())
+
+    # --- lists and routing ---
+
+    def merge(self, kind: str) -> Merge:
+        """The merge of `kind` over the healthy backends' last lists."""
+        key = LISTS[kind][2]
+        names = {
+            m.name: [item[key] for item in m.lists.get(kind, []) if isinstance(item.get(key), str)]
+            for m in self.members.values()
+            if m.healthy is not False
+        }
+        rules = self.rules if kind in ("tools", "prompts") else self.uri_rules
+        return merge_names(names, rules)
+
+    async def merged_list(self, kind: str) -> list[Json]:
+        """`kind` from every healthy backend, fetched now, merged, under the exposed names."""
+        await asyncio.gather(*(self.refresh(m, kind) for m in self.members.values()))
+        merge = self.merge(kind)
+        key = LISTS[kind][2]
+        items: list[Json] = []
+        for exposed, owner in merge.exposed.items():
+            item = self._item(owner, kind)
+            if item is not None:
+                items.append({**item, key: exposed} if exposed != owner.name else item)
+        return items
+
+    def _item(self, owner: Owner, kind: str) -> Json | None:
+        key = LISTS[kind][2]
+        for item in self.members[owner.backend].lists.get(kind, []):
+            if item.get(key) == owner.name:
+                return item
+        return None
+
+    async def refresh(self, member: Member, kind: str) -> None:
+        """Fetch `kind` from `member` (every page) when it is healthy and serves it."""
+        if member.healthy is False:
+            return
+        list_method, result_member, _ = LISTS[kind]
+        try:
+            server = await member.session.open()
+        except (BackendUnavailable, UpstreamError, OutgoingRefused, OSError) as exc:
+            await self._mark(member, healthy=False, message=str(exc) or type(exc).__name__)
+            return
+        capabilities = server.get("capabilities")
+        if not isinstance(capabilities, dict) or CAPABILITY_OF[kind] not in capabilities:
+            member.lists[kind] = []
+            return
+        items: list[Json] = []
+        cursor: Any = None
+        try:
+            for _ in range(MAX_PAGES):
+                params = {"cursor": cursor} if cursor is not None else {}
+                answer = await member.session.request(list_method, params, member.session.next_id())
+                result = answer.get("result")
+                if not isinstance(result, dict):
+                    break
+                page = result.get(result_member)
+                if isinstance(page, list):
+                    items.extend(item for item in page if isinstance(item, dict))
+                cursor = result.get("nextCursor")
+                if not cursor:
+                    break
+        except (BackendUnavailable, UpstreamError, OutgoingRefused, OSError) as exc:
+            await self._mark(member, healthy=False, message=str(exc) or type(exc).__name__)
+            return
+        if kind == "tools":
+            items = member.policy.present(items)
+        member.lists[kind] = items
+
+    async def _route(self, method: str, params: Json) -> tuple[Owner, Json] | str:
+        """The backend owning what `params` names, and the params as it must get them; a
+        message saying why not."""
+        if method in ("tools/call", "prompts/get"):
+            kind = "tools" if method == "tools/call" else "prompts"
+            name = params.get("name")
+            if not isinstance(name, str):
+                return f"{method}: params.name must be a string"
+            owner = await self._owner(kind, name)
+            if owner is None:
+                return f"Unknown {kind[:-1]}: {name}"
+            server_name = owner.name
+            if kind == "tools":
+                server_name = self.members[owner.backend].policy.server_name(owner.name) or name
+            return owner, {**params, "name": server_name}
+        if method in ("resources/read", "resources/subscribe", "resources/unsubscribe"):
+            uri = params.get("uri")
+            if not isinstance(uri, str):
+                return f"{method}: params.uri must be a string"
+            owner = await self._uri_owner(uri)
+            return (owner, params) if owner is not None else f"Unknown resource: {uri}"
+        if method == "completion/complete":
+            ref = params.get("ref")
+            if isinstance(ref, dict) and ref.get("type") == "ref/prompt":
+                owner = await self._owner("prompts", str(ref.get("name")))
+                if owner is None:
+                    return f"Unknown prompt: {ref.get('name')}"
+                return owner, {**params, "ref": {**ref, "name": owner.name}}
+            if isinstance(ref, dict) and ref.get("type") == "ref/resource":
+                owner = await self._uri_owner(str(ref.get("uri")))
+                if owner is None:
+                    return f"Unknown resource: {ref.get('uri')}"
+                return owner, params
+            return "completion/complete: params.ref must name a prompt or a resource"
+        return f"Method not found: {method}"
+
+    async def _owner(self, kind: str, name: str) -> Owner | None:
+        owner = self.merge(kind).owner_of(name)
+        if owner is None:
+            # Not listed yet (a client may call without listing): look again, once.
+            await asyncio.gather(*(self.refresh(m, kind) for m in self.members.values()))
+            owner = self.merge(kind).owner_of(name)
+        return owner
+
+    async def _uri_owner(self, uri: str) -> Owner | None:
+        owner = await self._owner("resources", uri)
+        if owner is not None:
+            return owner
+        templates = self.merge("resourceTemplates")
+        for template, candidate in templates.exposed.items():
+            if uri.startswith(template.split("{", 1)[0]):
+                return Owner(candidate.backend, uri)
+        return None
+
+    # --- health ---
+
+    async def check(self, member: Member) -> None:
+        """Open or ping `member`, then refresh its lists; mark its health."""
+        session = member.session
+        try:
+            if session.is_open:
+                answer = await session.request("ping", None, session.next_id())
+                if "error" in answer:
+                    raise BackendUnavailable(f"ping was refused: {answer['error']}")
+            else:
+                await session.open()
+        except (BackendUnavailable, UpstreamError, OutgoingRefused, OSError) as exc:
+            await session.reset()
+            await self._mark(member, healthy=False, message=str(exc) or type(exc).__name__)
+            return
+        was = member.healthy
+        member.healthy = True
+        for kind in LISTS:
+            await self.refresh(member, kind)
+        if member.healthy:
+            await self._mark(member, healthy=True, message="", was=was)
+            self._listen(member)
+
+    async def _mark(
+        self, member: Member, *, healthy: bool, message: str, was: bool | None = None
+    ) -> None:
+        before = member.healthy if was is None else was
+        member.healthy = healthy
+        member.message = message
+        member.checked_at = datetime.now(UTC)
+        if not healthy:
+            member.lists.clear()
+            listener = self._listeners.pop(member.name, None)
+            if listener is not None:
+                listener.cancel()
+            await member.session.reset()
+        if before != healthy:
+            log.info(
+                "aggregate_backend_health", backend=member.name, healthy=healthy, message=message
+            )
+            if before is not None or not healthy:
+                for method in LIST_CHANGED:
+                    self.emit({"jsonrpc": "2.0", "method": method})
+
+    def _listen(self, member: Member) -> None:
+        """Follow the backend's own stream of list changes while it is healthy."""
+        if member.name in self._listeners:
+            return
+
+        async def listen() -> None:
+            with contextlib.suppress(BackendUnavailable, UpstreamError, OutgoingRefused, OSError):
+                await member.session.listen()
+
+        task = asyncio.ensure_future(listen())
+        self._listeners[member.name] = task
+        task.add_done_callback(lambda _: self._listeners.pop(member.name, None))
+
+    def build_report(self) -> Report:
+        healths = [
+            BackendHealth(
+                name=m.name,
+                healthy=m.healthy,
+                tool_count=len(m.lists.get("tools", [])),
+                message=m.message,
+                checked_at=m.checked_at,
+            )
+            for m in self.members.values()
+        ]
+        return build_report(healths, {kind: self.merge(kind) for kind in LISTS})
+
+    async def check_all(self) -> None:
+        await asyncio.gather(*(self.check(m) for m in self.members.values()))
+        report = self.build_report()
+        if self.report is not None and not report.same_as(self._last_report):
+            try:
+                await self.report(report)
+            except Exception as exc:  # retried at the next check
+                log.warning("aggregate_report_failed", error=str(exc))
+                return
+        self._last_report = report
+
+    async def run_forever(self) -> None:
+        while True:
+            await self.check_all()
+            await asyncio.sleep(self.interval)
+
+    async def close(self) -> None:
+        for task in [*self._tasks, *self._listeners.values()]:
+            task.cancel()
+        await asyncio.gather(*(m.session.close() for m in self.members.values()))
+        if self._channel is not None:
+            await self._channel.close()
