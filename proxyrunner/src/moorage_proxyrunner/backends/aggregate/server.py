@@ -341,13 +341,14 @@ class Aggregator:
 
     # --- lists and routing ---
 
-    def merge(self, kind: str) -> Merge:
-        """The merge of `kind` over the healthy backends' last lists."""
+    def merge(self, kind: str, *, with_down: bool = False) -> Merge:
+        """The merge of `kind` over the healthy backends' last lists (`with_down`: and the
+        last lists of those down, to tell a caller whose backend its name is)."""
         key = LISTS[kind][2]
         names = {
             m.name: [item[key] for item in m.lists.get(kind, []) if isinstance(item.get(key), str)]
             for m in self.members.values()
-            if m.healthy is not False
+            if with_down or m.healthy is not False
         }
         rules = self.rules if kind in ("tools", "prompts") else self.uri_rules
         return merge_names(names, rules)
@@ -449,6 +450,9 @@ class Aggregator:
             # Not listed yet (a client may call without listing): look again, once.
             await asyncio.gather(*(self.refresh(m, kind) for m in self.members.values()))
             owner = self.merge(kind).owner_of(name)
+        if owner is None:
+            # A backend that is down keeps its last lists, so its names get an error naming it.
+            owner = self.merge(kind, with_down=True).owner_of(name)
         return owner
 
     async def _uri_owner(self, uri: str) -> Owner | None:
@@ -493,7 +497,6 @@ class Aggregator:
         member.message = message
         member.checked_at = datetime.now(UTC)
         if not healthy:
-            member.lists.clear()
             listener = self._listeners.pop(member.name, None)
             if listener is not None:
                 listener.cancel()
@@ -524,7 +527,7 @@ class Aggregator:
             BackendHealth(
                 name=m.name,
                 healthy=m.healthy,
-                tool_count=len(m.lists.get("tools", [])),
+                tool_count=len(m.lists.get("tools", [])) if m.healthy else 0,
                 message=m.message,
                 checked_at=m.checked_at,
             )
