@@ -1,7 +1,7 @@
 """`HttpEndpoints` through the HTTP front end over an in-process upstream (the fake at the seam):
 what goes upstream is the parsed message, the answer and its session come back, a session serves
 only the subject that opened it, sessions stay with the server that opened them, and a RunConfig
-reload has nothing to announce or recheck on streams that are the server's own."""
+reload announces nothing on streams that are the server's own but rechecks subscriptions."""
 
 from __future__ import annotations
 
@@ -117,7 +117,9 @@ async def test_another_subject_is_answered_as_for_an_unknown_session() -> None:
         assert [body["method"] for body, _ in upstream.posted] == ["initialize"]
 
 
-async def test_a_reload_has_nothing_to_announce_or_recheck_on_the_servers_streams() -> None:
+async def test_a_reload_announces_nothing_on_the_servers_streams_but_rechecks_subscriptions() -> (
+    None
+):
     async with proxied(Upstream("a")) as (_, endpoints):
         assert endpoints.announcer() is None
-        assert endpoints.rechecker() is None
+        assert endpoints.rechecker() is not None

@@ -74,32 +74,12 @@ from moorage_proxyrunner.protocol.jsonrpc import (
     result_response,
 )
 from moorage_proxyrunner.protocol.pipeline import Era, Identity, McpCall, Pipeline, Reply
+from moorage_proxyrunner.protocol.revocation import revoked_uris, subscription_ended_notice
 from moorage_proxyrunner.protocol.sse import format_event
 
 log = structlog.get_logger(__name__)
 
 _SWEEP_INTERVAL = 60.0
-
-
-def revoked_uris(
-    uris: set[str], owner: Identity, allowed: Callable[[Identity, str], bool]
-) -> list[str]:
-    """The URIs of `uris` that `owner` may no longer read, sorted."""
-    return sorted(uri for uri in uris if not allowed(owner, uri))
-
-
-def subscription_ended_notice(uri: str) -> Json:
-    """What a legacy client is told when the policy ends its subscription to `uri`."""
-    return {
-        "jsonrpc": "2.0",
-        "method": "notifications/message",
-        "params": {
-            "level": "warning",
-            "logger": "moorage-proxy",
-            "data": f"The subscription to {uri} has ended: the access policy no longer "
-            "allows reading it",
-        },
-    }
 
 
 class BridgeEndpoints(Refusing):

@@ -1,0 +1,123 @@
+"""Resource subscriptions held through an HTTP backend end when the policy stops allowing them.
+
+The npm "everything" server runs on its own HTTP (streamable HTTP and legacy HTTP+SSE) behind the
+proxy; it sends `notifications/resources/updated` for each URI subscribed on a session every
+10 s, in the order they were subscribed. A client subscribes to two resources; the policy then
+forbids reading one. A legacy HTTP+SSE client is told with a warning log message (a
+streamable-HTTP session's streams are the server's own, so the proxy cannot add to them), the server is asked to
+unsubscribe exactly that URI (its updates stop while the other's keep coming, and the server
+would send the forbidden one's first if it still held it), and the other still works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from mcp import MCPError
+from mcp.client.sse import sse_client
+from proxykit import (
+    _accepts_connections,
+    free_port,
+    node_binary,
+    node_tools,
+    running_proxy,
+    scraped,
+)
+from test_proxy_everything import SUBSCRIBED, Observed, write_policies
+from testkit.waiting import eventually
+
+from moorage_proxyrunner.startup.local import LocalBackend
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+
+KEPT = "test://static/resource/2"
+APPLIED = 'moorage_proxy_config_reloads_total{result="applied"}'
+TRANSPORTS = {"streamable-http": ("streamableHttp", "/mcp"), "sse": ("sse", "/sse")}
+
+
+@contextlib.asynccontextmanager
+async def serving_everything(transport: str) -> AsyncIterator[str]:
+    """The "everything" server on HTTP; yields its MCP URL."""
+    root = node_tools()
+    server = root / "node_modules" / "@modelcontextprotocol" / "server-everything" / "dist"
+    mode, path = TRANSPORTS[transport]
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        node_binary(root),
+        str(server / "index.js"),
+        mode,
+        env={**os.environ, "PORT": str(port)},
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        await eventually(
+            lambda: _accepts_connections(port), message="the everything server listening"
+        )
+        yield f"http://127.0.0.1:{port}{path}"
+    finally:
+        if process.returncode is None:
+            process.terminate()
+        await process.wait()
+
+
+@pytest.mark.parametrize("transport", sorted(TRANSPORTS))
+async def test_a_subscription_the_policy_stops_allowing_ends_on_an_http_backend(
+    transport: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "runconfig.json"
+    config = write_policies(path, "permit(principal, action, resource);")
+    observed = Observed()
+    async with (
+        serving_everything(transport) as url,
+        running_proxy(
+            LocalBackend(transport=transport, target_urls=(url,)), config=config
+        ) as proxy,
+    ):
+        target = sse_client(proxy.sse) if transport == "sse" else proxy.mcp
+        async with observed.client(target) as client:
+            if transport != "sse":
+                # The server asks its sampling question on the session's GET stream, which the
+                # SDK client opens just after `initialize`; one asked before it opens is lost and
+                # the subscription never answered.
+                await asyncio.sleep(2.0)
+            await client.subscribe_resource(SUBSCRIBED)
+            await client.subscribe_resource(KEPT)
+            await eventually(
+                lambda: SUBSCRIBED in observed.updated and KEPT in observed.updated,
+                message="updates for both URIs",
+                timeout=30,
+            )
+            write_policies(
+                path,
+                "permit(principal, action, resource);",
+                f'forbid(principal, action == Action::"read_resource", resource == Resource::"{SUBSCRIBED}");',
+            )
+            if transport == "sse":
+                await eventually(
+                    lambda: any(
+                        f"subscription to {SUBSCRIBED} has ended" in line for line in observed.logs
+                    ),
+                    message="the client was told its subscription ended",
+                )
+            else:
+                # A streamable-HTTP session's streams are the server's own: not told.
+                await eventually(
+                    lambda: scraped(proxy.base, APPLIED), message="the new policy in force"
+                )
+            # The server sends the URIs in the order subscribed: once the kept one's update
+            # arrives, the ended one's would have come first.
+            observed.updated.clear()
+            await eventually(
+                lambda: KEPT in observed.updated, message="updates for the kept URI", timeout=30
+            )
+            assert SUBSCRIBED not in observed.updated
+            assert (await client.read_resource(KEPT)).contents
+            if transport == "sse":
+                return  # a refused legacy POST is an HTTP 403, which ends the SDK's SSE client
+            with pytest.raises(MCPError, match="Forbidden"):
+                await client.read_resource(SUBSCRIBED)
