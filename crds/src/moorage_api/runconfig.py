@@ -34,6 +34,16 @@ from moorage_api.mcpserver import (
     StdioEra,
     Transport,
 )
+from moorage_api.outgoing import (
+    TOKEN_TYPE_ACCESS_TOKEN,
+    ClientAuthMethod,
+    HeaderName,
+    OutgoingAuthType,
+    RemoteTransport,
+    find_duplicate_headers,
+    header_name_problem,
+    remote_url_problem,
+)
 
 SCHEMA_VERSION: Final = "moorage/v1"
 
@@ -143,6 +153,123 @@ class RunConfigAudit(RunConfigModel):
     enabled: bool = Field(False, description="One audit record per MCP request.")
 
 
+class SecretValue(RunConfigModel):
+    """A secret the proxy runner reads from its own environment, never from this file.
+
+    In a cluster the operator sets variable `env` of the proxy container from `secret_key_ref`;
+    locally (`run --local`) the user sets it.
+    """
+
+    env: EnvName = Field(..., description="Variable of the proxy container holding the value.")
+    secret_key_ref: SecretKeyRef | None = Field(
+        None, description="The Secret key the operator takes the value from; null locally."
+    )
+
+
+class RunConfigHeader(RunConfigModel):
+    """A header the proxy adds to every request it sends upstream: fixed, or from a Secret."""
+
+    name: HeaderName = Field(..., description="Header name.")
+    value: str | None = Field(None, description="A fixed value (not secret).")
+    value_from: SecretValue | None = Field(None, description="A value from a Secret.")
+
+    @model_validator(mode="after")
+    def _one_value(self) -> Self:
+        if (self.value is None) == (self.value_from is None):
+            raise ValueError(f"header {self.name}: set exactly one of value and value_from")
+        if problem := header_name_problem(self.name):
+            raise ValueError(problem)
+        if self.value is not None and any(c in self.value for c in "\r\n\0"):
+            raise ValueError(f"header {self.name}: the value contains a line break or NUL")
+        return self
+
+
+class RunConfigTokenExchange(RunConfigModel):
+    """OAuth 2.0 Token Exchange (RFC 8693): the caller's token is exchanged for the upstream's."""
+
+    token_url: str = Field(
+        ..., min_length=1, description="The authorization server's token endpoint."
+    )
+    client_id: str = Field(..., min_length=1, description="The proxy's client id there.")
+    client_secret: SecretValue | None = Field(
+        None, description="The proxy's client secret; null: a public client."
+    )
+    client_auth: ClientAuthMethod = Field(
+        "client_secret_basic", description="How the client secret is sent."
+    )
+    audience: str | None = Field(None, description="`audience` of the token asked for.")
+    scopes: list[str] = Field(default_factory=list, description="`scope` of the token asked for.")
+    subject_token_type: str = Field(
+        TOKEN_TYPE_ACCESS_TOKEN, min_length=1, description="`subject_token_type` sent."
+    )
+
+    @model_validator(mode="after")
+    def _token_url(self) -> Self:
+        # A token endpoint is configured by the platform, so it may be internal.
+        if problem := remote_url_problem(self.token_url, allow_private=True):
+            raise ValueError(f"token_exchange.token_url: {problem}")
+        return self
+
+
+class RunConfigOutgoingAuth(RunConfigModel):
+    """How the proxy authenticates to its upstream; exactly the member named by `type` is set."""
+
+    type: OutgoingAuthType = Field(..., description="The kind of authentication.")
+    config_name: str = Field(
+        ..., min_length=1, description="The MCPExternalAuthConfig it comes from (for logs)."
+    )
+    bearer_token: SecretValue | None = Field(
+        None, description="`bearerToken`: sent as `Authorization: Bearer <value>`."
+    )
+    header_injection: RunConfigHeader | None = Field(
+        None, description="`headerInjection`: one header whose value comes from a Secret."
+    )
+    token_exchange: RunConfigTokenExchange | None = Field(
+        None, description="`tokenExchange`: the caller's token exchanged per RFC 8693."
+    )
+
+    @model_validator(mode="after")
+    def _member_for_type(self) -> Self:
+        members = {
+            "bearerToken": "bearer_token",
+            "headerInjection": "header_injection",
+            "tokenExchange": "token_exchange",
+        }
+        wanted = members.get(self.type)
+        for member in members.values():
+            present = getattr(self, member) is not None
+            if member == wanted and not present:
+                raise ValueError(f"outgoing_auth.{member}: required when type is {self.type}")
+            if member != wanted and present:
+                raise ValueError(f"outgoing_auth.{member}: not allowed when type is {self.type}")
+        if self.header_injection is not None and self.header_injection.value_from is None:
+            raise ValueError("outgoing_auth.header_injection: the value must come from a Secret")
+        return self
+
+
+class RunConfigRemote(RunConfigModel):
+    """The remote MCP server an MCPRemoteProxy fronts: there is no workload to create."""
+
+    url: str = Field(..., min_length=1, description="The remote MCP endpoint.")
+    transport: RemoteTransport = Field(
+        "streamable-http", description="How the remote server speaks MCP."
+    )
+    headers: list[RunConfigHeader] = Field(
+        default_factory=list, description="Headers added to every request sent to the remote."
+    )
+    allow_private_endpoint: bool = Field(
+        False, description="Allow a private or loopback address (also after DNS resolution)."
+    )
+
+    @model_validator(mode="after")
+    def _url_and_headers(self) -> Self:
+        if problem := remote_url_problem(self.url, allow_private=self.allow_private_endpoint):
+            raise ValueError(f"remote.url: {problem}")
+        if duplicates := find_duplicate_headers([h.name for h in self.headers]):
+            raise ValueError(f"remote.headers: duplicate names {duplicates}")
+        return self
+
+
 class RunConfig(RunConfigModel):
     """Everything the proxy runner needs to run one MCPServer; no secret values."""
 
@@ -155,7 +282,9 @@ class RunConfig(RunConfigModel):
         None, description="The MCPServer as an ownerReference; null when running locally."
     )
     generation: int = Field(0, ge=0, description="`.metadata.generation` rendered.")
-    image: str = Field(..., min_length=1, description="Image of the `mcp` container.")
+    image: str = Field(
+        "", description="Image of the `mcp` container; empty (and required to be) with `remote`."
+    )
     args: list[str] = Field(default_factory=list, description="Arguments of the `mcp` container.")
     env: list[RunConfigEnvVar] = Field(
         default_factory=list, description="Plain env of the `mcp` container."
@@ -214,6 +343,33 @@ class RunConfig(RunConfigModel):
             "Service's names itself."
         ),
     )
+    remote: RunConfigRemote | None = Field(
+        None, description="The remote server of an MCPRemoteProxy; null: the proxy runs a workload."
+    )
+    outgoing_auth: RunConfigOutgoingAuth | None = Field(
+        None, description="Authentication to the upstream (HTTP and remote backends); null: none."
+    )
+
+    @model_validator(mode="after")
+    def _workload_or_remote(self) -> Self:
+        if self.remote is None:
+            if not self.image:
+                raise ValueError("image: required unless remote is set")
+            if self.outgoing_auth is not None and self.transport == "stdio":
+                raise ValueError("outgoing_auth: a stdio server has no upstream to authenticate to")
+            return self
+        workload = {
+            "image": self.image,
+            "args": self.args,
+            "env": self.env,
+            "secret_env": self.secret_env,
+            "backend_replicas": self.backend_replicas,
+            "pod_template_spec": self.pod_template_spec,
+            "resources": self.resources,
+        }
+        if set_fields := [key for key, value in workload.items() if value]:
+            raise ValueError(f"{', '.join(set_fields)}: not allowed with remote (no workload)")
+        return self
 
 
 def _as_json(data: Any) -> str:

@@ -285,3 +285,21 @@ async def test_without_the_mcptenant_binding_a_pod_needing_an_allowance_names_it
         await check_pod_security_of(as_time_proxy, prepared)
     assert "cannot list the MCPTenants" in failure.value.problem
     assert "moorage-proxyrunner-mcptenants" in failure.value.hint
+
+
+async def test_a_change_of_stdio_era_replaces_the_servers_pod_template(
+    as_time_proxy: KubeClient, kube: KubeClient, namespace: str, servers: dict[str, Any]
+) -> None:
+    # A running stdio process stays in the era it locked to: the next proxy runner's apply must
+    # change the pod template, both ways, so that the StatefulSet starts a fresh process.
+    base = runconfig_of(servers["time"])
+    templates = []
+    for era in ("auto", "handshake"):
+        spec = workload_spec_from_runconfig(base.model_copy(update={"stdio_era": era}))
+        egress = await fetch_egress(as_time_proxy, spec)
+        desired = desired_workload(spec, egress=egress)
+        await WorkloadManager(as_time_proxy, spec=spec, desired=desired).apply_all()
+        live = await kube.get(STATEFULSETS, name="time", namespace=namespace)
+        templates.append(live["spec"]["template"]["metadata"].get("annotations") or {})
+    assert templates[0].get("moorage.dev/stdio-era") == "auto"
+    assert "moorage.dev/stdio-era" not in templates[1]

@@ -55,6 +55,8 @@ SPEC_KEYS = {
     "audit",
     "trust_proxy_headers",
     "endpoint_prefix",
+    "remote",
+    "outgoing_auth",
 }
 
 

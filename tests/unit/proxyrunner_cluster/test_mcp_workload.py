@@ -788,3 +788,25 @@ def test_the_pod_patch_is_judged_with_the_template() -> None:
     assert _refused_paths(make_spec(), pod_patch=patch) == [
         "spec.podTemplateSpec.spec.volumes[0].hostPath.path"
     ]
+
+
+@pytest.mark.parametrize(
+    ("transport", "era", "annotations"),
+    [
+        pytest.param("stdio", "handshake", None, id="stdio-default"),
+        pytest.param("stdio", "auto", {"moorage.dev/stdio-era": "auto"}, id="stdio-auto"),
+        pytest.param("streamable-http", "handshake", None, id="http"),
+    ],
+)
+def test_only_a_stdio_server_off_the_default_era_marks_its_pod_template(
+    transport: str, era: str, annotations: dict[str, str] | None
+) -> None:
+    # A process locks to its first era: a change of era must change the template, so the
+    # StatefulSet replaces the pod; the default leaves existing templates as they were.
+    template = build_statefulset(make_spec(transport=transport, stdio_era=era))["spec"]["template"]
+    assert template["metadata"].get("annotations") == annotations
+
+
+def test_the_runconfig_era_reaches_the_workload() -> None:
+    rc = load_runconfig(json.dumps({**RUNCONFIG, "stdio_era": "auto"}))
+    assert workload_spec_from_runconfig(rc).stdio_era == "auto"

@@ -575,12 +575,13 @@ def test_changing_the_transport_warns_that_sessions_end() -> None:
 
 
 @pytest.mark.parametrize(("before", "after"), [("handshake", "auto"), ("auto", "handshake")])
-def test_changing_the_stdio_era_warns_that_it_waits_for_the_next_process(
+def test_changing_the_stdio_era_warns_that_it_replaces_the_servers_pod(
     before: str, after: str
 ) -> None:
     warnings = _warnings(mcpserver({"stdioEra": after}), mcpserver({"stdioEra": before}))
     assert any(
-        w.startswith(f"spec.stdioEra: changing from {before} to {after}") and "next process" in w
+        w.startswith(f"spec.stdioEra: changing from {before} to {after}")
+        and "replaces the MCP server's pod" in w
         for w in warnings
     ), warnings
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from moorage_api.constants import (
+    ANNOTATION_STDIO_ERA,
     COMPONENT_MCP_SERVER,
     CONTAINER_MCP,
     FIELD_MANAGER_PROXYRUNNER,
@@ -25,7 +26,7 @@ from moorage_api.constants import (
     MCP_SERVICE_AFFINITY_TIMEOUT,
 )
 from moorage_api.documents import OutboundNetwork
-from moorage_api.mcpserver import Transport
+from moorage_api.mcpserver import StdioEra, Transport
 from moorage_api.naming import (
     egress_policy_name,
     headless_service_name,
@@ -112,6 +113,7 @@ class WorkloadSpec:
     backend_replicas: int | None = None
     """StatefulSet replicas for HTTP transports; None leaves the field unmanaged."""
     permission_profile: RunConfigPermissionProfile | None = None
+    stdio_era: StdioEra = "handshake"
 
     @property
     def is_stdio(self) -> bool:
@@ -154,6 +156,7 @@ def workload_spec_from_runconfig(rc: RunConfig) -> WorkloadSpec:
         pod_template_spec=rc.pod_template_spec,
         backend_replicas=rc.backend_replicas,
         permission_profile=rc.permission_profile,
+        stdio_era=rc.stdio_era,
     )
 
 
@@ -282,7 +285,12 @@ def build_required_template(spec: WorkloadSpec) -> JsonObject:
         container["ports"] = [
             {"name": HTTP_PORT_NAME, "containerPort": spec.target_port, "protocol": "TCP"}
         ]
-    return {"metadata": {"labels": build_labels(spec.name)}, "spec": {"containers": [container]}}
+    metadata: JsonObject = {"labels": build_labels(spec.name)}
+    if spec.is_stdio and spec.stdio_era != "handshake":
+        # Server-side apply drops the annotation again when the era goes back to the default:
+        # either change rolls the pod, and the new process is probed (or not) afresh.
+        metadata["annotations"] = {ANNOTATION_STDIO_ERA: spec.stdio_era}
+    return {"metadata": metadata, "spec": {"containers": [container]}}
 
 
 def build_pod_template(

@@ -23,7 +23,7 @@ hold, see `objects.py`) and reports:
 - `allowedHosts`: each a host name (at most 253 characters before its port);
 - `stdioEra`: `auto` only for transport stdio (the CRD's CEL rule; the model says the same);
 - on update: a changed transport, proxy mode or port moves or breaks what clients use; a changed
-  `stdioEra` waits for the MCP server's next process.
+  `stdioEra` replaces the MCP server's pod.
 """
 
 from __future__ import annotations
@@ -318,12 +318,12 @@ def _check_update(spec: MCPServerSpec, old: MCPServerSpec, out: Findings) -> Non
             "the endpoint clients use (status.url)",
         )
     if spec.transport == old.transport == "stdio" and spec.stdio_era != old.stdio_era:
-        # The proxy rolls, but the server's process keeps running and stays in the era it
-        # locked to: only its next process gets the new one.
+        # A process keeps the era of its first message, so the proxy runner marks the pod
+        # template and the StatefulSet replaces the pod.
         out.warn(
             "spec.stdioEra",
-            f"changing from {old.stdio_era} to {spec.stdio_era} takes effect with the MCP "
-            "server's next process: restart its pod after the proxy has rolled",
+            f"changing from {old.stdio_era} to {spec.stdio_era} replaces the MCP server's pod "
+            "and ends every client session",
         )
     if spec.port != old.port:
         out.warn(
