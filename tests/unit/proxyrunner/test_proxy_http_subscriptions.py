@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from moorage_proxyrunner.backends.reverse.subscriptions import SessionSubscriptions
 from moorage_proxyrunner.protocol.pipeline import Identity
-from moorage_proxyrunner.protocol.revocation import revoked_uris, subscription_ended_notice
+from moorage_proxyrunner.protocol.revocation import (
+    listen_ended_error,
+    revoked_uris,
+    subscription_ended_notice,
+)
 
 ALICE = Identity(subject="alice")
 BOB = Identity(subject="bob")
@@ -48,3 +52,14 @@ def test_revoked_uris_are_sorted_and_the_notice_names_the_uri() -> None:
     assert notice["method"] == "notifications/message"
     assert notice["params"]["level"] == "warning"
     assert "subscription to test://a has ended" in notice["params"]["data"]
+
+
+def test_a_listen_stream_ends_with_forbidden_naming_every_uri_it_lost() -> None:
+    assert listen_ended_error("L1", ["test://a", "test://b"]) == {
+        "jsonrpc": "2.0",
+        "id": "L1",
+        "error": {
+            "code": -32003,
+            "message": "Forbidden: the access policy no longer allows reading test://a, test://b",
+        },
+    }

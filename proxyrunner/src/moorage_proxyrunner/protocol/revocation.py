@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from moorage_proxyrunner.protocol.jsonrpc import Json
+from moorage_proxyrunner.protocol.jsonrpc import FORBIDDEN, Json, RequestId, error_response
 from moorage_proxyrunner.protocol.pipeline import Identity
 
 
@@ -28,3 +28,12 @@ def subscription_ended_notice(uri: str) -> Json:
             "allows reading it",
         },
     }
+
+
+def listen_ended_error(listen_id: RequestId | None, lost: Iterable[str]) -> Json:
+    """The error that ends a `subscriptions/listen` stream holding URIs the policy no longer
+    allows (`lost`): the stream was authorised as a whole, so it ends whole."""
+    uris = ", ".join(lost)
+    return error_response(
+        listen_id, FORBIDDEN, f"Forbidden: the access policy no longer allows reading {uris}"
+    )

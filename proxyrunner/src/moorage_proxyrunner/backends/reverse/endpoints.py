@@ -25,8 +25,11 @@ A step that needs a result (the tool filter on `tools/list`) makes the proxy rew
 answer: from an SSE answer to a listing, the events before it are relayed as they come and only
 the answer's own event is read whole; a JSON answer is read whole. After a policy change the
 resource subscriptions a legacy session holds through the proxy are checked again
-(`recheck_subscriptions`, `subscriptions.SessionSubscriptions`). Targets is a list so a
-StatefulSet's pods can be given; locally it has one entry.
+(`recheck_subscriptions`, `subscriptions.SessionSubscriptions`): the client is told on its
+HTTP+SSE stream or on its session's GET stream, which the proxy relays whole event by event
+through a mailbox it can add its own notices to (held until the stream opens when none is);
+a 2026-07-28 `subscriptions/listen` stream, relayed the same way, ends with -32003 naming the
+URIs. Targets is a list so a StatefulSet's pods can be given; locally it has one entry.
 """
 
 from __future__ import annotations
@@ -87,7 +90,11 @@ from moorage_proxyrunner.protocol.jsonrpc import (
     response_envelope,
 )
 from moorage_proxyrunner.protocol.pipeline import Era, Identity, McpCall, Pipeline, Reply
-from moorage_proxyrunner.protocol.revocation import subscription_ended_notice
+from moorage_proxyrunner.protocol.revocation import (
+    listen_ended_error,
+    revoked_uris,
+    subscription_ended_notice,
+)
 from moorage_proxyrunner.protocol.sse import (
     KEEPALIVE,
     SSE_HEADERS,
@@ -232,6 +239,13 @@ class HttpEndpoints(Refusing):
         idle timeout are forgotten, so sessions the upstream dropped do not count forever."""
         self._sse: dict[str, _SseSession] = {}
         self._subscriptions = SessionSubscriptions()
+        self._session_streams: dict[str, Mailbox] = {}
+        """Each streamable-HTTP session's GET stream being relayed: the server's events and the
+        proxy's own notices, merged event by event."""
+        self._held_notices: dict[str, list[Json]] = {}
+        """Notices for a streamable-HTTP session whose GET stream is not open: they go out when
+        it opens (bounded: one per subscription the session held)."""
+        self._listens: set[_Listen] = set()
         self._reachable = [False] * len(self.targets)
         self._prober: asyncio.Task[None] | None = None
         self._inflight = 0
@@ -282,8 +296,8 @@ class HttpEndpoints(Refusing):
         return any(self._reachable)
 
     def announcer(self) -> None:
-        """None: the sessions are the server's own streams; the proxy relays them and cannot
-        add to them."""
+        """None: the server announces its own list changes on its sessions' streams; the
+        proxy only adds the notices of a policy change (`recheck_subscriptions`)."""
         return
 
     def rechecker(self) -> Rechecker:
@@ -301,7 +315,11 @@ class HttpEndpoints(Refusing):
             if used < cutoff:
                 self._pins.pop(session_id, None)
                 del self._pin_used[session_id]
-                self._subscriptions.forget(session_id)
+                self._forget(session_id)
+
+    def _forget(self, session_id: str) -> None:
+        self._subscriptions.forget(session_id)
+        self._held_notices.pop(session_id, None)
 
     async def _probe_all(self) -> None:
         await asyncio.gather(*(self._probe(i) for i in range(len(self.targets))))
@@ -400,6 +418,7 @@ class HttpEndpoints(Refusing):
 
         # Only a legacy session subscribes with `resources/subscribe`; the modern wire listens.
         tracked = session_id if not modern and parsed.method in TRACKED else None
+        listening = modern and parsed.method == "subscriptions/listen"
 
         async def terminal(call: McpCall) -> Reply:
             if tracked is not None:
@@ -410,6 +429,11 @@ class HttpEndpoints(Refusing):
             upstream = await self._open(target, "POST", out, encode(call.message))
             if upstream is None:
                 return Reply(_unreachable(call.id, self.targets[target]), status=502)
+            if listening and upstream.content_type == "text/event-stream":
+                outbox = self._new_outbox(request)
+                uris = _listened_uris(call.params)
+                listen = _Listen(call.id, call.identity, uris, upstream, outbox)
+                return Reply(None, status=upstream.status, passthrough=listen)
             if call.want_result or tracked is not None:
                 if (
                     call.method in STREAMED_LISTS | TRACKED
@@ -439,7 +463,12 @@ class HttpEndpoints(Refusing):
         try:
             async with asyncio.timeout(self.settings.limits.request_timeout):
                 reply = await self.pipeline.bind(terminal)(call)
-                return await self._answer(request, reply, started, parsed.method, target, parsed.id)
+                if not isinstance(reply.passthrough, _Listen):
+                    return await self._answer(
+                        request, reply, started, parsed.method, target, parsed.id
+                    )
+            # A listen stream lasts as long as the client listens: no request timeout.
+            return await self._relay_listen(request, reply.passthrough, started)
         except TimeoutError:
             # The upstream request is closed below, which is how an HTTP server learns that
             # nobody waits for its answer any more.
@@ -503,6 +532,8 @@ class HttpEndpoints(Refusing):
         target = self._target_for(session_id, identity_of(request))
         if target is None:
             return self.reject(404, INVALID_REQUEST, "Session not found", started)
+        if request.method == "GET" and session_id:
+            return await self._session_stream(request, session_id, target, started)
         response = await self._relay(
             request,
             request.method,
@@ -515,7 +546,79 @@ class HttpEndpoints(Refusing):
         if request.method == "DELETE" and session_id and 200 <= response.status < 300:
             self._pins.pop(session_id, None)
             self._pin_used.pop(session_id, None)
-            self._subscriptions.forget(session_id)
+            self._forget(session_id)
+        return response
+
+    async def _session_stream(
+        self, request: web.Request, session_id: str, target: int, started: float
+    ) -> web.StreamResponse:
+        """A session's GET stream: relayed event by event (whole events, as the server wrote
+        them, ids included) through a mailbox the proxy can add its own notices to between
+        them. Anything but an SSE answer is passed back as it came."""
+        upstream = await self._open(target, "GET", forwarded_headers(request.headers), None)
+        if upstream is None:
+            return self._unreachable_target(target, started)
+        if upstream.content_type != "text/event-stream":
+            try:
+                return await self._stream_back(request, upstream, target)
+            finally:
+                upstream.close()
+        outbox = self._new_outbox(request)
+        for notice in self._held_notices.pop(session_id, []):
+            outbox.push({"raw": format_event(encode(notice))})
+        self._session_streams[session_id] = outbox
+        log.info("session_stream_opened", session=session_id[:8])
+        try:
+            return await self._relay_merged(request, upstream, outbox)
+        finally:
+            if self._session_streams.get(session_id) is outbox:
+                del self._session_streams[session_id]
+
+    async def _relay_listen(
+        self, request: web.Request, listen: _Listen, started: float
+    ) -> web.StreamResponse:
+        """A 2026-07-28 `subscriptions/listen` stream, relayed like a session's GET stream so
+        that a policy change can end it (`recheck_subscriptions`)."""
+        self._listens.add(listen)
+        try:
+            response = await self._relay_merged(request, listen.upstream, listen.outbox)
+        finally:
+            self._listens.discard(listen)
+        self.metrics.observe("subscriptions/listen", "ok", time.perf_counter() - started)
+        return response
+
+    def _new_outbox(self, request: web.Request) -> Mailbox:
+        outbox = Mailbox(
+            capacity=self.settings.queue_capacity,
+            max_bytes=self.settings.limits.queue_max_bytes,
+            size=_raw_size,
+        )
+        outbox.on_overflow = connection_dropper(request)
+        return outbox
+
+    async def _relay_merged(
+        self, request: web.Request, upstream: Response, outbox: Mailbox
+    ) -> web.StreamResponse:
+        """Relay an upstream SSE stream through `outbox` (which the proxy may add to, or close
+        to end the stream) until either ends."""
+        response = web.StreamResponse(
+            status=upstream.status, headers={**_response_headers(upstream), **SSE_HEADERS}
+        )
+        self._relays.add(upstream)
+        pump = asyncio.create_task(self._pump_events(upstream, EventParser(), outbox))
+        try:
+            await response.prepare(request)
+            request[STREAMING_KEY] = response
+            await self._write_outbox(response, outbox)
+            await response.write_eof()
+        except ConnectionError:
+            pass  # the client left
+        finally:
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pump
+            self._relays.discard(upstream)
+            upstream.close()
         return response
 
     async def _pump_events(
@@ -587,25 +690,46 @@ class HttpEndpoints(Refusing):
 
     def recheck_subscriptions(self, allowed: Callable[[Identity, str], bool]) -> int:
         """End the resource subscriptions the access policy no longer allows (`allowed`: may
-        this caller read this URI): the server is asked to unsubscribe the session, and the
-        client of a legacy HTTP+SSE session is told with a `warning` log message (within its
-        log level); how many ended."""
+        this caller read this URI); how many ended. For a legacy session the server is asked to
+        unsubscribe it, and the client is told with a `warning` log message (within its log
+        level). A `subscriptions/listen` stream ends with a -32003 error naming the URIs."""
         ended = 0
         for session_id, lost in self._subscriptions.revoke(allowed).items():
             ended += len(lost)
             log.info("subscriptions_revoked", session=session_id[:8], uris=lost)
             self._spawn(self._end_subscriptions(session_id, lost))
+        for listen in list(self._listens):
+            lost = revoked_uris(listen.uris, listen.owner, allowed)
+            if not lost:
+                continue
+            ended += len(lost)
+            log.info("subscriptions_revoked", listen=str(listen.id)[:8], uris=lost)
+            # Authorised as a whole, so it ends whole; closing the upstream ends it there.
+            self._listens.discard(listen)
+            listen.outbox.push({"raw": format_event(encode(listen_ended_error(listen.id, lost)))})
+            listen.outbox.close()
         return ended
 
     async def _end_subscriptions(self, session_id: str, uris: list[str]) -> None:
         level = self._subscriptions.level(session_id)
         for uri in uris:
             await self._unsubscribe_upstream(session_id, uri)
-            sse = self._sse.get(session_id)
-            # A streamable-HTTP session's streams are the server's own, relayed as they come:
-            # only a legacy HTTP+SSE session has a stream the proxy can add to.
-            if sse is not None and eras.is_logged("warning", level):
-                sse.outbox.push({"raw": format_event(encode(subscription_ended_notice(uri)))})
+            if eras.is_logged("warning", level):
+                self._tell(session_id, subscription_ended_notice(uri))
+
+    def _tell(self, session_id: str, notice: Json) -> None:
+        """Put the proxy's own notice on a session's stream: a legacy HTTP+SSE session's only
+        stream, or a streamable-HTTP session's GET stream (held until it opens)."""
+        raw = {"raw": format_event(encode(notice))}
+        sse = self._sse.get(session_id)
+        stream = sse.outbox if sse is not None else self._session_streams.get(session_id)
+        if stream is not None:
+            if not stream.push(raw):
+                self.metrics.dropped.inc()
+        elif session_id in self._pins:
+            held = self._held_notices.setdefault(session_id, [])
+            held.append(notice)
+            del held[: -self.settings.limits.max_subscriptions_per_session]
 
     async def _unsubscribe_upstream(self, session_id: str, uri: str) -> None:
         request_id = f"moorage-unsubscribe-{secrets.token_hex(8)}"
@@ -859,14 +983,9 @@ class HttpEndpoints(Refusing):
                 secrets.token_urlsafe(24),
                 target,
                 urljoin(self.targets[target], endpoint),
-                Mailbox(
-                    capacity=self.settings.queue_capacity,
-                    max_bytes=self.settings.limits.queue_max_bytes,
-                    size=_raw_size,
-                ),
+                self._new_outbox(request),
                 identity_of(request).subject,
             )
-            session.outbox.on_overflow = connection_dropper(request)
             self._sse[session.id] = session
             self.metrics.sessions.set(len(self._sse))
             pump = asyncio.create_task(
@@ -1070,6 +1189,25 @@ class HttpEndpoints(Refusing):
         parts = urlsplit(session.messages_url)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         return await self._open(session.target, "POST", headers, body, path=path)
+
+
+@dataclass(eq=False, slots=True)
+class _Listen:
+    """A 2026-07-28 `subscriptions/listen` stream relayed from the server: whose it is, the
+    URIs it subscribed (authorised when it opened) and the mailbox its client's stream reads."""
+
+    id: Any
+    owner: Identity
+    uris: list[str]
+    upstream: Response
+    outbox: Mailbox
+
+
+def _listened_uris(params: Json) -> list[str]:
+    """The resource URIs a `subscriptions/listen` asks for."""
+    wanted = params.get("notifications")
+    uris = wanted.get("resourceSubscriptions") if isinstance(wanted, dict) else None
+    return [uri for uri in uris if isinstance(uri, str)] if isinstance(uris, list) else []
 
 
 class _Streamed:
