@@ -29,7 +29,6 @@ from mcp.client.sse import sse_client
 from proxykit import (
     CONFORMANCE_FIXTURE,
     _accepts_connections,
-    free_port,
     node_binary,
     node_tools,
     running_proxy,
@@ -38,6 +37,7 @@ from proxykit import (
 from test_proxy_everything import SUBSCRIBED, Observed, lose_listen_stream, write_policies
 from testkit.waiting import eventually
 
+from moorage_dev.ports import free_port
 from moorage_proxyrunner.startup.local import LocalBackend
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]

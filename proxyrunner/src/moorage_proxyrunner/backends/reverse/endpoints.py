@@ -124,6 +124,8 @@ STREAMED_LISTS: Final = frozenset(
 TRACKED: Final = frozenset({"resources/subscribe", "resources/unsubscribe", "logging/setLevel"})
 """Legacy-session requests whose accepted answers the proxy notes (`SessionSubscriptions`): it
 reads their answers before the client does."""
+READ_UNTIL_ANSWER: Final = STREAMED_LISTS | TRACKED
+"""Requests whose SSE answers are relayed event by event up to the answer, which is read whole."""
 PROBE_INTERVAL: Final = 5.0
 """Seconds between reachability probes of the targets (for `/health`)."""
 
@@ -436,7 +438,7 @@ class HttpEndpoints(Refusing):
                 return Reply(None, status=upstream.status, passthrough=listen)
             if call.want_result or tracked is not None:
                 if (
-                    call.method in STREAMED_LISTS | TRACKED
+                    call.method in READ_UNTIL_ANSWER
                     and upstream.content_type == "text/event-stream"
                 ):
                     reply = await self._relay_until_answer(request, upstream, call.id, target)
