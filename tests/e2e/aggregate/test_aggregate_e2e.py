@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e.proxy.proxykit import TIME_SERVER, TOOLBOX, node_binary, node_tools, running_proxy
 from mcp import Client, MCPError
 from mcp import types as mcp_types
 from mcp.client.sse import sse_client
@@ -27,9 +28,6 @@ from testkit.waiting import eventually
 from moorage_dev.ports import free_port, is_port_open
 from moorage_proxyrunner.policy.reload import load_local_runconfig
 from moorage_proxyrunner.startup.local import LocalBackend, LocalConfig
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "proxy"))
-from proxykit import TIME_SERVER, TOOLBOX, node_binary, node_tools, running_proxy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -263,3 +261,26 @@ async def test_cedar_decides_on_the_aggregated_names(
         with pytest.raises(MCPError) as denied:
             await client.call_tool("everything_echo", ECHO)
         assert denied.value.error.code == -32003
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_prompts_and_resources_are_merged_and_routed(
+    backends: dict[str, int], tmp_path: Path, mode: str
+) -> None:
+    async with (
+        aggregator(tmp_path, runconfig(backends, {"strategy": "prefix"})) as base,
+        Client(f"{base}/mcp", mode=mode) as client,  # type: ignore[arg-type]
+    ):
+        prompts = (await client.list_prompts()).prompts
+        assert prompts
+        assert all(p.name.startswith(("everything_", "toolbox_", "time_")) for p in prompts)
+        simple = next(p for p in prompts if not any(a.required for a in p.arguments or []))
+        assert (await client.get_prompt(simple.name)).messages
+        resources = (await client.list_resources()).resources
+        uris = {str(r.uri) for r in resources}
+        assert "toolbox://pid" in uris
+        assert any(uri.startswith("test://") for uri in uris)
+        read = await client.read_resource("toolbox://pid")
+        assert read.contents[0].text.isdigit()  # type: ignore[union-attr]
+        static = next(uri for uri in sorted(uris) if uri.startswith("test://"))
+        assert str((await client.read_resource(static)).contents[0].uri) == static
