@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e.proxy.proxykit import TIME_SERVER, TOOLBOX, node_binary, node_tools, running_proxy
+from e2e.proxy.proxykit import (
+    TIME_SERVER,
+    TOOLBOX,
+    node_binary,
+    node_tools,
+    running_proxy,
+    serving_toolbox,
+)
 from mcp import Client, MCPError
 from mcp import types as mcp_types
 from mcp.client.sse import sse_client
@@ -284,3 +291,25 @@ async def test_prompts_and_resources_are_merged_and_routed(
         assert read.contents[0].text.isdigit()  # type: ignore[union-attr]
         static = next(uri for uri in sorted(uris) if uri.startswith("test://"))
         assert str((await client.read_resource(static)).contents[0].uri) == static
+
+
+async def test_a_legacy_sse_backend_is_aggregated(backends: dict[str, int], tmp_path: Path) -> None:
+    progress: list[tuple[float, float | None]] = []
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        progress.append((done, total))
+
+    async with serving_toolbox("sse") as sse_url:
+        data = runconfig({"time": backends["time"]}, {"strategy": "prefix"})
+        data["aggregate"]["backends"].append({"name": "old", "url": sse_url, "transport": "sse"})
+        async with (
+            aggregator(tmp_path, data) as base,
+            Client(f"{base}/mcp", mode="legacy") as client,
+        ):
+            assert {"old_echo", "time_get_current_time"} <= await tool_names(client)
+            assert text_of(await client.call_tool("old_echo", ECHO)) == "hi"
+            counted = await client.call_tool(
+                "old_count", {"tag": "s", "steps": 2}, progress_callback=on_progress
+            )
+            assert text_of(counted) == "s"
+            assert progress == [(1.0, 2.0), (2.0, 2.0)]

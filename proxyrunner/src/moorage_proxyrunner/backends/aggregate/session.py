@@ -18,7 +18,7 @@ import itertools
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import structlog
 
@@ -137,7 +137,10 @@ class BackendSession:
         """Send a notification or a response (to one of the backend's own requests)."""
         if not self.is_open:
             return
-        with contextlib.suppress(_SessionGone):
+        # Best effort: a backend that cannot take it is found out by the next request or check.
+        with contextlib.suppress(
+            _SessionGone, BackendUnavailable, UpstreamError, OutgoingRefused, OSError
+        ):
             await self._post(message, notify=True)
 
     async def listen(self) -> None:
@@ -328,7 +331,5 @@ async def _read_some(response: Response) -> bytes:
 
 
 def _path_of(url: str) -> str:
-    from urllib.parse import urlsplit
-
     parts = urlsplit(url)
     return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
