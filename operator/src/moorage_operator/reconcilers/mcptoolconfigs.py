@@ -20,9 +20,8 @@ from typing import Any
 
 import structlog
 
-from moorage_api.constants import FIELD_MANAGER_OPERATOR, FINALIZER_TOOLCONFIG_PROTECTION
-from moorage_core.errors import NotFound
-from moorage_core.kube import MCPSERVERS, MCPTOOLCONFIGS, MERGE_PATCH, JsonObject, KubeClient
+from moorage_api.constants import FINALIZER_TOOLCONFIG_PROTECTION
+from moorage_core.kube import MCPSERVERS, MCPTOOLCONFIGS, KubeClient
 from moorage_operator.planning.conditions import format_time
 from moorage_operator.planning.mcpservers.references import tool_config_name_of
 from moorage_operator.planning.mcptoolconfigs import (
@@ -30,6 +29,7 @@ from moorage_operator.planning.mcptoolconfigs import (
     compute_toolconfig_status,
     finalizer_action,
 )
+from moorage_operator.reconcilers.finalizing import set_finalizer
 from moorage_operator.reconcilers.pending import PendingWrites
 from moorage_operator.reconcilers.statuswrites import patch_status, previous_status
 from moorage_operator.runtime.cache import Cache
@@ -83,13 +83,21 @@ class MCPToolConfigReconciler:
         referrers = _names(self.servers.by_index(TOOL_CONFIG_INDEX, key))
         action = finalizer_action(obj, referrers=referrers)
         if action.add:
-            obj = await self._set_finalizers(obj, add=True)
+            obj = await set_finalizer(
+                self.kube, MCPTOOLCONFIGS, obj, finalizer=FINALIZER_TOOLCONFIG_PROTECTION, add=True
+            )
         elif action.remove:
             # The cache may lag behind a server created a moment ago: ask the apiserver.
             live = await self.kube.list(MCPSERVERS, namespace=request.namespace)
             referrers = _names([s for s in live.items if tool_config_name_of(s) == request.name])
             if not referrers:
-                await self._set_finalizers(obj, add=False)
+                await set_finalizer(
+                    self.kube,
+                    MCPTOOLCONFIGS,
+                    obj,
+                    finalizer=FINALIZER_TOOLCONFIG_PROTECTION,
+                    add=False,
+                )
                 log.debug("toolconfig_released")
                 return Result()
         previous = previous_status(obj, kind=MCPTOOLCONFIGS, pending=self.pending)
@@ -107,29 +115,3 @@ class MCPToolConfigReconciler:
         )
         log.debug("toolconfig_reconciled", referrers=len(referrers), status_written=written)
         return Result()
-
-    async def _set_finalizers(self, obj: Mapping[str, Any], *, add: bool) -> JsonObject:
-        """Add or remove our finalizer; the resourceVersion precondition makes a concurrent
-        change fail with Conflict (retried) instead of losing someone else's finalizer."""
-        meta = obj.get("metadata") or {}
-        finalizers = [
-            f for f in meta.get("finalizers") or [] if f != FINALIZER_TOOLCONFIG_PROTECTION
-        ]
-        if add:
-            finalizers.append(FINALIZER_TOOLCONFIG_PROTECTION)
-        try:
-            return await self.kube.patch(
-                MCPTOOLCONFIGS,
-                {
-                    "metadata": {
-                        "finalizers": finalizers,
-                        "resourceVersion": meta.get("resourceVersion"),
-                    }
-                },
-                name=str(meta.get("name")),
-                namespace=str(meta.get("namespace")),
-                content_type=MERGE_PATCH,
-                field_manager=FIELD_MANAGER_OPERATOR,
-            )
-        except NotFound:
-            return dict(obj)
