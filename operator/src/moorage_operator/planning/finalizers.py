@@ -43,7 +43,7 @@ def has_finalizer(obj: Mapping[str, Any], finalizer: str) -> bool:
 
 
 def protection_action(
-    obj: Mapping[str, Any], *, finalizer: str, dependents: Sequence[str]
+    obj: Mapping[str, Any], *, finalizer: str, dependents: Sequence[object]
 ) -> FinalizerAction:
     """Add `finalizer` to a live object; remove it from a deleted one nothing depends on."""
     present = has_finalizer(obj, finalizer)

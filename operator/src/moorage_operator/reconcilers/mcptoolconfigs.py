@@ -24,14 +24,10 @@ from moorage_api.constants import FINALIZER_TOOLCONFIG_PROTECTION
 from moorage_core.kube import MCPSERVERS, MCPTOOLCONFIGS, KubeClient
 from moorage_operator.planning.conditions import format_time
 from moorage_operator.planning.mcpservers.references import tool_config_name_of
-from moorage_operator.planning.mcptoolconfigs import (
-    STATUS_FIELDS,
-    compute_toolconfig_status,
-    finalizer_action,
-)
-from moorage_operator.reconcilers.finalizing import set_finalizer
+from moorage_operator.planning.mcptoolconfigs import STATUS_FIELDS, compute_toolconfig_status
+from moorage_operator.reconcilers.finalizing import converge_protection
 from moorage_operator.reconcilers.pending import PendingWrites
-from moorage_operator.reconcilers.statuswrites import patch_status, previous_status
+from moorage_operator.reconcilers.statuswrites import write_status
 from moorage_operator.runtime.cache import Cache
 from moorage_operator.runtime.controller import Request, Result
 
@@ -80,36 +76,31 @@ class MCPToolConfigReconciler:
         if obj is None:
             return Result()
         key = f"{request.namespace}/{request.name}"
-        referrers = _names(self.servers.by_index(TOOL_CONFIG_INDEX, key))
-        action = finalizer_action(obj, referrers=referrers)
-        if action.add:
-            obj = await set_finalizer(
-                self.kube, MCPTOOLCONFIGS, obj, finalizer=FINALIZER_TOOLCONFIG_PROTECTION, add=True
-            )
-        elif action.remove:
-            # The cache may lag behind a server created a moment ago: ask the apiserver.
+
+        async def live_referrers() -> list[str]:
             live = await self.kube.list(MCPSERVERS, namespace=request.namespace)
-            referrers = _names([s for s in live.items if tool_config_name_of(s) == request.name])
-            if not referrers:
-                await set_finalizer(
-                    self.kube,
-                    MCPTOOLCONFIGS,
-                    obj,
-                    finalizer=FINALIZER_TOOLCONFIG_PROTECTION,
-                    add=False,
-                )
-                log.debug("toolconfig_released")
-                return Result()
-        previous = previous_status(obj, kind=MCPTOOLCONFIGS, pending=self.pending)
-        status = compute_toolconfig_status(
-            obj, referrers=referrers, previous=previous, now=format_time(self.clock())
-        )
-        written = await patch_status(
+            return _names([s for s in live.items if tool_config_name_of(s) == request.name])
+
+        protected = await converge_protection(
             self.kube,
             MCPTOOLCONFIGS,
             obj,
-            previous=previous,
-            status=status,
+            finalizer=FINALIZER_TOOLCONFIG_PROTECTION,
+            dependents=_names(self.servers.by_index(TOOL_CONFIG_INDEX, key)),
+            live_dependents=live_referrers,
+        )
+        if protected is None:
+            log.debug("toolconfig_released")
+            return Result()
+        obj, referrers = protected
+        now = format_time(self.clock())
+        written = await write_status(
+            self.kube,
+            MCPTOOLCONFIGS,
+            obj,
+            compute=lambda previous: compute_toolconfig_status(
+                obj, referrers=referrers, previous=previous, now=now
+            ),
             fields=STATUS_FIELDS,
             pending=self.pending,
         )
