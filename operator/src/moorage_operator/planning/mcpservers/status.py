@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from moorage_api.constants import COMPONENT_PROXY_RUNNER, DEFAULT_CLUSTER_DOMAIN, LABEL_COMPONENT
 from moorage_api.mcpserver import (
@@ -33,7 +33,7 @@ from moorage_api.mcpserver import (
 from moorage_api.naming import mcpserver_url
 from moorage_operator.planning.conditions import ConditionSpec, merge_conditions
 from moorage_operator.planning.mcpservers.children import ServerPlan
-from moorage_operator.planning.mcpservers.references import Problem
+from moorage_operator.planning.mcpservers.references import ClientSpec, Problem
 
 JsonObject = dict[str, Any]
 
@@ -184,6 +184,46 @@ def _deadline_exceeded(deployment: Mapping[str, Any] | None) -> str | None:
     return None
 
 
+def settled_verdict(
+    *,
+    what: str,
+    deleting: bool,
+    problems: Sequence[Problem],
+    retrying: str | None,
+    stopped: bool,
+    pods: Sequence[Mapping[str, Any]],
+    deployment: Mapping[str, Any] | None,
+    refusal: str | None = None,
+) -> PhaseVerdict | None:
+    """The phase of a proxy's owner when something other than readiness decides it: being
+    deleted, unbuildable (`problems`), retrying, stopped, a failed pod (or a `refusal` to create
+    one), a proxy Deployment past its progress deadline; None when readiness decides.
+    `what` names the owner in messages ("MCP server")."""
+    if deleting:
+        return PhaseVerdict(
+            MCPServerPhase.TERMINATING, f"{what} is being deleted", ReadyReason.NOT_READY
+        )
+    if problems:
+        return PhaseVerdict(MCPServerPhase.FAILED, problems[0].message, ReadyReason.FAILED)
+    if retrying:
+        return PhaseVerdict(MCPServerPhase.PENDING, f"{retrying} (retrying)", ReadyReason.NOT_READY)
+    if stopped:
+        return PhaseVerdict(
+            MCPServerPhase.STOPPED, f"{what} is stopped (replicas: 0)", ReadyReason.NOT_READY
+        )
+    failure = describe_pod_failure(pods) or refusal
+    if failure:
+        return PhaseVerdict(MCPServerPhase.FAILED, failure, ReadyReason.FAILED)
+    deadline = _deadline_exceeded(deployment)
+    if deadline:
+        return PhaseVerdict(
+            MCPServerPhase.FAILED,
+            f"Proxy runner Deployment is not progressing: {deadline}",
+            ReadyReason.FAILED,
+        )
+    return None
+
+
 def compute_phase(
     server: MCPServer,
     *,
@@ -196,28 +236,18 @@ def compute_phase(
     `retrying` says why the reconcile could not finish and will be retried (a child the
     apiserver did not take for a reason that may pass); the server is then `Pending`.
     """
-    if server.metadata.deletion_timestamp:
-        return PhaseVerdict(
-            MCPServerPhase.TERMINATING, "MCP server is being deleted", ReadyReason.NOT_READY
-        )
-    if problems:
-        return PhaseVerdict(MCPServerPhase.FAILED, problems[0].message, ReadyReason.FAILED)
-    if retrying:
-        return PhaseVerdict(MCPServerPhase.PENDING, f"{retrying} (retrying)", ReadyReason.NOT_READY)
-    if server.spec.replicas == 0:
-        return PhaseVerdict(
-            MCPServerPhase.STOPPED, "MCP server is stopped (replicas: 0)", ReadyReason.NOT_READY
-        )
-    failure = describe_pod_failure(observed.pods) or describe_refusal(observed)
-    if failure:
-        return PhaseVerdict(MCPServerPhase.FAILED, failure, ReadyReason.FAILED)
-    deadline = _deadline_exceeded(observed.deployment)
-    if deadline:
-        return PhaseVerdict(
-            MCPServerPhase.FAILED,
-            f"Proxy runner Deployment is not progressing: {deadline}",
-            ReadyReason.FAILED,
-        )
+    settled = settled_verdict(
+        what="MCP server",
+        deleting=bool(server.metadata.deletion_timestamp),
+        problems=problems,
+        retrying=retrying,
+        stopped=server.spec.replicas == 0,
+        pods=observed.pods,
+        deployment=observed.deployment,
+        refusal=describe_refusal(observed),
+    )
+    if settled is not None:
+        return settled
     proxy_ready = ready_replicas(observed.deployment)
     backend_ready = ready_replicas(observed.statefulset)
     if proxy_ready > 0 and backend_ready > 0:
@@ -238,6 +268,16 @@ def _pending_message(observed: Observed) -> str:
     return f"Waiting for the MCP server to become ready (0/{wanted} replicas ready)"
 
 
+class PlanOutcome(Protocol):
+    """What the conditions read of a proxy owner's plan."""
+
+    @property
+    def tool_config_hash(self) -> str | None: ...
+
+    @property
+    def condition_problems(self) -> Mapping[str, Problem]: ...
+
+
 def _problem_condition(
     type_: MCPServerConditionType, problem: Problem | None, ok: ConditionSpec
 ) -> ConditionSpec:
@@ -246,9 +286,9 @@ def _problem_condition(
     return ConditionSpec(type_, "False", problem.reason, problem.message)
 
 
-def _tool_config_condition(server: MCPServer, plan: ServerPlan) -> ConditionSpec:
+def tool_config_condition(spec: ClientSpec, plan: PlanOutcome) -> ConditionSpec:
     type_ = MCPServerConditionType.TOOL_CONFIG_RESOLVED
-    ref = server.spec.tool_config_ref
+    ref = spec.tool_config_ref
     if ref is None:
         ok = ConditionSpec(
             type_, "True", "NoToolConfig", "No MCPToolConfig is referenced; every tool is exposed"
@@ -268,9 +308,8 @@ def _tool_config_condition(server: MCPServer, plan: ServerPlan) -> ConditionSpec
     return _problem_condition(type_, plan.condition_problems.get(type_), ok)
 
 
-def _auth_condition(server: MCPServer, plan: ServerPlan) -> ConditionSpec:
+def auth_condition(spec: ClientSpec, plan: PlanOutcome) -> ConditionSpec:
     type_ = MCPServerConditionType.AUTH_CONFIG_VALID
-    spec = server.spec
     parts: list[str] = []
     if spec.oidc_config is not None:
         parts.append(f"clients are authenticated ({spec.oidc_config.type})")
@@ -283,7 +322,7 @@ def _auth_condition(server: MCPServer, plan: ServerPlan) -> ConditionSpec:
     return _problem_condition(type_, plan.condition_problems.get(type_), ok)
 
 
-def _pod_template_condition(plan: ServerPlan) -> ConditionSpec:
+def pod_template_condition(plan: PlanOutcome) -> ConditionSpec:
     type_ = MCPServerConditionType.POD_TEMPLATE_VALID
     ok = ConditionSpec(type_, "True", "PodTemplateValid", "The pod template is valid")
     return _problem_condition(type_, plan.condition_problems.get(type_), ok)
@@ -314,9 +353,9 @@ def compute_conditions(
     )
     return [
         ready,
-        _pod_template_condition(plan),
-        _tool_config_condition(server, plan),
-        _auth_condition(server, plan),
+        pod_template_condition(plan),
+        tool_config_condition(server.spec, plan),
+        auth_condition(server.spec, plan),
         _replica_condition(server, plan),
     ]
 
