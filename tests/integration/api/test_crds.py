@@ -305,7 +305,10 @@ REJECTED: list[Any] = [
 
 def test_crds_are_established(crds: list[str], control_plane: ControlPlane) -> None:
     assert sorted(crds) == [
+        "customresourcedefinition.apiextensions.k8s.io/mcpexternalauthconfigs.moorage.dev",
+        "customresourcedefinition.apiextensions.k8s.io/mcpgroups.moorage.dev",
         "customresourcedefinition.apiextensions.k8s.io/mcpregistries.moorage.dev",
+        "customresourcedefinition.apiextensions.k8s.io/mcpremoteproxies.moorage.dev",
         "customresourcedefinition.apiextensions.k8s.io/mcpservers.moorage.dev",
         "customresourcedefinition.apiextensions.k8s.io/mcptenants.moorage.dev",
         "customresourcedefinition.apiextensions.k8s.io/mcptoolconfigs.moorage.dev",

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 from pydantic import BaseModel, ValidationError
+from testkit.rejections import assert_rejected_naming
 
 from moorage_api import (
     MCPRegistry,
@@ -696,10 +697,7 @@ REJECTED: list[Any] = [
 def test_invalid_input_is_rejected_naming_the_field(
     model: type[BaseModel], body: dict[str, Any], field: str, expected: str
 ) -> None:
-    with pytest.raises(ValidationError) as info:
-        model.model_validate(body)
-    messages = validation_messages(info.value)
-    assert any(m.startswith(f"{field}:") and expected in m for m in messages), messages
+    assert_rejected_naming(model, body, field, expected)
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ from moorage_api.base import (
     CONFIG_MAP_KEY_PATTERN,
     DNS1123_SUBDOMAIN_PATTERN,
     ENV_NAME_PATTERN,
+    HTTP_URL_PATTERN,
     QUANTITY_PATTERN,
     format_location,
 )
@@ -38,7 +39,6 @@ from moorage_api.mcpregistry import (
 from moorage_api.mcpserver import (
     ALLOWED_HOST_PATTERN,
     ENDPOINT_PREFIX_PATTERN,
-    HTTP_URL_PATTERN,
     SERVICE_ACCOUNT_REF_PATTERN,
 )
 from moorage_webhook.validation.locations import (
