@@ -11,15 +11,32 @@ config always renders the same RunConfig and Deployment:
 - `MOORAGE_TOKEN_EXCHANGE_CLIENT_SECRET`: a `tokenExchange` client secret;
 - `MOORAGE_HEADER_<n>`: the n-th (from 0) of an MCPRemoteProxy's `headerForward.addHeadersFromSecret`.
 
+A missing or unusable config is a `Problem` of condition `AuthConfigValid` naming it; the
+referrer is `Failed` until it appears (the config is watched).
+
 Pure: no I/O.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from moorage_api.runconfig import RunConfigOutgoingAuth, RunConfigRemote, SecretValue
+from pydantic import ValidationError
+
+from moorage_api.base import SecretKeySelector, validation_messages
+from moorage_api.mcpexternalauthconfig import MCPExternalAuthConfigSpec, parse_mcpexternalauthconfig
+from moorage_api.mcpserver import MCPServerConditionType
+from moorage_api.references import ExternalAuthConfigRef
+from moorage_api.runconfig import (
+    RunConfigHeader,
+    RunConfigOutgoingAuth,
+    RunConfigRemote,
+    RunConfigTokenExchange,
+    SecretKeyRef,
+    SecretValue,
+)
+from moorage_operator.planning.problems import Problem
 from moorage_operator.planning.proxies import secret_env
 
 JsonObject = dict[str, Any]
@@ -65,3 +82,77 @@ def remote_secret_env(remote: RunConfigRemote | None) -> list[JsonObject]:
     if remote is None:
         return []
     return secret_values_env(header.value_from for header in remote.headers)
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def external_auth_config_name_of(obj: Mapping[str, Any]) -> str | None:
+    """The MCPExternalAuthConfig a raw MCPServer or MCPRemoteProxy names, if any."""
+    name = _mapping(_mapping(obj.get("spec")).get("externalAuthConfigRef")).get("name")
+    return name if isinstance(name, str) and name else None
+
+
+def _secret_value(env: str, ref: SecretKeySelector) -> SecretValue:
+    return SecretValue(env=env, secret_key_ref=SecretKeyRef(name=ref.name, key=ref.key))
+
+
+def _token_exchange(spec: MCPExternalAuthConfigSpec) -> RunConfigTokenExchange | None:
+    exchange = spec.token_exchange
+    if exchange is None:
+        return None
+    secret = exchange.client_secret_ref
+    return RunConfigTokenExchange(
+        token_url=exchange.token_url,
+        client_id=exchange.client_id,
+        client_secret=_secret_value(ENV_TOKEN_EXCHANGE_CLIENT_SECRET, secret) if secret else None,
+        client_auth=exchange.client_auth_method,
+        audience=exchange.audience,
+        scopes=list(exchange.scopes),
+        subject_token_type=exchange.subject_token_type,
+    )
+
+
+def desired_outgoing_auth(name: str, spec: MCPExternalAuthConfigSpec) -> RunConfigOutgoingAuth:
+    """The RunConfig's `outgoing_auth` for config `name`: its secrets as env references."""
+    bearer, injection = spec.bearer_token, spec.header_injection
+    return RunConfigOutgoingAuth(
+        type=spec.type,
+        config_name=name,
+        bearer_token=_secret_value(ENV_OUTGOING_TOKEN, bearer.secret_ref) if bearer else None,
+        header_injection=(
+            RunConfigHeader(
+                name=injection.header_name,
+                value_from=_secret_value(ENV_OUTGOING_HEADER, injection.value_secret_ref),
+            )
+            if injection
+            else None
+        ),
+        token_exchange=_token_exchange(spec),
+    )
+
+
+def resolve_outgoing_auth(
+    ref: ExternalAuthConfigRef | None, *, config: Mapping[str, Any] | None
+) -> tuple[RunConfigOutgoingAuth | None, Problem | None]:
+    """`outgoing_auth` from the config `ref` names (`config`: None when it does not exist)."""
+    if ref is None:
+        return None, None
+    if config is None:
+        return None, Problem(
+            MCPServerConditionType.AUTH_CONFIG_VALID,
+            "ExternalAuthConfigNotFound",
+            f'MCPExternalAuthConfig "{ref.name}" not found',
+            missing=True,
+        )
+    try:
+        parsed = parse_mcpexternalauthconfig(dict(config))
+    except ValidationError as exc:
+        return None, Problem(
+            MCPServerConditionType.AUTH_CONFIG_VALID,
+            "ExternalAuthConfigInvalid",
+            f'MCPExternalAuthConfig "{ref.name}" is invalid: '
+            + "; ".join(validation_messages(exc)),
+        )
+    return desired_outgoing_auth(ref.name, parsed.spec), None

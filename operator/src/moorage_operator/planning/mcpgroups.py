@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from moorage_api.constants import GROUP, KIND_MCPSERVER
+from moorage_api.references import GroupRef
 from moorage_operator.planning.conditions import ConditionSpec, merge_conditions
 from moorage_operator.planning.finalizers import (
     FinalizerAction,
@@ -38,6 +39,8 @@ PHASE_READY: Final = "Ready"
 PHASE_TERMINATING: Final = "Terminating"
 CONDITION_READY: Final = "Ready"
 CONDITION_DELETION_BLOCKED: Final = "DeletionBlocked"
+CONDITION_GROUP_RESOLVED: Final = "GroupResolved"
+"""On a member (MCPServer, MCPRemoteProxy): whether its group exists."""
 
 STATUS_FIELDS: Final = (
     "phase",
@@ -171,3 +174,17 @@ def compute_group_status(
     if isinstance(generation, int):
         status["observedGeneration"] = generation
     return status
+
+
+def group_condition(ref: GroupRef | None, *, found: bool) -> ConditionSpec | None:
+    """`GroupResolved` of a member: whether the group its `groupRef` names exists (a member of a
+    missing group still runs). None without `groupRef`."""
+    if ref is None:
+        return None
+    if found:
+        return ConditionSpec(
+            CONDITION_GROUP_RESOLVED, "True", "GroupFound", f'Member of MCPGroup "{ref.name}"'
+        )
+    return ConditionSpec(
+        CONDITION_GROUP_RESOLVED, "False", "GroupNotFound", f'MCPGroup "{ref.name}" not found'
+    )

@@ -53,13 +53,20 @@ from moorage_operator.planning.comparing import (
     takeover_patch,
 )
 from moorage_operator.planning.conditions import format_time
+from moorage_operator.planning.externalauth import external_auth_config_name_of
+from moorage_operator.planning.mcpgroups import group_name_of
 from moorage_operator.planning.mcpservers.children import (
     PlanningSettings,
     ServerPlan,
     plan_mcpserver,
     stale_children,
 )
-from moorage_operator.planning.mcpservers.references import Problem, References, config_map_names_of
+from moorage_operator.planning.mcpservers.references import (
+    Problem,
+    References,
+    config_map_names_of,
+    tool_config_name_of,
+)
 from moorage_operator.planning.mcpservers.status import (
     STATUS_FIELDS,
     Observed,
@@ -104,6 +111,34 @@ class ApplyFailure:
         return isinstance(self.error, Invalid | BadRequest)
 
 
+def _named(cache: Cache, name: str | None, *, namespace: str) -> JsonObject | None:
+    return cache.get(name, namespace=namespace) if name else None
+
+
+def read_references(
+    raw: Mapping[str, Any],
+    *,
+    tool_configs: Cache,
+    config_maps: Cache,
+    external_auth_configs: Cache,
+    groups: Cache,
+) -> References:
+    """What a raw MCPServer or MCPRemoteProxy references, as the caches hold it."""
+    namespace = str((raw.get("metadata") or {}).get("namespace") or "")
+    return References(
+        tool_config=_named(tool_configs, tool_config_name_of(raw), namespace=namespace),
+        config_maps={
+            name: obj
+            for name in config_map_names_of(raw)
+            if (obj := config_maps.get(name, namespace=namespace)) is not None
+        },
+        external_auth_config=_named(
+            external_auth_configs, external_auth_config_name_of(raw), namespace=namespace
+        ),
+        group=_named(groups, group_name_of(raw), namespace=namespace),
+    )
+
+
 def utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
@@ -124,6 +159,8 @@ class ServerCaches:
     """Pods with our labels (proxy runner and MCP server pods)."""
     refusals: Cache
     """Core Events `FailedCreate` about StatefulSets (the apiserver refused a pod)."""
+    external_auth_configs: Cache
+    groups: Cache
 
 
 class MCPServerReconciler:
@@ -210,21 +247,13 @@ class MCPServerReconciler:
     # -- reading ------------------------------------------------------------------------------
 
     def _references(self, raw: Mapping[str, Any]) -> References:
-        meta = raw.get("metadata") or {}
-        namespace = str(meta.get("namespace") or "")
-        spec = raw.get("spec") or {}
-        ref = spec.get("toolConfigRef") or {}
-        tool_config = (
-            self.caches.tool_configs.get(str(ref["name"]), namespace=namespace)
-            if ref.get("name")
-            else None
+        return read_references(
+            raw,
+            tool_configs=self.caches.tool_configs,
+            config_maps=self.caches.config_maps,
+            external_auth_configs=self.caches.external_auth_configs,
+            groups=self.caches.groups,
         )
-        config_maps = {
-            name: obj
-            for name in config_map_names_of(raw)
-            if (obj := self.caches.config_maps.get(name, namespace=namespace)) is not None
-        }
-        return References(tool_config=tool_config, config_maps=config_maps)
 
     def _observe(self, request: Request, written: Mapping[tuple[str, str], JsonObject]) -> Observed:
         namespace, name = request.namespace, request.name

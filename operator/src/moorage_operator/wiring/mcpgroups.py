@@ -13,11 +13,12 @@ from typing import Any, Final
 
 from moorage_core.kube import MCPGROUPS, MCPREMOTEPROXIES, MCPSERVERS
 from moorage_operator.planning.mcpgroups import group_index_values
-from moorage_operator.reconcilers.mcpgroups import GROUP_INDEX, MCPGroupReconciler
+from moorage_operator.reconcilers.mcpgroups import MCPGroupReconciler
 from moorage_operator.reconcilers.mcpservers import utc_now
 from moorage_operator.reconcilers.pending import PendingWrites
 from moorage_operator.runtime.controller import Controller, Request
 from moorage_operator.runtime.manager import Manager
+from moorage_operator.wiring.mcpservers import add_reference_indexes
 
 MCPGROUP_CONTROLLER: Final = "mcpgroup"
 
@@ -32,8 +33,8 @@ def register_mcpgroup_controller(manager: Manager) -> Controller:
     groups = manager.informer(MCPGROUPS)
     servers = manager.informer(MCPSERVERS)
     remote_proxies = manager.informer(MCPREMOTEPROXIES)
-    servers.cache.add_index(GROUP_INDEX, group_index_values)
-    remote_proxies.cache.add_index(GROUP_INDEX, group_index_values)
+    add_reference_indexes(servers.cache)
+    add_reference_indexes(remote_proxies.cache)
     pending = PendingWrites()
     groups.add_handler(pending.forgetting_handler(MCPGROUPS))
     controller = manager.add_controller(

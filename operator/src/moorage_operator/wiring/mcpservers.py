@@ -25,13 +25,18 @@ from moorage_api.constants import LABEL_MANAGED_BY, LABEL_MCPSERVER, MANAGED_BY
 from moorage_core.kube import (
     CONFIGMAPS,
     CORE_EVENTS,
+    MCPEXTERNALAUTHCONFIGS,
+    MCPGROUPS,
     MCPSERVERS,
     MCPTOOLCONFIGS,
     PODS,
     STATEFULSETS,
 )
+from moorage_operator.planning.externalauth import external_auth_config_name_of
+from moorage_operator.planning.mcpgroups import group_index_values
 from moorage_operator.planning.mcpservers.references import config_map_names_of
 from moorage_operator.planning.mcpservers.status import FAILED_CREATE
+from moorage_operator.reconcilers.mcpgroups import GROUP_INDEX
 from moorage_operator.reconcilers.mcpservers import (
     CHILD_KINDS,
     MCPServerReconciler,
@@ -57,8 +62,28 @@ REFUSAL_SELECTOR: Final = f"involvedObject.kind=StatefulSet,reason={FAILED_CREAT
 it): the only place that refusal is recorded."""
 """ConfigMaps we do not create: where referenced documents live."""
 
+EXTERNAL_AUTH_INDEX: Final = "moorage.dev/external-auth-config"
+"""Index of the MCPServer and MCPRemoteProxy caches: `namespace/name` of the
+MCPExternalAuthConfig named."""
+
 MCPSERVER_CONTROLLER: Final = "mcpserver"
 MCPTOOLCONFIG_CONTROLLER: Final = "mcptoolconfig"
+
+
+def external_auth_index_values(obj: Mapping[str, Any]) -> list[str]:
+    """Index function: the `namespace/name` of the MCPExternalAuthConfig `obj` names."""
+    name = external_auth_config_name_of(obj)
+    namespace = (obj.get("metadata") or {}).get("namespace") or ""
+    return [f"{namespace}/{name}"] if name else []
+
+
+def add_reference_indexes(cache: Cache) -> None:
+    """Index MCPServers or MCPRemoteProxies by the MCPExternalAuthConfig and the MCPGroup they
+    name (shared by their controllers, the MCPExternalAuthConfig's and the MCPGroup's)."""
+    if not cache.has_index(EXTERNAL_AUTH_INDEX):
+        cache.add_index(EXTERNAL_AUTH_INDEX, external_auth_index_values)
+    if not cache.has_index(GROUP_INDEX):
+        cache.add_index(GROUP_INDEX, group_index_values)
 
 
 def config_map_index_values(server: Mapping[str, Any]) -> list[str]:
@@ -111,8 +136,11 @@ def register_mcp_controllers(manager: Manager, settings: OperatorSettings) -> li
     statefulsets = manager.owned_informer(STATEFULSETS)
     pods = manager.owned_informer(PODS)
     refusals = manager.informer(CORE_EVENTS, field_selector=REFUSAL_SELECTOR)
+    external_auth_configs = manager.informer(MCPEXTERNALAUTHCONFIGS)
+    groups = manager.informer(MCPGROUPS)
     servers.cache.add_index(TOOL_CONFIG_INDEX, tool_config_index_values)
     servers.cache.add_index(CONFIG_MAP_INDEX, config_map_index_values)
+    add_reference_indexes(servers.cache)
 
     pending = PendingWrites()
     for kind, informer in owned.items():
@@ -131,6 +159,8 @@ def register_mcp_controllers(manager: Manager, settings: OperatorSettings) -> li
             statefulsets=statefulsets.cache,
             pods=pods.cache,
             refusals=refusals.cache,
+            external_auth_configs=external_auth_configs.cache,
+            groups=groups.cache,
         ),
         recorder=manager.event_recorder(),
         pending=pending,
@@ -145,6 +175,10 @@ def register_mcp_controllers(manager: Manager, settings: OperatorSettings) -> li
     server_controller.watches(refusals, refused_statefulset_mapper(statefulsets.cache))
     server_controller.watches(tool_configs, referrers_mapper(servers.cache, TOOL_CONFIG_INDEX))
     server_controller.watches(referenced, referrers_mapper(servers.cache, CONFIG_MAP_INDEX))
+    server_controller.watches(
+        external_auth_configs, referrers_mapper(servers.cache, EXTERNAL_AUTH_INDEX)
+    )
+    server_controller.watches(groups, referrers_mapper(servers.cache, GROUP_INDEX))
 
     tool_config_controller = manager.add_controller(
         MCPTOOLCONFIG_CONTROLLER,

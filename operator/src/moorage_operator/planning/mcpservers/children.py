@@ -153,6 +153,8 @@ class ServerPlan:
     """`replicas` > 1 on a stdio server, capped at 1 (one process cannot be shared by two)."""
     condition_problems: Mapping[str, Problem] = field(default_factory=dict)
     """The first problem per condition type, for the status."""
+    group_found: bool = True
+    """The MCPGroup `groupRef` names exists (or there is no `groupRef`)."""
 
 
 # -- the children, one builder each -------------------------------------------------------------
@@ -316,9 +318,13 @@ def plan_mcpserver(
         if problem.condition is not None:
             by_condition.setdefault(problem.condition, problem)
     capped = is_replicas_capped(server)
+    group_found = server.spec.group_ref is None or references.group is not None
     if problems or resolution.inputs is None:
         return ServerPlan(
-            problems=tuple(problems), replicas_capped=capped, condition_problems=by_condition
+            problems=tuple(problems),
+            replicas_capped=capped,
+            condition_problems=by_condition,
+            group_found=group_found,
         )
     runconfig = desired_runconfig(
         server, inputs=resolution.inputs, cluster_domain=settings.cluster_domain
@@ -337,6 +343,7 @@ def plan_mcpserver(
         runconfig=runconfig,
         tool_config_hash=resolution.inputs.tool_config_hash,
         replicas_capped=capped,
+        group_found=group_found,
     )
 
 

@@ -41,13 +41,30 @@ from moorage_api.mcpserver import (
     ToolConfigRef,
 )
 from moorage_api.mcptoolconfig import MCPToolConfigSpec, parse_mcptoolconfig
+from moorage_api.references import ExternalAuthConfigRef
 from moorage_api.runconfig import (
     RunConfigAuthz,
     RunConfigOIDC,
+    RunConfigOutgoingAuth,
     RunConfigPermissionProfile,
 )
+from moorage_operator.planning.externalauth import resolve_outgoing_auth
+from moorage_operator.planning.problems import Problem
 
 JsonObject = dict[str, Any]
+
+__all__ = [
+    "ClientInputs",
+    "ClientSpec",
+    "Problem",
+    "References",
+    "Resolution",
+    "ResolvedInputs",
+    "config_map_names_of",
+    "resolve_client_inputs",
+    "resolve_inputs",
+    "tool_config_name_of",
+]
 
 DEFAULT_PROFILE_KEY: Final = "profile.json"
 """Key of a configMap permission profile when the reference names none."""
@@ -67,6 +84,9 @@ class ClientSpec(Protocol):
     @property
     def authz_config(self) -> AuthzConfig | None: ...
 
+    @property
+    def external_auth_config_ref(self) -> ExternalAuthConfigRef | None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class References:
@@ -79,21 +99,11 @@ class References:
     tool_config: JsonObject | None = None
     """The MCPToolConfig named by `toolConfigRef`, or None when it does not exist."""
     config_maps: Mapping[str, JsonObject] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """Why an MCPServer cannot be run as specified."""
-
-    condition: str | None
-    """The condition type that reports it (None: only `Ready`); the MCPServer's and the
-    MCPRemoteProxy's condition types share these names."""
-    reason: str
-    """CamelCase reason for that condition and `Ready`."""
-    message: str
-    """A sentence naming the object or field at fault."""
-    missing: bool = False
-    """A referenced object does not exist (yet); it is watched, so its arrival fixes this."""
+    external_auth_config: JsonObject | None = None
+    """The MCPExternalAuthConfig named by `externalAuthConfigRef`, or None when it does not
+    exist."""
+    group: JsonObject | None = None
+    """The MCPGroup named by `groupRef`, or None when it does not exist."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +118,7 @@ class ResolvedInputs:
     oidc: RunConfigOIDC | None = None
     authz: RunConfigAuthz | None = None
     permission_profile: RunConfigPermissionProfile = DEFAULT_PERMISSION_PROFILE
+    outgoing_auth: RunConfigOutgoingAuth | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,6 +364,7 @@ class ClientInputs:
     tool_config: MCPToolConfigSpec | None = None
     oidc: RunConfigOIDC | None = None
     authz: RunConfigAuthz | None = None
+    outgoing_auth: RunConfigOutgoingAuth | None = None
 
 
 def resolve_client_inputs(
@@ -362,8 +374,14 @@ def resolve_client_inputs(
     tool_config, tool_problem = _resolve_tool_config(spec, references)
     oidc, oidc_problem = _resolve_oidc(spec, references)
     authz, authz_problem = _resolve_authz(spec, references)
-    problems = tuple(p for p in (tool_problem, oidc_problem, authz_problem) if p is not None)
-    return ClientInputs(tool_config=tool_config, oidc=oidc, authz=authz), problems
+    outgoing, outgoing_problem = resolve_outgoing_auth(
+        spec.external_auth_config_ref, config=references.external_auth_config
+    )
+    problems = tuple(
+        p for p in (tool_problem, oidc_problem, authz_problem, outgoing_problem) if p is not None
+    )
+    inputs = ClientInputs(tool_config=tool_config, oidc=oidc, authz=authz, outgoing_auth=outgoing)
+    return inputs, problems
 
 
 def resolve_inputs(spec: MCPServerSpec, *, references: References) -> Resolution:
@@ -397,4 +415,5 @@ def resolved_inputs(
         oidc=client.oidc,
         authz=client.authz,
         permission_profile=permission_profile,
+        outgoing_auth=client.outgoing_auth,
     )

@@ -106,4 +106,5 @@ def desired_runconfig(
         trust_proxy_headers=spec.trust_proxy_headers,
         endpoint_prefix=spec.endpoint_prefix,
         allowed_hosts=desired_allowed_hosts(server, cluster_domain=cluster_domain),
+        outgoing_auth=inputs.outgoing_auth,
     )

@@ -32,6 +32,7 @@ from moorage_api.mcpserver import (
 )
 from moorage_api.naming import mcpserver_url
 from moorage_operator.planning.conditions import ConditionSpec, merge_conditions
+from moorage_operator.planning.mcpgroups import group_condition
 from moorage_operator.planning.mcpservers.children import ServerPlan
 from moorage_operator.planning.mcpservers.references import ClientSpec, Problem
 
@@ -344,20 +345,22 @@ def _replica_condition(server: MCPServer, plan: ServerPlan) -> ConditionSpec:
 def compute_conditions(
     server: MCPServer, *, plan: ServerPlan, verdict: PhaseVerdict
 ) -> list[ConditionSpec]:
-    """Every MCPServer condition, `Ready` first."""
+    """Every MCPServer condition, `Ready` first; `GroupResolved` only with a `groupRef`."""
     ready = ConditionSpec(
         MCPServerConditionType.READY,
         "True" if verdict.phase is MCPServerPhase.RUNNING else "False",
         verdict.reason,
         verdict.message,
     )
-    return [
+    conditions = [
         ready,
         pod_template_condition(plan),
         tool_config_condition(server.spec, plan),
         auth_condition(server.spec, plan),
         _replica_condition(server, plan),
     ]
+    group = group_condition(server.spec.group_ref, found=plan.group_found)
+    return conditions if group is None else [*conditions, group]
 
 
 def compute_status(
