@@ -94,7 +94,8 @@ def external_auth_config_name_of(obj: Mapping[str, Any]) -> str | None:
     return name if isinstance(name, str) and name else None
 
 
-def _secret_value(env: str, ref: SecretKeySelector) -> SecretValue:
+def secret_value(env: str, ref: SecretKeySelector) -> SecretValue:
+    """A secret the proxy reads from env variable `env`, set from the Secret key `ref`."""
     return SecretValue(env=env, secret_key_ref=SecretKeyRef(name=ref.name, key=ref.key))
 
 
@@ -106,7 +107,7 @@ def _token_exchange(spec: MCPExternalAuthConfigSpec) -> RunConfigTokenExchange |
     return RunConfigTokenExchange(
         token_url=exchange.token_url,
         client_id=exchange.client_id,
-        client_secret=_secret_value(ENV_TOKEN_EXCHANGE_CLIENT_SECRET, secret) if secret else None,
+        client_secret=secret_value(ENV_TOKEN_EXCHANGE_CLIENT_SECRET, secret) if secret else None,
         client_auth=exchange.client_auth_method,
         audience=exchange.audience,
         scopes=list(exchange.scopes),
@@ -120,11 +121,11 @@ def desired_outgoing_auth(name: str, spec: MCPExternalAuthConfigSpec) -> RunConf
     return RunConfigOutgoingAuth(
         type=spec.type,
         config_name=name,
-        bearer_token=_secret_value(ENV_OUTGOING_TOKEN, bearer.secret_ref) if bearer else None,
+        bearer_token=secret_value(ENV_OUTGOING_TOKEN, bearer.secret_ref) if bearer else None,
         header_injection=(
             RunConfigHeader(
                 name=injection.header_name,
-                value_from=_secret_value(ENV_OUTGOING_HEADER, injection.value_secret_ref),
+                value_from=secret_value(ENV_OUTGOING_HEADER, injection.value_secret_ref),
             )
             if injection
             else None

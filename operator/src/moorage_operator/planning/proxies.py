@@ -43,6 +43,19 @@ OPERATOR_ENV: Final = ("POD_NAME", "POD_NAMESPACE")
 """Env names the operator sets on every proxyrunner container; overrides cannot replace them."""
 
 
+# Kinds the operator alone creates for an owner; one of them that is owned by it but no longer
+# desired is deleted. Services are not listed: an MCPServer's proxy runner creates some too.
+EXCLUSIVE_KINDS: Final = frozenset(
+    {
+        ("v1", "ServiceAccount"),
+        ("rbac.authorization.k8s.io/v1", "Role"),
+        ("rbac.authorization.k8s.io/v1", "RoleBinding"),
+        ("v1", "ConfigMap"),
+        ("apps/v1", "Deployment"),
+    }
+)
+
+
 @dataclass(frozen=True, slots=True)
 class ChildOwner:
     """The object whose children are built: what their metadata says about it."""
@@ -307,3 +320,31 @@ def desired_proxy_service(
             **affinity,
         },
     }
+
+
+def child_identity(obj: Mapping[str, Any]) -> tuple[str, str, str]:
+    """(apiVersion, kind, name) of an object."""
+    meta = obj.get("metadata") or {}
+    return str(obj.get("apiVersion")), str(obj.get("kind")), str(meta.get("name"))
+
+
+def is_controlled_by(obj: Mapping[str, Any], *, uid: str) -> bool:
+    """Whether `obj`'s controller ownerReference points at the object with `uid`."""
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(ref.get("controller") and ref.get("uid") == uid for ref in refs)
+
+
+def stale_owned(
+    uid: str, *, desired: Iterable[Mapping[str, Any]], owned: Iterable[JsonObject]
+) -> list[JsonObject]:
+    """Objects of the `EXCLUSIVE_KINDS` controlled by the owner with `uid` that are no longer
+    desired; the reconciler deletes them."""
+    wanted = {child_identity(obj) for obj in desired}
+    stale: list[JsonObject] = []
+    for obj in owned:
+        identity = child_identity(obj)
+        if (identity[0], identity[1]) not in EXCLUSIVE_KINDS:
+            continue
+        if identity not in wanted and is_controlled_by(obj, uid=uid):
+            stale.append(obj)
+    return stale

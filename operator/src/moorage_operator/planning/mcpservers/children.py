@@ -46,6 +46,7 @@ from moorage_operator.planning.mcpservers.runconfigs import (
     server_namespace,
 )
 from moorage_operator.planning.proxies import (
+    EXCLUSIVE_KINDS,
     OPERATOR_ENV,
     READ,
     ROLLING_UPDATE,
@@ -54,10 +55,14 @@ from moorage_operator.planning.proxies import (
     controller_reference,
     desired_proxy_deployment,
     desired_service_account,
+    is_controlled_by,
+    stale_owned,
 )
 from moorage_operator.planning.proxies import rule as _rule
 
 JsonObject = dict[str, Any]
+
+__all__ = ["EXCLUSIVE_KINDS", "is_controlled_by"]
 
 APPLY: Final = (*READ, "create", "patch", "delete")
 """What the proxy runner does to the objects it owns: watch them by name, server-side apply them
@@ -100,19 +105,6 @@ def desired_proxy_runner_rules(server: MCPServer) -> list[JsonObject]:
     else:
         rules.append({"apiGroups": [""], "resources": ["pods"], "verbs": list(READ)})
     return rules
-
-
-# Kinds the operator alone creates for an MCPServer; one of them that is owned by the server but
-# no longer desired is deleted. Services are not listed: the proxy runner creates one too.
-EXCLUSIVE_KINDS: Final = frozenset(
-    {
-        ("v1", "ServiceAccount"),
-        ("rbac.authorization.k8s.io/v1", "Role"),
-        ("rbac.authorization.k8s.io/v1", "RoleBinding"),
-        ("v1", "ConfigMap"),
-        ("apps/v1", "Deployment"),
-    }
-)
 
 
 class PlanningSettings(Protocol):
@@ -361,30 +353,9 @@ def desired_children(
     return list(plan.children)
 
 
-def child_identity(obj: Mapping[str, Any]) -> tuple[str, str, str]:
-    """(apiVersion, kind, name) of an object."""
-    meta = obj.get("metadata") or {}
-    return str(obj.get("apiVersion")), str(obj.get("kind")), str(meta.get("name"))
-
-
-def is_controlled_by(obj: Mapping[str, Any], *, uid: str) -> bool:
-    """Whether `obj`'s controller ownerReference points at the object with `uid`."""
-    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
-    return any(ref.get("controller") and ref.get("uid") == uid for ref in refs)
-
-
 def stale_children(
     server: MCPServer, *, desired: Iterable[Mapping[str, Any]], owned: Iterable[JsonObject]
 ) -> list[JsonObject]:
     """Objects of the `EXCLUSIVE_KINDS` controlled by `server` that are no longer desired
     (e.g. `<name>-sa` after `spec.serviceAccount` was set); the reconciler deletes them."""
-    uid = server.metadata.uid or ""
-    wanted = {child_identity(obj) for obj in desired}
-    stale: list[JsonObject] = []
-    for obj in owned:
-        identity = child_identity(obj)
-        if (identity[0], identity[1]) not in EXCLUSIVE_KINDS:
-            continue
-        if identity not in wanted and is_controlled_by(obj, uid=uid):
-            stale.append(obj)
-    return stale
+    return stale_owned(server.metadata.uid or "", desired=desired, owned=owned)

@@ -23,7 +23,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
-from moorage_api.constants import COMPONENT_PROXY_RUNNER, DEFAULT_CLUSTER_DOMAIN, LABEL_COMPONENT
+from moorage_api.constants import (
+    COMPONENT_PROXY_RUNNER,
+    DEFAULT_CLUSTER_DOMAIN,
+    KIND_MCPSERVER,
+    LABEL_COMPONENT,
+)
 from moorage_api.mcpserver import (
     MCPServer,
     MCPServerConditionType,
@@ -416,13 +421,19 @@ def compute_status(
 
 
 def compute_invalid_status(
-    obj: Mapping[str, Any], *, message: str, previous: Mapping[str, Any], now: str
+    obj: Mapping[str, Any],
+    *,
+    message: str,
+    previous: Mapping[str, Any],
+    now: str,
+    kind: str = KIND_MCPSERVER,
 ) -> JsonObject:
-    """The status of an MCPServer that does not even parse (no webhook stopped it)."""
+    """The status of an MCPServer (or another proxy owner of `kind`) that does not even parse
+    (no webhook stopped it)."""
     meta = obj.get("metadata") or {}
     generation = meta.get("generation")
     ready = ConditionSpec(
-        MCPServerConditionType.READY, "False", ReadyReason.FAILED, f"Invalid MCPServer: {message}"
+        MCPServerConditionType.READY, "False", ReadyReason.FAILED, f"Invalid {kind}: {message}"
     )
     status: JsonObject = {
         "phase": MCPServerPhase.FAILED.value,
