@@ -5,6 +5,7 @@ Pure: data.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -21,3 +22,12 @@ class Problem:
     """A sentence naming the object or field at fault."""
     missing: bool = False
     """A referenced object does not exist (yet); it is watched, so its arrival fixes this."""
+
+
+def by_condition(problems: Iterable[Problem]) -> dict[str, Problem]:
+    """The first problem per condition type, for the status."""
+    found: dict[str, Problem] = {}
+    for problem in problems:
+        if problem.condition is not None:
+            found.setdefault(problem.condition, problem)
+    return found

@@ -85,6 +85,8 @@ class ProxyPod:
     """The user's pod labels; ours win."""
     annotations: Mapping[str, str] = field(default_factory=dict)
     """The user's pod annotations; the RunConfig checksum wins."""
+    resources: Mapping[str, Any] | None = None
+    """Compute resources of the `proxyrunner` container (None: not set)."""
 
 
 def rule(group: str, resource: str, verbs: Iterable[str], names: Iterable[str]) -> JsonObject:
@@ -228,6 +230,8 @@ def desired_proxy_pod_template(
         "livenessProbe": _probe(period=10, failures=6, initial_delay=30),
         "securityContext": restricted_container_security(),
     }
+    if pod.resources:
+        container["resources"] = dict(pod.resources)
     return {
         "metadata": {"labels": labels, "annotations": annotations},
         "spec": {

@@ -18,7 +18,7 @@ from moorage_operator.reconcilers.mcpservers import utc_now
 from moorage_operator.reconcilers.pending import PendingWrites
 from moorage_operator.runtime.controller import Controller, Request
 from moorage_operator.runtime.manager import Manager
-from moorage_operator.wiring.mcpservers import add_reference_indexes
+from moorage_operator.wiring.references import index_references
 
 MCPGROUP_CONTROLLER: Final = "mcpgroup"
 
@@ -33,8 +33,8 @@ def register_mcpgroup_controller(manager: Manager) -> Controller:
     groups = manager.informer(MCPGROUPS)
     servers = manager.informer(MCPSERVERS)
     remote_proxies = manager.informer(MCPREMOTEPROXIES)
-    add_reference_indexes(servers.cache)
-    add_reference_indexes(remote_proxies.cache)
+    index_references(servers.cache)
+    index_references(remote_proxies.cache)
     pending = PendingWrites()
     groups.add_handler(pending.forgetting_handler(MCPGROUPS))
     controller = manager.add_controller(

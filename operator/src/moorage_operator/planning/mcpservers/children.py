@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from moorage_api.constants import COMPONENT_PROXY_RUNNER, LABEL_COMPONENT, LABEL_MCPSERVER
-from moorage_api.mcpserver import MCPServer, MCPServerConditionType
+from moorage_api.mcpserver import MCPServer
 from moorage_api.naming import (
     egress_policy_name,
     headless_service_name,
@@ -38,13 +38,14 @@ from moorage_api.runconfig import RunConfig
 from moorage_operator.planning import proxies
 from moorage_operator.planning.comparing import stamp_applied_hash
 from moorage_operator.planning.externalauth import outgoing_secret_env
-from moorage_operator.planning.mcpservers.podtemplates import pod_template_problem
+from moorage_operator.planning.mcpservers.podtemplates import pod_template_problems
 from moorage_operator.planning.mcpservers.references import Problem, References, resolve_inputs
 from moorage_operator.planning.mcpservers.runconfigs import (
     desired_runconfig,
     server_name,
     server_namespace,
 )
+from moorage_operator.planning.problems import by_condition
 from moorage_operator.planning.proxies import (
     EXCLUSIVE_KINDS,
     OPERATOR_ENV,
@@ -293,29 +294,16 @@ def plan_mcpserver(
     server: MCPServer, *, settings: PlanningSettings, references: References
 ) -> ServerPlan:
     """The children of `server`, or the problems that prevent building them."""
-    problems: list[Problem] = []
-    template_problem = pod_template_problem(server.spec.pod_template_spec)
-    if template_problem:
-        problems.append(
-            Problem(
-                MCPServerConditionType.POD_TEMPLATE_VALID,
-                "PodTemplateInvalid",
-                f"Invalid pod template: {template_problem}",
-            )
-        )
+    problems = pod_template_problems(server.spec.pod_template_spec)
     resolution = resolve_inputs(server.spec, references=references)
     problems.extend(resolution.problems)
-    by_condition: dict[str, Problem] = {}
-    for problem in problems:
-        if problem.condition is not None:
-            by_condition.setdefault(problem.condition, problem)
     capped = is_replicas_capped(server)
     group_found = server.spec.group_ref is None or references.group is not None
     if problems or resolution.inputs is None:
         return ServerPlan(
             problems=tuple(problems),
             replicas_capped=capped,
-            condition_problems=by_condition,
+            condition_problems=by_condition(problems),
             group_found=group_found,
         )
     runconfig = desired_runconfig(

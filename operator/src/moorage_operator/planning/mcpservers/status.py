@@ -347,18 +347,22 @@ def _replica_condition(server: MCPServer, plan: ServerPlan) -> ConditionSpec:
     return ConditionSpec(type_, "False", "NotCapped", "Proxy replicas are not capped")
 
 
-def compute_conditions(
-    server: MCPServer, *, plan: ServerPlan, verdict: PhaseVerdict
-) -> list[ConditionSpec]:
-    """Every MCPServer condition, `Ready` first; `GroupResolved` only with a `groupRef`."""
-    ready = ConditionSpec(
+def ready_condition(verdict: PhaseVerdict) -> ConditionSpec:
+    """`Ready`: True exactly while `Running`."""
+    return ConditionSpec(
         MCPServerConditionType.READY,
         "True" if verdict.phase is MCPServerPhase.RUNNING else "False",
         verdict.reason,
         verdict.message,
     )
+
+
+def compute_conditions(
+    server: MCPServer, *, plan: ServerPlan, verdict: PhaseVerdict
+) -> list[ConditionSpec]:
+    """Every MCPServer condition, `Ready` first; `GroupResolved` only with a `groupRef`."""
     conditions = [
-        ready,
+        ready_condition(verdict),
         pod_template_condition(plan),
         tool_config_condition(server.spec, plan),
         auth_condition(server.spec, plan),
@@ -366,6 +370,46 @@ def compute_conditions(
     ]
     group = group_condition(server.spec.group_ref, found=plan.group_found)
     return conditions if group is None else [*conditions, group]
+
+
+def owner_status(
+    *,
+    verdict: PhaseVerdict,
+    conditions: Sequence[ConditionSpec] | None,
+    previous: Mapping[str, Any],
+    generation: int | None,
+    now: str,
+    url: str,
+    observed: Observed,
+    tool_config_hash: str | None,
+) -> JsonObject:
+    """The status of a proxy runner's owner (wire form, camelCase); absent fields are not set.
+
+    `conditions` None: the owner is being deleted and nothing was planned; `Ready` reports the
+    phase and every other condition (and `toolConfigHash`) keeps its last word.
+    """
+    previous_conditions = previous.get("conditions") or []
+    if conditions is None:
+        ready = ConditionSpec(
+            MCPServerConditionType.READY, "False", verdict.reason, verdict.message
+        )
+        merged = merge_conditions(previous_conditions, [ready], generation=generation, now=now)
+        merged += [c for c in previous_conditions if c.get("type") != ready.type]
+        tool_config_hash = previous.get("toolConfigHash")
+    else:
+        merged = merge_conditions(previous_conditions, conditions, generation=generation, now=now)
+    status: JsonObject = {
+        "phase": verdict.phase.value,
+        "message": verdict.message,
+        "url": url,
+        "readyReplicas": ready_replicas(observed.deployment),
+        "conditions": merged,
+    }
+    if generation is not None:
+        status["observedGeneration"] = generation
+    if tool_config_hash:
+        status["toolConfigHash"] = tool_config_hash
+    return status
 
 
 def compute_status(
@@ -381,43 +425,24 @@ def compute_status(
     """The whole status to store (wire form, camelCase); absent fields are not set.
     `retrying`: see `compute_phase`; `cluster_domain` completes `url`'s host name."""
     verdict = compute_phase(server, problems=plan.problems, observed=observed, retrying=retrying)
-    generation = server.metadata.generation
-    previous_conditions = previous.get("conditions") or []
-    if verdict.phase is MCPServerPhase.TERMINATING:
-        # Nothing was planned: report the phase, keep the last word on everything else.
-        ready = ConditionSpec(
-            MCPServerConditionType.READY, "False", verdict.reason, verdict.message
-        )
-        conditions = merge_conditions(previous_conditions, [ready], generation=generation, now=now)
-        conditions += [c for c in previous_conditions if c.get("type") != ready.type]
-        tool_config_hash = previous.get("toolConfigHash")
-    else:
-        conditions = merge_conditions(
-            previous_conditions,
-            compute_conditions(server, plan=plan, verdict=verdict),
-            generation=generation,
-            now=now,
-        )
-        tool_config_hash = plan.tool_config_hash
+    terminating = verdict.phase is MCPServerPhase.TERMINATING
     spec = server.spec
-    status: JsonObject = {
-        "phase": verdict.phase.value,
-        "message": verdict.message,
-        "url": mcpserver_url(
+    return owner_status(
+        verdict=verdict,
+        conditions=None if terminating else compute_conditions(server, plan=plan, verdict=verdict),
+        previous=previous,
+        generation=server.metadata.generation,
+        now=now,
+        url=mcpserver_url(
             server.metadata.name or "",
             namespace=server.metadata.namespace or "",
             port=spec.port,
             proxy_mode=spec.effective_proxy_mode,
             cluster_domain=cluster_domain,
         ),
-        "readyReplicas": ready_replicas(observed.deployment),
-        "conditions": conditions,
-    }
-    if generation is not None:
-        status["observedGeneration"] = generation
-    if tool_config_hash:
-        status["toolConfigHash"] = tool_config_hash
-    return status
+        observed=observed,
+        tool_config_hash=plan.tool_config_hash,
+    )
 
 
 def compute_invalid_status(
