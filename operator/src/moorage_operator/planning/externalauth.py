@@ -14,18 +14,25 @@ config always renders the same RunConfig and Deployment:
 A missing or unusable config is a `Problem` of condition `AuthConfigValid` naming it; the
 referrer is `Failed` until it appears (the config is watched).
 
+The config's own status: `Valid` and `referencedBy` (the referrers, as `mcpgroups.Member`s
+without a phase).
+
 Pure: no I/O.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from pydantic import ValidationError
 
 from moorage_api.base import SecretKeySelector, validation_messages
-from moorage_api.mcpexternalauthconfig import MCPExternalAuthConfigSpec, parse_mcpexternalauthconfig
+from moorage_api.mcpexternalauthconfig import (
+    MCPExternalAuthConfigConditionType,
+    MCPExternalAuthConfigSpec,
+    parse_mcpexternalauthconfig,
+)
 from moorage_api.mcpserver import MCPServerConditionType
 from moorage_api.references import ExternalAuthConfigRef
 from moorage_api.runconfig import (
@@ -36,6 +43,8 @@ from moorage_api.runconfig import (
     SecretKeyRef,
     SecretValue,
 )
+from moorage_operator.planning.conditions import ConditionSpec, merge_conditions
+from moorage_operator.planning.mcpgroups import Member
 from moorage_operator.planning.problems import Problem
 from moorage_operator.planning.proxies import secret_env
 
@@ -157,3 +166,47 @@ def resolve_outgoing_auth(
             + "; ".join(validation_messages(exc)),
         )
     return desired_outgoing_auth(ref.name, parsed.spec), None
+
+
+# -- the MCPExternalAuthConfig's own status -------------------------------------------------------
+
+STATUS_FIELDS: Final = ("observedGeneration", "conditions", "referencedBy")
+"""Every status field the operator writes (and so may remove)."""
+
+
+def compute_external_auth_status(
+    obj: Mapping[str, Any], *, referrers: Sequence[Member], previous: Mapping[str, Any], now: str
+) -> JsonObject:
+    """`Valid`, and `referencedBy`: the MCPServers and MCPRemoteProxies naming the config, sorted
+    by kind then name (wire form)."""
+    generation = _mapping(obj.get("metadata")).get("generation")
+    try:
+        spec = parse_mcpexternalauthconfig(dict(obj)).spec
+    except ValidationError as exc:
+        valid = ConditionSpec(
+            MCPExternalAuthConfigConditionType.VALID,
+            "False",
+            "Invalid",
+            "Invalid MCPExternalAuthConfig: " + "; ".join(validation_messages(exc)),
+        )
+    else:
+        valid = ConditionSpec(
+            MCPExternalAuthConfigConditionType.VALID,
+            "True",
+            "Valid",
+            f"The configuration is valid ({spec.type})",
+        )
+    status: JsonObject = {
+        "conditions": merge_conditions(
+            previous.get("conditions") or [],
+            [valid],
+            generation=generation if isinstance(generation, int) else None,
+            now=now,
+        ),
+        "referencedBy": [
+            {"kind": r.kind, "name": r.name} for r in sorted(referrers, key=lambda r: r.order)
+        ],
+    }
+    if isinstance(generation, int):
+        status["observedGeneration"] = generation
+    return status

@@ -29,6 +29,7 @@ from moorage_core.kube import (
 from moorage_operator.planning.externalauth import external_auth_config_name_of
 from moorage_operator.planning.mcpgroups import group_index_values
 from moorage_operator.planning.mcpservers.references import config_map_names_of
+from moorage_operator.reconcilers.mcpexternalauthconfigs import EXTERNAL_AUTH_INDEX
 from moorage_operator.reconcilers.mcpgroups import GROUP_INDEX
 from moorage_operator.reconcilers.mcptoolconfigs import TOOL_CONFIG_INDEX, tool_config_index_values
 from moorage_operator.reconcilers.pending import PendingWrites
@@ -42,8 +43,6 @@ UNMANAGED_SELECTOR: Final = f"{LABEL_MANAGED_BY}!={MANAGED_BY}"
 """ConfigMaps we do not create: where referenced documents live."""
 CONFIG_MAP_INDEX: Final = "moorage.dev/config-maps"
 """Index of a referrers' cache: `namespace/name` of each ConfigMap an object references."""
-EXTERNAL_AUTH_INDEX: Final = "moorage.dev/external-auth-config"
-"""Index of a referrers' cache: `namespace/name` of the MCPExternalAuthConfig named."""
 
 
 def _namespaced(obj: Mapping[str, Any], names: list[str]) -> list[str]:
