@@ -78,6 +78,9 @@ async def test_members_join_and_leave_and_deletion_waits_for_the_last(
         status = await group_status(kube, name="team", namespace=namespace)
         phases = {m["name"]: m.get("phase") for m in status["members"]}
         assert phases == {"docs": "Running", "alpha": "Pending"}, phases
+        # Settled: alpha's proxy is ready and waits for a StatefulSet nobody creates here.
+        server = await server_status(kube, name="alpha", namespace=namespace)
+        assert server.get("readyReplicas") == 1, server.get("message")
         return status
 
     await eventually(phases_known, timeout=60, message="member phases")
