@@ -7,7 +7,14 @@ import datetime
 from typing import Any
 
 import pytest
-from reconciler_fakes import NAMESPACE, RecordingKube, cache, merged_status, with_status
+from reconciler_fakes import (
+    NAMESPACE,
+    RecordingKube,
+    cache,
+    merged_status,
+    stored_object,
+    with_status,
+)
 
 from moorage_core.kube import MCPGROUPS, MCPREMOTEPROXIES, MCPSERVERS, JsonObject
 from moorage_operator.planning.mcpgroups import FINALIZER_GROUP_MEMBERS, group_index_values
@@ -20,18 +27,7 @@ REQUEST = Request(NAMESPACE, NAME)
 
 
 def group(*, finalizers: list[str] | None = None, deleting: bool = False) -> JsonObject:
-    meta: dict[str, Any] = {
-        "name": NAME,
-        "namespace": NAMESPACE,
-        "uid": "g-uid",
-        "generation": 1,
-        "resourceVersion": "7",
-    }
-    if finalizers is not None:
-        meta["finalizers"] = finalizers
-    if deleting:
-        meta["deletionTimestamp"] = "2026-01-02T03:00:00Z"
-    return {"apiVersion": "moorage.dev/v1alpha1", "kind": "MCPGroup", "metadata": meta}
+    return stored_object("MCPGroup", NAME, finalizers=finalizers, deleting=deleting)
 
 
 def member(kind: str, name: str, *, group_name: str = NAME) -> JsonObject:
