@@ -7,11 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from operator_harness import RunningOperator, condition, server_status, simple_server
+from operator_harness import EXAMPLES, RunningOperator, condition, server_status, simple_server
 from testkit.waiting import eventually
 
 from moorage_core.errors import NotFound
 from moorage_core.kube import MCPGROUPS, MCPREMOTEPROXIES, KubeClient
+from moorage_dev.cluster import ControlPlane
 
 pytestmark = pytest.mark.integration
 
@@ -47,17 +48,31 @@ async def group_gone(kube: KubeClient, *, name: str, namespace: str) -> bool:
     return False
 
 
-async def wait_for_members(
-    kube: KubeClient, *, namespace: str, members: list[tuple[str, str]], counts: tuple[int, int]
+async def wait_for_members_of(
+    kube: KubeClient, *, group_name: str, namespace: str, members: list[tuple[str, str]]
 ) -> dict[str, Any]:
     async def listed() -> dict[str, Any]:
-        status = await group_status(kube, name="team", namespace=namespace)
+        status = await group_status(kube, name=group_name, namespace=namespace)
         assert [(m["kind"], m["name"]) for m in status.get("members") or []] == members, status
-        assert (status.get("serverCount"), status.get("remoteProxyCount")) == counts
-        assert status.get("memberCount") == sum(counts)
+        servers = sum(1 for kind, _ in members if kind == "MCPServer")
+        assert (status.get("serverCount"), status.get("remoteProxyCount")) == (
+            servers,
+            len(members) - servers,
+        )
+        assert status.get("memberCount") == len(members)
         return status
 
     return await eventually(listed, timeout=30, message=f"members {members}")
+
+
+async def wait_for_members(
+    kube: KubeClient, *, namespace: str, members: list[tuple[str, str]], counts: tuple[int, int]
+) -> dict[str, Any]:
+    status = await wait_for_members_of(
+        kube, group_name="team", namespace=namespace, members=members
+    )
+    assert (status["serverCount"], status["remoteProxyCount"]) == counts
+    return status
 
 
 async def test_members_join_and_leave_and_deletion_waits_for_the_last(
@@ -155,3 +170,38 @@ async def test_a_member_of_a_missing_group_says_so_and_still_runs(
     await eventually(
         lambda: group_gone(kube, name="ghost", namespace=namespace), timeout=60, message="gone"
     )
+
+
+@pytest.mark.parametrize(
+    ("file", "running"),
+    [
+        pytest.param("mcpgroup.yaml", {"research-papers"}, id="group"),
+        pytest.param("mcpremoteproxy-token-exchange.yaml", {"docs"}, id="token-exchange"),
+    ],
+)
+async def test_the_examples_run(
+    operator: RunningOperator,
+    kube: KubeClient,
+    namespace: str,
+    control_plane: ControlPlane,
+    file: str,
+    running: set[str],
+) -> None:
+    control_plane.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / file))
+
+    async def all_running() -> bool:
+        for name in running:
+            status = await server_status(
+                kube, name=name, namespace=namespace, kind=MCPREMOTEPROXIES
+            )
+            assert status.get("phase") == "Running", (name, status.get("message"))
+        return True
+
+    await eventually(all_running, timeout=90, message="example remote proxies running")
+    if file == "mcpgroup.yaml":
+        await wait_for_members_of(
+            kube,
+            group_name="research",
+            namespace=namespace,
+            members=[("MCPRemoteProxy", "research-papers"), ("MCPServer", "research-time")],
+        )
