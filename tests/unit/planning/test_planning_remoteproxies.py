@@ -164,6 +164,39 @@ def test_resources_apply_to_the_proxyrunner_container() -> None:
     assert container["resources"] == resources
 
 
+def test_the_pod_template_spec_reaches_the_proxy_pod_under_moorages_own_settings() -> None:
+    template = {
+        "metadata": {"labels": {"team": "docs", "moorage.dev/mcpremoteproxy": "other"}},
+        "spec": {
+            "nodeSelector": {"pool": "edge"},
+            "serviceAccountName": "someone-else",
+            "containers": [
+                {
+                    "name": "proxyrunner",
+                    "image": "evil:1",
+                    "env": [{"name": "HTTPS_PROXY", "value": "http://egress:3128"}],
+                }
+            ],
+        },
+    }
+    plain = by_kind(children_of(), "Deployment")["spec"]["template"]
+    pod = by_kind(children_of(podTemplateSpec=template), "Deployment")["spec"]["template"]
+    assert pod["spec"]["nodeSelector"] == {"pool": "edge"}
+    assert pod["metadata"]["labels"] == {**plain["metadata"]["labels"], "team": "docs"}
+    assert pod["spec"]["serviceAccountName"] == plain["spec"]["serviceAccountName"]
+    [container] = pod["spec"]["containers"]
+    [plain_container] = plain["spec"]["containers"]
+    assert container["image"] == plain_container["image"]
+    assert container["env"] == [
+        *plain_container["env"],
+        {"name": "HTTPS_PROXY", "value": "http://egress:3128"},
+    ]
+    assert {k: v for k, v in pod["spec"].items() if k != "nodeSelector"} == {
+        **plain["spec"],
+        "containers": pod["spec"]["containers"],
+    }
+
+
 def test_the_runconfig_names_the_remote_and_its_headers_without_secret_values() -> None:
     children = children_of(
         transport="sse",

@@ -5,7 +5,8 @@ For MCPRemoteProxy `<name>`: ServiceAccount, Role, RoleBinding and Deployment
 `mcp-<name>-remote-proxy` (the `remote-` infix keeps them apart from an MCPServer of the same
 name). No StatefulSet and no MCP pods: the proxy runner forwards to the remote endpoint. Each
 child carries the MCPRemoteProxy's labels, one controller ownerReference to it, and the
-`moorage.dev/applied-hash` annotation the reconciler compares before applying.
+`moorage.dev/applied-hash` annotation the reconciler compares before applying. The proxy's pod
+takes `spec.podTemplateSpec` with Moorage's own settings merged on top of it.
 
 The proxy runner's Role allows exactly what it does: read its RunConfig (it watches it by name)
 and patch `status.remoteCheck` of its own MCPRemoteProxy.
@@ -32,6 +33,7 @@ from moorage_api.naming import (
     remote_proxy_service_name,
     remote_runconfig_configmap_name,
 )
+from moorage_api.podpatch import merge_pod_template
 from moorage_api.runconfig import RunConfig
 from moorage_operator.planning import proxies
 from moorage_operator.planning.comparing import stamp_applied_hash
@@ -110,6 +112,13 @@ def desired_remote_children(
         resources=resources or None,
     )
     template = proxies.desired_proxy_pod_template(owner, pod=pod, runconfig=runconfig, image=image)
+    if spec.pod_template_spec:
+        # The user's template first, then Moorage's own pod again on top, as the proxy runner
+        # layers an MCPServer's template: what the proxy needs to run cannot be overridden,
+        # everything else (scheduling, extra labels, sidecars, env) is the user's.
+        template = merge_pod_template(
+            merge_pod_template(template, spec.pod_template_spec), template
+        )
     return [
         proxies.desired_service_account(owner, name),
         proxies.desired_role(owner, name, rules=desired_remote_proxy_rules(proxy)),
