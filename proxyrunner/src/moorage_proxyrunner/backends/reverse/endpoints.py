@@ -51,7 +51,7 @@ from aiohttp import web
 
 from moorage_core.supervising import TaskSupervisor
 from moorage_proxyrunner.backends.reverse.subscriptions import SessionSubscriptions
-from moorage_proxyrunner.backends.reverse.upstream import Client, Response, Target, UpstreamError
+from moorage_proxyrunner.backends.reverse.upstream import Client, Response, UpstreamError
 from moorage_proxyrunner.config.limits import (
     is_over_subscriptions,
     session_refusal,
@@ -221,7 +221,10 @@ class HttpEndpoints(Refusing):
         pipeline: Pipeline,
         metrics: ProxyMetrics,
         connect_timeout: float = 10.0,
+        client: Client | None = None,
     ) -> None:
+        """`client`: what makes the upstream requests (default: a plain `Client`); a remote
+        proxy's adds its headers and outgoing authentication."""
         if not targets:
             raise ValueError("an HTTP backend needs at least one target URL")
         if transport not in ("sse", "streamable-http"):
@@ -232,8 +235,8 @@ class HttpEndpoints(Refusing):
         self.pipeline = pipeline
         self.metrics = metrics
         self._connect_timeout = connect_timeout
-        self._targets = [Target.parse(url) for url in self.targets]
-        self._client = Client(connect_timeout=connect_timeout)
+        self.client = client or Client(connect_timeout=connect_timeout)
+        self._targets = [self.client.target(url) for url in self.targets]
         self._next = itertools.cycle(range(len(self.targets)))
         self._pins: dict[str, _Pin] = {}
         self._pin_used: dict[str, float] = {}
@@ -292,7 +295,7 @@ class HttpEndpoints(Refusing):
         await self.close_streams()
         for task in list(self._drains):
             task.cancel()
-        await self._client.close()
+        await self.client.close()
 
     def is_ready(self) -> bool:
         return any(self._reachable)
@@ -797,7 +800,7 @@ class HttpEndpoints(Refusing):
         path: str | None = None,
     ) -> Response | None:
         try:
-            return await self._client.request(
+            return await self.client.request(
                 method, self._targets[target], headers=headers, body=body, path=path
             )
         except UpstreamError as exc:
