@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from moorage_api.runconfig import RunConfig
 from moorage_core.supervising import TaskSupervisor
+from moorage_proxyrunner.backends.remote.client import OutgoingClient, outgoing_caller
 from moorage_proxyrunner.backends.reverse.endpoints import HttpEndpoints
 from moorage_proxyrunner.backends.stdio.bridge import StdioBridge
 from moorage_proxyrunner.backends.stdio.channels import ChannelFactory
@@ -35,11 +36,13 @@ from moorage_proxyrunner.protocol.pipeline import Pipeline
 @dataclass(frozen=True, slots=True)
 class Backend:
     """What the proxy fronts: a stdio server whose lines `channels` carries, or the HTTP
-    servers at `target_urls` speaking `transport`."""
+    servers at `target_urls` speaking `transport` (a remote one's among them), reached through
+    `client` when requests to them carry outgoing headers or authentication."""
 
     transport: str
     channels: ChannelFactory | None = None
     target_urls: tuple[str, ...] = ()
+    client: OutgoingClient | None = None
 
 
 def primary_path(transport: str) -> str:
@@ -63,7 +66,13 @@ def build_endpoints(
         settings=settings,
         pipeline=pipeline,
         metrics=metrics,
+        client=backend.client,
     )
+
+
+def uses_outgoing(endpoints: Endpoints) -> bool:
+    """Whether `endpoints` send outgoing headers, which need the caller of each request."""
+    return isinstance(endpoints, HttpEndpoints) and isinstance(endpoints.client, OutgoingClient)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +103,8 @@ async def serve_proxy(
     `handle_signals`); a background task that failed meanwhile is re-raised."""
     app = make_app(settings, endpoints=endpoints, registry=registry, supervisor=supervisor)
     middleware.install(app, primary_path=primary_path(transport))
+    if uses_outgoing(endpoints):
+        app.middlewares.append(outgoing_caller)
     await middleware.prefetch()
     if reloading is not None:
         reloader = RunConfigReloader(

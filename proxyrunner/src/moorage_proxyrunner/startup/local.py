@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import os
 import shutil
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -26,6 +28,8 @@ from prometheus_client import CollectorRegistry
 from moorage_core.running import Lifecycle
 from moorage_core.startup import StartupFailure, connect_kube
 from moorage_core.supervising import TaskSupervisor
+from moorage_proxyrunner.backends.remote.client import outgoing_client
+from moorage_proxyrunner.backends.remote.healthcheck import RemoteChecker
 from moorage_proxyrunner.backends.stdio.bridge import StdioBridge
 from moorage_proxyrunner.backends.stdio.channels import ChannelFactory, StdioChannel
 from moorage_proxyrunner.backends.stdio.endpoints import BridgeEndpoints
@@ -200,8 +204,22 @@ async def run_local(
         supervisor = TaskSupervisor(on_failure=stop.set)
         stack.push_async_callback(supervisor.aclose)
         middleware = Middleware(settings, registry=registry, kube=kube)
+        resolved = backend.resolve(launch)
+        client = (
+            outgoing_client(
+                config.runconfig,
+                os.environ,
+                registry=registry,
+                cache_size=settings.exchange_cache_size,
+            )
+            if config is not None and resolved.channels is None
+            else None
+        )
+        if client is not None:
+            stack.push_async_callback(client.close)
+            resolved = dataclasses.replace(resolved, client=client)
         endpoints = build_endpoints(
-            backend.resolve(launch),
+            resolved,
             settings=settings,
             metrics=metrics,
             pipeline=middleware.pipeline,
@@ -212,6 +230,11 @@ async def run_local(
             reloading = Reloading(
                 config.runconfig, watch=lambda reloader: reloader.watch_file(watched), local=True
             )
+
+        remote = config.runconfig.remote if config is not None else None
+        if remote is not None and client is not None:
+            checker = RemoteChecker(client, remote.url, transport=remote.transport)
+            supervisor.spawn("remote-check", checker.run_forever(settings.remote_check_interval))
 
         async def startup() -> None:
             if launch is not None and isinstance(endpoints, BridgeEndpoints):
