@@ -13,6 +13,9 @@
 4. Build the backend — stdio through `pods/attach` (`AttachChannelFactory`), HTTP through each
    pod's DNS name under the headless Service — and serve it with the front end until SIGTERM.
 
+A RunConfig with `remote` (an MCPRemoteProxy) skips steps 2 and 3: there is no workload, and
+the backend is the remote server (`startup.remote`).
+
 A start-up that cannot go on raises `StartupFailure` naming the flag or RunConfig field to
 change; it is logged as one `startup_failed` line and becomes the exit code. SIGTERM ends the
 process at any stage; a background task (the healer, the RunConfig watch) that dies ends it too.
@@ -64,6 +67,7 @@ from moorage_proxyrunner.policy.chain import (
 )
 from moorage_proxyrunner.policy.reload import runconfig_configmap_name
 from moorage_proxyrunner.startup.assembly import Backend, Reloading, build_endpoints, serve_proxy
+from moorage_proxyrunner.startup.remote import remote_backend
 from moorage_proxyrunner.workload.builders import (
     ProfileError,
     WorkloadSpec,
@@ -477,9 +481,11 @@ async def _run_cluster(
                 setting=STARTUP_TIMEOUT_SETTING,
                 credentials_setting=KUBECONFIG_SETTING,
             )
-            manager, statefulset = await ready_workload(
-                kube, prepared, supervisor=supervisor, timeout=options.readiness_timeout
-            )
+            remote = prepared.runconfig.remote is not None
+            if not remote:
+                manager, statefulset = await ready_workload(
+                    kube, prepared, supervisor=supervisor, timeout=options.readiness_timeout
+                )
             registry = registry or CollectorRegistry()
             metrics = ProxyMetrics(registry)
             try:
@@ -490,14 +496,25 @@ async def _run_cluster(
                     str(exc),
                     hint="fix the MCPServer's oidcConfig or authzConfig",
                 ) from None
-            backend = cluster_backend(
-                kube,
-                manager=manager,
-                statefulset=statefulset,
-                cluster_domain=options.cluster_domain,
-                open_channel=open_channel,
-                local_command=options.local_command,
-            )
+            if remote:
+                backend = remote_backend(
+                    kube,
+                    prepared.runconfig,
+                    settings=settings,
+                    registry=registry,
+                    supervisor=supervisor,
+                )
+                if backend.client is not None:
+                    stack.push_async_callback(backend.client.close)
+            else:
+                backend = cluster_backend(
+                    kube,
+                    manager=manager,
+                    statefulset=statefulset,
+                    cluster_domain=options.cluster_domain,
+                    open_channel=open_channel,
+                    local_command=options.local_command,
+                )
             if isinstance(backend.channels, AttachChannelFactory):
                 stack.push_async_callback(backend.channels.aclose)
             endpoints = build_endpoints(
