@@ -124,6 +124,7 @@ def build(args: argparse.Namespace) -> Any:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--issuer", required=True)
     parser.add_argument("--jwks")
     parser.add_argument("--audience")
@@ -132,7 +133,7 @@ def main() -> None:
     parser.add_argument("--record", required=True)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    uvicorn.run(build(args), host="127.0.0.1", port=args.port, log_level="warning")
+    uvicorn.run(build(args), host=args.host, port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":
