@@ -1,6 +1,7 @@
 """The remote MCP server of the remote-proxy tests: the `mcp` SDK's server on streamable HTTP,
 requiring a bearer token.
 
+`--transport sse` serves the legacy HTTP+SSE transport at `/sse` instead of `/mcp`.
 The SDK does the work (`MCPServer` with `AuthSettings` and a `TokenVerifier`: its bearer
 middleware answers 401 without a valid token). The verifier is configuration: with `--jwks`,
 a JWT signed by the authorization server's keys, for audience `--audience`; with `--static`,
@@ -118,13 +119,17 @@ def build(args: argparse.Namespace) -> Any:
         """A tool the filter hides."""
         return "hidden"
 
-    return HeaderAsBearer(server.streamable_http_app(), args.record, args.header)
+    app = server.sse_app() if args.transport == "sse" else server.streamable_http_app()
+    return HeaderAsBearer(app, args.record, args.header)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument(
+        "--transport", choices=["streamable-http", "sse"], default="streamable-http"
+    )
     parser.add_argument("--issuer", required=True)
     parser.add_argument("--jwks")
     parser.add_argument("--audience")

@@ -162,7 +162,8 @@ async def remote_upstream(tmp_path: Path, issuer: str, *options: str) -> AsyncIt
     )
     try:
         await eventually(lambda: _accepts_connections(port), message="remote server listening")
-        yield Upstream(f"http://127.0.0.1:{port}/mcp", record)
+        path = "/sse" if "sse" in options else "/mcp"
+        yield Upstream(f"http://127.0.0.1:{port}{path}", record)
     finally:
         if process.returncode is None:
             process.terminate()

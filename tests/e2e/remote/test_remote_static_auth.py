@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from e2e.middleware.middlewarekit import bearer_client
+from e2e.middleware.middlewarekit import bearer_client, bearer_sse_client
 from e2e.proxy.proxykit import running_proxy
 from remotekit import remote_upstream, runconfig_file
 
@@ -29,11 +29,14 @@ def backend(config: LocalConfig) -> LocalBackend:
     return LocalBackend(transport=remote.transport, target_urls=(remote.url,))
 
 
-def remote_config(tmp_path: Path, url: str, outgoing_auth: dict[str, Any]) -> LocalConfig:
+def remote_config(
+    tmp_path: Path, url: str, outgoing_auth: dict[str, Any], transport: str = "streamable-http"
+) -> LocalConfig:
     return runconfig_file(
         tmp_path,
         remote={
             "url": url,
+            "transport": transport,
             "allow_private_endpoint": True,
             "headers": [{"name": "X-Tenant", "value": "blue"}],
         },
@@ -57,6 +60,24 @@ async def test_bearer_token_reaches_the_remote_in_place_of_the_callers(
             assert echoed.content[0].text == "hi"
     seen = {authorization for authorization, _ in upstream.received()}
     assert seen == {f"Bearer {UPSTREAM_TOKEN}"}
+
+
+async def test_a_legacy_sse_remote_gets_the_token_on_its_stream_and_its_messages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REMOTE_TOKEN", UPSTREAM_TOKEN)
+    options = ("--static", UPSTREAM_TOKEN, "--transport", "sse")
+    async with remote_upstream(tmp_path, ISSUER, *options) as upstream:
+        auth = {"type": "bearerToken", "config_name": "b", "bearer_token": {"env": "REMOTE_TOKEN"}}
+        config = remote_config(tmp_path, upstream.url, auth, transport="sse")
+        async with (
+            running_proxy(backend(config), config=config) as proxy,
+            bearer_sse_client(proxy.sse, "a-caller-credential") as client,
+        ):
+            assert (await client.call_tool("echo", {"text": "hi"})).content[0].text == "hi"
+    seen = [authorization for authorization, _ in upstream.received()]
+    assert len(seen) >= 3  # the stream, and a POST per message
+    assert set(seen) == {f"Bearer {UPSTREAM_TOKEN}"}
 
 
 async def test_header_injection_sends_the_secret_in_its_header(
