@@ -16,9 +16,9 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
-from e2e.proxy.proxykit import _accepts_connections, free_port
 from testkit.waiting import eventually
 
+from moorage_dev.ports import free_port, is_port_open
 from moorage_proxyrunner.policy.reload import load_local_runconfig
 from moorage_proxyrunner.startup.local import LocalConfig
 
@@ -161,7 +161,9 @@ async def remote_upstream(tmp_path: Path, issuer: str, *options: str) -> AsyncIt
         *options,
     )
     try:
-        await eventually(lambda: _accepts_connections(port), message="remote server listening")
+        await eventually(
+            lambda: asyncio.to_thread(is_port_open, port), message="remote server listening"
+        )
         path = "/sse" if "sse" in options else "/mcp"
         yield Upstream(f"http://127.0.0.1:{port}{path}", record)
     finally:
