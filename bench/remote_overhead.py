@@ -21,120 +21,43 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
-from proxy_overhead import (
+
+REPO_TESTS = Path(__file__).resolve().parents[1] / "tests"
+sys.path.insert(0, str(REPO_TESTS))
+
+from e2e.remote.remotekit import (  # noqa: E402
+    PROXY_AUDIENCE,
+    PROXY_CLIENT,
+    PROXY_SECRET,
+    UPSTREAM_AUDIENCE,
+    authorization_server,
+)
+from proxy_overhead import (  # noqa: E402
     HEADERS,
-    INIT,
     PROXY,
     REPO,
     Send,
-    call,
     free_port,
+    http_client,
     interleaved,
     process,
-    read_answer,
     row,
+    write_section,
 )
 
 UPSTREAM = (sys.executable, str(REPO / "tests" / "e2e" / "remote" / "remote_upstream.py"))
-AUTHSERVER = (sys.executable, str(REPO / "tests" / "fixtures" / "tokenexchange" / "authserver.py"))
-DOC = REPO / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- remote_overhead:begin -->", "<!-- remote_overhead:end -->"
 STATIC = "bench-static-token"
-AUDIENCE = "https://remote.bench/mcp"
 
 
-@asynccontextmanager
-async def bearer_client(url: str, token: str) -> AsyncIterator[Send]:
+def bearer_client(url: str, token: str) -> AbstractAsyncContextManager[Send]:
     """A raw keep-alive client of one MCP session at `url`, sending `token`."""
-    headers = {**HEADERS, "Authorization": f"Bearer {token}"}
-    async with aiohttp.ClientSession() as http:
-        async with http.post(
-            url,
-            json={"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": INIT},
-            headers=headers,
-        ) as resp:
-            assert resp.status == 200, await resp.text()
-            session = resp.headers.get("Mcp-Session-Id")
-            await resp.read()
-        if session:
-            headers["Mcp-Session-Id"] = session
-        async with http.post(
-            url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers
-        ) as resp:
-            await resp.read()
-
-        async def send(i: int) -> None:
-            async with http.post(url, json=call(i), headers=headers) as resp:
-                answer = await read_answer(resp)
-                assert answer["result"]["content"][0]["text"] == "ping", answer
-
-        yield send
-
-
-@asynccontextmanager
-async def authorization_server(workdir: Path) -> AsyncIterator[str]:
-    config = {
-        "user": "bench",
-        "lifetime": 3600,
-        "clients": {
-            "bench-client": {
-                "secret": "c",
-                "scopes": ["openid", "mcp"],
-                "audience": "moorage-proxy",
-                "redirect_uri": "http://127.0.0.1/cb",
-            },
-            "moorage-proxy": {
-                "secret": "p",
-                "scopes": ["openid", "mcp"],
-                "audience": AUDIENCE,
-                "exchange": True,
-            },
-        },
-    }
-    path = workdir / "as.json"
-    path.write_text(json.dumps(config))
-    proc = await asyncio.create_subprocess_exec(
-        *AUTHSERVER, "--port", "0", "--config", str(path), stdout=asyncio.subprocess.PIPE
-    )
-    assert proc.stdout is not None
-    try:
-        line = (await proc.stdout.readline()).decode()
-        yield f"http://127.0.0.1:{int(line.split()[1])}"
-    finally:
-        proc.terminate()
-        await proc.wait()
-
-
-async def caller_token(issuer: str) -> str:
-    async with aiohttp.ClientSession() as http:
-        query = {
-            "response_type": "code",
-            "client_id": "bench-client",
-            "redirect_uri": "http://127.0.0.1/cb",
-            "scope": "openid mcp",
-            "state": "s",
-        }
-        async with http.get(f"{issuer}/authorization", params=query, allow_redirects=False) as resp:
-            location = resp.headers["Location"]
-        code = dict(parse_qsl(urlsplit(location).query))["code"]
-        form = {
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": "http://127.0.0.1/cb",
-        }
-        basic = aiohttp.encode_basic_auth("bench-client", "c")
-        async with http.post(
-            f"{issuer}/token", data=form, headers={"Authorization": basic}
-        ) as resp:
-            token: str = (await resp.json())["access_token"]
-            return token
+    return http_client(url, {**HEADERS, "Authorization": f"Bearer {token}"})
 
 
 async def measure(
@@ -168,17 +91,6 @@ async def measure(
             bearer_client(f"http://127.0.0.1:{proxy_port}/mcp", proxy_token) as proxied,
         ):
             return await interleaved(direct, proxied, calls, warmup)
-
-
-def write_section(section: str) -> None:
-    text = DOC.read_text()
-    block = f"{BEGIN}\n{section}\n{END}"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    DOC.write_text(text)
 
 
 async def main(calls: int) -> None:
@@ -216,8 +128,9 @@ async def main(calls: int) -> None:
             calls,
             warmup,
         )
-        async with authorization_server(workdir) as issuer:
-            caller = await caller_token(issuer)
+        async with authorization_server(workdir) as server:
+            issuer = server.base
+            caller = await server.caller_token()
             port = free_port()
             jwks_argv = (
                 *UPSTREAM,
@@ -228,7 +141,7 @@ async def main(calls: int) -> None:
                 "--jwks",
                 f"{issuer}/jwks.json",
                 "--audience",
-                AUDIENCE,
+                UPSTREAM_AUDIENCE,
                 "--record",
                 record,
             )
@@ -238,9 +151,9 @@ async def main(calls: int) -> None:
                     "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
                     "subject_token": caller,
                     "subject_token_type": "urn:ietf:params:oauth:token-type:access_token",
-                    "audience": AUDIENCE,
+                    "audience": UPSTREAM_AUDIENCE,
                 }
-                basic = aiohttp.encode_basic_auth("moorage-proxy", "p")
+                basic = aiohttp.encode_basic_auth(PROXY_CLIENT, PROXY_SECRET)
                 async with http.post(
                     f"{issuer}/token", data=form, headers={"Authorization": basic}
                 ) as resp:
@@ -257,7 +170,7 @@ async def main(calls: int) -> None:
                     "oidc": {
                         "type": "oidc",
                         "issuer": issuer,
-                        "audience": "moorage-proxy",
+                        "audience": PROXY_AUDIENCE,
                         "jwks_url": f"{issuer}/jwks.json",
                     },
                     "outgoing_auth": {
@@ -265,13 +178,13 @@ async def main(calls: int) -> None:
                         "config_name": "bench",
                         "token_exchange": {
                             "token_url": f"{issuer}/token",
-                            "client_id": "moorage-proxy",
+                            "client_id": PROXY_CLIENT,
                             "client_secret": {"env": "BENCH_EXCHANGE_SECRET"},
-                            "audience": AUDIENCE,
+                            "audience": UPSTREAM_AUDIENCE,
                         },
                     },
                 },
-                {"BENCH_EXCHANGE_SECRET": "p"},
+                {"BENCH_EXCHANGE_SECRET": PROXY_SECRET},
                 exchanged,
                 caller,
                 calls,
@@ -300,7 +213,7 @@ async def main(calls: int) -> None:
     ]
     section = "\n".join(lines)
     print(section)
-    write_section(section)
+    write_section(section, BEGIN, END)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 from e2e.middleware.middlewarekit import bearer_client, bearer_sse_client
-from e2e.proxy.proxykit import running_proxy
+from e2e.proxy.proxykit import initialize_request, running_proxy
 from remotekit import remote_upstream, runconfig_file
 
 from moorage_api.outgoing import is_private_address
@@ -125,16 +125,7 @@ async def test_a_name_resolving_to_a_private_address_is_refused_with_a_clear_err
         # The URL passes the RunConfig's check (a name); the address is refused on connection.
         config = runconfig_file(tmp_path, remote={"url": f"http://{name}:{port}/mcp"})
         async with running_proxy(backend(config), config=config) as proxy:
-            request = {
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": "2025-11-25",
-                    "capabilities": {},
-                    "clientInfo": {"name": "raw", "version": "1"},
-                },
-            }
+            request = initialize_request()
             headers = {"Accept": "application/json, text/event-stream"}
             async with (
                 aiohttp.ClientSession() as http,

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 from e2e.middleware.middlewarekit import bearer_client
-from e2e.proxy.proxykit import running_proxy
+from e2e.proxy.proxykit import initialize_request, running_proxy
 from mcp.shared.exceptions import MCPError
 from remotekit import (
     PROXY_AUDIENCE,
@@ -177,16 +177,7 @@ async def test_a_refused_exchange_is_a_403_naming_it(
                     "Authorization": f"Bearer {caller}",
                     "Accept": "application/json, text/event-stream",
                 }
-                initialize = {
-                    "jsonrpc": "2.0",
-                    "id": 1,
-                    "method": "initialize",
-                    "params": {
-                        "protocolVersion": "2025-11-25",
-                        "capabilities": {},
-                        "clientInfo": {"name": "raw", "version": "1"},
-                    },
-                }
+                initialize = initialize_request()
                 async with (
                     aiohttp.ClientSession() as http,
                     http.post(proxy.mcp, json=initialize, headers=headers) as resp,
