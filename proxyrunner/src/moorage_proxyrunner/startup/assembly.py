@@ -12,7 +12,9 @@ stop event, and re-raises what ended a background task. The start-ups own what t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
+import dataclasses
+import os
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +22,11 @@ from prometheus_client import CollectorRegistry
 
 from moorage_api.runconfig import RunConfig
 from moorage_core.supervising import TaskSupervisor
-from moorage_proxyrunner.backends.remote.client import OutgoingClient, outgoing_caller
+from moorage_proxyrunner.backends.remote.client import (
+    OutgoingClient,
+    outgoing_caller,
+    outgoing_client,
+)
 from moorage_proxyrunner.backends.reverse.endpoints import HttpEndpoints
 from moorage_proxyrunner.backends.stdio.bridge import StdioBridge
 from moorage_proxyrunner.backends.stdio.channels import ChannelFactory
@@ -68,6 +74,25 @@ def build_endpoints(
         metrics=metrics,
         client=backend.client,
     )
+
+
+def with_outgoing(
+    backend: Backend,
+    runconfig: RunConfig,
+    *,
+    settings: ProxyRunnerSettings,
+    registry: CollectorRegistry,
+    environ: Mapping[str, str] = os.environ,
+) -> Backend:
+    """`backend` reached through the upstream client `runconfig` asks for (an HTTP server with
+    `outgoing_auth`, or a remote); unchanged for a stdio server or when nothing is added. A
+    secret missing from `environ` is a `StartupFailure`."""
+    if backend.channels is not None or backend.client is not None:
+        return backend
+    client = outgoing_client(
+        runconfig, environ, registry=registry, cache_size=settings.exchange_cache_size
+    )
+    return backend if client is None else dataclasses.replace(backend, client=client)
 
 
 def uses_outgoing(endpoints: Endpoints) -> bool:

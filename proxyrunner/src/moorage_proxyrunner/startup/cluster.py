@@ -55,6 +55,7 @@ from moorage_core.startup import (
     wait_for_apiserver,
 )
 from moorage_core.supervising import TaskSupervisor
+from moorage_proxyrunner.backends.remote.outgoing import check_outgoing_secrets
 from moorage_proxyrunner.backends.stdio.attach import AttachChannelFactory, StreamChannel
 from moorage_proxyrunner.backends.stdio.processes import subprocess_factory
 from moorage_proxyrunner.config.limits import Limits, limits_from
@@ -66,7 +67,13 @@ from moorage_proxyrunner.policy.chain import (
     tool_policy_from_runconfig,
 )
 from moorage_proxyrunner.policy.reload import runconfig_configmap_name
-from moorage_proxyrunner.startup.assembly import Backend, Reloading, build_endpoints, serve_proxy
+from moorage_proxyrunner.startup.assembly import (
+    Backend,
+    Reloading,
+    build_endpoints,
+    serve_proxy,
+    with_outgoing,
+)
 from moorage_proxyrunner.startup.remote import remote_backend
 from moorage_proxyrunner.workload.builders import (
     ProfileError,
@@ -454,6 +461,7 @@ async def _run_cluster(
     prepared = read_and_prepare(options)
     spec = prepared.spec
     structlog.contextvars.bind_contextvars(mcpserver=spec.name, namespace=spec.namespace)
+    check_outgoing_secrets(prepared.runconfig, os.environ)
     settings = build_proxy_settings(prepared.runconfig, options)
     if lifecycle is not None:
         stop = lifecycle.stop
@@ -504,17 +512,22 @@ async def _run_cluster(
                     registry=registry,
                     supervisor=supervisor,
                 )
-                if backend.client is not None:
-                    stack.push_async_callback(backend.client.close)
             else:
-                backend = cluster_backend(
-                    kube,
-                    manager=manager,
-                    statefulset=statefulset,
-                    cluster_domain=options.cluster_domain,
-                    open_channel=open_channel,
-                    local_command=options.local_command,
+                backend = with_outgoing(
+                    cluster_backend(
+                        kube,
+                        manager=manager,
+                        statefulset=statefulset,
+                        cluster_domain=options.cluster_domain,
+                        open_channel=open_channel,
+                        local_command=options.local_command,
+                    ),
+                    prepared.runconfig,
+                    settings=settings,
+                    registry=registry,
                 )
+            if backend.client is not None:
+                stack.push_async_callback(backend.client.close)
             if isinstance(backend.channels, AttachChannelFactory):
                 stack.push_async_callback(backend.channels.aclose)
             endpoints = build_endpoints(
@@ -525,7 +538,7 @@ async def _run_cluster(
                 settings,
                 endpoints,
                 middleware,
-                transport=spec.transport,
+                transport=backend.transport,
                 registry=registry,
                 supervisor=supervisor,
                 stop=stop,

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import os
 import shutil
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -28,7 +26,6 @@ from prometheus_client import CollectorRegistry
 from moorage_core.running import Lifecycle
 from moorage_core.startup import StartupFailure, connect_kube
 from moorage_core.supervising import TaskSupervisor
-from moorage_proxyrunner.backends.remote.client import outgoing_client
 from moorage_proxyrunner.backends.remote.healthcheck import RemoteChecker
 from moorage_proxyrunner.backends.stdio.bridge import StdioBridge
 from moorage_proxyrunner.backends.stdio.channels import ChannelFactory, StdioChannel
@@ -43,6 +40,7 @@ from moorage_proxyrunner.startup.assembly import (
     build_endpoints,
     primary_path,
     serve_proxy,
+    with_outgoing,
 )
 
 if TYPE_CHECKING:
@@ -205,19 +203,13 @@ async def run_local(
         stack.push_async_callback(supervisor.aclose)
         middleware = Middleware(settings, registry=registry, kube=kube)
         resolved = backend.resolve(launch)
-        client = (
-            outgoing_client(
-                config.runconfig,
-                os.environ,
-                registry=registry,
-                cache_size=settings.exchange_cache_size,
+        if config is not None:
+            resolved = with_outgoing(
+                resolved, config.runconfig, settings=settings, registry=registry
             )
-            if config is not None and resolved.channels is None
-            else None
-        )
+        client = resolved.client
         if client is not None:
             stack.push_async_callback(client.close)
-            resolved = dataclasses.replace(resolved, client=client)
         endpoints = build_endpoints(
             resolved,
             settings=settings,

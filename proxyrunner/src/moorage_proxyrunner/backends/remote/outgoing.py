@@ -98,6 +98,13 @@ def exchange_config(rc: RunConfig, environ: Mapping[str, str]) -> ExchangeConfig
     )
 
 
+def check_outgoing_secrets(rc: RunConfig, environ: Mapping[str, str]) -> None:
+    """A `StartupFailure` now, before anything is applied, when a secret the upstream requests
+    need is missing (or token exchange has no caller to exchange for)."""
+    fixed_headers(rc, environ)
+    exchange_config(rc, environ)
+
+
 @dataclass(slots=True)
 class OutgoingAuth:
     """The headers for one upstream request on behalf of a caller."""
