@@ -162,7 +162,7 @@ async def test_the_remote_sees_only_the_exchanged_token_and_policy_applies_first
 
 
 async def test_a_refused_exchange_is_a_403_naming_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv(SECRET_ENV, "not-the-secret")
     async with authorization_server(tmp_path) as server:
@@ -189,3 +189,8 @@ async def test_a_refused_exchange_is_a_403_naming_it(
                     proxy.metric("moorage_proxy_token_exchanges_total", {"result": "refused"}) == 1
                 )
     assert all(f"Bearer {caller}" != a for a, _ in upstream.received())
+    records = [r for r in audit_records(capsys.readouterr().out) if r["event"] == "mcp_audit"]
+    refused = [r for r in records if r.get("method") == "initialize"]
+    assert [(r["subject"], r["status"], r["error_code"]) for r in refused] == [
+        ("alice", 403, -32003)
+    ]

@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry
 from moorage_api.runconfig import RunConfig
 from moorage_core.supervising import TaskSupervisor
 from moorage_proxyrunner.backends.remote.client import (
+    OutgoingAuthStep,
     OutgoingClient,
     outgoing_caller,
     outgoing_client,
@@ -66,6 +67,9 @@ def build_endpoints(
             backend.channels, metrics=metrics, probe_era=settings.stdio_era == "auto"
         )
         return BridgeEndpoints(bridge, settings=settings, pipeline=pipeline, metrics=metrics)
+    if backend.client is not None:
+        # The outgoing credential is had last, after the audit gate (`OutgoingAuthStep`).
+        pipeline = Pipeline([*pipeline.steps, OutgoingAuthStep(backend.client.auth)])
     return HttpEndpoints(
         list(backend.target_urls),
         transport=backend.transport,

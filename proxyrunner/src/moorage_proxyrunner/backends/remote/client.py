@@ -45,7 +45,8 @@ from moorage_proxyrunner.backends.reverse.upstream import (
 )
 from moorage_proxyrunner.front.identity import identity_of
 from moorage_proxyrunner.front.responding import rpc_error
-from moorage_proxyrunner.protocol.jsonrpc import FORBIDDEN, INTERNAL_ERROR
+from moorage_proxyrunner.protocol.jsonrpc import FORBIDDEN, INTERNAL_ERROR, error_response
+from moorage_proxyrunner.protocol.pipeline import CallNext, McpCall, Reply
 
 log = structlog.get_logger(__name__)
 
@@ -61,6 +62,31 @@ class OutgoingRefused(Exception):
     def __init__(self, message: str, *, status: int) -> None:
         super().__init__(message)
         self.status = status
+
+
+class OutgoingAuthStep:
+    """The pipeline's last step in front of an outgoing client: the caller's upstream
+    credential is had (a token exchanged, or taken from the cache) after authorisation and the
+    audit gate and before the backend, so that a refused exchange is answered, and audited, as
+    a JSON-RPC error of the request. The client's own request then finds it in the cache."""
+
+    def __init__(self, auth: OutgoingAuth) -> None:
+        self.auth = auth
+
+    async def __call__(self, call: McpCall, call_next: CallNext) -> Reply:
+        if self.auth.exchanger is not None:
+            try:
+                await self.auth.headers(call.identity)
+            except ExchangeFailed as exc:
+                log.warning(
+                    "upstream_request_refused",
+                    method=call.method,
+                    status=exc.status,
+                    error=str(exc),
+                )
+                code = FORBIDDEN if exc.status in (401, 403) else INTERNAL_ERROR
+                return Reply(error_response(call.id, code, str(exc)), status=exc.status)
+        return await call_next(call)
 
 
 def private_addresses(addresses: list[str]) -> list[str]:
