@@ -33,7 +33,7 @@ from moorage_operator.metrics import OperatorMetrics
 from moorage_operator.runtime.controller import Controller, Request
 from moorage_operator.runtime.manager import Manager
 from moorage_operator.settings import OperatorSettings
-from moorage_operator.wiring.mcpservers import register_mcp_controllers
+from moorage_operator.wiring import register_proxy_controllers
 from moorage_proxyrunner.workload.builders import desired_workload, workload_spec_from_runconfig
 from moorage_proxyrunner.workload.manager import WorkloadManager
 
@@ -131,7 +131,8 @@ def operator_settings(namespaces: tuple[str, ...]) -> OperatorSettings:
 async def run_operator(
     control_plane: ControlPlane, *, namespaces: tuple[str, ...]
 ) -> AsyncIterator[RunningOperator]:
-    """The operator's manager with the MCP controllers, running until the block ends."""
+    """The operator's manager with the controllers of MCPServers, MCPRemoteProxies and what they
+    reference, running until the block ends."""
     settings = operator_settings(namespaces)
     metrics = OperatorMetrics(CollectorRegistry())
     kube = await KubeClient.connect(
@@ -142,7 +143,7 @@ async def run_operator(
     manager = Manager(
         kube, options=manager_options(settings), metrics=metrics, event_instance=settings.pod_name
     )
-    controllers = register_mcp_controllers(manager, settings)
+    controllers = register_proxy_controllers(manager, settings)
     task = asyncio.create_task(manager.run(), name="operator manager")
     try:
         await eventually(
@@ -166,8 +167,11 @@ async def get_or_none(kube: KubeClient, kind: Any, *, name: str, namespace: str)
         return None
 
 
-async def server_status(kube: KubeClient, *, name: str, namespace: str) -> dict[str, Any]:
-    obj = await kube.get(MCPSERVERS, name=name, namespace=namespace)
+async def server_status(
+    kube: KubeClient, *, name: str, namespace: str, kind: ResourceKind = MCPSERVERS
+) -> dict[str, Any]:
+    """The status of MCPServer `name` (or of another kind's object)."""
+    obj = await kube.get(kind, name=name, namespace=namespace)
     status: dict[str, Any] = obj.get("status") or {}
     return status
 
@@ -255,10 +259,16 @@ async def apply_workload_as_the_proxy_runner(
 
 
 async def wait_for_phase(
-    kube: KubeClient, *, name: str, namespace: str, phase: str, timeout: float = 90
+    kube: KubeClient,
+    *,
+    name: str,
+    namespace: str,
+    phase: str,
+    timeout: float = 90,
+    kind: ResourceKind = MCPSERVERS,
 ) -> dict[str, Any]:
     async def reached() -> dict[str, Any]:
-        status = await server_status(kube, name=name, namespace=namespace)
+        status = await server_status(kube, name=name, namespace=namespace, kind=kind)
         assert status.get("phase") == phase, status.get("message")
         return status
 

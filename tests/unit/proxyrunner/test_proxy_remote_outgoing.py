@@ -221,6 +221,16 @@ def test_answers_to_initialize_say_whether_and_what_answered() -> None:
     assert not interpret_answer(200, "text/html", b"<html>", needs_caller=False).answered
 
 
+def test_the_status_patch_keeps_within_the_crds_bounds() -> None:
+    check = RemoteCheck(True, "m" * 50_000, "v" * 100, "n" * 2000)
+    patched = remote_check_patch(check, datetime(2026, 1, 1, tzinfo=UTC))["status"]["remoteCheck"]
+    assert len(patched["protocolVersion"]) == 64
+    assert len(patched["serverName"]) == 1024
+    assert len(patched["message"]) <= 32768
+    unknown = remote_check_patch(RemoteCheck(False, "down"), datetime(2026, 1, 1, tzinfo=UTC))
+    assert unknown["status"]["remoteCheck"]["serverName"] is None  # merge patch: removed
+
+
 def test_the_status_patch_touches_only_remote_check() -> None:
     patch = remote_check_patch(
         RemoteCheck(True, "ok", "2025-11-25", "far"), datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)

@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from moorage_api.documents import OutboundNetwork, parse_permission_profile
+from moorage_api.podpatch import PodPatchError
 from moorage_api.podsecurity import NO_ALLOWANCES, check_pod_security
 from moorage_api.runconfig import RunConfigPermissionProfile, load_runconfig
 from moorage_proxyrunner.workload.builders import (
@@ -39,7 +40,6 @@ from moorage_proxyrunner.workload.builders import (
     ready_pods,
     workload_spec_from_runconfig,
 )
-from moorage_proxyrunner.workload.podpatch import PodPatchError
 
 OWNER = OwnerRef(api_version="moorage.dev/v1alpha1", kind="MCPServer", name="time", uid="u-1")
 LABELS = {

@@ -15,6 +15,8 @@ from moorage_core.errors import BadRequest, Conflict, Forbidden, Invalid, KubeEr
 from moorage_core.kube import (
     CONFIGMAPS,
     CORE_EVENTS,
+    MCPEXTERNALAUTHCONFIGS,
+    MCPGROUPS,
     MCPSERVERS,
     MCPTOOLCONFIGS,
     PODS,
@@ -78,6 +80,8 @@ def reconciler(
             statefulsets=cache(STATEFULSETS),
             pods=cache(PODS),
             refusals=cache(CORE_EVENTS),
+            external_auth_configs=cache(MCPEXTERNALAUTHCONFIGS),
+            groups=cache(MCPGROUPS),
         ),
         recorder=recorder(kube),
         pending=PendingWrites() if pending is None else pending,

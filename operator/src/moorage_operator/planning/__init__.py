@@ -5,6 +5,9 @@ The reconcilers (`moorage_operator.reconcilers`) read caches, call these functio
 result; everything here is synchronous and table-tested.
 
 - `mcpservers/`: an MCPServer's children (spec §3), RunConfig, references and status.
+- `proxies`: the proxy runner's children (RBAC, RunConfig ConfigMap, Deployment, Service), built
+  alike for every kind that runs one.
+- `externalauth`: outgoing authentication and the Secret-backed env of the proxy container.
 - `mcptoolconfigs`: an MCPToolConfig's status and deletion protection.
 - `mcpregistries/`: an MCPRegistry's sync, storage, registry server and status.
 - `conditions`: `metav1.Condition` bookkeeping and status patches.

@@ -13,7 +13,6 @@ Pure: no I/O. The reconciler supplies the referring MCPServers' names.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Final
 
 from pydantic import ValidationError
@@ -26,20 +25,26 @@ from moorage_api.mcptoolconfig import (
     parse_mcptoolconfig,
 )
 from moorage_operator.planning.conditions import ConditionSpec, merge_conditions
+from moorage_operator.planning.finalizers import (
+    FinalizerAction,
+    describe_referrers,
+    is_deleting,
+    protection_action,
+)
 from moorage_operator.planning.mcpservers.references import compute_config_hash
 
 JsonObject = dict[str, Any]
 
+__all__ = [
+    "STATUS_FIELDS",
+    "FinalizerAction",
+    "compute_toolconfig_status",
+    "describe_referrers",
+    "finalizer_action",
+    "spec_problem",
+]
+
 STATUS_FIELDS: Final = ("observedGeneration", "configHash", "conditions")
-_MAX_LISTED: Final = 20
-
-
-@dataclass(frozen=True, slots=True)
-class FinalizerAction:
-    """What to do with the protection finalizer."""
-
-    add: bool = False
-    remove: bool = False
 
 
 def spec_problem(obj: Mapping[str, Any]) -> tuple[MCPToolConfigSpec | None, str | None]:
@@ -59,28 +64,9 @@ def spec_problem(obj: Mapping[str, Any]) -> tuple[MCPToolConfigSpec | None, str 
     return spec, None
 
 
-def describe_referrers(referrers: Sequence[str]) -> str:
-    names = sorted(referrers)
-    listed = ", ".join(names[:_MAX_LISTED])
-    if len(names) > _MAX_LISTED:
-        listed += f" and {len(names) - _MAX_LISTED} more"
-    return listed
-
-
-def is_deleting(obj: Mapping[str, Any]) -> bool:
-    return bool((obj.get("metadata") or {}).get("deletionTimestamp"))
-
-
-def has_finalizer(obj: Mapping[str, Any]) -> bool:
-    return FINALIZER_TOOLCONFIG_PROTECTION in ((obj.get("metadata") or {}).get("finalizers") or [])
-
-
 def finalizer_action(obj: Mapping[str, Any], *, referrers: Sequence[str]) -> FinalizerAction:
     """Add the finalizer to a live config; remove it from a deleted one nobody references."""
-    present = has_finalizer(obj)
-    if not is_deleting(obj):
-        return FinalizerAction(add=not present)
-    return FinalizerAction(remove=present and not referrers)
+    return protection_action(obj, finalizer=FINALIZER_TOOLCONFIG_PROTECTION, dependents=referrers)
 
 
 def compute_toolconfig_status(

@@ -3,7 +3,7 @@
 One reconcile of `namespace/name`:
 1. read the MCPToolConfig and the MCPServers referencing it from the caches (an index);
 2. add the finalizer `moorage.dev/toolconfig-protection` to a config that is not being deleted;
-   for one that is, remove it once no MCPServer references it — checked against a fresh list of
+   for one that is, remove it once no MCPServer or MCPRemoteProxy references it — checked against a fresh list of
    the namespace's MCPServers first, since a server created a moment ago may not be cached yet;
 3. patch the status (`configHash`, `Valid`, `DeletionBlocked` naming the referrers) when it changed.
 
@@ -20,18 +20,14 @@ from typing import Any
 
 import structlog
 
-from moorage_api.constants import FIELD_MANAGER_OPERATOR, FINALIZER_TOOLCONFIG_PROTECTION
-from moorage_core.errors import NotFound
-from moorage_core.kube import MCPSERVERS, MCPTOOLCONFIGS, MERGE_PATCH, JsonObject, KubeClient
+from moorage_api.constants import FINALIZER_TOOLCONFIG_PROTECTION
+from moorage_core.kube import MCPREMOTEPROXIES, MCPSERVERS, MCPTOOLCONFIGS, KubeClient
 from moorage_operator.planning.conditions import format_time
 from moorage_operator.planning.mcpservers.references import tool_config_name_of
-from moorage_operator.planning.mcptoolconfigs import (
-    STATUS_FIELDS,
-    compute_toolconfig_status,
-    finalizer_action,
-)
+from moorage_operator.planning.mcptoolconfigs import STATUS_FIELDS, compute_toolconfig_status
+from moorage_operator.reconcilers.finalizing import converge_protection
 from moorage_operator.reconcilers.pending import PendingWrites
-from moorage_operator.reconcilers.statuswrites import patch_status, previous_status
+from moorage_operator.reconcilers.statuswrites import write_status
 from moorage_operator.runtime.cache import Cache
 from moorage_operator.runtime.controller import Request, Result
 
@@ -67,69 +63,66 @@ class MCPToolConfigReconciler:
         servers: Cache,
         pending: PendingWrites,
         clock: Clock,
+        remote_proxies: Cache | None = None,
     ) -> None:
         self.kube = kube
         self.tool_configs = tool_configs
         self.servers = servers
         """The MCPServer cache, with the TOOL_CONFIG_INDEX index."""
+        self.remote_proxies = remote_proxies
+        """The MCPRemoteProxy cache, with the TOOL_CONFIG_INDEX index (None: not watched)."""
         self.pending = pending
         self.clock = clock
+
+    def _referrers(
+        self, servers: Sequence[Mapping[str, Any]], proxies: Sequence[Mapping[str, Any]]
+    ) -> list[str]:
+        """MCPServers by name, then MCPRemoteProxies named as such."""
+        return _names(servers) + [f"MCPRemoteProxy {name}" for name in _names(proxies)]
 
     async def reconcile(self, request: Request) -> Result:
         obj = self.tool_configs.get(request.name, namespace=request.namespace)
         if obj is None:
             return Result()
         key = f"{request.namespace}/{request.name}"
-        referrers = _names(self.servers.by_index(TOOL_CONFIG_INDEX, key))
-        action = finalizer_action(obj, referrers=referrers)
-        if action.add:
-            obj = await self._set_finalizers(obj, add=True)
-        elif action.remove:
-            # The cache may lag behind a server created a moment ago: ask the apiserver.
-            live = await self.kube.list(MCPSERVERS, namespace=request.namespace)
-            referrers = _names([s for s in live.items if tool_config_name_of(s) == request.name])
-            if not referrers:
-                await self._set_finalizers(obj, add=False)
-                log.debug("toolconfig_released")
-                return Result()
-        previous = previous_status(obj, kind=MCPTOOLCONFIGS, pending=self.pending)
-        status = compute_toolconfig_status(
-            obj, referrers=referrers, previous=previous, now=format_time(self.clock())
-        )
-        written = await patch_status(
+
+        async def live_referrers() -> list[str]:
+            watched = self.remote_proxies is not None
+            kinds = (MCPSERVERS, MCPREMOTEPROXIES) if watched else (MCPSERVERS,)
+            live = [await self.kube.list(kind, namespace=request.namespace) for kind in kinds]
+            using = [
+                [obj for obj in listed.items if tool_config_name_of(obj) == request.name]
+                for listed in live
+            ]
+            return self._referrers(using[0], using[1] if len(using) > 1 else [])
+
+        protected = await converge_protection(
             self.kube,
             MCPTOOLCONFIGS,
             obj,
-            previous=previous,
-            status=status,
+            finalizer=FINALIZER_TOOLCONFIG_PROTECTION,
+            dependents=self._referrers(
+                self.servers.by_index(TOOL_CONFIG_INDEX, key),
+                self.remote_proxies.by_index(TOOL_CONFIG_INDEX, key)
+                if self.remote_proxies is not None
+                else [],
+            ),
+            live_dependents=live_referrers,
+        )
+        if protected is None:
+            log.debug("toolconfig_released")
+            return Result()
+        obj, referrers = protected
+        now = format_time(self.clock())
+        written = await write_status(
+            self.kube,
+            MCPTOOLCONFIGS,
+            obj,
+            compute=lambda previous: compute_toolconfig_status(
+                obj, referrers=referrers, previous=previous, now=now
+            ),
             fields=STATUS_FIELDS,
             pending=self.pending,
         )
         log.debug("toolconfig_reconciled", referrers=len(referrers), status_written=written)
         return Result()
-
-    async def _set_finalizers(self, obj: Mapping[str, Any], *, add: bool) -> JsonObject:
-        """Add or remove our finalizer; the resourceVersion precondition makes a concurrent
-        change fail with Conflict (retried) instead of losing someone else's finalizer."""
-        meta = obj.get("metadata") or {}
-        finalizers = [
-            f for f in meta.get("finalizers") or [] if f != FINALIZER_TOOLCONFIG_PROTECTION
-        ]
-        if add:
-            finalizers.append(FINALIZER_TOOLCONFIG_PROTECTION)
-        try:
-            return await self.kube.patch(
-                MCPTOOLCONFIGS,
-                {
-                    "metadata": {
-                        "finalizers": finalizers,
-                        "resourceVersion": meta.get("resourceVersion"),
-                    }
-                },
-                name=str(meta.get("name")),
-                namespace=str(meta.get("namespace")),
-                content_type=MERGE_PATCH,
-                field_manager=FIELD_MANAGER_OPERATOR,
-            )
-        except NotFound:
-            return dict(obj)

@@ -8,7 +8,7 @@ was written rather than with the stale cached status (and writes nothing again).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from moorage_api.constants import FIELD_MANAGER_OPERATOR
@@ -63,3 +63,20 @@ async def patch_status(
         return []  # deleted meanwhile: nothing left to report on
     pending.remember(kind, namespace=namespace, name=name, value=result.get("status") or {})
     return sorted(patch)
+
+
+async def write_status(
+    kube: KubeClient,
+    kind: ResourceKind,
+    obj: Mapping[str, Any],
+    *,
+    compute: Callable[[Mapping[str, Any]], Mapping[str, Any]],
+    fields: Sequence[str],
+    pending: PendingWrites,
+) -> list[str]:
+    """Compute `obj`'s status from its previous one (`compute(previous)`) and patch what changed;
+    the fields written."""
+    previous = previous_status(obj, kind=kind, pending=pending)
+    return await patch_status(
+        kube, kind, obj, previous=previous, status=compute(previous), fields=fields, pending=pending
+    )

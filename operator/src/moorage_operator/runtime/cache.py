@@ -135,6 +135,9 @@ class Cache:
             assert obj is not None
             self._index_one(name, key, obj)
 
+    def has_index(self, name: str) -> bool:
+        return name in self._indexers
+
     def by_index(self, name: str, value: str) -> builtins.list[JsonObject]:
         """Objects indexed under `value` by the index `name`."""
         if name not in self._indexes:

@@ -7,13 +7,11 @@ reads and the events that enqueue which keys:
   Deployments and Services (through their controller ownerReference); follows StatefulSets and
   Pods with our labels to the server named by `moorage.dev/mcpserver`, and the StatefulSet
   controller's `FailedCreate` Events to the server of their StatefulSet; and re-enqueues every
-  server that references a changed MCPToolConfig or ConfigMap (cache indexes make that a lookup).
-- `mcptoolconfig` (primary MCPToolConfigs) follows MCPServers to the config they reference (old
-  and new reference on a change), so a referrer's arrival or departure updates the config's
-  protection at once.
-
-Owned kinds are watched through `app.kubernetes.io/managed-by=moorage` only; referenced
-ConfigMaps through the complementary selector, so no ConfigMap is cached twice.
+  server that references a changed MCPToolConfig, ConfigMap, MCPExternalAuthConfig or MCPGroup
+  (cache indexes make that a lookup; see `wiring.references`).
+- `mcptoolconfig` (primary MCPToolConfigs) follows MCPServers and MCPRemoteProxies to the config
+  they reference (old and new reference on a change), so a referrer's arrival or departure
+  updates the config's protection at once.
 """
 
 from __future__ import annotations
@@ -21,56 +19,44 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from moorage_api.constants import LABEL_MANAGED_BY, LABEL_MCPSERVER, MANAGED_BY
+from moorage_api.constants import LABEL_MCPSERVER
 from moorage_core.kube import (
-    CONFIGMAPS,
     CORE_EVENTS,
+    MCPREMOTEPROXIES,
     MCPSERVERS,
     MCPTOOLCONFIGS,
     PODS,
     STATEFULSETS,
 )
-from moorage_operator.planning.mcpservers.references import config_map_names_of
 from moorage_operator.planning.mcpservers.status import FAILED_CREATE
-from moorage_operator.reconcilers.mcpservers import (
-    CHILD_KINDS,
-    MCPServerReconciler,
-    ServerCaches,
-    utc_now,
-)
+from moorage_operator.reconcilers.mcpservers import MCPServerReconciler, ServerCaches, utc_now
 from moorage_operator.reconcilers.mcptoolconfigs import (
-    TOOL_CONFIG_INDEX,
     MCPToolConfigReconciler,
     tool_config_index_values,
 )
 from moorage_operator.reconcilers.pending import PendingWrites
 from moorage_operator.runtime.cache import Cache
-from moorage_operator.runtime.controller import Controller, Mapper, Request, requests_of
+from moorage_operator.runtime.controller import Controller, Mapper, Request
 from moorage_operator.runtime.manager import Manager
 from moorage_operator.settings import OperatorSettings
+from moorage_operator.wiring.references import (
+    ReferenceInformers,
+    index_references,
+    labelled_mapper,
+    own_children,
+    owned_informers,
+    watch_references,
+)
 
-CONFIG_MAP_INDEX: Final = "moorage.dev/config-maps"
-"""Index of the MCPServer cache: `namespace/name` of each ConfigMap a server references."""
-UNMANAGED_SELECTOR: Final = f"{LABEL_MANAGED_BY}!={MANAGED_BY}"
 REFUSAL_SELECTOR: Final = f"involvedObject.kind=StatefulSet,reason={FAILED_CREATE}"
 """Core Events saying the StatefulSet controller could not create a pod (the apiserver refused
 it): the only place that refusal is recorded."""
-"""ConfigMaps we do not create: where referenced documents live."""
 
 MCPSERVER_CONTROLLER: Final = "mcpserver"
 MCPTOOLCONFIG_CONTROLLER: Final = "mcptoolconfig"
 
-
-def config_map_index_values(server: Mapping[str, Any]) -> list[str]:
-    namespace = (server.get("metadata") or {}).get("namespace") or ""
-    return [f"{namespace}/{name}" for name in config_map_names_of(server)]
-
-
-def server_of_labelled(obj: Mapping[str, Any]) -> list[Request]:
-    """The MCPServer named by an object's `moorage.dev/mcpserver` label."""
-    meta = obj.get("metadata") or {}
-    name = (meta.get("labels") or {}).get(LABEL_MCPSERVER)
-    return [Request(str(meta.get("namespace") or ""), str(name))] if name else []
+server_of_labelled = labelled_mapper(LABEL_MCPSERVER)
+"""The MCPServer named by an object's `moorage.dev/mcpserver` label."""
 
 
 def refused_statefulset_mapper(statefulsets: Cache) -> Mapper:
@@ -82,17 +68,7 @@ def refused_statefulset_mapper(statefulsets: Cache) -> Mapper:
             involved.get("namespace") or (event.get("metadata") or {}).get("namespace") or ""
         )
         statefulset = statefulsets.get(str(involved.get("name") or ""), namespace=namespace)
-        return server_of_labelled(statefulset) if statefulset is not None else []
-
-    return mapper
-
-
-def referrers_mapper(servers: Cache, index: str) -> Mapper:
-    """Maps a referenced object to the MCPServers whose `index` lists it."""
-
-    def mapper(obj: Mapping[str, Any]) -> list[Request]:
-        meta = obj.get("metadata") or {}
-        return requests_of(servers.by_index(index, f"{meta.get('namespace')}/{meta.get('name')}"))
+        return list(server_of_labelled(statefulset)) if statefulset is not None else []
 
     return mapper
 
@@ -105,32 +81,31 @@ def tool_config_of_server(server: Mapping[str, Any]) -> list[Request]:
 def register_mcp_controllers(manager: Manager, settings: OperatorSettings) -> list[Controller]:
     """Add the `mcpserver` and `mcptoolconfig` controllers to `manager`; return them."""
     servers = manager.informer(MCPSERVERS)
-    tool_configs = manager.informer(MCPTOOLCONFIGS)
-    referenced = manager.informer(CONFIGMAPS, label_selector=UNMANAGED_SELECTOR)
-    owned = {kind: manager.owned_informer(kind) for kind in CHILD_KINDS.values()}
+    remote_proxies = manager.informer(MCPREMOTEPROXIES)
+    index_references(remote_proxies.cache)
+    references = ReferenceInformers.of(manager)
+    owned = owned_informers(manager)
     statefulsets = manager.owned_informer(STATEFULSETS)
     pods = manager.owned_informer(PODS)
     refusals = manager.informer(CORE_EVENTS, field_selector=REFUSAL_SELECTOR)
-    servers.cache.add_index(TOOL_CONFIG_INDEX, tool_config_index_values)
-    servers.cache.add_index(CONFIG_MAP_INDEX, config_map_index_values)
 
     pending = PendingWrites()
-    for kind, informer in owned.items():
-        informer.add_handler(pending.forgetting_handler(kind))
     servers.add_handler(pending.forgetting_handler(MCPSERVERS))
-    tool_configs.add_handler(pending.forgetting_handler(MCPTOOLCONFIGS))
+    references.tool_configs.add_handler(pending.forgetting_handler(MCPTOOLCONFIGS))
 
     server_reconciler = MCPServerReconciler(
         manager.kube,
         settings=settings,
         caches=ServerCaches(
             servers=servers.cache,
-            tool_configs=tool_configs.cache,
-            config_maps=referenced.cache,
+            tool_configs=references.tool_configs.cache,
+            config_maps=references.config_maps.cache,
             owned={kind: informer.cache for kind, informer in owned.items()},
             statefulsets=statefulsets.cache,
             pods=pods.cache,
             refusals=refusals.cache,
+            external_auth_configs=references.external_auth_configs.cache,
+            groups=references.groups.cache,
         ),
         recorder=manager.event_recorder(),
         pending=pending,
@@ -138,24 +113,24 @@ def register_mcp_controllers(manager: Manager, settings: OperatorSettings) -> li
     server_controller = manager.add_controller(
         MCPSERVER_CONTROLLER, server_reconciler, for_kind=MCPSERVERS
     )
-    for informer in owned.values():
-        server_controller.owns(informer)
+    own_children(server_controller, owned, pending=pending)
     server_controller.watches(statefulsets, server_of_labelled)
     server_controller.watches(pods, server_of_labelled)
     server_controller.watches(refusals, refused_statefulset_mapper(statefulsets.cache))
-    server_controller.watches(tool_configs, referrers_mapper(servers.cache, TOOL_CONFIG_INDEX))
-    server_controller.watches(referenced, referrers_mapper(servers.cache, CONFIG_MAP_INDEX))
+    watch_references(server_controller, referrers=servers, informers=references)
 
     tool_config_controller = manager.add_controller(
         MCPTOOLCONFIG_CONTROLLER,
         MCPToolConfigReconciler(
             manager.kube,
-            tool_configs=tool_configs.cache,
+            tool_configs=references.tool_configs.cache,
             servers=servers.cache,
+            remote_proxies=remote_proxies.cache,
             pending=pending,
             clock=utc_now,
         ),
         for_kind=MCPTOOLCONFIGS,
     )
     tool_config_controller.watches(servers, tool_config_of_server)
+    tool_config_controller.watches(remote_proxies, tool_config_of_server)
     return [server_controller, tool_config_controller]

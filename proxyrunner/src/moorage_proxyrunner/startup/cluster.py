@@ -40,6 +40,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from moorage_api.naming import proxy_service_hosts
+from moorage_api.podpatch import PodPatchError, parse_pod_patch
 from moorage_api.podsecurity import NO_ALLOWANCES, check_pod_security
 from moorage_api.runconfig import RunConfig, RunConfigError, load_runconfig
 from moorage_core.errors import Forbidden, KubeError
@@ -91,7 +92,6 @@ from moorage_proxyrunner.workload.manager import (
     fetch_allowances,
     fetch_egress,
 )
-from moorage_proxyrunner.workload.podpatch import PodPatchError, parse_pod_patch
 
 log = structlog.get_logger(__name__)
 

@@ -17,7 +17,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from moorage_api.runconfig import RunConfig
-from moorage_core.kube import KubeClient, ResourceKind
+from moorage_core.kube import MCPREMOTEPROXIES, KubeClient
 from moorage_core.supervising import TaskSupervisor
 from moorage_proxyrunner.backends.remote.client import outgoing_client
 from moorage_proxyrunner.backends.remote.healthcheck import (
@@ -30,9 +30,6 @@ from moorage_proxyrunner.startup.assembly import Backend
 
 log = structlog.get_logger(__name__)
 
-MCPREMOTEPROXIES: Final = ResourceKind(
-    "moorage.dev", "v1alpha1", "mcpremoteproxies", "MCPRemoteProxy"
-)
 FIELD_MANAGER: Final = "moorage-proxyrunner"
 
 

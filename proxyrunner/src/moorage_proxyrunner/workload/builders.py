@@ -34,9 +34,9 @@ from moorage_api.naming import (
     mcp_service_name,
     mcpserver_labels,
 )
+from moorage_api.podpatch import merge_pod_template, validate_pod_template
 from moorage_api.podsecurity import PodSecuritySubject
 from moorage_api.runconfig import RunConfig, RunConfigPermissionProfile
-from moorage_proxyrunner.workload.podpatch import merge_pod_template, validate_pod_template
 
 JsonObject = dict[str, Any]
 

@@ -17,23 +17,12 @@ exception.
 
 from __future__ import annotations
 
-import hashlib
-import posixpath
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-from moorage_api.constants import (
-    ANNOTATION_CONTENT_CHECKSUM,
-    ANNOTATION_RUNCONFIG_CHECKSUM,
-    COMPONENT_PROXY_RUNNER,
-    CONTAINER_PROXYRUNNER,
-    LABEL_COMPONENT,
-    LABEL_MCPSERVER,
-    RUNCONFIG_KEY,
-    RUNCONFIG_PATH,
-)
-from moorage_api.mcpserver import MCPServer, MCPServerConditionType
+from moorage_api.constants import COMPONENT_PROXY_RUNNER, LABEL_COMPONENT, LABEL_MCPSERVER
+from moorage_api.mcpserver import MCPServer
 from moorage_api.naming import (
     egress_policy_name,
     headless_service_name,
@@ -45,42 +34,43 @@ from moorage_api.naming import (
     runconfig_configmap_name,
     stdio_pod_name,
 )
-from moorage_api.runconfig import RunConfig, render_runconfig_json, restart_checksum
+from moorage_api.runconfig import RunConfig
+from moorage_operator.planning import proxies
 from moorage_operator.planning.comparing import stamp_applied_hash
-from moorage_operator.planning.mcpservers.podtemplates import pod_template_problem
+from moorage_operator.planning.externalauth import outgoing_secret_env
+from moorage_operator.planning.mcpservers.podtemplates import pod_template_problems
 from moorage_operator.planning.mcpservers.references import Problem, References, resolve_inputs
 from moorage_operator.planning.mcpservers.runconfigs import (
     desired_runconfig,
     server_name,
     server_namespace,
 )
+from moorage_operator.planning.problems import by_condition
+from moorage_operator.planning.proxies import (
+    EXCLUSIVE_KINDS,
+    OPERATOR_ENV,
+    READ,
+    ROLLING_UPDATE,
+    ChildOwner,
+    OwnerPlan,
+    ProxyPod,
+    controller_reference,
+    desired_proxy_deployment,
+    desired_service_account,
+    is_controlled_by,
+    stale_owned,
+)
+from moorage_operator.planning.proxies import rule as _rule
 
 JsonObject = dict[str, Any]
 
-HTTP_PORT_NAME: Final = "http"
-HEALTH_PATH: Final = "/health"
-NONROOT_UID: Final = 65534
-"""`nobody`: the user the proxy runner image runs as."""
-RUNCONFIG_VOLUME: Final = "runconfig"
-TMP_VOLUME: Final = "tmp"
-CLIENT_IP_TIMEOUT: Final = 10800
-"""Seconds a ClientIP session sticks to one proxy pod (the Kubernetes default, 3 h)."""
+__all__ = ["EXCLUSIVE_KINDS", "is_controlled_by"]
 
-READ: Final = ("get", "list", "watch")
 APPLY: Final = (*READ, "create", "patch", "delete")
 """What the proxy runner does to the objects it owns: watch them by name, server-side apply them
 and delete those no longer wanted. Server-side apply is a PATCH to the object's own URL; when the
 object does not exist the apiserver also authorises `create` on that same name, so even `create`
 is limited by `resourceNames` here (a plain POST, whose name is not in the URL, stays refused)."""
-
-
-def _rule(group: str, resource: str, verbs: Iterable[str], names: Iterable[str]) -> JsonObject:
-    return {
-        "apiGroups": [group],
-        "resources": [resource],
-        "resourceNames": sorted(set(names)),
-        "verbs": list(verbs),
-    }
 
 
 def desired_proxy_runner_rules(server: MCPServer) -> list[JsonObject]:
@@ -119,22 +109,6 @@ def desired_proxy_runner_rules(server: MCPServer) -> list[JsonObject]:
     return rules
 
 
-OPERATOR_ENV: Final = ("POD_NAME", "POD_NAMESPACE")
-"""Env names the operator sets on the proxyrunner container; overrides cannot replace them."""
-
-# Kinds the operator alone creates for an MCPServer; one of them that is owned by the server but
-# no longer desired is deleted. Services are not listed: the proxy runner creates one too.
-EXCLUSIVE_KINDS: Final = frozenset(
-    {
-        ("v1", "ServiceAccount"),
-        ("rbac.authorization.k8s.io/v1", "Role"),
-        ("rbac.authorization.k8s.io/v1", "RoleBinding"),
-        ("v1", "ConfigMap"),
-        ("apps/v1", "Deployment"),
-    }
-)
-
-
 class PlanningSettings(Protocol):
     """What the planners need from the operator's settings."""
 
@@ -158,58 +132,33 @@ class PlanningError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class ServerPlan:
-    """What a reconcile of one MCPServer should converge to.
+class ServerPlan(OwnerPlan):
+    """What a reconcile of one MCPServer should converge to (see `OwnerPlan`)."""
 
-    Invariant: `children` is empty exactly when `problems` is not (nothing is applied from a spec
-    that cannot be built; what exists keeps running).
-    """
-
-    children: tuple[JsonObject, ...] = ()
-    problems: tuple[Problem, ...] = ()
-    runconfig: RunConfig | None = None
-    tool_config_hash: str | None = None
     replicas_capped: bool = False
     """`replicas` > 1 on a stdio server, capped at 1 (one process cannot be shared by two)."""
-    condition_problems: Mapping[str, Problem] = field(default_factory=dict)
-    """The first problem per condition type, for the status."""
 
 
-# -- shared metadata ----------------------------------------------------------------------------
+# -- the children, one builder each -------------------------------------------------------------
+
+
+def server_owner(server: MCPServer) -> ChildOwner:
+    """`server` as the owner of its children."""
+    name = server_name(server)
+    return ChildOwner(
+        api_version=server.api_version,
+        kind=server.kind,
+        name=name,
+        namespace=server_namespace(server),
+        uid=server.metadata.uid or "",
+        labels=mcpserver_labels(name),
+        selector=proxy_selector(name),
+    )
 
 
 def desired_controller_reference(server: MCPServer) -> JsonObject:
     """The one controller ownerReference every child carries (GC deletes them with the server)."""
-    if not server.metadata.uid:
-        raise ValueError("MCPServer has no metadata.uid: only stored objects have children")
-    return {
-        "apiVersion": server.api_version,
-        "kind": server.kind,
-        "name": server_name(server),
-        "uid": server.metadata.uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-
-
-def _metadata(
-    server: MCPServer,
-    name: str,
-    *,
-    extra_labels: Mapping[str, str] | None = None,
-    annotations: Mapping[str, str] | None = None,
-) -> JsonObject:
-    # Moorage's own labels win over the user's overrides.
-    labels = {**(extra_labels or {}), **mcpserver_labels(server_name(server))}
-    meta: JsonObject = {
-        "name": name,
-        "namespace": server_namespace(server),
-        "labels": labels,
-        "ownerReferences": [desired_controller_reference(server)],
-    }
-    if annotations:
-        meta["annotations"] = dict(annotations)
-    return meta
+    return controller_reference(server_owner(server))
 
 
 def proxy_selector(server: str) -> dict[str, str]:
@@ -217,67 +166,37 @@ def proxy_selector(server: str) -> dict[str, str]:
     return {LABEL_MCPSERVER: server, LABEL_COMPONENT: COMPONENT_PROXY_RUNNER}
 
 
-# -- the children, one builder each -------------------------------------------------------------
-
-
 def desired_proxy_service_account(server: MCPServer) -> JsonObject:
-    return {
-        "apiVersion": "v1",
-        "kind": "ServiceAccount",
-        "metadata": _metadata(server, proxy_runner_name(server_name(server))),
-    }
+    return desired_service_account(server_owner(server), proxy_runner_name(server_name(server)))
 
 
 def desired_mcp_service_account(server: MCPServer) -> JsonObject | None:
     """ServiceAccount `<name>-sa` for the MCP pods; None when `spec.serviceAccount` is set."""
     if server.spec.service_account:
         return None
-    return {
-        "apiVersion": "v1",
-        "kind": "ServiceAccount",
-        "metadata": _metadata(server, mcp_service_account_name(server_name(server))),
-    }
+    return desired_service_account(
+        server_owner(server), mcp_service_account_name(server_name(server))
+    )
 
 
 def desired_role(server: MCPServer) -> JsonObject:
-    return {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "Role",
-        "metadata": _metadata(server, proxy_runner_name(server_name(server))),
-        "rules": desired_proxy_runner_rules(server),
-    }
+    return proxies.desired_role(
+        server_owner(server),
+        proxy_runner_name(server_name(server)),
+        rules=desired_proxy_runner_rules(server),
+    )
 
 
 def desired_role_binding(server: MCPServer) -> JsonObject:
-    name = proxy_runner_name(server_name(server))
-    return {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": _metadata(server, name),
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-        "subjects": [
-            {"kind": "ServiceAccount", "name": name, "namespace": server_namespace(server)}
-        ],
-    }
-
-
-def content_checksum(text: str) -> str:
-    """SHA-256 of a rendered document (the ConfigMap's `moorage.dev/content-checksum`)."""
-    return hashlib.sha256(text.encode()).hexdigest()
+    return proxies.desired_role_binding(
+        server_owner(server), proxy_runner_name(server_name(server))
+    )
 
 
 def desired_runconfig_configmap(server: MCPServer, *, runconfig: RunConfig) -> JsonObject:
-    rendered = render_runconfig_json(runconfig)
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": _metadata(
-            server,
-            runconfig_configmap_name(server_name(server)),
-            annotations={ANNOTATION_CONTENT_CHECKSUM: content_checksum(rendered)},
-        ),
-        "data": {RUNCONFIG_KEY: rendered},
-    }
+    return proxies.desired_runconfig_configmap(
+        server_owner(server), runconfig_configmap_name(server_name(server)), runconfig=runconfig
+    )
 
 
 def proxy_replicas(server: MCPServer) -> int | None:
@@ -295,40 +214,18 @@ def is_replicas_capped(server: MCPServer) -> bool:
     return proxy_replicas(server) != server.spec.replicas
 
 
-def _restricted_container_security() -> JsonObject:
-    return {
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "runAsNonRoot": True,
-        "runAsUser": NONROOT_UID,
-        "runAsGroup": NONROOT_UID,
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-
-
-def _proxy_env(server: MCPServer) -> list[JsonObject]:
-    env: list[JsonObject] = [
-        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-    ]
+def _proxy_env(server: MCPServer, *, secrets: Sequence[JsonObject]) -> list[JsonObject]:
+    """The user's env overrides (never replacing ours), then the Secret-backed env the
+    RunConfig's outgoing authentication names."""
+    reserved = {*OPERATOR_ENV, *(var["name"] for var in secrets)}
     overrides = server.spec.resource_overrides
     deployment = overrides.proxy_deployment if overrides else None
-    for var in deployment.env if deployment else ():
-        if var.name not in OPERATOR_ENV:
-            env.append({"name": var.name, "value": var.value})
-    return env
-
-
-def _probe(*, period: int, failures: int, initial_delay: int = 0) -> JsonObject:
-    probe: JsonObject = {
-        "httpGet": {"path": HEALTH_PATH, "port": HTTP_PORT_NAME},
-        "periodSeconds": period,
-        "failureThreshold": failures,
-    }
-    if initial_delay:
-        probe["initialDelaySeconds"] = initial_delay
-    return probe
+    env: list[JsonObject] = [
+        {"name": var.name, "value": var.value}
+        for var in (deployment.env if deployment else ())
+        if var.name not in reserved
+    ]
+    return env + list(secrets)
 
 
 def desired_proxy_pod_template(
@@ -338,132 +235,45 @@ def desired_proxy_pod_template(
     overrides = server.spec.resource_overrides
     deployment = overrides.proxy_deployment if overrides else None
     pod_meta = deployment.pod_template_metadata_overrides if deployment else None
-    labels = {
-        **(pod_meta.labels if pod_meta else {}),
-        **mcpserver_labels(name),
-        **proxy_selector(name),
-    }
-    annotations = {
-        **(pod_meta.annotations if pod_meta else {}),
-        ANNOTATION_RUNCONFIG_CHECKSUM: restart_checksum(runconfig),
-    }
-    container: JsonObject = {
-        "name": CONTAINER_PROXYRUNNER,
-        "image": image,
-        "imagePullPolicy": "IfNotPresent",
-        "args": ["run", "--config", RUNCONFIG_PATH],
-        "ports": [{"name": HTTP_PORT_NAME, "containerPort": server.spec.port, "protocol": "TCP"}],
-        "env": _proxy_env(server),
-        "volumeMounts": [
-            {
-                "name": RUNCONFIG_VOLUME,
-                "mountPath": posixpath.dirname(RUNCONFIG_PATH),
-                "readOnly": True,
-            },
-            {"name": TMP_VOLUME, "mountPath": "/tmp"},  # noqa: S108 - an emptyDir, per pod
-        ],
-        # Ready only once the backend is connected (spec §4.1). Liveness is lenient: the proxy
-        # exits by itself when the backend does not come up in time.
-        "readinessProbe": _probe(period=5, failures=3),
-        "livenessProbe": _probe(period=10, failures=6, initial_delay=30),
-        "securityContext": _restricted_container_security(),
-    }
-    return {
-        "metadata": {"labels": labels, "annotations": annotations},
-        "spec": {
-            "serviceAccountName": proxy_runner_name(name),
-            "automountServiceAccountToken": True,
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": NONROOT_UID,
-                "runAsGroup": NONROOT_UID,
-                "fsGroup": NONROOT_UID,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-            "containers": [container],
-            "volumes": [
-                {
-                    "name": RUNCONFIG_VOLUME,
-                    # The whole directory, not a subPath: the kubelet then swaps the file when
-                    # the ConfigMap changes and the running proxy picks up live changes.
-                    "configMap": {"name": runconfig_configmap_name(name)},
-                },
-                {"name": TMP_VOLUME, "emptyDir": {}},
-            ],
-        },
-    }
-
-
-def _strategy(server: MCPServer) -> JsonObject:
-    # A stdio backend is one process: two proxies must never attach to it at once. The rolling
-    # parameters are set explicitly (not left to defaulting) so that we own them and a switch to
-    # Recreate removes them; the apiserver rejects Recreate with rollingUpdate set.
-    if server.spec.transport == "stdio":
-        return {"type": "Recreate"}
-    return {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}
+    pod = ProxyPod(
+        service_account=proxy_runner_name(name),
+        runconfig_configmap=runconfig_configmap_name(name),
+        port=server.spec.port,
+        env=_proxy_env(server, secrets=outgoing_secret_env(runconfig.outgoing_auth)),
+        labels=pod_meta.labels if pod_meta else {},
+        annotations=pod_meta.annotations if pod_meta else {},
+    )
+    return proxies.desired_proxy_pod_template(
+        server_owner(server), pod=pod, runconfig=runconfig, image=image
+    )
 
 
 def desired_deployment(server: MCPServer, *, runconfig: RunConfig, image: str) -> JsonObject:
-    name = server_name(server)
     overrides = server.spec.resource_overrides
     deployment = overrides.proxy_deployment if overrides else None
-    spec: JsonObject = {
-        "selector": {"matchLabels": proxy_selector(name)},
-        "strategy": _strategy(server),
-        "template": desired_proxy_pod_template(server, runconfig=runconfig, image=image),
-    }
-    replicas = proxy_replicas(server)
-    if replicas is not None:
-        spec["replicas"] = replicas
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": _metadata(
-            server,
-            name,
-            extra_labels=deployment.labels if deployment else None,
-            annotations=deployment.annotations if deployment else None,
-        ),
-        "spec": spec,
-    }
+    return desired_proxy_deployment(
+        server_owner(server),
+        server_name(server),
+        template=desired_proxy_pod_template(server, runconfig=runconfig, image=image),
+        replicas=proxy_replicas(server),
+        # A stdio backend is one process: two proxies must never attach to it at once.
+        strategy={"type": "Recreate"} if server.spec.transport == "stdio" else ROLLING_UPDATE,
+        labels=deployment.labels if deployment else None,
+        annotations=deployment.annotations if deployment else None,
+    )
 
 
 def desired_proxy_service(server: MCPServer) -> JsonObject:
-    name = server_name(server)
     overrides = server.spec.resource_overrides
     service = overrides.proxy_service if overrides else None
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": _metadata(
-            server,
-            proxy_service_name(name),
-            extra_labels=service.labels if service else None,
-            annotations=service.annotations if service else None,
-        ),
-        "spec": {
-            "type": "ClusterIP",
-            "selector": proxy_selector(name),
-            "ports": [
-                {
-                    "name": HTTP_PORT_NAME,
-                    "port": server.spec.port,
-                    "targetPort": HTTP_PORT_NAME,
-                    "protocol": "TCP",
-                }
-            ],
-            "sessionAffinity": server.spec.session_affinity,
-            **_session_affinity_config(server),
-        },
-    }
-
-
-def _session_affinity_config(server: MCPServer) -> JsonObject:
-    # Set explicitly (the apiserver's default) so that we own it and switching to `None` removes
-    # it; the apiserver rejects `sessionAffinity: None` with a ClientIP config left behind.
-    if server.spec.session_affinity != "ClientIP":
-        return {}
-    return {"sessionAffinityConfig": {"clientIP": {"timeoutSeconds": CLIENT_IP_TIMEOUT}}}
+    return proxies.desired_proxy_service(
+        server_owner(server),
+        proxy_service_name(server_name(server)),
+        port=server.spec.port,
+        session_affinity=server.spec.session_affinity,
+        labels=service.labels if service else None,
+        annotations=service.annotations if service else None,
+    )
 
 
 # -- planning -----------------------------------------------------------------------------------
@@ -473,26 +283,17 @@ def plan_mcpserver(
     server: MCPServer, *, settings: PlanningSettings, references: References
 ) -> ServerPlan:
     """The children of `server`, or the problems that prevent building them."""
-    problems: list[Problem] = []
-    template_problem = pod_template_problem(server.spec.pod_template_spec)
-    if template_problem:
-        problems.append(
-            Problem(
-                MCPServerConditionType.POD_TEMPLATE_VALID,
-                "PodTemplateInvalid",
-                f"Invalid pod template: {template_problem}",
-            )
-        )
+    problems = pod_template_problems(server.spec.pod_template_spec)
     resolution = resolve_inputs(server.spec, references=references)
     problems.extend(resolution.problems)
-    by_condition: dict[str, Problem] = {}
-    for problem in problems:
-        if problem.condition is not None:
-            by_condition.setdefault(problem.condition, problem)
     capped = is_replicas_capped(server)
+    group_found = server.spec.group_ref is None or references.group is not None
     if problems or resolution.inputs is None:
         return ServerPlan(
-            problems=tuple(problems), replicas_capped=capped, condition_problems=by_condition
+            problems=tuple(problems),
+            replicas_capped=capped,
+            condition_problems=by_condition(problems),
+            group_found=group_found,
         )
     runconfig = desired_runconfig(
         server, inputs=resolution.inputs, cluster_domain=settings.cluster_domain
@@ -511,6 +312,7 @@ def plan_mcpserver(
         runconfig=runconfig,
         tool_config_hash=resolution.inputs.tool_config_hash,
         replicas_capped=capped,
+        group_found=group_found,
     )
 
 
@@ -528,30 +330,9 @@ def desired_children(
     return list(plan.children)
 
 
-def child_identity(obj: Mapping[str, Any]) -> tuple[str, str, str]:
-    """(apiVersion, kind, name) of an object."""
-    meta = obj.get("metadata") or {}
-    return str(obj.get("apiVersion")), str(obj.get("kind")), str(meta.get("name"))
-
-
-def is_controlled_by(obj: Mapping[str, Any], *, uid: str) -> bool:
-    """Whether `obj`'s controller ownerReference points at the object with `uid`."""
-    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
-    return any(ref.get("controller") and ref.get("uid") == uid for ref in refs)
-
-
 def stale_children(
     server: MCPServer, *, desired: Iterable[Mapping[str, Any]], owned: Iterable[JsonObject]
 ) -> list[JsonObject]:
     """Objects of the `EXCLUSIVE_KINDS` controlled by `server` that are no longer desired
     (e.g. `<name>-sa` after `spec.serviceAccount` was set); the reconciler deletes them."""
-    uid = server.metadata.uid or ""
-    wanted = {child_identity(obj) for obj in desired}
-    stale: list[JsonObject] = []
-    for obj in owned:
-        identity = child_identity(obj)
-        if (identity[0], identity[1]) not in EXCLUSIVE_KINDS:
-            continue
-        if identity not in wanted and is_controlled_by(obj, uid=uid):
-            stale.append(obj)
-    return stale
+    return stale_owned(server.metadata.uid or "", desired=desired, owned=owned)

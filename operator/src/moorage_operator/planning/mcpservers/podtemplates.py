@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from moorage_api import podfields
+from moorage_api.mcpserver import MCPServerConditionType
+from moorage_operator.planning.problems import Problem
 
 _TOP_LEVEL: Final = frozenset({"metadata", "spec"})
 _SPEC_TYPES: Final = podfields.json_types(podfields.POD_SPEC)
@@ -110,3 +112,18 @@ def pod_template_problem(template: Any, *, path: str = "spec.podTemplateSpec") -
     if "spec" in template:
         return _spec_problem(template["spec"], path=f"{path}.spec")
     return None
+
+
+def pod_template_problems(template: Any) -> list[Problem]:
+    """`PodTemplateValid`'s problem with `template`, if any (for MCPServers and
+    MCPRemoteProxies alike)."""
+    problem = pod_template_problem(template)
+    if problem is None:
+        return []
+    return [
+        Problem(
+            MCPServerConditionType.POD_TEMPLATE_VALID,
+            "PodTemplateInvalid",
+            f"Invalid pod template: {problem}",
+        )
+    ]

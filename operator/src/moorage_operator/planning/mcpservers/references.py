@@ -18,7 +18,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 from pydantic import ValidationError
 
@@ -31,23 +31,61 @@ from moorage_api.documents import (
     parse_permission_profile,
 )
 from moorage_api.mcpserver import (
+    AuthzConfig,
     InlineAuthzConfig,
     InlineOIDCConfig,
     KubernetesOIDCConfig,
     MCPServerConditionType,
     MCPServerSpec,
+    OIDCConfig,
+    ToolConfigRef,
 )
 from moorage_api.mcptoolconfig import MCPToolConfigSpec, parse_mcptoolconfig
+from moorage_api.references import ExternalAuthConfigRef
 from moorage_api.runconfig import (
     RunConfigAuthz,
     RunConfigOIDC,
+    RunConfigOutgoingAuth,
     RunConfigPermissionProfile,
 )
+from moorage_operator.planning.externalauth import resolve_outgoing_auth
+from moorage_operator.planning.problems import Problem
 
 JsonObject = dict[str, Any]
 
+__all__ = [
+    "ClientInputs",
+    "ClientSpec",
+    "Problem",
+    "References",
+    "Resolution",
+    "ResolvedInputs",
+    "config_map_names_of",
+    "resolve_client_inputs",
+    "resolve_inputs",
+    "tool_config_name_of",
+]
+
 DEFAULT_PROFILE_KEY: Final = "profile.json"
 """Key of a configMap permission profile when the reference names none."""
+DEFAULT_PERMISSION_PROFILE: Final = RunConfigPermissionProfile(type="builtin", name="network")
+
+
+class ClientSpec(Protocol):
+    """What a proxy's clients get, as both an MCPServer's and an MCPRemoteProxy's spec say it:
+    authentication, authorisation and a tool filter."""
+
+    @property
+    def tool_config_ref(self) -> ToolConfigRef | None: ...
+
+    @property
+    def oidc_config(self) -> OIDCConfig | None: ...
+
+    @property
+    def authz_config(self) -> AuthzConfig | None: ...
+
+    @property
+    def external_auth_config_ref(self) -> ExternalAuthConfigRef | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,20 +99,11 @@ class References:
     tool_config: JsonObject | None = None
     """The MCPToolConfig named by `toolConfigRef`, or None when it does not exist."""
     config_maps: Mapping[str, JsonObject] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """Why an MCPServer cannot be run as specified."""
-
-    condition: MCPServerConditionType | None
-    """The condition that reports it (None: only `Ready`)."""
-    reason: str
-    """CamelCase reason for that condition and `Ready`."""
-    message: str
-    """A sentence naming the object or field at fault."""
-    missing: bool = False
-    """A referenced object does not exist (yet); it is watched, so its arrival fixes this."""
+    external_auth_config: JsonObject | None = None
+    """The MCPExternalAuthConfig named by `externalAuthConfigRef`, or None when it does not
+    exist."""
+    group: JsonObject | None = None
+    """The MCPGroup named by `groupRef`, or None when it does not exist."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +117,8 @@ class ResolvedInputs:
     """`configHash` of the MCPToolConfig in effect (None without `toolConfigRef`)."""
     oidc: RunConfigOIDC | None = None
     authz: RunConfigAuthz | None = None
-    permission_profile: RunConfigPermissionProfile = field(
-        default_factory=lambda: RunConfigPermissionProfile(type="builtin", name="network")
-    )
+    permission_profile: RunConfigPermissionProfile = DEFAULT_PERMISSION_PROFILE
+    outgoing_auth: RunConfigOutgoingAuth | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +172,7 @@ def compute_config_hash(spec: MCPToolConfigSpec) -> str:
 
 
 def _resolve_tool_config(
-    spec: MCPServerSpec, references: References
+    spec: ClientSpec, references: References
 ) -> tuple[MCPToolConfigSpec | None, Problem | None]:
     ref = spec.tool_config_ref
     if ref is None:
@@ -182,7 +210,7 @@ class _DocumentRef:
     name: str
     key: str
     field_path: str
-    condition: MCPServerConditionType | None
+    condition: str | None
     invalid_reason: str
     what: str
     """What the document holds, for messages ("OIDC configuration")."""
@@ -251,7 +279,7 @@ def _oidc_from_kubernetes(config: KubernetesOIDCConfig) -> RunConfigOIDC:
 
 
 def _resolve_oidc(
-    spec: MCPServerSpec, references: References
+    spec: ClientSpec, references: References
 ) -> tuple[RunConfigOIDC | None, Problem | None]:
     config = spec.oidc_config
     if config is None:
@@ -281,7 +309,7 @@ def _authz_from_inline(inline: InlineAuthzConfig) -> RunConfigAuthz:
 
 
 def _resolve_authz(
-    spec: MCPServerSpec, references: References
+    spec: ClientSpec, references: References
 ) -> tuple[RunConfigAuthz | None, Problem | None]:
     config = spec.authz_config
     if config is None:
@@ -329,18 +357,51 @@ def _resolve_profile(
     return resolved, None
 
 
-def resolve_inputs(spec: MCPServerSpec, *, references: References) -> Resolution:
-    """Resolve every reference of `spec`; all problems found, or the inputs when there are none."""
+@dataclass(frozen=True, slots=True)
+class ClientInputs:
+    """What a proxy's client side resolved to (see `ClientSpec`)."""
+
+    tool_config: MCPToolConfigSpec | None = None
+    oidc: RunConfigOIDC | None = None
+    authz: RunConfigAuthz | None = None
+    outgoing_auth: RunConfigOutgoingAuth | None = None
+
+
+def resolve_client_inputs(
+    spec: ClientSpec, *, references: References
+) -> tuple[ClientInputs, tuple[Problem, ...]]:
+    """The client side of `spec` resolved, and every problem found on the way."""
     tool_config, tool_problem = _resolve_tool_config(spec, references)
     oidc, oidc_problem = _resolve_oidc(spec, references)
     authz, authz_problem = _resolve_authz(spec, references)
-    profile, profile_problem = _resolve_profile(spec, references)
-    problems = tuple(
-        p for p in (tool_problem, oidc_problem, authz_problem, profile_problem) if p is not None
+    outgoing, outgoing_problem = resolve_outgoing_auth(
+        spec.external_auth_config_ref, config=references.external_auth_config
     )
+    problems = tuple(
+        p for p in (tool_problem, oidc_problem, authz_problem, outgoing_problem) if p is not None
+    )
+    inputs = ClientInputs(tool_config=tool_config, oidc=oidc, authz=authz, outgoing_auth=outgoing)
+    return inputs, problems
+
+
+def resolve_inputs(spec: MCPServerSpec, *, references: References) -> Resolution:
+    """Resolve every reference of `spec`; all problems found, or the inputs when there are none."""
+    client, client_problems = resolve_client_inputs(spec, references=references)
+    profile, profile_problem = _resolve_profile(spec, references)
+    problems = client_problems + ((profile_problem,) if profile_problem else ())
     if problems:
         return Resolution(inputs=None, problems=problems)
-    inputs = ResolvedInputs(
+    return Resolution(inputs=resolved_inputs(client, permission_profile=profile))
+
+
+def resolved_inputs(
+    client: ClientInputs,
+    *,
+    permission_profile: RunConfigPermissionProfile = DEFAULT_PERMISSION_PROFILE,
+) -> ResolvedInputs:
+    """The RunConfig's parts from what the references resolved to."""
+    tool_config = client.tool_config
+    return ResolvedInputs(
         tools_filter=tuple(tool_config.tools_filter) if tool_config else (),
         tools_override=(
             {
@@ -351,8 +412,8 @@ def resolve_inputs(spec: MCPServerSpec, *, references: References) -> Resolution
             else {}
         ),
         tool_config_hash=compute_config_hash(tool_config) if tool_config else None,
-        oidc=oidc,
-        authz=authz,
-        permission_profile=profile,
+        oidc=client.oidc,
+        authz=client.authz,
+        permission_profile=permission_profile,
+        outgoing_auth=client.outgoing_auth,
     )
-    return Resolution(inputs=inputs)

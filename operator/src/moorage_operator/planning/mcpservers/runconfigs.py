@@ -9,6 +9,8 @@ byte-identical ConfigMap data and the reconciler can skip the write.
 
 from __future__ import annotations
 
+from typing import Any
+
 from moorage_api.constants import API_VERSION, DEFAULT_CLUSTER_DOMAIN, KIND_MCPSERVER
 from moorage_api.mcpserver import MCPServer
 from moorage_api.naming import mcp_service_account_name, proxy_service_hosts
@@ -39,16 +41,17 @@ def server_namespace(server: MCPServer) -> str:
     return namespace
 
 
+def runconfig_owner(kind: str, *, name: str, uid: str | None) -> OwnerReference | None:
+    """The RunConfig's owner (a `kind` object), or None before it has a uid (never when
+    stored)."""
+    if not uid:
+        return None
+    return OwnerReference(api_version=API_VERSION, kind=kind, name=name, uid=uid)
+
+
 def desired_owner_reference(server: MCPServer) -> OwnerReference | None:
     """The MCPServer as an ownerReference, or None before it has a uid (never when stored)."""
-    if not server.metadata.uid:
-        return None
-    return OwnerReference(
-        api_version=API_VERSION,
-        kind=KIND_MCPSERVER,
-        name=server_name(server),
-        uid=server.metadata.uid,
-    )
+    return runconfig_owner(KIND_MCPSERVER, name=server_name(server), uid=server.metadata.uid)
 
 
 def desired_allowed_hosts(server: MCPServer, *, cluster_domain: str) -> list[str]:
@@ -60,6 +63,22 @@ def desired_allowed_hosts(server: MCPServer, *, cluster_domain: str) -> list[str
         cluster_domain=cluster_domain,
     )
     return derived + [host for host in server.spec.allowed_hosts if host not in derived]
+
+
+def client_fields(inputs: ResolvedInputs, *, audit: bool) -> dict[str, Any]:
+    """The RunConfig's client side (authentication, authorisation, tool filter, audit) and
+    upstream authentication, alike for every kind that runs a proxy."""
+    return {
+        "oidc": inputs.oidc,
+        "authz": inputs.authz,
+        "tools_filter": list(inputs.tools_filter),
+        "tools_override": {
+            tool: RunConfigToolOverride.model_validate(dict(override))
+            for tool, override in inputs.tools_override.items()
+        },
+        "audit": RunConfigAudit(enabled=audit),
+        "outgoing_auth": inputs.outgoing_auth,
+    }
 
 
 def desired_runconfig(
@@ -95,15 +114,8 @@ def desired_runconfig(
         service_account=spec.service_account or mcp_service_account_name(name),
         backend_replicas=spec.backend_replicas,
         permission_profile=inputs.permission_profile,
-        oidc=inputs.oidc,
-        authz=inputs.authz,
-        tools_filter=list(inputs.tools_filter),
-        tools_override={
-            tool: RunConfigToolOverride.model_validate(dict(override))
-            for tool, override in inputs.tools_override.items()
-        },
-        audit=RunConfigAudit(enabled=spec.audit.enabled),
+        allowed_hosts=desired_allowed_hosts(server, cluster_domain=cluster_domain),
+        **client_fields(inputs, audit=spec.audit.enabled),
         trust_proxy_headers=spec.trust_proxy_headers,
         endpoint_prefix=spec.endpoint_prefix,
-        allowed_hosts=desired_allowed_hosts(server, cluster_domain=cluster_domain),
     )

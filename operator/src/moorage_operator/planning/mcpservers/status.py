@@ -21,9 +21,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
-from moorage_api.constants import COMPONENT_PROXY_RUNNER, DEFAULT_CLUSTER_DOMAIN, LABEL_COMPONENT
+from moorage_api.constants import (
+    COMPONENT_PROXY_RUNNER,
+    DEFAULT_CLUSTER_DOMAIN,
+    KIND_MCPSERVER,
+    LABEL_COMPONENT,
+)
 from moorage_api.mcpserver import (
     MCPServer,
     MCPServerConditionType,
@@ -32,8 +37,9 @@ from moorage_api.mcpserver import (
 )
 from moorage_api.naming import mcpserver_url
 from moorage_operator.planning.conditions import ConditionSpec, merge_conditions
+from moorage_operator.planning.mcpgroups import group_condition
 from moorage_operator.planning.mcpservers.children import ServerPlan
-from moorage_operator.planning.mcpservers.references import Problem
+from moorage_operator.planning.mcpservers.references import ClientSpec, Problem
 
 JsonObject = dict[str, Any]
 
@@ -184,6 +190,46 @@ def _deadline_exceeded(deployment: Mapping[str, Any] | None) -> str | None:
     return None
 
 
+def settled_verdict(
+    *,
+    what: str,
+    deleting: bool,
+    problems: Sequence[Problem],
+    retrying: str | None,
+    stopped: bool,
+    pods: Sequence[Mapping[str, Any]],
+    deployment: Mapping[str, Any] | None,
+    refusal: str | None = None,
+) -> PhaseVerdict | None:
+    """The phase of a proxy's owner when something other than readiness decides it: being
+    deleted, unbuildable (`problems`), retrying, stopped, a failed pod (or a `refusal` to create
+    one), a proxy Deployment past its progress deadline; None when readiness decides.
+    `what` names the owner in messages ("MCP server")."""
+    if deleting:
+        return PhaseVerdict(
+            MCPServerPhase.TERMINATING, f"{what} is being deleted", ReadyReason.NOT_READY
+        )
+    if problems:
+        return PhaseVerdict(MCPServerPhase.FAILED, problems[0].message, ReadyReason.FAILED)
+    if retrying:
+        return PhaseVerdict(MCPServerPhase.PENDING, f"{retrying} (retrying)", ReadyReason.NOT_READY)
+    if stopped:
+        return PhaseVerdict(
+            MCPServerPhase.STOPPED, f"{what} is stopped (replicas: 0)", ReadyReason.NOT_READY
+        )
+    failure = describe_pod_failure(pods) or refusal
+    if failure:
+        return PhaseVerdict(MCPServerPhase.FAILED, failure, ReadyReason.FAILED)
+    deadline = _deadline_exceeded(deployment)
+    if deadline:
+        return PhaseVerdict(
+            MCPServerPhase.FAILED,
+            f"Proxy runner Deployment is not progressing: {deadline}",
+            ReadyReason.FAILED,
+        )
+    return None
+
+
 def compute_phase(
     server: MCPServer,
     *,
@@ -196,28 +242,18 @@ def compute_phase(
     `retrying` says why the reconcile could not finish and will be retried (a child the
     apiserver did not take for a reason that may pass); the server is then `Pending`.
     """
-    if server.metadata.deletion_timestamp:
-        return PhaseVerdict(
-            MCPServerPhase.TERMINATING, "MCP server is being deleted", ReadyReason.NOT_READY
-        )
-    if problems:
-        return PhaseVerdict(MCPServerPhase.FAILED, problems[0].message, ReadyReason.FAILED)
-    if retrying:
-        return PhaseVerdict(MCPServerPhase.PENDING, f"{retrying} (retrying)", ReadyReason.NOT_READY)
-    if server.spec.replicas == 0:
-        return PhaseVerdict(
-            MCPServerPhase.STOPPED, "MCP server is stopped (replicas: 0)", ReadyReason.NOT_READY
-        )
-    failure = describe_pod_failure(observed.pods) or describe_refusal(observed)
-    if failure:
-        return PhaseVerdict(MCPServerPhase.FAILED, failure, ReadyReason.FAILED)
-    deadline = _deadline_exceeded(observed.deployment)
-    if deadline:
-        return PhaseVerdict(
-            MCPServerPhase.FAILED,
-            f"Proxy runner Deployment is not progressing: {deadline}",
-            ReadyReason.FAILED,
-        )
+    settled = settled_verdict(
+        what="MCP server",
+        deleting=bool(server.metadata.deletion_timestamp),
+        problems=problems,
+        retrying=retrying,
+        stopped=server.spec.replicas == 0,
+        pods=observed.pods,
+        deployment=observed.deployment,
+        refusal=describe_refusal(observed),
+    )
+    if settled is not None:
+        return settled
     proxy_ready = ready_replicas(observed.deployment)
     backend_ready = ready_replicas(observed.statefulset)
     if proxy_ready > 0 and backend_ready > 0:
@@ -225,17 +261,35 @@ def compute_phase(
     return PhaseVerdict(MCPServerPhase.PENDING, _pending_message(observed), ReadyReason.NOT_READY)
 
 
-def _pending_message(observed: Observed) -> str:
-    if observed.deployment is None:
+def proxy_pending_message(deployment: Mapping[str, Any] | None) -> str | None:
+    """What a proxy runner's owner waits for while its Deployment is missing or not ready;
+    None once it has ready replicas."""
+    if deployment is None:
         return "Waiting for the proxy runner Deployment to be created"
-    proxy_ready = ready_replicas(observed.deployment)
-    if proxy_ready == 0:
-        wanted = wanted_replicas(observed.deployment)
+    if ready_replicas(deployment) == 0:
+        wanted = wanted_replicas(deployment)
         return f"Waiting for the proxy runner to become ready (0/{wanted} replicas ready)"
+    return None
+
+
+def _pending_message(observed: Observed) -> str:
+    waiting = proxy_pending_message(observed.deployment)
+    if waiting is not None:
+        return waiting
     if observed.statefulset is None:
         return "Waiting for the proxy runner to create the MCP server's StatefulSet"
     wanted = wanted_replicas(observed.statefulset)
     return f"Waiting for the MCP server to become ready (0/{wanted} replicas ready)"
+
+
+class PlanOutcome(Protocol):
+    """What the conditions read of a proxy owner's plan."""
+
+    @property
+    def tool_config_hash(self) -> str | None: ...
+
+    @property
+    def condition_problems(self) -> Mapping[str, Problem]: ...
 
 
 def _problem_condition(
@@ -246,9 +300,9 @@ def _problem_condition(
     return ConditionSpec(type_, "False", problem.reason, problem.message)
 
 
-def _tool_config_condition(server: MCPServer, plan: ServerPlan) -> ConditionSpec:
+def tool_config_condition(spec: ClientSpec, plan: PlanOutcome) -> ConditionSpec:
     type_ = MCPServerConditionType.TOOL_CONFIG_RESOLVED
-    ref = server.spec.tool_config_ref
+    ref = spec.tool_config_ref
     if ref is None:
         ok = ConditionSpec(
             type_, "True", "NoToolConfig", "No MCPToolConfig is referenced; every tool is exposed"
@@ -268,9 +322,8 @@ def _tool_config_condition(server: MCPServer, plan: ServerPlan) -> ConditionSpec
     return _problem_condition(type_, plan.condition_problems.get(type_), ok)
 
 
-def _auth_condition(server: MCPServer, plan: ServerPlan) -> ConditionSpec:
+def auth_condition(spec: ClientSpec, plan: PlanOutcome) -> ConditionSpec:
     type_ = MCPServerConditionType.AUTH_CONFIG_VALID
-    spec = server.spec
     parts: list[str] = []
     if spec.oidc_config is not None:
         parts.append(f"clients are authenticated ({spec.oidc_config.type})")
@@ -283,7 +336,7 @@ def _auth_condition(server: MCPServer, plan: ServerPlan) -> ConditionSpec:
     return _problem_condition(type_, plan.condition_problems.get(type_), ok)
 
 
-def _pod_template_condition(plan: ServerPlan) -> ConditionSpec:
+def pod_template_condition(plan: PlanOutcome) -> ConditionSpec:
     type_ = MCPServerConditionType.POD_TEMPLATE_VALID
     ok = ConditionSpec(type_, "True", "PodTemplateValid", "The pod template is valid")
     return _problem_condition(type_, plan.condition_problems.get(type_), ok)
@@ -302,23 +355,69 @@ def _replica_condition(server: MCPServer, plan: ServerPlan) -> ConditionSpec:
     return ConditionSpec(type_, "False", "NotCapped", "Proxy replicas are not capped")
 
 
-def compute_conditions(
-    server: MCPServer, *, plan: ServerPlan, verdict: PhaseVerdict
-) -> list[ConditionSpec]:
-    """Every MCPServer condition, `Ready` first."""
-    ready = ConditionSpec(
+def ready_condition(verdict: PhaseVerdict) -> ConditionSpec:
+    """`Ready`: True exactly while `Running`."""
+    return ConditionSpec(
         MCPServerConditionType.READY,
         "True" if verdict.phase is MCPServerPhase.RUNNING else "False",
         verdict.reason,
         verdict.message,
     )
-    return [
-        ready,
-        _pod_template_condition(plan),
-        _tool_config_condition(server, plan),
-        _auth_condition(server, plan),
+
+
+def compute_conditions(
+    server: MCPServer, *, plan: ServerPlan, verdict: PhaseVerdict
+) -> list[ConditionSpec]:
+    """Every MCPServer condition, `Ready` first; `GroupResolved` only with a `groupRef`."""
+    conditions = [
+        ready_condition(verdict),
+        pod_template_condition(plan),
+        tool_config_condition(server.spec, plan),
+        auth_condition(server.spec, plan),
         _replica_condition(server, plan),
     ]
+    group = group_condition(server.spec.group_ref, found=plan.group_found)
+    return conditions if group is None else [*conditions, group]
+
+
+def owner_status(
+    *,
+    verdict: PhaseVerdict,
+    conditions: Sequence[ConditionSpec] | None,
+    previous: Mapping[str, Any],
+    generation: int | None,
+    now: str,
+    url: str,
+    observed: Observed,
+    tool_config_hash: str | None,
+) -> JsonObject:
+    """The status of a proxy runner's owner (wire form, camelCase); absent fields are not set.
+
+    `conditions` None: the owner is being deleted and nothing was planned; `Ready` reports the
+    phase and every other condition (and `toolConfigHash`) keeps its last word.
+    """
+    previous_conditions = previous.get("conditions") or []
+    if conditions is None:
+        ready = ConditionSpec(
+            MCPServerConditionType.READY, "False", verdict.reason, verdict.message
+        )
+        merged = merge_conditions(previous_conditions, [ready], generation=generation, now=now)
+        merged += [c for c in previous_conditions if c.get("type") != ready.type]
+        tool_config_hash = previous.get("toolConfigHash")
+    else:
+        merged = merge_conditions(previous_conditions, conditions, generation=generation, now=now)
+    status: JsonObject = {
+        "phase": verdict.phase.value,
+        "message": verdict.message,
+        "url": url,
+        "readyReplicas": ready_replicas(observed.deployment),
+        "conditions": merged,
+    }
+    if generation is not None:
+        status["observedGeneration"] = generation
+    if tool_config_hash:
+        status["toolConfigHash"] = tool_config_hash
+    return status
 
 
 def compute_status(
@@ -334,53 +433,40 @@ def compute_status(
     """The whole status to store (wire form, camelCase); absent fields are not set.
     `retrying`: see `compute_phase`; `cluster_domain` completes `url`'s host name."""
     verdict = compute_phase(server, problems=plan.problems, observed=observed, retrying=retrying)
-    generation = server.metadata.generation
-    previous_conditions = previous.get("conditions") or []
-    if verdict.phase is MCPServerPhase.TERMINATING:
-        # Nothing was planned: report the phase, keep the last word on everything else.
-        ready = ConditionSpec(
-            MCPServerConditionType.READY, "False", verdict.reason, verdict.message
-        )
-        conditions = merge_conditions(previous_conditions, [ready], generation=generation, now=now)
-        conditions += [c for c in previous_conditions if c.get("type") != ready.type]
-        tool_config_hash = previous.get("toolConfigHash")
-    else:
-        conditions = merge_conditions(
-            previous_conditions,
-            compute_conditions(server, plan=plan, verdict=verdict),
-            generation=generation,
-            now=now,
-        )
-        tool_config_hash = plan.tool_config_hash
+    terminating = verdict.phase is MCPServerPhase.TERMINATING
     spec = server.spec
-    status: JsonObject = {
-        "phase": verdict.phase.value,
-        "message": verdict.message,
-        "url": mcpserver_url(
+    return owner_status(
+        verdict=verdict,
+        conditions=None if terminating else compute_conditions(server, plan=plan, verdict=verdict),
+        previous=previous,
+        generation=server.metadata.generation,
+        now=now,
+        url=mcpserver_url(
             server.metadata.name or "",
             namespace=server.metadata.namespace or "",
             port=spec.port,
             proxy_mode=spec.effective_proxy_mode,
             cluster_domain=cluster_domain,
         ),
-        "readyReplicas": ready_replicas(observed.deployment),
-        "conditions": conditions,
-    }
-    if generation is not None:
-        status["observedGeneration"] = generation
-    if tool_config_hash:
-        status["toolConfigHash"] = tool_config_hash
-    return status
+        observed=observed,
+        tool_config_hash=plan.tool_config_hash,
+    )
 
 
 def compute_invalid_status(
-    obj: Mapping[str, Any], *, message: str, previous: Mapping[str, Any], now: str
+    obj: Mapping[str, Any],
+    *,
+    message: str,
+    previous: Mapping[str, Any],
+    now: str,
+    kind: str = KIND_MCPSERVER,
 ) -> JsonObject:
-    """The status of an MCPServer that does not even parse (no webhook stopped it)."""
+    """The status of an MCPServer (or another proxy owner of `kind`) that does not even parse
+    (no webhook stopped it)."""
     meta = obj.get("metadata") or {}
     generation = meta.get("generation")
     ready = ConditionSpec(
-        MCPServerConditionType.READY, "False", ReadyReason.FAILED, f"Invalid MCPServer: {message}"
+        MCPServerConditionType.READY, "False", ReadyReason.FAILED, f"Invalid {kind}: {message}"
     )
     status: JsonObject = {
         "phase": MCPServerPhase.FAILED.value,

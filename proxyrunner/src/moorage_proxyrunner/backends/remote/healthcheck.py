@@ -30,6 +30,10 @@ from moorage_proxyrunner.protocol.sse import EventParser
 log = structlog.get_logger(__name__)
 
 CHECK_TIMEOUT: Final = 10.0
+MAX_VERSION: Final = 64
+MAX_SERVER_NAME: Final = 1024
+MAX_MESSAGE: Final = 4096
+"""Bounds of `status.remoteCheck`'s strings (the CRD allows 64, 1024 and 32768)."""
 MAX_ANSWER_BYTES: Final = 1024 * 1024
 INITIALIZE: Final = {
     "jsonrpc": "2.0",
@@ -97,16 +101,24 @@ def interpret_answer(
     )
 
 
+def _bounded(value: str | None, limit: int) -> str | None:
+    return value if value is None else value[:limit]
+
+
 def remote_check_patch(check: RemoteCheck, checked_at: datetime) -> dict[str, Any]:
-    """The JSON merge patch of the MCPRemoteProxy's status: `status.remoteCheck` only."""
+    """The JSON merge patch of the MCPRemoteProxy's status: `status.remoteCheck` only.
+
+    An unknown version or name is null, which a merge patch reads as "remove the field".
+    Strings are cut to the CRD's bounds, so that what a remote answers cannot make the patch
+    invalid."""
     return {
         "status": {
             "remoteCheck": {
                 "answered": check.answered,
                 "checkedAt": checked_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "protocolVersion": check.protocol_version,
-                "serverName": check.server_name,
-                "message": check.message,
+                "protocolVersion": _bounded(check.protocol_version, MAX_VERSION),
+                "serverName": _bounded(check.server_name, MAX_SERVER_NAME),
+                "message": _bounded(check.message, MAX_MESSAGE),
             }
         }
     }

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from moorage_proxyrunner.workload.podpatch import (
+from moorage_api.podpatch import (
     PodPatchError,
     merge_pod_template,
     parse_pod_patch,
