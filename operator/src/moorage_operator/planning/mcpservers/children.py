@@ -102,6 +102,9 @@ def desired_proxy_runner_rules(server: MCPServer) -> list[JsonObject]:
     profile = server.spec.permission_profile
     if profile.type == "configMap":
         configmaps.append(profile.name)
+    redis = server.spec.session_storage.redis
+    if redis is not None and redis.tls is not None and redis.tls.ca_config_map_ref is not None:
+        configmaps.append(redis.tls.ca_config_map_ref.name)
     rules = [
         _rule("apps", "statefulsets", APPLY, [name]),
         _rule("", "services", APPLY, [headless_service_name(name), mcp_service_name(name)]),
@@ -320,6 +323,22 @@ def _proxy_env(server: MCPServer) -> list[JsonObject]:
     return env
 
 
+def runconfig_secret_env(runconfig: RunConfig) -> list[JsonObject]:
+    """The proxy container's env from Secrets that the RunConfig's shared-state settings name
+    (the Redis password): the RunConfig holds only the variable's name."""
+    redis = runconfig.session_storage.redis
+    password = redis.password if redis is not None else None
+    if password is None or password.secret_key_ref is None:
+        return []
+    ref = password.secret_key_ref
+    return [
+        {
+            "name": password.env,
+            "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}},
+        }
+    ]
+
+
 def _probe(*, period: int, failures: int, initial_delay: int = 0) -> JsonObject:
     probe: JsonObject = {
         "httpGet": {"path": HEALTH_PATH, "port": HTTP_PORT_NAME},
@@ -353,7 +372,7 @@ def desired_proxy_pod_template(
         "imagePullPolicy": "IfNotPresent",
         "args": ["run", "--config", RUNCONFIG_PATH],
         "ports": [{"name": HTTP_PORT_NAME, "containerPort": server.spec.port, "protocol": "TCP"}],
-        "env": _proxy_env(server),
+        "env": _proxy_env(server) + runconfig_secret_env(runconfig),
         "volumeMounts": [
             {
                 "name": RUNCONFIG_VOLUME,

@@ -20,6 +20,8 @@ from moorage_api.runconfig import (
     RunConfigToolOverride,
     SecretEnvVar,
     SecretKeyRef,
+    runconfig_rate_limits,
+    runconfig_session_storage,
 )
 from moorage_operator.planning.mcpservers.references import ResolvedInputs
 
@@ -106,4 +108,8 @@ def desired_runconfig(
         trust_proxy_headers=spec.trust_proxy_headers,
         endpoint_prefix=spec.endpoint_prefix,
         allowed_hosts=desired_allowed_hosts(server, cluster_domain=cluster_domain),
+        session_storage=runconfig_session_storage(
+            spec.session_storage, namespace=namespace, name=name
+        ),
+        rate_limits=runconfig_rate_limits(spec.rate_limits),
     )
