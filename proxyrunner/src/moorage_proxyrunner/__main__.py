@@ -26,6 +26,7 @@ from moorage_proxyrunner.config.limits import add_limit_arguments, limits_from
 from moorage_proxyrunner.config.settings import DEFAULT_MAX_BODY_BYTES, ProxyRunnerSettings
 from moorage_proxyrunner.config.toolpolicy import ToolPolicy
 from moorage_proxyrunner.policy.chain import LiveConfig, LiveConfigError, tool_policy_from_runconfig
+from moorage_proxyrunner.policy.redisbuckets import RedisSettingError, connection_options
 from moorage_proxyrunner.policy.reload import load_local_runconfig
 from moorage_proxyrunner.startup.local import LocalBackend, LocalConfig, run_local
 
@@ -113,9 +114,11 @@ def local_config(args: argparse.Namespace) -> LocalConfig | None:
     try:
         runconfig = load_local_runconfig(path.read_text())
         LiveConfig.from_runconfig(runconfig)  # Cedar parses, renames do not collide
+        if runconfig.session_storage.redis is not None:
+            connection_options(runconfig.session_storage.redis)  # the password is set
     except OSError as exc:
         raise SettingError(f"cannot read --config {path}: {exc.strerror or exc}") from None
-    except (RunConfigError, LiveConfigError) as exc:
+    except (RunConfigError, LiveConfigError, RedisSettingError) as exc:
         raise SettingError(f"--config {path}: {exc}") from None
     return LocalConfig(path=path, runconfig=runconfig)
 
@@ -145,6 +148,8 @@ def settings_from(
         oidc=runconfig.oidc,
         authz=runconfig.authz,
         audit=runconfig.audit.enabled,
+        rate_limits=runconfig.rate_limits,
+        session_storage=runconfig.session_storage,
     )
 
 

@@ -61,6 +61,7 @@ from moorage_proxyrunner.policy.chain import (
     Middleware,
     tool_policy_from_runconfig,
 )
+from moorage_proxyrunner.policy.redisbuckets import RedisSettingError, fetch_redis_ca
 from moorage_proxyrunner.policy.reload import runconfig_configmap_name
 from moorage_proxyrunner.startup.assembly import Backend, Reloading, build_endpoints, serve_proxy
 from moorage_proxyrunner.workload.builders import (
@@ -282,6 +283,8 @@ def build_proxy_settings(runconfig: RunConfig, options: ClusterOptions) -> Proxy
         oidc=runconfig.oidc,
         authz=runconfig.authz,
         audit=runconfig.audit.enabled,
+        rate_limits=runconfig.rate_limits,
+        session_storage=runconfig.session_storage,
         limits=options.limits,
     )
 
@@ -482,8 +485,15 @@ async def _run_cluster(
             )
             registry = registry or CollectorRegistry()
             metrics = ProxyMetrics(registry)
+            redis_ca = await fetch_redis_ca(kube, prepared.runconfig)
             try:
-                middleware = Middleware(settings, registry=registry, kube=kube)
+                middleware = Middleware(settings, registry=registry, kube=kube, redis_ca=redis_ca)
+            except RedisSettingError as exc:
+                raise StartupFailure(
+                    "sessionStorage.redis",
+                    str(exc),
+                    hint="check the MCPServer's sessionStorage.redis.passwordSecretRef",
+                ) from None
             except LiveConfigError as exc:
                 raise StartupFailure(
                     "oidc or authz in --config",
