@@ -2,7 +2,8 @@
 
 `run --local [options] -- <command...>` fronts a local stdio MCP server; `run --local
 --transport streamable-http|sse --target-url URL` fronts one on HTTP. `run --local --config PATH`
-takes authentication, authorisation, the tool filter/override and audit from a RunConfig file
+takes authentication, authorisation, the tool filter/override, audit and rate limits (with where
+they are counted) from a RunConfig file
 (only those keys are read; changes to the file apply live). `run [--config PATH]` is the
 in-cluster start-up from a RunConfig (spec §4.1), implemented by
 `moorage_proxyrunner.startup.cluster.run_from_config`.
@@ -44,7 +45,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         "--config",
         metavar="PATH",
         help=f"RunConfig file (default {DEFAULT_CONFIG}). With --local only its middleware keys "
-        "are read (oidc, authz, tools_filter, tools_override, audit; the workload keys may be "
+        "are read (oidc, authz, tools_filter, tools_override, audit, rate_limits, "
+        "session_storage; the workload keys may be "
         "left out), and edits to the file apply to the next request without a restart. "
         'Example: {"schema_version": "moorage/v1", "audit": {"enabled": true}, "oidc": '
         '{"type": "oidc", "issuer": "https://idp.example", "audience": "mcp"}, "authz": '

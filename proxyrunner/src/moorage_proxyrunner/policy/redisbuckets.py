@@ -26,7 +26,9 @@ from typing import Any, Final
 
 import structlog
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from moorage_api.runconfig import RunConfig, RunConfigRedis
@@ -142,6 +144,9 @@ def connection_options(
         "db": redis.db,
         "socket_timeout": SOCKET_TIMEOUT,
         "socket_connect_timeout": SOCKET_TIMEOUT,
+        # One immediate retry covers a pooled connection that Redis closed (a restart); more,
+        # with back-off, would hold every request while Redis is down.
+        "retry": Retry(NoBackoff(), 1),
     }
     if redis.password is not None:
         value = env.get(redis.password.env)
