@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from fractions import Fraction
 from typing import Any
 
 import pytest
 import pytest_asyncio
 from conftest import PASSWORD
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from redis.asyncio import Redis
 from testkit.redisserver import RedisServer
 
@@ -23,19 +26,19 @@ from moorage_proxyrunner.policy.redisbuckets import (
     RedisSettingError,
     open_redis_buckets,
 )
-from moorage_proxyrunner.policy.tokenbuckets import BucketLimit
+from moorage_proxyrunner.policy.tokenbuckets import BucketLimit, BucketState, take
 
 PREFIX = "moorage:test:time:"
 
 
-def settings(server: RedisServer, **changes: Any) -> RunConfigRedis:
+def redis_settings(server: RedisServer, **changes: Any) -> RunConfigRedis:
     data: dict[str, Any] = {"address": server.address, "key_prefix": PREFIX, **changes}
     return RunConfigRedis.model_validate(data)
 
 
 @pytest_asyncio.fixture
 async def buckets(redis_server: RedisServer) -> AsyncIterator[RedisBuckets]:
-    store = open_redis_buckets(settings(redis_server))
+    store = open_redis_buckets(redis_settings(redis_server))
     try:
         yield store
     finally:
@@ -93,8 +96,8 @@ async def test_keys_are_under_the_prefix_and_expire_when_the_bucket_would_be_ful
 
 
 async def test_two_replicas_share_one_bucket(redis_server: RedisServer) -> None:
-    first = open_redis_buckets(settings(redis_server))
-    second = open_redis_buckets(settings(redis_server))
+    first = open_redis_buckets(redis_settings(redis_server))
+    second = open_redis_buckets(redis_settings(redis_server))
     limit = [BucketLimit(requests_per_minute=1, burst=4)]
     key = [subject_key("alice")]
     try:
@@ -106,7 +109,7 @@ async def test_two_replicas_share_one_bucket(redis_server: RedisServer) -> None:
 
 
 async def test_a_password_is_read_from_the_named_variable(redis_with_password: RedisServer) -> None:
-    config = settings(redis_with_password, password={"env": "TEST_REDIS_PASSWORD"})
+    config = redis_settings(redis_with_password, password={"env": "TEST_REDIS_PASSWORD"})
     with pytest.raises(RedisSettingError, match="TEST_REDIS_PASSWORD is not set"):
         open_redis_buckets(config, environ={})
     store = open_redis_buckets(config, environ={"TEST_REDIS_PASSWORD": PASSWORD})
@@ -119,7 +122,7 @@ async def test_a_password_is_read_from_the_named_variable(redis_with_password: R
 async def test_a_missing_password_is_unavailable_not_a_crash(
     redis_with_password: RedisServer,
 ) -> None:
-    store = open_redis_buckets(settings(redis_with_password))
+    store = open_redis_buckets(redis_settings(redis_with_password))
     try:
         with pytest.raises(StoreUnavailable, match=r"(?i)auth"):
             await store.take([subject_key("a")], [BucketLimit(60, 1)])
@@ -146,3 +149,43 @@ async def test_redis_going_away_and_coming_back(
     redis_server.start()
     await asyncio.sleep(0.3)
     assert (await buckets.take(key, limit)).allowed
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    limit=st.builds(
+        BucketLimit,
+        requests_per_minute=st.integers(min_value=1, max_value=1_000_000),
+        burst=st.integers(min_value=1, max_value=100_000),
+    ),
+    fraction=st.fractions(min_value=0, max_value=1),
+    ahead_us=st.integers(min_value=10_000_000, max_value=10**9),
+)
+async def test_the_lua_script_agrees_with_the_pure_bucket(
+    redis_server: RedisServer, limit: BucketLimit, fraction: Fraction, ahead_us: int
+) -> None:
+    """A stored time ahead of the server's (a clock that stepped back) refills nothing, so the
+    script's answer is exact and must equal `tokenbuckets.take`'s: verdict, wait, new level."""
+    level = int(limit.capacity * fraction)
+    client = await raw(redis_server)
+    store = RedisBuckets(client, key_prefix=PREFIX)
+    key = subject_key("prop")
+    try:
+        seconds, micros = await client.time()
+        at_us = seconds * 1_000_000 + micros + ahead_us
+        await client.hset(PREFIX + key, mapping={"l": str(level), "t": str(at_us)})
+        verdict = await store.take([key], [limit])
+        expected_states, expected = take([BucketState(level, at_us)], [limit], now_us=at_us - 1)
+        assert verdict == expected
+        stored = await client.hmget(PREFIX + key, ["l", "t"])
+        if expected_states is None:
+            assert [int(v) for v in stored] == [level, at_us]
+        else:
+            assert [int(v) for v in stored] == [expected_states[0].level, at_us]
+            ttl = await client.pttl(PREFIX + key)
+            assert 0 < ttl <= limit.full_after_us // 1000 + 1 + 1000
+    finally:
+        await client.delete(PREFIX + key)
+        await client.aclose()

@@ -1,0 +1,69 @@
+"""Rate limiting in the assembled chain: after audit (which records `rate_limited` and that the
+request was not forwarded), before the backend; its limits follow a RunConfig change live."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from moorage_api.runconfig import RunConfig, RunConfigRateLimits
+from moorage_proxyrunner.config.settings import ProxyRunnerSettings
+from moorage_proxyrunner.policy.audit import AuditWriter
+from moorage_proxyrunner.policy.chain import LiveConfig, Middleware
+from moorage_proxyrunner.policy.ratelimit import MemoryBuckets
+from moorage_proxyrunner.protocol.pipeline import Identity, McpCall, Reply
+
+LIMITS = RunConfigRateLimits.model_validate({"per_subject": {"requests_per_minute": 1, "burst": 1}})
+
+
+def middleware(**settings: Any) -> tuple[Middleware, io.StringIO, list[McpCall]]:
+    stream = io.StringIO()
+    chain = Middleware(
+        ProxyRunnerSettings(**settings),
+        registry=CollectorRegistry(),
+        audit_writer=AuditWriter(stream, server="time"),
+    )
+    return chain, stream, []
+
+
+async def send(chain: Middleware, seen: list[McpCall], *, request_id: int) -> Reply:
+    async def backend(call: McpCall) -> Reply:
+        seen.append(call)
+        return Reply({"jsonrpc": "2.0", "id": call.id, "result": {}})
+
+    message = {"jsonrpc": "2.0", "id": request_id, "method": "tools/list"}
+    return await chain.pipeline.bind(backend)(McpCall(message, Identity("alice"), "legacy"))
+
+
+async def test_a_refused_request_is_audited_and_never_forwarded() -> None:
+    chain, stream, seen = middleware(audit=True, rate_limits=LIMITS)
+    assert (await send(chain, seen, request_id=1)).status == 200
+    refused = await send(chain, seen, request_id=2)
+    assert refused.status == 429
+    assert len(seen) == 1
+    records = [json.loads(line) for line in stream.getvalue().splitlines()]
+    final = [r for r in records if r["event"] == "mcp_audit" and r["request_id"] == 2]
+    assert len(final) == 1
+    assert final[0]["decision"] == "rate_limited"
+    assert final[0]["forwarded"] is False
+    assert final[0]["error_code"] == -32000
+    assert not [r for r in records if r["event"] == "mcp_audit_forward" and r["request_id"] == 2]
+
+
+async def test_limits_follow_the_runconfig_live() -> None:
+    chain, _, seen = middleware()
+    assert isinstance(chain.rate_limit_step.store, MemoryBuckets)
+    for request_id in range(3):
+        assert (await send(chain, seen, request_id=request_id)).status == 200
+    runconfig = RunConfig(name="a", namespace="b", image="c", rate_limits=LIMITS)
+    live = LiveConfig.from_runconfig(runconfig)
+    chain.apply(live)
+    assert chain.live.rate_limits == LIMITS
+    assert (await send(chain, seen, request_id=10)).status == 200
+    assert (await send(chain, seen, request_id=11)).status == 429
+    chain.apply(LiveConfig.from_runconfig(RunConfig(name="a", namespace="b", image="c")))
+    assert chain.live.rate_limits is None
+    assert (await send(chain, seen, request_id=12)).status == 200
