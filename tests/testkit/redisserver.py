@@ -12,14 +12,17 @@ import contextlib
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import pytest
 
+from moorage_core.tls import build_ca, build_leaf, write_pair
 from testkit.commands import free_port
 
 REDIS_SERVER = "redis-server"
@@ -39,13 +42,39 @@ def require_redis_server() -> str:
     return found
 
 
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """PEM files of a TLS `redis-server`: its certificate and key, and the CA that signed them."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+
+def write_tls_files(directory: Path, *, hosts: list[str]) -> TlsFiles:
+    """A new CA and a serving certificate for `hosts`, written into `directory`."""
+    ca = build_ca(common_name="redis-test-ca")
+    cert_path, key_path = write_pair(build_leaf(ca, common_name="redis", hosts=hosts), directory)
+    ca_path = directory / "ca.crt"
+    ca_path.write_bytes(ca.cert_pem)
+    return TlsFiles(cert_path, key_path, ca_path)
+
+
 class RedisServer:
     """One `redis-server` process; `address` stays the same across `stop()` and `start()`."""
 
-    def __init__(self, binary: str, directory: Path, *, password: str | None = None) -> None:
+    def __init__(
+        self,
+        binary: str,
+        directory: Path,
+        *,
+        password: str | None = None,
+        tls: TlsFiles | None = None,
+    ) -> None:
         self.binary = binary
         self.directory = directory
         self.password = password
+        self.tls = tls
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self._log: BinaryIO | None = None
@@ -60,7 +89,7 @@ class RedisServer:
             "--bind",
             "127.0.0.1",
             "--port",
-            str(self.port),
+            "0" if self.tls else str(self.port),
             "--dir",
             str(self.directory),
             "--save",
@@ -72,6 +101,19 @@ class RedisServer:
         ]
         if self.password is not None:
             args += ["--requirepass", self.password]
+        if self.tls is not None:
+            args += [
+                "--tls-port",
+                str(self.port),
+                "--tls-cert-file",
+                str(self.tls.cert),
+                "--tls-key-file",
+                str(self.tls.key),
+                "--tls-ca-cert-file",
+                str(self.tls.ca),
+                "--tls-auth-clients",
+                "no",
+            ]
         self._log = (self.directory / "redis.log").open("ab")
         self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
@@ -87,7 +129,11 @@ class RedisServer:
 
     def is_answering(self) -> bool:
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as raw:
+                conn = raw
+                if self.tls is not None:
+                    context = ssl.create_default_context(cafile=str(self.tls.ca))
+                    conn = context.wrap_socket(raw, server_hostname="localhost")
                 conn.sendall(b"PING\r\n")
                 reply = conn.recv(64)
         except OSError:
@@ -110,9 +156,11 @@ class RedisServer:
 
 
 @contextlib.contextmanager
-def running_redis(directory: Path, *, password: str | None = None) -> Iterator[RedisServer]:
+def running_redis(
+    directory: Path, *, password: str | None = None, tls: TlsFiles | None = None
+) -> Iterator[RedisServer]:
     """A started `redis-server` (skipped without one), stopped at the end."""
-    server = RedisServer(require_redis_server(), directory, password=password)
+    server = RedisServer(require_redis_server(), directory, password=password, tls=tls)
     server.start()
     try:
         yield server

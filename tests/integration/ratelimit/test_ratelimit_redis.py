@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from conftest import PASSWORD
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
-from testkit.redisserver import RedisServer
+from testkit.redisserver import RedisServer, running_redis, write_tls_files
 
 from moorage_api.runconfig import RunConfigRedis
 from moorage_proxyrunner.policy import redisbuckets
@@ -189,3 +190,23 @@ async def test_the_lua_script_agrees_with_the_pure_bucket(
     finally:
         await client.delete(PREFIX + key)
         await client.aclose()
+
+
+async def test_tls_with_the_ca_from_the_runconfig(tmp_path: Path) -> None:
+    files = write_tls_files(tmp_path / "tls", hosts=["127.0.0.1", "localhost"])
+    with running_redis(tmp_path, tls=files) as server:
+        plain = open_redis_buckets(redis_settings(server))
+        verified = open_redis_buckets(
+            redis_settings(server, tls={"enabled": True}), ca_data=files.ca.read_text()
+        )
+        unknown_ca = open_redis_buckets(redis_settings(server, tls={"enabled": True}))
+        try:
+            assert (await verified.take([subject_key("a")], [BucketLimit(60, 1)])).allowed
+            assert not (await verified.take([subject_key("a")], [BucketLimit(60, 1)])).allowed
+            # Without TLS, or with a CA that did not sign the server's certificate: unavailable.
+            for store in (plain, unknown_ca):
+                with pytest.raises(StoreUnavailable):
+                    await store.take([subject_key("b")], [BucketLimit(60, 1)])
+        finally:
+            for store in (plain, verified, unknown_ca):
+                await store.close()
