@@ -1,5 +1,6 @@
 """A real `redis-server` for tests: on a free loopback port, in a temporary directory, with a
-password when asked, that a test can stop and start again on the same port.
+password or TLS when asked (or as a Sentinel watching another), that a test can stop and start
+again on the same port.
 
 Where `redis-server` is not installed the tests that need it are skipped with the reason, or
 fail with it when MOORAGE_REQUIRE_REDIS=1 (CI sets it: `scripts/test.sh` installs the Debian
@@ -70,8 +71,10 @@ class RedisServer:
         *,
         password: str | None = None,
         tls: TlsFiles | None = None,
+        sentinel_for: tuple[str, RedisServer] | None = None,
     ) -> None:
         self.binary = binary
+        self.sentinel_for = sentinel_for
         self.directory = directory
         self.password = password
         self.tls = tls
@@ -101,6 +104,15 @@ class RedisServer:
         ]
         if self.password is not None:
             args += ["--requirepass", self.password]
+        if self.sentinel_for is not None:
+            # A sentinel rewrites its config file, so it gets one of its own.
+            name, primary = self.sentinel_for
+            config = self.directory / f"sentinel-{self.port}.conf"
+            config.write_text(
+                f"port {self.port}\nbind 127.0.0.1\ndir {self.directory}\n"
+                f"sentinel monitor {name} 127.0.0.1 {primary.port} 1\n"
+            )
+            args = [self.binary, str(config), "--sentinel"]
         if self.tls is not None:
             args += [
                 "--tls-port",

@@ -36,13 +36,16 @@ REPLICAS = 3
 TOOL_BURST = 4
 
 
+PASSWORD = "e2e-redis-password"  # a test server's password
+
+
 def runconfig(redis: RedisServer, **rate_limits: Any) -> dict[str, Any]:
+    settings: dict[str, Any] = {"address": redis.address, "key_prefix": "moorage:e2e:time:"}
+    if redis.password is not None:
+        settings["password"] = {"env": "MOORAGE_REDIS_PASSWORD"}
     return {
         "schema_version": "moorage/v1",
-        "session_storage": {
-            "type": "redis",
-            "redis": {"address": redis.address, "key_prefix": "moorage:e2e:time:"},
-        },
+        "session_storage": {"type": "redis", "redis": settings},
         "rate_limits": rate_limits,
     }
 
@@ -56,8 +59,10 @@ async def is_healthy(base: str) -> bool:
 
 
 @contextlib.contextmanager
-def proxy_processes(config: dict[str, Any], directory: Path) -> Iterator[list[str]]:
-    """`REPLICAS` proxy processes with `config`; yields their base URLs."""
+def proxy_processes(
+    config: dict[str, Any], directory: Path, *, env: dict[str, str] | None = None
+) -> Iterator[list[str]]:
+    """`REPLICAS` proxy processes with `config` (and `env`); yields their base URLs."""
     path = directory / "runconfig.json"
     path.write_text(json.dumps(config))
     processes: list[subprocess.Popen[bytes]] = []
@@ -81,7 +86,7 @@ def proxy_processes(config: dict[str, Any], directory: Path) -> Iterator[list[st
                         "--",
                         *TIME_SERVER,
                     ],
-                    env=command_env(),
+                    env=command_env(env),
                     stdout=log,
                     stderr=subprocess.STDOUT,
                 )
@@ -105,7 +110,7 @@ def proxy_processes(config: dict[str, Any], directory: Path) -> Iterator[list[st
 @contextlib.asynccontextmanager
 async def clients(bases: list[str]) -> AsyncIterator[list[Client]]:
     for base in bases:
-        await eventually(lambda base=base: is_healthy(base), message=f"{base} healthy")
+        await eventually(lambda base=base: is_healthy(base), message=f"{base} healthy", timeout=90)
     async with contextlib.AsyncExitStack() as stack:
         opened = [
             await stack.enter_async_context(Client(streamable_http_client(f"{base}/mcp")))
@@ -182,15 +187,18 @@ async def test_a_tool_limit_holds_across_three_replicas_and_survives_redis(
                 assert len(refused) == REPLICAS * 2
 
 
-async def test_a_subject_limit_is_one_bucket_for_the_replicas_with_429_and_retry_after(
+async def test_a_subject_limit_is_one_bucket_for_replicas_using_a_password_with_429_and_retry_after(
     tmp_path: Path,
 ) -> None:
     burst = 5
-    with running_redis(tmp_path) as redis:
+    with running_redis(tmp_path, password=PASSWORD) as redis:
         config = runconfig(redis, per_subject={"requests_per_minute": 1, "burst": burst})
-        with proxy_processes(config, tmp_path) as bases:
+        env = {"MOORAGE_REDIS_PASSWORD": PASSWORD}
+        with proxy_processes(config, tmp_path, env=env) as bases:
             for base in bases:
-                await eventually(lambda base=base: is_healthy(base), message=f"{base} healthy")
+                await eventually(
+                    lambda base=base: is_healthy(base), message=f"{base} healthy", timeout=90
+                )
             statuses: list[int] = []
             retry_after: list[str | None] = []
             # Each `initialize` is a request of the subject like any other (and needs no session).

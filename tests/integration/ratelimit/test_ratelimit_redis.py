@@ -1,7 +1,8 @@
 """The Redis bucket store against a real `redis-server`: the Lua script agrees with the pure
 token bucket, keys sit under the prefix and expire, two stores (two replicas) share a bucket,
-a password is required and used, and Redis going away gives `StoreUnavailable` (never a crash)
-until it is back, when limits work again."""
+a password is required and used, TLS verifies the server with the configured CA, Sentinel finds
+the primary, and Redis going away gives `StoreUnavailable` (never a crash) until it is back,
+when limits work again."""
 
 from __future__ import annotations
 
@@ -210,3 +211,29 @@ async def test_tls_with_the_ca_from_the_runconfig(tmp_path: Path) -> None:
         finally:
             for store in (plain, verified, unknown_ca):
                 await store.close()
+
+
+async def test_the_primary_is_found_through_sentinel(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    sentinel = RedisServer(redis_server.binary, tmp_path, sentinel_for=("mymaster", redis_server))
+    sentinel.start()
+    try:
+        config = redis_settings(
+            redis_server,
+            address="127.0.0.1:1",  # unused with sentinel: the primary is asked of it
+            sentinel={"master_name": "mymaster", "addresses": [sentinel.address]},
+        )
+        store = open_redis_buckets(config)
+        try:
+            assert (await store.take([subject_key("a")], [BucketLimit(60, 1)])).allowed
+            assert not (await store.take([subject_key("a")], [BucketLimit(60, 1)])).allowed
+        finally:
+            await store.close()
+        client = await raw(redis_server)
+        try:
+            assert await client.exists(PREFIX + subject_key("a"))
+        finally:
+            await client.aclose()
+    finally:
+        sentinel.stop()
