@@ -77,3 +77,61 @@ def test_redis_storage_and_limits_are_admitted() -> None:
 def test_bad_settings_are_refused_naming_the_field(spec: dict[str, Any], expected: str) -> None:
     found = messages(spec)
     assert any(m.startswith(expected) for m in found), found
+
+
+REDIS = {"type": "redis", "redis": {"address": "redis:6379"}}
+SUBJECT = {"perSubject": {"requestsPerMinute": 60, "burst": 5}}
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        (
+            {"rateLimits": SUBJECT, "replicas": 3, "transport": "streamable-http"},
+            "spec.rateLimits: counted in each proxy replica's memory: with 3 replicas",
+        ),
+        (
+            {"rateLimits": {**SUBJECT, "whenUnavailable": "deny"}},
+            "spec.rateLimits.whenUnavailable: only applies to sessionStorage.type redis",
+        ),
+        ({"sessionStorage": REDIS}, "spec.sessionStorage: redis keeps only rate limits"),
+        (
+            {
+                "rateLimits": SUBJECT,
+                "sessionStorage": {
+                    "type": "redis",
+                    "redis": {
+                        "address": "redis:6379",
+                        "tls": {"enabled": True, "insecureSkipVerify": True},
+                    },
+                },
+            },
+            "spec.sessionStorage.redis.tls.insecureSkipVerify: the Redis server's certificate",
+        ),
+    ],
+    ids=["memory-with-replicas", "deny-in-memory", "redis-without-limits", "insecure-tls"],
+)
+def test_likely_mistakes_are_admitted_with_a_warning(spec: dict[str, Any], expected: str) -> None:
+    verdict = validate_mcpserver(mcpserver(spec))
+    assert verdict.allowed, verdict.errors
+    assert any(str(w).startswith(expected) for w in verdict.warnings), verdict.warnings
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"rateLimits": SUBJECT},
+        {"rateLimits": SUBJECT, "replicas": 1, "transport": "streamable-http"},
+        {
+            "rateLimits": SUBJECT,
+            "replicas": 3,
+            "transport": "streamable-http",
+            "sessionStorage": REDIS,
+        },
+    ],
+    ids=["one-proxy", "one-replica", "shared-in-redis"],
+)
+def test_sound_settings_get_no_warning(spec: dict[str, Any]) -> None:
+    verdict = validate_mcpserver(mcpserver(spec))
+    assert verdict.allowed, verdict.errors
+    assert not verdict.warnings, verdict.warnings

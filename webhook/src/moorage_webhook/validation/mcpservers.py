@@ -55,6 +55,7 @@ from moorage_webhook.validation.names import (
 from moorage_webhook.validation.objects import is_being_deleted, spec_unchanged, validate_object
 from moorage_webhook.validation.podtemplates import MOORAGE_LABELS, check_pod_template_spec
 from moorage_webhook.validation.quantities import QuantityError, parse_quantity
+from moorage_webhook.validation.ratelimits import check_rate_limits
 from moorage_webhook.validation.verdict import Findings, Problem, Verdict, key_path, quoted
 
 DEFAULT_TARGET_PORT: Final = 8080
@@ -354,6 +355,9 @@ def mcpserver_rules(
     _check_authz(spec.authz_config, out)
     _check_overrides(spec, out)
     _check_allowed_hosts(spec, out)
+    # A stdio server's proxy is capped at one replica (warned about above).
+    replicas = 1 if spec.transport == "stdio" else spec.replicas
+    check_rate_limits(spec.session_storage, spec.rate_limits, replicas=replicas, out=out)
     if old is not None:
         _check_update(spec, old.spec, out)
 
