@@ -9,11 +9,17 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from moorage_api.runconfig import RunConfig, RunConfigRateLimits
+from moorage_api.runconfig import (
+    RunConfig,
+    RunConfigRateLimits,
+    RunConfigSessionStorage,
+    render_runconfig_json,
+)
 from moorage_proxyrunner.config.settings import ProxyRunnerSettings
 from moorage_proxyrunner.policy.audit import AuditWriter
 from moorage_proxyrunner.policy.chain import LiveConfig, Middleware
 from moorage_proxyrunner.policy.ratelimit import MemoryBuckets
+from moorage_proxyrunner.policy.reload import RunConfigReloader
 from moorage_proxyrunner.protocol.pipeline import Identity, McpCall, Reply
 
 LIMITS = RunConfigRateLimits.model_validate({"per_subject": {"requests_per_minute": 1, "burst": 1}})
@@ -67,3 +73,24 @@ async def test_limits_follow_the_runconfig_live() -> None:
     chain.apply(LiveConfig.from_runconfig(RunConfig(name="a", namespace="b", image="c")))
     assert chain.live.rate_limits is None
     assert (await send(chain, seen, request_id=12)).status == 200
+
+
+def test_a_runconfig_reload_applies_new_limits_and_ignores_storage() -> None:
+    chain, _, _ = middleware()
+    base = RunConfig(name="a", namespace="b", image="c")
+    reloader = RunConfigReloader(chain, current=base, registry=CollectorRegistry())
+    limited = base.model_copy(update={"generation": 2, "rate_limits": LIMITS})
+    outcome = reloader.apply_text(render_runconfig_json(limited), source="test")
+    assert outcome.applied == frozenset({"rate_limits"})
+    assert chain.rate_limit_step.limits == LIMITS
+    stored = limited.model_copy(
+        update={
+            "generation": 3,
+            "session_storage": RunConfigSessionStorage.model_validate(
+                {"type": "redis", "redis": {"address": "r:1", "key_prefix": "p:"}}
+            ),
+        }
+    )
+    outcome = reloader.apply_text(render_runconfig_json(stored), source="test")
+    assert outcome.ignored == frozenset({"session_storage"})
+    assert isinstance(chain.rate_limit_step.store, MemoryBuckets)
