@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from moorage_api.runconfig import (
@@ -15,6 +17,8 @@ from moorage_api.runconfig import (
     RunConfigSessionStorage,
     render_runconfig_json,
 )
+from moorage_core.settings import SettingError
+from moorage_proxyrunner.__main__ import build_parser, local_config, settings_from
 from moorage_proxyrunner.config.settings import ProxyRunnerSettings
 from moorage_proxyrunner.policy.audit import AuditWriter
 from moorage_proxyrunner.policy.chain import LiveConfig, Middleware
@@ -94,3 +98,28 @@ def test_a_runconfig_reload_applies_new_limits_and_ignores_storage() -> None:
     outcome = reloader.apply_text(render_runconfig_json(stored), source="test")
     assert outcome.ignored == frozenset({"session_storage"})
     assert isinstance(chain.rate_limit_step.store, MemoryBuckets)
+
+
+def test_a_local_config_with_limits_and_redis_reaches_the_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "runconfig.json"
+    redis = {"address": "127.0.0.1:6379", "key_prefix": "p:", "password": {"env": "LOCAL_PW"}}
+    path.write_text(
+        json.dumps(
+            {
+                "schema_version": "moorage/v1",
+                "session_storage": {"type": "redis", "redis": redis},
+                "rate_limits": LIMITS.model_dump(mode="json"),
+            }
+        )
+    )
+    parser, _ = build_parser()
+    args = parser.parse_args(["run", "--local", "--config", str(path)])
+    monkeypatch.delenv("LOCAL_PW", raising=False)
+    with pytest.raises(SettingError, match="environment variable LOCAL_PW is not set"):
+        local_config(args)
+    monkeypatch.setenv("LOCAL_PW", "x")
+    settings = settings_from(args, local_config(args))
+    assert settings.rate_limits == LIMITS
+    assert settings.session_storage.type == "redis"

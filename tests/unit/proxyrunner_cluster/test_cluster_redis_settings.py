@@ -4,19 +4,23 @@ an error naming the RunConfig field and what is missing."""
 
 from __future__ import annotations
 
+import json
 import ssl
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
-from moorage_api.runconfig import RunConfig, RunConfigRedis
+from moorage_api.runconfig import REDIS_PASSWORD_ENV, RunConfig, RunConfigRedis
 from moorage_core.errors import NotFound
 from moorage_core.kube import KubeClient
+from moorage_core.startup import EXIT_CONFIG, StartupFailure
 from moorage_proxyrunner.policy.redisbuckets import (
     RedisSettingError,
     connection_options,
     fetch_redis_ca,
 )
+from moorage_proxyrunner.startup.cluster import ClusterOptions, prepare
 
 PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
@@ -104,3 +108,21 @@ def test_connection_options_carry_password_tls_and_timeouts() -> None:
     )
     assert ca["ssl_ca_data"] == PEM
     assert "ssl_cert_reqs" not in ca
+
+
+def test_a_missing_password_variable_stops_the_start_up_before_anything_is_applied(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(REDIS_PASSWORD_ENV, raising=False)
+    data = runconfig(None).model_dump(mode="json")
+    data["session_storage"]["redis"]["password"] = {"env": REDIS_PASSWORD_ENV}
+    with pytest.raises(StartupFailure) as info:
+        prepare(ClusterOptions(config=Path("x")), runconfig_text=json.dumps(data))
+    assert str(info.value).startswith(
+        f"sessionStorage.redis: session_storage.redis.password: environment variable "
+        f"{REDIS_PASSWORD_ENV} is not set"
+    )
+    assert info.value.exit_code == EXIT_CONFIG
+    monkeypatch.setenv(REDIS_PASSWORD_ENV, "hunter2")
+    prepared = prepare(ClusterOptions(config=Path("x")), runconfig_text=json.dumps(data))
+    assert prepared.runconfig.session_storage.type == "redis"

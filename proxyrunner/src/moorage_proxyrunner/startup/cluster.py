@@ -61,7 +61,11 @@ from moorage_proxyrunner.policy.chain import (
     Middleware,
     tool_policy_from_runconfig,
 )
-from moorage_proxyrunner.policy.redisbuckets import RedisSettingError, fetch_redis_ca
+from moorage_proxyrunner.policy.redisbuckets import (
+    RedisSettingError,
+    connection_options,
+    fetch_redis_ca,
+)
 from moorage_proxyrunner.policy.reload import runconfig_configmap_name
 from moorage_proxyrunner.startup.assembly import Backend, Reloading, build_endpoints, serve_proxy
 from moorage_proxyrunner.workload.builders import (
@@ -233,6 +237,16 @@ def prepare(options: ClusterOptions, *, runconfig_text: str) -> Prepared:
             CONFIG_SETTING,
             f"{options.config}: {exc}",
             hint="fix the MCPServer the operator wrote it from (or the file itself)",
+        ) from None
+    redis = runconfig.session_storage.redis
+    try:
+        if redis is not None:
+            connection_options(redis)  # the password variable is set
+    except RedisSettingError as exc:
+        raise StartupFailure(
+            "sessionStorage.redis",
+            str(exc),
+            hint="check the MCPServer's sessionStorage.redis.passwordSecretRef",
         ) from None
     return Prepared(runconfig=runconfig, spec=spec, pod_patch=pod_patch)
 
@@ -480,20 +494,21 @@ async def _run_cluster(
                 setting=STARTUP_TIMEOUT_SETTING,
                 credentials_setting=KUBECONFIG_SETTING,
             )
+            try:
+                redis_ca = await fetch_redis_ca(kube, prepared.runconfig)
+            except RedisSettingError as exc:
+                raise StartupFailure(
+                    "sessionStorage.redis.tls.caConfigMapRef",
+                    str(exc),
+                    hint="create the ConfigMap with the Redis CA bundle under that key",
+                ) from None
             manager, statefulset = await ready_workload(
                 kube, prepared, supervisor=supervisor, timeout=options.readiness_timeout
             )
             registry = registry or CollectorRegistry()
             metrics = ProxyMetrics(registry)
-            redis_ca = await fetch_redis_ca(kube, prepared.runconfig)
             try:
                 middleware = Middleware(settings, registry=registry, kube=kube, redis_ca=redis_ca)
-            except RedisSettingError as exc:
-                raise StartupFailure(
-                    "sessionStorage.redis",
-                    str(exc),
-                    hint="check the MCPServer's sessionStorage.redis.passwordSecretRef",
-                ) from None
             except LiveConfigError as exc:
                 raise StartupFailure(
                     "oidc or authz in --config",
