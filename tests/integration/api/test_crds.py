@@ -423,6 +423,7 @@ async def test_defaults_are_applied_by_the_apiserver(
         "audit": {"enabled": False},
         "sessionAffinity": "ClientIP",
         "trustProxyHeaders": False,
+        "sessionStorage": {"type": "memory"},
     }
     registry = await create_strict(
         kube, MCPREGISTRIES, mcpregistry(source=CM_SOURCE), namespace=namespace
