@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 import pytest
 from mcp import Client
+from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from testkit.commands import command_env, free_port
@@ -164,6 +165,13 @@ async def test_a_tool_limit_holds_across_three_replicas_and_survives_redis(
                 assert sum(
                     [await metric(b, "moorage_proxy_rate_limited_total") for b in bases]
                 ) == len(refused)
+                # A legacy HTTP+SSE session gets the same error, on its stream.
+                legacy = Client(sse_client(f"{bases[0]}/sse"), mode="legacy")
+                async with legacy:
+                    with pytest.raises(MCPError) as on_stream:
+                        await legacy.call_tool("get_current_time", {"timezone": "UTC"})
+                assert on_stream.value.error.code == -32000
+                assert on_stream.value.error.data["scope"] == "tool"
 
                 # Redis gone: every proxy stays up and lets calls through, and says so.
                 redis.stop()

@@ -11,9 +11,10 @@ cannot be answered.
 
 Over a limit, the client gets JSON-RPC error -32000 (the code the proxy's other per-client
 limits use) with `data: {"retryAfterMs": N, "scope": "subject"|"tool"}`, on HTTP 429 with a
-`Retry-After` header (whole seconds, rounded up) where the answer is a plain JSON response (on
-a legacy SSE session it arrives on the stream). The SDK clients read a JSON-RPC error from a 429
-body and hand it to the caller as the error of the call.
+`Retry-After` header (whole seconds, rounded up) where the answer is a plain JSON response. A
+legacy HTTP+SSE session of a stdio server gets the error on its stream (the POST is accepted,
+202); in front of an HTTP+SSE server the POST itself is answered 429, as a denial is 403. The SDK
+clients read a JSON-RPC error from a 429 body and hand it to the caller as the error of the call.
 
 Buckets live in a `BucketStore`: `MemoryBuckets` here (per process; an LRU bounded by
 `MAX_RATE_LIMIT_BUCKETS`), or Redis (`redisbuckets`), shared by the replicas. When the store
