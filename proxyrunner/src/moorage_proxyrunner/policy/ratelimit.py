@@ -19,8 +19,8 @@ clients read a JSON-RPC error from a 429 body and hand it to the caller as the e
 Buckets live in a `BucketStore`: `MemoryBuckets` here (per process; an LRU bounded by
 `MAX_RATE_LIMIT_BUCKETS`), or Redis (`redisbuckets`), shared by the replicas. When the store
 cannot be reached the step follows `when_unavailable`: `allow` (default) lets the request
-through unlimited, `deny` refuses it with -32000 on HTTP 503; either way it is logged
-(`rate_limit_store_unavailable`) and counted in `moorage_proxy_rate_limit_store_errors_total`.
+through unlimited, `deny` refuses it with -32000 on HTTP 503; either way it is counted in
+`moorage_proxy_rate_limit_store_errors_total`, and the Redis store logs the outage once.
 The limits themselves (`RunConfigRateLimits`) are swapped live by `chain.Middleware.apply`.
 """
 
@@ -207,7 +207,8 @@ class RateLimitStep:
             outcome = "allowed" if limits.when_unavailable == "allow" else "denied"
             if self.metrics is not None:
                 self.metrics.store_errors.labels(outcome).inc()
-            log.warning("rate_limit_store_unavailable", error=str(exc), outcome=outcome)
+            # The store logs the outage once (`rate_limit_store_down`); each request only counts.
+            log.debug("rate_limit_store_unavailable", error=str(exc), outcome=outcome)
             if outcome == "allowed":
                 return await call_next(call)
             call.decisions.decision = RATE_LIMITED

@@ -6,8 +6,8 @@ refills, and takes a token from every bucket or from none. A bucket is a hash
 `<key_prefix>rl:s:<subject digest>` (per subject) or `<key_prefix>rl:t:<tool digest>[:<subject
 digest>]` (per tool) with fields `l` (level, units) and `t` (microseconds); each write sets the
 key to expire when the bucket would be full again (plus a second): an expired bucket and a full
-one are the same. For Redis Cluster, put a hash tag in the key prefix (`moorage:{team}:`) so that
-one request's buckets share a slot.
+one are the same. A standalone server or a Sentinel-managed primary; Redis Cluster is not
+supported (one request's buckets are one script's keys).
 
 Redis going away must not take the proxy with it: every failure (refused, reset, timed out,
 `NOAUTH`, a failover in progress) becomes `StoreUnavailable`, and for `RETRY_INTERVAL` seconds
