@@ -10,7 +10,7 @@ for stdio, one keep-alive HTTP POST for HTTP) so the figures show the proxy, not
 - the proxy process's resident memory after the runs.
 
 Prints the figures and writes them as a section of docs/benchmarks.md (other sections kept).
-Usage: `uv run python bench/proxy_overhead.py [--calls 1000] [--clients 16]`.
+Usage: `uv run python bench/proxy_overhead.py [--calls 1000] [--clients 16] [--only-http]`.
 """
 
 from __future__ import annotations
@@ -273,30 +273,16 @@ def write_section(section: str) -> None:
     DOC.write_text(text)
 
 
-async def main(calls: int, clients: int) -> None:
-    warmup = max(50, calls // 10)
-    print(
-        f"tools/call echo, {calls} sequential calls after {warmup} warm-up calls; loopback",
-        flush=True,
-    )
-    proxy_port = free_port()
-    async with process(
-        *PROXY,
-        "--port",
-        str(proxy_port),
-        "--",
-        *TOOLBOX,
-        "stdio",
-        port=proxy_port,
-        ready_path="/health",
-    ) as proxy:
-        url = f"http://127.0.0.1:{proxy_port}/mcp"
-        async with stdio_direct() as direct, http_client(url) as proxied:
-            cpu_before = cpu_seconds(proxy.pid)
-            stdio_d, stdio_p = await interleaved(direct, proxied, calls, warmup)
-            stdio_cpu = (cpu_seconds(proxy.pid) - cpu_before) / (calls + warmup) * 1e6
-        rate = await throughput(url, clients, max(20, calls // clients))
-        rss_stdio = rss_mib(proxy.pid)
+@dataclass
+class HttpFigures:
+    direct: Timings
+    proxied: Timings
+    cpu_us: float
+    rss_mib: float
+
+
+async def measure_http(calls: int, warmup: int) -> HttpFigures:
+    """Direct to a streamable-HTTP toolbox server vs. through the proxy's HTTP backend."""
     server_port = free_port()
     async with process(*TOOLBOX, "http", "--port", str(server_port), port=server_port):
         server_url = f"http://127.0.0.1:{server_port}/mcp"
@@ -319,7 +305,41 @@ async def main(calls: int, clients: int) -> None:
                 cpu_before = cpu_seconds(proxy.pid)
                 http_d, http_p = await interleaved(direct, proxied, calls, warmup)
                 http_cpu = (cpu_seconds(proxy.pid) - cpu_before) / (calls + warmup) * 1e6
-            rss_http = rss_mib(proxy.pid)
+            return HttpFigures(http_d, http_p, http_cpu, rss_mib(proxy.pid))
+
+
+async def main(calls: int, clients: int, *, only_http: bool = False) -> None:
+    warmup = max(50, calls // 10)
+    print(
+        f"tools/call echo, {calls} sequential calls after {warmup} warm-up calls; loopback",
+        flush=True,
+    )
+    if only_http:
+        # A quick A/B of the HTTP backend alone: printed, the document left as it is.
+        figures = await measure_http(calls, warmup)
+        print(row("streamable HTTP (toolbox server)", figures.direct, figures.proxied))
+        print(f"- Proxy CPU time per proxied call: {figures.cpu_us:.0f} µs (HTTP backend).")
+        return
+    proxy_port = free_port()
+    async with process(
+        *PROXY,
+        "--port",
+        str(proxy_port),
+        "--",
+        *TOOLBOX,
+        "stdio",
+        port=proxy_port,
+        ready_path="/health",
+    ) as proxy:
+        url = f"http://127.0.0.1:{proxy_port}/mcp"
+        async with stdio_direct() as direct, http_client(url) as proxied:
+            cpu_before = cpu_seconds(proxy.pid)
+            stdio_d, stdio_p = await interleaved(direct, proxied, calls, warmup)
+            stdio_cpu = (cpu_seconds(proxy.pid) - cpu_before) / (calls + warmup) * 1e6
+        rate = await throughput(url, clients, max(20, calls // clients))
+        rss_stdio = rss_mib(proxy.pid)
+    http = await measure_http(calls, warmup)
+    http_d, http_p, http_cpu, rss_http = http.direct, http.proxied, http.cpu_us, http.rss_mib
     lines = [
         "## Proxy runner: overhead on `tools/call`",
         "",
@@ -354,5 +374,10 @@ if __name__ == "__main__":
     parser.add_argument(
         "--clients", type=int, default=16, help="concurrent clients for throughput (default 16)"
     )
+    parser.add_argument(
+        "--only-http",
+        action="store_true",
+        help="measure the HTTP backend alone and print it, leaving docs/benchmarks.md as it is",
+    )
     options = parser.parse_args()
-    asyncio.run(main(options.calls, options.clients))
+    asyncio.run(main(options.calls, options.clients, only_http=options.only_http))

@@ -137,6 +137,11 @@ MCPSERVERS = ResourceKind("moorage.dev", "v1alpha1", "mcpservers", "MCPServer")
 MCPTOOLCONFIGS = ResourceKind("moorage.dev", "v1alpha1", "mcptoolconfigs", "MCPToolConfig")
 MCPREGISTRIES = ResourceKind("moorage.dev", "v1alpha1", "mcpregistries", "MCPRegistry")
 MCPTENANTS = ResourceKind("moorage.dev", "v1alpha1", "mcptenants", "MCPTenant", namespaced=False)
+MCPREMOTEPROXIES = ResourceKind("moorage.dev", "v1alpha1", "mcpremoteproxies", "MCPRemoteProxy")
+MCPEXTERNALAUTHCONFIGS = ResourceKind(
+    "moorage.dev", "v1alpha1", "mcpexternalauthconfigs", "MCPExternalAuthConfig"
+)
+MCPGROUPS = ResourceKind("moorage.dev", "v1alpha1", "mcpgroups", "MCPGroup")
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,9 @@ CONDITION_TYPE_PATTERN: Final = (
 )
 CONDITION_REASON_PATTERN: Final = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 
+HTTP_URL_PATTERN: Final = r"^https?://[^\s]+$"
+HTTP_URL_MAX_LENGTH: Final = 2048
+
 ObjectName = Annotated[
     str,
     StringConstraints(min_length=1, max_length=253, pattern=DNS1123_SUBDOMAIN_PATTERN),

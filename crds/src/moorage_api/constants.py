@@ -18,21 +18,33 @@ KIND_MCPSERVER: Final = "MCPServer"
 KIND_MCPTOOLCONFIG: Final = "MCPToolConfig"
 KIND_MCPREGISTRY: Final = "MCPRegistry"
 KIND_MCPTENANT: Final = "MCPTenant"
+KIND_MCPREMOTEPROXY: Final = "MCPRemoteProxy"
+KIND_MCPEXTERNALAUTHCONFIG: Final = "MCPExternalAuthConfig"
+KIND_MCPGROUP: Final = "MCPGroup"
 
 PLURAL_MCPSERVER: Final = "mcpservers"
 PLURAL_MCPTOOLCONFIG: Final = "mcptoolconfigs"
 PLURAL_MCPREGISTRY: Final = "mcpregistries"
 PLURAL_MCPTENANT: Final = "mcptenants"
+PLURAL_MCPREMOTEPROXY: Final = "mcpremoteproxies"
+PLURAL_MCPEXTERNALAUTHCONFIG: Final = "mcpexternalauthconfigs"
+PLURAL_MCPGROUP: Final = "mcpgroups"
 
 SINGULAR_MCPSERVER: Final = "mcpserver"
 SINGULAR_MCPTOOLCONFIG: Final = "mcptoolconfig"
 SINGULAR_MCPREGISTRY: Final = "mcpregistry"
 SINGULAR_MCPTENANT: Final = "mcptenant"
+SINGULAR_MCPREMOTEPROXY: Final = "mcpremoteproxy"
+SINGULAR_MCPEXTERNALAUTHCONFIG: Final = "mcpexternalauthconfig"
+SINGULAR_MCPGROUP: Final = "mcpgroup"
 
 SHORT_NAMES_MCPSERVER: Final = ("mcps", "mcpserver")
 SHORT_NAMES_MCPTOOLCONFIG: Final = ("mcptc",)
 SHORT_NAMES_MCPREGISTRY: Final = ("mcpreg",)
 SHORT_NAMES_MCPTENANT: Final = ("mcpten",)
+SHORT_NAMES_MCPREMOTEPROXY: Final = ("mcprp", "rp")
+SHORT_NAMES_MCPEXTERNALAUTHCONFIG: Final = ("mcpeac",)
+SHORT_NAMES_MCPGROUP: Final = ("mcpg",)
 
 # Labels on everything Moorage creates (spec §3). The operator's informers select owned objects
 # with LABEL_MANAGED_BY=MANAGED_BY only, so every child must carry it.
@@ -46,11 +58,14 @@ LABEL_PART_OF: Final = "app.kubernetes.io/part-of"
 LABEL_COMPONENT: Final = "app.kubernetes.io/component"
 LABEL_MCPSERVER: Final = f"{GROUP}/mcpserver"
 LABEL_MCPREGISTRY: Final = f"{GROUP}/mcpregistry"
+LABEL_MCPREMOTEPROXY: Final = f"{GROUP}/mcpremoteproxy"
 
 NAME_MCPSERVER: Final = "mcpserver"
 """Value of LABEL_NAME on an MCPServer's children."""
 NAME_MCPREGISTRY: Final = "mcpregistry"
 """Value of LABEL_NAME on an MCPRegistry's children."""
+NAME_MCPREMOTEPROXY: Final = "mcpremoteproxy"
+"""Value of LABEL_NAME on an MCPRemoteProxy's children."""
 MANAGED_BY: Final = "moorage"
 PART_OF: Final = "moorage"
 COMPONENT_MCP_SERVER: Final = "mcp-server"
@@ -71,6 +86,8 @@ SYNC_REQUESTED: Final = "true"
 
 FINALIZER_TOOLCONFIG_PROTECTION: Final = f"{GROUP}/toolconfig-protection"
 """Keeps an MCPToolConfig while an MCPServer references it."""
+FINALIZER_GROUP_MEMBERS: Final = f"{GROUP}/group-members"
+"""Keeps an MCPGroup while an MCPServer or MCPRemoteProxy names it in `spec.groupRef`."""
 
 FIELD_MANAGER_OPERATOR: Final = "moorage-operator"
 FIELD_MANAGER_PROXYRUNNER: Final = "moorage-proxyrunner"

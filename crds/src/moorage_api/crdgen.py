@@ -8,7 +8,7 @@ exits 1 when the committed files differ. Output is deterministic: same models, s
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -18,26 +18,41 @@ from pydantic import BaseModel
 from moorage_api.constants import (
     CATEGORY,
     GROUP,
+    KIND_MCPEXTERNALAUTHCONFIG,
+    KIND_MCPGROUP,
     KIND_MCPREGISTRY,
+    KIND_MCPREMOTEPROXY,
     KIND_MCPSERVER,
     KIND_MCPTENANT,
     KIND_MCPTOOLCONFIG,
+    PLURAL_MCPEXTERNALAUTHCONFIG,
+    PLURAL_MCPGROUP,
     PLURAL_MCPREGISTRY,
+    PLURAL_MCPREMOTEPROXY,
     PLURAL_MCPSERVER,
     PLURAL_MCPTENANT,
     PLURAL_MCPTOOLCONFIG,
+    SHORT_NAMES_MCPEXTERNALAUTHCONFIG,
+    SHORT_NAMES_MCPGROUP,
     SHORT_NAMES_MCPREGISTRY,
+    SHORT_NAMES_MCPREMOTEPROXY,
     SHORT_NAMES_MCPSERVER,
     SHORT_NAMES_MCPTENANT,
     SHORT_NAMES_MCPTOOLCONFIG,
+    SINGULAR_MCPEXTERNALAUTHCONFIG,
+    SINGULAR_MCPGROUP,
     SINGULAR_MCPREGISTRY,
+    SINGULAR_MCPREMOTEPROXY,
     SINGULAR_MCPSERVER,
     SINGULAR_MCPTENANT,
     SINGULAR_MCPTOOLCONFIG,
     VERSION,
 )
 from moorage_api.generating import REPO_ROOT, run_generator
+from moorage_api.mcpexternalauthconfig import MCPExternalAuthConfig
+from moorage_api.mcpgroup import MCPGroup
 from moorage_api.mcpregistry import MCPRegistry
+from moorage_api.mcpremoteproxy import MCPRemoteProxy
 from moorage_api.mcpserver import MCPServer
 from moorage_api.mcptenant import MCPTenant
 from moorage_api.mcptoolconfig import MCPToolConfig
@@ -217,6 +232,80 @@ KINDS: Final = (
                 description="The registry API's URL.",
                 priority=1,
             ),
+        ),
+    ),
+    KindDefinition(
+        model=MCPRemoteProxy,
+        kind=KIND_MCPREMOTEPROXY,
+        plural=PLURAL_MCPREMOTEPROXY,
+        singular=SINGULAR_MCPREMOTEPROXY,
+        short_names=SHORT_NAMES_MCPREMOTEPROXY,
+        columns=(
+            PrinterColumn(
+                name="Phase",
+                type="string",
+                json_path=".status.phase",
+                description="Coarse state of the proxy.",
+            ),
+            PrinterColumn(
+                name="Remote URL",
+                type="string",
+                json_path=".spec.remoteUrl",
+                description="The remote MCP endpoint.",
+            ),
+            PrinterColumn(
+                name="URL",
+                type="string",
+                json_path=".status.url",
+                description="Where MCP clients connect.",
+            ),
+            PrinterColumn(
+                name="Ready",
+                type="integer",
+                json_path=".status.readyReplicas",
+                description="Ready proxy replicas.",
+            ),
+            AGE,
+            replace(condition_column("RemoteAvailable", name="Remote"), priority=1),
+        ),
+    ),
+    KindDefinition(
+        model=MCPExternalAuthConfig,
+        kind=KIND_MCPEXTERNALAUTHCONFIG,
+        plural=PLURAL_MCPEXTERNALAUTHCONFIG,
+        singular=SINGULAR_MCPEXTERNALAUTHCONFIG,
+        short_names=SHORT_NAMES_MCPEXTERNALAUTHCONFIG,
+        columns=(
+            PrinterColumn(
+                name="Type",
+                type="string",
+                json_path=".spec.type",
+                description="The kind of outgoing authentication.",
+            ),
+            condition_column("Valid"),
+            AGE,
+        ),
+    ),
+    KindDefinition(
+        model=MCPGroup,
+        kind=KIND_MCPGROUP,
+        plural=PLURAL_MCPGROUP,
+        singular=SINGULAR_MCPGROUP,
+        short_names=SHORT_NAMES_MCPGROUP,
+        columns=(
+            PrinterColumn(
+                name="Members",
+                type="integer",
+                json_path=".status.memberCount",
+                description="MCPServers and MCPRemoteProxies in the group.",
+            ),
+            PrinterColumn(
+                name="Phase",
+                type="string",
+                json_path=".status.phase",
+                description="Coarse state of the group.",
+            ),
+            AGE,
         ),
     ),
     KindDefinition(

@@ -14,6 +14,7 @@ from pydantic import Field, StringConstraints, WithJsonSchema, field_validator, 
 
 from moorage_api.base import (
     CONDITIONS_FIELD_EXTRA,
+    HTTP_URL_PATTERN,
     LIST_SET,
     ApiModel,
     Condition,
@@ -40,6 +41,7 @@ from moorage_api.images import (
     parse_image_reference,
 )
 from moorage_api.ratelimits import RateLimits
+from moorage_api.references import ExternalAuthConfigRef, GroupRef
 from moorage_api.sessionstorage import SessionStorage
 
 Transport = Literal["stdio", "sse", "streamable-http"]
@@ -54,7 +56,6 @@ MCPSERVER_NAME_PATTERN: Final = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 SERVICE_ACCOUNT_REF_PATTERN: Final = (
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 )
-HTTP_URL_PATTERN: Final = r"^https?://[^\s]+$"
 ENDPOINT_PREFIX_PATTERN: Final = r"^/[^\s?#]*$"
 _HOST_LABEL: Final = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
 _PORT: Final = (
@@ -86,6 +87,7 @@ class MCPServerConditionType(StrEnum):
     TOOL_CONFIG_RESOLVED = "ToolConfigResolved"
     AUTH_CONFIG_VALID = "AuthConfigValid"
     STDIO_REPLICA_CAPPED = "StdioReplicaCapped"
+    GROUP_RESOLVED = "GroupResolved"
 
 
 class ReadyReason(StrEnum):
@@ -380,6 +382,14 @@ class MCPServerSpec(ApiModel):
                 message="stdioEra auto is only used with transport stdio",
                 field_path=".stdioEra",
             ),
+            cel(
+                "self.transport != 'stdio' || !has(self.externalAuthConfigRef)",
+                message=(
+                    "externalAuthConfigRef is only used with transport sse or streamable-http "
+                    "(a stdio server has no upstream to authenticate to)"
+                ),
+                field_path=".externalAuthConfigRef",
+            ),
         )
     }
 
@@ -481,6 +491,14 @@ class MCPServerSpec(ApiModel):
     resource_overrides: ResourceOverrides | None = Field(
         None, description="Extra metadata and env on the objects the operator creates."
     )
+    external_auth_config_ref: ExternalAuthConfigRef | None = Field(
+        None,
+        description=(
+            "An MCPExternalAuthConfig: how the proxy authenticates to the MCP server (transports "
+            "`sse` and `streamable-http` only)."
+        ),
+    )
+    group_ref: GroupRef | None = Field(None, description="The MCPGroup this server belongs to.")
     allowed_hosts: list[
         Annotated[
             str,
@@ -550,6 +568,11 @@ class MCPServerSpec(ApiModel):
                 f"stdioEra: {self.stdio_era} is only used with transport stdio, "
                 f"not {self.transport}"
             )
+        if self.transport == "stdio" and self.external_auth_config_ref is not None:
+            raise ValueError(
+                "externalAuthConfigRef: only used with transport sse or streamable-http "
+                "(a stdio server has no upstream to authenticate to)"
+            )
         return self
 
     @property
@@ -560,8 +583,8 @@ class MCPServerSpec(ApiModel):
         return self.transport
 
 
-class MCPServerStatus(ApiModel):
-    """Observed state of an MCPServer, written by the operator."""
+class ProxyStatus(ApiModel):
+    """Observed state shared by the kinds that run a proxy Deployment, written by the operator."""
 
     phase: MCPServerPhase | None = Field(
         None, description="`Pending`, `Running`, `Failed`, `Terminating` or `Stopped`."
@@ -577,12 +600,17 @@ class MCPServerStatus(ApiModel):
     tool_config_hash: str | None = Field(
         None, description="`configHash` of the MCPToolConfig in effect."
     )
+
+
+class MCPServerStatus(ProxyStatus):
+    """Observed state of an MCPServer, written by the operator."""
+
     conditions: list[Condition] = Field(
         default_factory=list,
         json_schema_extra=CONDITIONS_FIELD_EXTRA,
         description=(
             "`Ready`, `PodTemplateValid`, `ToolConfigResolved`, `AuthConfigValid`, "
-            "`StdioReplicaCapped`."
+            "`StdioReplicaCapped`, `GroupResolved`."
         ),
     )
 

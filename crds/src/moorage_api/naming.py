@@ -14,15 +14,18 @@ from moorage_api.constants import (
     LABEL_INSTANCE,
     LABEL_MANAGED_BY,
     LABEL_MCPREGISTRY,
+    LABEL_MCPREMOTEPROXY,
     LABEL_MCPSERVER,
     LABEL_NAME,
     LABEL_PART_OF,
     MANAGED_BY,
     NAME_MCPREGISTRY,
+    NAME_MCPREMOTEPROXY,
     NAME_MCPSERVER,
     PART_OF,
 )
 from moorage_api.mcpserver import ProxyMode
+from moorage_api.outgoing import RemoteTransport
 
 
 def proxy_service_name(server: str) -> str:
@@ -89,17 +92,36 @@ def registry_api_name(registry: str) -> str:
     return f"{registry}-api"
 
 
+def remote_proxy_name(proxy: str) -> str:
+    """ServiceAccount, Role, RoleBinding and Deployment of an MCPRemoteProxy; the `remote-` infix
+    keeps them apart from the children of an MCPServer of the same name."""
+    return f"{proxy}-remote-proxy"
+
+
+def remote_proxy_service_name(proxy: str) -> str:
+    """ClusterIP Service in front of an MCPRemoteProxy's proxy runner."""
+    return f"mcp-{proxy}-remote-proxy"
+
+
+def remote_runconfig_configmap_name(proxy: str) -> str:
+    return f"{proxy}-remote-runconfig"
+
+
+def _proxy_owner_labels(owner: str, *, kind_name: str, owner_label: str) -> dict[str, str]:
+    return {
+        LABEL_APP: kind_name,
+        LABEL_NAME: kind_name,
+        LABEL_INSTANCE: owner,
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_PART_OF: PART_OF,
+        owner_label: owner,
+    }
+
+
 def mcpserver_labels(server: str) -> dict[str, str]:
     """Labels on every child (and pod) of an MCPServer; none of them is in a selector that
     Kubernetes keeps immutable except `LABEL_MCPSERVER` (see `mcp_pod_selector`)."""
-    return {
-        LABEL_APP: NAME_MCPSERVER,
-        LABEL_NAME: NAME_MCPSERVER,
-        LABEL_INSTANCE: server,
-        LABEL_MANAGED_BY: MANAGED_BY,
-        LABEL_PART_OF: PART_OF,
-        LABEL_MCPSERVER: server,
-    }
+    return _proxy_owner_labels(server, kind_name=NAME_MCPSERVER, owner_label=LABEL_MCPSERVER)
 
 
 def mcp_pod_selector(server: str) -> dict[str, str]:
@@ -118,6 +140,14 @@ def mcpregistry_labels(registry: str) -> dict[str, str]:
     }
 
 
+def mcpremoteproxy_labels(proxy: str) -> dict[str, str]:
+    """Labels on every child (and pod) of an MCPRemoteProxy: an MCPServer's, with the kind's own
+    name and key."""
+    return _proxy_owner_labels(
+        proxy, kind_name=NAME_MCPREMOTEPROXY, owner_label=LABEL_MCPREMOTEPROXY
+    )
+
+
 def mcpserver_url(
     server: str,
     *,
@@ -130,3 +160,17 @@ def mcpserver_url(
     of `proxy_service_hosts`."""
     path = "/sse" if proxy_mode == "sse" else "/mcp"
     return f"http://{proxy_service_name(server)}.{namespace}.svc.{cluster_domain}:{port}{path}"
+
+
+def mcpremoteproxy_url(
+    proxy: str,
+    *,
+    namespace: str,
+    port: int,
+    transport: RemoteTransport,
+    cluster_domain: str = DEFAULT_CLUSTER_DOMAIN,
+) -> str:
+    """`status.url` of an MCPRemoteProxy: its Service, with the path clients of `transport` use."""
+    path = "/sse" if transport == "sse" else "/mcp"
+    service = remote_proxy_service_name(proxy)
+    return f"http://{service}.{namespace}.svc.{cluster_domain}:{port}{path}"

@@ -11,9 +11,9 @@ import ipaddress
 from typing import Annotated, Final, Literal
 from urllib.parse import urlsplit
 
-from pydantic import StringConstraints
+from pydantic import AfterValidator, StringConstraints
 
-from moorage_api.base import find_duplicates
+from moorage_api.base import cel, find_duplicates
 
 RemoteTransport = Literal["streamable-http", "sse"]
 """How a remote MCP server speaks MCP."""
@@ -69,6 +69,29 @@ def header_name_problem(name: str) -> str | None:
         )
         return f"header {name!r} is set by the proxy itself and cannot be configured{hint}"
     return None
+
+
+def checked_header_name(name: str) -> str:
+    """`name` when it can be a configured upstream header; else `ValueError` saying why."""
+    if problem := header_name_problem(name):
+        raise ValueError(problem)
+    return name
+
+
+ConfiguredHeaderName = Annotated[HeaderName, AfterValidator(checked_header_name)]
+"""A header name a resource configures: valid, and not one the proxy sets itself (the CRD carries
+`header_name_rule` for the same check)."""
+
+
+def header_name_rule(field: str) -> dict[str, str]:
+    """CEL on an object whose `field` names a configured header: `header_name_problem` as the
+    apiserver can state it (reserved names, compared without case)."""
+    reserved = ", ".join(f"'{name}'" for name in sorted(RESERVED_HEADERS))
+    return cel(
+        f"!(self.{field}.lowerAscii() in [{reserved}])",
+        message=f"{field} is a header the proxy sets itself and cannot be configured",
+        field_path=f".{field}",
+    )
 
 
 def is_private_address(host: str) -> bool:

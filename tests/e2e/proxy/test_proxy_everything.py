@@ -230,18 +230,25 @@ async def test_a_listen_stream_the_policy_stops_allowing_ends_with_an_error(
 ) -> None:
     path = tmp_path / "runconfig.json"
     config = write_policies(path, "permit(principal, action, resource);")
+    async with running_proxy(stdio_backend(everything), config=config) as proxy:
+        ended = await lose_listen_stream(proxy.mcp, path, SUBSCRIBED)
+    assert "no longer allows reading" in ended
+
+
+async def lose_listen_stream(target: Any, path: Path, uri: str) -> str:
+    """Listen to `uri` as a 2026-07-28 client, then forbid reading it in the policy file at
+    `path`: the error the stream ended with."""
     async with (
-        running_proxy(stdio_backend(everything), config=config) as proxy,
-        Client(proxy.mcp, mode="2026-07-28") as client,
-        client.listen(resource_subscriptions=[SUBSCRIBED]) as subscription,
+        Client(target, mode="2026-07-28") as client,
+        client.listen(resource_subscriptions=[uri]) as subscription,
     ):
-        assert subscription.honored.resource_subscriptions == [SUBSCRIBED]
+        assert subscription.honored.resource_subscriptions == [uri]
         write_policies(
             path,
             "permit(principal, action, resource);",
-            f'forbid(principal, action, resource == Resource::"{SUBSCRIBED}");',
+            f'forbid(principal, action, resource == Resource::"{uri}");',
         )
         with pytest.raises(SubscriptionLost) as ended:
             async for _ in subscription:
                 pass
-    assert "no longer allows reading" in str(ended.value.__cause__)
+    return str(ended.value.__cause__)

@@ -20,7 +20,10 @@ from moorage_core import errors
 from moorage_core.kube import (
     CONFIGMAPS,
     CRDS,
+    MCPEXTERNALAUTHCONFIGS,
+    MCPGROUPS,
     MCPREGISTRIES,
+    MCPREMOTEPROXIES,
     MCPSERVERS,
     MCPTOOLCONFIGS,
     KubeClient,
@@ -36,6 +39,9 @@ KINDS = {
     "MCPServer": MCPSERVERS,
     "MCPToolConfig": MCPTOOLCONFIGS,
     "MCPRegistry": MCPREGISTRIES,
+    "MCPRemoteProxy": MCPREMOTEPROXIES,
+    "MCPExternalAuthConfig": MCPEXTERNALAUTHCONFIGS,
+    "MCPGroup": MCPGROUPS,
     "ConfigMap": CONFIGMAPS,
 }
 
@@ -361,7 +367,10 @@ REJECTED: list[Any] = [
 
 def test_crds_are_established(crds: list[str], control_plane: ControlPlane) -> None:
     assert sorted(crds) == [
+        "customresourcedefinition.apiextensions.k8s.io/mcpexternalauthconfigs.moorage.dev",
+        "customresourcedefinition.apiextensions.k8s.io/mcpgroups.moorage.dev",
         "customresourcedefinition.apiextensions.k8s.io/mcpregistries.moorage.dev",
+        "customresourcedefinition.apiextensions.k8s.io/mcpremoteproxies.moorage.dev",
         "customresourcedefinition.apiextensions.k8s.io/mcpservers.moorage.dev",
         "customresourcedefinition.apiextensions.k8s.io/mcptenants.moorage.dev",
         "customresourcedefinition.apiextensions.k8s.io/mcptoolconfigs.moorage.dev",
@@ -531,6 +540,11 @@ def test_the_examples_kustomization_applies(
         "mcptoolconfig.moorage.dev/time-tools",
         "mcpregistry.moorage.dev/example",
         "mcpregistry.moorage.dev/community",
+        "mcpexternalauthconfig.moorage.dev/docs-token-exchange",
+        "mcpremoteproxy.moorage.dev/docs",
+        "mcpgroup.moorage.dev/research",
+        "mcpserver.moorage.dev/research-time",
+        "mcpremoteproxy.moorage.dev/research-papers",
     ):
         assert name in applied, applied
 

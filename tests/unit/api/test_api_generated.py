@@ -89,6 +89,9 @@ def test_the_kustomization_lists_every_crd() -> None:
         ("MCPServer", ["mcps", "mcpserver"], ["Phase", "Ready", "Replicas", "URL", "Age"]),
         ("MCPToolConfig", ["mcptc"], ["Valid", "Blocked", "Age"]),
         ("MCPRegistry", ["mcpreg"], ["Phase", "Servers", "Last Sync", "Age"]),
+        ("MCPRemoteProxy", ["mcprp", "rp"], ["Phase", "Remote URL", "URL", "Ready", "Age"]),
+        ("MCPExternalAuthConfig", ["mcpeac"], ["Type", "Valid", "Age"]),
+        ("MCPGroup", ["mcpg"], ["Members", "Phase", "Age"]),
     ],
 )
 def test_crd_names_and_default_columns(
@@ -201,6 +204,14 @@ def test_cel_rules_are_where_the_spec_wants_them() -> None:
         "MCPRegistry.spec.source",
         "MCPRegistry.spec.source.git",
         "MCPRegistry.spec.syncPolicy",
+        "MCPRemoteProxy",
+        "MCPRemoteProxy.spec.oidcConfig",
+        "MCPRemoteProxy.spec.authzConfig",
+        "MCPRemoteProxy.spec.headerForward",
+        "MCPRemoteProxy.spec.headerForward.addHeaders[]",
+        "MCPRemoteProxy.spec.headerForward.addHeadersFromSecret[]",
+        "MCPExternalAuthConfig.spec",
+        "MCPExternalAuthConfig.spec.headerInjection",
     }
     assert "duration(self.interval) >= duration('1m')" in rules["MCPRegistry.spec.syncPolicy"]
 

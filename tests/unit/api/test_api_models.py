@@ -9,13 +9,17 @@ from typing import Any
 import pytest
 import yaml
 from pydantic import BaseModel, ValidationError
+from testkit.rejections import assert_rejected_naming
 
 from moorage_api import (
     MCPRegistry,
     MCPServer,
     MCPServerPhase,
     MCPToolConfig,
+    parse_mcpexternalauthconfig,
+    parse_mcpgroup,
     parse_mcpregistry,
+    parse_mcpremoteproxy,
     parse_mcpserver,
     parse_mcptoolconfig,
     validation_messages,
@@ -30,6 +34,9 @@ PARSERS: dict[str, Callable[[dict[str, Any]], BaseModel]] = {
     "MCPServer": parse_mcpserver,
     "MCPToolConfig": parse_mcptoolconfig,
     "MCPRegistry": parse_mcpregistry,
+    "MCPRemoteProxy": parse_mcpremoteproxy,
+    "MCPExternalAuthConfig": parse_mcpexternalauthconfig,
+    "MCPGroup": parse_mcpgroup,
 }
 IMAGE = "ghcr.io/moorage-dev/mcp-server-time:2025.9.25"
 
@@ -696,10 +703,7 @@ REJECTED: list[Any] = [
 def test_invalid_input_is_rejected_naming_the_field(
     model: type[BaseModel], body: dict[str, Any], field: str, expected: str
 ) -> None:
-    with pytest.raises(ValidationError) as info:
-        model.model_validate(body)
-    messages = validation_messages(info.value)
-    assert any(m.startswith(f"{field}:") and expected in m for m in messages), messages
+    assert_rejected_naming(model, body, field, expected)
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,13 @@
 """`HttpEndpoints` through the HTTP front end over an in-process upstream (the fake at the seam):
 what goes upstream is the parsed message, the answer and its session come back, a session serves
-only the subject that opened it, sessions stay with the server that opened them, and a RunConfig
-reload has nothing to announce or recheck on streams that are the server's own."""
+only the subject that opened it, sessions stay with the server that opened them, a RunConfig
+reload announces nothing on streams that are the server's own but rechecks subscriptions, and a
+session told its subscription ended while no GET stream was open is told when one opens, with
+the server's own events after it unchanged."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 from collections.abc import AsyncIterator
@@ -31,6 +34,15 @@ class Upstream:
     name: str
     posted: list[tuple[dict[str, Any], str | None]] = field(default_factory=list)
     sessions: itertools.count[int] = field(default_factory=itertools.count)
+    events: bytes = b""
+    """What its GET stream sends before it ends."""
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(self.events)
+        await response.write_eof()
+        return response
 
     async def mcp(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -53,6 +65,7 @@ async def proxied(
         for upstream in upstreams:
             app = web.Application()
             app.router.add_post("/mcp", upstream.mcp)
+            app.router.add_get("/mcp", upstream.stream)
             server = await stack.enter_async_context(TestServer(app))
             urls.append(str(server.make_url("/mcp")))
         registry = CollectorRegistry()
@@ -117,7 +130,40 @@ async def test_another_subject_is_answered_as_for_an_unknown_session() -> None:
         assert [body["method"] for body, _ in upstream.posted] == ["initialize"]
 
 
-async def test_a_reload_has_nothing_to_announce_or_recheck_on_the_servers_streams() -> None:
+async def test_a_reload_announces_nothing_on_the_servers_streams_but_rechecks_subscriptions() -> (
+    None
+):
     async with proxied(Upstream("a")) as (_, endpoints):
         assert endpoints.announcer() is None
-        assert endpoints.rechecker() is None
+        assert endpoints.rechecker() is not None
+
+
+async def test_a_notice_for_a_session_without_a_get_stream_goes_out_when_one_opens() -> None:
+    server_event = (
+        b'id: ev-1\nevent: message\ndata: {"jsonrpc":"2.0","id":7,'
+        b'"method":"sampling/createMessage","params":{}}\n\n'
+    )
+    upstream = Upstream("a", events=server_event)
+    async with proxied(upstream) as (client, endpoints):
+        opened = await client.post("/mcp", json=INITIALIZE, headers=headers())
+        session = opened.headers["Mcp-Session-Id"]
+        subscribe = {
+            "jsonrpc": "2.0",
+            "id": 3,
+            "method": "resources/subscribe",
+            "params": {"uri": "test://gone"},
+        }
+        await client.post("/mcp", json=subscribe, headers=headers(session))
+        assert endpoints.recheck_subscriptions(lambda identity, uri: False) == 1
+        for _ in range(100):
+            if upstream.posted[-1][0]["method"] == "resources/unsubscribe":
+                break
+            await asyncio.sleep(0.01)
+        assert upstream.posted[-1][0]["params"] == {"uri": "test://gone"}
+        stream = await client.get(
+            "/mcp", headers={"Accept": "text/event-stream", "Mcp-Session-Id": session}
+        )
+        body = await stream.read()
+    notice, rest = body.split(b"\n\n", 1)
+    assert b"subscription to test://gone has ended" in notice
+    assert rest == server_event

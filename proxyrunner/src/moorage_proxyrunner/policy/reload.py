@@ -16,8 +16,8 @@ it and `moorage_proxy_config_rejected` is 1 until a good text arrives. Changes t
 Deployment for those; they are logged as ignored. When what clients may list changes, every open
 session is sent `notifications/tools/list_changed` (and the prompt/resource ones when the
 policies changed and the server has those); when the policies changed, the resource
-subscriptions held through a shared stdio server are checked again and those no longer allowed
-end (`Endpoints.rechecker`).
+subscriptions held through the proxy (a shared stdio server, or a legacy session on an HTTP
+backend) are checked again and those no longer allowed end (`Endpoints.rechecker`).
 """
 
 from __future__ import annotations

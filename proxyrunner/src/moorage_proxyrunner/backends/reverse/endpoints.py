@@ -23,8 +23,13 @@ differs; one naming no argument is dropped). A client's response is refused on t
 (there is no server request to answer) and forwarded rebuilt from its envelope on the legacy one.
 A step that needs a result (the tool filter on `tools/list`) makes the proxy rewrite that one
 answer: from an SSE answer to a listing, the events before it are relayed as they come and only
-the answer's own event is read whole; a JSON answer is read whole. Targets is a list so a
-StatefulSet's pods can be given; locally it has one entry.
+the answer's own event is read whole; a JSON answer is read whole. After a policy change the
+resource subscriptions a legacy session holds through the proxy are checked again
+(`recheck_subscriptions`, `subscriptions.SessionSubscriptions`): the client is told on its
+HTTP+SSE stream or on its session's GET stream, which the proxy relays whole event by event
+through a mailbox it can add its own notices to (held until the stream opens when none is);
+a 2026-07-28 `subscriptions/listen` stream, relayed the same way, ends with -32003 naming the
+URIs. Targets is a list so a StatefulSet's pods can be given; locally it has one entry.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import itertools
 import secrets
 import time
 from collections import Counter
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import urljoin, urlsplit
@@ -45,9 +50,16 @@ import structlog
 from aiohttp import web
 
 from moorage_core.supervising import TaskSupervisor
+from moorage_proxyrunner.backends.reverse.subscriptions import SessionSubscriptions
 from moorage_proxyrunner.backends.reverse.upstream import Client, Response, Target, UpstreamError
-from moorage_proxyrunner.config.limits import session_refusal, timeout_error
+from moorage_proxyrunner.config.limits import (
+    is_over_subscriptions,
+    session_refusal,
+    subscriptions_refusal,
+    timeout_error,
+)
 from moorage_proxyrunner.config.settings import ProxyRunnerSettings
+from moorage_proxyrunner.front.app import Rechecker
 from moorage_proxyrunner.front.identity import identity_of
 from moorage_proxyrunner.front.metrics import ProxyMetrics
 from moorage_proxyrunner.front.responding import (
@@ -78,6 +90,11 @@ from moorage_proxyrunner.protocol.jsonrpc import (
     response_envelope,
 )
 from moorage_proxyrunner.protocol.pipeline import Era, Identity, McpCall, Pipeline, Reply
+from moorage_proxyrunner.protocol.revocation import (
+    listen_ended_error,
+    revoked_uris,
+    subscription_ended_notice,
+)
 from moorage_proxyrunner.protocol.sse import (
     KEEPALIVE,
     SSE_HEADERS,
@@ -104,6 +121,11 @@ STREAMED_LISTS: Final = frozenset(
     {"tools/list", "prompts/list", "resources/list", "resources/templates/list"}
 )
 """Listings a step rewrites whose SSE answers are relayed as they come, all but the answer."""
+TRACKED: Final = frozenset({"resources/subscribe", "resources/unsubscribe", "logging/setLevel"})
+"""Legacy-session requests whose accepted answers the proxy notes (`SessionSubscriptions`): it
+reads their answers before the client does."""
+READ_UNTIL_ANSWER: Final = STREAMED_LISTS | TRACKED
+"""Requests whose SSE answers are relayed event by event up to the answer, which is read whole."""
 PROBE_INTERVAL: Final = 5.0
 """Seconds between reachability probes of the targets (for `/health`)."""
 
@@ -218,6 +240,14 @@ class HttpEndpoints(Refusing):
         """When each pinned session was last used (monotonic); pins idle past the session
         idle timeout are forgotten, so sessions the upstream dropped do not count forever."""
         self._sse: dict[str, _SseSession] = {}
+        self._subscriptions = SessionSubscriptions()
+        self._session_streams: dict[str, Mailbox] = {}
+        """Each streamable-HTTP session's GET stream being relayed: the server's events and the
+        proxy's own notices, merged event by event."""
+        self._held_notices: dict[str, list[Json]] = {}
+        """Notices for a streamable-HTTP session whose GET stream is not open: they go out when
+        it opens (bounded: one per subscription the session held)."""
+        self._listens: set[_Listen] = set()
         self._reachable = [False] * len(self.targets)
         self._prober: asyncio.Task[None] | None = None
         self._inflight = 0
@@ -268,13 +298,12 @@ class HttpEndpoints(Refusing):
         return any(self._reachable)
 
     def announcer(self) -> None:
-        """None: the sessions are the server's own streams; the proxy relays them and cannot
-        add to them."""
+        """None: the server announces its own list changes on its sessions' streams; the
+        proxy only adds the notices of a policy change (`recheck_subscriptions`)."""
         return
 
-    def rechecker(self) -> None:
-        """None: the server holds its subscriptions on its own streams."""
-        return
+    def rechecker(self) -> Rechecker:
+        return self.recheck_subscriptions
 
     async def _probe_forever(self) -> None:
         while True:
@@ -288,6 +317,11 @@ class HttpEndpoints(Refusing):
             if used < cutoff:
                 self._pins.pop(session_id, None)
                 del self._pin_used[session_id]
+                self._forget(session_id)
+
+    def _forget(self, session_id: str) -> None:
+        self._subscriptions.forget(session_id)
+        self._held_notices.pop(session_id, None)
 
     async def _probe_all(self) -> None:
         await asyncio.gather(*(self._probe(i) for i in range(len(self.targets))))
@@ -384,17 +418,38 @@ class HttpEndpoints(Refusing):
             return relayed[0]
         sent: list[Reply] = []
 
+        # Only a legacy session subscribes with `resources/subscribe`; the modern wire listens.
+        tracked = session_id if not modern and parsed.method in TRACKED else None
+        listening = modern and parsed.method == "subscriptions/listen"
+
         async def terminal(call: McpCall) -> Reply:
+            if tracked is not None:
+                refusal = self._over_subscriptions(tracked, call)
+                if refusal is not None:
+                    return Reply(refusal)
             out = routing_headers(headers, call.message, modern=modern, params=params)
             upstream = await self._open(target, "POST", out, encode(call.message))
             if upstream is None:
                 return Reply(_unreachable(call.id, self.targets[target]), status=502)
-            if call.want_result:
-                if call.method in STREAMED_LISTS and upstream.content_type == "text/event-stream":
-                    return await self._relay_until_answer(request, upstream, call.id, target)
+            if listening and upstream.content_type == "text/event-stream":
+                outbox = self._new_outbox(request)
+                uris = _listened_uris(call.params)
+                listen = _Listen(call.id, call.identity, uris, upstream, outbox)
+                return Reply(None, status=upstream.status, passthrough=listen)
+            if call.want_result or tracked is not None:
+                if (
+                    call.method in READ_UNTIL_ANSWER
+                    and upstream.content_type == "text/event-stream"
+                ):
+                    reply = await self._relay_until_answer(request, upstream, call.id, target)
+                    if tracked is not None and reply.message is not None:
+                        self._track(tracked, call, reply.message)
+                    return reply
                 message = await _read_answer(upstream, call.id)
                 if message is None:
                     return Reply(_unreachable(call.id, self.targets[target]), status=502)
+                if tracked is not None:
+                    self._track(tracked, call, message)
                 reply = Reply(message, status=upstream.status)
                 reply.passthrough = _Headers(upstream)
                 return reply
@@ -410,7 +465,12 @@ class HttpEndpoints(Refusing):
         try:
             async with asyncio.timeout(self.settings.limits.request_timeout):
                 reply = await self.pipeline.bind(terminal)(call)
-                return await self._answer(request, reply, started, parsed.method, target, parsed.id)
+                if not isinstance(reply.passthrough, _Listen):
+                    return await self._answer(
+                        request, reply, started, parsed.method, target, parsed.id
+                    )
+            # A listen stream lasts as long as the client listens: no request timeout.
+            return await self._relay_listen(request, reply.passthrough, started)
         except TimeoutError:
             # The upstream request is closed below, which is how an HTTP server learns that
             # nobody waits for its answer any more.
@@ -474,6 +534,8 @@ class HttpEndpoints(Refusing):
         target = self._target_for(session_id, identity_of(request))
         if target is None:
             return self.reject(404, INVALID_REQUEST, "Session not found", started)
+        if request.method == "GET" and session_id:
+            return await self._session_stream(request, session_id, target, started)
         response = await self._relay(
             request,
             request.method,
@@ -486,7 +548,226 @@ class HttpEndpoints(Refusing):
         if request.method == "DELETE" and session_id and 200 <= response.status < 300:
             self._pins.pop(session_id, None)
             self._pin_used.pop(session_id, None)
+            self._forget(session_id)
         return response
+
+    async def _session_stream(
+        self, request: web.Request, session_id: str, target: int, started: float
+    ) -> web.StreamResponse:
+        """A session's GET stream: relayed event by event (whole events, as the server wrote
+        them, ids included) through a mailbox the proxy can add its own notices to between
+        them. Anything but an SSE answer is passed back as it came."""
+        upstream = await self._open(target, "GET", forwarded_headers(request.headers), None)
+        if upstream is None:
+            return self._unreachable_target(target, started)
+        if upstream.content_type != "text/event-stream":
+            try:
+                return await self._stream_back(request, upstream, target)
+            finally:
+                upstream.close()
+        outbox = self._new_outbox(request)
+        for notice in self._held_notices.pop(session_id, []):
+            outbox.push({"raw": format_event(encode(notice))})
+        self._session_streams[session_id] = outbox
+        log.info("session_stream_opened", session=session_id[:8])
+        try:
+            return await self._relay_merged(request, upstream, outbox)
+        finally:
+            if self._session_streams.get(session_id) is outbox:
+                del self._session_streams[session_id]
+
+    async def _relay_listen(
+        self, request: web.Request, listen: _Listen, started: float
+    ) -> web.StreamResponse:
+        """A 2026-07-28 `subscriptions/listen` stream, relayed like a session's GET stream so
+        that a policy change can end it (`recheck_subscriptions`)."""
+        self._listens.add(listen)
+        try:
+            response = await self._relay_merged(request, listen.upstream, listen.outbox)
+        finally:
+            self._listens.discard(listen)
+        self.metrics.observe("subscriptions/listen", "ok", time.perf_counter() - started)
+        return response
+
+    def _new_outbox(self, request: web.Request) -> Mailbox:
+        outbox = Mailbox(
+            capacity=self.settings.queue_capacity,
+            max_bytes=self.settings.limits.queue_max_bytes,
+            size=_raw_size,
+        )
+        outbox.on_overflow = connection_dropper(request)
+        return outbox
+
+    async def _relay_merged(
+        self, request: web.Request, upstream: Response, outbox: Mailbox
+    ) -> web.StreamResponse:
+        """Relay an upstream SSE stream through `outbox` (which the proxy may add to, or close
+        to end the stream) until either ends."""
+        response = web.StreamResponse(
+            status=upstream.status, headers={**_response_headers(upstream), **SSE_HEADERS}
+        )
+        self._relays.add(upstream)
+        pump = asyncio.create_task(self._pump_events(upstream, EventParser(), outbox))
+        try:
+            await response.prepare(request)
+            request[STREAMING_KEY] = response
+            await self._write_outbox(response, outbox)
+            await response.write_eof()
+        except ConnectionError:
+            pass  # the client left
+        finally:
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pump
+            self._relays.discard(upstream)
+            upstream.close()
+        return response
+
+    async def _pump_events(
+        self,
+        upstream: Response,
+        parser: EventParser,
+        outbox: Mailbox,
+        early: list[Event] | None = None,
+        relay: Callable[[Event], bool] | None = None,
+    ) -> None:
+        """Upstream events → `outbox` (those `relay` lets through, when given) until the
+        upstream stream ends."""
+        try:
+            for event in early or []:
+                self._push_event(event, outbox, relay)
+            async for chunk in upstream.chunks():
+                for event in parser.feed(chunk):
+                    self._push_event(event, outbox, relay)
+        except UpstreamError as exc:
+            log.info("sse_upstream_ended", error=str(exc))
+        finally:
+            outbox.close()
+
+    def _push_event(
+        self, event: Event, outbox: Mailbox, relay: Callable[[Event], bool] | None
+    ) -> None:
+        if relay is not None and not relay(event):
+            return
+        if not outbox.push({"raw": event.raw}):
+            self.metrics.dropped.inc()
+
+    async def _write_outbox(self, response: web.StreamResponse, outbox: Mailbox) -> None:
+        """Write what `outbox` carries to the client's stream until it is closed."""
+        while True:
+            ready = await outbox.wait(self.settings.keepalive_interval)
+            if not ready:
+                await response.write(KEEPALIVE)
+                continue
+            for item in outbox.take():
+                await response.write(item["raw"])
+            if outbox.closed:
+                break
+
+    # ---- subscriptions after a policy change ----
+
+    def _over_subscriptions(self, session_id: str, call: McpCall) -> Json | None:
+        """The refusal of a `resources/subscribe` that would pass the per-session cap."""
+        uri = call.params.get("uri")
+        limit = self.settings.limits.max_subscriptions_per_session
+        if call.method != "resources/subscribe" or not isinstance(uri, str):
+            return None
+        if is_over_subscriptions(self._subscriptions.uris(session_id), [uri], limit):
+            return subscriptions_refusal(call.id, limit)
+        return None
+
+    def _track(self, session_id: str, call: McpCall, answer: Json) -> None:
+        """Note what a legacy session holds once the server accepted it."""
+        if "result" not in answer:
+            return
+        params = call.params
+        uri = params.get("uri")
+        level = params.get("level")
+        if call.method == "resources/subscribe" and isinstance(uri, str):
+            self._subscriptions.subscribed(session_id, call.identity, uri)
+        elif call.method == "resources/unsubscribe" and isinstance(uri, str):
+            self._subscriptions.unsubscribed(session_id, uri)
+        elif call.method == "logging/setLevel" and isinstance(level, str):
+            self._subscriptions.set_level(session_id, call.identity, level)
+
+    def recheck_subscriptions(self, allowed: Callable[[Identity, str], bool]) -> int:
+        """End the resource subscriptions the access policy no longer allows (`allowed`: may
+        this caller read this URI); how many ended. For a legacy session the server is asked to
+        unsubscribe it, and the client is told with a `warning` log message (within its log
+        level). A `subscriptions/listen` stream ends with a -32003 error naming the URIs."""
+        ended = 0
+        for session_id, lost in self._subscriptions.revoke(allowed).items():
+            ended += len(lost)
+            log.info("subscriptions_revoked", session=session_id[:8], uris=lost)
+            self._spawn(self._end_subscriptions(session_id, lost))
+        for listen in list(self._listens):
+            lost = revoked_uris(listen.uris, listen.owner, allowed)
+            if not lost:
+                continue
+            ended += len(lost)
+            log.info("subscriptions_revoked", listen=str(listen.id)[:8], uris=lost)
+            # Authorised as a whole, so it ends whole; closing the upstream ends it there.
+            self._listens.discard(listen)
+            listen.outbox.push({"raw": format_event(encode(listen_ended_error(listen.id, lost)))})
+            listen.outbox.close()
+        return ended
+
+    async def _end_subscriptions(self, session_id: str, uris: list[str]) -> None:
+        level = self._subscriptions.level(session_id)
+        for uri in uris:
+            await self._unsubscribe_upstream(session_id, uri)
+            if eras.is_logged("warning", level):
+                self._tell(session_id, subscription_ended_notice(uri))
+
+    def _tell(self, session_id: str, notice: Json) -> None:
+        """Put the proxy's own notice on a session's stream: a legacy HTTP+SSE session's only
+        stream, or a streamable-HTTP session's GET stream (held until it opens)."""
+        raw = {"raw": format_event(encode(notice))}
+        sse = self._sse.get(session_id)
+        stream = sse.outbox if sse is not None else self._session_streams.get(session_id)
+        if stream is not None:
+            if not stream.push(raw):
+                self.metrics.dropped.inc()
+        elif session_id in self._pins:
+            held = self._held_notices.setdefault(session_id, [])
+            held.append(notice)
+            del held[: -self.settings.limits.max_subscriptions_per_session]
+
+    async def _unsubscribe_upstream(self, session_id: str, uri: str) -> None:
+        request_id = f"moorage-unsubscribe-{secrets.token_hex(8)}"
+        body = encode(
+            {
+                "jsonrpc": "2.0",
+                "id": request_id,
+                "method": "resources/unsubscribe",
+                "params": {"uri": uri},
+            }
+        )
+        headers = {"Content-Type": "application/json"}
+        sse = self._sse.get(session_id)
+        timeout = self.settings.limits.request_timeout
+        if sse is not None:
+            # The answer comes on the client's stream: awaited, so it is held back from it.
+            future: asyncio.Future[Json] = asyncio.get_running_loop().create_future()
+            sse.awaited[request_id] = future
+            upstream = await self._open_url(sse, headers, body)
+            if upstream is not None:
+                with contextlib.suppress(UpstreamError):
+                    await upstream.read()
+                upstream.close()
+                with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(future, timeout)
+            sse.awaited.pop(request_id, None)
+            return
+        pin = self._pins.get(session_id)
+        if pin is None:
+            return
+        headers |= {"Accept": "application/json, text/event-stream", "Mcp-Session-Id": session_id}
+        upstream = await self._open(pin.target, "POST", headers, body)
+        if upstream is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await _read_answer(upstream, request_id)
 
     def _target_for(self, session_id: str | None, identity: Identity) -> int | None:
         """Where a request goes; None: answer it as an unknown session."""
@@ -704,17 +985,20 @@ class HttpEndpoints(Refusing):
                 secrets.token_urlsafe(24),
                 target,
                 urljoin(self.targets[target], endpoint),
-                Mailbox(
-                    capacity=self.settings.queue_capacity,
-                    max_bytes=self.settings.limits.queue_max_bytes,
-                    size=_raw_size,
-                ),
+                self._new_outbox(request),
                 identity_of(request).subject,
             )
-            session.outbox.on_overflow = connection_dropper(request)
             self._sse[session.id] = session
             self.metrics.sessions.set(len(self._sse))
-            pump = asyncio.create_task(self._pump(upstream, parser, session, early))
+            pump = asyncio.create_task(
+                self._pump_events(
+                    upstream,
+                    parser,
+                    session.outbox,
+                    early,
+                    lambda event: self._relayed(event.event, event.data, session),
+                )
+            )
             response = web.StreamResponse(status=200, headers=SSE_HEADERS)
             await response.prepare(request)
             await response.write(
@@ -723,15 +1007,7 @@ class HttpEndpoints(Refusing):
                 )
             )
             try:
-                while True:
-                    ready = await session.outbox.wait(self.settings.keepalive_interval)
-                    if not ready:
-                        await response.write(KEEPALIVE)
-                        continue
-                    for item in session.outbox.take():
-                        await response.write(item["raw"])
-                    if session.outbox.closed:
-                        break
+                await self._write_outbox(response, session.outbox)
             finally:
                 pump.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -739,31 +1015,14 @@ class HttpEndpoints(Refusing):
                 for future in session.awaited.values():
                     future.cancel()  # their answers have nowhere to go now
                 self._sse.pop(session.id, None)
+                self._subscriptions.forget(session.id)
                 self.metrics.sessions.set(len(self._sse))
             return response
         finally:
             upstream.close()
 
-    async def _pump(
-        self,
-        upstream: Response,
-        parser: EventParser,
-        session: _SseSession,
-        early: list[Event],
-    ) -> None:
-        """Upstream events → the client's outbox, holding back answers a step awaits."""
-        try:
-            for event in early:
-                self._relay_event(event.raw, event.event, event.data, session)
-            async for chunk in upstream.chunks():
-                for event in parser.feed(chunk):
-                    self._relay_event(event.raw, event.event, event.data, session)
-        except UpstreamError as exc:
-            log.info("sse_upstream_ended", error=str(exc))
-        finally:
-            session.outbox.close()
-
-    def _relay_event(self, raw: bytes, event: str, data: str, session: _SseSession) -> None:
+    def _relayed(self, event: str, data: str, session: _SseSession) -> bool:
+        """Whether an upstream event goes to the client: not an answer a step awaits."""
         if session.awaited and event == "message":
             parsed = parse_message(data)
             if isinstance(parsed, Message) and parsed.kind is Kind.RESPONSE:
@@ -771,10 +1030,9 @@ class HttpEndpoints(Refusing):
                 if future is not None and not future.done():
                     future.set_result(parsed.body)
                     if parsed.id not in session.passing:
-                        return
+                        return False
                     session.passing.discard(parsed.id)
-        if not session.outbox.push({"raw": raw}):
-            self.metrics.dropped.inc()
+        return True
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
@@ -817,6 +1075,9 @@ class HttpEndpoints(Refusing):
             return posted[0]
 
         async def terminal(call: McpCall) -> Reply:
+            refusal = self._over_subscriptions(session.id, call)
+            if refusal is not None:
+                return Reply(refusal)
             data = encode(call.message)
             # Every answer is awaited, so that one the server never sends times out; only
             # those a step wants to see are held back from the client.
@@ -832,8 +1093,11 @@ class HttpEndpoints(Refusing):
             with contextlib.suppress(UpstreamError):
                 await upstream.read()
             if not call.want_result:
+                # Not awaited here: the server may ask the client something first (a
+                # subscription that samples), and the client posts its answer only once this
+                # POST is answered.
                 session.passing.add(call.id)
-                self._spawn(self._enforce_deadline(session, call.id, future))
+                self._spawn(self._enforce_deadline(session, call, future))
                 return Reply(None, status=202)
             return Reply(await self._answer_in_time(session, call.id, future))
 
@@ -881,10 +1145,14 @@ class HttpEndpoints(Refusing):
             return timeout_error(request_id, timeout)
 
     async def _enforce_deadline(
-        self, session: _SseSession, request_id: Any, future: asyncio.Future[Json]
+        self, session: _SseSession, call: McpCall, future: asyncio.Future[Json]
     ) -> None:
-        """Answer a passing request with the timeout error if its answer does not come."""
+        """Answer a passing request with the timeout error if its answer does not come; note
+        what an accepted one holds (`TRACKED`)."""
+        request_id = call.id
         answer = await self._answer_in_time(session, request_id, future)
+        if call.method in TRACKED:
+            self._track(session.id, call, answer)
         if request_id not in session.passing:
             return  # the server's own answer went out
         session.passing.discard(request_id)
@@ -923,6 +1191,25 @@ class HttpEndpoints(Refusing):
         parts = urlsplit(session.messages_url)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         return await self._open(session.target, "POST", headers, body, path=path)
+
+
+@dataclass(eq=False, slots=True)
+class _Listen:
+    """A 2026-07-28 `subscriptions/listen` stream relayed from the server: whose it is, the
+    URIs it subscribed (authorised when it opened) and the mailbox its client's stream reads."""
+
+    id: Any
+    owner: Identity
+    uris: list[str]
+    upstream: Response
+    outbox: Mailbox
+
+
+def _listened_uris(params: Json) -> list[str]:
+    """The resource URIs a `subscriptions/listen` asks for."""
+    wanted = params.get("notifications")
+    uris = wanted.get("resourceSubscriptions") if isinstance(wanted, dict) else None
+    return [uri for uri in uris if isinstance(uri, str)] if isinstance(uris, list) else []
 
 
 class _Streamed:

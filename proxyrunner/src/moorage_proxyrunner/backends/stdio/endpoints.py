@@ -59,7 +59,6 @@ from moorage_proxyrunner.front.sessioncaps import SessionLimit, is_session_owner
 from moorage_proxyrunner.front.streams import Exchange, Mailbox, json_size
 from moorage_proxyrunner.protocol import eras
 from moorage_proxyrunner.protocol.jsonrpc import (
-    FORBIDDEN,
     INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
@@ -74,32 +73,16 @@ from moorage_proxyrunner.protocol.jsonrpc import (
     result_response,
 )
 from moorage_proxyrunner.protocol.pipeline import Era, Identity, McpCall, Pipeline, Reply
+from moorage_proxyrunner.protocol.revocation import (
+    listen_ended_error,
+    revoked_uris,
+    subscription_ended_notice,
+)
 from moorage_proxyrunner.protocol.sse import format_event
 
 log = structlog.get_logger(__name__)
 
 _SWEEP_INTERVAL = 60.0
-
-
-def revoked_uris(
-    uris: set[str], owner: Identity, allowed: Callable[[Identity, str], bool]
-) -> list[str]:
-    """The URIs of `uris` that `owner` may no longer read, sorted."""
-    return sorted(uri for uri in uris if not allowed(owner, uri))
-
-
-def subscription_ended_notice(uri: str) -> Json:
-    """What a legacy client is told when the policy ends its subscription to `uri`."""
-    return {
-        "jsonrpc": "2.0",
-        "method": "notifications/message",
-        "params": {
-            "level": "warning",
-            "logger": "moorage-proxy",
-            "data": f"The subscription to {uri} has ended: the access policy no longer "
-            "allows reading it",
-        },
-    }
 
 
 class BridgeEndpoints(Refusing):
@@ -834,10 +817,8 @@ class BridgeEndpoints(Refusing):
 
     def _end_listen(self, peer: Peer, lost: list[str]) -> None:
         self._revoked.add(peer.key)
-        uris = ", ".join(lost)
-        message = f"Forbidden: the access policy no longer allows reading {uris}"
         if peer.mailbox is not None:
-            peer.mailbox.push(error_response(peer.listen_id, FORBIDDEN, message))
+            peer.mailbox.push(listen_ended_error(peer.listen_id, lost))
             peer.mailbox.close()
 
     # ---- legacy HTTP+SSE ----
