@@ -5,8 +5,8 @@ Redis, and a real `mcp` SDK client per process, all the same (unauthenticated) s
 The limit holds across the three (what they allow together is one bucket's burst, not three),
 the SDK hands the caller error -32000 with `retryAfterMs`, HTTP answers carry 429 and
 `Retry-After`; with Redis killed the proxies stay up and let requests through (the default
-`when_unavailable: allow`), counting the failures in their metrics; with Redis back the limits
-hold again.
+`when_unavailable: allow`), counting the failures in their metrics, or with `deny` tell the
+client so; with Redis back the limits hold again.
 """
 
 from __future__ import annotations
@@ -61,15 +61,19 @@ async def is_healthy(base: str) -> bool:
 
 @contextlib.contextmanager
 def proxy_processes(
-    config: dict[str, Any], directory: Path, *, env: dict[str, str] | None = None
+    config: dict[str, Any],
+    directory: Path,
+    *,
+    env: dict[str, str] | None = None,
+    count: int = REPLICAS,
 ) -> Iterator[list[str]]:
-    """`REPLICAS` proxy processes with `config` (and `env`); yields their base URLs."""
+    """`count` proxy processes with `config` (and `env`); yields their base URLs."""
     path = directory / "runconfig.json"
     path.write_text(json.dumps(config))
     processes: list[subprocess.Popen[bytes]] = []
     bases: list[str] = []
     try:
-        for index in range(REPLICAS):
+        for index in range(count):
             port = free_port()
             log = (directory / f"proxy-{index}.log").open("wb")
             processes.append(
@@ -225,3 +229,33 @@ async def test_a_subject_limit_is_one_bucket_for_replicas_using_a_password_with_
             )
             assert answer is not None
             assert answer["error"]["data"]["scope"] == "subject"
+
+
+async def test_with_when_unavailable_deny_a_client_is_told_and_served_again(
+    tmp_path: Path,
+) -> None:
+    with running_redis(tmp_path) as redis:
+        config = runconfig(
+            redis,
+            per_subject={"requests_per_minute": 600, "burst": 100},
+            when_unavailable="deny",
+        )
+        with proxy_processes(config, tmp_path, count=1) as bases:
+            async with clients(bases) as (client,):
+                await client.call_tool("get_current_time", {"timezone": "UTC"})
+                redis.stop()
+                with pytest.raises(MCPError) as refused:
+                    await client.call_tool("get_current_time", {"timezone": "UTC"})
+                assert refused.value.error.code == -32000
+                assert "cannot be checked now" in refused.value.error.message
+                assert await metric(bases[0], "moorage_proxy_rate_limit_store_errors_total") >= 1
+                redis.start()
+
+                async def served() -> bool:
+                    try:
+                        await client.call_tool("get_current_time", {"timezone": "UTC"})
+                    except MCPError:
+                        return False
+                    return True
+
+                await eventually(served, message="served again with Redis back", timeout=20)
