@@ -57,6 +57,8 @@ SPEC_KEYS = {
     "endpoint_prefix",
     "remote",
     "outgoing_auth",
+    "session_storage",
+    "rate_limits",
 }
 
 
