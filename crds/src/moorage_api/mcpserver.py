@@ -40,7 +40,9 @@ from moorage_api.images import (
     IMAGE_REFERENCE_PATTERN,
     parse_image_reference,
 )
+from moorage_api.ratelimits import RateLimits
 from moorage_api.references import ExternalAuthConfigRef, GroupRef
+from moorage_api.sessionstorage import SessionStorage
 
 Transport = Literal["stdio", "sse", "streamable-http"]
 ProxyMode = Literal["sse", "streamable-http"]
@@ -525,6 +527,18 @@ class MCPServerSpec(ApiModel):
             "Service's names are always accepted, and so are IP addresses and `localhost`; any "
             "other `Host` is refused (DNS-rebinding protection)."
         ),
+    )
+
+    # -- shared state and rate limits (moorage_api.sessionstorage, moorage_api.ratelimits) --
+    session_storage: SessionStorage = Field(
+        SessionStorage(),
+        description=(
+            "Where the proxy keeps what its replicas share: `memory` (default) or `redis`. "
+            "Rate limits are counted there; sessions stay in each proxy's memory."
+        ),
+    )
+    rate_limits: RateLimits | None = Field(
+        None, description="Token-bucket rate limits per subject and per tool; unset: none."
     )
 
     @field_validator("allowed_hosts")

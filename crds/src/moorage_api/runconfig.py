@@ -45,10 +45,20 @@ from moorage_api.outgoing import (
     header_name_problem,
     remote_url_problem,
 )
+from moorage_api.ratelimits import MAX_BURST, MAX_REQUESTS_PER_MINUTE, RateLimits, WhenUnavailable
+from moorage_api.sessionstorage import (
+    KeyPrefix,
+    RedisAddress,
+    SessionStorage,
+    SessionStorageType,
+    default_key_prefix,
+)
 
 SCHEMA_VERSION: Final = "moorage/v1"
 
-LIVE_FIELDS: Final = frozenset({"generation", "tools_filter", "tools_override", "authz", "audit"})
+LIVE_FIELDS: Final = frozenset(
+    {"generation", "tools_filter", "tools_override", "authz", "audit", "rate_limits"}
+)
 """Keys the running proxy applies without a restart; a change to any other key rolls the proxy
 (and re-applies the MCP server's StatefulSet). See `restart_checksum`."""
 
@@ -389,6 +399,144 @@ class RunConfigAggregate(RunConfigModel):
         return self
 
 
+# -- shared state and rate limits (spec.sessionStorage, spec.rateLimits) --------------------
+
+
+class RunConfigConfigMapKey(RunConfigModel):
+    """A key of a ConfigMap in the proxy's namespace."""
+
+    name: ObjectName = Field(..., description="ConfigMap name.")
+    key: ConfigMapKey = Field(..., description="Key in the ConfigMap's data.")
+
+
+class RunConfigRedisTLS(RunConfigModel):
+    """TLS to Redis."""
+
+    enabled: bool = Field(False, description="Connect with TLS.")
+    ca_config_map_ref: RunConfigConfigMapKey | None = Field(
+        None,
+        description="The PEM CA bundle to trust (read by the proxy at start); null: system CAs.",
+    )
+    ca_file: str | None = Field(
+        None, description="A PEM CA bundle file (local runs); null: system CAs."
+    )
+    insecure_skip_verify: bool = Field(False, description="Do not verify the certificate.")
+
+
+class RunConfigRedisSentinel(RunConfigModel):
+    master_name: str = Field(..., min_length=1, description="The monitored primary's name.")
+    addresses: list[RedisAddress] = Field(..., min_length=1, description="Sentinels' host:port.")
+
+
+class RunConfigRedis(RunConfigModel):
+    """A Redis server; the password only as a `SecretValue` (an env var of the proxy)."""
+
+    address: RedisAddress = Field(..., description="`host:port`.")
+    password: SecretValue | None = Field(None, description="`AUTH` password; null: none.")
+    tls: RunConfigRedisTLS | None = Field(None, description="TLS; null: plain TCP.")
+    key_prefix: KeyPrefix = Field(..., description="Start of every key the proxy writes.")
+    db: int = Field(0, ge=0, description="Database number.")
+    sentinel: RunConfigRedisSentinel | None = Field(None, description="Sentinel discovery.")
+
+
+class RunConfigSessionStorage(RunConfigModel):
+    """Where the proxy keeps what its replicas share; `redis` is set exactly for type redis.
+
+    Not live: a change rolls the proxy (a new connection is opened at start only)."""
+
+    type: SessionStorageType = Field("memory", description="`memory` or `redis`.")
+    redis: RunConfigRedis | None = Field(None, description="The Redis server for `redis`.")
+
+    @model_validator(mode="after")
+    def _redis_for_type(self) -> Self:
+        if (self.type == "redis") != (self.redis is not None):
+            raise ValueError("session_storage.redis: set exactly when type is redis")
+        return self
+
+
+class RunConfigRateLimit(RunConfigModel):
+    """One token bucket."""
+
+    requests_per_minute: int = Field(..., ge=1, le=MAX_REQUESTS_PER_MINUTE, description="Rate.")
+    burst: int = Field(..., ge=1, le=MAX_BURST, description="Requests allowed at once.")
+
+
+class RunConfigToolRateLimit(RunConfigRateLimit):
+    tool: str = Field(..., min_length=1, description="Tool name as clients see it.")
+    per_subject: bool = Field(True, description="A bucket per subject (true) or one for all.")
+
+
+class RunConfigRateLimits(RunConfigModel):
+    """Token-bucket rate limits; live: a change applies to the next request."""
+
+    per_subject: RunConfigRateLimit | None = Field(None, description="Every request of a subject.")
+    per_tool: list[RunConfigToolRateLimit] = Field(
+        default_factory=list, description="`tools/call` of one tool each."
+    )
+    when_unavailable: WhenUnavailable = Field(
+        "allow", description="While the store cannot be reached: `allow` or `deny`."
+    )
+
+    @model_validator(mode="after")
+    def _unique_tools(self) -> Self:
+        tools = [limit.tool for limit in self.per_tool]
+        if len(set(tools)) != len(tools):
+            raise ValueError("rate_limits.per_tool: each tool is limited once")
+        return self
+
+
+REDIS_PASSWORD_ENV: Final = "MOORAGE_REDIS_PASSWORD"  # noqa: S105 (a variable name)
+"""The proxy container's variable holding the Redis password (from `passwordSecretRef`)."""
+
+
+def runconfig_session_storage(
+    storage: SessionStorage, *, namespace: str, name: str
+) -> RunConfigSessionStorage:
+    """`spec.sessionStorage` as the RunConfig carries it: the password as an env reference, the
+    key prefix defaulted to `moorage:<namespace>:<name>:`."""
+    redis = storage.redis
+    if redis is None:
+        return RunConfigSessionStorage(type=storage.type)
+    secret = redis.password_secret_ref
+    tls = redis.tls
+    ca = tls.ca_config_map_ref if tls is not None else None
+    return RunConfigSessionStorage(
+        type=storage.type,
+        redis=RunConfigRedis(
+            address=redis.address,
+            password=None
+            if secret is None
+            else SecretValue(
+                env=REDIS_PASSWORD_ENV,
+                secret_key_ref=SecretKeyRef(name=secret.name, key=secret.key),
+            ),
+            tls=None
+            if tls is None
+            else RunConfigRedisTLS(
+                enabled=tls.enabled,
+                ca_config_map_ref=None
+                if ca is None
+                else RunConfigConfigMapKey(name=ca.name, key=ca.key),
+                insecure_skip_verify=tls.insecure_skip_verify,
+            ),
+            key_prefix=redis.key_prefix or default_key_prefix(namespace, name),
+            db=redis.db,
+            sentinel=None
+            if redis.sentinel is None
+            else RunConfigRedisSentinel(
+                master_name=redis.sentinel.master_name, addresses=list(redis.sentinel.addresses)
+            ),
+        ),
+    )
+
+
+def runconfig_rate_limits(limits: RateLimits | None) -> RunConfigRateLimits | None:
+    """`spec.rateLimits` as the RunConfig carries it."""
+    if limits is None:
+        return None
+    return RunConfigRateLimits.model_validate(limits.model_dump(by_alias=False))
+
+
 class RunConfig(RunConfigModel):
     """Everything the proxy runner needs to run one MCPServer; no secret values."""
 
@@ -474,6 +622,12 @@ class RunConfig(RunConfigModel):
             "The backends of a VirtualMCPServer: the proxy runner aggregates them; null: it does "
             "not. With `aggregate` there is no workload and no `remote`."
         ),
+    )
+    session_storage: RunConfigSessionStorage = Field(
+        RunConfigSessionStorage(), description="Where shared state is kept (rate limits)."
+    )
+    rate_limits: RunConfigRateLimits | None = Field(
+        None, description="Token-bucket rate limits; null: none."
     )
 
     @model_validator(mode="after")

@@ -2,7 +2,8 @@
 
 `run --local [options] -- <command...>` fronts a local stdio MCP server; `run --local
 --transport streamable-http|sse --target-url URL` fronts one on HTTP. `run --local --config PATH`
-takes authentication, authorisation, the tool filter/override and audit from a RunConfig file
+takes authentication, authorisation, the tool filter/override, audit and rate limits (with where
+they are counted) from a RunConfig file
 (only those keys are read; changes to the file apply live). `run [--config PATH]` is the
 in-cluster start-up from a RunConfig (spec §4.1), implemented by
 `moorage_proxyrunner.startup.cluster.run_from_config`.
@@ -26,6 +27,7 @@ from moorage_proxyrunner.config.limits import add_limit_arguments, limits_from
 from moorage_proxyrunner.config.settings import DEFAULT_MAX_BODY_BYTES, ProxyRunnerSettings
 from moorage_proxyrunner.config.toolpolicy import ToolPolicy
 from moorage_proxyrunner.policy.chain import LiveConfig, LiveConfigError, tool_policy_from_runconfig
+from moorage_proxyrunner.policy.redisbuckets import RedisSettingError, connection_options
 from moorage_proxyrunner.policy.reload import load_local_runconfig
 from moorage_proxyrunner.startup.local import LocalBackend, LocalConfig, run_local
 
@@ -43,7 +45,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         "--config",
         metavar="PATH",
         help=f"RunConfig file (default {DEFAULT_CONFIG}). With --local only its middleware keys "
-        "are read (oidc, authz, tools_filter, tools_override, audit; the workload keys may be "
+        "are read (oidc, authz, tools_filter, tools_override, audit, rate_limits, "
+        "session_storage; the workload keys may be "
         "left out), and edits to the file apply to the next request without a restart. "
         'Example: {"schema_version": "moorage/v1", "audit": {"enabled": true}, "oidc": '
         '{"type": "oidc", "issuer": "https://idp.example", "audience": "mcp"}, "authz": '
@@ -113,9 +116,11 @@ def local_config(args: argparse.Namespace) -> LocalConfig | None:
     try:
         runconfig = load_local_runconfig(path.read_text())
         LiveConfig.from_runconfig(runconfig)  # Cedar parses, renames do not collide
+        if runconfig.session_storage.redis is not None:
+            connection_options(runconfig.session_storage.redis)  # the password is set
     except OSError as exc:
         raise SettingError(f"cannot read --config {path}: {exc.strerror or exc}") from None
-    except (RunConfigError, LiveConfigError) as exc:
+    except (RunConfigError, LiveConfigError, RedisSettingError) as exc:
         raise SettingError(f"--config {path}: {exc}") from None
     return LocalConfig(path=path, runconfig=runconfig)
 
@@ -145,6 +150,8 @@ def settings_from(
         oidc=runconfig.oidc,
         authz=runconfig.authz,
         audit=runconfig.audit.enabled,
+        rate_limits=runconfig.rate_limits,
+        session_storage=runconfig.session_storage,
     )
 
 

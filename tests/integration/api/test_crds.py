@@ -113,6 +113,62 @@ GIT = "https://github.com/stacklok/toolhive.git"
 
 REJECTED: list[Any] = [
     pytest.param(
+        MCPSERVERS,
+        mcpserver(sessionStorage={"type": "redis"}),
+        "spec.sessionStorage.redis",
+        "redis is required when type is redis",
+        id="redis-storage-without-redis",
+    ),
+    pytest.param(
+        MCPSERVERS,
+        mcpserver(
+            sessionStorage={"type": "redis", "redis": {"address": "r:1", "keyPrefix": "a b"}}
+        ),
+        "spec.sessionStorage.redis.keyPrefix",
+        "should match",
+        id="redis-key-prefix-charset",
+    ),
+    pytest.param(
+        MCPSERVERS,
+        mcpserver(
+            sessionStorage={
+                "type": "redis",
+                "redis": {"address": "r:1", "tls": {"insecureSkipVerify": True}},
+            }
+        ),
+        "spec.sessionStorage.redis.tls",
+        "only used when enabled is true",
+        id="redis-tls-options-without-tls",
+    ),
+    pytest.param(
+        MCPSERVERS,
+        mcpserver(rateLimits={"perSubject": {"requestsPerMinute": 0, "burst": 1}}),
+        "spec.rateLimits.perSubject.requestsPerMinute",
+        "1",
+        id="rate-limit-zero",
+    ),
+    pytest.param(
+        MCPSERVERS,
+        mcpserver(rateLimits={}),
+        "spec.rateLimits",
+        "needs perSubject or at least one perTool limit",
+        id="rate-limits-empty",
+    ),
+    pytest.param(
+        MCPSERVERS,
+        mcpserver(
+            rateLimits={
+                "perTool": [
+                    {"tool": "t", "requestsPerMinute": 1, "burst": 1},
+                    {"tool": "t", "requestsPerMinute": 1, "burst": 1},
+                ]
+            }
+        ),
+        "spec.rateLimits.perTool[1]",
+        "Duplicate value",
+        id="rate-limit-tool-twice",
+    ),
+    pytest.param(
         MCPSERVERS, mcpserver(transport="grpc"), "spec.transport", "grpc", id="bad-transport"
     ),
     pytest.param(MCPSERVERS, without_image(), "spec.image", "Required", id="missing-image"),
@@ -376,6 +432,7 @@ async def test_defaults_are_applied_by_the_apiserver(
         "audit": {"enabled": False},
         "sessionAffinity": "ClientIP",
         "trustProxyHeaders": False,
+        "sessionStorage": {"type": "memory"},
     }
     registry = await create_strict(
         kube, MCPREGISTRIES, mcpregistry(source=CM_SOURCE), namespace=namespace

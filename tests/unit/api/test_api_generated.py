@@ -177,6 +177,8 @@ def test_keyed_lists_are_the_documented_ones() -> None:
         "spec.allowedHosts": None,
         "spec.env": ["name"],
         "spec.resourceOverrides.proxyDeployment.env": ["name"],
+        "spec.rateLimits.perTool": ["tool"],
+        "spec.sessionStorage.redis.sentinel.addresses": None,
         "status.conditions": ["type"],
     }
 
@@ -194,6 +196,9 @@ def test_cel_rules_are_where_the_spec_wants_them() -> None:
         "MCPServer.spec.oidcConfig",
         "MCPServer.spec.authzConfig",
         "MCPServer.spec.allowedHosts",
+        "MCPServer.spec.sessionStorage",
+        "MCPServer.spec.sessionStorage.redis.tls",
+        "MCPServer.spec.rateLimits",
         "MCPToolConfig.spec.toolsOverride.*",
         "MCPRegistry",
         "MCPRegistry.spec.source",

@@ -58,6 +58,8 @@ SPEC_KEYS = {
     "remote",
     "outgoing_auth",
     "aggregate",
+    "session_storage",
+    "rate_limits",
 }
 
 

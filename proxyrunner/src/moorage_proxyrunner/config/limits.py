@@ -88,6 +88,11 @@ class Limits:
     `Last-Event-ID`; an older id is refused with HTTP 400. 0: events carry no ids and nothing
     is kept. Default 256."""
 
+    max_rate_limit_buckets: int = 100_000
+    """MAX_RATE_LIMIT_BUCKETS / --max-rate-limit-buckets: rate-limit buckets kept in memory
+    (`sessionStorage.type: memory`), least recently used dropped first; a dropped bucket
+    starts full again. Default 100000 (a few hundred bytes each)."""
+
     @property
     def read_timeouts(self) -> ReadTimeouts:
         return ReadTimeouts.of(self)
@@ -163,6 +168,14 @@ _SPECS: tuple[SettingSpec, ...] = (
         _count,
         "N",
         "resource subscriptions per session",
+    ),
+    SettingSpec(
+        "max_rate_limit_buckets",
+        "MAX_RATE_LIMIT_BUCKETS",
+        "max-rate-limit-buckets",
+        _count,
+        "N",
+        "rate-limit buckets kept in memory",
     ),
     SettingSpec(
         "resume_window",

@@ -9,7 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from moorage_api.mcpserver import StdioEra
-from moorage_api.runconfig import RunConfigAuthz, RunConfigOIDC
+from moorage_api.runconfig import (
+    RunConfigAuthz,
+    RunConfigOIDC,
+    RunConfigRateLimits,
+    RunConfigSessionStorage,
+)
 from moorage_proxyrunner.config.limits import Limits
 from moorage_proxyrunner.config.toolpolicy import ToolPolicy
 
@@ -58,6 +63,10 @@ class ProxyRunnerSettings:
     handshake-era clients are translated). Not the default: a dual-era server whose tools ask
     the client through server-to-client requests (not `input_required`) cannot ask anything
     in the modern era."""
+    rate_limits: RunConfigRateLimits | None = None
+    """Initial rate limits (`moorage_proxyrunner.policy.ratelimit`); None: none."""
+    session_storage: RunConfigSessionStorage = field(default_factory=RunConfigSessionStorage)
+    """Where the rate-limit buckets live: this process, or Redis (shared by the replicas)."""
 
     exchange_cache_size: int = 1024
     """Exchanged upstream tokens kept (outgoing token exchange), least recently used dropped."""

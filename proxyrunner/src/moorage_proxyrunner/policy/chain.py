@@ -9,6 +9,7 @@ Every request to an MCP path passes, in this order (after the transport guard,
 | authentication | the caller's `Identity`, or 401 | aiohttp middleware `authn.AuthnLayer` |
 | MCP parsing | the message (415, 406, 413, 400), era and session (400, 404) | the endpoints |
 | audit | the record of the request as it entered | pipeline step `audit.AuditStep` |
+| rate limit | over a subject's or a tool's limit: 429 (`ratelimit`) | pipeline step `ratelimit.RateLimitStep` |
 | tool filter/override | what tools are seen, and as what | pipeline step `toolfilter.ToolFilterStep` |
 | authorisation | allow or deny (403), list results filtered | pipeline step `authz.AuthzStep` |
 | audit gate | the forward record, written before the backend | pipeline step `AuditStep.gate` |
@@ -35,7 +36,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from moorage_api.runconfig import RunConfig, RunConfigAuthz
+from moorage_api.runconfig import RunConfig, RunConfigAuthz, RunConfigRateLimits
 from moorage_proxyrunner.config.settings import ProxyRunnerSettings
 from moorage_proxyrunner.config.toolpolicy import ToolPolicy, build_tool_policy
 from moorage_proxyrunner.policy.audit import AuditStep, AuditWriter
@@ -56,6 +57,14 @@ from moorage_proxyrunner.policy.jwks import (
     KeysUnavailable,
     KubeJwks,
 )
+from moorage_proxyrunner.policy.ratelimit import (
+    BucketStore,
+    MemoryBuckets,
+    RateLimitMetrics,
+    RateLimitStep,
+    add_retry_after,
+)
+from moorage_proxyrunner.policy.redisbuckets import open_redis_buckets
 from moorage_proxyrunner.policy.toolfilter import ToolFilterStep
 from moorage_proxyrunner.protocol.pipeline import Pipeline
 
@@ -104,6 +113,7 @@ class LiveConfig:
     tool_policy: ToolPolicy
     authz: CompiledAuthz | None
     audit: bool
+    rate_limits: RunConfigRateLimits | None = None
 
     @classmethod
     def from_runconfig(cls, runconfig: RunConfig) -> LiveConfig:
@@ -114,7 +124,18 @@ class LiveConfig:
             tool_policy=policy,
             authz=compile_runconfig_authz(runconfig.authz),
             audit=runconfig.audit.enabled,
+            rate_limits=runconfig.rate_limits,
         )
+
+
+def bucket_store(settings: ProxyRunnerSettings, *, redis_ca: str | None = None) -> BucketStore:
+    """Where the rate-limit buckets live: Redis for `session_storage.type: redis` (shared by
+    the replicas), this process otherwise. `redisbuckets.RedisSettingError` when the Redis
+    password variable is not set."""
+    redis = settings.session_storage.redis
+    if redis is None:
+        return MemoryBuckets(settings.limits.max_rate_limit_buckets)
+    return open_redis_buckets(redis, ca_data=redis_ca)
 
 
 def jwks_fetcher(oidc: OidcSettings, *, kube: KubeClient | None) -> JwksFetcher:
@@ -138,9 +159,16 @@ class Middleware:
         kube: KubeClient | None = None,
         audit_writer: AuditWriter | None = None,
         keys: JwksCache | None = None,
+        buckets: BucketStore | None = None,
+        redis_ca: str | None = None,
     ) -> None:
         self.settings = settings
         self.audit_step = AuditStep(enabled=settings.audit, writer=audit_writer)
+        self.rate_limit_step = RateLimitStep(
+            settings.rate_limits,
+            store=buckets or bucket_store(settings, redis_ca=redis_ca),
+            metrics=RateLimitMetrics(registry),
+        )
         self.filter_step = ToolFilterStep(settings.tool_policy)
         compiled = compile_runconfig_authz(settings.authz)
         self.authz_step = AuthzStep(
@@ -149,7 +177,13 @@ class Middleware:
             metrics=AuthzMetrics(registry),
         )
         self.pipeline = Pipeline(
-            [self.audit_step, self.filter_step, self.authz_step, self.audit_step.gate]
+            [
+                self.audit_step,
+                self.rate_limit_step,
+                self.filter_step,
+                self.authz_step,
+                self.audit_step.gate,
+            ]
         )
         self.authn: AuthnLayer | None = None
         self._fetcher: JwksFetcher | None = None
@@ -175,6 +209,7 @@ class Middleware:
             tool_policy=self.filter_step.policy,
             authz=authorizer.compiled if authorizer is not None else None,
             audit=self.audit_step.enabled,
+            rate_limits=self.rate_limit_step.limits,
         )
 
     def apply(self, live: LiveConfig) -> None:
@@ -185,17 +220,20 @@ class Middleware:
         self.filter_step.policy = live.tool_policy
         self.authz_step.authorizer = Authorizer(live.authz) if live.authz is not None else None
         self.audit_step.enabled = live.audit
+        self.rate_limit_step.limits = live.rate_limits
 
     def install(self, app: web.Application, *, primary_path: str = "/mcp") -> None:
         """Put the chain's HTTP steps in front of the app's MCP paths, in their order: the body
         limit, then authentication (when configured)."""
         app.middlewares.append(body_limit)
+        app.on_response_prepare.append(add_retry_after)
         if self.authn is not None:
             self.authn.primary_path = primary_path
             self.authn.install(app)
         app.on_cleanup.append(self._close)
 
     async def _close(self, _: web.Application) -> None:
+        await self.rate_limit_step.store.close()
         if isinstance(self._fetcher, HttpJwks):
             await self._fetcher.close()
 

@@ -1,5 +1,6 @@
-"""Live reload of the RunConfig (spec §3.1): new tool filter/override, Cedar policies and audit
-settings apply to the next request, without a restart and without dropping a session.
+"""Live reload of the RunConfig (spec §3.1): new tool filter/override, Cedar policies, audit
+settings and rate limits apply to the next request, without a restart and without dropping a
+session.
 
 Sources: in a cluster, the proxy watches its ConfigMap `<name>-runconfig` (key `runconfig.json`)
 through the apiserver, which is seconds faster than the kubelet's refresh of the mounted file;

@@ -48,8 +48,8 @@ class Decisions:
     One object per request, shared by every copy of its `McpCall` (`with_params`,
     `wanting_result`), so that what a later step decides reaches the audit step, which reads it
     when it writes its records. `entry`: the audit record's fields as the request entered the
-    pipeline (None while audit is off); `decision`: authorisation's verdict ("allow" or "deny";
-    None: it decided nothing); `hidden`: the tool filter hid the tool asked for; `forwarded`:
+    pipeline (None while audit is off); `decision`: authorisation's verdict ("allow" or "deny"),
+    or "rate_limited" when a rate limit refused the request (None: nothing decided); `hidden`: the tool filter hid the tool asked for; `forwarded`:
     the audit gate let the request through to the backend.
     """
 

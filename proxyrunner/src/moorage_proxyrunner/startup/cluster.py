@@ -67,6 +67,11 @@ from moorage_proxyrunner.policy.chain import (
     Middleware,
     tool_policy_from_runconfig,
 )
+from moorage_proxyrunner.policy.redisbuckets import (
+    RedisSettingError,
+    connection_options,
+    fetch_redis_ca,
+)
 from moorage_proxyrunner.policy.reload import runconfig_configmap_name
 from moorage_proxyrunner.startup.aggregate import aggregate_backend
 from moorage_proxyrunner.startup.assembly import (
@@ -246,6 +251,16 @@ def prepare(options: ClusterOptions, *, runconfig_text: str) -> Prepared:
             f"{options.config}: {exc}",
             hint="fix the MCPServer the operator wrote it from (or the file itself)",
         ) from None
+    redis = runconfig.session_storage.redis
+    try:
+        if redis is not None:
+            connection_options(redis)  # the password variable is set
+    except RedisSettingError as exc:
+        raise StartupFailure(
+            "sessionStorage.redis",
+            str(exc),
+            hint="check the MCPServer's sessionStorage.redis.passwordSecretRef",
+        ) from None
     return Prepared(runconfig=runconfig, spec=spec, pod_patch=pod_patch)
 
 
@@ -295,6 +310,8 @@ def build_proxy_settings(runconfig: RunConfig, options: ClusterOptions) -> Proxy
         oidc=runconfig.oidc,
         authz=runconfig.authz,
         audit=runconfig.audit.enabled,
+        rate_limits=runconfig.rate_limits,
+        session_storage=runconfig.session_storage,
         limits=options.limits,
     )
 
@@ -491,6 +508,14 @@ async def _run_cluster(
                 setting=STARTUP_TIMEOUT_SETTING,
                 credentials_setting=KUBECONFIG_SETTING,
             )
+            try:
+                redis_ca = await fetch_redis_ca(kube, prepared.runconfig)
+            except RedisSettingError as exc:
+                raise StartupFailure(
+                    "sessionStorage.redis.tls.caConfigMapRef",
+                    str(exc),
+                    hint="create the ConfigMap with the Redis CA bundle under that key",
+                ) from None
             remote = prepared.runconfig.remote is not None
             aggregate = prepared.runconfig.aggregate is not None
             if not remote and not aggregate:
@@ -500,7 +525,7 @@ async def _run_cluster(
             registry = registry or CollectorRegistry()
             metrics = ProxyMetrics(registry)
             try:
-                middleware = Middleware(settings, registry=registry, kube=kube)
+                middleware = Middleware(settings, registry=registry, kube=kube, redis_ca=redis_ca)
             except LiveConfigError as exc:
                 raise StartupFailure(
                     "oidc or authz in --config",

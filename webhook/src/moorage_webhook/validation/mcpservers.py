@@ -55,6 +55,7 @@ from moorage_webhook.validation.proxysettings import (
     dict_at,
     with_pod_security,
 )
+from moorage_webhook.validation.ratelimits import check_rate_limits
 from moorage_webhook.validation.verdict import Findings, Verdict, key_path, quoted
 
 DEFAULT_TARGET_PORT: Final = 8080
@@ -247,6 +248,9 @@ def mcpserver_rules(
     check_authz(spec.authz_config, out)
     _check_overrides(spec, out)
     _check_allowed_hosts(spec, out)
+    # A stdio server's proxy is capped at one replica (warned about above).
+    replicas = 1 if spec.transport == "stdio" else spec.replicas
+    check_rate_limits(spec.session_storage, spec.rate_limits, replicas=replicas, out=out)
     if old is not None:
         _check_update(spec, old.spec, out)
 

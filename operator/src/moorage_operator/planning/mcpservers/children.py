@@ -92,6 +92,9 @@ def desired_proxy_runner_rules(server: MCPServer) -> list[JsonObject]:
     profile = server.spec.permission_profile
     if profile.type == "configMap":
         configmaps.append(profile.name)
+    redis = server.spec.session_storage.redis
+    if redis is not None and redis.tls is not None and redis.tls.ca_config_map_ref is not None:
+        configmaps.append(redis.tls.ca_config_map_ref.name)
     rules = [
         _rule("apps", "statefulsets", APPLY, [name]),
         _rule("", "services", APPLY, [headless_service_name(name), mcp_service_name(name)]),
@@ -228,6 +231,22 @@ def _proxy_env(server: MCPServer, *, secrets: Sequence[JsonObject]) -> list[Json
     return env + list(secrets)
 
 
+def runconfig_secret_env(runconfig: RunConfig) -> list[JsonObject]:
+    """The proxy container's env from Secrets that the RunConfig's shared-state settings name
+    (the Redis password): the RunConfig holds only the variable's name."""
+    redis = runconfig.session_storage.redis
+    password = redis.password if redis is not None else None
+    if password is None or password.secret_key_ref is None:
+        return []
+    ref = password.secret_key_ref
+    return [
+        {
+            "name": password.env,
+            "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}},
+        }
+    ]
+
+
 def desired_proxy_pod_template(
     server: MCPServer, *, runconfig: RunConfig, image: str
 ) -> JsonObject:
@@ -239,7 +258,13 @@ def desired_proxy_pod_template(
         service_account=proxy_runner_name(name),
         runconfig_configmap=runconfig_configmap_name(name),
         port=server.spec.port,
-        env=_proxy_env(server, secrets=outgoing_secret_env(runconfig.outgoing_auth)),
+        env=_proxy_env(
+            server,
+            secrets=[
+                *outgoing_secret_env(runconfig.outgoing_auth),
+                *runconfig_secret_env(runconfig),
+            ],
+        ),
         labels=pod_meta.labels if pod_meta else {},
         annotations=pod_meta.annotations if pod_meta else {},
     )

@@ -22,6 +22,8 @@ from moorage_api.runconfig import (
     RunConfigToolOverride,
     SecretEnvVar,
     SecretKeyRef,
+    runconfig_rate_limits,
+    runconfig_session_storage,
 )
 from moorage_operator.planning.mcpservers.references import ResolvedInputs
 
@@ -118,4 +120,8 @@ def desired_runconfig(
         **client_fields(inputs, audit=spec.audit.enabled),
         trust_proxy_headers=spec.trust_proxy_headers,
         endpoint_prefix=spec.endpoint_prefix,
+        session_storage=runconfig_session_storage(
+            spec.session_storage, namespace=namespace, name=name
+        ),
+        rate_limits=runconfig_rate_limits(spec.rate_limits),
     )

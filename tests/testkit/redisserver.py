@@ -1,0 +1,180 @@
+"""A real `redis-server` for tests: on a free loopback port, in a temporary directory, with a
+password or TLS when asked (or as a Sentinel watching another), that a test can stop and start
+again on the same port.
+
+Where `redis-server` is not installed the tests that need it are skipped with the reason, or
+fail with it when MOORAGE_REQUIRE_REDIS=1 (CI sets it: `scripts/test.sh` installs the Debian
+package `redis-server` through `scripts/realnode-deps.sh`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import pytest
+
+from moorage_core.tls import build_ca, build_leaf, write_pair
+from testkit.commands import free_port
+
+REDIS_SERVER = "redis-server"
+
+
+def require_redis_server() -> str:
+    """The `redis-server` binary, or skip (fail under MOORAGE_REQUIRE_REDIS=1) saying why."""
+    found = shutil.which(REDIS_SERVER) or shutil.which(REDIS_SERVER, path="/usr/bin:/usr/sbin")
+    if found is None:
+        reason = (
+            "redis-server is not installed (Debian package redis-server; scripts/test.sh "
+            "installs it as root)"
+        )
+        if os.environ.get("MOORAGE_REQUIRE_REDIS") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """PEM files of a TLS `redis-server`: its certificate and key, and the CA that signed them."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+
+def write_tls_files(directory: Path, *, hosts: list[str]) -> TlsFiles:
+    """A new CA and a serving certificate for `hosts`, written into `directory`."""
+    ca = build_ca(common_name="redis-test-ca")
+    cert_path, key_path = write_pair(build_leaf(ca, common_name="redis", hosts=hosts), directory)
+    ca_path = directory / "ca.crt"
+    ca_path.write_bytes(ca.cert_pem)
+    return TlsFiles(cert_path, key_path, ca_path)
+
+
+class RedisServer:
+    """One `redis-server` process; `address` stays the same across `stop()` and `start()`."""
+
+    def __init__(
+        self,
+        binary: str,
+        directory: Path,
+        *,
+        password: str | None = None,
+        tls: TlsFiles | None = None,
+        sentinel_for: tuple[str, RedisServer] | None = None,
+    ) -> None:
+        self.binary = binary
+        self.sentinel_for = sentinel_for
+        self.directory = directory
+        self.password = password
+        self.tls = tls
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log: BinaryIO | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, *, timeout: float = 15.0) -> None:
+        args = [
+            self.binary,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0" if self.tls else str(self.port),
+            "--dir",
+            str(self.directory),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+        ]
+        if self.password is not None:
+            args += ["--requirepass", self.password]
+        if self.sentinel_for is not None:
+            # A sentinel rewrites its config file, so it gets one of its own.
+            name, primary = self.sentinel_for
+            config = self.directory / f"sentinel-{self.port}.conf"
+            config.write_text(
+                f"port {self.port}\nbind 127.0.0.1\ndir {self.directory}\n"
+                f"sentinel monitor {name} 127.0.0.1 {primary.port} 1\n"
+            )
+            args = [self.binary, str(config), "--sentinel"]
+        if self.tls is not None:
+            args += [
+                "--tls-port",
+                str(self.port),
+                "--tls-cert-file",
+                str(self.tls.cert),
+                "--tls-key-file",
+                str(self.tls.key),
+                "--tls-ca-cert-file",
+                str(self.tls.ca),
+                "--tls-auth-clients",
+                "no",
+            ]
+        self._log = (self.directory / "redis.log").open("ab")
+        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while not self.is_answering():
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"redis-server exited with {self.process.returncode}: "
+                    + (self.directory / "redis.log").read_text()[-2000:]
+                )
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"redis-server on {self.address} did not answer")
+            time.sleep(0.05)
+
+    def is_answering(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as raw:
+                conn = raw
+                if self.tls is not None:
+                    context = ssl.create_default_context(cafile=str(self.tls.ca))
+                    conn = context.wrap_socket(raw, server_hostname="localhost")
+                conn.sendall(b"PING\r\n")
+                reply = conn.recv(64)
+        except OSError:
+            return False
+        return reply.startswith((b"+PONG", b"-NOAUTH"))
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+@contextlib.contextmanager
+def running_redis(
+    directory: Path, *, password: str | None = None, tls: TlsFiles | None = None
+) -> Iterator[RedisServer]:
+    """A started `redis-server` (skipped without one), stopped at the end."""
+    server = RedisServer(require_redis_server(), directory, password=password, tls=tls)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

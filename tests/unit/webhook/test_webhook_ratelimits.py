@@ -1,0 +1,137 @@
+"""`spec.sessionStorage` and `spec.rateLimits` at admission: good settings are admitted, bad ones
+refused with a message naming the field and what is expected."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from webhook_samples import mcpserver
+
+from moorage_webhook.validation import validate_mcpserver
+
+
+def messages(spec: dict[str, Any]) -> list[str]:
+    verdict = validate_mcpserver(mcpserver(spec))
+    assert not verdict.allowed
+    return [str(e) for e in verdict.errors]
+
+
+def test_redis_storage_and_limits_are_admitted() -> None:
+    verdict = validate_mcpserver(
+        mcpserver(
+            {
+                "sessionStorage": {
+                    "type": "redis",
+                    "redis": {
+                        "address": "redis.cache.svc:6379",
+                        "passwordSecretRef": {"name": "redis", "key": "password"},
+                        "keyPrefix": "moorage:team:time:",
+                    },
+                },
+                "rateLimits": {
+                    "perSubject": {"requestsPerMinute": 600, "burst": 20},
+                    "perTool": [{"tool": "get_time", "requestsPerMinute": 6, "burst": 1}],
+                    "whenUnavailable": "deny",
+                },
+            }
+        )
+    )
+    assert verdict.allowed, verdict.errors
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        (
+            {"sessionStorage": {"type": "redis"}},
+            "spec.sessionStorage: redis: required when type is redis",
+        ),
+        (
+            {"sessionStorage": {"type": "redis", "redis": {"address": "redis"}}},
+            "spec.sessionStorage.redis.address: String should match pattern",
+        ),
+        (
+            {"sessionStorage": {"type": "redis", "redis": {"address": "r:1", "keyPrefix": "a/b"}}},
+            "spec.sessionStorage.redis.keyPrefix: String should match pattern",
+        ),
+        (
+            {"rateLimits": {"perSubject": {"requestsPerMinute": 10, "burst": 0}}},
+            "spec.rateLimits.perSubject.burst: Input should be greater than or equal to 1",
+        ),
+        (
+            {
+                "rateLimits": {
+                    "perTool": [
+                        {"tool": "t", "requestsPerMinute": 1, "burst": 1},
+                        {"tool": "t", "requestsPerMinute": 1, "burst": 1},
+                    ]
+                }
+            },
+            "spec.rateLimits.perTool: each tool is limited once: t listed again",
+        ),
+        ({"rateLimits": {}}, "spec.rateLimits: needs perSubject or at least one perTool limit"),
+    ],
+    ids=["redis-missing", "address", "prefix", "burst", "tool-twice", "nothing-limited"],
+)
+def test_bad_settings_are_refused_naming_the_field(spec: dict[str, Any], expected: str) -> None:
+    found = messages(spec)
+    assert any(m.startswith(expected) for m in found), found
+
+
+REDIS = {"type": "redis", "redis": {"address": "redis:6379"}}
+SUBJECT = {"perSubject": {"requestsPerMinute": 60, "burst": 5}}
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        (
+            {"rateLimits": SUBJECT, "replicas": 3, "transport": "streamable-http"},
+            "spec.rateLimits: counted in each proxy replica's memory: with 3 replicas",
+        ),
+        (
+            {"rateLimits": {**SUBJECT, "whenUnavailable": "deny"}},
+            "spec.rateLimits.whenUnavailable: only applies to sessionStorage.type redis",
+        ),
+        ({"sessionStorage": REDIS}, "spec.sessionStorage: redis keeps only rate limits"),
+        (
+            {
+                "rateLimits": SUBJECT,
+                "sessionStorage": {
+                    "type": "redis",
+                    "redis": {
+                        "address": "redis:6379",
+                        "tls": {"enabled": True, "insecureSkipVerify": True},
+                    },
+                },
+            },
+            "spec.sessionStorage.redis.tls.insecureSkipVerify: the Redis server's certificate",
+        ),
+    ],
+    ids=["memory-with-replicas", "deny-in-memory", "redis-without-limits", "insecure-tls"],
+)
+def test_likely_mistakes_are_admitted_with_a_warning(spec: dict[str, Any], expected: str) -> None:
+    verdict = validate_mcpserver(mcpserver(spec))
+    assert verdict.allowed, verdict.errors
+    assert any(str(w).startswith(expected) for w in verdict.warnings), verdict.warnings
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"rateLimits": SUBJECT},
+        {"rateLimits": SUBJECT, "replicas": 1, "transport": "streamable-http"},
+        {
+            "rateLimits": SUBJECT,
+            "replicas": 3,
+            "transport": "streamable-http",
+            "sessionStorage": REDIS,
+        },
+    ],
+    ids=["one-proxy", "one-replica", "shared-in-redis"],
+)
+def test_sound_settings_get_no_warning(spec: dict[str, Any]) -> None:
+    verdict = validate_mcpserver(mcpserver(spec))
+    assert verdict.allowed, verdict.errors
+    assert not verdict.warnings, verdict.warnings
