@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from e2e.proxy.proxykit import (
+    CONFORMANCE_FIXTURE,
     TIME_SERVER,
     TOOLBOX,
     node_binary,
@@ -313,3 +314,30 @@ async def test_a_legacy_sse_backend_is_aggregated(backends: dict[str, int], tmp_
             )
             assert text_of(counted) == "s"
             assert progress == [(1.0, 2.0), (2.0, 2.0)]
+
+
+async def test_a_backends_list_change_reaches_clients(
+    backends: dict[str, int], tmp_path: Path
+) -> None:
+    told: list[str] = []
+
+    async def handle(message: Any) -> None:
+        if isinstance(getattr(message, "root", message), mcp_types.ToolListChangedNotification):
+            told.append("tools")
+
+    port = free_port()
+    conformance = start_proxy(port, (*CONFORMANCE_FIXTURE, "stdio"))
+    try:
+        data = runconfig({"time": backends["time"], "conf": port}, {"strategy": "prefix"})
+        async with (
+            aggregator(tmp_path, data) as base,
+            Client(f"{base}/mcp", mode="legacy", message_handler=handle) as client,
+        ):
+            before = await tool_names(client)
+            await client.call_tool("conf_test_trigger_tool_change", {})
+            await eventually(lambda: bool(told), message="told the tool list changed")
+            added = await tool_names(client) - before
+            assert added
+            assert all(name.startswith("conf_") for name in added)
+    finally:
+        stop_proxy(conformance)
