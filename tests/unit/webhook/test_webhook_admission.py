@@ -10,7 +10,7 @@ from webhook_samples import mcpserver, mcptoolconfig, review, review_bytes
 
 from moorage_webhook.admission import ENDPOINTS, KindEndpoint, ReviewOutcome, review_body
 
-SERVERS, TOOLCONFIGS, REGISTRIES = ENDPOINTS
+SERVERS, TOOLCONFIGS, REGISTRIES, VIRTUALSERVERS = ENDPOINTS
 
 
 def _answer(endpoint: KindEndpoint, document: dict[str, Any]) -> tuple[ReviewOutcome, Any]:

@@ -11,7 +11,14 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
-from webhook_samples import mcpregistry, mcpserver, mcptoolconfig, review, review_bytes
+from webhook_samples import (
+    mcpregistry,
+    mcpserver,
+    mcptoolconfig,
+    review,
+    review_bytes,
+    virtualmcpserver,
+)
 
 from moorage_core.serving import HealthChecks
 from moorage_webhook.admission import ENDPOINTS, KindEndpoint
@@ -51,6 +58,7 @@ def _count(registry: CollectorRegistry, **labels: str) -> float:
             "/validate/mcpregistry",
             mcpregistry({"type": "configMap", "configMap": {"name": "servers"}}),
         ),
+        ("/validate/virtualmcpserver", virtualmcpserver()),
     ],
 )
 async def test_each_kind_has_its_endpoint(

@@ -49,6 +49,15 @@ def mcpregistry(source: dict[str, Any], **spec: Any) -> dict[str, Any]:
     }
 
 
+def virtualmcpserver(**spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "moorage.dev/v1alpha1",
+        "kind": "VirtualMCPServer",
+        "metadata": {"name": "team", "namespace": "team-a"},
+        "spec": {"groupRef": {"name": "tools"}, **copy.deepcopy(spec)},
+    }
+
+
 def review(
     obj: dict[str, Any] | None,
     *,

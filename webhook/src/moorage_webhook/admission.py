@@ -33,6 +33,7 @@ from moorage_api.constants import (
     KIND_MCPREGISTRY,
     KIND_MCPSERVER,
     KIND_MCPTOOLCONFIG,
+    KIND_VIRTUALMCPSERVER,
     VERSION,
 )
 from moorage_api.mcptenant import PodTemplateAllowances
@@ -42,6 +43,7 @@ from moorage_webhook.validation import (
     validate_mcpregistry,
     validate_mcpserver,
     validate_mcptoolconfig,
+    validate_virtualmcpserver,
 )
 
 ADMISSION_API_VERSION: Final = "admission.k8s.io/v1"
@@ -78,6 +80,7 @@ ENDPOINTS: Final = (
     KindEndpoint("/validate/mcpserver", KIND_MCPSERVER, validate_mcpserver, tenant_scoped=True),
     KindEndpoint("/validate/mcptoolconfig", KIND_MCPTOOLCONFIG, validate_mcptoolconfig),
     KindEndpoint("/validate/mcpregistry", KIND_MCPREGISTRY, validate_mcpregistry),
+    KindEndpoint("/validate/virtualmcpserver", KIND_VIRTUALMCPSERVER, validate_virtualmcpserver),
 )
 
 

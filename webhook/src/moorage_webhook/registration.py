@@ -20,11 +20,13 @@ WEBHOOK_NAMES: Final = {
     "/validate/mcpserver": "mcpserver.moorage.dev",
     "/validate/mcptoolconfig": "mcptoolconfig.moorage.dev",
     "/validate/mcpregistry": "mcpregistry.moorage.dev",
+    "/validate/virtualmcpserver": "virtualmcpserver.moorage.dev",
 }
 PLURALS: Final = {
     "/validate/mcpserver": "mcpservers",
     "/validate/mcptoolconfig": "mcptoolconfigs",
     "/validate/mcpregistry": "mcpregistries",
+    "/validate/virtualmcpserver": "virtualmcpservers",
 }
 TIMEOUT_SECONDS: Final = 5
 

@@ -11,6 +11,7 @@ from moorage_webhook.validation.mcpregistries import validate_mcpregistry
 from moorage_webhook.validation.mcpservers import validate_mcpserver
 from moorage_webhook.validation.mcptoolconfigs import validate_mcptoolconfig
 from moorage_webhook.validation.verdict import Problem, Verdict
+from moorage_webhook.validation.virtualmcpservers import validate_virtualmcpserver
 
 __all__ = [
     "Problem",
@@ -18,4 +19,5 @@ __all__ = [
     "validate_mcpregistry",
     "validate_mcpserver",
     "validate_mcptoolconfig",
+    "validate_virtualmcpserver",
 ]

@@ -31,6 +31,7 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
+from moorage_api.base import ResourceRequirements
 from moorage_api.constants import GROUP
 from moorage_api.mcpserver import (
     AuthzConfig,
@@ -158,13 +159,16 @@ def _resource_name_problem(name: str) -> str | None:
     )
 
 
-def _check_resources(spec: MCPServerSpec, out: Findings) -> None:
-    if spec.resources is None:
+def check_resources(
+    resources: ResourceRequirements | None, out: Findings, *, at: str = "spec.resources"
+) -> None:
+    """Resource names are real resources, quantities parse, and no request exceeds its limit."""
+    if resources is None:
         return
-    limits = spec.resources.limits
-    for part, values in (("limits", limits), ("requests", spec.resources.requests)):
+    limits = resources.limits
+    for part, values in (("limits", limits), ("requests", resources.requests)):
         for name, value in values.items():
-            path = key_path(f"spec.resources.{part}", name)
+            path = key_path(f"{at}.{part}", name)
             if (why := _resource_name_problem(name)) is not None:
                 out.error(path, why)
                 continue
@@ -204,11 +208,12 @@ def _check_pod_template(spec: MCPServerSpec, out: Findings) -> None:
             )
 
 
-def _check_oidc(oidc: OIDCConfig | None, out: Findings) -> None:
+def check_oidc(oidc: OIDCConfig | None, out: Findings, *, at: str = "spec.oidcConfig") -> None:
+    """Issuer and JWKS URLs, scopes and service accounts of an OIDC config at `at`."""
     if oidc is None:
         return
     if oidc.inline is not None:
-        base = "spec.oidcConfig.inline"
+        base = f"{at}.inline"
         issuer = oidc.inline.issuer
         if (why := https_url_problem(issuer, what="OIDC issuer")) is not None:
             out.error(f"{base}.issuer", why)
@@ -230,7 +235,7 @@ def _check_oidc(oidc: OIDCConfig | None, out: Findings) -> None:
                 out.warn(path, f"scope {quoted(scope)} is listed twice")
             seen.add(scope)
     if oidc.kubernetes is not None:
-        base = "spec.oidcConfig.kubernetes"
+        base = f"{at}.kubernetes"
         sa_issuer = oidc.kubernetes.issuer
         if sa_issuer is not None and (why := https_url_problem(sa_issuer, what="issuer")):
             out.error(f"{base}.issuer", why)
@@ -246,10 +251,11 @@ def _check_oidc(oidc: OIDCConfig | None, out: Findings) -> None:
             accounts.add(ref)
 
 
-def _check_authz(authz: AuthzConfig | None, out: Findings) -> None:
+def check_authz(authz: AuthzConfig | None, out: Findings, *, at: str = "spec.authzConfig") -> None:
+    """Inline Cedar policies parse within bounds and the entities are JSON, at `at`."""
     if authz is None or authz.inline is None:
         return
-    base = "spec.authzConfig.inline"
+    base = f"{at}.inline"
     for index, text in enumerate(authz.inline.policies):
         check = check_policy_text(text)
         if check.error is not None:
@@ -348,10 +354,10 @@ def mcpserver_rules(
     _check_image(spec, out)
     _check_transport(spec, out)
     _check_env(spec, out)
-    _check_resources(spec, out)
+    check_resources(spec.resources, out)
     _check_pod_template(spec, out)
-    _check_oidc(spec.oidc_config, out)
-    _check_authz(spec.authz_config, out)
+    check_oidc(spec.oidc_config, out)
+    check_authz(spec.authz_config, out)
     _check_overrides(spec, out)
     _check_allowed_hosts(spec, out)
     if old is not None:
