@@ -146,15 +146,19 @@ async def stdio_direct() -> AsyncIterator[Send]:
 # ---- HTTP clients ----
 
 
-async def open_session(http: aiohttp.ClientSession, url: str) -> dict[str, str]:
+async def open_session(
+    http: aiohttp.ClientSession, url: str, base: dict[str, str] = HEADERS
+) -> dict[str, str]:
+    """Initialises a session with headers `base`; the headers for its later requests."""
     async with http.post(
         url,
         json={"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": INIT},
-        headers=HEADERS,
+        headers=base,
     ) as resp:
+        assert resp.status == 200, await resp.text()
         session = resp.headers.get("Mcp-Session-Id")
         await resp.read()
-    headers = dict(HEADERS)
+    headers = dict(base)
     if session:
         headers["Mcp-Session-Id"] = session
     async with http.post(
@@ -175,10 +179,11 @@ async def read_answer(resp: aiohttp.ClientResponse) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def http_client(url: str) -> AsyncIterator[Send]:
-    """A raw keep-alive client of one MCP session at `url`; yields its `send(i)`."""
+async def http_client(url: str, base: dict[str, str] = HEADERS) -> AsyncIterator[Send]:
+    """A raw keep-alive client of one MCP session at `url` (requests with headers `base`);
+    yields its `send(i)`."""
     async with aiohttp.ClientSession() as http:
-        headers = await open_session(http, url)
+        headers = await open_session(http, url, base)
 
         async def send(i: int) -> None:
             async with http.post(url, json=call(i), headers=headers) as resp:
@@ -257,16 +262,18 @@ def row(name: str, direct: Timings, proxied: Timings) -> str:
     )
 
 
-def write_section(section: str) -> None:
+def write_section(section: str, begin: str = BEGIN, end: str = END) -> None:
+    """`section` between the markers `begin` and `end` of docs/benchmarks.md (replacing what
+    they held; appended when they are not there yet)."""
     text = (
         DOC.read_text()
         if DOC.exists()
         else "# Benchmarks\n\nFigures measured by `bench/` on the 2-core machine.\n"
     )
-    block = f"{BEGIN}\n{section}\n{END}"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
+    block = f"{begin}\n{section}\n{end}"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     DOC.parent.mkdir(parents=True, exist_ok=True)

@@ -39,6 +39,7 @@ from typing import Any
 import aiohttp
 
 from moorage_core.tls import build_ca, build_leaf, write_pair
+from moorage_dev.ports import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs" / "benchmarks.md"
@@ -360,14 +361,6 @@ async def _wait_ready(port: int, context: ssl.SSLContext) -> None:
             await asyncio.sleep(0.1)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 BASELINE_ANSWER = (
     b'{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview",'
     b'"response":{"uid":"00000000-0000-4000-8000-000000000000","allowed":true}}'
@@ -410,7 +403,7 @@ async def run(args: argparse.Namespace) -> list[Phase]:
     work = Path(tempfile.mkdtemp(prefix="webhook-bench-"))
     ca = build_ca(common_name="bench-ca")
     write_pair(build_leaf(ca, common_name="moorage-webhook", hosts=["127.0.0.1"]), work)
-    port, metrics_port, baseline_port = _free_port(), _free_port(), _free_port()
+    port, metrics_port, baseline_port = free_port(), free_port(), free_port()
     log_path = work / "webhook.log"
     log = log_path.open("wb")
     process = _start(

@@ -20,6 +20,8 @@ from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from moorage_dev.ports import free_port
+
 FAST_EXIT = 10.0
 """Seconds within which a failed start-up must have exited (imports included, on a busy host)."""
 
@@ -93,12 +95,6 @@ def port_in_use() -> Iterator[int]:
         yield int(holder.getsockname()[1])
     finally:
         holder.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def unreachable_kubeconfig(directory: Path) -> Path:

@@ -23,6 +23,7 @@ from moorage_api.base import (
     EnvName,
     ObjectName,
     ResourceRequirements,
+    find_duplicates,
     validation_messages,
 )
 from moorage_api.cedarbounds import CedarEntitiesJson, CedarPolicies
@@ -270,6 +271,124 @@ class RunConfigRemote(RunConfigModel):
         return self
 
 
+# --- aggregate: a VirtualMCPServer's backends (the aggregator mode of the proxy runner) ---
+
+AggregateBackendKind = Literal["MCPServer", "MCPRemoteProxy"]
+"""The kind of Moorage resource an aggregated backend is."""
+ConflictStrategy = Literal["prefix", "priority", "manual"]
+"""How the aggregator resolves two backends exposing the same name."""
+SEPARATOR_PATTERN: Final = r"^[-_.]{1,4}$"
+"""A prefix separator: characters a tool name may hold that are not letters or digits."""
+DNS_LABEL_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+
+
+class RunConfigAggregateBackend(RunConfigModel):
+    """One member of an aggregate: an MCP server over HTTP, usually another Moorage proxy."""
+
+    name: str = Field(
+        ..., pattern=DNS_LABEL_PATTERN, description="The backend's name (a DNS label, unique)."
+    )
+    kind: AggregateBackendKind = Field("MCPServer", description="The Moorage kind it is.")
+    url: str = Field(
+        ...,
+        min_length=1,
+        description="Its MCP endpoint: the member proxy's in-cluster URL (any URL locally).",
+    )
+    transport: RemoteTransport = Field("streamable-http", description="How it speaks MCP.")
+    outgoing_auth: RunConfigOutgoingAuth | None = Field(
+        None, description="Authentication to this backend; null: none."
+    )
+    tools_filter: list[str] = Field(
+        default_factory=list,
+        description="The backend's tools (after its `tools_override`) to take; empty: all.",
+    )
+    tools_override: dict[str, RunConfigToolOverride] = Field(
+        default_factory=dict,
+        description="Renames before merging, keyed by the backend's own tool name.",
+    )
+
+    @model_validator(mode="after")
+    def _url(self) -> Self:
+        # Members are in-cluster Services, so private addresses are the normal case.
+        if problem := remote_url_problem(self.url, allow_private=True):
+            raise ValueError(f"backend {self.name}: url: {problem}")
+        return self
+
+
+class RunConfigConflictResolution(RunConfigModel):
+    """How names two backends share are exposed; see docs/architecture.md "Aggregation"."""
+
+    strategy: ConflictStrategy = Field(
+        "prefix",
+        description=(
+            "`prefix`: every name becomes `<backend><separator><name>`; `priority`: the first "
+            "backend of `priority` wins, the others are shadowed; `manual`: `manual` names "
+            "each conflicting tool or prompt, what it leaves unresolved is left out and reported."
+        ),
+    )
+    separator: str = Field(
+        "_", pattern=SEPARATOR_PATTERN, description="Between backend and name (`prefix`)."
+    )
+    priority: list[str] = Field(
+        default_factory=list,
+        description="Backend names, first wins (`priority`); backends not listed come after.",
+    )
+    manual: dict[str, str] = Field(
+        default_factory=dict,
+        description="`<backend>/<name>` → the name clients see (`manual`).",
+    )
+
+    @model_validator(mode="after")
+    def _members_for_strategy(self) -> Self:
+        if self.priority and self.strategy != "priority":
+            raise ValueError("conflict_resolution.priority: only with strategy priority")
+        if self.manual and self.strategy != "manual":
+            raise ValueError("conflict_resolution.manual: only with strategy manual")
+        if duplicates := find_duplicates(self.priority):
+            raise ValueError(f"conflict_resolution.priority: duplicate backends {duplicates}")
+        for key, exposed in self.manual.items():
+            backend, slash, name = key.partition("/")
+            if not (backend and slash and name):
+                raise ValueError(
+                    f"conflict_resolution.manual: key {key!r} must be '<backend>/<name>'"
+                )
+            if not exposed:
+                raise ValueError(f"conflict_resolution.manual: {key!r} maps to an empty name")
+        if duplicates := find_duplicates(list(self.manual.values())):
+            raise ValueError(f"conflict_resolution.manual: names exposed twice {duplicates}")
+        return self
+
+
+class RunConfigAggregate(RunConfigModel):
+    """The backends of a VirtualMCPServer and how their lists are merged into one."""
+
+    backends: list[RunConfigAggregateBackend] = Field(
+        ..., min_length=1, description="The member servers, in the order their names are merged."
+    )
+    conflict_resolution: RunConfigConflictResolution = Field(
+        RunConfigConflictResolution(), description="How shared names are exposed."
+    )
+    health_check_interval_seconds: int = Field(
+        30, ge=1, le=3600, description="How often each backend is checked."
+    )
+    backend_timeout_seconds: int = Field(
+        30, ge=1, le=3600, description="How long a request to a backend may take at most."
+    )
+
+    @model_validator(mode="after")
+    def _names(self) -> Self:
+        names = [backend.name for backend in self.backends]
+        if duplicates := find_duplicates(names):
+            raise ValueError(f"aggregate.backends: duplicate names {duplicates}")
+        resolution = self.conflict_resolution
+        if unknown := [name for name in resolution.priority if name not in names]:
+            raise ValueError(f"conflict_resolution.priority: unknown backends {unknown}")
+        unknown = [key for key in resolution.manual if key.partition("/")[0] not in names]
+        if unknown:
+            raise ValueError(f"conflict_resolution.manual: unknown backends in {unknown}")
+        return self
+
+
 class RunConfig(RunConfigModel):
     """Everything the proxy runner needs to run one MCPServer; no secret values."""
 
@@ -349,15 +468,27 @@ class RunConfig(RunConfigModel):
     outgoing_auth: RunConfigOutgoingAuth | None = Field(
         None, description="Authentication to the upstream (HTTP and remote backends); null: none."
     )
+    aggregate: RunConfigAggregate | None = Field(
+        None,
+        description=(
+            "The backends of a VirtualMCPServer: the proxy runner aggregates them; null: it does "
+            "not. With `aggregate` there is no workload and no `remote`."
+        ),
+    )
 
     @model_validator(mode="after")
     def _workload_or_remote(self) -> Self:
+        if self.aggregate is not None:
+            return self._no_workload("aggregate")
         if self.remote is None:
             if not self.image:
-                raise ValueError("image: required unless remote is set")
+                raise ValueError("image: required unless remote is set (or aggregate)")
             if self.outgoing_auth is not None and self.transport == "stdio":
                 raise ValueError("outgoing_auth: a stdio server has no upstream to authenticate to")
             return self
+        return self._no_workload("remote")
+
+    def _no_workload(self, mode: str) -> Self:
         workload = {
             "image": self.image,
             "args": self.args,
@@ -368,7 +499,12 @@ class RunConfig(RunConfigModel):
             "resources": self.resources,
         }
         if set_fields := [key for key, value in workload.items() if value]:
-            raise ValueError(f"{', '.join(set_fields)}: not allowed with remote (no workload)")
+            raise ValueError(f"{', '.join(set_fields)}: not allowed with {mode} (no workload)")
+        if mode == "aggregate":
+            if self.remote is not None:
+                raise ValueError("remote: not allowed with aggregate")
+            if self.outgoing_auth is not None:
+                raise ValueError("outgoing_auth: not allowed with aggregate; set it per backend")
         return self
 
 

@@ -19,7 +19,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import time
@@ -34,6 +33,8 @@ from moorage_dev.binaries import cache_root, ensure_binaries
 from moorage_dev.mounts import unmount_all_under
 from moorage_dev.pauseimage import PauseImageError
 from moorage_dev.pki import Pki, write_kubeconfigs, write_node_pki, write_pki
+from moorage_dev.ports import free_port as free_port  # re-exported: callers take it from here
+from moorage_dev.ports import is_port_open as is_port_open
 from moorage_dev.processes import log_tail, pid_alive, pid_runs, spawn, terminate
 from moorage_dev.realnode import RealNode, RealNodeError
 from moorage_dev.realnode_configs import NodeNetwork, build_kubernetes_endpoints
@@ -66,19 +67,6 @@ def default_state_dir() -> Path:
     """`$MOORAGE_STATE_DIR`, else the cache folder's `cluster/`."""
     explicit = os.environ.get("MOORAGE_STATE_DIR")
     return Path(explicit) if explicit else cache_root() / "cluster"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def is_port_open(port: int, host: str = "127.0.0.1") -> bool:
-    """Whether a TCP connection to `host:port` is accepted within half a second."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((host, port)) == 0
 
 
 @dataclass(frozen=True, slots=True)

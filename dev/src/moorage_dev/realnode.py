@@ -34,6 +34,7 @@ from moorage_dev.dns import CLUSTER_DOMAIN, dns_ready, ensure_coredns, write_cor
 from moorage_dev.mounts import mounts_under, unmount_all_under
 from moorage_dev.pauseimage import ensure_pause_image, has_cached_pause_image
 from moorage_dev.pki import Pki
+from moorage_dev.ports import free_port
 from moorage_dev.processes import (
     find_command,
     pid_alive,
@@ -90,12 +91,6 @@ DNS_PORT = 53
 
 class RealNodeError(RuntimeError):
     """The real node cannot start here or did not start; the message says what to do."""
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class RealNode:
@@ -311,9 +306,9 @@ class RealNode:
             build_cni_conflist(self.network, paths)
         )
         self.ports = {
-            "kubelet-healthz": _free_port(),
-            "kube-proxy-healthz": _free_port(),
-            "kube-proxy-metrics": _free_port(),
+            "kubelet-healthz": free_port(),
+            "kube-proxy-healthz": free_port(),
+            "kube-proxy-metrics": free_port(),
         }
         paths.kubelet_config.write_text(
             build_kubelet_config(

@@ -148,7 +148,16 @@ def settings_from(
     )
 
 
-def local_backend(args: argparse.Namespace, command: list[str]) -> LocalBackend:
+def local_backend(
+    args: argparse.Namespace, command: list[str], config: LocalConfig | None = None
+) -> LocalBackend:
+    remote = config.runconfig.remote if config is not None else None
+    if remote is not None:
+        if command or args.target_url:
+            raise SettingError(
+                "the --config RunConfig names a remote MCP server: give no command or --target-url"
+            )
+        return LocalBackend(transport=remote.transport, target_urls=(remote.url,))
     if args.transport == "stdio":
         if args.target_url:
             raise SettingError("--target-url is for --transport sse or streamable-http")
@@ -194,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = local_config(args)
         settings = settings_from(args, config)
-        backend = local_backend(args, command)
+        backend = local_backend(args, command, config)
     except SettingError as exc:
         parser.error(str(exc))
 

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Mapping
@@ -24,6 +23,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from testkit.waiting import eventually
 
+from moorage_dev.ports import free_port
 from moorage_proxyrunner.config.settings import ProxyRunnerSettings
 from moorage_proxyrunner.protocol.sse import Event, EventParser
 from moorage_proxyrunner.startup.local import LocalBackend, LocalConfig, run_local
@@ -113,13 +113,6 @@ def call(tool: str, arguments: dict[str, Any], request_id: int = 7) -> dict[str,
         "method": "tools/call",
         "params": {"name": tool, "arguments": arguments},
     }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -9,7 +9,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -35,7 +34,7 @@ from moorage_core.kube import (
     SERVICES,
     KubeClient,
 )
-from moorage_dev.cluster import ControlPlane
+from moorage_dev.cluster import ControlPlane, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -47,12 +46,6 @@ LABELS = {
     "app.kubernetes.io/component": "registry-api",
     "moorage.dev/mcpregistry": "reg",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.asynccontextmanager

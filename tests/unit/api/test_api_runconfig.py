@@ -57,6 +57,7 @@ SPEC_KEYS = {
     "endpoint_prefix",
     "remote",
     "outgoing_auth",
+    "aggregate",
 }
 
 
@@ -106,7 +107,7 @@ def test_every_key_of_the_spec_is_rendered() -> None:
 def test_rendering_is_sorted_indented_and_newline_terminated() -> None:
     text = render_runconfig_json(full_runconfig())
     assert text.endswith("}\n")
-    assert text.startswith('{\n  "allowed_hosts": [')
+    assert text.startswith('{\n  "aggregate": null,\n  "allowed_hosts": [')
     data = json.loads(text)
     assert list(data) == sorted(data)
     assert text == json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"

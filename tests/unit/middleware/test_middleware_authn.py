@@ -196,6 +196,17 @@ async def test_a_valid_token_is_accepted(issuer: LocalIssuer) -> None:
     assert identity.claims["groups"] == ["eng"]
 
 
+async def test_the_verified_token_stays_on_the_identity_but_out_of_its_repr(
+    issuer: LocalIssuer,
+) -> None:
+    auth, _, _ = authenticator(issuer)
+    token = issuer.token()
+    identity = await auth.authenticate("Bearer " + token)
+    assert identity.token == token
+    assert token not in repr(identity)
+    assert (await auth.authenticate("Bearer " + token)).token == token  # remembered
+
+
 @pytest.mark.parametrize(
     ("spoil", "reason"),
     [

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 import pytest
 
 from moorage_core.settings import SettingError
-from moorage_proxyrunner.__main__ import build_parser, local_backend, settings_from, split_command
+from moorage_proxyrunner.__main__ import (
+    build_parser,
+    local_backend,
+    local_config,
+    settings_from,
+    split_command,
+)
 from moorage_proxyrunner.startup.local import LocalBackend
 
 
@@ -102,3 +110,24 @@ def test_tools_filter_and_origins_become_settings() -> None:
 def test_the_stdio_era_is_handshake_unless_probing_is_asked_for(flags: list[str], era: str) -> None:
     args, _ = parse(["run", "--local", *flags, "--", "s"])
     assert settings_from(args).stdio_era == era
+
+
+def test_a_runconfig_naming_a_remote_is_the_backend(tmp_path: Path) -> None:
+    path = tmp_path / "runconfig.json"
+    path.write_text(
+        json.dumps(
+            {
+                "schema_version": "moorage/v1",
+                "remote": {"url": "https://mcp.example.com/sse", "transport": "sse"},
+            }
+        )
+    )
+    args, command = parse(["run", "--local", "--config", str(path)])
+    config = local_config(args)
+    assert config is not None
+    assert local_backend(args, command, config) == LocalBackend(
+        transport="sse", target_urls=("https://mcp.example.com/sse",)
+    )
+    args, command = parse(["run", "--local", "--config", str(path), "--", "srv"])
+    with pytest.raises(SettingError, match="names a remote MCP server"):
+        local_backend(args, command, config)

@@ -59,6 +59,10 @@ class ProxyRunnerSettings:
     the client through server-to-client requests (not `input_required`) cannot ask anything
     in the modern era."""
 
+    exchange_cache_size: int = 1024
+    """Exchanged upstream tokens kept (outgoing token exchange), least recently used dropped."""
+    remote_check_interval: float = 60.0
+    """Seconds between the `initialize` checks of a remote MCP server (default 60)."""
     limits: Limits = field(default_factory=Limits)
     """Time, session, queue and in-flight bounds (`moorage_proxyrunner.config.limits`)."""
 

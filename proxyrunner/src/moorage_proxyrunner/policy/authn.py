@@ -370,7 +370,7 @@ class Authenticator:
             token, key=key, alg=alg, issuer=issuer, audience=self.settings.audience
         )
         check_authorised_claims(claims, self.settings)
-        identity = Identity(subject=claims["sub"], claims=claims)
+        identity = Identity(subject=claims["sub"], claims=claims, token=token)
         self._remember(token, identity, remembered_until(claims["exp"], now=self._clock()))
         return identity
 

@@ -63,6 +63,8 @@ def load_local_runconfig(text: str) -> RunConfig:
         ) from None
     if isinstance(data, dict):
         for key, value in LOCAL_DEFAULTS.items():
+            if key == "image" and data.get("remote") is not None:
+                continue  # a remote proxy has no workload, so no image
             data.setdefault(key, value)
     return load_runconfig(json.dumps(data))
 

@@ -27,10 +27,15 @@ Era = Literal["legacy", "modern"]
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """Who is calling. `subject` is None for an unauthenticated caller (local mode, no OIDC)."""
+    """Who is calling. `subject` is None for an unauthenticated caller (local mode, no OIDC).
+
+    `token` is the bearer token authentication verified: outgoing token exchange (RFC 8693)
+    trades it for the upstream's; it is never logged, compared or sent upstream as it is.
+    """
 
     subject: str | None = None
     claims: Mapping[str, Any] = field(default_factory=dict)
+    token: str | None = field(default=None, repr=False, compare=False)
 
 
 ANONYMOUS = Identity()

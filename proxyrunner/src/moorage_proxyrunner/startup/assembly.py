@@ -12,7 +12,9 @@ stop event, and re-raises what ended a background task. The start-ups own what t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
+import dataclasses
+import os
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +22,12 @@ from prometheus_client import CollectorRegistry
 
 from moorage_api.runconfig import RunConfig
 from moorage_core.supervising import TaskSupervisor
+from moorage_proxyrunner.backends.remote.client import (
+    OutgoingAuthStep,
+    OutgoingClient,
+    outgoing_caller,
+    outgoing_client,
+)
 from moorage_proxyrunner.backends.reverse.endpoints import HttpEndpoints
 from moorage_proxyrunner.backends.stdio.bridge import StdioBridge
 from moorage_proxyrunner.backends.stdio.channels import ChannelFactory
@@ -35,11 +43,13 @@ from moorage_proxyrunner.protocol.pipeline import Pipeline
 @dataclass(frozen=True, slots=True)
 class Backend:
     """What the proxy fronts: a stdio server whose lines `channels` carries, or the HTTP
-    servers at `target_urls` speaking `transport`."""
+    servers at `target_urls` speaking `transport` (a remote one's among them), reached through
+    `client` when requests to them carry outgoing headers or authentication."""
 
     transport: str
     channels: ChannelFactory | None = None
     target_urls: tuple[str, ...] = ()
+    client: OutgoingClient | None = None
 
 
 def primary_path(transport: str) -> str:
@@ -57,13 +67,41 @@ def build_endpoints(
             backend.channels, metrics=metrics, probe_era=settings.stdio_era == "auto"
         )
         return BridgeEndpoints(bridge, settings=settings, pipeline=pipeline, metrics=metrics)
+    if backend.client is not None:
+        # The outgoing credential is had last, after the audit gate (`OutgoingAuthStep`).
+        pipeline = Pipeline([*pipeline.steps, OutgoingAuthStep(backend.client.auth)])
     return HttpEndpoints(
         list(backend.target_urls),
         transport=backend.transport,
         settings=settings,
         pipeline=pipeline,
         metrics=metrics,
+        client=backend.client,
     )
+
+
+def with_outgoing(
+    backend: Backend,
+    runconfig: RunConfig,
+    *,
+    settings: ProxyRunnerSettings,
+    registry: CollectorRegistry,
+    environ: Mapping[str, str] = os.environ,
+) -> Backend:
+    """`backend` reached through the upstream client `runconfig` asks for (an HTTP server with
+    `outgoing_auth`, or a remote); unchanged for a stdio server or when nothing is added. A
+    secret missing from `environ` is a `StartupFailure`."""
+    if backend.channels is not None or backend.client is not None:
+        return backend
+    client = outgoing_client(
+        runconfig, environ, registry=registry, cache_size=settings.exchange_cache_size
+    )
+    return backend if client is None else dataclasses.replace(backend, client=client)
+
+
+def uses_outgoing(endpoints: Endpoints) -> bool:
+    """Whether `endpoints` send outgoing headers, which need the caller of each request."""
+    return isinstance(endpoints, HttpEndpoints) and isinstance(endpoints.client, OutgoingClient)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +132,8 @@ async def serve_proxy(
     `handle_signals`); a background task that failed meanwhile is re-raised."""
     app = make_app(settings, endpoints=endpoints, registry=registry, supervisor=supervisor)
     middleware.install(app, primary_path=primary_path(transport))
+    if uses_outgoing(endpoints):
+        app.middlewares.append(outgoing_caller)
     await middleware.prefetch()
     if reloading is not None:
         reloader = RunConfigReloader(

@@ -13,6 +13,9 @@
 4. Build the backend — stdio through `pods/attach` (`AttachChannelFactory`), HTTP through each
    pod's DNS name under the headless Service — and serve it with the front end until SIGTERM.
 
+A RunConfig with `remote` (an MCPRemoteProxy) skips steps 2 and 3: there is no workload, and
+the backend is the remote server (`startup.remote`).
+
 A start-up that cannot go on raises `StartupFailure` naming the flag or RunConfig field to
 change; it is logged as one `startup_failed` line and becomes the exit code. SIGTERM ends the
 process at any stage; a background task (the healer, the RunConfig watch) that dies ends it too.
@@ -51,6 +54,7 @@ from moorage_core.startup import (
     wait_for_apiserver,
 )
 from moorage_core.supervising import TaskSupervisor
+from moorage_proxyrunner.backends.remote.outgoing import check_outgoing_secrets
 from moorage_proxyrunner.backends.stdio.attach import AttachChannelFactory, StreamChannel
 from moorage_proxyrunner.backends.stdio.processes import subprocess_factory
 from moorage_proxyrunner.config.limits import Limits, limits_from
@@ -62,7 +66,14 @@ from moorage_proxyrunner.policy.chain import (
     tool_policy_from_runconfig,
 )
 from moorage_proxyrunner.policy.reload import runconfig_configmap_name
-from moorage_proxyrunner.startup.assembly import Backend, Reloading, build_endpoints, serve_proxy
+from moorage_proxyrunner.startup.assembly import (
+    Backend,
+    Reloading,
+    build_endpoints,
+    serve_proxy,
+    with_outgoing,
+)
+from moorage_proxyrunner.startup.remote import remote_backend
 from moorage_proxyrunner.workload.builders import (
     ProfileError,
     WorkloadSpec,
@@ -450,6 +461,7 @@ async def _run_cluster(
     prepared = read_and_prepare(options)
     spec = prepared.spec
     structlog.contextvars.bind_contextvars(mcpserver=spec.name, namespace=spec.namespace)
+    check_outgoing_secrets(prepared.runconfig, os.environ)
     settings = build_proxy_settings(prepared.runconfig, options)
     if lifecycle is not None:
         stop = lifecycle.stop
@@ -477,9 +489,11 @@ async def _run_cluster(
                 setting=STARTUP_TIMEOUT_SETTING,
                 credentials_setting=KUBECONFIG_SETTING,
             )
-            manager, statefulset = await ready_workload(
-                kube, prepared, supervisor=supervisor, timeout=options.readiness_timeout
-            )
+            remote = prepared.runconfig.remote is not None
+            if not remote:
+                manager, statefulset = await ready_workload(
+                    kube, prepared, supervisor=supervisor, timeout=options.readiness_timeout
+                )
             registry = registry or CollectorRegistry()
             metrics = ProxyMetrics(registry)
             try:
@@ -490,14 +504,30 @@ async def _run_cluster(
                     str(exc),
                     hint="fix the MCPServer's oidcConfig or authzConfig",
                 ) from None
-            backend = cluster_backend(
-                kube,
-                manager=manager,
-                statefulset=statefulset,
-                cluster_domain=options.cluster_domain,
-                open_channel=open_channel,
-                local_command=options.local_command,
-            )
+            if remote:
+                backend = remote_backend(
+                    kube,
+                    prepared.runconfig,
+                    settings=settings,
+                    registry=registry,
+                    supervisor=supervisor,
+                )
+            else:
+                backend = with_outgoing(
+                    cluster_backend(
+                        kube,
+                        manager=manager,
+                        statefulset=statefulset,
+                        cluster_domain=options.cluster_domain,
+                        open_channel=open_channel,
+                        local_command=options.local_command,
+                    ),
+                    prepared.runconfig,
+                    settings=settings,
+                    registry=registry,
+                )
+            if backend.client is not None:
+                stack.push_async_callback(backend.client.close)
             if isinstance(backend.channels, AttachChannelFactory):
                 stack.push_async_callback(backend.channels.aclose)
             endpoints = build_endpoints(
@@ -508,7 +538,7 @@ async def _run_cluster(
                 settings,
                 endpoints,
                 middleware,
-                transport=spec.transport,
+                transport=backend.transport,
                 registry=registry,
                 supervisor=supervisor,
                 stop=stop,

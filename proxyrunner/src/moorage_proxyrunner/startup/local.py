@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 from moorage_core.running import Lifecycle
 from moorage_core.startup import StartupFailure, connect_kube
 from moorage_core.supervising import TaskSupervisor
+from moorage_proxyrunner.backends.remote.healthcheck import RemoteChecker
 from moorage_proxyrunner.backends.stdio.bridge import StdioBridge
 from moorage_proxyrunner.backends.stdio.channels import ChannelFactory, StdioChannel
 from moorage_proxyrunner.backends.stdio.endpoints import BridgeEndpoints
@@ -39,6 +40,7 @@ from moorage_proxyrunner.startup.assembly import (
     build_endpoints,
     primary_path,
     serve_proxy,
+    with_outgoing,
 )
 
 if TYPE_CHECKING:
@@ -200,8 +202,16 @@ async def run_local(
         supervisor = TaskSupervisor(on_failure=stop.set)
         stack.push_async_callback(supervisor.aclose)
         middleware = Middleware(settings, registry=registry, kube=kube)
+        resolved = backend.resolve(launch)
+        if config is not None:
+            resolved = with_outgoing(
+                resolved, config.runconfig, settings=settings, registry=registry
+            )
+        client = resolved.client
+        if client is not None:
+            stack.push_async_callback(client.close)
         endpoints = build_endpoints(
-            backend.resolve(launch),
+            resolved,
             settings=settings,
             metrics=metrics,
             pipeline=middleware.pipeline,
@@ -212,6 +222,11 @@ async def run_local(
             reloading = Reloading(
                 config.runconfig, watch=lambda reloader: reloader.watch_file(watched), local=True
             )
+
+        remote = config.runconfig.remote if config is not None else None
+        if remote is not None and client is not None:
+            checker = RemoteChecker(client, remote.url, transport=remote.transport)
+            supervisor.spawn("remote-check", checker.run_forever(settings.remote_check_interval))
 
         async def startup() -> None:
             if launch is not None and isinstance(endpoints, BridgeEndpoints):

@@ -45,7 +45,7 @@ import structlog
 from aiohttp import web
 
 from moorage_core.supervising import TaskSupervisor
-from moorage_proxyrunner.backends.reverse.upstream import Client, Response, Target, UpstreamError
+from moorage_proxyrunner.backends.reverse.upstream import Client, Response, UpstreamError
 from moorage_proxyrunner.config.limits import session_refusal, timeout_error
 from moorage_proxyrunner.config.settings import ProxyRunnerSettings
 from moorage_proxyrunner.front.identity import identity_of
@@ -199,7 +199,10 @@ class HttpEndpoints(Refusing):
         pipeline: Pipeline,
         metrics: ProxyMetrics,
         connect_timeout: float = 10.0,
+        client: Client | None = None,
     ) -> None:
+        """`client`: what makes the upstream requests (default: a plain `Client`); a remote
+        proxy's adds its headers and outgoing authentication."""
         if not targets:
             raise ValueError("an HTTP backend needs at least one target URL")
         if transport not in ("sse", "streamable-http"):
@@ -210,8 +213,8 @@ class HttpEndpoints(Refusing):
         self.pipeline = pipeline
         self.metrics = metrics
         self._connect_timeout = connect_timeout
-        self._targets = [Target.parse(url) for url in self.targets]
-        self._client = Client(connect_timeout=connect_timeout)
+        self.client = client or Client(connect_timeout=connect_timeout)
+        self._targets = [self.client.target(url) for url in self.targets]
         self._next = itertools.cycle(range(len(self.targets)))
         self._pins: dict[str, _Pin] = {}
         self._pin_used: dict[str, float] = {}
@@ -262,7 +265,7 @@ class HttpEndpoints(Refusing):
         await self.close_streams()
         for task in list(self._drains):
             task.cancel()
-        await self._client.close()
+        await self.client.close()
 
     def is_ready(self) -> bool:
         return any(self._reachable)
@@ -516,7 +519,7 @@ class HttpEndpoints(Refusing):
         path: str | None = None,
     ) -> Response | None:
         try:
-            return await self._client.request(
+            return await self.client.request(
                 method, self._targets[target], headers=headers, body=body, path=path
             )
         except UpstreamError as exc:

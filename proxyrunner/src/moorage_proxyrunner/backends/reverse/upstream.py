@@ -8,13 +8,16 @@ parsed once, and the body read by `Content-Length`, chunked encoding or until cl
 chunk by chunk as it arrives for streams.
 
 Plain `http://` on trusted networks (a pod behind a headless Service, a local server) only;
-anything else is refused at construction.
+anything else is refused at construction. A client for a remote MCP server
+(`backends.remote.client`) also takes `https://` (TLS with the system's trust store, through
+`Client.target`) and checks where it connects (`Client.open_stream`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final
@@ -46,15 +49,18 @@ class Target:
     port: int
     path: str
     authority: str
+    tls: bool = False
 
     @classmethod
-    def parse(cls, url: str) -> Target:
+    def parse(cls, url: str, *, tls_allowed: bool = False) -> Target:
         parts = urlsplit(url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise ValueError(f"{url!r}: the upstream must be an http:// URL")
-        port = parts.port or 80
+        schemes = ("http", "https") if tls_allowed else ("http",)
+        if parts.scheme not in schemes or not parts.hostname:
+            raise ValueError(f"{url!r}: the upstream must be an {' or '.join(schemes)}:// URL")
+        tls = parts.scheme == "https"
+        port = parts.port or (443 if tls else 80)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        return cls(parts.hostname, port, path, parts.netloc)
+        return cls(parts.hostname, port, path, parts.netloc, tls)
 
 
 @dataclass(eq=False, slots=True)
@@ -205,6 +211,10 @@ class Client:
         self._connect_timeout = connect_timeout
         self._pools: dict[Target, Pool] = {}
 
+    def target(self, url: str) -> Target:
+        """The target at `url`, as this client can reach it."""
+        return Target.parse(url)
+
     def _pool(self, target: Target) -> Pool:
         pool = self._pools.get(target)
         if pool is None:
@@ -234,12 +244,21 @@ class Client:
         connection = await self._connect(target)
         return await self._exchange(pool, connection, payload, method)
 
+    async def open_stream(
+        self, target: Target
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A new connection to `target` (TLS for https)."""
+        return await asyncio.open_connection(
+            target.host,
+            target.port,
+            limit=MAX_HEADER_BYTES,
+            ssl=_tls_context() if target.tls else None,
+        )
+
     async def _connect(self, target: Target) -> _Connection:
         try:
             async with asyncio.timeout(self._connect_timeout):
-                reader, writer = await asyncio.open_connection(
-                    target.host, target.port, limit=MAX_HEADER_BYTES
-                )
+                reader, writer = await self.open_stream(target)
         except (OSError, TimeoutError) as exc:
             raise UpstreamError(f"cannot connect to {target.authority}: {exc}") from exc
         return _Connection(reader, writer)
@@ -285,6 +304,16 @@ class Client:
         self._pools.clear()
         with contextlib.suppress(Exception):
             await asyncio.sleep(0)
+
+
+_TLS: list[ssl.SSLContext] = []
+
+
+def _tls_context() -> ssl.SSLContext:
+    """One default client context per process (building one reads the trust store)."""
+    if not _TLS:
+        _TLS.append(ssl.create_default_context())
+    return _TLS[0]
 
 
 def _request_head(

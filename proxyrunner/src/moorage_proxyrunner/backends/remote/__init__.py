@@ -1,0 +1,1 @@
+"""The proxy in front of an MCP server it does not run: outgoing headers, authentication and checks."""
