@@ -48,13 +48,12 @@ from moorage_api.mcpserver import (
     ToolConfigRef,
 )
 from moorage_api.references import ExternalAuthConfigRef, GroupRef
+from moorage_api.runconfig import SEPARATOR_PATTERN
 
 VIRTUALMCPSERVER_NAME_MAX_LENGTH: Final = 54
 """Longest VirtualMCPServer name whose Service `mcp-<name>-vmcp` stays ≤ 63 characters."""
 TOOL_NAME_PATTERN: Final = r"^[A-Za-z0-9_.-]{1,128}$"
 """A tool name every MCP client accepts."""
-SEPARATOR_PATTERN: Final = r"^[A-Za-z0-9_.-]{1,8}$"
-"""A prefix separator that keeps prefixed names valid tool names."""
 DEFAULT_SEPARATOR: Final = "_"
 PRIORITY_MAX_ITEMS: Final = 64
 MANUAL_MAX_ITEMS: Final = 128

@@ -159,7 +159,7 @@ REJECTED = [
         id="manual-backend-invalid",
     ),
     pytest.param(
-        vmcp(conflictResolution={"strategy": "prefix", "separator": "::"}),
+        vmcp(conflictResolution={"strategy": "prefix", "separator": "x"}),
         "spec.conflictResolution.separator",
         "pattern",
         id="separator-invalid",

@@ -1,0 +1,175 @@
+"""The VirtualMCPServer reconciler: a thin I/O shell around `planning.virtualmcpservers`.
+
+The loop is `ProxyOwnerReconciler`'s (`reconcilers/proxyowners.py`). What is a virtual server's:
+
+- its group and the group's members (MCPServers and MCPRemoteProxies, from their caches' group
+  index), the MCPToolConfigs and MCPExternalAuthConfigs its backends use and the ConfigMaps its
+  `incomingAuth` names, read from the caches and handed to `plan_virtualmcpserver`;
+- its status from the plan, the cached aggregator Deployment `<name>-vmcp` and its pods, and
+  `status.backendHealth`/`status.unresolvedConflicts` (which the aggregator writes; the
+  operator only reads them, and the informer passes status-only changes on, so a new report
+  reaches the reconcile that derives `discoveredBackends` and the conditions from it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from moorage_api.constants import LABEL_VIRTUALMCPSERVER
+from moorage_api.naming import vmcp_name
+from moorage_api.virtualmcpserver import VirtualMCPServer, parse_virtualmcpserver
+from moorage_core.kube import DEPLOYMENTS, VIRTUALMCPSERVERS, JsonObject, KubeClient, ResourceKind
+from moorage_operator.planning.mcpservers.children import PlanningSettings
+from moorage_operator.planning.mcpservers.references import config_map_names_of
+from moorage_operator.planning.mcpservers.status import Observed
+from moorage_operator.planning.virtualmcpservers.backends import group_members
+from moorage_operator.planning.virtualmcpservers.children import (
+    GroupView,
+    VirtualServerPlan,
+    plan_virtualmcpserver,
+)
+from moorage_operator.planning.virtualmcpservers.status import STATUS_FIELDS, compute_vmcp_status
+from moorage_operator.reconcilers.mcpgroups import GROUP_INDEX
+from moorage_operator.reconcilers.pending import PendingWrites
+from moorage_operator.reconcilers.proxyowners import (
+    Clock,
+    ProxyOwnerReconciler,
+    Written,
+    utc_now,
+)
+from moorage_operator.runtime.cache import Cache
+from moorage_operator.runtime.controller import Request
+from moorage_operator.runtime.events import EventRecorder
+
+
+def incoming_config_map_names(obj: Mapping[str, Any]) -> list[str]:
+    """The ConfigMaps a raw VirtualMCPServer's `incomingAuth` names."""
+    spec = obj.get("spec")
+    incoming = spec.get("incomingAuth") if isinstance(spec, Mapping) else None
+    return config_map_names_of({"spec": incoming}) if isinstance(incoming, Mapping) else []
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualServerCaches:
+    """The caches a VirtualMCPServer reconcile reads; filled by the manager's informers."""
+
+    virtual_servers: Cache
+    groups: Cache
+    servers: Cache
+    """MCPServers, with the GROUP_INDEX index."""
+    remote_proxies: Cache
+    """MCPRemoteProxies, with the GROUP_INDEX index."""
+    tool_configs: Cache
+    external_auth_configs: Cache
+    config_maps: Cache
+    """ConfigMaps the operator does not manage."""
+    owned: Mapping[ResourceKind, Cache]
+    pods: Cache
+
+
+def _found(cache: Cache, names: Iterable[str], *, namespace: str) -> dict[str, JsonObject]:
+    return {
+        name: obj
+        for name in dict.fromkeys(names)
+        if (obj := cache.get(name, namespace=namespace)) is not None
+    }
+
+
+class VirtualMCPServerReconciler(ProxyOwnerReconciler[VirtualMCPServer, VirtualServerPlan]):
+    """Converges one VirtualMCPServer's children and status; see the module docstring."""
+
+    kind: ClassVar[ResourceKind] = VIRTUALMCPSERVERS
+    owner_label: ClassVar[str] = LABEL_VIRTUALMCPSERVER
+    status_fields: ClassVar = STATUS_FIELDS
+
+    def __init__(
+        self,
+        kube: KubeClient,
+        *,
+        settings: PlanningSettings,
+        caches: VirtualServerCaches,
+        recorder: EventRecorder,
+        pending: PendingWrites,
+        clock: Clock = utc_now,
+    ) -> None:
+        super().__init__(
+            kube,
+            objects=caches.virtual_servers,
+            owned=caches.owned,
+            recorder=recorder,
+            pending=pending,
+            clock=clock,
+        )
+        self.settings = settings
+        self.caches = caches
+
+    def parse(self, raw: JsonObject) -> VirtualMCPServer:
+        return parse_virtualmcpserver(raw)
+
+    def read_group(self, server: VirtualMCPServer, raw: JsonObject) -> GroupView:
+        """The group, its members and everything the backends reference, from the caches."""
+        namespace = server.metadata.namespace or ""
+        group_name = server.spec.group_ref.name
+        key = f"{namespace}/{group_name}"
+        members = group_members(
+            servers=self.caches.servers.by_index(GROUP_INDEX, key),
+            remote_proxies=self.caches.remote_proxies.by_index(GROUP_INDEX, key),
+            cluster_domain=self.settings.cluster_domain,
+        )
+        auth_names = [
+            ref.external_auth_config_ref.name for ref in server.spec.outgoing_auth.backends.values()
+        ]
+        auth_names += [
+            m.external_auth_config_ref.name for m in members if m.external_auth_config_ref
+        ]
+        return GroupView(
+            group=self.caches.groups.get(group_name, namespace=namespace),
+            members=members,
+            tool_configs=_found(
+                self.caches.tool_configs,
+                (ref.name for ref in server.spec.tool_configs.values()),
+                namespace=namespace,
+            ),
+            external_auth_configs=_found(
+                self.caches.external_auth_configs, auth_names, namespace=namespace
+            ),
+            config_maps=_found(
+                self.caches.config_maps, incoming_config_map_names(raw), namespace=namespace
+            ),
+        )
+
+    def plan(self, owner: VirtualMCPServer, raw: JsonObject) -> VirtualServerPlan:
+        return plan_virtualmcpserver(
+            owner, settings=self.settings, view=self.read_group(owner, raw)
+        )
+
+    def compute_status(
+        self,
+        owner: VirtualMCPServer,
+        *,
+        plan: VirtualServerPlan | None,
+        request: Request,
+        written: Written,
+        previous: Mapping[str, Any],
+        now: str,
+        retrying: str | None = None,
+    ) -> JsonObject:
+        namespace, deployment = request.namespace, vmcp_name(request.name)
+        observed = Observed(
+            deployment=written.get(("Deployment", deployment))
+            or self.owned[DEPLOYMENTS].get(deployment, namespace=namespace),
+            pods=self.caches.pods.list(
+                namespace=namespace, labels={LABEL_VIRTUALMCPSERVER: request.name}
+            ),
+        )
+        return compute_vmcp_status(
+            owner,
+            plan=plan,
+            observed=observed if plan is not None else Observed(),
+            previous=previous,
+            now=now,
+            retrying=retrying,
+            cluster_domain=self.settings.cluster_domain,
+        )
