@@ -58,9 +58,11 @@ DEFAULT_SEPARATOR: Final = "_"
 PRIORITY_MAX_ITEMS: Final = 64
 MANUAL_MAX_ITEMS: Final = 128
 BACKENDS_MAX_PROPERTIES: Final = 128
+_CEL_SUBDOMAIN: Final = DNS1123_SUBDOMAIN_PATTERN.replace(r"\.", "[.]")
 _BACKEND_KEYS_RULE: Final = validations(
     cel(
-        f"self.all(k, k.size() <= 253 && k.matches('{DNS1123_SUBDOMAIN_PATTERN}'))",
+        # `[.]`: a backslash is an escape in a CEL string literal.
+        f"self.all(k, k.size() <= 253 && k.matches('{_CEL_SUBDOMAIN}'))",
         message="keys must be backend (member) names: lower-case DNS-1123 subdomains",
     )
 )
