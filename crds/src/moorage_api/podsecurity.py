@@ -120,6 +120,8 @@ class PodSecuritySubject:
     """`spec.serviceAccount`."""
     secrets: frozenset[str] = field(default_factory=frozenset)
     """Names of the Secrets in `spec.secrets`: declared by the MCPServer, so not refused."""
+    own_service_account: str | None = None
+    """The ServiceAccount Moorage creates for the pod; None: an MCPServer's `<name>-sa`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,13 +361,13 @@ def _check_pod_spec(judge: _Judge, pod_spec: Mapping[str, Any]) -> None:
 def _check_service_account(judge: _Judge, name: object, path: str) -> None:
     if not isinstance(name, str) or not name:
         return
-    own = mcp_service_account_name(judge.subject.name)
+    own = judge.subject.own_service_account or mcp_service_account_name(judge.subject.name)
     if name == own or name in judge.allowances.service_accounts:
         return
     judge.refuse(
         PodSecurityRule.SERVICE_ACCOUNT,
         path,
-        f"the MCP pods run as ServiceAccount {own!r}, which Moorage creates; {name!r} is another",
+        f"the pods run as ServiceAccount {own!r}, which Moorage creates; {name!r} is another",
         allowance=f"serviceAccounts: [{name}]",
     )
 

@@ -20,7 +20,10 @@ from moorage_core import errors
 from moorage_core.kube import (
     CONFIGMAPS,
     CRDS,
+    MCPEXTERNALAUTHCONFIGS,
+    MCPGROUPS,
     MCPREGISTRIES,
+    MCPREMOTEPROXIES,
     MCPSERVERS,
     MCPTOOLCONFIGS,
     KubeClient,
@@ -36,6 +39,9 @@ KINDS = {
     "MCPServer": MCPSERVERS,
     "MCPToolConfig": MCPTOOLCONFIGS,
     "MCPRegistry": MCPREGISTRIES,
+    "MCPRemoteProxy": MCPREMOTEPROXIES,
+    "MCPExternalAuthConfig": MCPEXTERNALAUTHCONFIGS,
+    "MCPGroup": MCPGROUPS,
     "ConfigMap": CONFIGMAPS,
 }
 
@@ -478,6 +484,11 @@ def test_the_examples_kustomization_applies(
         "mcptoolconfig.moorage.dev/time-tools",
         "mcpregistry.moorage.dev/example",
         "mcpregistry.moorage.dev/community",
+        "mcpexternalauthconfig.moorage.dev/docs-token-exchange",
+        "mcpremoteproxy.moorage.dev/docs",
+        "mcpgroup.moorage.dev/research",
+        "mcpserver.moorage.dev/research-time",
+        "mcpremoteproxy.moorage.dev/research-papers",
     ):
         assert name in applied, applied
 

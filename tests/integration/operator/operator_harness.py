@@ -167,8 +167,11 @@ async def get_or_none(kube: KubeClient, kind: Any, *, name: str, namespace: str)
         return None
 
 
-async def server_status(kube: KubeClient, *, name: str, namespace: str) -> dict[str, Any]:
-    obj = await kube.get(MCPSERVERS, name=name, namespace=namespace)
+async def server_status(
+    kube: KubeClient, *, name: str, namespace: str, kind: ResourceKind = MCPSERVERS
+) -> dict[str, Any]:
+    """The status of MCPServer `name` (or of another kind's object)."""
+    obj = await kube.get(kind, name=name, namespace=namespace)
     status: dict[str, Any] = obj.get("status") or {}
     return status
 
@@ -256,10 +259,16 @@ async def apply_workload_as_the_proxy_runner(
 
 
 async def wait_for_phase(
-    kube: KubeClient, *, name: str, namespace: str, phase: str, timeout: float = 90
+    kube: KubeClient,
+    *,
+    name: str,
+    namespace: str,
+    phase: str,
+    timeout: float = 90,
+    kind: ResourceKind = MCPSERVERS,
 ) -> dict[str, Any]:
     async def reached() -> dict[str, Any]:
-        status = await server_status(kube, name=name, namespace=namespace)
+        status = await server_status(kube, name=name, namespace=namespace, kind=kind)
         assert status.get("phase") == phase, status.get("message")
         return status
 

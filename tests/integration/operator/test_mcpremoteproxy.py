@@ -9,7 +9,13 @@ import json
 from typing import Any
 
 import pytest
-from operator_harness import RunningOperator, condition, get_or_none
+from operator_harness import (
+    RunningOperator,
+    condition,
+    get_or_none,
+    server_status,
+    wait_for_phase,
+)
 from testkit.waiting import eventually
 
 from moorage_core.kube import (
@@ -66,19 +72,15 @@ def bearer(secret: str = "upstream", key: str = "token") -> dict[str, Any]:
 
 
 async def proxy_status(kube: KubeClient, *, name: str, namespace: str) -> dict[str, Any]:
-    obj = await kube.get(MCPREMOTEPROXIES, name=name, namespace=namespace)
-    return dict(obj.get("status") or {})
+    return await server_status(kube, name=name, namespace=namespace, kind=MCPREMOTEPROXIES)
 
 
 async def wait_for_proxy(
-    kube: KubeClient, *, name: str, namespace: str, phase: str, timeout: float = 90
+    kube: KubeClient, *, name: str, namespace: str, phase: str
 ) -> dict[str, Any]:
-    async def reached() -> dict[str, Any]:
-        status = await proxy_status(kube, name=name, namespace=namespace)
-        assert status.get("phase") == phase, status.get("message")
-        return status
-
-    return await eventually(reached, timeout=timeout, message=f"phase {phase}")
+    return await wait_for_phase(
+        kube, name=name, namespace=namespace, phase=phase, kind=MCPREMOTEPROXIES
+    )
 
 
 async def patch_remote_check(kube: KubeClient, *, name: str, namespace: str, **check: Any) -> None:

@@ -16,7 +16,10 @@ from moorage_api import (
     MCPServer,
     MCPServerPhase,
     MCPToolConfig,
+    parse_mcpexternalauthconfig,
+    parse_mcpgroup,
     parse_mcpregistry,
+    parse_mcpremoteproxy,
     parse_mcpserver,
     parse_mcptoolconfig,
     validation_messages,
@@ -31,6 +34,9 @@ PARSERS: dict[str, Callable[[dict[str, Any]], BaseModel]] = {
     "MCPServer": parse_mcpserver,
     "MCPToolConfig": parse_mcptoolconfig,
     "MCPRegistry": parse_mcpregistry,
+    "MCPRemoteProxy": parse_mcpremoteproxy,
+    "MCPExternalAuthConfig": parse_mcpexternalauthconfig,
+    "MCPGroup": parse_mcpgroup,
 }
 IMAGE = "ghcr.io/moorage-dev/mcp-server-time:2025.9.25"
 

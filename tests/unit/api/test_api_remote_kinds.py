@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 from testkit.rejections import assert_rejected_naming
+from testkit.remotekinds import authconfig, group, remoteproxy
 
 from moorage_api import (
     MCPExternalAuthConfig,
@@ -38,33 +39,6 @@ IMAGE = "ghcr.io/moorage-dev/mcp-server-time:2025.9.25"
 REMOTE = "https://mcp.example.com/mcp"
 SECRET = {"name": "upstream", "key": "token"}
 NEW_KINDS = ("MCPRemoteProxy", "MCPExternalAuthConfig", "MCPGroup")
-
-
-def remoteproxy(name: str = "docs", **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "moorage.dev/v1alpha1",
-        "kind": "MCPRemoteProxy",
-        "metadata": {"name": name},
-        "spec": {"remoteUrl": REMOTE, **spec},
-    }
-
-
-def authconfig(**spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "moorage.dev/v1alpha1",
-        "kind": "MCPExternalAuthConfig",
-        "metadata": {"name": "upstream"},
-        "spec": spec,
-    }
-
-
-def group(**spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "moorage.dev/v1alpha1",
-        "kind": "MCPGroup",
-        "metadata": {"name": "team"},
-        "spec": spec,
-    }
 
 
 def mcpserver(**spec: Any) -> dict[str, Any]:

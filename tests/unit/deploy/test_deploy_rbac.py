@@ -44,7 +44,20 @@ PROXY_RUNNER_ROLE: set[Permission] = (
     | permissions("networking.k8s.io", ["networkpolicies"], APPLY)
 )
 
-KINDS = ["mcpservers", "mcptoolconfigs", "mcpregistries"]
+# A remote proxy's Role `<name>-remote-proxy`, as the design fixes it (its proxy runner reads its
+# RunConfig and writes status.remoteCheck); the operator creates it, so it holds each of these.
+REMOTE_PROXY_ROLE: set[Permission] = permissions("", ["configmaps"], READ) | permissions(
+    "moorage.dev", ["mcpremoteproxies/status"], ["patch"]
+)
+
+KINDS = [
+    "mcpservers",
+    "mcptoolconfigs",
+    "mcpregistries",
+    "mcpremoteproxies",
+    "mcpexternalauthconfigs",
+    "mcpgroups",
+]
 # What the operator itself does in a watched namespace (spec §2, §3, §6, and the calls the
 # reconcilers make: informers list and watch, children are server-side applied and deleted,
 # status and finalizers are patched, an MCPRegistry's git credentials are read by name).
@@ -109,6 +122,12 @@ def test_operator_holds_every_permission_of_the_proxy_runner_role(cluster: list[
     rules = cluster_role(cluster)
     missing = sorted(p for p in PROXY_RUNNER_ROLE if not allows(rules, *p))
     assert not missing, f"creating the proxy runner's Role would be refused: {missing}"
+
+
+def test_operator_holds_every_permission_of_a_remote_proxys_role(cluster: list[Obj]) -> None:
+    rules = cluster_role(cluster)
+    missing = sorted(p for p in REMOTE_PROXY_ROLE if not allows(rules, *p, "docs"))
+    assert not missing, f"creating a remote proxy's Role would be refused: {missing}"
 
 
 def test_operator_holds_every_rule_the_operator_puts_in_that_role(cluster: list[Obj]) -> None:
@@ -180,6 +199,9 @@ def test_operator_is_granted_nothing_else(cluster: list[Obj]) -> None:
         ("moorage.dev", "mcpservers", "create"),
         ("moorage.dev", "mcpservers", "delete"),
         ("moorage.dev", "mcpservers", "update"),
+        ("moorage.dev", "mcpremoteproxies", "create"),
+        ("moorage.dev", "mcpgroups", "delete"),
+        ("moorage.dev", "mcpexternalauthconfigs", "update"),
         ("apps", "deployments", "update"),
     ],
 )

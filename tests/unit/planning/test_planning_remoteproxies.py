@@ -330,49 +330,42 @@ def conditions_of(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["type"]: c for c in status["conditions"]}
 
 
-@pytest.mark.parametrize(
-    ("spec", "observed", "phase", "message"),
-    [
-        pytest.param(
-            {},
-            Observed(),
-            "Pending",
-            "Waiting for the proxy runner Deployment to be created",
-            id="no-deployment",
-        ),
-        pytest.param(
-            {},
-            Observed(deployment=ready(0)),
-            "Pending",
-            "Waiting for the proxy runner to become ready (0/1 replicas ready)",
-            id="not-ready",
-        ),
-        pytest.param(
-            {}, Observed(deployment=ready(1)), "Running", "Remote proxy is running", id="running"
-        ),
-        pytest.param(
-            {"replicas": 0},
-            Observed(deployment=ready(0)),
-            "Stopped",
-            "Remote proxy is stopped (replicas: 0)",
-            id="stopped",
-        ),
-        pytest.param(
-            {},
-            Observed(deployment=ready(1), pods=[crashing_pod()]),
-            "Failed",
-            "Proxy runner pod failed: CrashLoopBackOff",
-            id="crash-loop",
-        ),
-        pytest.param(
-            {"toolConfigRef": {"name": "gone"}},
-            Observed(deployment=ready(1)),
-            "Failed",
-            'MCPToolConfig "gone" not found',
-            id="missing-tool-config",
-        ),
-    ],
-)
+WAITING = "Waiting for the proxy runner"
+PHASES = [
+    pytest.param({}, Observed(), "Pending", f"{WAITING} Deployment to be created", id="none"),
+    pytest.param(
+        {},
+        Observed(deployment=ready(0)),
+        "Pending",
+        f"{WAITING} to become ready (0/1 replicas ready)",
+        id="not-ready",
+    ),
+    pytest.param({}, Observed(deployment=ready(1)), "Running", "Remote proxy is running", id="up"),
+    pytest.param(
+        {"replicas": 0},
+        Observed(deployment=ready(0)),
+        "Stopped",
+        "Remote proxy is stopped (replicas: 0)",
+        id="stopped",
+    ),
+    pytest.param(
+        {},
+        Observed(deployment=ready(1), pods=[crashing_pod()]),
+        "Failed",
+        "Proxy runner pod failed: CrashLoopBackOff",
+        id="crash-loop",
+    ),
+    pytest.param(
+        {"toolConfigRef": {"name": "gone"}},
+        Observed(deployment=ready(1)),
+        "Failed",
+        'MCPToolConfig "gone" not found',
+        id="missing-tool-config",
+    ),
+]
+
+
+@pytest.mark.parametrize(("spec", "observed", "phase", "message"), PHASES)
 def test_phase(spec: dict[str, Any], observed: Observed, phase: str, message: str) -> None:
     status = status_of(proxy(**spec), observed)
     assert (status["phase"], status["message"]) == (phase, message)

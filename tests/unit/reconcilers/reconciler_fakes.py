@@ -173,3 +173,26 @@ def with_status(obj: Mapping[str, Any], status: Mapping[str, Any]) -> dict[str, 
     stored = copy.deepcopy(dict(obj))
     stored["status"] = copy.deepcopy(dict(status))
     return stored
+
+
+def stored_object(
+    kind: str,
+    name: str,
+    *,
+    finalizers: list[str] | None = None,
+    deleting: bool = False,
+    **body: Any,
+) -> JsonObject:
+    """A stored `moorage.dev` object of `kind` in NAMESPACE (with `finalizers`, being deleted)."""
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": NAMESPACE,
+        "uid": f"{name}-uid",
+        "generation": 1,
+        "resourceVersion": "7",
+    }
+    if finalizers is not None:
+        meta["finalizers"] = finalizers
+    if deleting:
+        meta["deletionTimestamp"] = "2026-01-02T03:00:00Z"
+    return {"apiVersion": "moorage.dev/v1alpha1", "kind": kind, "metadata": meta, **body}

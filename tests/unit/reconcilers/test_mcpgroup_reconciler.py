@@ -1,5 +1,6 @@
-"""The MCPGroup reconciler against a fake kube client: the members finalizer, the fresh lists
-behind a release, and no write when nothing changed."""
+"""The MCPGroup and MCPExternalAuthConfig reconcilers against a fake kube client: the members
+finalizer, the fresh lists behind a release, referrers in the status, and no write when nothing
+changed."""
 
 from __future__ import annotations
 
@@ -7,31 +8,38 @@ import datetime
 from typing import Any
 
 import pytest
-from reconciler_fakes import NAMESPACE, RecordingKube, cache, merged_status, with_status
+from reconciler_fakes import (
+    NAMESPACE,
+    RecordingKube,
+    cache,
+    merged_status,
+    stored_object,
+    with_status,
+)
 
-from moorage_core.kube import MCPGROUPS, MCPREMOTEPROXIES, MCPSERVERS, JsonObject
+from moorage_core.kube import (
+    MCPEXTERNALAUTHCONFIGS,
+    MCPGROUPS,
+    MCPREMOTEPROXIES,
+    MCPSERVERS,
+    JsonObject,
+)
 from moorage_operator.planning.mcpgroups import FINALIZER_GROUP_MEMBERS, group_index_values
+from moorage_operator.reconcilers.mcpexternalauthconfigs import (
+    EXTERNAL_AUTH_INDEX,
+    MCPExternalAuthConfigReconciler,
+)
 from moorage_operator.reconcilers.mcpgroups import GROUP_INDEX, MCPGroupReconciler
 from moorage_operator.reconcilers.pending import PendingWrites
 from moorage_operator.runtime.controller import Request, Result
+from moorage_operator.wiring.references import external_auth_index_values
 
 NAME = "team"
 REQUEST = Request(NAMESPACE, NAME)
 
 
 def group(*, finalizers: list[str] | None = None, deleting: bool = False) -> JsonObject:
-    meta: dict[str, Any] = {
-        "name": NAME,
-        "namespace": NAMESPACE,
-        "uid": "g-uid",
-        "generation": 1,
-        "resourceVersion": "7",
-    }
-    if finalizers is not None:
-        meta["finalizers"] = finalizers
-    if deleting:
-        meta["deletionTimestamp"] = "2026-01-02T03:00:00Z"
-    return {"apiVersion": "moorage.dev/v1alpha1", "kind": "MCPGroup", "metadata": meta}
+    return stored_object("MCPGroup", NAME, finalizers=finalizers, deleting=deleting)
 
 
 def member(kind: str, name: str, *, group_name: str = NAME) -> JsonObject:
@@ -141,4 +149,38 @@ async def test_a_group_whose_cached_copy_holds_its_status_costs_no_write() -> No
 
     again = RecordingKube()
     assert await reconciler(again, stored, servers=members).reconcile(REQUEST) == Result()
+    assert again.writes() == []
+
+
+async def test_an_auth_config_lists_its_referrers_and_writes_nothing_when_they_stay() -> None:
+    config = stored_object("MCPExternalAuthConfig", "up", spec={"type": "unauthenticated"})
+    referrers = [member("MCPServer", "b"), member("MCPRemoteProxy", "a")]
+    for referrer in referrers:
+        referrer["spec"] = {"externalAuthConfigRef": {"name": "up"}}
+    servers = cache(MCPSERVERS, referrers[:1])
+    proxies = cache(MCPREMOTEPROXIES, referrers[1:])
+    for indexed in (servers, proxies):
+        indexed.add_index(EXTERNAL_AUTH_INDEX, external_auth_index_values)
+
+    def subject(kube: RecordingKube, obj: JsonObject) -> MCPExternalAuthConfigReconciler:
+        return MCPExternalAuthConfigReconciler(
+            kube=kube,
+            configs=cache(MCPEXTERNALAUTHCONFIGS, [obj]),
+            servers=servers,
+            remote_proxies=proxies,
+            pending=PendingWrites(),
+            clock=lambda: datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC),
+        )
+
+    kube = RecordingKube()
+    assert await subject(kube, config).reconcile(Request(NAMESPACE, "up")) == Result()
+    (patch,) = [c.body["status"] for c in kube.writes("patch", kind="MCPExternalAuthConfig")]
+    assert patch["referencedBy"] == [
+        {"kind": "MCPRemoteProxy", "name": "a"},
+        {"kind": "MCPServer", "name": "b"},
+    ]
+
+    again = RecordingKube()
+    stored = with_status(config, merged_status({}, kube.writes("patch")))
+    assert await subject(again, stored).reconcile(Request(NAMESPACE, "up")) == Result()
     assert again.writes() == []

@@ -11,7 +11,7 @@ from reconciler_fakes import NAMESPACE, RecordingKube, cache, merged_status, wit
 
 from moorage_api.constants import FINALIZER_TOOLCONFIG_PROTECTION
 from moorage_core.errors import Conflict, NotFound
-from moorage_core.kube import MCPSERVERS, MCPTOOLCONFIGS, JsonObject
+from moorage_core.kube import MCPREMOTEPROXIES, MCPSERVERS, MCPTOOLCONFIGS, JsonObject
 from moorage_operator.reconcilers.mcptoolconfigs import (
     TOOL_CONFIG_INDEX,
     MCPToolConfigReconciler,
@@ -189,3 +189,28 @@ async def test_a_config_whose_cached_copy_holds_its_status_costs_no_write() -> N
     again = RecordingKube()
     assert await reconciler(again, stored).reconcile(REQUEST) == Result()
     assert again.writes() == []
+
+
+async def test_a_remote_proxy_using_the_config_blocks_its_deletion_too() -> None:
+    kube = RecordingKube()
+    kube.listed["MCPRemoteProxy"] = [
+        {
+            "apiVersion": "moorage.dev/v1alpha1",
+            "kind": "MCPRemoteProxy",
+            "metadata": {"name": "docs", "namespace": NAMESPACE},
+            "spec": {"remoteUrl": "https://mcp.example.com/mcp", "toolConfigRef": {"name": NAME}},
+        }
+    ]
+    subject = reconciler(
+        kube, tool_config(finalizers=[FINALIZER_TOOLCONFIG_PROTECTION], deleting=True)
+    )
+    subject.remote_proxies = cache(MCPREMOTEPROXIES)
+    subject.remote_proxies.add_index(TOOL_CONFIG_INDEX, tool_config_index_values)
+
+    assert await subject.reconcile(REQUEST) == Result()
+
+    assert finalizer_patches(kube) == []
+    (status,) = status_patches(kube)
+    blocked = condition(status, "DeletionBlocked")
+    assert (blocked["status"], blocked["reason"]) == ("True", "ReferencedByMCPServers")
+    assert blocked["message"].endswith("MCPRemoteProxy docs")

@@ -6,11 +6,20 @@ import json
 from typing import Any
 
 import pytest
-from webhook_samples import mcpserver, mcptoolconfig, review, review_bytes
+from webhook_samples import (
+    mcpexternalauthconfig,
+    mcpgroup,
+    mcpremoteproxy,
+    mcpserver,
+    mcptoolconfig,
+    review,
+    review_bytes,
+)
 
+from moorage_api.mcptenant import PodSecurityRule, PodTemplateAllowances
 from moorage_webhook.admission import ENDPOINTS, KindEndpoint, ReviewOutcome, review_body
 
-SERVERS, TOOLCONFIGS, REGISTRIES, VIRTUALSERVERS = ENDPOINTS
+SERVERS, TOOLCONFIGS, REGISTRIES, REMOTEPROXIES, AUTHCONFIGS, GROUPS, VIRTUALSERVERS = ENDPOINTS
 
 
 def _answer(endpoint: KindEndpoint, document: dict[str, Any]) -> tuple[ReviewOutcome, Any]:
@@ -192,3 +201,51 @@ def test_malformed_requests_get_400_with_the_reason(body: bytes, fragment: str) 
     assert outcome.status == 400
     assert outcome.allowed is None
     assert fragment in outcome.body.decode()
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "obj", "field"),
+    [
+        (
+            REMOTEPROXIES,
+            mcpremoteproxy({"remoteUrl": "https://u:p@mcp.example.com/"}),
+            "spec",
+        ),
+        (
+            AUTHCONFIGS,
+            mcpexternalauthconfig({"type": "headerInjection"}),
+            "spec",
+        ),
+        (GROUPS, mcpgroup({"description": "a\nb"}), "spec.description"),
+    ],
+    ids=["remote-proxy", "auth-config", "group"],
+)
+def test_the_new_kinds_are_denied_with_field_causes(
+    endpoint: KindEndpoint, obj: dict[str, Any], field: str
+) -> None:
+    outcome, body = _answer(endpoint, review(obj))
+    status = body["response"]["status"]
+    assert (outcome.allowed, status["code"]) == (False, 422)
+    assert status["details"]["kind"] == obj["kind"]
+    assert status["details"]["causes"][0]["field"] == field
+
+
+def test_a_remote_proxy_is_judged_with_its_namespaces_allowances() -> None:
+    privileged = {
+        "podTemplateSpec": {
+            "spec": {
+                "containers": [{"name": "proxyrunner", "securityContext": {"privileged": True}}]
+            }
+        }
+    }
+    document = review_bytes(review(mcpremoteproxy(privileged)))
+    assert not review_body(REMOTEPROXIES, document).allowed
+    allowed = PodTemplateAllowances(allow=[PodSecurityRule.PRIVILEGED])
+    seen: list[str] = []
+
+    def lookup(namespace: str) -> PodTemplateAllowances:
+        seen.append(namespace)
+        return allowed
+
+    assert review_body(REMOTEPROXIES, document, allowances=lookup).allowed
+    assert seen == ["team-a"]

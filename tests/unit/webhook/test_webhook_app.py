@@ -12,7 +12,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 from webhook_samples import (
+    mcpexternalauthconfig,
+    mcpgroup,
     mcpregistry,
+    mcpremoteproxy,
     mcpserver,
     mcptoolconfig,
     review,
@@ -58,6 +61,9 @@ def _count(registry: CollectorRegistry, **labels: str) -> float:
             "/validate/mcpregistry",
             mcpregistry({"type": "configMap", "configMap": {"name": "servers"}}),
         ),
+        ("/validate/mcpremoteproxy", mcpremoteproxy()),
+        ("/validate/mcpexternalauthconfig", mcpexternalauthconfig({"type": "unauthenticated"})),
+        ("/validate/mcpgroup", mcpgroup()),
         ("/validate/virtualmcpserver", virtualmcpserver()),
     ],
 )

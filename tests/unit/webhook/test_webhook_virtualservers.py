@@ -86,6 +86,11 @@ def test_a_complete_virtual_server_is_allowed_without_warnings() -> None:
             'spec.podTemplateSpec.spek: unknown field (did you mean "spec"?)',
             id="pod-template",
         ),
+        pytest.param(
+            {"podTemplateSpec": {"spec": {"hostNetwork": True}}},
+            "spec.podTemplateSpec.spec.hostNetwork",
+            id="pod-security",
+        ),
     ],
 )
 def test_bad_input_is_refused_naming_the_field(spec: dict[str, Any], fragment: str) -> None:

@@ -49,6 +49,45 @@ def mcpregistry(source: dict[str, Any], **spec: Any) -> dict[str, Any]:
     }
 
 
+def mcpremoteproxy(spec: dict[str, Any] | None = None, *, name: str = "docs") -> dict[str, Any]:
+    """A valid MCPRemoteProxy (defaults filled, as the apiserver sends it) with `spec` merged in."""
+    body: dict[str, Any] = {
+        "remoteUrl": "https://mcp.example.com/mcp",
+        "allowPrivateEndpoint": False,
+        "transport": "streamable-http",
+        "port": 8080,
+        "audit": {"enabled": False},
+        "replicas": 1,
+        "sessionAffinity": "ClientIP",
+        "trustProxyHeaders": False,
+    }
+    body.update(copy.deepcopy(spec or {}))
+    return {
+        "apiVersion": "moorage.dev/v1alpha1",
+        "kind": "MCPRemoteProxy",
+        "metadata": {"name": name, "namespace": "team-a", "uid": "5b1c"},
+        "spec": body,
+    }
+
+
+def mcpexternalauthconfig(spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "moorage.dev/v1alpha1",
+        "kind": "MCPExternalAuthConfig",
+        "metadata": {"name": "upstream", "namespace": "team-a"},
+        "spec": copy.deepcopy(spec),
+    }
+
+
+def mcpgroup(spec: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": "moorage.dev/v1alpha1",
+        "kind": "MCPGroup",
+        "metadata": {"name": "team", "namespace": "team-a"},
+        "spec": copy.deepcopy(spec or {}),
+    }
+
+
 def virtualmcpserver(**spec: Any) -> dict[str, Any]:
     return {
         "apiVersion": "moorage.dev/v1alpha1",
@@ -69,9 +108,13 @@ def review(
 ) -> dict[str, Any]:
     """An admission.k8s.io/v1 AdmissionReview for `obj`."""
     the_kind = kind or (obj or old or {}).get("kind", "MCPServer")
-    plural = {"MCPServer": "mcpservers", "MCPToolConfig": "mcptoolconfigs"}.get(
-        the_kind, "mcpregistries"
-    )
+    plural = {
+        "MCPServer": "mcpservers",
+        "MCPToolConfig": "mcptoolconfigs",
+        "MCPRemoteProxy": "mcpremoteproxies",
+        "MCPExternalAuthConfig": "mcpexternalauthconfigs",
+        "MCPGroup": "mcpgroups",
+    }.get(the_kind, "mcpregistries")
     meta = (obj or old or {}).get("metadata", {})
     return {
         "apiVersion": "admission.k8s.io/v1",

@@ -12,8 +12,9 @@ HTTP status and body to send and the facts to log.
 - A review for a kind or version this endpoint does not serve (a misconfigured
   ValidatingWebhookConfiguration) → denied with code 400 and a message saying so.
 - Otherwise the kind's `validate_*` decides: allowed with warnings, or denied with code 422
-  (`Invalid`), the errors joined into one message and listed as field causes. MCPServer's also
-  gets what MCPTenants allow in the request's namespace (`allowances`, looked up in memory).
+  (`Invalid`), the errors joined into one message and listed as field causes. MCPServer's and
+  MCPRemoteProxy's also get what MCPTenants allow in the request's namespace (`allowances`,
+  looked up in memory): both describe a pod.
 
 `dryRun` changes nothing: validation has no side effects.
 """
@@ -30,7 +31,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from moorage_api.constants import (
     GROUP,
+    KIND_MCPEXTERNALAUTHCONFIG,
+    KIND_MCPGROUP,
     KIND_MCPREGISTRY,
+    KIND_MCPREMOTEPROXY,
     KIND_MCPSERVER,
     KIND_MCPTOOLCONFIG,
     KIND_VIRTUALMCPSERVER,
@@ -40,7 +44,10 @@ from moorage_api.mcptenant import PodTemplateAllowances
 from moorage_api.podsecurity import NO_ALLOWANCES
 from moorage_webhook.validation import (
     Verdict,
+    validate_mcpexternalauthconfig,
+    validate_mcpgroup,
     validate_mcpregistry,
+    validate_mcpremoteproxy,
     validate_mcpserver,
     validate_mcptoolconfig,
     validate_virtualmcpserver,
@@ -54,7 +61,8 @@ MAX_WARNING_LENGTH: Final = 256
 """The apiserver may truncate longer warnings; we cut them ourselves, where we choose."""
 
 Validator = Callable[..., Verdict]
-"""`validate_<kind>(new, *, old) -> Verdict` (MCPServer's also takes `allowances=`)."""
+"""`validate_<kind>(new, *, old) -> Verdict` (MCPServer's and MCPRemoteProxy's also take
+`allowances=`)."""
 
 AllowancesLookup = Callable[[str], PodTemplateAllowances | None]
 """Namespace → what MCPTenants allow there; None while they are not known (fail closed)."""
@@ -80,7 +88,21 @@ ENDPOINTS: Final = (
     KindEndpoint("/validate/mcpserver", KIND_MCPSERVER, validate_mcpserver, tenant_scoped=True),
     KindEndpoint("/validate/mcptoolconfig", KIND_MCPTOOLCONFIG, validate_mcptoolconfig),
     KindEndpoint("/validate/mcpregistry", KIND_MCPREGISTRY, validate_mcpregistry),
-    KindEndpoint("/validate/virtualmcpserver", KIND_VIRTUALMCPSERVER, validate_virtualmcpserver),
+    KindEndpoint(
+        "/validate/mcpremoteproxy", KIND_MCPREMOTEPROXY, validate_mcpremoteproxy, tenant_scoped=True
+    ),
+    KindEndpoint(
+        "/validate/mcpexternalauthconfig",
+        KIND_MCPEXTERNALAUTHCONFIG,
+        validate_mcpexternalauthconfig,
+    ),
+    KindEndpoint("/validate/mcpgroup", KIND_MCPGROUP, validate_mcpgroup),
+    KindEndpoint(
+        "/validate/virtualmcpserver",
+        KIND_VIRTUALMCPSERVER,
+        validate_virtualmcpserver,
+        tenant_scoped=True,
+    ),
 )
 
 

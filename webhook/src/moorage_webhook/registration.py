@@ -20,12 +20,18 @@ WEBHOOK_NAMES: Final = {
     "/validate/mcpserver": "mcpserver.moorage.dev",
     "/validate/mcptoolconfig": "mcptoolconfig.moorage.dev",
     "/validate/mcpregistry": "mcpregistry.moorage.dev",
+    "/validate/mcpremoteproxy": "mcpremoteproxy.moorage.dev",
+    "/validate/mcpexternalauthconfig": "mcpexternalauthconfig.moorage.dev",
+    "/validate/mcpgroup": "mcpgroup.moorage.dev",
     "/validate/virtualmcpserver": "virtualmcpserver.moorage.dev",
 }
 PLURALS: Final = {
     "/validate/mcpserver": "mcpservers",
     "/validate/mcptoolconfig": "mcptoolconfigs",
     "/validate/mcpregistry": "mcpregistries",
+    "/validate/mcpremoteproxy": "mcpremoteproxies",
+    "/validate/mcpexternalauthconfig": "mcpexternalauthconfigs",
+    "/validate/mcpgroup": "mcpgroups",
     "/validate/virtualmcpserver": "virtualmcpservers",
 }
 TIMEOUT_SECONDS: Final = 5

@@ -25,6 +25,7 @@ from moorage_api.constants import (
     RUNCONFIG_PATH,
 )
 from moorage_api.runconfig import RunConfig, SecretKeyRef, render_runconfig_json, restart_checksum
+from moorage_operator.planning.problems import Problem
 
 JsonObject = dict[str, Any]
 
@@ -54,6 +55,24 @@ EXCLUSIVE_KINDS: Final = frozenset(
         ("apps/v1", "Deployment"),
     }
 )
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerPlan:
+    """What a reconcile of one proxy runner's owner should converge to.
+
+    Invariant: `children` is empty exactly when `problems` is not (nothing is applied from a spec
+    that cannot be built; what exists keeps running).
+    """
+
+    children: tuple[JsonObject, ...] = ()
+    problems: tuple[Problem, ...] = ()
+    runconfig: RunConfig | None = None
+    tool_config_hash: str | None = None
+    condition_problems: Mapping[str, Problem] = field(default_factory=dict)
+    """The first problem per condition type, for the status."""
+    group_found: bool = True
+    """The MCPGroup `groupRef` names exists (or there is no `groupRef`)."""
 
 
 @dataclass(frozen=True, slots=True)

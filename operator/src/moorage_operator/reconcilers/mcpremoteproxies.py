@@ -19,25 +19,14 @@ from typing import Any, ClassVar
 from moorage_api.constants import LABEL_MCPREMOTEPROXY
 from moorage_api.mcpremoteproxy import MCPRemoteProxy, parse_mcpremoteproxy
 from moorage_api.naming import remote_proxy_name
-from moorage_core.kube import DEPLOYMENTS, MCPREMOTEPROXIES, JsonObject, KubeClient, ResourceKind
-from moorage_operator.planning.mcpremoteproxies.children import (
-    RemoteProxyPlan,
-    plan_mcpremoteproxy,
-)
+from moorage_core.kube import DEPLOYMENTS, MCPREMOTEPROXIES, JsonObject, ResourceKind
+from moorage_operator.planning.mcpremoteproxies.children import RemoteProxyPlan, plan_mcpremoteproxy
 from moorage_operator.planning.mcpremoteproxies.status import STATUS_FIELDS, compute_remote_status
-from moorage_operator.planning.mcpservers.children import PlanningSettings
+from moorage_operator.planning.mcpservers.references import References
 from moorage_operator.planning.mcpservers.status import Observed
-from moorage_operator.reconcilers.mcpservers import read_references
-from moorage_operator.reconcilers.pending import PendingWrites
-from moorage_operator.reconcilers.proxyowners import (
-    Clock,
-    ProxyOwnerReconciler,
-    Written,
-    utc_now,
-)
+from moorage_operator.reconcilers.proxyowners import ProxyOwnerReconciler, Written
 from moorage_operator.runtime.cache import Cache
 from moorage_operator.runtime.controller import Request
-from moorage_operator.runtime.events import EventRecorder
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,46 +44,24 @@ class RemoteProxyCaches:
     pods: Cache
     """Pods with our labels (the proxy pods among them)."""
 
+    @property
+    def primary(self) -> Cache:
+        return self.remote_proxies
 
-class MCPRemoteProxyReconciler(ProxyOwnerReconciler[MCPRemoteProxy, RemoteProxyPlan]):
+
+class MCPRemoteProxyReconciler(
+    ProxyOwnerReconciler[MCPRemoteProxy, RemoteProxyPlan, RemoteProxyCaches]
+):
     """Converges one MCPRemoteProxy's children and status; see the module docstring."""
 
     kind: ClassVar[ResourceKind] = MCPREMOTEPROXIES
     owner_label: ClassVar[str] = LABEL_MCPREMOTEPROXY
     status_fields: ClassVar = STATUS_FIELDS
 
-    def __init__(
-        self,
-        kube: KubeClient,
-        *,
-        settings: PlanningSettings,
-        caches: RemoteProxyCaches,
-        recorder: EventRecorder,
-        pending: PendingWrites,
-        clock: Clock = utc_now,
-    ) -> None:
-        super().__init__(
-            kube,
-            objects=caches.remote_proxies,
-            owned=caches.owned,
-            recorder=recorder,
-            pending=pending,
-            clock=clock,
-        )
-        self.settings = settings
-        self.caches = caches
-
     def parse(self, raw: JsonObject) -> MCPRemoteProxy:
         return parse_mcpremoteproxy(raw)
 
-    def plan(self, owner: MCPRemoteProxy, raw: JsonObject) -> RemoteProxyPlan:
-        references = read_references(
-            raw,
-            tool_configs=self.caches.tool_configs,
-            config_maps=self.caches.config_maps,
-            external_auth_configs=self.caches.external_auth_configs,
-            groups=self.caches.groups,
-        )
+    def plan(self, owner: MCPRemoteProxy, references: References) -> RemoteProxyPlan:
         return plan_mcpremoteproxy(owner, settings=self.settings, references=references)
 
     def compute_status(

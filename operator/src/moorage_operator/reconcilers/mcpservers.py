@@ -18,61 +18,20 @@ from typing import Any, ClassVar
 
 from moorage_api.constants import LABEL_MCPSERVER
 from moorage_api.mcpserver import MCPServer, parse_mcpserver
-from moorage_core.kube import DEPLOYMENTS, MCPSERVERS, JsonObject, KubeClient, ResourceKind
-from moorage_operator.planning.externalauth import external_auth_config_name_of
-from moorage_operator.planning.mcpgroups import group_name_of
-from moorage_operator.planning.mcpservers.children import (
-    PlanningSettings,
-    ServerPlan,
-    plan_mcpserver,
-)
-from moorage_operator.planning.mcpservers.references import (
-    References,
-    config_map_names_of,
-    tool_config_name_of,
-)
+from moorage_core.kube import DEPLOYMENTS, MCPSERVERS, JsonObject, ResourceKind
+from moorage_operator.planning.mcpservers.children import ServerPlan, plan_mcpserver
+from moorage_operator.planning.mcpservers.references import References
 from moorage_operator.planning.mcpservers.status import STATUS_FIELDS, Observed, compute_status
-from moorage_operator.reconcilers.pending import PendingWrites
 from moorage_operator.reconcilers.proxyowners import (
     CHILD_KINDS,
-    Clock,
     ProxyOwnerReconciler,
     Written,
     utc_now,
 )
 from moorage_operator.runtime.cache import Cache
 from moorage_operator.runtime.controller import Request
-from moorage_operator.runtime.events import EventRecorder
 
-__all__ = ["CHILD_KINDS", "MCPServerReconciler", "ServerCaches", "read_references", "utc_now"]
-
-
-def _named(cache: Cache, name: str | None, *, namespace: str) -> JsonObject | None:
-    return cache.get(name, namespace=namespace) if name else None
-
-
-def read_references(
-    raw: Mapping[str, Any],
-    *,
-    tool_configs: Cache,
-    config_maps: Cache,
-    external_auth_configs: Cache,
-    groups: Cache,
-) -> References:
-    """What a raw MCPServer or MCPRemoteProxy references, as the caches hold it."""
-    namespace = str((raw.get("metadata") or {}).get("namespace") or "")
-    return References(
-        tool_config=_named(tool_configs, tool_config_name_of(raw), namespace=namespace),
-        config_maps={
-            name: obj
-            for name in config_map_names_of(raw)
-            if (obj := config_maps.get(name, namespace=namespace)) is not None
-        },
-        external_auth_config=_named(
-            external_auth_configs, external_auth_config_name_of(raw), namespace=namespace
-        ),
-        group=_named(groups, group_name_of(raw), namespace=namespace),
-    )
+__all__ = ["CHILD_KINDS", "MCPServerReconciler", "ServerCaches", "utc_now"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,46 +53,22 @@ class ServerCaches:
     external_auth_configs: Cache
     groups: Cache
 
+    @property
+    def primary(self) -> Cache:
+        return self.servers
 
-class MCPServerReconciler(ProxyOwnerReconciler[MCPServer, ServerPlan]):
+
+class MCPServerReconciler(ProxyOwnerReconciler[MCPServer, ServerPlan, ServerCaches]):
     """Converges one MCPServer's children and status; see the module docstring."""
 
     kind: ClassVar[ResourceKind] = MCPSERVERS
     owner_label: ClassVar[str] = LABEL_MCPSERVER
     status_fields: ClassVar = STATUS_FIELDS
 
-    def __init__(
-        self,
-        kube: KubeClient,
-        *,
-        settings: PlanningSettings,
-        caches: ServerCaches,
-        recorder: EventRecorder,
-        pending: PendingWrites,
-        clock: Clock = utc_now,
-    ) -> None:
-        super().__init__(
-            kube,
-            objects=caches.servers,
-            owned=caches.owned,
-            recorder=recorder,
-            pending=pending,
-            clock=clock,
-        )
-        self.settings = settings
-        self.caches = caches
-
     def parse(self, raw: JsonObject) -> MCPServer:
         return parse_mcpserver(raw)
 
-    def plan(self, owner: MCPServer, raw: JsonObject) -> ServerPlan:
-        references = read_references(
-            raw,
-            tool_configs=self.caches.tool_configs,
-            config_maps=self.caches.config_maps,
-            external_auth_configs=self.caches.external_auth_configs,
-            groups=self.caches.groups,
-        )
+    def plan(self, owner: MCPServer, references: References) -> ServerPlan:
         return plan_mcpserver(owner, settings=self.settings, references=references)
 
     def compute_status(

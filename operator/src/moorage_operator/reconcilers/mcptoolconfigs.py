@@ -3,7 +3,7 @@
 One reconcile of `namespace/name`:
 1. read the MCPToolConfig and the MCPServers referencing it from the caches (an index);
 2. add the finalizer `moorage.dev/toolconfig-protection` to a config that is not being deleted;
-   for one that is, remove it once no MCPServer references it — checked against a fresh list of
+   for one that is, remove it once no MCPServer or MCPRemoteProxy references it — checked against a fresh list of
    the namespace's MCPServers first, since a server created a moment ago may not be cached yet;
 3. patch the status (`configHash`, `Valid`, `DeletionBlocked` naming the referrers) when it changed.
 
@@ -21,7 +21,7 @@ from typing import Any
 import structlog
 
 from moorage_api.constants import FINALIZER_TOOLCONFIG_PROTECTION
-from moorage_core.kube import MCPSERVERS, MCPTOOLCONFIGS, KubeClient
+from moorage_core.kube import MCPREMOTEPROXIES, MCPSERVERS, MCPTOOLCONFIGS, KubeClient
 from moorage_operator.planning.conditions import format_time
 from moorage_operator.planning.mcpservers.references import tool_config_name_of
 from moorage_operator.planning.mcptoolconfigs import STATUS_FIELDS, compute_toolconfig_status
@@ -63,13 +63,22 @@ class MCPToolConfigReconciler:
         servers: Cache,
         pending: PendingWrites,
         clock: Clock,
+        remote_proxies: Cache | None = None,
     ) -> None:
         self.kube = kube
         self.tool_configs = tool_configs
         self.servers = servers
         """The MCPServer cache, with the TOOL_CONFIG_INDEX index."""
+        self.remote_proxies = remote_proxies
+        """The MCPRemoteProxy cache, with the TOOL_CONFIG_INDEX index (None: not watched)."""
         self.pending = pending
         self.clock = clock
+
+    def _referrers(
+        self, servers: Sequence[Mapping[str, Any]], proxies: Sequence[Mapping[str, Any]]
+    ) -> list[str]:
+        """MCPServers by name, then MCPRemoteProxies named as such."""
+        return _names(servers) + [f"MCPRemoteProxy {name}" for name in _names(proxies)]
 
     async def reconcile(self, request: Request) -> Result:
         obj = self.tool_configs.get(request.name, namespace=request.namespace)
@@ -78,15 +87,26 @@ class MCPToolConfigReconciler:
         key = f"{request.namespace}/{request.name}"
 
         async def live_referrers() -> list[str]:
-            live = await self.kube.list(MCPSERVERS, namespace=request.namespace)
-            return _names([s for s in live.items if tool_config_name_of(s) == request.name])
+            watched = self.remote_proxies is not None
+            kinds = (MCPSERVERS, MCPREMOTEPROXIES) if watched else (MCPSERVERS,)
+            live = [await self.kube.list(kind, namespace=request.namespace) for kind in kinds]
+            using = [
+                [obj for obj in listed.items if tool_config_name_of(obj) == request.name]
+                for listed in live
+            ]
+            return self._referrers(using[0], using[1] if len(using) > 1 else [])
 
         protected = await converge_protection(
             self.kube,
             MCPTOOLCONFIGS,
             obj,
             finalizer=FINALIZER_TOOLCONFIG_PROTECTION,
-            dependents=_names(self.servers.by_index(TOOL_CONFIG_INDEX, key)),
+            dependents=self._referrers(
+                self.servers.by_index(TOOL_CONFIG_INDEX, key),
+                self.remote_proxies.by_index(TOOL_CONFIG_INDEX, key)
+                if self.remote_proxies is not None
+                else [],
+            ),
             live_dependents=live_referrers,
         )
         if protected is None:

@@ -32,25 +32,23 @@ from pydantic import ValidationError
 
 from moorage_api.base import validation_messages
 from moorage_api.constants import FIELD_MANAGER_OPERATOR
+from moorage_core import kube as kinds
 from moorage_core.errors import BadRequest, Invalid, KubeError, NotFound
-from moorage_core.kube import (
-    CONFIGMAPS,
-    DEPLOYMENTS,
-    MERGE_PATCH,
-    ROLEBINDINGS,
-    ROLES,
-    SERVICEACCOUNTS,
-    SERVICES,
-    JsonObject,
-    KubeClient,
-    ResourceKind,
-)
+from moorage_core.kube import MERGE_PATCH, JsonObject, KubeClient, ResourceKind
 from moorage_operator.planning.comparing import (
     ANNOTATION_APPLIED_HASH,
     is_applied,
     takeover_patch,
 )
 from moorage_operator.planning.conditions import format_time
+from moorage_operator.planning.externalauth import external_auth_config_name_of
+from moorage_operator.planning.mcpgroups import group_name_of
+from moorage_operator.planning.mcpservers.children import PlanningSettings
+from moorage_operator.planning.mcpservers.references import (
+    References,
+    config_map_names_of,
+    tool_config_name_of,
+)
 from moorage_operator.planning.mcpservers.status import compute_invalid_status, phase_event
 from moorage_operator.planning.problems import Problem
 from moorage_operator.planning.proxies import stale_owned
@@ -64,9 +62,16 @@ log = structlog.get_logger(__name__)
 
 CHILD_KINDS: Final[Mapping[tuple[str, str], ResourceKind]] = {
     (kind.api_version, kind.kind): kind
-    for kind in (SERVICEACCOUNTS, ROLES, ROLEBINDINGS, CONFIGMAPS, DEPLOYMENTS, SERVICES)
+    for kind in (
+        kinds.SERVICEACCOUNTS,
+        kinds.ROLES,
+        kinds.ROLEBINDINGS,
+        kinds.CONFIGMAPS,
+        kinds.DEPLOYMENTS,
+        kinds.SERVICES,
+    )
 }
-"""The kinds the operator applies for an MCPServer, by (apiVersion, kind)."""
+"""The kinds the operator applies for a proxy runner's owner, by (apiVersion, kind)."""
 
 # Applied in two waves: what the proxy pod needs (its ServiceAccount, Role, RunConfig) before the
 # Deployment, so the ReplicaSet controller does not fail and back off on a missing account; and
@@ -112,13 +117,76 @@ class OwnerModel(Protocol):
     def metadata(self) -> Any: ...
 
 
+class OwnerCaches(Protocol):
+    """The caches a proxy runner's owner is reconciled from; filled by the manager's informers."""
+
+    @property
+    def primary(self) -> Cache:
+        """The owners themselves."""
+        ...
+
+    @property
+    def tool_configs(self) -> Cache: ...
+
+    @property
+    def config_maps(self) -> Cache:
+        """ConfigMaps the operator does not manage: the ones owners reference."""
+        ...
+
+    @property
+    def external_auth_configs(self) -> Cache: ...
+
+    @property
+    def groups(self) -> Cache: ...
+
+    @property
+    def owned(self) -> Mapping[ResourceKind, Cache]:
+        """Our children by kind (label `app.kubernetes.io/managed-by=moorage`), one per
+        CHILD_KINDS."""
+        ...
+
+    @property
+    def pods(self) -> Cache:
+        """Pods with our labels (the proxy pods among them)."""
+        ...
+
+
+def _named(cache: Cache, name: str | None, *, namespace: str) -> JsonObject | None:
+    return cache.get(name, namespace=namespace) if name else None
+
+
+def read_references(
+    raw: Mapping[str, Any],
+    *,
+    tool_configs: Cache,
+    config_maps: Cache,
+    external_auth_configs: Cache,
+    groups: Cache,
+) -> References:
+    """What a raw MCPServer or MCPRemoteProxy references, as the caches hold it."""
+    namespace = str((raw.get("metadata") or {}).get("namespace") or "")
+    return References(
+        tool_config=_named(tool_configs, tool_config_name_of(raw), namespace=namespace),
+        config_maps={
+            name: obj
+            for name in config_map_names_of(raw)
+            if (obj := config_maps.get(name, namespace=namespace)) is not None
+        },
+        external_auth_config=_named(
+            external_auth_configs, external_auth_config_name_of(raw), namespace=namespace
+        ),
+        group=_named(groups, group_name_of(raw), namespace=namespace),
+    )
+
+
 OwnerT = TypeVar("OwnerT", bound=OwnerModel)
 PlanT = TypeVar("PlanT", bound=OwnerPlan)
+CachesT = TypeVar("CachesT", bound=OwnerCaches)
 Written = Mapping[tuple[str, str], JsonObject]
 """Children applied in this reconcile, by (kind, name): fresher than the caches."""
 
 
-class ProxyOwnerReconciler(ABC, Generic[OwnerT, PlanT]):
+class ProxyOwnerReconciler(ABC, Generic[OwnerT, PlanT, CachesT]):
     """Converges one object's children and status; see the module docstring."""
 
     kind: ClassVar[ResourceKind]
@@ -132,17 +200,16 @@ class ProxyOwnerReconciler(ABC, Generic[OwnerT, PlanT]):
         self,
         kube: KubeClient,
         *,
-        objects: Cache,
-        owned: Mapping[ResourceKind, Cache],
+        settings: PlanningSettings,
+        caches: CachesT,
         recorder: EventRecorder,
         pending: PendingWrites,
         clock: Clock = utc_now,
     ) -> None:
         self.kube = kube
-        self.objects = objects
-        self.owned = owned
-        """Our children by kind (label `app.kubernetes.io/managed-by=moorage`), one per
-        CHILD_KINDS."""
+        self.settings = settings
+        self.caches = caches
+        self.owned = caches.owned
         self.recorder = recorder
         self.pending = pending
         self.clock = clock
@@ -154,7 +221,7 @@ class ProxyOwnerReconciler(ABC, Generic[OwnerT, PlanT]):
         """The object as its model; `ValidationError` when it does not parse."""
 
     @abstractmethod
-    def plan(self, owner: OwnerT, raw: JsonObject) -> PlanT:
+    def plan(self, owner: OwnerT, references: References) -> PlanT:
         """Its children, or the problems that prevent building them (pure planning)."""
 
     @abstractmethod
@@ -174,7 +241,7 @@ class ProxyOwnerReconciler(ABC, Generic[OwnerT, PlanT]):
     # -- the loop -------------------------------------------------------------------------------
 
     async def reconcile(self, request: Request) -> Result:
-        raw = self.objects.get(request.name, namespace=request.namespace)
+        raw = self.caches.primary.get(request.name, namespace=request.namespace)
         if raw is None:
             return Result()
         previous = previous_status(raw, kind=self.kind, pending=self.pending)
@@ -195,7 +262,15 @@ class ProxyOwnerReconciler(ABC, Generic[OwnerT, PlanT]):
             await self._write_status(raw, previous=previous, status=status)
             return Result()
 
-        plan = self.plan(owner, raw)
+        caches = self.caches
+        references = read_references(
+            raw,
+            tool_configs=caches.tool_configs,
+            config_maps=caches.config_maps,
+            external_auth_configs=caches.external_auth_configs,
+            groups=caches.groups,
+        )
+        plan = self.plan(owner, references)
         written: dict[tuple[str, str], JsonObject] = {}
         failure: ApplyFailure | None = None
         deleted = 0

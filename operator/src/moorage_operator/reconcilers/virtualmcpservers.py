@@ -20,9 +20,8 @@ from typing import Any, ClassVar
 from moorage_api.constants import LABEL_VIRTUALMCPSERVER
 from moorage_api.naming import vmcp_name
 from moorage_api.virtualmcpserver import VirtualMCPServer, parse_virtualmcpserver
-from moorage_core.kube import DEPLOYMENTS, VIRTUALMCPSERVERS, JsonObject, KubeClient, ResourceKind
-from moorage_operator.planning.mcpservers.children import PlanningSettings
-from moorage_operator.planning.mcpservers.references import config_map_names_of
+from moorage_core.kube import DEPLOYMENTS, VIRTUALMCPSERVERS, JsonObject, ResourceKind
+from moorage_operator.planning.mcpservers.references import References, config_map_names_of
 from moorage_operator.planning.mcpservers.status import Observed
 from moorage_operator.planning.virtualmcpservers.backends import group_members
 from moorage_operator.planning.virtualmcpservers.children import (
@@ -32,16 +31,9 @@ from moorage_operator.planning.virtualmcpservers.children import (
 )
 from moorage_operator.planning.virtualmcpservers.status import STATUS_FIELDS, compute_vmcp_status
 from moorage_operator.reconcilers.mcpgroups import GROUP_INDEX
-from moorage_operator.reconcilers.pending import PendingWrites
-from moorage_operator.reconcilers.proxyowners import (
-    Clock,
-    ProxyOwnerReconciler,
-    Written,
-    utc_now,
-)
+from moorage_operator.reconcilers.proxyowners import ProxyOwnerReconciler, Written
 from moorage_operator.runtime.cache import Cache
 from moorage_operator.runtime.controller import Request
-from moorage_operator.runtime.events import EventRecorder
 
 
 def incoming_config_map_names(obj: Mapping[str, Any]) -> list[str]:
@@ -68,6 +60,10 @@ class VirtualServerCaches:
     owned: Mapping[ResourceKind, Cache]
     pods: Cache
 
+    @property
+    def primary(self) -> Cache:
+        return self.virtual_servers
+
 
 def _found(cache: Cache, names: Iterable[str], *, namespace: str) -> dict[str, JsonObject]:
     return {
@@ -77,42 +73,22 @@ def _found(cache: Cache, names: Iterable[str], *, namespace: str) -> dict[str, J
     }
 
 
-class VirtualMCPServerReconciler(ProxyOwnerReconciler[VirtualMCPServer, VirtualServerPlan]):
+class VirtualMCPServerReconciler(
+    ProxyOwnerReconciler[VirtualMCPServer, VirtualServerPlan, VirtualServerCaches]
+):
     """Converges one VirtualMCPServer's children and status; see the module docstring."""
 
     kind: ClassVar[ResourceKind] = VIRTUALMCPSERVERS
     owner_label: ClassVar[str] = LABEL_VIRTUALMCPSERVER
     status_fields: ClassVar = STATUS_FIELDS
 
-    def __init__(
-        self,
-        kube: KubeClient,
-        *,
-        settings: PlanningSettings,
-        caches: VirtualServerCaches,
-        recorder: EventRecorder,
-        pending: PendingWrites,
-        clock: Clock = utc_now,
-    ) -> None:
-        super().__init__(
-            kube,
-            objects=caches.virtual_servers,
-            owned=caches.owned,
-            recorder=recorder,
-            pending=pending,
-            clock=clock,
-        )
-        self.settings = settings
-        self.caches = caches
-
     def parse(self, raw: JsonObject) -> VirtualMCPServer:
         return parse_virtualmcpserver(raw)
 
-    def read_group(self, server: VirtualMCPServer, raw: JsonObject) -> GroupView:
-        """The group, its members and everything the backends reference, from the caches."""
+    def read_group(self, server: VirtualMCPServer, *, group: JsonObject | None) -> GroupView:
+        """The group's members and everything the backends reference, from the caches."""
         namespace = server.metadata.namespace or ""
-        group_name = server.spec.group_ref.name
-        key = f"{namespace}/{group_name}"
+        key = f"{namespace}/{server.spec.group_ref.name}"
         members = group_members(
             servers=self.caches.servers.by_index(GROUP_INDEX, key),
             remote_proxies=self.caches.remote_proxies.by_index(GROUP_INDEX, key),
@@ -124,8 +100,9 @@ class VirtualMCPServerReconciler(ProxyOwnerReconciler[VirtualMCPServer, VirtualS
         auth_names += [
             m.external_auth_config_ref.name for m in members if m.external_auth_config_ref
         ]
+        incoming = server.spec.incoming_auth.model_dump(mode="json", by_alias=True)
         return GroupView(
-            group=self.caches.groups.get(group_name, namespace=namespace),
+            group=group,
             members=members,
             tool_configs=_found(
                 self.caches.tool_configs,
@@ -136,13 +113,16 @@ class VirtualMCPServerReconciler(ProxyOwnerReconciler[VirtualMCPServer, VirtualS
                 self.caches.external_auth_configs, auth_names, namespace=namespace
             ),
             config_maps=_found(
-                self.caches.config_maps, incoming_config_map_names(raw), namespace=namespace
+                self.caches.config_maps,
+                incoming_config_map_names({"spec": {"incomingAuth": incoming}}),
+                namespace=namespace,
             ),
         )
 
-    def plan(self, owner: VirtualMCPServer, raw: JsonObject) -> VirtualServerPlan:
+    def plan(self, owner: VirtualMCPServer, references: References) -> VirtualServerPlan:
+        # The loop's references of a virtual server hold only its group (`spec.groupRef`).
         return plan_virtualmcpserver(
-            owner, settings=self.settings, view=self.read_group(owner, raw)
+            owner, settings=self.settings, view=self.read_group(owner, group=references.group)
         )
 
     def compute_status(

@@ -9,9 +9,9 @@ reads and the events that enqueue which keys:
   controller's `FailedCreate` Events to the server of their StatefulSet; and re-enqueues every
   server that references a changed MCPToolConfig, ConfigMap, MCPExternalAuthConfig or MCPGroup
   (cache indexes make that a lookup; see `wiring.references`).
-- `mcptoolconfig` (primary MCPToolConfigs) follows MCPServers to the config they reference (old
-  and new reference on a change), so a referrer's arrival or departure updates the config's
-  protection at once.
+- `mcptoolconfig` (primary MCPToolConfigs) follows MCPServers and MCPRemoteProxies to the config
+  they reference (old and new reference on a change), so a referrer's arrival or departure
+  updates the config's protection at once.
 """
 
 from __future__ import annotations
@@ -20,7 +20,14 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from moorage_api.constants import LABEL_MCPSERVER
-from moorage_core.kube import CORE_EVENTS, MCPSERVERS, MCPTOOLCONFIGS, PODS, STATEFULSETS
+from moorage_core.kube import (
+    CORE_EVENTS,
+    MCPREMOTEPROXIES,
+    MCPSERVERS,
+    MCPTOOLCONFIGS,
+    PODS,
+    STATEFULSETS,
+)
 from moorage_operator.planning.mcpservers.status import FAILED_CREATE
 from moorage_operator.reconcilers.mcpservers import MCPServerReconciler, ServerCaches, utc_now
 from moorage_operator.reconcilers.mcptoolconfigs import (
@@ -34,6 +41,7 @@ from moorage_operator.runtime.manager import Manager
 from moorage_operator.settings import OperatorSettings
 from moorage_operator.wiring.references import (
     ReferenceInformers,
+    index_references,
     labelled_mapper,
     own_children,
     owned_informers,
@@ -73,6 +81,8 @@ def tool_config_of_server(server: Mapping[str, Any]) -> list[Request]:
 def register_mcp_controllers(manager: Manager, settings: OperatorSettings) -> list[Controller]:
     """Add the `mcpserver` and `mcptoolconfig` controllers to `manager`; return them."""
     servers = manager.informer(MCPSERVERS)
+    remote_proxies = manager.informer(MCPREMOTEPROXIES)
+    index_references(remote_proxies.cache)
     references = ReferenceInformers.of(manager)
     owned = owned_informers(manager)
     statefulsets = manager.owned_informer(STATEFULSETS)
@@ -115,10 +125,12 @@ def register_mcp_controllers(manager: Manager, settings: OperatorSettings) -> li
             manager.kube,
             tool_configs=references.tool_configs.cache,
             servers=servers.cache,
+            remote_proxies=remote_proxies.cache,
             pending=pending,
             clock=utc_now,
         ),
         for_kind=MCPTOOLCONFIGS,
     )
     tool_config_controller.watches(servers, tool_config_of_server)
+    tool_config_controller.watches(remote_proxies, tool_config_of_server)
     return [server_controller, tool_config_controller]

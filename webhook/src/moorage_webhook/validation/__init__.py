@@ -7,7 +7,10 @@ which the client shows. The HTTP layer (`moorage_webhook.admission`) maps kinds 
 functions.
 """
 
+from moorage_webhook.validation.mcpexternalauthconfigs import validate_mcpexternalauthconfig
+from moorage_webhook.validation.mcpgroups import validate_mcpgroup
 from moorage_webhook.validation.mcpregistries import validate_mcpregistry
+from moorage_webhook.validation.mcpremoteproxies import validate_mcpremoteproxy
 from moorage_webhook.validation.mcpservers import validate_mcpserver
 from moorage_webhook.validation.mcptoolconfigs import validate_mcptoolconfig
 from moorage_webhook.validation.verdict import Problem, Verdict
@@ -16,7 +19,10 @@ from moorage_webhook.validation.virtualmcpservers import validate_virtualmcpserv
 __all__ = [
     "Problem",
     "Verdict",
+    "validate_mcpexternalauthconfig",
+    "validate_mcpgroup",
     "validate_mcpregistry",
+    "validate_mcpremoteproxy",
     "validate_mcpserver",
     "validate_mcptoolconfig",
     "validate_virtualmcpserver",

@@ -28,45 +28,37 @@ hold, see `objects.py`) and reports:
 
 from __future__ import annotations
 
-import re
 from typing import Any, Final
 
-from moorage_api.base import ResourceRequirements
 from moorage_api.constants import GROUP
 from moorage_api.mcpserver import (
-    AuthzConfig,
     MCPServer,
     MCPServerSpec,
     MetadataOverrides,
-    OIDCConfig,
 )
 from moorage_api.mcptenant import PodTemplateAllowances
-from moorage_api.podsecurity import NO_ALLOWANCES, PodSecuritySubject, check_pod_security
-from moorage_webhook.validation.cedarpolicies import check_entities_json, check_policy_text
+from moorage_api.podsecurity import NO_ALLOWANCES, PodSecuritySubject
 from moorage_webhook.validation.imagerefs import ImageReferenceError, check_image_reference
-from moorage_webhook.validation.locations import https_url_problem
 from moorage_webhook.validation.names import (
     allowed_host_problem,
-    dns1123_label_problem,
-    dns1123_subdomain_problem,
     env_name_problem,
     label_value_problem,
     qualified_name_problem,
 )
-from moorage_webhook.validation.objects import is_being_deleted, spec_unchanged, validate_object
+from moorage_webhook.validation.objects import validate_object
 from moorage_webhook.validation.podtemplates import MOORAGE_LABELS, check_pod_template_spec
-from moorage_webhook.validation.quantities import QuantityError, parse_quantity
-from moorage_webhook.validation.verdict import Findings, Problem, Verdict, key_path, quoted
+from moorage_webhook.validation.proxysettings import (
+    check_authz,
+    check_oidc,
+    check_port_change,
+    check_resources,
+    dict_at,
+    with_pod_security,
+)
+from moorage_webhook.validation.verdict import Findings, Verdict, key_path, quoted
 
 DEFAULT_TARGET_PORT: Final = 8080
 MOORAGE_ANNOTATION_PREFIX: Final = f"{GROUP}/"
-STANDARD_RESOURCES: Final = frozenset({"cpu", "memory", "ephemeral-storage"})
-NOT_SYNCED_NOTE: Final = (
-    " (this webhook replica has not loaded the MCPTenants yet, so no allowance applies: "
-    "retry in a moment)"
-)
-_SCOPE: Final = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
-"""An OAuth scope token (RFC 6749 §3.3): printable ASCII without space, '"' and '\\'."""
 
 
 def image_message(value: str) -> str | None:
@@ -148,49 +140,6 @@ def _check_env(spec: MCPServerSpec, out: Findings) -> None:
         secret_names.setdefault(name, index)
 
 
-def _resource_name_problem(name: str) -> str | None:
-    if name in STANDARD_RESOURCES or name.startswith("hugepages-"):
-        return None
-    if "/" in name:
-        return qualified_name_problem(name)
-    return (
-        f"{quoted(name)} is not a resource name: use cpu, memory, ephemeral-storage, hugepages-<size> "
-        "or a domain-qualified extended resource"
-    )
-
-
-def check_resources(
-    resources: ResourceRequirements | None, out: Findings, *, at: str = "spec.resources"
-) -> None:
-    """Resource names are real resources, quantities parse, and no request exceeds its limit."""
-    if resources is None:
-        return
-    limits = resources.limits
-    for part, values in (("limits", limits), ("requests", resources.requests)):
-        for name, value in values.items():
-            path = key_path(f"{at}.{part}", name)
-            if (why := _resource_name_problem(name)) is not None:
-                out.error(path, why)
-                continue
-            try:
-                amount = parse_quantity(value)
-            except QuantityError as exc:
-                out.error(path, str(exc))
-                continue
-            if amount < 0:
-                out.error(path, "must not be negative")
-            elif part == "requests" and name in limits:
-                try:
-                    limit = parse_quantity(limits[name])
-                except QuantityError:
-                    continue
-                if amount > limit:
-                    out.error(
-                        path,
-                        f"request {value} must be less than or equal to the limit {limits[name]}",
-                    )
-
-
 def _check_pod_template(spec: MCPServerSpec, out: Findings) -> None:
     template = spec.pod_template_spec
     if template is None:
@@ -206,64 +155,6 @@ def _check_pod_template(spec: MCPServerSpec, out: Findings) -> None:
                 f"spec.podTemplateSpec.spec.{field}",
                 f"{quoted(value)} contradicts spec.serviceAccount {quoted(spec.service_account)}; set one",
             )
-
-
-def check_oidc(oidc: OIDCConfig | None, out: Findings, *, at: str = "spec.oidcConfig") -> None:
-    """Issuer and JWKS URLs, scopes and service accounts of an OIDC config at `at`."""
-    if oidc is None:
-        return
-    if oidc.inline is not None:
-        base = f"{at}.inline"
-        issuer = oidc.inline.issuer
-        if (why := https_url_problem(issuer, what="OIDC issuer")) is not None:
-            out.error(f"{base}.issuer", why)
-        elif "?" in issuer:
-            out.error(f"{base}.issuer", "an OIDC issuer URL must not have a query")
-        jwks = oidc.inline.jwks_url
-        if jwks is not None and (why := https_url_problem(jwks, what="JWKS URL")) is not None:
-            out.error(f"{base}.jwksUrl", why)
-        seen: set[str] = set()
-        for index, scope in enumerate(oidc.inline.required_scopes):
-            path = f"{base}.requiredScopes[{index}]"
-            if _SCOPE.fullmatch(scope) is None:
-                out.error(
-                    path,
-                    f"{quoted(scope)} is not an OAuth scope (printable ASCII without spaces, '\"' "
-                    "or '\\')",
-                )
-            elif scope in seen:
-                out.warn(path, f"scope {quoted(scope)} is listed twice")
-            seen.add(scope)
-    if oidc.kubernetes is not None:
-        base = f"{at}.kubernetes"
-        sa_issuer = oidc.kubernetes.issuer
-        if sa_issuer is not None and (why := https_url_problem(sa_issuer, what="issuer")):
-            out.error(f"{base}.issuer", why)
-        accounts: set[str] = set()
-        for index, ref in enumerate(oidc.kubernetes.allowed_service_accounts):
-            path = f"{base}.allowedServiceAccounts[{index}]"
-            namespace, _, name = ref.partition("/")
-            ref_problem = dns1123_label_problem(namespace) or dns1123_subdomain_problem(name)
-            if ref_problem is not None:
-                out.error(path, f"{quoted(ref)} must be namespace/name: {ref_problem}")
-            elif ref in accounts:
-                out.warn(path, f"{quoted(ref)} is listed twice")
-            accounts.add(ref)
-
-
-def check_authz(authz: AuthzConfig | None, out: Findings, *, at: str = "spec.authzConfig") -> None:
-    """Inline Cedar policies parse within bounds and the entities are JSON, at `at`."""
-    if authz is None or authz.inline is None:
-        return
-    base = f"{at}.inline"
-    for index, text in enumerate(authz.inline.policies):
-        check = check_policy_text(text)
-        if check.error is not None:
-            out.error(f"{base}.policies[{index}]", check.error)
-        for warning in check.warnings:
-            out.warn(f"{base}.policies[{index}]", warning)
-    if (why := check_entities_json(authz.inline.entities_json)) is not None:
-        out.error(f"{base}.entitiesJson", why)
 
 
 def _check_metadata(
@@ -331,11 +222,7 @@ def _check_update(spec: MCPServerSpec, old: MCPServerSpec, out: Findings) -> Non
             f"changing from {old.stdio_era} to {spec.stdio_era} replaces the MCP server's pod "
             "and ends every client session",
         )
-    if spec.port != old.port:
-        out.warn(
-            "spec.port",
-            f"changing from {old.port} to {spec.port} moves the endpoint clients use (status.url)",
-        )
+    check_port_change(spec.port, old.port, out)
 
 
 def _check_allowed_hosts(spec: MCPServerSpec, out: Findings) -> None:
@@ -364,16 +251,11 @@ def mcpserver_rules(
         _check_update(spec, old.spec, out)
 
 
-def _dict_at(obj: dict[str, Any], key: str) -> dict[str, Any]:
-    value = obj.get(key)
-    return value if isinstance(value, dict) else {}
-
-
 def pod_security_subject(obj: dict[str, Any]) -> PodSecuritySubject:
     """What the pod security rules judge, from a raw MCPServer (types unchecked: the model's own
     errors are reported elsewhere, and a field of the wrong type refuses nothing here)."""
-    metadata = _dict_at(obj, "metadata")
-    spec = _dict_at(obj, "spec")
+    metadata = dict_at(obj, "metadata")
+    spec = dict_at(obj, "spec")
     template = spec.get("podTemplateSpec")
     account = spec.get("serviceAccount")
     secrets = spec.get("secrets")
@@ -387,15 +269,6 @@ def pod_security_subject(obj: dict[str, Any]) -> PodSecuritySubject:
             s["name"] for s in secrets if isinstance(s, dict) and isinstance(s.get("name"), str)
         ),
     )
-
-
-def pod_security_problems(
-    obj: dict[str, Any], *, allowances: PodTemplateAllowances | None
-) -> list[Problem]:
-    """The pod security refusals of an MCPServer; `allowances` None: not known yet (fail closed)."""
-    note = NOT_SYNCED_NOTE if allowances is None else ""
-    refusals = check_pod_security(pod_security_subject(obj), allowances=allowances or NO_ALLOWANCES)
-    return [Problem(r.path, r.message + note) for r in refusals]
 
 
 def validate_mcpserver(
@@ -413,6 +286,6 @@ def validate_mcpserver(
         rules=mcpserver_rules,
         refiners={("spec", "image"): image_message},
     )
-    if spec_unchanged(new, old) or is_being_deleted(new):
-        return verdict
-    return verdict.with_errors(pod_security_problems(new, allowances=allowances))
+    return with_pod_security(
+        verdict, new, old, subject=pod_security_subject(new), allowances=allowances
+    )

@@ -36,11 +36,13 @@ from moorage_api.mcpregistry import (
     GIT_REPOSITORY_PATTERN,
     RELATIVE_PATH_PATTERN,
 )
+from moorage_api.mcpremoteproxy import HEADER_VALUE_PATTERN
 from moorage_api.mcpserver import (
     ALLOWED_HOST_PATTERN,
     ENDPOINT_PREFIX_PATTERN,
     SERVICE_ACCOUNT_REF_PATTERN,
 )
+from moorage_api.outgoing import HEADER_NAME_PATTERN
 from moorage_webhook.validation.locations import (
     git_commit_problem,
     git_ref_problem,
@@ -105,6 +107,10 @@ _PATTERN_REFINERS: Final[dict[str, Callable[[str], str | None]]] = {
     ENDPOINT_PREFIX_PATTERN: _expecting(
         "must be a URL path starting with '/', without spaces, '?' or '#'"
     ),
+    HEADER_NAME_PATTERN: _expecting(
+        "is not an HTTP header name (letters, digits and !#$%&'*+.^_`|~-, no spaces or colons)"
+    ),
+    HEADER_VALUE_PATTERN: lambda _: "a header value must not contain a line break or NUL",
 }
 """Readable messages for the schema's patterns, in place of "String should match pattern"."""
 

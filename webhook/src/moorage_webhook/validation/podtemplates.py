@@ -1,4 +1,4 @@
-"""`spec.podTemplateSpec` of an MCPServer: is it a PodTemplateSpec the apiserver will take?
+"""`spec.podTemplateSpec` of an MCPServer or MCPRemoteProxy: a PodTemplateSpec the apiserver takes?
 
 Pure: no I/O. The CRD keeps `podTemplateSpec` open (`x-kubernetes-preserve-unknown-fields`), so a
 typo or a wrong type would only surface when the proxy runner applies the StatefulSet, as a failed
@@ -7,7 +7,8 @@ the pod spec with containers, init containers, volumes, tolerations, security co
 the rest; `affinity` terms are taken as opaque objects) and the rules the apiserver applies to pod
 templates, plus what matters because Moorage merges its own settings on top:
 
-- container `mcp` gets image, args, stdin and env from the MCPServer: an image set here is ignored;
+- container `mcp` gets image, args, stdin and env from the MCPServer: an image set here is ignored
+  (for an MCPRemoteProxy's proxy pod, container `proxyrunner` gets Moorage's image and args);
 - every other container needs its own image;
 - a StatefulSet pod template only takes `restartPolicy: Always` and no ephemeral containers;
 - the labels Moorage selects its pods by are Moorage's to set.
@@ -18,12 +19,14 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
 
 from moorage_api import podfields
 from moorage_api.constants import (
     CONTAINER_MCP,
+    CONTAINER_PROXYRUNNER,
     LABEL_COMPONENT,
     LABEL_INSTANCE,
     LABEL_MANAGED_BY,
@@ -201,7 +204,41 @@ def _check_volume_mounts(obj: dict[str, Any], path: str, out: Findings) -> None:
             )
 
 
-def _check_pod_spec(obj: dict[str, Any], path: str, out: Findings) -> None:
+@dataclass(frozen=True, slots=True)
+class MainContainer:
+    """The container Moorage fills in a pod template, and where its settings come from."""
+
+    name: str
+    image_from: str
+    args_from: str
+    workload: str
+    """Why `restartPolicy` must be Always: what runs the pod."""
+
+
+MCP_CONTAINER: Final = MainContainer(
+    name=CONTAINER_MCP,
+    image_from="spec.image",
+    args_from="spec.args",
+    workload="the MCP server runs in a StatefulSet",
+)
+"""An MCPServer's template: the MCP server's pod."""
+PROXY_CONTAINER: Final = MainContainer(
+    name=CONTAINER_PROXYRUNNER,
+    image_from="the operator's proxy runner image",
+    args_from="the proxy runner's arguments",
+    workload="the proxy runs in a Deployment",
+)
+"""An MCPRemoteProxy's template: the proxy's pod."""
+
+
+def _pod_spec_rule(main: MainContainer) -> Rule:
+    def rule(obj: dict[str, Any], path: str, out: Findings) -> None:
+        _check_pod_spec(obj, path, out, main=main)
+
+    return rule
+
+
+def _check_pod_spec(obj: dict[str, Any], path: str, out: Findings, *, main: MainContainer) -> None:
     containers = obj.get("containers") or []
     init_containers = obj.get("initContainers") or []
     seen: set[str] = set()
@@ -212,21 +249,22 @@ def _check_pod_spec(obj: dict[str, Any], path: str, out: Findings) -> None:
             if isinstance(name, str) and name in seen:
                 out.error(f"{entry}.name", f"container name {quoted(name)} is used twice")
             seen.add(name)
-            is_mcp = group == "containers" and name == CONTAINER_MCP
-            if is_mcp and container.get("image"):
+            is_main = group == "containers" and name == main.name
+            if is_main and container.get("image"):
                 out.warn(
                     f"{entry}.image",
-                    f"ignored: container {quoted(CONTAINER_MCP)} always runs spec.image",
+                    f"ignored: container {quoted(main.name)} always runs {main.image_from}",
                 )
-            if is_mcp and container.get("args") is not None:
+            if is_main and container.get("args") is not None:
                 out.warn(
                     f"{entry}.args",
-                    f"ignored: container {quoted(CONTAINER_MCP)} always gets spec.args",
+                    f"ignored: container {quoted(main.name)} always gets {main.args_from}",
                 )
-            if not is_mcp and not container.get("image"):
+            if not is_main and not container.get("image"):
                 out.error(
                     f"{entry}.image",
-                    f"required: only container {quoted(CONTAINER_MCP)} takes its image from spec.image",
+                    f"required: only container {quoted(main.name)} takes its image from "
+                    f"{main.image_from}",
                 )
     volumes: set[str] = set()
     for index, volume in enumerate(obj.get("volumes") or []):
@@ -247,8 +285,7 @@ def _check_pod_spec(obj: dict[str, Any], path: str, out: Findings) -> None:
     if restart is not None and restart != "Always":
         out.error(
             f"{path}.restartPolicy",
-            f"{quoted(restart)} is not allowed: the MCP server runs in a StatefulSet, which only "
-            "takes Always",
+            f"{quoted(restart)} is not allowed: {main.workload}, which only takes Always",
         )
     if obj.get("ephemeralContainers"):
         out.error(f"{path}.ephemeralContainers", "not allowed in a pod template")
@@ -276,35 +313,46 @@ _CONTAINER_RULES: Final = (
     _check_ports,
     _check_volume_mounts,
 )
-_RULES: Final[Mapping[str, tuple[Rule, ...]]] = {
-    "ObjectMeta": (_check_template_metadata, _check_labels),
-    "KeySelector": (_name_rule(config_key_problem, "key"),),
-    "EnvVar": (_check_env_var,),
-    "ResourceRequirements": (_check_requests_within_limits,),
-    "SecurityContext": (_check_security_context,),
-    "Probe": (_check_probe,),
-    "Container": _CONTAINER_RULES,
-    "Volume": (_name_rule(dns1123_label_problem),),
-    "Toleration": (_check_toleration,),
-    "PodSpec": (_check_pod_spec,),
-}
-"""The cross-field rules of each type of `moorage_api.podfields`, by the type's name."""
 
-POD_TEMPLATE_SPEC: Final = shape_of(podfields.POD_TEMPLATE_SPEC, rules=_RULES)
-"""The shape of `core/v1` PodTemplateSpec with the rules above."""
+
+def _rules(main: MainContainer) -> Mapping[str, tuple[Rule, ...]]:
+    """The cross-field rules of each type of `moorage_api.podfields`, by the type's name."""
+    return {
+        "ObjectMeta": (_check_template_metadata, _check_labels),
+        "KeySelector": (_name_rule(config_key_problem, "key"),),
+        "EnvVar": (_check_env_var,),
+        "ResourceRequirements": (_check_requests_within_limits,),
+        "SecurityContext": (_check_security_context,),
+        "Probe": (_check_probe,),
+        "Container": _CONTAINER_RULES,
+        "Volume": (_name_rule(dns1123_label_problem),),
+        "Toleration": (_check_toleration,),
+        "PodSpec": (_pod_spec_rule(main),),
+    }
+
+
+POD_TEMPLATE_SPECS: Final = {
+    main: shape_of(podfields.POD_TEMPLATE_SPEC, rules=_rules(main))
+    for main in (MCP_CONTAINER, PROXY_CONTAINER)
+}
+"""The shape of `core/v1` PodTemplateSpec with the rules above, by the container Moorage fills."""
 
 
 MEMO_MAX_TEXT: Final = 16 * 1024
 """Templates up to this size (as canonical JSON) have their findings memoised."""
 
 
-def check_pod_template_spec(value: object, path: str, out: Findings) -> None:
-    """Report every problem of a `podTemplateSpec` value at `path` (errors in document order)."""
+def check_pod_template_spec(
+    value: object, path: str, out: Findings, *, main: MainContainer = MCP_CONTAINER
+) -> None:
+    """Report every problem of a `podTemplateSpec` value at `path` (errors in document order);
+    `main` is the container Moorage fills (an MCPServer's `mcp`, a remote proxy's
+    `proxyrunner`)."""
     text = json.dumps(value, sort_keys=True, separators=(",", ":"))
     if len(text) > MEMO_MAX_TEXT:
-        POD_TEMPLATE_SPEC.check(value, path, out)
+        POD_TEMPLATE_SPECS[main].check(value, path, out)
         return
-    errors, warnings = _findings_of(text, path)
+    errors, warnings = _findings_of(text, path, main)
     for problem in errors:
         out.error(problem.path, problem.message)
     for problem in warnings:
@@ -312,9 +360,11 @@ def check_pod_template_spec(value: object, path: str, out: Findings) -> None:
 
 
 @functools.lru_cache(maxsize=256)
-def _findings_of(text: str, path: str) -> tuple[tuple[Problem, ...], tuple[Problem, ...]]:
+def _findings_of(
+    text: str, path: str, main: MainContainer
+) -> tuple[tuple[Problem, ...], tuple[Problem, ...]]:
     # Memoised by canonical text: the servers of one platform share their pod template (the
     # same tolerations, node selector, security context), and the check is a pure function of it.
     out = Findings(limit=None)
-    POD_TEMPLATE_SPEC.check(json.loads(text), path, out)
+    POD_TEMPLATE_SPECS[main].check(json.loads(text), path, out)
     return tuple(out.errors), tuple(out.warnings)

@@ -16,8 +16,6 @@ that prevent building them).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, Final
 
 from moorage_api.constants import (
@@ -50,8 +48,8 @@ from moorage_operator.planning.mcpservers.references import (
     resolve_client_inputs,
     resolved_inputs,
 )
-from moorage_operator.planning.problems import Problem, by_condition
-from moorage_operator.planning.proxies import READ, ChildOwner, ProxyPod, rule
+from moorage_operator.planning.problems import by_condition
+from moorage_operator.planning.proxies import READ, ChildOwner, OwnerPlan, ProxyPod, rule
 
 JsonObject = dict[str, Any]
 
@@ -59,22 +57,8 @@ STATUS_PATCH: Final = ("patch",)
 """The proxy runner merge-patches `status.remoteCheck`; it never reads through this rule."""
 
 
-@dataclass(frozen=True, slots=True)
-class RemoteProxyPlan:
-    """What a reconcile of one MCPRemoteProxy should converge to.
-
-    Invariant: `children` is empty exactly when `problems` is not (nothing is applied from a spec
-    that cannot be built; what exists keeps running).
-    """
-
-    children: tuple[JsonObject, ...] = ()
-    problems: tuple[Problem, ...] = ()
-    runconfig: RunConfig | None = None
-    tool_config_hash: str | None = None
-    condition_problems: Mapping[str, Problem] = field(default_factory=dict)
-    """The first problem per condition type, for the status."""
-    group_found: bool = True
-    """The MCPGroup `groupRef` names exists (or there is no `groupRef`)."""
+RemoteProxyPlan = OwnerPlan
+"""What a reconcile of one MCPRemoteProxy should converge to."""
 
 
 def remote_proxy_selector(proxy: str) -> dict[str, str]:

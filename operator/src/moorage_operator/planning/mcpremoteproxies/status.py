@@ -35,31 +35,27 @@ from moorage_operator.planning.conditions import ConditionSpec
 from moorage_operator.planning.mcpgroups import group_condition
 from moorage_operator.planning.mcpremoteproxies.children import RemoteProxyPlan
 from moorage_operator.planning.mcpservers.status import (
+    STATUS_FIELDS as PROXY_STATUS_FIELDS,
+)
+from moorage_operator.planning.mcpservers.status import (
     Observed,
     PhaseVerdict,
     auth_condition,
     owner_status,
     pod_template_condition,
+    proxy_pending_message,
     ready_condition,
     ready_replicas,
     settled_verdict,
     tool_config_condition,
-    wanted_replicas,
 )
 from moorage_operator.planning.problems import Problem
 
 JsonObject = dict[str, Any]
 
-STATUS_FIELDS: Final = (
-    "phase",
-    "message",
-    "url",
-    "readyReplicas",
-    "observedGeneration",
-    "toolConfigHash",
-    "conditions",
-)
-"""Every status field the operator writes (and so may remove); never `remoteCheck`."""
+STATUS_FIELDS: Final = PROXY_STATUS_FIELDS
+"""Every status field the operator writes (and so may remove): an MCPServer's; never
+`remoteCheck`."""
 
 
 def compute_remote_phase(
@@ -85,11 +81,7 @@ def compute_remote_phase(
         return PhaseVerdict(
             MCPRemoteProxyPhase.RUNNING, "Remote proxy is running", ReadyReason.RUNNING
         )
-    if observed.deployment is None:
-        message = "Waiting for the proxy runner Deployment to be created"
-    else:
-        wanted = wanted_replicas(observed.deployment)
-        message = f"Waiting for the proxy runner to become ready (0/{wanted} replicas ready)"
+    message = proxy_pending_message(observed.deployment) or "Waiting for the proxy runner"
     return PhaseVerdict(MCPRemoteProxyPhase.PENDING, message, ReadyReason.NOT_READY)
 
 

@@ -18,7 +18,7 @@ exception.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from moorage_api.constants import COMPONENT_PROXY_RUNNER, LABEL_COMPONENT, LABEL_MCPSERVER
@@ -52,6 +52,7 @@ from moorage_operator.planning.proxies import (
     READ,
     ROLLING_UPDATE,
     ChildOwner,
+    OwnerPlan,
     ProxyPod,
     controller_reference,
     desired_proxy_deployment,
@@ -131,23 +132,11 @@ class PlanningError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class ServerPlan:
-    """What a reconcile of one MCPServer should converge to.
+class ServerPlan(OwnerPlan):
+    """What a reconcile of one MCPServer should converge to (see `OwnerPlan`)."""
 
-    Invariant: `children` is empty exactly when `problems` is not (nothing is applied from a spec
-    that cannot be built; what exists keeps running).
-    """
-
-    children: tuple[JsonObject, ...] = ()
-    problems: tuple[Problem, ...] = ()
-    runconfig: RunConfig | None = None
-    tool_config_hash: str | None = None
     replicas_capped: bool = False
     """`replicas` > 1 on a stdio server, capped at 1 (one process cannot be shared by two)."""
-    condition_problems: Mapping[str, Problem] = field(default_factory=dict)
-    """The first problem per condition type, for the status."""
-    group_found: bool = True
-    """The MCPGroup `groupRef` names exists (or there is no `groupRef`)."""
 
 
 # -- the children, one builder each -------------------------------------------------------------

@@ -261,13 +261,21 @@ def compute_phase(
     return PhaseVerdict(MCPServerPhase.PENDING, _pending_message(observed), ReadyReason.NOT_READY)
 
 
-def _pending_message(observed: Observed) -> str:
-    if observed.deployment is None:
+def proxy_pending_message(deployment: Mapping[str, Any] | None) -> str | None:
+    """What a proxy runner's owner waits for while its Deployment is missing or not ready;
+    None once it has ready replicas."""
+    if deployment is None:
         return "Waiting for the proxy runner Deployment to be created"
-    proxy_ready = ready_replicas(observed.deployment)
-    if proxy_ready == 0:
-        wanted = wanted_replicas(observed.deployment)
+    if ready_replicas(deployment) == 0:
+        wanted = wanted_replicas(deployment)
         return f"Waiting for the proxy runner to become ready (0/{wanted} replicas ready)"
+    return None
+
+
+def _pending_message(observed: Observed) -> str:
+    waiting = proxy_pending_message(observed.deployment)
+    if waiting is not None:
+        return waiting
     if observed.statefulset is None:
         return "Waiting for the proxy runner to create the MCP server's StatefulSet"
     wanted = wanted_replicas(observed.statefulset)
