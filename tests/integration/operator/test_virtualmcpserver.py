@@ -79,6 +79,15 @@ async def backends_of(kube: KubeClient, *, name: str, namespace: str) -> list[di
     return backends
 
 
+async def rolled_out(kube: KubeClient, *, name: str, namespace: str) -> bool:
+    deployment = await kube.get(DEPLOYMENTS, name=name, namespace=namespace)
+    status, wanted = deployment.get("status") or {}, deployment["spec"]["replicas"]
+    assert status.get("observedGeneration") == deployment["metadata"]["generation"], status
+    counts = [status.get(k, 0) for k in ("replicas", "updatedReplicas", "readyReplicas")]
+    assert counts == [wanted] * 3, status
+    return True
+
+
 async def report(kube: KubeClient, *, name: str, namespace: str, **status: Any) -> None:
     """What the aggregator does after checking its backends: a merge patch of its fields."""
     await kube.patch(
@@ -192,7 +201,14 @@ async def test_members_join_and_leave_and_the_status_follows_the_aggregator(
     status = await eventually(reported, timeout=30, message="health followed")
     assert status["backendHealth"][0]["name"] == "docs", "the operator keeps the runner's fields"
 
-    # Nothing changed: a resync writes nothing.
+    # Nothing changed: a resync writes nothing (once the rollouts the join started are over:
+    # kwok moving a Deployment's replica counts is a change the status follows).
+    for deployment in ("hub-vmcp", "time"):
+        await eventually(
+            lambda name=deployment: rolled_out(kube, name=name, namespace=namespace),
+            timeout=60,
+            message=f"{deployment} rolled out",
+        )
     await eventually(operator.is_idle, timeout=30, message="operator idle")
     writes = operator.requests()
     await operator.resync()
