@@ -273,10 +273,12 @@ class KubeClient:
         context: str | None = None,
         user_agent: str = "moorage",
         observer: RequestObserver | None = None,
+        max_connections: int = 32,
     ) -> KubeClient:
-        """A client with credentials found the usual way (see `load_configuration`)."""
+        """A client with credentials found the usual way (see `load_configuration`), holding at
+        most `max_connections` connections (each watch holds one for as long as it runs)."""
         cfg = await load_configuration(kubeconfig=kubeconfig, context=context)
-        return cls(cfg, user_agent=user_agent, observer=observer)
+        return cls(cfg, user_agent=user_agent, observer=observer, max_connections=max_connections)
 
     @classmethod
     def for_token(

@@ -244,6 +244,7 @@ async def connect_kube(
     setting: str,
     user_agent: str,
     observer: RequestObserver | None = None,
+    max_connections: int = 32,
 ) -> KubeClient:
     """`KubeClient.connect`, with a `StartupFailure` naming `setting` (the kubeconfig's) when
     no credentials can be loaded."""
@@ -252,7 +253,10 @@ async def connect_kube(
 
     try:
         return await KubeClient.connect(
-            kubeconfig=kubeconfig, user_agent=user_agent, observer=observer
+            kubeconfig=kubeconfig,
+            user_agent=user_agent,
+            observer=observer,
+            max_connections=max_connections,
         )
     except KubeError as exc:
         raise StartupFailure(

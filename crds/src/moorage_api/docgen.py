@@ -21,11 +21,13 @@ from moorage_api.constants import (
     LABEL_COMPONENT,
     LABEL_INSTANCE,
     LABEL_MANAGED_BY,
+    LABEL_MCPREMOTEPROXY,
     LABEL_MCPSERVER,
     LABEL_NAME,
     LABEL_PART_OF,
     MANAGED_BY,
     MCP_SERVICE_AFFINITY_TIMEOUT,
+    NAME_MCPREMOTEPROXY,
     NAME_MCPSERVER,
     PART_OF,
     VERSION,
@@ -37,6 +39,9 @@ from moorage_api.naming import (
     mcp_pod_selector,
     mcp_service_name,
     proxy_service_name,
+    remote_proxy_name,
+    remote_proxy_service_name,
+    remote_runconfig_configmap_name,
 )
 from moorage_api.runconfig import SCHEMA_VERSION, RunConfig
 from moorage_api.structural import JsonSchema, resource_schema, structural_schema
@@ -177,7 +182,8 @@ def render_runconfig() -> str:
     text = (
         "## RunConfig (`runconfig.json`)\n\n"
         f"{schema['description']} Rendered by the operator into ConfigMap `<name>-runconfig` "
-        "(key `runconfig.json`), read by the proxy runner. JSON with keys sorted, "
+        "(`<name>-remote-runconfig` for an MCPRemoteProxy, with `remote` set and no workload; "
+        "key `runconfig.json`), read by the proxy runner. JSON with keys sorted, "
         f'`schema_version: "{SCHEMA_VERSION}"`; every key is present (unset values are '
         "`null`).\n\n"
     )
@@ -230,6 +236,12 @@ def render_labels() -> str:
         "with the incumbent operator |\n"
         f"| `{headless_service_name(_SERVER)}` | headless | the MCP server's pods | HTTP "
         "transports only: one DNS name per pod, which the proxy runner uses |\n\n"
+        "An MCPRemoteProxy `<name>` has no MCP server pods: its children (ServiceAccount, "
+        f"Role, RoleBinding and Deployment `{remote_proxy_name(_SERVER)}`, ConfigMap "
+        f"`{remote_runconfig_configmap_name(_SERVER)}`) and its proxy pods carry the labels "
+        f"above with `{NAME_MCPREMOTEPROXY}` in place of `{NAME_MCPSERVER}` and "
+        f"`{LABEL_MCPREMOTEPROXY}` in place of `{LABEL_MCPSERVER}`; clients reach it through "
+        f"the ClusterIP Service `{remote_proxy_service_name(_SERVER)}`.\n\n"
         f"`{mcp_service_name(_SERVER)}` is the one name another MCPServer's object may hold "
         f"(the proxy Service of a server `a` is `{proxy_service_name('a')}`, the "
         f"`{mcp_service_name('<name>')}` of a server `a-proxy`); the proxy runner then leaves "

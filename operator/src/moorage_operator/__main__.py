@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import Callable, Sequence
+from typing import Final
 
 import structlog
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
@@ -62,6 +63,29 @@ def manager_options(settings: OperatorSettings) -> ManagerOptions:
     )
 
 
+WATCHES_PER_SCOPE: Final = 24
+"""Informers the operator may run: each holds one watch connection per scope (per namespace in
+WATCH_NAMESPACES, or one cluster-wide). The controllers use 16 today."""
+REQUEST_CONNECTIONS: Final = 32
+"""Connections for everything else: reconciles' reads and writes, the Lease, Events."""
+
+
+def connection_budget(settings: OperatorSettings) -> int:
+    """Connections the kube client may hold: every watch at once, plus room for requests (a
+    watch waiting for a connection would starve the Lease renewal and every reconcile)."""
+    scopes = len(settings.watch_namespaces) or 1
+    return scopes * WATCHES_PER_SCOPE + REQUEST_CONNECTIONS
+
+
+def check_watch_budget(informers: int) -> None:
+    """Refuse to run with more informers than `connection_budget` made room for."""
+    if informers > WATCHES_PER_SCOPE:
+        raise RuntimeError(
+            f"{informers} informers need more watch connections than WATCHES_PER_SCOPE "
+            f"({WATCHES_PER_SCOPE}) provides: raise it"
+        )
+
+
 async def run_operator(
     settings: OperatorSettings,
     *,
@@ -82,6 +106,7 @@ async def run_operator(
         setting=KUBECONFIG_SETTING,
         user_agent=USER_AGENT,
         observer=metrics.observe_request,
+        max_connections=connection_budget(settings),
     )
     async with kube:
         await wait_for_apiserver(
@@ -104,6 +129,7 @@ async def run_operator(
             event_instance=settings.pod_name,
         )
         controllers = register(manager, settings)
+        check_watch_budget(len(manager.informers))
         log.info(
             "operator_starting",
             pod=settings.pod_name,

@@ -17,11 +17,13 @@ import pytest
 import pytest_asyncio
 from testkit.kustomize import Install, find, render
 
+from moorage_api.mcpremoteproxy import parse_mcpremoteproxy
 from moorage_api.mcpserver import parse_mcpserver
 from moorage_core import errors
 from moorage_core.kube import NAMESPACES, PODS, SERVICEACCOUNTS, KubeClient
 from moorage_operator.planning.mcpregistries.apiservice import desired_api_deployment
 from moorage_operator.planning.mcpregistries.children import Owner
+from moorage_operator.planning.mcpremoteproxies.children import plan_mcpremoteproxy
 from moorage_operator.planning.mcpservers.children import desired_children
 from moorage_operator.planning.mcpservers.references import References
 
@@ -97,6 +99,25 @@ async def test_the_proxy_runner_pod_is_restricted(
     kube: KubeClient, restricted: str, transport: str
 ) -> None:
     await admit_pod(kube, restricted, proxy_runner_template(restricted, transport))
+
+
+async def test_the_remote_proxy_pod_is_restricted(kube: KubeClient, restricted: str) -> None:
+    proxy = parse_mcpremoteproxy(
+        {
+            "metadata": {"name": "docs", "namespace": restricted, "uid": "u-3"},
+            "spec": {
+                "remoteUrl": "https://mcp.example.com/mcp",
+                "headerForward": {
+                    "addHeadersFromSecret": [
+                        {"headerName": "X-Key", "valueSecretRef": {"name": "s", "key": "k"}}
+                    ]
+                },
+            },
+        }
+    )
+    plan = plan_mcpremoteproxy(proxy, settings=Settings(), references=References())
+    [deployment] = [c for c in plan.children if c["kind"] == "Deployment"]
+    await admit_pod(kube, restricted, deployment["spec"]["template"])
 
 
 async def test_the_registry_api_pod_is_restricted(kube: KubeClient, restricted: str) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
+from testkit.remotekinds import remoteproxy
 from testkit.tenants import mcptenant
 from testkit.waiting import eventually
 from webhook_harness import (
@@ -26,6 +27,7 @@ from webhook_harness import (
 
 from moorage_core import errors
 from moorage_core.kube import (
+    MCPREMOTEPROXIES,
     MCPSERVERS,
     MCPTENANTS,
     NAMESPACES,
@@ -224,6 +226,37 @@ async def test_an_mcptenant_allows_them_in_its_namespaces_only(
         return False
 
     await eventually(refused_again, timeout=30, message="the withdrawn MCPTenant no longer allows")
+
+
+async def test_a_remote_proxys_pod_is_held_to_the_same_rules(
+    kube: KubeClient, namespace: str, tenant_webhook: WebhookServer
+) -> None:
+    # The operator creates an MCPRemoteProxy's pod itself, for whoever may write the proxy.
+    body = remoteproxy(
+        "risky",
+        podTemplateSpec={
+            "spec": {
+                "containers": [{"name": "proxyrunner", "securityContext": {"privileged": True}}],
+                "serviceAccountName": "risky-remote-proxy",
+            }
+        },
+    )
+    with pytest.raises(errors.Invalid) as refused:
+        await kube.create(MCPREMOTEPROXIES, body, namespace=namespace)
+    message = refused.value.message
+    assert f"{POD}.containers[0].securityContext.privileged: " in message
+    assert f"an MCPTenant covering namespace '{namespace}' must allow it" in message
+    assert "serviceAccountName" not in message, "its own ServiceAccount is not refused"
+    async with mcptenant(kube, [namespace], ALLOWANCES):
+
+        async def admitted() -> bool:
+            try:
+                await kube.create(MCPREMOTEPROXIES, body, namespace=namespace)
+            except errors.Invalid:
+                return False
+            return True
+
+        await eventually(admitted, timeout=30, message="the webhook honours the new MCPTenant")
 
 
 @pytest_asyncio.fixture

@@ -405,6 +405,21 @@ def test_no_template_and_no_service_account_passes() -> None:
 
 
 @pytest.mark.parametrize(
+    ("account", "refused"),
+    [("time-remote-proxy", False), ("time-sa", True), ("admin", True)],
+)
+def test_a_pod_with_its_own_service_account_accepts_only_that_one(
+    account: str, refused: bool
+) -> None:
+    # An MCPRemoteProxy's pod runs as <name>-remote-proxy, not an MCPServer's <name>-sa.
+    case = subject(pod(serviceAccountName=account), own_service_account="time-remote-proxy")
+    refusals = check_pod_security(case, allowances=NO_ALLOWANCES)
+    assert [r.rule for r in refusals] == ([R.SERVICE_ACCOUNT] if refused else [])
+    if refused:
+        assert "ServiceAccount 'time-remote-proxy', which Moorage creates" in refusals[0].message
+
+
+@pytest.mark.parametrize(
     ("path", "allowed"),
     [
         ("/var/log", True),
