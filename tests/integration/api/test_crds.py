@@ -26,6 +26,7 @@ from moorage_core.kube import (
     MCPREMOTEPROXIES,
     MCPSERVERS,
     MCPTOOLCONFIGS,
+    VIRTUALMCPSERVERS,
     KubeClient,
     ResourceKind,
 )
@@ -42,6 +43,7 @@ KINDS = {
     "MCPRemoteProxy": MCPREMOTEPROXIES,
     "MCPExternalAuthConfig": MCPEXTERNALAUTHCONFIGS,
     "MCPGroup": MCPGROUPS,
+    "VirtualMCPServer": VIRTUALMCPSERVERS,
     "ConfigMap": CONFIGMAPS,
 }
 
