@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 from moorage_api.constants import LABEL_VIRTUALMCPSERVER
 from moorage_api.naming import vmcp_name
 from moorage_api.virtualmcpserver import VirtualMCPServer, parse_virtualmcpserver
-from moorage_core.kube import DEPLOYMENTS, VIRTUALMCPSERVERS, JsonObject, ResourceKind
+from moorage_core.kube import VIRTUALMCPSERVERS, JsonObject, ResourceKind
 from moorage_operator.planning.mcpservers.references import References, config_map_names_of
 from moorage_operator.planning.mcpservers.status import Observed
 from moorage_operator.planning.virtualmcpservers.backends import group_members
@@ -136,14 +136,7 @@ class VirtualMCPServerReconciler(
         now: str,
         retrying: str | None = None,
     ) -> JsonObject:
-        namespace, deployment = request.namespace, vmcp_name(request.name)
-        observed = Observed(
-            deployment=written.get(("Deployment", deployment))
-            or self.owned[DEPLOYMENTS].get(deployment, namespace=namespace),
-            pods=self.caches.pods.list(
-                namespace=namespace, labels={LABEL_VIRTUALMCPSERVER: request.name}
-            ),
-        )
+        observed = self.observe_proxy(request, deployment=vmcp_name(request.name), written=written)
         return compute_vmcp_status(
             owner,
             plan=plan,

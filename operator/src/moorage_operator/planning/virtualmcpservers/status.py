@@ -24,26 +24,22 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from moorage_api.constants import DEFAULT_CLUSTER_DOMAIN
-from moorage_api.mcpserver import ReadyReason
 from moorage_api.naming import virtualmcpserver_url
 from moorage_api.virtualmcpserver import (
     BackendHealth,
     UnresolvedConflict,
     VirtualMCPServer,
     VirtualMCPServerConditionType,
-    VirtualMCPServerPhase,
 )
 from moorage_operator.planning.conditions import ConditionSpec
 from moorage_operator.planning.mcpservers.status import (
     Observed,
     PhaseVerdict,
     auth_condition,
+    deployment_verdict,
     owner_status,
     pod_template_condition,
     ready_condition,
-    ready_replicas,
-    settled_verdict,
-    wanted_replicas,
 )
 from moorage_operator.planning.problems import Problem
 from moorage_operator.planning.virtualmcpservers.backends import Member
@@ -73,33 +69,19 @@ def compute_vmcp_phase(
     retrying: str | None = None,
 ) -> PhaseVerdict:
     """The phase, its message and the `Ready` reason (see the module docstring)."""
-    settled = settled_verdict(
+    return deployment_verdict(
         what="Virtual MCP server",
         deleting=bool(server.metadata.deletion_timestamp),
         problems=problems,
         retrying=retrying,
         stopped=server.spec.replicas == 0,
-        pods=observed.pods,
-        deployment=observed.deployment,
+        observed=observed,
+        idle=(
+            f'MCPGroup "{server.spec.group_ref.name}" has no members; nothing to aggregate'
+            if members == 0
+            else None
+        ),
     )
-    if settled is not None:
-        return settled
-    if members == 0:
-        return PhaseVerdict(
-            VirtualMCPServerPhase.PENDING,
-            f'MCPGroup "{server.spec.group_ref.name}" has no members; nothing to aggregate',
-            ReadyReason.NOT_READY,
-        )
-    if ready_replicas(observed.deployment) > 0:
-        return PhaseVerdict(
-            VirtualMCPServerPhase.RUNNING, "Virtual MCP server is running", ReadyReason.RUNNING
-        )
-    if observed.deployment is None:
-        message = "Waiting for the aggregator Deployment to be created"
-    else:
-        wanted = wanted_replicas(observed.deployment)
-        message = f"Waiting for the aggregator to become ready (0/{wanted} replicas ready)"
-    return PhaseVerdict(VirtualMCPServerPhase.PENDING, message, ReadyReason.NOT_READY)
 
 
 def discovered_backends(
