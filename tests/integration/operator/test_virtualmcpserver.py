@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from operator_harness import RunningOperator, condition, get_or_none, simple_server
+from testkit.remotekinds import group, remoteproxy, virtualmcpserver
 from testkit.waiting import eventually
 
 from moorage_core.kube import (
@@ -37,33 +38,6 @@ def vmcp_children(name: str) -> list[tuple[Any, str]]:
         (DEPLOYMENTS, f"{name}-vmcp"),
         (SERVICES, f"mcp-{name}-vmcp"),
     ]
-
-
-def group(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "moorage.dev/v1alpha1",
-        "kind": "MCPGroup",
-        "metadata": {"name": name},
-        "spec": {},
-    }
-
-
-def remote_proxy(name: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "moorage.dev/v1alpha1",
-        "kind": "MCPRemoteProxy",
-        "metadata": {"name": name},
-        "spec": {"remoteUrl": "https://mcp.example.com/mcp", **spec},
-    }
-
-
-def virtual_server(name: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "moorage.dev/v1alpha1",
-        "kind": "VirtualMCPServer",
-        "metadata": {"name": name},
-        "spec": spec,
-    }
 
 
 async def vmcp_status(kube: KubeClient, *, name: str, namespace: str) -> dict[str, Any]:
@@ -105,9 +79,9 @@ async def test_members_join_and_leave_and_the_status_follows_the_aggregator(
     operator: RunningOperator, kube: KubeClient, namespace: str, kubectl_apply: Any
 ) -> None:
     kubectl_apply(group("tools"))
-    kubectl_apply(remote_proxy("docs", transport="sse", groupRef={"name": "tools"}))
+    kubectl_apply(remoteproxy("docs", transport="sse", groupRef={"name": "tools"}))
     kubectl_apply(
-        virtual_server(
+        virtualmcpserver(
             "hub",
             groupRef={"name": "tools"},
             conflictResolution={"strategy": "priority", "priority": ["time", "docs"]},
@@ -237,7 +211,7 @@ async def test_members_join_and_leave_and_the_status_follows_the_aggregator(
 async def test_a_missing_group_fails_the_virtual_server_until_it_appears(
     operator: RunningOperator, kube: KubeClient, namespace: str, kubectl_apply: Any
 ) -> None:
-    kubectl_apply(virtual_server("lonely", groupRef={"name": "later"}))
+    kubectl_apply(virtualmcpserver("lonely", groupRef={"name": "later"}))
 
     async def phase(expected: str) -> dict[str, Any]:
         status = await vmcp_status(kube, name="lonely", namespace=namespace)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from testkit.remotekinds import virtualmcpserver
 from webhook_harness import Registration
 
 from moorage_core import errors
@@ -17,12 +18,7 @@ pytestmark = pytest.mark.integration
 
 
 def virtual_server(name: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "moorage.dev/v1alpha1",
-        "kind": "VirtualMCPServer",
-        "metadata": {"name": name},
-        "spec": {"groupRef": {"name": "tools"}, **spec},
-    }
+    return virtualmcpserver(name, groupRef={"name": "tools"}, **spec)
 
 
 def manual(*entries: tuple[str, str, str]) -> dict[str, Any]:
