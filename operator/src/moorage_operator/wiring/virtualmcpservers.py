@@ -48,7 +48,9 @@ from moorage_operator.wiring.references import (
 VIRTUALMCPSERVER_CONTROLLER: Final = "virtualmcpserver"
 
 
-def _incoming_index_values(obj: Mapping[str, Any]) -> list[str]:
+def incoming_index_values(obj: Mapping[str, Any]) -> list[str]:
+    """Index function: `namespace/name` of each ConfigMap a VirtualMCPServer's `incomingAuth`
+    names."""
     namespace = (obj.get("metadata") or {}).get("namespace") or ""
     return [f"{namespace}/{name}" for name in incoming_config_map_names(obj)]
 
@@ -89,7 +91,7 @@ def register_virtualmcpserver_controller(
     index_references(servers.cache)
     index_references(remote_proxies.cache)
     virtual_servers.cache.add_index(GROUP_INDEX, group_index_values)
-    virtual_servers.cache.add_index(CONFIG_MAP_INDEX, _incoming_index_values)
+    virtual_servers.cache.add_index(CONFIG_MAP_INDEX, incoming_index_values)
     pending = PendingWrites()
     virtual_servers.add_handler(pending.forgetting_handler(VIRTUALMCPSERVERS))
     reconciler = VirtualMCPServerReconciler(
