@@ -281,7 +281,9 @@ class BackendHealth(ApiModel):
     """The aggregator's last check of one backend (written only by the proxy runner)."""
 
     name: str = Field(..., description="The backend (member) name.")
-    healthy: bool = Field(..., description="The backend answered and listed its tools.")
+    healthy: bool | None = Field(
+        None, description="The backend answered and listed its tools; null until checked."
+    )
     tool_count: int | None = Field(None, ge=0, description="Tools the backend offers.")
     message: str = Field("", max_length=32768, description="What happened.")
     checked_at: Timestamp | None = Field(None, description="When the check ran (RFC 3339).")

@@ -149,7 +149,14 @@ async def test_members_join_and_leave_and_the_status_follows_the_aggregator(
         namespace=namespace,
         backendHealth=[
             {"name": "docs", "healthy": True, "toolCount": 3},
-            {"name": "time", "healthy": False, "message": "connection refused"},
+            # As the aggregator writes a backend it could not list: nulls, pruned by the apiserver.
+            {
+                "name": "time",
+                "healthy": False,
+                "toolCount": None,
+                "message": "connection refused",
+                "checkedAt": None,
+            },
         ],
         unresolvedConflicts=[{"name": "echo", "backends": ["docs", "time"]}],
     )

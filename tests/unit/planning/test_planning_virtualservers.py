@@ -80,6 +80,19 @@ def view(
     return GroupView(group=found.pop("group", GROUP), members=members, **found)
 
 
+EXCHANGE = {
+    "apiVersion": "moorage.dev/v1alpha1",
+    "kind": "MCPExternalAuthConfig",
+    "metadata": {"name": "tx", "namespace": NAMESPACE},
+    "spec": {
+        "type": "tokenExchange",
+        "tokenExchange": {
+            "tokenUrl": "https://idp.example.com/token",
+            "clientId": "agg",
+            "audience": "docs",
+        },
+    },
+}
 AUTH = {"docs-token": auth_config("docs-token", "docs"), "override": auth_config("override", "o")}
 
 
@@ -313,6 +326,13 @@ def test_the_children_are_named_labelled_and_limited() -> None:
             'ConfigMap "idp" not found',
             id="incoming-config-map-missing",
         ),
+        pytest.param(
+            {"outgoingAuth": {"backends": {"docs": {"externalAuthConfigRef": {"name": "tx"}}}}},
+            view(external_auth_configs={**AUTH, "tx": EXCHANGE}),
+            "TokenExchangeUnsupported",
+            'backend docs: MCPExternalAuthConfig "tx" is a tokenExchange',
+            id="token-exchange-backend",
+        ),
     ],
 )
 def test_what_stops_planning_is_a_problem_naming_it(
@@ -355,6 +375,7 @@ def conditions(status: dict[str, Any]) -> dict[str, tuple[str, str, str]]:
                     {"name": "fetch", "healthy": False, "message": "refused"},
                     {"name": "time", "healthy": True, "toolCount": 1},
                     {"name": "left", "healthy": True, "toolCount": 9},
+                    {"name": "gone", "healthy": None},
                 ],
                 "unresolvedConflicts": [{"name": "echo", "backends": ["docs", "time"]}],
             },
@@ -362,6 +383,19 @@ def conditions(status: dict[str, Any]) -> dict[str, tuple[str, str, str]]:
             ("True", "Checked", "3 backend(s) checked; unhealthy: fetch"),
             ("False", "Unresolved", "Unresolved name conflicts: echo (docs, time)"),
             id="checked-with-a-conflict",
+        ),
+        pytest.param(
+            {
+                "backendHealth": [
+                    {"name": "docs", "healthy": None},
+                    {"name": "fetch", "healthy": True, "toolCount": 1},
+                    {"name": "time", "healthy": True, "toolCount": 2},
+                ]
+            },
+            [("docs", "unknown", None), ("fetch", "healthy", 1), ("time", "healthy", 2)],
+            ("False", "NotChecked", "Not yet checked by the aggregator: docs"),
+            ("True", "Resolved", "No name conflict is left unresolved"),
+            id="null-until-checked",
         ),
     ],
 )

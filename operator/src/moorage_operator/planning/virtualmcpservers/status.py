@@ -8,7 +8,7 @@ never does, and derives from them and from the group's members:
   health (`healthy`/`unhealthy` from the aggregator's last check, `unknown` before one; a report
   about a name that is no longer a member is ignored) and tool count; `backendCount`;
 - `BackendsDiscovered`: True when every member has been checked, False naming those that were not
-  (or when the group has no members);
+  (or when the group has no members; `healthy` null is not checked yet);
 - `ConflictsResolved`: True without unresolved conflicts, False naming each one and its backends;
 - `GroupResolved`, `PodTemplateValid`, `ToolConfigResolved`, `AuthConfigValid` as on an MCPServer.
 
@@ -93,9 +93,8 @@ def discovered_backends(
     for member in members:
         entry: JsonObject = {"name": member.name, "kind": member.kind, "url": member.url}
         check = checks.get(member.name)
-        entry["health"] = (
-            "unknown" if check is None else "healthy" if check.healthy else "unhealthy"
-        )
+        healthy = None if check is None else check.healthy
+        entry["health"] = "unknown" if healthy is None else "healthy" if healthy else "unhealthy"
         if check is not None and check.tool_count is not None:
             entry["toolCount"] = check.tool_count
         entries.append(entry)
@@ -106,7 +105,7 @@ def backends_condition(members: Sequence[Member], health: Sequence[BackendHealth
     type_ = VirtualMCPServerConditionType.BACKENDS_DISCOVERED
     if not members:
         return ConditionSpec(type_, "False", "NoMembers", "The group has no members")
-    checked = {entry.name for entry in health}
+    checked = {entry.name for entry in health if entry.healthy is not None}
     unchecked = [m.name for m in members if m.name not in checked]
     if unchecked:
         return ConditionSpec(
@@ -115,7 +114,8 @@ def backends_condition(members: Sequence[Member], health: Sequence[BackendHealth
             "NotChecked",
             f"Not yet checked by the aggregator: {', '.join(unchecked)}",
         )
-    unhealthy = [e.name for e in health if not e.healthy and e.name in {m.name for m in members}]
+    names = {m.name for m in members}
+    unhealthy = [e.name for e in health if e.healthy is False and e.name in names]
     message = f"{len(members)} backend(s) checked"
     if unhealthy:
         message += f"; unhealthy: {', '.join(sorted(unhealthy))}"
