@@ -23,3 +23,7 @@ def authconfig(name: str = "upstream", **spec: Any) -> dict[str, Any]:
 
 def group(name: str = "team", **spec: Any) -> dict[str, Any]:
     return _body("MCPGroup", name, spec)
+
+
+def virtualmcpserver(name: str = "hub", **spec: Any) -> dict[str, Any]:
+    return _body("VirtualMCPServer", name, spec)

@@ -142,6 +142,7 @@ MCPEXTERNALAUTHCONFIGS = ResourceKind(
     "moorage.dev", "v1alpha1", "mcpexternalauthconfigs", "MCPExternalAuthConfig"
 )
 MCPGROUPS = ResourceKind("moorage.dev", "v1alpha1", "mcpgroups", "MCPGroup")
+VIRTUALMCPSERVERS = ResourceKind("moorage.dev", "v1alpha1", "virtualmcpservers", "VirtualMCPServer")
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@
 Pure: no I/O, no asyncio, no Kubernetes client. Submodules:
 `constants` (group, kinds, labels, annotations, finalizer, field managers), `naming` (children's
 names, labels, status URL), `mcpserver`, `mcptoolconfig`, `mcpregistry`, `mcpremoteproxy`,
-`mcpexternalauthconfig`, `mcpgroup` (the kinds; `references` holds the references between them,
+`mcpexternalauthconfig`, `mcpgroup`, `virtualmcpserver` (the kinds; `references` holds the references between them,
 `outgoing` what a proxy sends upstream), `runconfig`
 (the operator ↔ proxy runner contract), `documents` (JSON documents referenced from ConfigMaps),
 `cedarbounds` (the size and nesting bounds every Cedar policy passes before it is parsed),
@@ -52,6 +52,12 @@ from moorage_api.mcptoolconfig import (
     parse_mcptoolconfig,
 )
 from moorage_api.runconfig import RunConfig, load_runconfig, render_runconfig_json
+from moorage_api.virtualmcpserver import (
+    VirtualMCPServer,
+    VirtualMCPServerSpec,
+    VirtualMCPServerStatus,
+    parse_virtualmcpserver,
+)
 
 __all__ = [
     "Condition",
@@ -78,6 +84,9 @@ __all__ = [
     "MCPToolConfigStatus",
     "ObjectMeta",
     "RunConfig",
+    "VirtualMCPServer",
+    "VirtualMCPServerSpec",
+    "VirtualMCPServerStatus",
     "load_runconfig",
     "parse_mcpexternalauthconfig",
     "parse_mcpgroup",
@@ -85,6 +94,7 @@ __all__ = [
     "parse_mcpremoteproxy",
     "parse_mcpserver",
     "parse_mcptoolconfig",
+    "parse_virtualmcpserver",
     "render_runconfig_json",
     "validation_messages",
 ]

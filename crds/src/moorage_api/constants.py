@@ -21,6 +21,7 @@ KIND_MCPTENANT: Final = "MCPTenant"
 KIND_MCPREMOTEPROXY: Final = "MCPRemoteProxy"
 KIND_MCPEXTERNALAUTHCONFIG: Final = "MCPExternalAuthConfig"
 KIND_MCPGROUP: Final = "MCPGroup"
+KIND_VIRTUALMCPSERVER: Final = "VirtualMCPServer"
 
 PLURAL_MCPSERVER: Final = "mcpservers"
 PLURAL_MCPTOOLCONFIG: Final = "mcptoolconfigs"
@@ -29,6 +30,7 @@ PLURAL_MCPTENANT: Final = "mcptenants"
 PLURAL_MCPREMOTEPROXY: Final = "mcpremoteproxies"
 PLURAL_MCPEXTERNALAUTHCONFIG: Final = "mcpexternalauthconfigs"
 PLURAL_MCPGROUP: Final = "mcpgroups"
+PLURAL_VIRTUALMCPSERVER: Final = "virtualmcpservers"
 
 SINGULAR_MCPSERVER: Final = "mcpserver"
 SINGULAR_MCPTOOLCONFIG: Final = "mcptoolconfig"
@@ -37,6 +39,7 @@ SINGULAR_MCPTENANT: Final = "mcptenant"
 SINGULAR_MCPREMOTEPROXY: Final = "mcpremoteproxy"
 SINGULAR_MCPEXTERNALAUTHCONFIG: Final = "mcpexternalauthconfig"
 SINGULAR_MCPGROUP: Final = "mcpgroup"
+SINGULAR_VIRTUALMCPSERVER: Final = "virtualmcpserver"
 
 SHORT_NAMES_MCPSERVER: Final = ("mcps", "mcpserver")
 SHORT_NAMES_MCPTOOLCONFIG: Final = ("mcptc",)
@@ -45,6 +48,7 @@ SHORT_NAMES_MCPTENANT: Final = ("mcpten",)
 SHORT_NAMES_MCPREMOTEPROXY: Final = ("mcprp", "rp")
 SHORT_NAMES_MCPEXTERNALAUTHCONFIG: Final = ("mcpeac",)
 SHORT_NAMES_MCPGROUP: Final = ("mcpg",)
+SHORT_NAMES_VIRTUALMCPSERVER: Final = ("vmcp",)
 
 # Labels on everything Moorage creates (spec §3). The operator's informers select owned objects
 # with LABEL_MANAGED_BY=MANAGED_BY only, so every child must carry it.
@@ -59,6 +63,7 @@ LABEL_COMPONENT: Final = "app.kubernetes.io/component"
 LABEL_MCPSERVER: Final = f"{GROUP}/mcpserver"
 LABEL_MCPREGISTRY: Final = f"{GROUP}/mcpregistry"
 LABEL_MCPREMOTEPROXY: Final = f"{GROUP}/mcpremoteproxy"
+LABEL_VIRTUALMCPSERVER: Final = f"{GROUP}/virtualmcpserver"
 
 NAME_MCPSERVER: Final = "mcpserver"
 """Value of LABEL_NAME on an MCPServer's children."""
@@ -66,6 +71,8 @@ NAME_MCPREGISTRY: Final = "mcpregistry"
 """Value of LABEL_NAME on an MCPRegistry's children."""
 NAME_MCPREMOTEPROXY: Final = "mcpremoteproxy"
 """Value of LABEL_NAME on an MCPRemoteProxy's children."""
+NAME_VIRTUALMCPSERVER: Final = "virtualmcpserver"
+"""Value of LABEL_NAME on a VirtualMCPServer's children."""
 MANAGED_BY: Final = "moorage"
 PART_OF: Final = "moorage"
 COMPONENT_MCP_SERVER: Final = "mcp-server"

@@ -25,6 +25,7 @@ from moorage_api.constants import (
     KIND_MCPSERVER,
     KIND_MCPTENANT,
     KIND_MCPTOOLCONFIG,
+    KIND_VIRTUALMCPSERVER,
     PLURAL_MCPEXTERNALAUTHCONFIG,
     PLURAL_MCPGROUP,
     PLURAL_MCPREGISTRY,
@@ -32,6 +33,7 @@ from moorage_api.constants import (
     PLURAL_MCPSERVER,
     PLURAL_MCPTENANT,
     PLURAL_MCPTOOLCONFIG,
+    PLURAL_VIRTUALMCPSERVER,
     SHORT_NAMES_MCPEXTERNALAUTHCONFIG,
     SHORT_NAMES_MCPGROUP,
     SHORT_NAMES_MCPREGISTRY,
@@ -39,6 +41,7 @@ from moorage_api.constants import (
     SHORT_NAMES_MCPSERVER,
     SHORT_NAMES_MCPTENANT,
     SHORT_NAMES_MCPTOOLCONFIG,
+    SHORT_NAMES_VIRTUALMCPSERVER,
     SINGULAR_MCPEXTERNALAUTHCONFIG,
     SINGULAR_MCPGROUP,
     SINGULAR_MCPREGISTRY,
@@ -46,6 +49,7 @@ from moorage_api.constants import (
     SINGULAR_MCPSERVER,
     SINGULAR_MCPTENANT,
     SINGULAR_MCPTOOLCONFIG,
+    SINGULAR_VIRTUALMCPSERVER,
     VERSION,
 )
 from moorage_api.generating import REPO_ROOT, run_generator
@@ -57,6 +61,7 @@ from moorage_api.mcpserver import MCPServer
 from moorage_api.mcptenant import MCPTenant
 from moorage_api.mcptoolconfig import MCPToolConfig
 from moorage_api.structural import JsonSchema, resource_schema
+from moorage_api.virtualmcpserver import VirtualMCPServer
 
 HEADER: Final = (
     "# Generated from crds/src/moorage_api by `python -m moorage_api.crdgen`. Do not edit.\n"
@@ -304,6 +309,40 @@ KINDS: Final = (
                 type="string",
                 json_path=".status.phase",
                 description="Coarse state of the group.",
+            ),
+            AGE,
+        ),
+    ),
+    KindDefinition(
+        model=VirtualMCPServer,
+        kind=KIND_VIRTUALMCPSERVER,
+        plural=PLURAL_VIRTUALMCPSERVER,
+        singular=SINGULAR_VIRTUALMCPSERVER,
+        short_names=SHORT_NAMES_VIRTUALMCPSERVER,
+        columns=(
+            PrinterColumn(
+                name="Phase",
+                type="string",
+                json_path=".status.phase",
+                description="Coarse state of the virtual server.",
+            ),
+            PrinterColumn(
+                name="URL",
+                type="string",
+                json_path=".status.url",
+                description="Where MCP clients connect.",
+            ),
+            PrinterColumn(
+                name="Backends",
+                type="integer",
+                json_path=".status.backendCount",
+                description="Members of the group aggregated.",
+            ),
+            PrinterColumn(
+                name="Ready",
+                type="integer",
+                json_path=".status.readyReplicas",
+                description="Ready aggregator replicas.",
             ),
             AGE,
         ),

@@ -25,10 +25,12 @@ from moorage_api.constants import (
     LABEL_MCPSERVER,
     LABEL_NAME,
     LABEL_PART_OF,
+    LABEL_VIRTUALMCPSERVER,
     MANAGED_BY,
     MCP_SERVICE_AFFINITY_TIMEOUT,
     NAME_MCPREMOTEPROXY,
     NAME_MCPSERVER,
+    NAME_VIRTUALMCPSERVER,
     PART_OF,
     VERSION,
 )
@@ -42,6 +44,9 @@ from moorage_api.naming import (
     remote_proxy_name,
     remote_proxy_service_name,
     remote_runconfig_configmap_name,
+    vmcp_name,
+    vmcp_runconfig_configmap_name,
+    vmcp_service_name,
 )
 from moorage_api.runconfig import SCHEMA_VERSION, RunConfig
 from moorage_api.structural import JsonSchema, resource_schema, structural_schema
@@ -242,6 +247,10 @@ def render_labels() -> str:
         f"above with `{NAME_MCPREMOTEPROXY}` in place of `{NAME_MCPSERVER}` and "
         f"`{LABEL_MCPREMOTEPROXY}` in place of `{LABEL_MCPSERVER}`; clients reach it through "
         f"the ClusterIP Service `{remote_proxy_service_name(_SERVER)}`.\n\n"
+        "A VirtualMCPServer `<name>` likewise: ServiceAccount, Role, RoleBinding and Deployment "
+        f"`{vmcp_name(_SERVER)}`, ConfigMap `{vmcp_runconfig_configmap_name(_SERVER)}`, with "
+        f"`{NAME_VIRTUALMCPSERVER}` and `{LABEL_VIRTUALMCPSERVER}` in the labels; clients reach "
+        f"the aggregator through the ClusterIP Service `{vmcp_service_name(_SERVER)}`.\n\n"
         f"`{mcp_service_name(_SERVER)}` is the one name another MCPServer's object may hold "
         f"(the proxy Service of a server `a` is `{proxy_service_name('a')}`, the "
         f"`{mcp_service_name('<name>')}` of a server `a-proxy`); the proxy runner then leaves "

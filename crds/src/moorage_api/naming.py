@@ -18,10 +18,12 @@ from moorage_api.constants import (
     LABEL_MCPSERVER,
     LABEL_NAME,
     LABEL_PART_OF,
+    LABEL_VIRTUALMCPSERVER,
     MANAGED_BY,
     NAME_MCPREGISTRY,
     NAME_MCPREMOTEPROXY,
     NAME_MCPSERVER,
+    NAME_VIRTUALMCPSERVER,
     PART_OF,
 )
 from moorage_api.mcpserver import ProxyMode
@@ -107,6 +109,20 @@ def remote_runconfig_configmap_name(proxy: str) -> str:
     return f"{proxy}-remote-runconfig"
 
 
+def vmcp_name(server: str) -> str:
+    """ServiceAccount, Role, RoleBinding and Deployment of a VirtualMCPServer's aggregator."""
+    return f"{server}-vmcp"
+
+
+def vmcp_service_name(server: str) -> str:
+    """ClusterIP Service in front of a VirtualMCPServer's aggregator."""
+    return f"mcp-{server}-vmcp"
+
+
+def vmcp_runconfig_configmap_name(server: str) -> str:
+    return f"{server}-vmcp-runconfig"
+
+
 def _proxy_owner_labels(owner: str, *, kind_name: str, owner_label: str) -> dict[str, str]:
     return {
         LABEL_APP: kind_name,
@@ -174,3 +190,17 @@ def mcpremoteproxy_url(
     path = "/sse" if transport == "sse" else "/mcp"
     service = remote_proxy_service_name(proxy)
     return f"http://{service}.{namespace}.svc.{cluster_domain}:{port}{path}"
+
+
+def virtualmcpserver_labels(server: str) -> dict[str, str]:
+    """Labels on every child (and pod) of a VirtualMCPServer."""
+    return _proxy_owner_labels(
+        server, kind_name=NAME_VIRTUALMCPSERVER, owner_label=LABEL_VIRTUALMCPSERVER
+    )
+
+
+def virtualmcpserver_url(
+    server: str, *, namespace: str, port: int, cluster_domain: str = DEFAULT_CLUSTER_DOMAIN
+) -> str:
+    """`status.url` of a VirtualMCPServer: its Service; the aggregator speaks streamable HTTP."""
+    return f"http://{vmcp_service_name(server)}.{namespace}.svc.{cluster_domain}:{port}/mcp"

@@ -26,6 +26,7 @@ from moorage_core.kube import (
     MCPREMOTEPROXIES,
     MCPSERVERS,
     MCPTOOLCONFIGS,
+    VIRTUALMCPSERVERS,
     KubeClient,
     ResourceKind,
 )
@@ -42,6 +43,7 @@ KINDS = {
     "MCPRemoteProxy": MCPREMOTEPROXIES,
     "MCPExternalAuthConfig": MCPEXTERNALAUTHCONFIGS,
     "MCPGroup": MCPGROUPS,
+    "VirtualMCPServer": VIRTUALMCPSERVERS,
     "ConfigMap": CONFIGMAPS,
 }
 
@@ -374,6 +376,7 @@ def test_crds_are_established(crds: list[str], control_plane: ControlPlane) -> N
         "customresourcedefinition.apiextensions.k8s.io/mcpservers.moorage.dev",
         "customresourcedefinition.apiextensions.k8s.io/mcptenants.moorage.dev",
         "customresourcedefinition.apiextensions.k8s.io/mcptoolconfigs.moorage.dev",
+        "customresourcedefinition.apiextensions.k8s.io/virtualmcpservers.moorage.dev",
     ]
     for name in crds:
         out = control_plane.kubectl("get", name, "-o", "json")

@@ -92,6 +92,7 @@ def test_the_kustomization_lists_every_crd() -> None:
         ("MCPRemoteProxy", ["mcprp", "rp"], ["Phase", "Remote URL", "URL", "Ready", "Age"]),
         ("MCPExternalAuthConfig", ["mcpeac"], ["Type", "Valid", "Age"]),
         ("MCPGroup", ["mcpg"], ["Members", "Phase", "Age"]),
+        ("VirtualMCPServer", ["vmcp"], ["Phase", "URL", "Backends", "Ready", "Age"]),
     ],
 )
 def test_crd_names_and_default_columns(
@@ -212,6 +213,12 @@ def test_cel_rules_are_where_the_spec_wants_them() -> None:
         "MCPRemoteProxy.spec.headerForward.addHeadersFromSecret[]",
         "MCPExternalAuthConfig.spec",
         "MCPExternalAuthConfig.spec.headerInjection",
+        "VirtualMCPServer",
+        "VirtualMCPServer.spec.incomingAuth.oidcConfig",
+        "VirtualMCPServer.spec.incomingAuth.authzConfig",
+        "VirtualMCPServer.spec.outgoingAuth.backends",
+        "VirtualMCPServer.spec.toolConfigs",
+        "VirtualMCPServer.spec.conflictResolution",
     }
     assert "duration(self.interval) >= duration('1m')" in rules["MCPRegistry.spec.syncPolicy"]
 

@@ -57,6 +57,7 @@ KINDS = [
     "mcpremoteproxies",
     "mcpexternalauthconfigs",
     "mcpgroups",
+    "virtualmcpservers",
 ]
 # What the operator itself does in a watched namespace (spec §2, §3, §6, and the calls the
 # reconcilers make: informers list and watch, children are server-side applied and deleted,
@@ -128,6 +129,32 @@ def test_operator_holds_every_permission_of_a_remote_proxys_role(cluster: list[O
     rules = cluster_role(cluster)
     missing = sorted(p for p in REMOTE_PROXY_ROLE if not allows(rules, *p, "docs"))
     assert not missing, f"creating a remote proxy's Role would be refused: {missing}"
+
+
+def test_operator_holds_every_rule_of_a_virtual_servers_role(cluster: list[Obj]) -> None:
+    # The rules the planner really writes into <name>-vmcp: creating it needs each of them held.
+    from moorage_api.virtualmcpserver import parse_virtualmcpserver
+    from moorage_operator.planning.virtualmcpservers.children import desired_vmcp_rules
+
+    server = parse_virtualmcpserver(
+        {
+            "metadata": {"name": "hub", "namespace": "team-a"},
+            "spec": {"groupRef": {"name": "tools"}},
+        }
+    )
+    rules = cluster_role(cluster)
+    planned = desired_vmcp_rules(server)
+    missing = sorted(
+        (group, resource, verb, name)
+        for rule in planned
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+        for name in rule["resourceNames"]
+        if not allows(rules, group, resource, verb, name)
+    )
+    assert [r["resources"] for r in planned] == [["configmaps"], ["virtualmcpservers/status"]]
+    assert not missing, f"creating a virtual server's Role would be refused: {missing}"
 
 
 def test_operator_holds_every_rule_the_operator_puts_in_that_role(cluster: list[Obj]) -> None:

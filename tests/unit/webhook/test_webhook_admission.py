@@ -19,7 +19,7 @@ from webhook_samples import (
 from moorage_api.mcptenant import PodSecurityRule, PodTemplateAllowances
 from moorage_webhook.admission import ENDPOINTS, KindEndpoint, ReviewOutcome, review_body
 
-SERVERS, TOOLCONFIGS, REGISTRIES, REMOTEPROXIES, AUTHCONFIGS, GROUPS = ENDPOINTS
+SERVERS, TOOLCONFIGS, REGISTRIES, REMOTEPROXIES, AUTHCONFIGS, GROUPS, VIRTUALSERVERS = ENDPOINTS
 
 
 def _answer(endpoint: KindEndpoint, document: dict[str, Any]) -> tuple[ReviewOutcome, Any]:

@@ -20,6 +20,7 @@ from webhook_samples import (
     mcptoolconfig,
     review,
     review_bytes,
+    virtualmcpserver,
 )
 
 from moorage_core.serving import HealthChecks
@@ -63,6 +64,7 @@ def _count(registry: CollectorRegistry, **labels: str) -> float:
         ("/validate/mcpremoteproxy", mcpremoteproxy()),
         ("/validate/mcpexternalauthconfig", mcpexternalauthconfig({"type": "unauthenticated"})),
         ("/validate/mcpgroup", mcpgroup()),
+        ("/validate/virtualmcpserver", virtualmcpserver()),
     ],
 )
 async def test_each_kind_has_its_endpoint(

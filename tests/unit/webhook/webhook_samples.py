@@ -88,6 +88,15 @@ def mcpgroup(spec: dict[str, Any] | None = None) -> dict[str, Any]:
     }
 
 
+def virtualmcpserver(**spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "moorage.dev/v1alpha1",
+        "kind": "VirtualMCPServer",
+        "metadata": {"name": "team", "namespace": "team-a"},
+        "spec": {"groupRef": {"name": "tools"}, **copy.deepcopy(spec)},
+    }
+
+
 def review(
     obj: dict[str, Any] | None,
     *,

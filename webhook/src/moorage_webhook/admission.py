@@ -37,6 +37,7 @@ from moorage_api.constants import (
     KIND_MCPREMOTEPROXY,
     KIND_MCPSERVER,
     KIND_MCPTOOLCONFIG,
+    KIND_VIRTUALMCPSERVER,
     VERSION,
 )
 from moorage_api.mcptenant import PodTemplateAllowances
@@ -49,6 +50,7 @@ from moorage_webhook.validation import (
     validate_mcpremoteproxy,
     validate_mcpserver,
     validate_mcptoolconfig,
+    validate_virtualmcpserver,
 )
 
 ADMISSION_API_VERSION: Final = "admission.k8s.io/v1"
@@ -95,6 +97,12 @@ ENDPOINTS: Final = (
         validate_mcpexternalauthconfig,
     ),
     KindEndpoint("/validate/mcpgroup", KIND_MCPGROUP, validate_mcpgroup),
+    KindEndpoint(
+        "/validate/virtualmcpserver",
+        KIND_VIRTUALMCPSERVER,
+        validate_virtualmcpserver,
+        tenant_scoped=True,
+    ),
 )
 
 

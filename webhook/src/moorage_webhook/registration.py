@@ -23,6 +23,7 @@ WEBHOOK_NAMES: Final = {
     "/validate/mcpremoteproxy": "mcpremoteproxy.moorage.dev",
     "/validate/mcpexternalauthconfig": "mcpexternalauthconfig.moorage.dev",
     "/validate/mcpgroup": "mcpgroup.moorage.dev",
+    "/validate/virtualmcpserver": "virtualmcpserver.moorage.dev",
 }
 PLURALS: Final = {
     "/validate/mcpserver": "mcpservers",
@@ -31,6 +32,7 @@ PLURALS: Final = {
     "/validate/mcpremoteproxy": "mcpremoteproxies",
     "/validate/mcpexternalauthconfig": "mcpexternalauthconfigs",
     "/validate/mcpgroup": "mcpgroups",
+    "/validate/virtualmcpserver": "virtualmcpservers",
 }
 TIMEOUT_SECONDS: Final = 5
 

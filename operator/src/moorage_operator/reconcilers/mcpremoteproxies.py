@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from moorage_api.constants import LABEL_MCPREMOTEPROXY
 from moorage_api.mcpremoteproxy import MCPRemoteProxy, parse_mcpremoteproxy
 from moorage_api.naming import remote_proxy_name
-from moorage_core.kube import DEPLOYMENTS, MCPREMOTEPROXIES, JsonObject, ResourceKind
+from moorage_core.kube import MCPREMOTEPROXIES, JsonObject, ResourceKind
 from moorage_operator.planning.mcpremoteproxies.children import RemoteProxyPlan, plan_mcpremoteproxy
 from moorage_operator.planning.mcpremoteproxies.status import STATUS_FIELDS, compute_remote_status
 from moorage_operator.planning.mcpservers.references import References
@@ -75,13 +75,8 @@ class MCPRemoteProxyReconciler(
         now: str,
         retrying: str | None = None,
     ) -> JsonObject:
-        namespace, deployment = request.namespace, remote_proxy_name(request.name)
-        observed = Observed(
-            deployment=written.get(("Deployment", deployment))
-            or self.owned[DEPLOYMENTS].get(deployment, namespace=namespace),
-            pods=self.caches.pods.list(
-                namespace=namespace, labels={LABEL_MCPREMOTEPROXY: request.name}
-            ),
+        observed = self.observe_proxy(
+            request, deployment=remote_proxy_name(request.name), written=written
         )
         return compute_remote_status(
             owner,

@@ -49,7 +49,11 @@ from moorage_operator.planning.mcpservers.references import (
     config_map_names_of,
     tool_config_name_of,
 )
-from moorage_operator.planning.mcpservers.status import compute_invalid_status, phase_event
+from moorage_operator.planning.mcpservers.status import (
+    Observed,
+    compute_invalid_status,
+    phase_event,
+)
 from moorage_operator.planning.problems import Problem
 from moorage_operator.planning.proxies import stale_owned
 from moorage_operator.reconcilers.pending import PendingWrites
@@ -237,6 +241,17 @@ class ProxyOwnerReconciler(ABC, Generic[OwnerT, PlanT, CachesT]):
         retrying: str | None = None,
     ) -> JsonObject:
         """The whole status; `plan` None while the object is being deleted (nothing planned)."""
+
+    def observe_proxy(self, request: Request, *, deployment: str, written: Written) -> Observed:
+        """The proxy Deployment `deployment` (as just applied, else as cached) and the owner's
+        pods, for a kind whose Deployment alone decides readiness."""
+        return Observed(
+            deployment=written.get(("Deployment", deployment))
+            or self.owned[kinds.DEPLOYMENTS].get(deployment, namespace=request.namespace),
+            pods=self.caches.pods.list(
+                namespace=request.namespace, labels={self.owner_label: request.name}
+            ),
+        )
 
     # -- the loop -------------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@
 runs. Each reconciler (`moorage_operator.reconcilers`) is wired here, by kind: `mcpservers`
 wires MCPServers and MCPToolConfigs (they share informers and the memory of pending writes),
 `mcpremoteproxies` MCPRemoteProxies and MCPExternalAuthConfigs, `mcpgroups` MCPGroups,
+`virtualmcpservers` VirtualMCPServers,
 `mcpregistries` MCPRegistries; `references` holds what the proxy owners' wiring shares. Wiring means a controller for the primary kind
 (`manager.add_controller`), the kinds it owns (`controller.owns(manager.owned_informer(KIND))`,
 mapped to the owner through the controller ownerReference) and the kinds it reads
@@ -22,6 +23,7 @@ from moorage_operator.wiring.mcpremoteproxies import (
     register_mcpremoteproxy_controller,
 )
 from moorage_operator.wiring.mcpservers import register_mcp_controllers
+from moorage_operator.wiring.virtualmcpservers import register_virtualmcpserver_controller
 
 
 def build_controllers(manager: Manager, settings: OperatorSettings) -> list[Controller]:
@@ -34,10 +36,12 @@ def build_controllers(manager: Manager, settings: OperatorSettings) -> list[Cont
 
 def register_proxy_controllers(manager: Manager, settings: OperatorSettings) -> list[Controller]:
     """The controllers of MCPServers, MCPRemoteProxies and what they reference or join
-    (MCPToolConfigs, MCPExternalAuthConfigs, MCPGroups)."""
+    (MCPToolConfigs, MCPExternalAuthConfigs, MCPGroups), and the VirtualMCPServers aggregating
+    the groups."""
     return [
         *register_mcp_controllers(manager, settings),
         register_mcpremoteproxy_controller(manager, settings),
         register_mcpexternalauthconfig_controller(manager),
         register_mcpgroup_controller(manager),
+        register_virtualmcpserver_controller(manager, settings),
     ]

@@ -14,6 +14,7 @@ from moorage_webhook.validation.mcpremoteproxies import validate_mcpremoteproxy
 from moorage_webhook.validation.mcpservers import validate_mcpserver
 from moorage_webhook.validation.mcptoolconfigs import validate_mcptoolconfig
 from moorage_webhook.validation.verdict import Problem, Verdict
+from moorage_webhook.validation.virtualmcpservers import validate_virtualmcpserver
 
 __all__ = [
     "Problem",
@@ -24,4 +25,5 @@ __all__ = [
     "validate_mcpremoteproxy",
     "validate_mcpserver",
     "validate_mcptoolconfig",
+    "validate_virtualmcpserver",
 ]

@@ -84,12 +84,12 @@ def check_resources(resources: ResourceRequirements | None, out: Findings) -> No
                     )
 
 
-def check_oidc(oidc: OIDCConfig | None, out: Findings) -> None:
-    """`spec.oidcConfig`: issuer and JWKS URLs, scopes, service-account references."""
+def check_oidc(oidc: OIDCConfig | None, out: Findings, *, at: str = "spec.oidcConfig") -> None:
+    """The OIDC config at `at`: issuer and JWKS URLs, scopes, service-account references."""
     if oidc is None:
         return
     if oidc.inline is not None:
-        base = "spec.oidcConfig.inline"
+        base = f"{at}.inline"
         issuer = oidc.inline.issuer
         if (why := https_url_problem(issuer, what="OIDC issuer")) is not None:
             out.error(f"{base}.issuer", why)
@@ -107,7 +107,7 @@ def check_oidc(oidc: OIDCConfig | None, out: Findings) -> None:
                 out.warn(path, f"scope {quoted(scope)} is listed twice")
             seen.add(scope)
     if oidc.kubernetes is not None:
-        base = "spec.oidcConfig.kubernetes"
+        base = f"{at}.kubernetes"
         sa_issuer = oidc.kubernetes.issuer
         if sa_issuer is not None and (why := https_url_problem(sa_issuer, what="issuer")):
             out.error(f"{base}.issuer", why)
@@ -123,11 +123,11 @@ def check_oidc(oidc: OIDCConfig | None, out: Findings) -> None:
             accounts.add(ref)
 
 
-def check_authz(authz: AuthzConfig | None, out: Findings) -> None:
-    """`spec.authzConfig`: Cedar policies and entities parse."""
+def check_authz(authz: AuthzConfig | None, out: Findings, *, at: str = "spec.authzConfig") -> None:
+    """The Cedar config at `at`: policies and entities parse."""
     if authz is None or authz.inline is None:
         return
-    base = "spec.authzConfig.inline"
+    base = f"{at}.inline"
     for index, text in enumerate(authz.inline.policies):
         check = check_policy_text(text)
         if check.error is not None:

@@ -25,11 +25,9 @@ from moorage_api.constants import DEFAULT_CLUSTER_DOMAIN
 from moorage_api.mcpremoteproxy import (
     MCPRemoteProxy,
     MCPRemoteProxyConditionType,
-    MCPRemoteProxyPhase,
     RemoteAvailableReason,
     RemoteCheck,
 )
-from moorage_api.mcpserver import ReadyReason
 from moorage_api.naming import mcpremoteproxy_url
 from moorage_operator.planning.conditions import ConditionSpec
 from moorage_operator.planning.mcpgroups import group_condition
@@ -41,12 +39,10 @@ from moorage_operator.planning.mcpservers.status import (
     Observed,
     PhaseVerdict,
     auth_condition,
+    deployment_verdict,
     owner_status,
     pod_template_condition,
-    proxy_pending_message,
     ready_condition,
-    ready_replicas,
-    settled_verdict,
     tool_config_condition,
 )
 from moorage_operator.planning.problems import Problem
@@ -66,23 +62,14 @@ def compute_remote_phase(
     retrying: str | None = None,
 ) -> PhaseVerdict:
     """The phase, its message and the `Ready` reason (see the module docstring)."""
-    settled = settled_verdict(
+    return deployment_verdict(
         what="Remote proxy",
         deleting=bool(proxy.metadata.deletion_timestamp),
         problems=problems,
         retrying=retrying,
         stopped=proxy.spec.replicas == 0,
-        pods=observed.pods,
-        deployment=observed.deployment,
+        observed=observed,
     )
-    if settled is not None:
-        return settled
-    if ready_replicas(observed.deployment) > 0:
-        return PhaseVerdict(
-            MCPRemoteProxyPhase.RUNNING, "Remote proxy is running", ReadyReason.RUNNING
-        )
-    message = proxy_pending_message(observed.deployment) or "Waiting for the proxy runner"
-    return PhaseVerdict(MCPRemoteProxyPhase.PENDING, message, ReadyReason.NOT_READY)
 
 
 def remote_available_condition(check: RemoteCheck | None) -> ConditionSpec:

@@ -272,6 +272,38 @@ def proxy_pending_message(deployment: Mapping[str, Any] | None) -> str | None:
     return None
 
 
+def deployment_verdict(
+    *,
+    what: str,
+    deleting: bool,
+    problems: Sequence[Problem],
+    retrying: str | None,
+    stopped: bool,
+    observed: Observed,
+    idle: str | None = None,
+) -> PhaseVerdict:
+    """The phase of an owner whose proxy Deployment alone decides readiness (an MCPRemoteProxy,
+    a VirtualMCPServer): settled as `settled_verdict` says, else `Pending` with `idle` when it has
+    nothing to run, `Running` with ready replicas, `Pending` otherwise."""
+    settled = settled_verdict(
+        what=what,
+        deleting=deleting,
+        problems=problems,
+        retrying=retrying,
+        stopped=stopped,
+        pods=observed.pods,
+        deployment=observed.deployment,
+    )
+    if settled is not None:
+        return settled
+    if idle is not None:
+        return PhaseVerdict(MCPServerPhase.PENDING, idle, ReadyReason.NOT_READY)
+    if ready_replicas(observed.deployment) > 0:
+        return PhaseVerdict(MCPServerPhase.RUNNING, f"{what} is running", ReadyReason.RUNNING)
+    message = proxy_pending_message(observed.deployment) or "Waiting for the proxy runner"
+    return PhaseVerdict(MCPServerPhase.PENDING, message, ReadyReason.NOT_READY)
+
+
 def _pending_message(observed: Observed) -> str:
     waiting = proxy_pending_message(observed.deployment)
     if waiting is not None:
