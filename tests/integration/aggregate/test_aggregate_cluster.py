@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,10 +21,9 @@ from testkit.waiting import eventually
 
 from moorage_api.runconfig import RunConfig, render_runconfig_json
 from moorage_core.errors import NotFound
-from moorage_core.kube import STATEFULSETS, KubeClient
+from moorage_core.kube import STATEFULSETS, VIRTUALMCPSERVERS, KubeClient
 from moorage_dev.cluster import ControlPlane
 from moorage_dev.ports import free_port
-from moorage_proxyrunner.startup.aggregate import VIRTUALMCPSERVERS
 from moorage_proxyrunner.startup.cluster import EXIT_OK, ClusterOptions, run_cluster
 
 pytestmark = pytest.mark.integration
@@ -33,46 +31,9 @@ pytestmark = pytest.mark.integration
 CRD_NAME = "virtualmcpservers.moorage.dev"
 
 
-def stand_in_crd() -> dict[str, Any]:
-    """A VirtualMCPServer CRD with a status subresource, while crds/manifests has none."""
-    open_object = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": CRD_NAME},
-        "spec": {
-            "group": "moorage.dev",
-            "scope": "Namespaced",
-            "names": {
-                "plural": "virtualmcpservers",
-                "singular": "virtualmcpserver",
-                "kind": "VirtualMCPServer",
-            },
-            "versions": [
-                {
-                    "name": "v1alpha1",
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "properties": {"spec": open_object, "status": open_object},
-                        }
-                    },
-                }
-            ],
-        },
-    }
-
-
 @pytest.fixture(scope="session")
-def vmcp_crd(control_plane: ControlPlane, crds: list[str]) -> str:
-    if f"customresourcedefinition.apiextensions.k8s.io/{CRD_NAME}" not in crds:
-        control_plane.kubectl("apply", "-f", "-", input=json.dumps(stand_in_crd()))
-        control_plane.kubectl(
-            "wait", "--for=condition=Established", "--timeout=60s", f"crd/{CRD_NAME}"
-        )
+def vmcp_crd(crds: list[str]) -> str:
+    assert f"customresourcedefinition.apiextensions.k8s.io/{CRD_NAME}" in crds
     return CRD_NAME
 
 
@@ -86,7 +47,7 @@ async def virtual_server(
             "apiVersion": "moorage.dev/v1alpha1",
             "kind": "VirtualMCPServer",
             "metadata": {"name": "hub", "namespace": namespace},
-            "spec": {"groupRef": "tools"},
+            "spec": {"groupRef": {"name": "tools"}},
         },
         namespace=namespace,
     )
@@ -173,7 +134,7 @@ async def test_an_aggregator_serves_its_backends_and_reports_their_health(
     assert one["checkedAt"].endswith("Z")
     conflicts = {c["name"]: c["backends"] for c in status["unresolvedConflicts"]}
     assert conflicts["echo"] == ["one", "two"]
-    assert got["spec"] == {"groupRef": "tools"}
+    assert got["spec"] == virtual_server["spec"]
     managers = [
         (entry["manager"], entry.get("subresource"))
         for entry in got["metadata"]["managedFields"]

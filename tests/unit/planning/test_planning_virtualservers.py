@@ -444,3 +444,22 @@ def test_a_deleted_server_keeps_its_backends_last_word() -> None:
     )
     assert status["phase"] == "Terminating"
     assert (status["discoveredBackends"], status["backendCount"]) == ([{"name": "time"}], 1)
+
+
+def test_the_pod_template_spec_reaches_the_aggregators_pod_under_moorages_own_settings() -> None:
+    template = {
+        "metadata": {"labels": {"team": "platform"}},
+        "spec": {
+            "tolerations": [{"key": "edge", "operator": "Exists", "effect": "NoSchedule"}],
+            "containers": [{"name": "proxyrunner", "args": ["--something-else"]}],
+        },
+    }
+    plain = by_kind(list(plan_of(vmcp(), view(external_auth_configs=AUTH)).children), "Deployment")
+    custom = by_kind(
+        list(plan_of(vmcp(podTemplateSpec=template), view(external_auth_configs=AUTH)).children),
+        "Deployment",
+    )
+    pod, plain_pod = custom["spec"]["template"], plain["spec"]["template"]
+    assert pod["spec"]["tolerations"] == template["spec"]["tolerations"]
+    assert pod["metadata"]["labels"] == {**plain_pod["metadata"]["labels"], "team": "platform"}
+    assert pod["spec"]["containers"] == plain_pod["spec"]["containers"]

@@ -24,6 +24,7 @@ from moorage_api.constants import (
     RUNCONFIG_KEY,
     RUNCONFIG_PATH,
 )
+from moorage_api.podpatch import merge_pod_template
 from moorage_api.runconfig import RunConfig, SecretKeyRef, render_runconfig_json, restart_checksum
 from moorage_operator.planning.problems import Problem
 
@@ -371,3 +372,53 @@ def stale_owned(
         if identity not in wanted and is_controlled_by(obj, uid=uid):
             stale.append(obj)
     return stale
+
+
+@dataclass(frozen=True, slots=True)
+class StandaloneProxy:
+    """A proxy runner that is the whole of what its owner runs (a remote proxy, a virtual
+    server): no MCP workload, one name for its ServiceAccount, Role, RoleBinding and
+    Deployment."""
+
+    name: str
+    runconfig_configmap: str
+    service: str
+    port: int
+    replicas: int | None
+    session_affinity: str
+    rules: Sequence[JsonObject]
+    env: Sequence[JsonObject] = ()
+    resources: Mapping[str, Any] | None = None
+    pod_template_spec: Mapping[str, Any] | None = None
+    """The user's PodTemplateSpec: applied first, with the proxy's own pod merged on top."""
+
+
+def desired_standalone_proxy_children(
+    owner: ChildOwner, proxy: StandaloneProxy, *, runconfig: RunConfig, image: str
+) -> list[JsonObject]:
+    """The children of a standalone proxy, in apply order."""
+    pod = ProxyPod(
+        service_account=proxy.name,
+        runconfig_configmap=proxy.runconfig_configmap,
+        port=proxy.port,
+        env=proxy.env,
+        resources=proxy.resources or None,
+    )
+    template = desired_proxy_pod_template(owner, pod=pod, runconfig=runconfig, image=image)
+    if proxy.pod_template_spec:
+        # The user's template first, then the proxy's own pod again on top, as the proxy runner
+        # layers an MCPServer's template: what the proxy needs to run cannot be overridden,
+        # everything else (scheduling, extra labels, sidecars, env) is the user's.
+        template = merge_pod_template(
+            merge_pod_template(template, proxy.pod_template_spec), template
+        )
+    return [
+        desired_service_account(owner, proxy.name),
+        desired_role(owner, proxy.name, rules=list(proxy.rules)),
+        desired_role_binding(owner, proxy.name),
+        desired_runconfig_configmap(owner, proxy.runconfig_configmap, runconfig=runconfig),
+        desired_proxy_deployment(owner, proxy.name, template=template, replicas=proxy.replicas),
+        desired_proxy_service(
+            owner, proxy.service, port=proxy.port, session_affinity=proxy.session_affinity
+        ),
+    ]

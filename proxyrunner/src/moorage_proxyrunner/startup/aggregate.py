@@ -20,7 +20,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from moorage_api.runconfig import RunConfig, RunConfigAggregateBackend, RunConfigRemote
-from moorage_core.kube import KubeClient, ResourceKind
+from moorage_core.kube import VIRTUALMCPSERVERS, KubeClient
 from moorage_core.startup import StartupFailure
 from moorage_core.supervising import TaskSupervisor
 from moorage_proxyrunner.backends.aggregate.report import Report, status_patch
@@ -31,9 +31,6 @@ from moorage_proxyrunner.startup.assembly import Backend
 
 log = structlog.get_logger(__name__)
 
-VIRTUALMCPSERVERS: Final = ResourceKind(
-    "moorage.dev", "v1alpha1", "virtualmcpservers", "VirtualMCPServer"
-)
 FIELD_MANAGER: Final = "moorage-proxyrunner"
 
 

@@ -33,7 +33,6 @@ from moorage_api.naming import (
     remote_proxy_service_name,
     remote_runconfig_configmap_name,
 )
-from moorage_api.podpatch import merge_pod_template
 from moorage_api.runconfig import RunConfig
 from moorage_operator.planning import proxies
 from moorage_operator.planning.comparing import stamp_applied_hash
@@ -51,7 +50,7 @@ from moorage_operator.planning.mcpservers.references import (
     resolved_inputs,
 )
 from moorage_operator.planning.problems import by_condition
-from moorage_operator.planning.proxies import READ, ChildOwner, OwnerPlan, ProxyPod, rule
+from moorage_operator.planning.proxies import READ, ChildOwner, OwnerPlan, rule
 
 JsonObject = dict[str, Any]
 
@@ -97,41 +96,23 @@ def desired_remote_children(
     """The children of `proxy` for `runconfig`, in apply order."""
     owner = proxy_owner(proxy)
     spec = proxy.spec
-    name = remote_proxy_name(owner.name)
-    configmap = remote_runconfig_configmap_name(owner.name)
-    resources = (
-        spec.resources.model_dump(mode="json", by_alias=True, exclude_none=True)
-        if spec.resources
-        else None
-    )
-    pod = ProxyPod(
-        service_account=name,
-        runconfig_configmap=configmap,
+    standalone = proxies.StandaloneProxy(
+        name=remote_proxy_name(owner.name),
+        runconfig_configmap=remote_runconfig_configmap_name(owner.name),
+        service=remote_proxy_service_name(owner.name),
         port=spec.port,
+        replicas=spec.replicas,
+        session_affinity=spec.session_affinity,
+        rules=desired_remote_proxy_rules(proxy),
         env=[*remote_secret_env(runconfig.remote), *outgoing_secret_env(runconfig.outgoing_auth)],
-        resources=resources or None,
+        resources=spec.resources.model_dump(mode="json", by_alias=True, exclude_none=True)
+        if spec.resources
+        else None,
+        pod_template_spec=spec.pod_template_spec,
     )
-    template = proxies.desired_proxy_pod_template(owner, pod=pod, runconfig=runconfig, image=image)
-    if spec.pod_template_spec:
-        # The user's template first, then Moorage's own pod again on top, as the proxy runner
-        # layers an MCPServer's template: what the proxy needs to run cannot be overridden,
-        # everything else (scheduling, extra labels, sidecars, env) is the user's.
-        template = merge_pod_template(
-            merge_pod_template(template, spec.pod_template_spec), template
-        )
-    return [
-        proxies.desired_service_account(owner, name),
-        proxies.desired_role(owner, name, rules=desired_remote_proxy_rules(proxy)),
-        proxies.desired_role_binding(owner, name),
-        proxies.desired_runconfig_configmap(owner, configmap, runconfig=runconfig),
-        proxies.desired_proxy_deployment(owner, name, template=template, replicas=spec.replicas),
-        proxies.desired_proxy_service(
-            owner,
-            remote_proxy_service_name(owner.name),
-            port=spec.port,
-            session_affinity=spec.session_affinity,
-        ),
-    ]
+    return proxies.desired_standalone_proxy_children(
+        owner, standalone, runconfig=runconfig, image=image
+    )
 
 
 def plan_mcpremoteproxy(

@@ -52,7 +52,7 @@ from moorage_operator.planning.mcpservers.references import (
 )
 from moorage_operator.planning.mcpservers.runconfigs import client_fields, runconfig_owner
 from moorage_operator.planning.problems import Problem, by_condition
-from moorage_operator.planning.proxies import READ, ChildOwner, ProxyPod, rule
+from moorage_operator.planning.proxies import READ, ChildOwner, rule
 from moorage_operator.planning.virtualmcpservers.backends import (
     Member,
     desired_conflict_resolution,
@@ -218,34 +218,23 @@ def desired_vmcp_children(
     """The children of `server` for `runconfig`, in apply order."""
     owner = vmcp_owner(server)
     spec = server.spec
-    name = vmcp_name(owner.name)
-    configmap = vmcp_runconfig_configmap_name(owner.name)
-    resources = (
-        spec.resources.model_dump(mode="json", by_alias=True, exclude_none=True)
-        if spec.resources
-        else None
-    )
-    pod = ProxyPod(
-        service_account=name,
-        runconfig_configmap=configmap,
+    standalone = proxies.StandaloneProxy(
+        name=vmcp_name(owner.name),
+        runconfig_configmap=vmcp_runconfig_configmap_name(owner.name),
+        service=vmcp_service_name(owner.name),
         port=spec.port,
+        replicas=spec.replicas,
+        session_affinity=spec.session_affinity,
+        rules=desired_vmcp_rules(server),
         env=backend_secret_env(runconfig),
-        resources=resources or None,
+        resources=spec.resources.model_dump(mode="json", by_alias=True, exclude_none=True)
+        if spec.resources
+        else None,
+        pod_template_spec=spec.pod_template_spec,
     )
-    template = proxies.desired_proxy_pod_template(owner, pod=pod, runconfig=runconfig, image=image)
-    return [
-        proxies.desired_service_account(owner, name),
-        proxies.desired_role(owner, name, rules=desired_vmcp_rules(server)),
-        proxies.desired_role_binding(owner, name),
-        proxies.desired_runconfig_configmap(owner, configmap, runconfig=runconfig),
-        proxies.desired_proxy_deployment(owner, name, template=template, replicas=spec.replicas),
-        proxies.desired_proxy_service(
-            owner,
-            vmcp_service_name(owner.name),
-            port=spec.port,
-            session_affinity=spec.session_affinity,
-        ),
-    ]
+    return proxies.desired_standalone_proxy_children(
+        owner, standalone, runconfig=runconfig, image=image
+    )
 
 
 def plan_virtualmcpserver(
