@@ -75,9 +75,10 @@ class AuthServer:
                 return token
 
 
-@contextlib.asynccontextmanager
-async def authorization_server(tmp_path: Path) -> AsyncIterator[AuthServer]:
-    config = {
+def authserver_config() -> dict[str, Any]:
+    """The authorization server's clients: the caller's (tokens for the proxy) and the proxy's
+    (allowed to exchange them for the remote's audience)."""
+    return {
         "user": "alice",
         "lifetime": 300,
         "clients": {
@@ -95,8 +96,12 @@ async def authorization_server(tmp_path: Path) -> AsyncIterator[AuthServer]:
             },
         },
     }
+
+
+@contextlib.asynccontextmanager
+async def authorization_server(tmp_path: Path) -> AsyncIterator[AuthServer]:
     path = tmp_path / "authserver.json"
-    path.write_text(json.dumps(config))
+    path.write_text(json.dumps(authserver_config()))
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         str(AUTHSERVER),
