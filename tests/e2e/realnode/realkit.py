@@ -156,16 +156,24 @@ def phase(plane: ControlPlane, namespace: str, server: str) -> str:
 
 
 def wait_phase(
-    plane: ControlPlane, namespace: str, server: str, want: str, *, timeout: float = 180
+    plane: ControlPlane,
+    namespace: str,
+    server: str,
+    want: str,
+    *,
+    timeout: float = 180,
+    kind: str = "mcpserver",
 ) -> Obj:
+    """The object once its `status.phase` is `want` (an MCPServer unless `kind` says else)."""
+
     def reached() -> Obj | None:
-        obj = get(plane, "mcpserver", "-n", namespace, server)
+        obj = get(plane, kind, "-n", namespace, server)
         return obj if (obj.get("status") or {}).get("phase") == want else None
 
     try:
-        return wait(f"MCPServer {namespace}/{server} phase {want}", reached, timeout=timeout)
+        return wait(f"{kind} {namespace}/{server} phase {want}", reached, timeout=timeout)
     except AssertionError as exc:
-        obj = get(plane, "mcpserver", "-n", namespace, server)
+        obj = get(plane, kind, "-n", namespace, server)
         events = plane.kubectl("get", "events", "-n", namespace, check=False).stdout
         raise AssertionError(f"{exc}\nstatus: {obj.get('status')}\nevents:\n{events}") from None
 
