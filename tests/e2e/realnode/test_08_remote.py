@@ -47,6 +47,7 @@ from realkit import (
     create_namespace,
     dump,
     get,
+    install_ready,
     wait,
     wait_phase,
 )
@@ -225,7 +226,11 @@ def apply(plane: ControlPlane, text: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def remote(plane: ControlPlane, installed: Install, host_side: HostSide) -> Iterator[str]:
+def remote(
+    plane: ControlPlane, installed: Install, images: dict[str, str], host_side: HostSide
+) -> Iterator[str]:
+    # Applied again: the Helm step before this one ends with `helm uninstall`.
+    install_ready(plane, installed, images)
     create_namespace(plane, NAMESPACE)
     try:
         plane.kubectl(
