@@ -1,4 +1,4 @@
-"""Loopback ports: a free one to listen on, and whether one accepts connections yet.
+"""Ports (on loopback unless told): a free one to listen on, and whether one accepts connections yet.
 
 Its own module so that every part of the dev tooling (and the tests) can take it without
 importing the control plane.
@@ -9,10 +9,10 @@ from __future__ import annotations
 import socket
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on `host` that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
 

@@ -3,7 +3,9 @@
 The control plane with a real node (`real_node_plane`), cert-manager running against it, the
 images built from docker/Dockerfile and imported into the node's containerd, then
 `kubectl apply --server-side -k` of the `cluster` overlay with only an `images:` list added.
-The modules run in file order: install, examples, failures, monitoring, the namespace overlay.
+The modules run in file order: install, examples, failures, monitoring, the namespace overlay,
+the demo, Helm (which uninstalls at its end, so a later module applies the install again) and
+remote proxies.
 """
 
 from __future__ import annotations
@@ -11,12 +13,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from realkit import SYSTEM, apply_install, dump, rollout, wait
+from realkit import install_ready
 from testkit.kustomize import Install
 
 from moorage_dev.certmanager import CertManager
 from moorage_dev.cluster import ControlPlane
-from moorage_dev.demo_realnode import admits
 from moorage_dev.images import build_images, import_images, manifest_images
 
 CLUSTER = Install("cluster")
@@ -58,14 +59,5 @@ def cert_manager(plane: ControlPlane) -> Iterator[CertManager]:
 @pytest.fixture(scope="session")
 def installed(plane: ControlPlane, images: dict[str, str], cert_manager: CertManager) -> Install:
     """The `cluster` overlay applied and rolled out: operator and webhook Ready."""
-    apply_install(plane, CLUSTER, images)
-    try:
-        for name in ("deployment/moorage-webhook", "deployment/moorage-operator"):
-            rollout(plane, SYSTEM, name, timeout=240)
-        # Ready pods are not yet a reachable Service (kube-proxy programs the endpoints a moment
-        # later); the steps after this one assume that admission works.
-        wait("the webhook to admit through its Service", lambda: admits(plane), timeout=60)
-    except Exception:
-        print(dump(plane, SYSTEM))
-        raise
+    install_ready(plane, CLUSTER, images)
     return CLUSTER

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from testkit.kustomize import Install, kustomization
 
 from moorage_dev.cluster import ControlPlane, is_port_open
+from moorage_dev.demo_realnode import admits
 
 SYSTEM = "moorage-system"
 T = TypeVar("T")
@@ -52,6 +53,20 @@ def apply_install(plane: ControlPlane, install: Install, images: Mapping[str, st
             "apply", "--server-side", "--force-conflicts", "-k", str(directory), timeout=120
         )
     return out.stdout
+
+
+def install_ready(plane: ControlPlane, install: Install, images: Mapping[str, str]) -> None:
+    """`apply_install`, then the operator and webhook rolled out and admitting."""
+    apply_install(plane, install, images)
+    try:
+        for name in ("deployment/moorage-webhook", "deployment/moorage-operator"):
+            rollout(plane, SYSTEM, name, timeout=240)
+        # Ready pods are not yet a reachable Service (kube-proxy programs the endpoints a moment
+        # later); the steps after this one assume that admission works.
+        wait("the webhook to admit through its Service", lambda: admits(plane), timeout=60)
+    except Exception:
+        print(dump(plane, SYSTEM))
+        raise
 
 
 def delete_install(plane: ControlPlane, install: Install, images: Mapping[str, str]) -> None:
@@ -156,16 +171,24 @@ def phase(plane: ControlPlane, namespace: str, server: str) -> str:
 
 
 def wait_phase(
-    plane: ControlPlane, namespace: str, server: str, want: str, *, timeout: float = 180
+    plane: ControlPlane,
+    namespace: str,
+    server: str,
+    want: str,
+    *,
+    timeout: float = 180,
+    kind: str = "mcpserver",
 ) -> Obj:
+    """The object once its `status.phase` is `want` (an MCPServer unless `kind` says else)."""
+
     def reached() -> Obj | None:
-        obj = get(plane, "mcpserver", "-n", namespace, server)
+        obj = get(plane, kind, "-n", namespace, server)
         return obj if (obj.get("status") or {}).get("phase") == want else None
 
     try:
-        return wait(f"MCPServer {namespace}/{server} phase {want}", reached, timeout=timeout)
+        return wait(f"{kind} {namespace}/{server} phase {want}", reached, timeout=timeout)
     except AssertionError as exc:
-        obj = get(plane, "mcpserver", "-n", namespace, server)
+        obj = get(plane, kind, "-n", namespace, server)
         events = plane.kubectl("get", "events", "-n", namespace, check=False).stdout
         raise AssertionError(f"{exc}\nstatus: {obj.get('status')}\nevents:\n{events}") from None
 

@@ -99,7 +99,7 @@ def build(args: argparse.Namespace) -> Any:
         token_verifier=verifier,
         auth=AuthSettings(
             issuer_url=args.issuer,
-            resource_server_url=f"http://127.0.0.1:{args.port}/mcp",
+            resource_server_url=f"http://{args.host}:{args.port}/mcp",
             validate_token_resource=False,
         ),
     )
@@ -119,7 +119,13 @@ def build(args: argparse.Namespace) -> Any:
         """A tool the filter hides."""
         return "hidden"
 
-    app = server.sse_app() if args.transport == "sse" else server.streamable_http_app()
+    # The SDK's DNS-rebinding guard (on for a loopback `host`) admits loopback Host headers only;
+    # a pod on the real node calls the server at the address it listens on.
+    app = (
+        server.sse_app(host=args.host)
+        if args.transport == "sse"
+        else server.streamable_http_app(host=args.host)
+    )
     return HeaderAsBearer(app, args.record, args.header)
 
 

@@ -6,6 +6,7 @@ tests/fixtures/tokenexchange/authserver.py), the SDK's MCP server requiring a be
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import sys
@@ -16,6 +17,9 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
+import pytest
+from mcp import Client
+from mcp.shared.exceptions import MCPError
 from testkit.waiting import eventually
 
 from moorage_dev.ports import free_port, is_port_open
@@ -75,9 +79,10 @@ class AuthServer:
                 return token
 
 
-@contextlib.asynccontextmanager
-async def authorization_server(tmp_path: Path) -> AsyncIterator[AuthServer]:
-    config = {
+def authserver_config() -> dict[str, Any]:
+    """The authorization server's clients: the caller's (tokens for the proxy) and the proxy's
+    (allowed to exchange them for the remote's audience)."""
+    return {
         "user": "alice",
         "lifetime": 300,
         "clients": {
@@ -95,8 +100,12 @@ async def authorization_server(tmp_path: Path) -> AsyncIterator[AuthServer]:
             },
         },
     }
+
+
+@contextlib.asynccontextmanager
+async def authorization_server(tmp_path: Path) -> AsyncIterator[AuthServer]:
     path = tmp_path / "authserver.json"
-    path.write_text(json.dumps(config))
+    path.write_text(json.dumps(authserver_config()))
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         str(AUTHSERVER),
@@ -177,3 +186,40 @@ def runconfig_file(tmp_path: Path, **fields: Any) -> LocalConfig:
     path = tmp_path / "runconfig.json"
     path.write_text(json.dumps(data))
     return LocalConfig(path=path, runconfig=load_local_runconfig(path.read_text()))
+
+
+def claims_of(token: str) -> dict[str, Any]:
+    """A JWT's claims, unverified."""
+    payload = token.split(".")[1]
+    decoded: dict[str, Any] = json.loads(
+        base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    )
+    return decoded
+
+
+async def policy_applies(client: Client) -> None:
+    """Cedar denies `secret`; the tool filter answers `hidden` as a tool that does not exist."""
+    with pytest.raises(MCPError) as denied:
+        await client.call_tool("secret", {})
+    assert denied.value.error.code == -32003
+    # The filtered tool is answered as a tool that does not exist.
+    with pytest.raises(MCPError) as unknown:
+        await client.call_tool("no_such_tool", {})
+    with pytest.raises(MCPError) as hidden:
+        await client.call_tool("hidden", {})
+    assert hidden.value.error.code == unknown.value.error.code
+
+
+def only_exchanged_tokens_reached(upstream: Upstream, caller: str) -> None:
+    """The remote received requests, each with a token exchanged for it, never the caller's."""
+    received = upstream.received()
+    assert received, "the remote received nothing"
+    # The proxy's own initialize check has no caller, so it carries no token ("-").
+    tokens = {authorization for authorization, _ in received} - {"-"}
+    assert f"Bearer {caller}" not in tokens
+    assert tokens, received
+    assert all(value.startswith("Bearer ") for value in tokens), tokens
+    for value in tokens:
+        claims = claims_of(value.removeprefix("Bearer "))
+        assert claims["aud"] == [UPSTREAM_AUDIENCE]
+        assert claims["sub"] == "alice"
