@@ -18,7 +18,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from e2e.remote.remotekit import UPSTREAM
+from e2e.remote.remotekit import UPSTREAM, Upstream
 from mcp import Client
 from realkit import (
     Obj,
@@ -51,7 +51,7 @@ REMOTE_TOOLS = ["echo", "hidden", "secret"]
 
 
 @pytest.fixture(scope="module")
-def remote_url(plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def remote(plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
     """The SDK's MCP server on the host, at the bridge address pods reach, requiring `TOKEN`."""
     assert plane.real_node is not None
     host = plane.real_node.bridge_ip
@@ -65,7 +65,7 @@ def remote_url(plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) ->
     ]
     with host_process(argv, tmp / "upstream.out"):
         wait("the remote MCP server listening", lambda: is_port_open(port, host), timeout=60)
-        yield f"http://{host}:{port}/mcp"
+        yield Upstream(f"http://{host}:{port}/mcp", tmp / "upstream.log")
 
 
 def manifests(remote_url: str) -> str:
@@ -125,7 +125,7 @@ PRIORITY = f"    strategy: priority\n    priority:\n      - {SERVER}\n      - {P
 
 @pytest.fixture(scope="module")
 def virtual(
-    plane: ControlPlane, installed: Install, images: dict[str, str], remote_url: str
+    plane: ControlPlane, installed: Install, images: dict[str, str], remote: Upstream
 ) -> Iterator[str]:
     with remote_and_time_server_in_group(
         plane,
@@ -135,7 +135,7 @@ def virtual(
         group=GROUP,
         proxy=PROXY,
         secret=("upstream-token", "token", TOKEN),
-        manifests=manifests(remote_url),
+        manifests=manifests(remote.url),
     ):
         try:
             apply_text(plane, NAMESPACE, virtual_server(PREFIX))
@@ -218,7 +218,7 @@ def test_the_virtual_server_runs_and_discovers_both_members(
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_a_client_lists_both_backends_tools_prefixed_and_calls_them(
-    plane: ControlPlane, virtual: str, mode: str
+    plane: ControlPlane, virtual: str, remote: Upstream, mode: str
 ) -> None:
     await wait_tools(plane, sorted(prefixed(SERVER, TIME_TOOLS) + prefixed(PROXY, REMOTE_TOOLS)))
     async with Client(virtual_url(plane), mode=mode) as client:
@@ -228,6 +228,8 @@ async def test_a_client_lists_both_backends_tools_prefixed_and_calls_them(
         echoed = await client.call_tool(f"{PROXY}_echo", {"text": f"hello {mode}"})
         assert not echoed.is_error, echoed
         assert echoed.content[0].text == f"hello {mode}"
+    # The remote proxy sent the Secret's token, whatever reached it from the aggregator.
+    assert {authorization for authorization, _ in remote.received()} == {f"Bearer {TOKEN}"}
 
 
 async def test_with_priority_the_tools_keep_their_own_names(
