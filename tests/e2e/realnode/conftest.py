@@ -4,8 +4,8 @@ The control plane with a real node (`real_node_plane`), cert-manager running aga
 images built from docker/Dockerfile and imported into the node's containerd, then
 `kubectl apply --server-side -k` of the `cluster` overlay with only an `images:` list added.
 The modules run in file order: install, examples, failures, monitoring, the namespace overlay,
-the demo, Helm (which uninstalls at its end, so a later module applies the install again) and
-remote proxies.
+the demo, Helm (which uninstalls at its end, so a later module applies the install again),
+remote proxies and a VirtualMCPServer.
 """
 
 from __future__ import annotations

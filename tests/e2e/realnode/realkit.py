@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -17,12 +18,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
 from testkit.kustomize import Install, kustomization
 
 from moorage_dev.cluster import ControlPlane, is_port_open
 from moorage_dev.demo_realnode import admits
 
 SYSTEM = "moorage-system"
+EXAMPLES = Path(__file__).resolve().parents[3] / "deploy" / "examples"
 T = TypeVar("T")
 Obj = dict[str, Any]
 
@@ -163,6 +166,81 @@ def cluster_ip(plane: ControlPlane, namespace: str, service: str, port: int | No
             timeout=60,
         )
     return ip
+
+
+def condition(obj: Obj, type_: str) -> Obj | None:
+    """The object's condition of type `type_`, if it has one."""
+    found = [c for c in (obj.get("status") or {}).get("conditions", []) if c["type"] == type_]
+    return found[0] if found else None
+
+
+@contextmanager
+def host_process(argv: list[str], out: Path) -> Iterator[None]:
+    """A Python script of the tests running on the host, its output in `out`."""
+    with out.open("w") as handle:
+        process = subprocess.Popen([sys.executable, *argv], stdout=handle)
+    try:
+        yield
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def example_server_in_group(group: str) -> list[Obj]:
+    """The stdio example MCPServer `time` (and its MCPToolConfig), joined to `group`."""
+    tool_config = yaml.safe_load((EXAMPLES / "mcptoolconfig.yaml").read_text())
+    server = yaml.safe_load((EXAMPLES / "mcpserver-stdio.yaml").read_text())
+    server["spec"]["groupRef"] = {"name": group}
+    return [tool_config, server]
+
+
+def apply_text(plane: ControlPlane, namespace: str, text: str) -> None:
+    """`kubectl apply --server-side` of YAML or JSON `text` in `namespace`."""
+    out = plane.kubectl(
+        "apply", "--server-side", "-n", namespace, "-f", "-", input=text, check=False
+    )
+    assert out.returncode == 0, out.stderr
+
+
+@contextmanager
+def remote_and_time_server_in_group(
+    plane: ControlPlane,
+    install: Install,
+    images: Mapping[str, str],
+    namespace: str,
+    *,
+    group: str,
+    proxy: str,
+    secret: tuple[str, str, str],
+    manifests: str,
+) -> Iterator[None]:
+    """In a new `namespace`: the Secret (name, key, value), `manifests` (an MCPRemoteProxy `proxy`
+    among them) and the stdio example joined to `group`; the proxy and the example Running.
+
+    The install is applied again first: the Helm step uninstalls at its end. The namespace is
+    deleted afterwards.
+    """
+    install_ready(plane, install, images)
+    create_namespace(plane, namespace)
+    try:
+        name, key, value = secret
+        plane.kubectl(
+            "create", "secret", "generic", name, "-n", namespace, f"--from-literal={key}={value}"
+        )
+        apply_text(plane, namespace, manifests)
+        for obj in example_server_in_group(group):
+            apply_text(plane, namespace, json.dumps(obj))
+        wait_phase(plane, namespace, proxy, "Running", timeout=240, kind="mcpremoteproxy")
+        wait_phase(plane, namespace, "time", "Running", timeout=240)
+    except AssertionError:
+        print(dump(plane, namespace))
+        raise
+    try:
+        yield
+    finally:
+        plane.kubectl(
+            "delete", "namespace", namespace, "--wait=true", "--timeout=180s", timeout=200
+        )
 
 
 def phase(plane: ControlPlane, namespace: str, server: str) -> str:

@@ -15,17 +15,13 @@ server; the remote must see only the exchanged token.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 import pytest
-import yaml
 from e2e.middleware.middlewarekit import bearer_client
 from e2e.remote.remotekit import (
     AUTHSERVER,
@@ -44,20 +40,17 @@ from e2e.remote.remotekit import (
 from realkit import (
     Obj,
     cluster_ip,
-    create_namespace,
-    dump,
+    condition,
     get,
-    install_ready,
+    host_process,
+    remote_and_time_server_in_group,
     wait,
-    wait_phase,
 )
 from testkit.kustomize import Install
 
 from moorage_dev.cluster import ControlPlane
 from moorage_dev.ports import free_port, is_port_open
 
-REPO = Path(__file__).resolve().parents[3]
-EXAMPLES = REPO / "deploy" / "examples"
 NAMESPACE = "remote"
 PROXY = "upstream"
 GROUP = "team"
@@ -83,18 +76,6 @@ class HostSide:
         """The status of each token-exchange request the authorization server answered."""
         lines = self.auth_out.read_text().splitlines()
         return [line.split()[1] for line in lines if line.startswith("EXCHANGE ")]
-
-
-@contextlib.contextmanager
-def host_process(argv: list[str], out: Path) -> Iterator[None]:
-    """A Python script of the tests running on the host, its output in `out`."""
-    with out.open("w") as handle:
-        process = subprocess.Popen([sys.executable, *argv], stdout=handle)
-    try:
-        yield
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def listening_port(out: Path) -> int | None:
@@ -210,57 +191,21 @@ spec:
 """
 
 
-def example_server_in_group() -> list[Obj]:
-    """The stdio example (and its MCPToolConfig), joined to the group."""
-    tool_config = yaml.safe_load((EXAMPLES / "mcptoolconfig.yaml").read_text())
-    server = yaml.safe_load((EXAMPLES / "mcpserver-stdio.yaml").read_text())
-    server["spec"]["groupRef"] = {"name": GROUP}
-    return [tool_config, server]
-
-
-def apply(plane: ControlPlane, text: str) -> None:
-    out = plane.kubectl(
-        "apply", "--server-side", "-n", NAMESPACE, "-f", "-", input=text, check=False
-    )
-    assert out.returncode == 0, out.stderr
-
-
 @pytest.fixture(scope="module")
 def remote(
     plane: ControlPlane, installed: Install, images: dict[str, str], host_side: HostSide
 ) -> Iterator[str]:
-    # Applied again: the Helm step before this one ends with `helm uninstall`.
-    install_ready(plane, installed, images)
-    create_namespace(plane, NAMESPACE)
-    try:
-        plane.kubectl(
-            "create",
-            "secret",
-            "generic",
-            "upstream-exchange",
-            "-n",
-            NAMESPACE,
-            f"--from-literal=client-secret={PROXY_SECRET}",
-        )
-        apply(plane, manifests(host_side))
-        for obj in example_server_in_group():
-            apply(plane, json.dumps(obj))
-        wait_phase(plane, NAMESPACE, PROXY, "Running", timeout=240, kind="mcpremoteproxy")
-        wait_phase(plane, NAMESPACE, SERVER, "Running", timeout=240)
-    except AssertionError:
-        print(dump(plane, NAMESPACE))
-        raise
-    try:
+    with remote_and_time_server_in_group(
+        plane,
+        installed,
+        images,
+        NAMESPACE,
+        group=GROUP,
+        proxy=PROXY,
+        secret=("upstream-exchange", "client-secret", PROXY_SECRET),
+        manifests=manifests(host_side),
+    ):
         yield NAMESPACE
-    finally:
-        plane.kubectl(
-            "delete", "namespace", NAMESPACE, "--wait=true", "--timeout=180s", timeout=200
-        )
-
-
-def condition(obj: Obj, type_: str) -> Obj | None:
-    found = [c for c in (obj.get("status") or {}).get("conditions", []) if c["type"] == type_]
-    return found[0] if found else None
 
 
 def proxy_url(plane: ControlPlane) -> str:
