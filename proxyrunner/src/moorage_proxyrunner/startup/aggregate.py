@@ -105,4 +105,4 @@ def aggregate_backend(
         backends=[b.name for b in aggregate.backends],
         strategy=aggregate.conflict_resolution.strategy,
     )
-    return Backend("stdio", channels=aggregator.open_channel)
+    return Backend("stdio", channels=aggregator.open_channel, bind=aggregator.bind)

@@ -7,8 +7,12 @@ client over one aggregator session, maps client ids and progress tokens, attribu
 backends' elicitation, sampling and roots requests to the client whose call is in flight, and
 fans list changes out; the middleware sees the aggregated names.
 
-Behind it, each backend has one `BackendSession`, opened lazily (by the first call, listing or
-health check that needs it) and closed with the aggregator. Lists are fetched from every
+Behind it, each backend has the aggregator's own `BackendSession` (health checks, listings,
+and the calls of modern-era clients, which have no session) and one per legacy client session
+that used it: the bridge tells which client session each request comes from (`bind`: its
+`caller_of`, a side channel, so the lines stay what the client sent and the pipeline checked),
+the session opens on the client's first call to that backend and closes (DELETE) when the
+client session ends (`on_detach`: DELETE, expiry, eviction). Lists are fetched from every
 healthy backend and merged by `protocol.aggregation` (tools and prompts under the configured
 strategy; resources and templates by URI, first in priority order); a call goes to the
 backend that owns the exposed name, under the name that backend knows. Progress notifications
@@ -39,7 +43,9 @@ from moorage_proxyrunner.backends.aggregate.report import BackendHealth, Report,
 from moorage_proxyrunner.backends.aggregate.session import BackendSession, BackendUnavailable
 from moorage_proxyrunner.backends.remote.client import OutgoingRefused
 from moorage_proxyrunner.backends.reverse.upstream import Client, UpstreamError
+from moorage_proxyrunner.backends.stdio.bridge import StdioBridge
 from moorage_proxyrunner.backends.stdio.channels import ChannelClosed, StdioChannel
+from moorage_proxyrunner.backends.stdio.peers import Peer
 from moorage_proxyrunner.config.toolpolicy import ToolPolicy, build_tool_policy
 from moorage_proxyrunner.protocol import eras
 from moorage_proxyrunner.protocol.aggregation import Merge, Owner, Rules, merge_names
@@ -95,7 +101,10 @@ class Member:
 
     config: RunConfigAggregateBackend
     session: BackendSession
+    """The aggregator's own session: health checks, listings, modern-era clients' calls."""
     policy: ToolPolicy
+    clients: dict[str, BackendSession] = field(default_factory=dict)
+    """Each legacy client session's own session with this backend, by the session's key."""
     healthy: bool | None = None
     message: str = "not checked yet"
     checked_at: datetime | None = None
@@ -154,34 +163,77 @@ class Aggregator:
         self.interval = float(config.health_check_interval_seconds)
         self.report = report
         self.members: dict[str, Member] = {}
+        self._clients = clients
+        self._timeout = float(config.backend_timeout_seconds)
         for backend in config.backends:
-            session = BackendSession(
-                backend.name,
-                backend.url,
-                clients[backend.name],
-                transport=backend.transport,
-                deliver=self._deliverer(backend.name),
-                initialize_params={
-                    "protocolVersion": eras.LATEST_HANDSHAKE,
-                    "capabilities": CLIENT_CAPABILITIES,
-                    "clientInfo": {"name": f"moorage-aggregator/{server_name}", "version": "0.1.0"},
-                },
-                timeout=float(config.backend_timeout_seconds),
-            )
             self.members[backend.name] = Member(
-                backend, session, build_tool_policy(backend.tools_filter, backend.tools_override)
+                backend,
+                self._new_session(backend),
+                build_tool_policy(backend.tools_filter, backend.tools_override),
             )
         self._channel: _Channel | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._in_flight: dict[RequestId, tuple[str, int]] = {}
-        """The bridge's request id → (backend, the aggregator's id there), for cancellations."""
-        self._server_requests: dict[str, tuple[str, RequestId]] = {}
-        """`agg-<n>` → (backend, its request id) of each backend request sent to the bridge."""
+        self._in_flight: dict[RequestId, tuple[BackendSession, int]] = {}
+        """The bridge's request id → (backend session, the aggregator's id there), for
+        cancellations."""
+        self._server_requests: dict[str, tuple[BackendSession, RequestId]] = {}
+        """`agg-<n>` → (backend session, its request id) of each backend request sent to the
+        bridge."""
+        self._caller_of: Callable[[RequestId], Peer | None] = lambda _: None
+        self._callers: dict[RequestId, str] = {}
+        """The bridge's request id → the key of the client session it came from (legacy
+        sessions only: a modern-era request is its own peer, so it uses the shared session)."""
         self._ids = itertools.count(1)
         self._listeners: dict[str, asyncio.Task[None]] = {}
         self._last_report: Report | None = None
 
+    def _new_session(self, backend: RunConfigAggregateBackend) -> BackendSession:
+        async def deliver(message: Json) -> None:
+            await self._deliver(session, message)
+
+        session = BackendSession(
+            backend.name,
+            backend.url,
+            self._clients[backend.name],
+            transport=backend.transport,
+            deliver=deliver,
+            initialize_params={
+                "protocolVersion": eras.LATEST_HANDSHAKE,
+                "capabilities": CLIENT_CAPABILITIES,
+                "clientInfo": {
+                    "name": f"moorage-aggregator/{self.server_name}",
+                    "version": "0.1.0",
+                },
+            },
+            timeout=self._timeout,
+        )
+        return session
+
     # --- the bridge's side ---
+
+    def bind(self, bridge: StdioBridge) -> None:
+        """Follow `bridge`'s client sessions: which one each request comes from, and when
+        one ends (its backend sessions are closed then)."""
+        self._caller_of = bridge.caller_of
+        bridge.on_detach.append(self.client_left)
+
+    def client_left(self, peer: Peer) -> None:
+        """Close the backend sessions of a client session that ended."""
+        for member in self.members.values():
+            session = member.clients.pop(peer.key, None)
+            if session is not None:
+                self._spawn(session.close())
+
+    def session_for(self, member: Member, request_id: RequestId) -> BackendSession:
+        """The backend session a request of the bridge uses: its client session's own (opened
+        on first use), else the aggregator's."""
+        key = self._callers.get(request_id)
+        if key is None:
+            return member.session
+        session = member.clients.get(key)
+        if session is None:
+            session = member.clients[key] = self._new_session(member.config)
+        return session
 
     async def open_channel(self) -> StdioChannel:
         """A `ChannelFactory`: the bridge's connection to the aggregator (one at a time)."""
@@ -198,6 +250,9 @@ class Aggregator:
         if not isinstance(message, dict):
             return
         if "method" in message and "id" in message:
+            peer = self._caller_of(message["id"])
+            if peer is not None and not peer.modern:
+                self._callers[message["id"]] = peer.key
             self._spawn(self._answer(message))
         elif "method" in message:
             self._spawn(self._on_notification(message))
@@ -221,6 +276,8 @@ class Aggregator:
         except Exception as exc:  # an answer is owed whatever went wrong
             log.exception("aggregate_request_failed", method=message.get("method"))
             answer = error_response(request_id, INTERNAL_ERROR, f"aggregator error: {exc}")
+        finally:
+            self._callers.pop(request_id, None)
         self.emit(answer)
 
     async def handle(self, method: str, params: Any, request_id: RequestId) -> Json:
@@ -246,7 +303,10 @@ class Aggregator:
                 return result_response(request_id, {member: items})
         if method == "logging/setLevel":
             await asyncio.gather(
-                *(self._send_quietly(m, method, params) for m in self.members.values())
+                *(
+                    self._send_quietly(m, self.session_for(m, request_id), method, params)
+                    for m in self.members.values()
+                )
             )
             return result_response(request_id, {})
         target = await self._route(method, params)
@@ -261,8 +321,8 @@ class Aggregator:
         if method == "notifications/cancelled" and isinstance(params, dict):
             where = self._in_flight.get(params.get("requestId"))  # type: ignore[arg-type]
             if where is not None:
-                backend, backend_id = where
-                await self.members[backend].session.send(
+                session, backend_id = where
+                await session.send(
                     {
                         "jsonrpc": "2.0",
                         "method": method,
@@ -271,39 +331,39 @@ class Aggregator:
                 )
         elif method == "notifications/roots/list_changed":
             for member in self.members.values():
-                await member.session.send({"jsonrpc": "2.0", "method": method})
+                for session in (member.session, *member.clients.values()):
+                    await session.send({"jsonrpc": "2.0", "method": method})
 
     async def _on_response(self, message: Json) -> None:
         key = message.get("id")
         where = self._server_requests.pop(key, None) if isinstance(key, str) else None
         if where is None:
             return
-        backend, backend_id = where
-        await self.members[backend].session.send({**message, "id": backend_id})
+        session, backend_id = where
+        await session.send({**message, "id": backend_id})
 
     # --- the backends' side ---
 
-    def _deliverer(self, backend: str) -> Callable[[Json], Awaitable[None]]:
-        async def deliver(message: Json) -> None:
-            method = message.get("method")
-            if "id" in message:
-                key = f"agg-{next(self._ids)}"
-                self._server_requests[key] = (backend, message["id"])
-                self.emit({**message, "id": key})
-                return
-            if method in LIST_CHANGED:
-                self.emit({"jsonrpc": "2.0", "method": method})
-                return
-            if method == "notifications/cancelled":
-                params = message.get("params")
-                if isinstance(params, dict):
-                    for key, (owner, original) in list(self._server_requests.items()):
-                        if owner == backend and original == params.get("requestId"):
-                            self.emit({**message, "params": {**params, "requestId": key}})
-                return
-            self.emit(message)
-
-        return deliver
+    async def _deliver(self, session: BackendSession, message: Json) -> None:
+        """Pass on what `session`'s backend sent that answers none of the aggregator's
+        requests."""
+        method = message.get("method")
+        if "id" in message:
+            key = f"agg-{next(self._ids)}"
+            self._server_requests[key] = (session, message["id"])
+            self.emit({**message, "id": key})
+            return
+        if method in LIST_CHANGED:
+            self.emit({"jsonrpc": "2.0", "method": method})
+            return
+        if method == "notifications/cancelled":
+            params = message.get("params")
+            if isinstance(params, dict):
+                for key, (owner, original) in list(self._server_requests.items()):
+                    if owner is session and original == params.get("requestId"):
+                        self.emit({**message, "params": {**params, "requestId": key}})
+            return
+        self.emit(message)
 
     async def _forward(
         self, backend: str, method: str, params: Json, request_id: RequestId
@@ -316,9 +376,9 @@ class Aggregator:
                 f"backend {backend!r} is unavailable: {member.message}",
                 {"backend": backend},
             )
-        session = member.session
+        session = self.session_for(member, request_id)
         backend_id = session.next_id()
-        self._in_flight[request_id] = (backend, backend_id)
+        self._in_flight[request_id] = (session, backend_id)
         try:
             answer = await session.request(method, params, backend_id)
         except (BackendUnavailable, UpstreamError, OutgoingRefused, OSError) as exc:
@@ -333,11 +393,13 @@ class Aggregator:
             self._in_flight.pop(request_id, None)
         return {**answer, "id": request_id}
 
-    async def _send_quietly(self, member: Member, method: str, params: Json) -> None:
-        if member.healthy is False or not member.session.is_open:
+    async def _send_quietly(
+        self, member: Member, session: BackendSession, method: str, params: Json
+    ) -> None:
+        if member.healthy is False or not session.is_open:
             return
         with contextlib.suppress(BackendUnavailable, UpstreamError, OutgoingRefused, OSError):
-            await member.session.request(method, params, member.session.next_id())
+            await session.request(method, params, session.next_id())
 
     # --- lists and routing ---
 
@@ -501,6 +563,9 @@ class Aggregator:
             if listener is not None:
                 listener.cancel()
             await member.session.reset()
+            # The clients' sessions are opened again on their next use.
+            for session in member.clients.values():
+                await session.reset()
         if before != healthy:
             log.info(
                 "aggregate_backend_health", backend=member.name, healthy=healthy, message=message
@@ -554,6 +619,12 @@ class Aggregator:
     async def close(self) -> None:
         for task in [*self._tasks, *self._listeners.values()]:
             task.cancel()
-        await asyncio.gather(*(m.session.close() for m in self.members.values()))
+        await asyncio.gather(
+            *(
+                session.close()
+                for m in self.members.values()
+                for session in (m.session, *m.clients.values())
+            )
+        )
         if self._channel is not None:
             await self._channel.close()
