@@ -45,8 +45,9 @@ async def test_two_clients_get_their_own_backend_sessions_closed_when_they_leave
             # The aggregator's own session: health checks and listings.
             await eventually(sessions_are(1), message="the aggregator's own session")
             async with Client(f"{base}/mcp", mode="legacy") as first:
+                assert await scraped(backend, SESSIONS) == 1, "initialising opens none"
                 assert "box_echo" in await tool_names(first)
-                assert await scraped(backend, SESSIONS) == 1, "listing opens no session"
+                assert await scraped(backend, SESSIONS) == 2, "its listing is its own"
                 assert text_of(await first.call_tool("box_echo", ECHO)) == "hi"
                 assert await scraped(backend, SESSIONS) == 2
                 async with Client(f"{base}/mcp", mode="legacy") as second:

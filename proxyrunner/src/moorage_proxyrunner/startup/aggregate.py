@@ -21,7 +21,6 @@ from prometheus_client import CollectorRegistry
 
 from moorage_api.runconfig import RunConfig, RunConfigAggregateBackend, RunConfigRemote
 from moorage_core.kube import VIRTUALMCPSERVERS, KubeClient
-from moorage_core.startup import StartupFailure
 from moorage_core.supervising import TaskSupervisor
 from moorage_proxyrunner.backends.aggregate.report import Report, status_patch
 from moorage_proxyrunner.backends.aggregate.server import Aggregator
@@ -42,15 +41,9 @@ def backend_client(
     registry: CollectorRegistry,
 ) -> Client:
     """The upstream client of one backend: its URL reached like a remote's (TLS for https,
-    private addresses allowed: members are in-cluster Services), with its outgoing auth."""
+    private addresses allowed: members are in-cluster Services), with its outgoing auth (a token
+    exchange is made for the caller each backend session acts for)."""
     auth = backend.outgoing_auth
-    if auth is not None and auth.token_exchange is not None:
-        raise StartupFailure(
-            f"aggregate.backends[{backend.name}].outgoing_auth",
-            "token exchange needs the caller of each request, and the aggregator shares one "
-            "session per backend among its clients",
-            hint="use bearerToken or headerInjection for an aggregated backend",
-        )
     as_remote = runconfig.model_copy(
         update={
             "remote": RunConfigRemote(

@@ -41,7 +41,7 @@ import structlog
 from moorage_api.runconfig import RunConfigAggregate, RunConfigAggregateBackend
 from moorage_proxyrunner.backends.aggregate.report import BackendHealth, Report, build_report
 from moorage_proxyrunner.backends.aggregate.session import BackendSession, BackendUnavailable
-from moorage_proxyrunner.backends.remote.client import OutgoingRefused
+from moorage_proxyrunner.backends.remote.client import OUTGOING_CALLER, OutgoingRefused
 from moorage_proxyrunner.backends.reverse.upstream import Client, UpstreamError
 from moorage_proxyrunner.backends.stdio.bridge import StdioBridge
 from moorage_proxyrunner.backends.stdio.channels import ChannelClosed, StdioChannel
@@ -50,6 +50,7 @@ from moorage_proxyrunner.config.toolpolicy import ToolPolicy, build_tool_policy
 from moorage_proxyrunner.protocol import eras
 from moorage_proxyrunner.protocol.aggregation import Merge, Owner, Rules, merge_names
 from moorage_proxyrunner.protocol.jsonrpc import (
+    FORBIDDEN,
     INTERNAL_ERROR,
     INVALID_PARAMS,
     Json,
@@ -57,6 +58,7 @@ from moorage_proxyrunner.protocol.jsonrpc import (
     error_response,
     result_response,
 )
+from moorage_proxyrunner.protocol.pipeline import Identity
 
 log = structlog.get_logger(__name__)
 
@@ -93,6 +95,25 @@ CLIENT_CAPABILITIES: Final[Json] = {
 """What the aggregator declares to backends: the bridge routes all of these to some client."""
 MAX_PAGES: Final = 100
 Reporter = Callable[[Report], Awaitable[None]]
+FAILURES: Final = (BackendUnavailable, UpstreamError, OutgoingRefused, OSError)
+
+
+def refused_caller(exc: Exception) -> bool:
+    """Whether a failure is the caller's (its token could not be exchanged, or the backend
+    refused its credentials) rather than the backend's: it says nothing of the backend's
+    health."""
+    if isinstance(exc, OutgoingRefused):
+        return True
+    return isinstance(exc, BackendUnavailable) and exc.status in (401, 403)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Whose request of the bridge it is: the client session's key, its era, its identity."""
+
+    key: str
+    modern: bool
+    identity: Identity | None
 
 
 @dataclass(slots=True)
@@ -113,6 +134,13 @@ class Member:
     @property
     def name(self) -> str:
         return self.config.name
+
+    @property
+    def exchanges(self) -> bool:
+        """Whether the backend gets each caller's exchanged token (so every session acts for
+        one caller, and the aggregator's own has no credential)."""
+        auth = self.config.outgoing_auth
+        return auth is not None and auth.token_exchange is not None
 
 
 class _Channel:
@@ -180,9 +208,10 @@ class Aggregator:
         """`agg-<n>` → (backend session, its request id) of each backend request sent to the
         bridge."""
         self._caller_of: Callable[[RequestId], Peer | None] = lambda _: None
-        self._callers: dict[RequestId, str] = {}
-        """The bridge's request id → the key of the client session it came from (legacy
-        sessions only: a modern-era request is its own peer, so it uses the shared session)."""
+        self._callers: dict[RequestId, Caller] = {}
+        """The bridge's request id → whose it is, while it is answered."""
+        self._identities: dict[str, Identity | None] = {}
+        """Each client session's latest identity, to close its backend sessions as it."""
         self._ids = itertools.count(1)
         self._listeners: dict[str, asyncio.Task[None]] = {}
         self._last_report: Report | None = None
@@ -219,20 +248,22 @@ class Aggregator:
 
     def client_left(self, peer: Peer) -> None:
         """Close the backend sessions of a client session that ended."""
+        identity = self._identities.pop(peer.key, None)
         for member in self.members.values():
             session = member.clients.pop(peer.key, None)
             if session is not None:
-                self._spawn(session.close())
+                self._spawn(_as_caller(identity, session.close()))
 
     def session_for(self, member: Member, request_id: RequestId) -> BackendSession:
         """The backend session a request of the bridge uses: its client session's own (opened
-        on first use), else the aggregator's."""
-        key = self._callers.get(request_id)
-        if key is None:
+        on first use), else the aggregator's. A modern-era request is a client of its own that
+        ends with it, so it shares the aggregator's unless the backend needs its caller."""
+        caller = self._callers.get(request_id)
+        if caller is None or (caller.modern and not member.exchanges):
             return member.session
-        session = member.clients.get(key)
+        session = member.clients.get(caller.key)
         if session is None:
-            session = member.clients[key] = self._new_session(member.config)
+            session = member.clients[caller.key] = self._new_session(member.config)
         return session
 
     async def open_channel(self) -> StdioChannel:
@@ -251,8 +282,10 @@ class Aggregator:
             return
         if "method" in message and "id" in message:
             peer = self._caller_of(message["id"])
-            if peer is not None and not peer.modern:
-                self._callers[message["id"]] = peer.key
+            if peer is not None:
+                identity = peer.caller if isinstance(peer.caller, Identity) else None
+                self._callers[message["id"]] = Caller(peer.key, peer.modern, identity)
+                self._identities[peer.key] = identity
             self._spawn(self._answer(message))
         elif "method" in message:
             self._spawn(self._on_notification(message))
@@ -271,6 +304,8 @@ class Aggregator:
 
     async def _answer(self, message: Json) -> None:
         request_id = message["id"]
+        caller = self._callers.get(request_id)
+        OUTGOING_CALLER.set(caller.identity if caller is not None else None)
         try:
             answer = await self.handle(message["method"], message.get("params"), request_id)
         except Exception as exc:  # an answer is owed whatever went wrong
@@ -299,7 +334,7 @@ class Aggregator:
             return result_response(request_id, {})
         for kind, (list_method, member, _) in LISTS.items():
             if method == list_method:
-                items = await self.merged_list(kind)
+                items = await self.merged_list(kind, request_id)
                 return result_response(request_id, {member: items})
         if method == "logging/setLevel":
             await asyncio.gather(
@@ -309,7 +344,7 @@ class Aggregator:
                 )
             )
             return result_response(request_id, {})
-        target = await self._route(method, params)
+        target = await self._route(method, params, request_id)
         if isinstance(target, str):
             return error_response(request_id, INVALID_PARAMS, target)
         owner, forwarded = target
@@ -381,7 +416,15 @@ class Aggregator:
         self._in_flight[request_id] = (session, backend_id)
         try:
             answer = await session.request(method, params, backend_id)
-        except (BackendUnavailable, UpstreamError, OutgoingRefused, OSError) as exc:
+        except FAILURES as exc:
+            if refused_caller(exc):
+                log.info("aggregate_caller_refused", backend=backend, error=str(exc))
+                return error_response(
+                    request_id,
+                    FORBIDDEN,
+                    f"backend {backend!r} refused the caller: {exc}",
+                    {"backend": backend},
+                )
             await self._mark(member, healthy=False, message=str(exc) or type(exc).__name__)
             return error_response(
                 request_id,
@@ -398,7 +441,7 @@ class Aggregator:
     ) -> None:
         if member.healthy is False or not session.is_open:
             return
-        with contextlib.suppress(BackendUnavailable, UpstreamError, OutgoingRefused, OSError):
+        with contextlib.suppress(*FAILURES):
             await session.request(method, params, session.next_id())
 
     # --- lists and routing ---
@@ -406,54 +449,63 @@ class Aggregator:
     def merge(self, kind: str, *, with_down: bool = False) -> Merge:
         """The merge of `kind` over the healthy backends' last lists (`with_down`: and the
         last lists of those down, to tell a caller whose backend its name is)."""
-        key = LISTS[kind][2]
-        names = {
-            m.name: [item[key] for item in m.lists.get(kind, []) if isinstance(item.get(key), str)]
+        lists = {
+            m.name: m.lists.get(kind, [])
             for m in self.members.values()
             if with_down or m.healthy is not False
+        }
+        return self._merge_of(kind, lists)
+
+    def _merge_of(self, kind: str, lists: Mapping[str, list[Json]]) -> Merge:
+        key = LISTS[kind][2]
+        names = {
+            backend: [item[key] for item in items if isinstance(item.get(key), str)]
+            for backend, items in lists.items()
         }
         rules = self.rules if kind in ("tools", "prompts") else self.uri_rules
         return merge_names(names, rules)
 
-    async def merged_list(self, kind: str) -> list[Json]:
-        """`kind` from every healthy backend, fetched now, merged, under the exposed names."""
-        await asyncio.gather(*(self.refresh(m, kind) for m in self.members.values()))
-        merge = self.merge(kind)
+    async def merged_list(self, kind: str, request_id: RequestId | None = None) -> list[Json]:
+        """`kind` from every healthy backend, fetched now (in the sessions of the client whose
+        request `request_id` is), merged, under the exposed names. The answer is made of what
+        this fetch got, not of the lists another client's fetch may have left meanwhile."""
+        fetched = await asyncio.gather(
+            *(self.refresh(m, kind, request_id) for m in self.members.values())
+        )
+        lists = {
+            m.name: items
+            for m, items in zip(self.members.values(), fetched, strict=True)
+            if items is not None and m.healthy is not False
+        }
         key = LISTS[kind][2]
         items: list[Json] = []
-        for exposed, owner in merge.exposed.items():
-            item = self._item(owner, kind)
+        for exposed, owner in self._merge_of(kind, lists).exposed.items():
+            item = next((i for i in lists[owner.backend] if i.get(key) == owner.name), None)
             if item is not None:
                 items.append({**item, key: exposed} if exposed != owner.name else item)
         return items
 
-    def _item(self, owner: Owner, kind: str) -> Json | None:
-        key = LISTS[kind][2]
-        for item in self.members[owner.backend].lists.get(kind, []):
-            if item.get(key) == owner.name:
-                return item
-        return None
-
-    async def refresh(self, member: Member, kind: str) -> None:
-        """Fetch `kind` from `member` (every page) when it is healthy and serves it."""
+    async def refresh(
+        self, member: Member, kind: str, request_id: RequestId | None = None
+    ) -> list[Json] | None:
+        """Fetch `kind` from `member` (every page) when it is healthy and serves it, in the
+        session `request_id`'s client uses; what it got (None: nothing, the backend is down or
+        refused the caller)."""
         if member.healthy is False:
-            return
+            return None
+        session = member.session if request_id is None else self.session_for(member, request_id)
         list_method, result_member, _ = LISTS[kind]
-        try:
-            server = await member.session.open()
-        except (BackendUnavailable, UpstreamError, OutgoingRefused, OSError) as exc:
-            await self._mark(member, healthy=False, message=str(exc) or type(exc).__name__)
-            return
-        capabilities = server.get("capabilities")
-        if not isinstance(capabilities, dict) or CAPABILITY_OF[kind] not in capabilities:
-            member.lists[kind] = []
-            return
         items: list[Json] = []
-        cursor: Any = None
         try:
+            server = await session.open()
+            capabilities = server.get("capabilities")
+            if not isinstance(capabilities, dict) or CAPABILITY_OF[kind] not in capabilities:
+                member.lists[kind] = []
+                return []
+            cursor: Any = None
             for _ in range(MAX_PAGES):
                 params = {"cursor": cursor} if cursor is not None else {}
-                answer = await member.session.request(list_method, params, member.session.next_id())
+                answer = await session.request(list_method, params, session.next_id())
                 result = answer.get("result")
                 if not isinstance(result, dict):
                     break
@@ -463,14 +515,18 @@ class Aggregator:
                 cursor = result.get("nextCursor")
                 if not cursor:
                     break
-        except (BackendUnavailable, UpstreamError, OutgoingRefused, OSError) as exc:
-            await self._mark(member, healthy=False, message=str(exc) or type(exc).__name__)
-            return
+        except FAILURES as exc:
+            if not refused_caller(exc):
+                await self._mark(member, healthy=False, message=str(exc) or type(exc).__name__)
+            return None
         if kind == "tools":
             items = member.policy.present(items)
         member.lists[kind] = items
+        return items
 
-    async def _route(self, method: str, params: Json) -> tuple[Owner, Json] | str:
+    async def _route(
+        self, method: str, params: Json, request_id: RequestId
+    ) -> tuple[Owner, Json] | str:
         """The backend owning what `params` names, and the params as it must get them; a
         message saying why not."""
         if method in ("tools/call", "prompts/get"):
@@ -478,7 +534,7 @@ class Aggregator:
             name = params.get("name")
             if not isinstance(name, str):
                 return f"{method}: params.name must be a string"
-            owner = await self._owner(kind, name)
+            owner = await self._owner(kind, name, request_id)
             if owner is None:
                 return f"Unknown {kind[:-1]}: {name}"
             server_name = owner.name
@@ -489,36 +545,42 @@ class Aggregator:
             uri = params.get("uri")
             if not isinstance(uri, str):
                 return f"{method}: params.uri must be a string"
-            owner = await self._uri_owner(uri)
+            owner = await self._uri_owner(uri, request_id)
             return (owner, params) if owner is not None else f"Unknown resource: {uri}"
         if method == "completion/complete":
             ref = params.get("ref")
             if isinstance(ref, dict) and ref.get("type") == "ref/prompt":
-                owner = await self._owner("prompts", str(ref.get("name")))
+                owner = await self._owner("prompts", str(ref.get("name")), request_id)
                 if owner is None:
                     return f"Unknown prompt: {ref.get('name')}"
                 return owner, {**params, "ref": {**ref, "name": owner.name}}
             if isinstance(ref, dict) and ref.get("type") == "ref/resource":
-                owner = await self._uri_owner(str(ref.get("uri")))
+                owner = await self._uri_owner(str(ref.get("uri")), request_id)
                 if owner is None:
                     return f"Unknown resource: {ref.get('uri')}"
                 return owner, params
             return "completion/complete: params.ref must name a prompt or a resource"
         return f"Method not found: {method}"
 
-    async def _owner(self, kind: str, name: str) -> Owner | None:
+    async def _owner(self, kind: str, name: str, request_id: RequestId) -> Owner | None:
         owner = self.merge(kind).owner_of(name)
         if owner is None:
             # Not listed yet (a client may call without listing): look again, once.
-            await asyncio.gather(*(self.refresh(m, kind) for m in self.members.values()))
+            # Looked up in the aggregator's own sessions, unless only the caller's can list.
+            await asyncio.gather(
+                *(
+                    self.refresh(m, kind, request_id if m.exchanges else None)
+                    for m in self.members.values()
+                )
+            )
             owner = self.merge(kind).owner_of(name)
         if owner is None:
             # A backend that is down keeps its last lists, so its names get an error naming it.
             owner = self.merge(kind, with_down=True).owner_of(name)
         return owner
 
-    async def _uri_owner(self, uri: str) -> Owner | None:
-        owner = await self._owner("resources", uri)
+    async def _uri_owner(self, uri: str, request_id: RequestId) -> Owner | None:
+        owner = await self._owner("resources", uri, request_id)
         if owner is not None:
             return owner
         templates = self.merge("resourceTemplates")
@@ -530,7 +592,8 @@ class Aggregator:
     # --- health ---
 
     async def check(self, member: Member) -> None:
-        """Open or ping `member`, then refresh its lists; mark its health."""
+        """Open or ping `member`, then refresh its lists; mark its health. A backend that gets
+        each caller's exchanged token and refuses the aggregator's own session is up."""
         session = member.session
         try:
             if session.is_open:
@@ -539,8 +602,13 @@ class Aggregator:
                     raise BackendUnavailable(f"ping was refused: {answer['error']}")
             else:
                 await session.open()
-        except (BackendUnavailable, UpstreamError, OutgoingRefused, OSError) as exc:
+        except FAILURES as exc:
             await session.reset()
+            if member.exchanges and refused_caller(exc):
+                # It answered, and wants a caller: the aggregator's own session has none to
+                # exchange, so the lists are those its clients' sessions fetched.
+                await self._mark(member, healthy=True, message="", was=member.healthy)
+                return
             await self._mark(member, healthy=False, message=str(exc) or type(exc).__name__)
             return
         was = member.healthy
@@ -580,7 +648,7 @@ class Aggregator:
             return
 
         async def listen() -> None:
-            with contextlib.suppress(BackendUnavailable, UpstreamError, OutgoingRefused, OSError):
+            with contextlib.suppress(*FAILURES):
                 await member.session.listen()
 
         task = asyncio.ensure_future(listen())
@@ -628,3 +696,10 @@ class Aggregator:
         )
         if self._channel is not None:
             await self._channel.close()
+
+
+async def _as_caller(identity: Identity | None, work: Awaitable[None]) -> None:
+    """`work` with its upstream requests made for `identity` (its own task, so the setting
+    ends with it)."""
+    OUTGOING_CALLER.set(identity)
+    await work
