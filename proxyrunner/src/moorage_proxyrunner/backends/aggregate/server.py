@@ -245,6 +245,22 @@ class Aggregator:
         one ends (its backend sessions are closed then)."""
         self._caller_of = bridge.caller_of
         bridge.on_detach.append(self.client_left)
+        bridge.related = self.related
+
+    def related(self, key: RequestId) -> RequestId | None:
+        """The bridge's request one of the backends' own requests (`agg-<n>`) belongs to: one in
+        flight on the client session's backend session that sent it (the aggregator's own
+        session is shared, so a request sent there is the bridge's to attribute)."""
+        where = self._server_requests.get(key) if isinstance(key, str) else None
+        if where is None:
+            return None
+        session = where[0]
+        if any(session is m.session for m in self.members.values()):
+            return None
+        return next(
+            (request_id for request_id, (s, _) in self._in_flight.items() if s is session),
+            None,
+        )
 
     def client_left(self, peer: Peer) -> None:
         """Close the backend sessions of a client session that ended."""

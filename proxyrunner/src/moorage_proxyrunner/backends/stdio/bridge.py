@@ -110,6 +110,9 @@ class StdioBridge:
         self._probe_era = probe_era
         """Probe each process with `server/discover` (`ProxyRunnerSettings.stdio_era` "auto")."""
         self.on_detach: list[Callable[[Peer], None]] = []
+        self.related: Callable[[RequestId], RequestId | None] = lambda _: None
+        """An in-memory server's word on which request (backend id) one of its own requests
+        belongs to; None when it cannot tell (then the bridge attributes it itself)."""
         """Told of each peer the bridge forgets (an in-memory server ending its sessions)."""
         self._peers: dict[str, Peer] = {}
         """The clients attached, by key. Invariant: only attached peers hold subscriptions,
@@ -140,6 +143,7 @@ class StdioBridge:
             delivery=self._delivery,
             send_later=self._connection.send_later,
             park=self._parking.ask,
+            related=lambda key: self.related(key),
         )
         self._rounds = InputRounds(delivery=self._delivery, retry=self._retry)
         self._park_ttl = park_ttl
