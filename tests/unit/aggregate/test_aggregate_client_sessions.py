@@ -9,6 +9,9 @@ from typing import Any
 
 from unit.aggregate.test_aggregate_routing import FakeSession, build, next_line
 
+from moorage_api.runconfig import RunConfigOutgoingAuth
+from moorage_proxyrunner.backends.aggregate.session import BackendUnavailable
+from moorage_proxyrunner.backends.remote.client import OutgoingRefused
 from moorage_proxyrunner.backends.stdio.peers import Peer
 
 
@@ -37,14 +40,16 @@ class ClosingFake(FakeSession):
         self.closed = True
 
 
-def with_client_sessions() -> tuple[Any, dict[str, Any], FakeBridge, list[ClosingFake]]:
+def with_client_sessions(
+    kind: type[ClosingFake] = ClosingFake,
+) -> tuple[Any, dict[str, Any], FakeBridge, list[ClosingFake]]:
     aggregator, fakes = build({"strategy": "prefix"})
     for fake in fakes.values():
         fake.release.set()
     opened: list[ClosingFake] = []
 
     def new_session(backend: Any) -> ClosingFake:
-        session = ClosingFake(backend.name)
+        session = kind(backend.name)
         opened.append(session)
         return session
 
@@ -116,3 +121,81 @@ async def test_a_backend_going_down_resets_the_clients_sessions_for_reopening() 
     fakes["a"].down = True
     await aggregator.check_all()
     assert opened[0].is_open is False
+
+
+class RefusingFake(ClosingFake):
+    """A backend session whose caller cannot be acted for (its token was not exchanged)."""
+
+    async def request(self, method: str, params: Any, request_id: int) -> dict[str, Any]:
+        if method == "tools/call":
+            raise OutgoingRefused("the exchange was refused: invalid_grant", status=403)
+        return await super().request(method, params, request_id)
+
+
+class HoldingFake(ClosingFake):
+    """Holds `tools/call` until released."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.release.clear()
+
+
+async def test_a_refused_caller_is_answered_and_the_backend_stays_healthy() -> None:
+    aggregator, _, bridge, _ = with_client_sessions(RefusingFake)
+    channel = await aggregator.open_channel()
+    await aggregator.check_all()
+    bridge.callers[1] = Peer(key="s1")
+    await channel.send(call(1, "a_echo"))
+    answer = await next_line(channel)
+    assert answer["error"]["code"] == -32003
+    assert "refused the caller" in answer["error"]["message"]
+    assert answer["error"]["data"] == {"backend": "a"}
+    assert aggregator.members["a"].healthy is True
+
+
+async def test_a_token_exchange_backend_refusing_the_aggregators_own_session_is_up() -> None:
+    aggregator, fakes = build({"strategy": "prefix"})
+    member = aggregator.members["a"]
+    member.config = member.config.model_copy(
+        update={
+            "outgoing_auth": RunConfigOutgoingAuth.model_validate(
+                {
+                    "type": "tokenExchange",
+                    "config_name": "x",
+                    "token_exchange": {"token_url": "https://idp.example/token", "client_id": "c"},
+                }
+            )
+        }
+    )
+    fakes["a"].is_open = False
+
+    async def refuse() -> dict[str, Any]:
+        raise BackendUnavailable("HTTP 401: ", status=401)
+
+    fakes["a"].open = refuse  # type: ignore[method-assign]
+    await aggregator.check_all()
+    assert member.healthy is True
+    # The same refusal from a backend that does not exchange tokens is a failure.
+    fakes["b"].is_open = False
+    fakes["b"].open = refuse  # type: ignore[method-assign]
+    await aggregator.check_all()
+    assert aggregator.members["b"].healthy is False
+
+
+async def test_a_backends_request_is_related_to_the_call_in_flight_on_its_clients_session() -> None:
+    aggregator, fakes, bridge, opened = with_client_sessions(HoldingFake)
+    channel = await aggregator.open_channel()
+    bridge.callers.update({1: Peer(key="s1"), 2: Peer(key="s2")})
+    await channel.send(call(1, "a_echo"))
+    await channel.send(call(2, "a_echo"))
+    await asyncio.sleep(0.05)
+    first, second = opened
+    await aggregator._deliver(second, {"jsonrpc": "2.0", "id": 9, "method": "elicitation/create"})
+    await aggregator._deliver(first, {"jsonrpc": "2.0", "id": 9, "method": "elicitation/create"})
+    await aggregator._deliver(
+        fakes["a"], {"jsonrpc": "2.0", "id": 9, "method": "elicitation/create"}
+    )
+    keys = [(await next_line(channel))["id"] for _ in range(3)]
+    assert [aggregator.related(key) for key in keys] == [2, 1, None]
+    for session in opened:
+        session.release.set()
