@@ -3,7 +3,8 @@
 There is no workload. Each backend gets its own upstream client (the reverse backend's, with
 its outgoing authentication from the proxy's environment, as a remote proxy's); the
 `Aggregator` is served to the front end as the "process" of a stdio bridge, so clients get
-everything an MCPServer's proxy offers. Its health checks run in the background; in a cluster
+everything an MCPServer's proxy offers, and is bound to that bridge (`Backend.bind`) to follow
+its client sessions. Its health checks run in the background; in a cluster
 each changed report is written to the VirtualMCPServer's status (`status.backendHealth` and
 `status.unresolvedConflicts`, JSON merge patch on the status subresource, field manager
 `moorage-proxyrunner`).

@@ -3,26 +3,30 @@
 The proxy's front end (sessions, both eras, legacy SSE, authentication, the pipeline with the
 tool filter, Cedar and audit) is the stdio bridge's: the aggregator is the "process" the bridge
 talks to, over an in-memory `StdioChannel` (`open_channel`). So the bridge multiplexes every
-client over one aggregator session, maps client ids and progress tokens, attributes the
-backends' elicitation, sampling and roots requests to the client whose call is in flight, and
-fans list changes out; the middleware sees the aggregated names.
+client over one aggregator session, maps client ids and progress tokens, routes the backends'
+elicitation, sampling and roots requests to a client, and fans list changes out; the
+middleware sees the aggregated names.
 
-Behind it, each backend has the aggregator's own `BackendSession` (health checks, listings,
-and the calls of modern-era clients, which have no session) and one per legacy client session
-that used it: the bridge tells which client session each request comes from (`bind`: its
-`caller_of`, a side channel, so the lines stay what the client sent and the pipeline checked),
-the session opens on the client's first call to that backend and closes (DELETE) when the
-client session ends (`on_detach`: DELETE, expiry, eviction). Lists are fetched from every
-healthy backend and merged by `protocol.aggregation` (tools and prompts under the configured
-strategy; resources and templates by URI, first in priority order); a call goes to the
-backend that owns the exposed name, under the name that backend knows. Progress notifications
-pass unchanged (the bridge's tokens are already unique), cancellations are mapped to the
-backend's request id, the backends' own requests get an aggregator id (`agg-<n>`) and their
-answers go back under the backend's id.
+Behind it, each backend has the aggregator's own `BackendSession` (health checks, looking
+names up, the calls of modern-era clients, which have no session) and one per legacy client
+session that used it: the bridge tells whose each request is (`bind`: its `caller_of`, a side
+channel, so the lines stay what the client sent and the pipeline checked); the session opens
+on the client's first listing or call that needs that backend and closes (DELETE) when the
+client session ends (`on_detach`: DELETE, expiry, eviction). Every upstream request is made
+for the caller it serves (`OUTGOING_CALLER`), so a `tokenExchange` backend gets each caller's
+exchanged token, and a modern-era request to it gets a session of its own. Lists are fetched
+from every healthy backend and merged by `protocol.aggregation` (tools and prompts under the
+configured strategy; resources and templates by URI, first in priority order); a call goes to
+the backend that owns the exposed name, under the name that backend knows. Progress
+notifications pass unchanged (the bridge's tokens are already unique), cancellations are
+mapped to the backend's request id, the backends' own requests get an aggregator id
+(`agg-<n>`), are related to the call in flight on the client's session that sent them
+(`related`), and their answers go back under the backend's id.
 
 A backend that fails a health check or a request is unhealthy: left out of lists, its names
 answered with an error naming it, until a check succeeds again; each change of health sends
-`list_changed` for tools, prompts and resources.
+`list_changed` for tools, prompts and resources. A caller it refuses (401/403, or a token that
+cannot be exchanged) is answered -32003 and leaves its health alone.
 """
 
 from __future__ import annotations
