@@ -125,7 +125,10 @@ async def test_a_cancellation_reaches_the_backend_under_its_id() -> None:
 async def test_a_backends_request_gets_an_aggregator_id_and_its_answer_goes_back() -> None:
     aggregator, fakes = build({"strategy": "prefix"})
     channel = await aggregator.open_channel()
-    deliver = aggregator._deliverer("a")
+
+    def deliver(message: dict[str, Any]) -> Any:
+        return aggregator._deliver(aggregator.members["a"].session, message)
+
     await deliver({"jsonrpc": "2.0", "id": 5, "method": "elicitation/create", "params": {}})
     asked = await next_line(channel)
     assert asked["id"] == "agg-1"

@@ -61,13 +61,11 @@ def test_a_missing_secret_stops_the_start_up_naming_it() -> None:
         client_for(bearer, {})
 
 
-def test_token_exchange_is_refused_for_an_aggregated_backend() -> None:
+def test_an_aggregated_backend_may_exchange_each_callers_token() -> None:
     exchange = {
         "type": "tokenExchange",
         "config_name": "c",
         "token_exchange": {"token_url": "https://idp.example.com/token", "client_id": "hub"},
     }
-    with pytest.raises(StartupFailure) as refused:
-        client_for(exchange, {})
-    assert refused.value.setting == "aggregate.backends[saas].outgoing_auth"
-    assert "bearerToken or headerInjection" in refused.value.hint
+    client = client_for(exchange, {})
+    assert client.auth.exchanger is not None

@@ -197,6 +197,19 @@ def test_outgoing_auth_is_discovered_or_overridden_with_per_backend_secret_env(
     ]
 
 
+def test_a_token_exchange_backend_reaches_the_runconfig() -> None:
+    spec = {"outgoingAuth": {"backends": {"docs": {"externalAuthConfigRef": {"name": "tx"}}}}}
+    plan = plan_of(vmcp(**spec), view(external_auth_configs={**AUTH, "tx": EXCHANGE}))
+    assert plan.problems == ()
+    backends = {b["name"]: b for b in runconfig_json(plan)["aggregate"]["backends"]}
+    exchange = backends["docs"]["outgoing_auth"]["token_exchange"]
+    assert (exchange["token_url"], exchange["client_id"], exchange["audience"]) == (
+        "https://idp.example.com/token",
+        "agg",
+        "docs",
+    )
+
+
 def test_a_backend_env_name_is_unique_per_member() -> None:
     assert (
         backend_env("my-time", "MOORAGE_OUTGOING_TOKEN") == "MOORAGE_BACKEND_MY_TIME_OUTGOING_TOKEN"
@@ -325,13 +338,6 @@ def test_the_children_are_named_labelled_and_limited() -> None:
             "ConfigMapNotFound",
             'ConfigMap "idp" not found',
             id="incoming-config-map-missing",
-        ),
-        pytest.param(
-            {"outgoingAuth": {"backends": {"docs": {"externalAuthConfigRef": {"name": "tx"}}}}},
-            view(external_auth_configs={**AUTH, "tx": EXCHANGE}),
-            "TokenExchangeUnsupported",
-            'backend docs: MCPExternalAuthConfig "tx" is a tokenExchange',
-            id="token-exchange-backend",
         ),
     ],
 )

@@ -3,7 +3,8 @@
 There is no workload. Each backend gets its own upstream client (the reverse backend's, with
 its outgoing authentication from the proxy's environment, as a remote proxy's); the
 `Aggregator` is served to the front end as the "process" of a stdio bridge, so clients get
-everything an MCPServer's proxy offers. Its health checks run in the background; in a cluster
+everything an MCPServer's proxy offers, and is bound to that bridge (`Backend.bind`) to follow
+its client sessions. Its health checks run in the background; in a cluster
 each changed report is written to the VirtualMCPServer's status (`status.backendHealth` and
 `status.unresolvedConflicts`, JSON merge patch on the status subresource, field manager
 `moorage-proxyrunner`).
@@ -21,7 +22,6 @@ from prometheus_client import CollectorRegistry
 
 from moorage_api.runconfig import RunConfig, RunConfigAggregateBackend, RunConfigRemote
 from moorage_core.kube import VIRTUALMCPSERVERS, KubeClient
-from moorage_core.startup import StartupFailure
 from moorage_core.supervising import TaskSupervisor
 from moorage_proxyrunner.backends.aggregate.report import Report, status_patch
 from moorage_proxyrunner.backends.aggregate.server import Aggregator
@@ -42,15 +42,9 @@ def backend_client(
     registry: CollectorRegistry,
 ) -> Client:
     """The upstream client of one backend: its URL reached like a remote's (TLS for https,
-    private addresses allowed: members are in-cluster Services), with its outgoing auth."""
+    private addresses allowed: members are in-cluster Services), with its outgoing auth (a token
+    exchange is made for the caller each backend session acts for)."""
     auth = backend.outgoing_auth
-    if auth is not None and auth.token_exchange is not None:
-        raise StartupFailure(
-            f"aggregate.backends[{backend.name}].outgoing_auth",
-            "token exchange needs the caller of each request, and the aggregator shares one "
-            "session per backend among its clients",
-            hint="use bearerToken or headerInjection for an aggregated backend",
-        )
     as_remote = runconfig.model_copy(
         update={
             "remote": RunConfigRemote(
@@ -105,4 +99,4 @@ def aggregate_backend(
         backends=[b.name for b in aggregate.backends],
         strategy=aggregate.conflict_resolution.strategy,
     )
-    return Backend("stdio", channels=aggregator.open_channel)
+    return Backend("stdio", channels=aggregator.open_channel, bind=aggregator.bind)

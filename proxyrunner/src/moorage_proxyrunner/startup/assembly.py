@@ -50,6 +50,8 @@ class Backend:
     channels: ChannelFactory | None = None
     target_urls: tuple[str, ...] = ()
     client: OutgoingClient | None = None
+    bind: Callable[[StdioBridge], None] | None = None
+    """Given the stdio bridge once built (the aggregator follows its clients' sessions)."""
 
 
 def primary_path(transport: str) -> str:
@@ -66,6 +68,8 @@ def build_endpoints(
         bridge = StdioBridge(
             backend.channels, metrics=metrics, probe_era=settings.stdio_era == "auto"
         )
+        if backend.bind is not None:
+            backend.bind(bridge)
         return BridgeEndpoints(bridge, settings=settings, pipeline=pipeline, metrics=metrics)
     if backend.client is not None:
         # The outgoing credential is had last, after the audit gate (`OutgoingAuthStep`).

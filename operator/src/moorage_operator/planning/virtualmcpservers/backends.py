@@ -11,10 +11,9 @@ RunConfig backend, sorted by name:
   (`MOORAGE_BACKEND_<MEMBER>_<ROLE>`), so two backends never share one;
 - `tools_filter`/`tools_override`: the MCPToolConfig `spec.toolConfigs[<member>]` names.
 
-A missing or invalid config is a `Problem` naming the backend, and so is a `tokenExchange` (the
-aggregator's backend sessions are shared by its clients: there is no single caller's token to
-exchange). A member whose spec does not parse
-is no backend (its own status says why). `conflict_resolution` keeps only the backends present:
+A missing or invalid config is a `Problem` naming the backend. A `tokenExchange` is used per
+caller: each client session's backend sessions carry its caller's exchanged token. A member whose
+spec does not parse is no backend (its own status says why). `conflict_resolution` keeps only the backends present:
 a name in `priority` or `manual` that is not (yet) a member is left out, not an error.
 
 Pure: no I/O.
@@ -32,7 +31,6 @@ from moorage_api.constants import DEFAULT_CLUSTER_DOMAIN, KIND_MCPREMOTEPROXY, K
 from moorage_api.mcpremoteproxy import parse_mcpremoteproxy
 from moorage_api.mcpserver import (
     AuthzConfig,
-    MCPServerConditionType,
     OIDCConfig,
     ToolConfigRef,
     parse_mcpserver,
@@ -218,18 +216,6 @@ def resolve_backends(
             problems += [replace(p, message=f"backend {member.name}: {p.message}") for p in found]
             continue
         inputs = resolved_inputs(client)
-        if inputs.outgoing_auth is not None and inputs.outgoing_auth.type == "tokenExchange":
-            problems.append(
-                Problem(
-                    MCPServerConditionType.AUTH_CONFIG_VALID,
-                    "TokenExchangeUnsupported",
-                    f"backend {member.name}: MCPExternalAuthConfig "
-                    f'"{inputs.outgoing_auth.config_name}" is a tokenExchange, which an '
-                    "aggregator cannot use (no single caller's token to exchange); use "
-                    "bearerToken or headerInjection",
-                )
-            )
-            continue
         backends.append(
             RunConfigAggregateBackend(
                 name=member.name,

@@ -33,10 +33,17 @@ Deliver = Callable[[Json], Awaitable[None]]
 """Takes a message the backend sent that answers none of the aggregator's requests."""
 ACCEPT: Final = "application/json, text/event-stream"
 MAX_ERROR_BODY: Final = 64 * 1024
+REFUSALS: Final = frozenset({401, 403})
+"""Statuses by which a backend refuses the caller's credentials (whatever the body)."""
 
 
 class BackendUnavailable(Exception):
-    """The backend cannot be reached or used; the message says why."""
+    """The backend cannot be reached or used; the message says why, `status` the HTTP status
+    when the backend answered with one (401 and 403: it refused the caller, not failed)."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class BackendSession:
@@ -237,11 +244,14 @@ class BackendSession:
         session = response.headers.get("mcp-session-id")
         if session:
             self.session_id = session
-        if response.status >= 400 and response.content_type != "application/json":
+        if response.status in REFUSALS or (
+            response.status >= 400 and response.content_type != "application/json"
+        ):
             body = await _read_some(response)
             response.close()
             raise BackendUnavailable(
-                f"HTTP {response.status}: {body.decode('utf-8', 'replace')[:200]}"
+                f"HTTP {response.status}: {body.decode('utf-8', 'replace')[:200]}",
+                status=response.status,
             )
         if notify:
             response.close()

@@ -46,7 +46,7 @@ from moorage_proxyrunner.backends.reverse.upstream import (
 from moorage_proxyrunner.front.identity import identity_of
 from moorage_proxyrunner.front.responding import rpc_error
 from moorage_proxyrunner.protocol.jsonrpc import FORBIDDEN, INTERNAL_ERROR, error_response
-from moorage_proxyrunner.protocol.pipeline import CallNext, McpCall, Reply
+from moorage_proxyrunner.protocol.pipeline import CallNext, Identity, McpCall, Reply
 
 log = structlog.get_logger(__name__)
 
@@ -54,6 +54,11 @@ CURRENT_REQUEST: Final = contextvars.ContextVar[web.Request | None](
     "moorage_outgoing_request", default=None
 )
 """The client request being served, so the upstream client can tell whose call it carries."""
+OUTGOING_CALLER: Final = contextvars.ContextVar[Identity | None](
+    "moorage_outgoing_caller", default=None
+)
+"""Whose call the upstream requests carry when no client request is being served here (the
+aggregator's backend sessions act for a client session); it wins over `CURRENT_REQUEST`."""
 
 
 class OutgoingRefused(Exception):
@@ -115,8 +120,10 @@ class OutgoingClient(Client):
         body: bytes | None = None,
         path: str | None = None,
     ) -> Response:
-        request = CURRENT_REQUEST.get()
-        caller = identity_of(request) if request is not None else None
+        caller = OUTGOING_CALLER.get()
+        if caller is None:
+            request = CURRENT_REQUEST.get()
+            caller = identity_of(request) if request is not None else None
         try:
             added = await self.auth.headers(caller)
         except ExchangeFailed as exc:

@@ -109,6 +109,11 @@ class StdioBridge:
         self._init_timeout = init_timeout
         self._probe_era = probe_era
         """Probe each process with `server/discover` (`ProxyRunnerSettings.stdio_era` "auto")."""
+        self.on_detach: list[Callable[[Peer], None]] = []
+        self.related: Callable[[RequestId], RequestId | None] = lambda _: None
+        """An in-memory server's word on which request (backend id) one of its own requests
+        belongs to; None when it cannot tell (then the bridge attributes it itself)."""
+        """Told of each peer the bridge forgets (an in-memory server ending its sessions)."""
         self._peers: dict[str, Peer] = {}
         """The clients attached, by key. Invariant: only attached peers hold subscriptions,
         log levels, requests in flight or server requests; `detach` gives all of them up."""
@@ -138,6 +143,7 @@ class StdioBridge:
             delivery=self._delivery,
             send_later=self._connection.send_later,
             park=self._parking.ask,
+            related=lambda key: self.related(key),
         )
         self._rounds = InputRounds(delivery=self._delivery, retry=self._retry)
         self._park_ttl = park_ttl
@@ -320,6 +326,16 @@ class StdioBridge:
             self._levels.apply(self._peers.values())
         if peer.mailbox is not None:
             peer.mailbox.close()
+        for listener in self.on_detach:
+            listener(peer)
+
+    def caller_of(self, backend_id: RequestId) -> Peer | None:
+        """The attached peer whose request the backend knows as `backend_id`; None for the
+        proxy's own requests. A side channel for an in-memory server: it tells which client a
+        line belongs to without adding anything to the line."""
+        pending = self._pending.get(backend_id)
+        peer = pending.peer if pending is not None else None
+        return peer if peer is not None and self._peers.get(peer.key) is peer else None
 
     def peers(self) -> list[Peer]:
         return list(self._peers.values())

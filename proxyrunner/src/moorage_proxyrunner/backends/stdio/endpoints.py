@@ -411,6 +411,7 @@ class BridgeEndpoints(Refusing):
                 return Reply(local)
             on_done = None
             method = call.method
+            peer.caller = call.identity
             if method in ("resources/subscribe", "resources/unsubscribe"):
                 uri = call.params.get("uri")
                 if not isinstance(uri, str):
@@ -678,6 +679,7 @@ class BridgeEndpoints(Refusing):
             # is its own key (bounded by the total only).
             subject = call.identity.subject
             key = f"subject:{subject}" if subject is not None else peer.key
+            peer.caller = call.identity
             return await self._forward(key, peer, call.message, exchange, stream)
 
         call = McpCall(message.body, identity_of(request), "modern", None)

@@ -36,6 +36,9 @@ class Peer:
     owner: object = None
     """Who holds `subscriptions` (the front end's caller identity), so that they can be
     checked again when the access policy changes; opaque to the bridge."""
+    caller: object = None
+    """The front end's caller identity of the peer's latest request (opaque to the bridge: an
+    in-memory server acting for the peer upstream needs it, `StdioBridge.caller_of`)."""
     client_info: Json | None = None
     """What the client says it is (`clientInfo`), passed on to a modern-era backend."""
     principal: str | None = None

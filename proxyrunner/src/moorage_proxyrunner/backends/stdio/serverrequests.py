@@ -3,7 +3,8 @@
 A request the server sends while a client request is in flight belongs to that request: one
 such request (during which a server may ask something), or several from one legacy session,
 decide it; a request several clients' requests could have caused is failed with an error that
-says so. One sent outside any client request is routed as `unsolicited` decides (to a capable
+says so, unless the server tells which request it belongs to (`related`: the aggregator, whose
+backend sessions are each one client's, can). One sent outside any client request is routed as `unsolicited` decides (to a capable
 client's stream, held until one connects, or refused). A legacy client gets the request under a
 proxy-assigned id (`moorage-<n>`) and its answer goes back under the server's id; a modern
 client cannot receive requests, so its call is parked for `input_required` (`Parking`).
@@ -52,8 +53,12 @@ class ServerRequests:
         delivery: Delivery,
         send_later: Callable[[Json], None],
         park: Park,
+        related: Callable[[RequestId], RequestId | None] = lambda _: None,
     ) -> None:
         self._pending = pending
+        self._related = related
+        """The server's word on which client request (its backend id) one of its requests
+        belongs to, when it knows (an in-memory server with a session per client)."""
         self._peers = peers
         self._delivery = delivery
         self._send_later = send_later
@@ -72,7 +77,7 @@ class ServerRequests:
         backend_id = message.id
         assert backend_id is not None
         method = message.method
-        target = self.attribute()
+        target = self._told(backend_id) or self.attribute()
         if target is None:
             busy = {
                 p.peer.key
@@ -111,6 +116,13 @@ class ServerRequests:
             return
         peer.server_requests[key] = backend_id
         self._routed[key] = (peer, backend_id)
+
+    def _told(self, backend_id: RequestId) -> tuple[Peer, Pending] | None:
+        """The in-flight request the server said its request belongs to, if any."""
+        pending = self._pending.get(self._related(backend_id))
+        if pending is None or pending.peer is None or pending.exchange is None:
+            return None
+        return pending.peer, pending
 
     def attribute(self) -> tuple[Peer, Pending] | None:
         """The request a server-to-client request belongs to, when that can be decided.
