@@ -29,6 +29,7 @@ from realkit import (
     items,
     ready,
     token,
+    wait,
     wait_phase,
 )
 from testkit.kustomize import Install
@@ -92,13 +93,21 @@ def test_each_example_runs_its_proxy_and_its_server_on_real_pods(
     statefulset = get(plane, "statefulset", "-n", examples, server)
     assert statefulset["status"].get("readyReplicas", 0) >= 1
     selector = f"moorage.dev/mcpserver={server}"
-    found = items(plane, "pods", "-n", examples, "-l", selector)
+
+    def all_ready() -> list[dict[str, Any]] | None:
+        # Running means one ready proxy; an example with two replicas may still be starting
+        # its second one on a loaded node, so wait for every pod rather than catch it midway.
+        found = items(plane, "pods", "-n", examples, "-l", selector)
+        not_ready = [p["metadata"]["name"] for p in found if not ready(p)]
+        assert not not_ready, f"not ready yet: {not_ready}"
+        return found
+
+    found = wait(f"every pod of {server} ready", all_ready, timeout=180)
     proxies = [p for p in found if "proxyrunner" in _containers(p)]
     backends = [p for p in found if "mcp" in _containers(p)]
     assert proxies, "no proxy runner pod"
     assert backends, "no MCP server pod"
     for pod in proxies + backends:
-        assert ready(pod), pod["metadata"]["name"]
         assert pod["spec"]["nodeName"] == plane.real_node.name
 
 
