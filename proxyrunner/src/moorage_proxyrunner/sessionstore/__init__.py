@@ -1,0 +1,1 @@
+"""What a proxy's replicas share about each client session (`sessionStorage`)."""
