@@ -5,6 +5,7 @@ idle one would be) and `resume_window` events per session."""
 from __future__ import annotations
 
 import dataclasses
+import secrets
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
@@ -27,6 +28,7 @@ class MemoryStore:
         """Each session: its record, its idle timeout, when it was last used."""
         self._events: dict[str, deque[tuple[str, str, bytes]]] = {}
         self._alive: dict[str, float] = {}
+        self._keys: dict[str, bytes] = {}
 
     @property
     def shared(self) -> bool:
@@ -113,6 +115,9 @@ class MemoryStore:
         if event_id not in ids:
             return None
         return kept[ids.index(event_id) + 1 :]
+
+    async def shared_key(self, name: str) -> bytes:
+        return self._keys.setdefault(name, secrets.token_bytes(32))
 
     async def heartbeat(self, address: str, *, ttl: float) -> None:
         self._alive[address] = self._clock() + ttl

@@ -70,6 +70,12 @@ class SessionStore(Protocol):
         (or no longer) kept for that stream, so resumption cannot be exact."""
         ...
 
+    async def shared_key(self, name: str) -> bytes:
+        """A random 32-byte key that every replica gets the same for `name` (made by the first
+        to ask, kept for as long as the store is): what one replica seals (a `requestState`),
+        another can open."""
+        ...
+
     async def heartbeat(self, address: str, *, ttl: float) -> None:
         """Say that the replica at `address` is alive for the next `ttl` seconds."""
         ...
