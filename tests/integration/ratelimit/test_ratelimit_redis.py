@@ -23,12 +23,9 @@ from testkit.redisserver import RedisServer, running_redis, write_tls_files
 from moorage_api.runconfig import RunConfigRedis
 from moorage_proxyrunner.policy import redisbuckets
 from moorage_proxyrunner.policy.ratelimit import StoreUnavailable, subject_key, tool_key
-from moorage_proxyrunner.policy.redisbuckets import (
-    RedisBuckets,
-    RedisSettingError,
-    open_redis_buckets,
-)
+from moorage_proxyrunner.policy.redisbuckets import RedisBuckets, open_redis_buckets
 from moorage_proxyrunner.policy.tokenbuckets import BucketLimit, BucketState, take
+from moorage_proxyrunner.sessionstore.redisconn import RedisSettingError
 
 PREFIX = "moorage:test:time:"
 
