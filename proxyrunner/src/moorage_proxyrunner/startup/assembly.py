@@ -76,13 +76,15 @@ def share_sessions(
     *,
     supervisor: TaskSupervisor,
     stack: contextlib.AsyncExitStack,
+    metrics: ProxyMetrics | None = None,
     redis_ca: str | None = None,
 ) -> SessionSharing:
     """Open the session store `settings` name and start this replica's heartbeat under
-    `supervisor`; the store and the forwarder are closed by `stack`."""
+    `supervisor`; the store and the forwarder (whose requests `metrics` counts) are closed by
+    `stack`."""
     store = open_session_store(settings, redis_ca=redis_ca)
     stack.push_async_callback(store.close)
-    forwarder = Forwarder()
+    forwarder = Forwarder(on_outcome=metrics.count_forward if metrics is not None else None)
     stack.push_async_callback(forwarder.close)
     address = settings.advertise_address
     supervisor.spawn("heartbeat", keep_alive(store, address))

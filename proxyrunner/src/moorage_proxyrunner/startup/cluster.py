@@ -548,7 +548,7 @@ async def _run_cluster(
             registry = registry or CollectorRegistry()
             metrics = ProxyMetrics(registry)
             sharing = share_sessions(
-                settings, supervisor=supervisor, stack=stack, redis_ca=redis_ca
+                settings, supervisor=supervisor, stack=stack, metrics=metrics, redis_ca=redis_ca
             )
             try:
                 middleware = Middleware(

@@ -206,7 +206,7 @@ async def run_local(
         kube = await stack.enter_async_context(kube_for(settings))
         supervisor = TaskSupervisor(on_failure=stop.set)
         stack.push_async_callback(supervisor.aclose)
-        sharing = share_sessions(settings, supervisor=supervisor, stack=stack)
+        sharing = share_sessions(settings, supervisor=supervisor, stack=stack, metrics=metrics)
         middleware = Middleware(
             settings, registry=registry, kube=kube, buckets=shared_buckets(sharing)
         )

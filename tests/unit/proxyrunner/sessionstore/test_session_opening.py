@@ -127,3 +127,19 @@ async def test_redis_storage_is_a_redis_store_whose_client_the_buckets_share() -
         supervisor = TaskSupervisor()
         stack.push_async_callback(supervisor.aclose)
         assert shared_buckets(share_sessions(memory, supervisor=supervisor, stack=stack)) is None
+
+
+def test_the_replicas_sharing_is_measured() -> None:
+    registry = CollectorRegistry()
+    metrics = ProxyMetrics(registry)
+    metrics.count_forward("ok")
+    metrics.session_store_errors.labels("load").inc()
+    metrics.sessions_adopted.labels("sse").inc()
+    assert (
+        registry.get_sample_value("moorage_proxy_requests_forwarded_total", {"outcome": "ok"}) == 1
+    )
+    assert (
+        registry.get_sample_value("moorage_proxy_session_store_errors_total", {"operation": "load"})
+        == 1
+    )
+    assert registry.get_sample_value("moorage_proxy_sessions_adopted_total", {"kind": "sse"}) == 1
