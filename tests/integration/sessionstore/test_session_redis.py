@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
-from testkit.redisserver import RedisServer, running_redis
+from testkit.redisserver import RedisServer, running_redis, running_sentinel, through_sentinel
 from testkit.sessionstores import check_events_window
 
 from moorage_api.runconfig import RunConfigRedis
@@ -296,3 +296,18 @@ async def test_the_rate_limit_buckets_share_the_stores_client(
     await buckets.close()
     await store.create(record(), idle_timeout=60)
     assert await store.load("s1") == record()
+
+
+async def test_the_primary_is_found_through_sentinel(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    with running_sentinel(redis_server, tmp_path) as sentinel:
+        config = redis_settings(redis_server, **through_sentinel(sentinel))
+        found = open_redis_store(config, resume_window=4)
+        direct = open_redis_store(redis_settings(redis_server), resume_window=4)
+        try:
+            await found.create(record(), idle_timeout=60)
+            assert await direct.load("s1") == record()
+        finally:
+            await found.close()
+            await direct.close()

@@ -7,7 +7,9 @@ every chunk, written to the client when it arrives. `Authorization` goes along, 
 authenticates the request itself; hop-by-hop headers do not, and `Host` names the owner. The
 request is marked `X-Moorage-Forwarded: <sender>`, and a replica never forwards a request so
 marked (`is_forwarded`): two replicas that each think the other owns a session answer instead of
-passing it back and forth.
+passing it back and forth. A caller forwards before running the request's pipeline (audit,
+rate limits, the tool filter, Cedar): the owner runs it, so that a request is recorded, counted
+against its limits and decided once.
 
 An owner that cannot be reached (the connection is refused or not made within
 `CONNECT_TIMEOUT`) gives None: the caller adopts the session. Once connected nothing is timed
