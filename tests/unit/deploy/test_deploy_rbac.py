@@ -70,6 +70,7 @@ NEEDS: set[Permission] = (
     | permissions("", ["secrets"], ["get"])
     | permissions("", ["pods"], ("list", "watch"))
     | permissions("apps", ["deployments"], APPLY)
+    | permissions("policy", ["poddisruptionbudgets"], APPLY)
     | permissions("apps", ["statefulsets"], ("list", "watch"))
     | permissions("rbac.authorization.k8s.io", ["roles", "rolebindings"], APPLY)
     | permissions("events.k8s.io", ["events"], ["create", "patch"])

@@ -2,7 +2,8 @@
 
 For MCPServer `<name>`: ServiceAccount, Role and RoleBinding `<name>-proxy-runner`, ServiceAccount
 `<name>-sa` (unless `spec.serviceAccount` names one), ConfigMap `<name>-runconfig` holding the
-RunConfig, Deployment `<name>` running the proxy runner, and Service `mcp-<name>-proxy`. Each
+RunConfig, Deployment `<name>` running the proxy runner, Service `mcp-<name>-proxy` and, with more
+than one proxy replica, PodDisruptionBudget `<name>`. Each
 carries the labels of spec §3, one controller ownerReference to the MCPServer, and the
 `moorage.dev/applied-hash` annotation the reconciler compares before applying.
 
@@ -58,6 +59,8 @@ from moorage_operator.planning.proxies import (
     desired_proxy_deployment,
     desired_service_account,
     is_controlled_by,
+    runconfig_secret_env,
+    session_storage_config_maps,
     stale_owned,
 )
 from moorage_operator.planning.proxies import rule as _rule
@@ -92,9 +95,7 @@ def desired_proxy_runner_rules(server: MCPServer) -> list[JsonObject]:
     profile = server.spec.permission_profile
     if profile.type == "configMap":
         configmaps.append(profile.name)
-    redis = server.spec.session_storage.redis
-    if redis is not None and redis.tls is not None and redis.tls.ca_config_map_ref is not None:
-        configmaps.append(redis.tls.ca_config_map_ref.name)
+    configmaps += session_storage_config_maps(server.spec.session_storage)
     rules = [
         _rule("apps", "statefulsets", APPLY, [name]),
         _rule("", "services", APPLY, [headless_service_name(name), mcp_service_name(name)]),
@@ -139,7 +140,8 @@ class ServerPlan(OwnerPlan):
     """What a reconcile of one MCPServer should converge to (see `OwnerPlan`)."""
 
     replicas_capped: bool = False
-    """`replicas` > 1 on a stdio server, capped at 1 (one process cannot be shared by two)."""
+    """`replicas` > 1 on a stdio server with memory session storage, capped at 1 (one process
+    cannot be shared by two proxies, and memory cannot share sessions)."""
 
 
 # -- the children, one builder each -------------------------------------------------------------
@@ -203,14 +205,34 @@ def desired_runconfig_configmap(server: MCPServer, *, runconfig: RunConfig) -> J
 
 
 def proxy_replicas(server: MCPServer) -> int | None:
-    """Replicas of the proxy Deployment: None (not managed, HPA-friendly) when unset, at most 1
-    for stdio (one backend process cannot be attached by two proxies)."""
+    """Replicas of the proxy Deployment: None (not managed, HPA-friendly) when unset. A stdio
+    server with memory session storage gets at most 1: its replicas could not share sessions, and
+    the admission rules refuse more (an object stored before they did is capped here). With
+    Redis each proxy replica runs its own backend pod, so nothing is capped."""
     replicas = server.spec.replicas
     if replicas is None:
         return None
-    if server.spec.transport == "stdio":
+    if server.spec.transport == "stdio" and server.spec.session_storage.type != "redis":
         return min(replicas, 1)
     return replicas
+
+
+STDIO_ROLLING_UPDATE: Final = {
+    "type": "RollingUpdate",
+    "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1},
+}
+"""Several stdio proxies (Redis) each hold one backend ordinal's Lease: a new pod can only take
+the ordinal an old one gave up, so one old pod goes first, never a surge."""
+
+
+def proxy_strategy(server: MCPServer) -> Mapping[str, Any]:
+    """How the proxy Deployment rolls: a single stdio proxy is replaced (two must never attach
+    to one backend process at once), several stdio proxies one at a time, others as usual."""
+    if server.spec.transport != "stdio":
+        return ROLLING_UPDATE
+    if server.spec.session_storage.type == "redis":
+        return STDIO_ROLLING_UPDATE
+    return {"type": "Recreate"}
 
 
 def is_replicas_capped(server: MCPServer) -> bool:
@@ -229,22 +251,6 @@ def _proxy_env(server: MCPServer, *, secrets: Sequence[JsonObject]) -> list[Json
         if var.name not in reserved
     ]
     return env + list(secrets)
-
-
-def runconfig_secret_env(runconfig: RunConfig) -> list[JsonObject]:
-    """The proxy container's env from Secrets that the RunConfig's shared-state settings name
-    (the Redis password): the RunConfig holds only the variable's name."""
-    redis = runconfig.session_storage.redis
-    password = redis.password if redis is not None else None
-    if password is None or password.secret_key_ref is None:
-        return []
-    ref = password.secret_key_ref
-    return [
-        {
-            "name": password.env,
-            "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}},
-        }
-    ]
 
 
 def desired_proxy_pod_template(
@@ -281,10 +287,15 @@ def desired_deployment(server: MCPServer, *, runconfig: RunConfig, image: str) -
         server_name(server),
         template=desired_proxy_pod_template(server, runconfig=runconfig, image=image),
         replicas=proxy_replicas(server),
-        # A stdio backend is one process: two proxies must never attach to it at once.
-        strategy={"type": "Recreate"} if server.spec.transport == "stdio" else ROLLING_UPDATE,
+        strategy=proxy_strategy(server),
         labels=deployment.labels if deployment else None,
         annotations=deployment.annotations if deployment else None,
+    )
+
+
+def desired_disruption_budget(server: MCPServer) -> JsonObject | None:
+    return proxies.desired_proxy_disruption_budget(
+        server_owner(server), server_name(server), replicas=proxy_replicas(server)
     )
 
 
@@ -331,6 +342,7 @@ def plan_mcpserver(
         desired_runconfig_configmap(server, runconfig=runconfig),
         desired_deployment(server, runconfig=runconfig, image=settings.proxyrunner_image),
         desired_proxy_service(server),
+        desired_disruption_budget(server),
     ]
     return ServerPlan(
         children=tuple(stamp_applied_hash(child) for child in children if child is not None),
