@@ -183,3 +183,67 @@ def test_a_stdio_server_with_redis_runs_every_replica_asked_for(
     assert plan.replicas_capped is capped
     budgets = [c for c in plan.children if c["kind"] == "PodDisruptionBudget"]
     assert len(budgets) == (0 if capped else 1)
+
+
+def test_stdio_proxies_sharing_redis_know_how_many_they_are() -> None:
+    rc = load_runconfig(
+        by_kind(server_children(replicas=3, sessionStorage=REDIS), "ConfigMap")["data"][
+            "runconfig.json"
+        ]
+    )
+    assert rc.proxy_replicas == 3
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        pytest.param({"replicas": 3, "transport": "streamable-http"}, id="http"),
+        pytest.param({"replicas": 1}, id="stdio-one"),
+        pytest.param({}, id="stdio-unset"),
+    ],
+)
+def test_other_proxies_are_not_told_their_count(spec: dict[str, Any]) -> None:
+    if spec.get("replicas", 1) > 1:
+        spec["sessionStorage"] = REDIS
+    rc = load_runconfig(by_kind(server_children(**spec), "ConfigMap")["data"]["runconfig.json"])
+    assert rc.proxy_replicas is None
+
+
+def test_scaling_stdio_proxies_does_not_roll_them() -> None:
+    def template(replicas: int) -> JsonObject:
+        made = server_children(replicas=replicas, sessionStorage=REDIS)
+        return dict(by_kind(made, "Deployment")["spec"]["template"])
+
+    assert template(2) == template(3)
+
+
+def test_stdio_proxies_sharing_redis_attach_to_their_ordinals_and_hold_leases() -> None:
+    made = server_children(replicas=3, sessionStorage=REDIS)
+    rules = by_kind(made, "Role")["rules"]
+    attach = next(r for r in rules if r["resources"] == ["pods/attach"])
+    assert attach["resourceNames"] == ["time-0", "time-1", "time-2"]
+    pods = next(r for r in rules if r["resources"] == ["pods"])
+    assert "resourceNames" not in pods
+    assert pods["verbs"] == ["get", "list", "watch"]
+    assert not [r for r in rules if "coordination.k8s.io" in r["apiGroups"]]
+    binding = by_kind(made, "RoleBinding", "time-proxy-runner-leases")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": "moorage-proxyrunner-stdio-leases",
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "time-proxy-runner", "namespace": NAMESPACE}
+    ]
+    assert binding["metadata"]["ownerReferences"][0]["uid"] == UID
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [pytest.param({}, id="stdio-memory"), pytest.param({"transport": "sse"}, id="http-memory")],
+)
+def test_other_servers_get_no_lease_binding(spec: dict[str, Any]) -> None:
+    made = server_children(**spec)
+    assert [b["metadata"]["name"] for b in made if b["kind"] == "RoleBinding"] == [
+        "time-proxy-runner"
+    ]

@@ -1,6 +1,7 @@
 """The objects the operator creates for an MCPServer (spec §3), as pure functions of it.
 
-For MCPServer `<name>`: ServiceAccount, Role and RoleBinding `<name>-proxy-runner`, ServiceAccount
+For MCPServer `<name>`: ServiceAccount, Role and RoleBinding `<name>-proxy-runner` (and, for a stdio
+server sharing sessions through Redis, RoleBinding `<name>-proxy-runner-leases`), ServiceAccount
 `<name>-sa` (unless `spec.serviceAccount` names one), ConfigMap `<name>-runconfig` holding the
 RunConfig, Deployment `<name>` running the proxy runner, Service `mcp-<name>-proxy` and, with more
 than one proxy replica, PodDisruptionBudget `<name>`. Each
@@ -76,6 +77,11 @@ object does not exist the apiserver also authorises `create` on that same name, 
 is limited by `resourceNames` here (a plain POST, whose name is not in the URL, stays refused)."""
 
 
+STDIO_LEASES_CLUSTERROLE: Final = "moorage-proxyrunner-stdio-leases"
+"""The ClusterRole (deploy/rbac) letting a stdio server's proxies hold their ordinals' Leases:
+get, create, update. The operator may bind it (`bind` on it by name) without holding it."""
+
+
 def desired_proxy_runner_rules(server: MCPServer) -> list[JsonObject]:
     """Exactly what the proxy runner of `server` needs, each rule limited to the objects it is
     for (`resourceNames`) wherever Kubernetes can authorise by name.
@@ -88,7 +94,10 @@ def desired_proxy_runner_rules(server: MCPServer) -> list[JsonObject]:
     follows it by name and attaches to it. An HTTP server's pods (as many as `backendReplicas`,
     or an autoscaler, makes) are followed by label for readiness; a label selector cannot be
     authorised by name, so that one rule is read-only and namespace-wide, and HTTP servers get
-    no `pods/attach` at all. Nothing reads pod logs.
+    no `pods/attach` at all. A stdio server whose proxies share sessions through Redis runs one
+    pod per proxy replica (`<name>-<ordinal>`), each proxy holding Lease `<name>-stdio-<ordinal>`
+    (`desired_lease_binding`): its pods are followed by label like an HTTP server's and attached
+    by name. Nothing reads pod logs.
     """
     name = server_name(server)
     configmaps = [runconfig_configmap_name(name)]
@@ -102,7 +111,18 @@ def desired_proxy_runner_rules(server: MCPServer) -> list[JsonObject]:
         _rule("networking.k8s.io", "networkpolicies", APPLY, [egress_policy_name(name)]),
         _rule("", "configmaps", READ, configmaps),
     ]
-    if server.spec.transport == "stdio":
+    if server.spec.transport == "stdio" and server.spec.session_storage.type == "redis":
+        # One backend pod per proxy replica, each proxy holding the Lease of its ordinal (granted
+        # by `desired_lease_binding`); the pods are followed by label (read-only, namespace-wide,
+        # as for HTTP servers) and attached by name.
+        ordinals = range(max(server.spec.replicas or 1, 1))
+        rules += [
+            {"apiGroups": [""], "resources": ["pods"], "verbs": list(READ)},
+            _rule(
+                "", "pods/attach", ("create", "get"), [stdio_pod_name(name, i) for i in ordinals]
+            ),
+        ]
+    elif server.spec.transport == "stdio":
         pod = stdio_pod_name(name)
         rules += [
             _rule("", "pods", READ, [pod]),
@@ -196,6 +216,29 @@ def desired_role_binding(server: MCPServer) -> JsonObject:
     return proxies.desired_role_binding(
         server_owner(server), proxy_runner_name(server_name(server))
     )
+
+
+def desired_lease_binding(server: MCPServer) -> JsonObject | None:
+    """RoleBinding `<name>-proxy-runner-leases` of a stdio server whose proxies share sessions
+    through Redis: `STDIO_LEASES_CLUSTERROLE` for the proxy runner, in this namespace only.
+    A Lease is created with a POST, which names no object, so a Role could not limit it by
+    name anyway; a ClusterRole bound by name keeps Lease permissions off the operator itself
+    (RBAC would otherwise require it to hold them in every namespace it watches)."""
+    if server.spec.transport != "stdio" or server.spec.session_storage.type != "redis":
+        return None
+    account = proxy_runner_name(server_name(server))
+    owner = server_owner(server)
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": proxies.child_metadata(owner, f"{account}-leases"),
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": STDIO_LEASES_CLUSTERROLE,
+        },
+        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": owner.namespace}],
+    }
 
 
 def desired_runconfig_configmap(server: MCPServer, *, runconfig: RunConfig) -> JsonObject:
@@ -338,6 +381,7 @@ def plan_mcpserver(
         desired_proxy_service_account(server),
         desired_role(server),
         desired_role_binding(server),
+        desired_lease_binding(server),
         desired_mcp_service_account(server),
         desired_runconfig_configmap(server, runconfig=runconfig),
         desired_deployment(server, runconfig=runconfig, image=settings.proxyrunner_image),

@@ -97,6 +97,18 @@ def shared_state_fields(
     }
 
 
+def stdio_proxy_replicas(server: MCPServer) -> int | None:
+    """`proxy_replicas` of the RunConfig: a stdio server's proxy replicas above 1 sharing
+    sessions through Redis (each runs its own backend pod); None for every other server, whose
+    proxies do not need to know how many they are."""
+    spec = server.spec
+    if spec.transport != "stdio" or spec.session_storage.type != "redis":
+        return None
+    if spec.replicas is None or spec.replicas <= 1:
+        return None
+    return spec.replicas
+
+
 def desired_runconfig(
     server: MCPServer, *, inputs: ResolvedInputs, cluster_domain: str = DEFAULT_CLUSTER_DOMAIN
 ) -> RunConfig:
@@ -129,6 +141,7 @@ def desired_runconfig(
         resources=spec.resources,
         service_account=spec.service_account or mcp_service_account_name(name),
         backend_replicas=spec.backend_replicas,
+        proxy_replicas=stdio_proxy_replicas(server),
         permission_profile=inputs.permission_profile,
         allowed_hosts=desired_allowed_hosts(server, cluster_domain=cluster_domain),
         **client_fields(inputs, audit=spec.audit.enabled),
