@@ -150,6 +150,9 @@ class ClusterOptions:
     """Extra Origin values accepted."""
     limits: Limits = field(default_factory=Limits)
     """Time, session, queue and in-flight bounds (flags or their environment variables)."""
+    lease_holder: str | None = None
+    """This replica's name as the holder of its backend ordinal's Lease (a stdio server whose
+    proxies share sessions through Redis); None: `POD_NAME`, else the host name."""
     local_command: tuple[str, ...] = ()
     """For a stdio server: run this command next to the proxy instead of attaching to the pod
     (the words after `--`). A development aid — the demo uses it on a control plane whose fake
@@ -418,6 +421,7 @@ def cluster_backend(
     cluster_domain: str,
     open_channel: ChannelOpener | None = None,
     local_command: tuple[str, ...] = (),
+    lease_holder: str | None = None,
 ) -> Backend:
     """What the proxy fronts in a cluster: the stdio server through `pods/attach` (or through
     `local_command`'s pipes), or the HTTP servers at the pods' DNS names."""
@@ -432,7 +436,7 @@ def cluster_backend(
             kube,
             namespace=spec.namespace,
             statefulset=spec.name,
-            holder=pod_identity(),
+            holder=lease_holder or pod_identity(),
             ordinals=spec.leased_ordinals,
         )
         leased = LeasedChannelFactory(
@@ -611,6 +615,7 @@ async def _run_cluster(
                         cluster_domain=options.cluster_domain,
                         open_channel=open_channel,
                         local_command=options.local_command,
+                        lease_holder=options.lease_holder,
                     ),
                     prepared.runconfig,
                     settings=settings,
