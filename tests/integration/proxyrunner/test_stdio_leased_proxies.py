@@ -1,11 +1,13 @@
 """Two proxy runners of one stdio server sharing sessions through Redis (`proxy_replicas: 2`)
 against the real apiserver: the StatefulSet runs two backend pods, each runner holds the Lease
-of a different ordinal and attaches to that pod only, and both serve an MCP client."""
+of a different ordinal and attaches to that pod only, both serve an MCP client, and a live change
+of `proxy_replicas` scales the backend pods without restarting them."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,8 @@ from test_cluster_runner import MCP_SERVER_TIME, backend_ready, running_proxy
 from testkit.redisserver import running_redis
 from testkit.waiting import eventually
 
-from moorage_core.kube import LEASES, STATEFULSETS, KubeClient
+from moorage_api.constants import RUNCONFIG_KEY
+from moorage_core.kube import CONFIGMAPS, LEASES, STATEFULSETS, KubeClient
 from moorage_dev.cluster import ControlPlane
 from moorage_proxyrunner.backends.stdio.attach import open_exec_channel
 from moorage_proxyrunner.startup.cluster import ClusterOptions
@@ -104,6 +107,29 @@ async def test_two_stdio_proxies_attach_to_their_own_backend_pods(
                 async with Client(f"http://127.0.0.1:{port}/mcp", mode="legacy") as client:
                     result = await client.call_tool("get_current_time", {"timezone": "UTC"})
                     assert not result.is_error
+
+            # Scaled to three (a live RunConfig change in the ConfigMap): the running proxies
+            # scale the backend pods themselves, no restart.
+            rescaled = json.loads(config.read_text()) | {"proxy_replicas": 3}
+            await kube.create(
+                CONFIGMAPS,
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": "time-runconfig"},
+                    "data": {RUNCONFIG_KEY: json.dumps(rescaled)},
+                },
+                namespace=namespace,
+            )
+
+            async def three() -> bool:
+                live = await kube.get(STATEFULSETS, name="time", namespace=namespace)
+                assert live["spec"]["replicas"] == 3, live["spec"]["replicas"]
+                return True
+
+            await eventually(three, timeout=30, message="StatefulSet scaled to 3")
+            assert not a.task.done()
+            assert not b.task.done()
 
         # Both stopped: their Leases were released for the next replicas.
         for ordinal in (0, 1):
