@@ -179,3 +179,13 @@ def test_a_stdio_server_with_redis_runs_its_replicas_without_a_warning() -> None
 def test_the_message_says_why_and_what_to_do() -> None:
     assert "may land on any replica" in REPLICAS_NEED_REDIS
     assert "set sessionStorage.type to redis, or replicas to 1" in REPLICAS_NEED_REDIS
+
+
+def test_a_stdio_server_with_redis_and_unset_replicas_is_warned_about_autoscaling() -> None:
+    verdict = validate_mcpserver(mcpserver({"sessionStorage": REDIS}))
+    assert verdict.allowed, verdict.errors
+    assert [str(w) for w in verdict.warnings if str(w).startswith("spec.replicas")] == [
+        "spec.replicas: unset (an autoscaler decides): a stdio server runs one backend pod per "
+        "proxy replica only for a set replicas; proxy replicas an autoscaler adds wait for a "
+        "backend pod that never comes"
+    ]

@@ -7,7 +7,8 @@ hold, see `objects.py`) and reports:
   floating reference (`latest`, or no tag and no digest);
 - transport/port consistency: `proxyMode` cannot contradict an HTTP transport, `targetPort` and
   `backendReplicas` mean nothing for stdio (with several proxy replicas each gets its own
-  backend pod), an `endpointPrefix` only appears in SSE endpoint URLs;
+  backend pod, so a stdio server with Redis and unset `replicas` cannot follow an autoscaler),
+  an `endpointPrefix` only appears in SSE endpoint URLs;
 - `replicas` above 1 needs `sessionStorage.type: redis`, and rate-limit settings
   (`ratelimits.py`);
 - env: secret env names must not collide with `env` or each other, and must be valid names;
@@ -106,6 +107,13 @@ def _check_transport(spec: MCPServerSpec, out: Findings) -> None:
             out.warn(
                 "spec.backendReplicas",
                 "ignored for transport stdio: one pod runs the server's process",
+            )
+        if spec.replicas is None and spec.session_storage.type == "redis":
+            out.warn(
+                "spec.replicas",
+                "unset (an autoscaler decides): a stdio server runs one backend pod per proxy "
+                "replica only for a set replicas; proxy replicas an autoscaler adds wait for a "
+                "backend pod that never comes",
             )
     if spec.endpoint_prefix and spec.effective_proxy_mode != "sse":
         out.warn(
