@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,7 +25,12 @@ from moorage_core.loggers import configure_logging
 from moorage_core.running import Lifecycle, run_service
 from moorage_core.settings import SettingError, parse_list
 from moorage_proxyrunner.config.limits import add_limit_arguments, limits_from
-from moorage_proxyrunner.config.settings import DEFAULT_MAX_BODY_BYTES, ProxyRunnerSettings
+from moorage_proxyrunner.config.settings import (
+    ADVERTISE_ADDRESS_ENV,
+    DEFAULT_MAX_BODY_BYTES,
+    ProxyRunnerSettings,
+    advertise_address_from,
+)
 from moorage_proxyrunner.config.toolpolicy import ToolPolicy
 from moorage_proxyrunner.policy.chain import LiveConfig, LiveConfigError, tool_policy_from_runconfig
 from moorage_proxyrunner.policy.redisbuckets import RedisSettingError, connection_options
@@ -54,6 +60,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     )
     run.add_argument("--host", default=None, help="listen address (default 127.0.0.1 with --local)")
     run.add_argument("--port", type=int, default=8080, help="listen port (default 8080)")
+    run.add_argument(
+        "--advertise-address",
+        metavar="HOST:PORT",
+        default=None,
+        help="where the other replicas reach this one's MCP port (default $POD_IP:<port> when "
+        f"POD_IP is set, else 127.0.0.1:<port>) [env {ADVERTISE_ADDRESS_ENV}]",
+    )
     run.add_argument(
         "--transport",
         choices=TRANSPORTS,
@@ -140,6 +153,9 @@ def settings_from(
         allowed_hosts=parse_list(args.allowed_hosts),
         tool_policy=ToolPolicy(allowed=frozenset(parse_list(args.tools_filter))),
         limits=limits_from(args),
+        advertise_address=advertise_address_from(
+            args.advertise_address, port=args.port, environ=os.environ
+        ),
     )
     if config is None:
         return settings

@@ -12,6 +12,7 @@ stop event, and re-raises what ended a background task. The start-ups own what t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
@@ -38,6 +39,9 @@ from moorage_proxyrunner.front.metrics import ProxyMetrics
 from moorage_proxyrunner.policy.chain import Middleware
 from moorage_proxyrunner.policy.reload import RunConfigReloader
 from moorage_proxyrunner.protocol.pipeline import Pipeline
+from moorage_proxyrunner.sessionstore.forwarding import Forwarder
+from moorage_proxyrunner.sessionstore.opening import keep_alive, open_session_store
+from moorage_proxyrunner.sessionstore.store import SessionStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,23 +58,67 @@ class Backend:
     """Given the stdio bridge once built (the aggregator follows its clients' sessions)."""
 
 
+@dataclass(frozen=True, slots=True)
+class SessionSharing:
+    """What the endpoints share sessions with the other replicas through: the process's
+    store, this replica's advertised address, and the forwarder to a session's owner."""
+
+    store: SessionStore
+    address: str
+    forwarder: Forwarder
+
+
+def share_sessions(
+    settings: ProxyRunnerSettings,
+    *,
+    supervisor: TaskSupervisor,
+    stack: contextlib.AsyncExitStack,
+) -> SessionSharing:
+    """Open the session store `settings` name and start this replica's heartbeat under
+    `supervisor`; the store and the forwarder are closed by `stack`."""
+    store = open_session_store(settings)
+    stack.push_async_callback(store.close)
+    forwarder = Forwarder()
+    stack.push_async_callback(forwarder.close)
+    address = settings.advertise_address
+    supervisor.spawn("heartbeat", keep_alive(store, address))
+    return SessionSharing(store=store, address=address, forwarder=forwarder)
+
+
 def primary_path(transport: str) -> str:
     """The MCP path clients use first: `/sse` for HTTP+SSE servers, `/mcp` otherwise."""
     return "/sse" if transport == "sse" else "/mcp"
 
 
 def build_endpoints(
-    backend: Backend, *, settings: ProxyRunnerSettings, metrics: ProxyMetrics, pipeline: Pipeline
+    backend: Backend,
+    *,
+    settings: ProxyRunnerSettings,
+    metrics: ProxyMetrics,
+    pipeline: Pipeline,
+    sharing: SessionSharing | None = None,
 ) -> Endpoints:
     """The MCP endpoints for `backend`: the stdio bridge over its channels, or the HTTP
-    reverse proxy to its URLs."""
+    reverse proxy to its URLs; they keep their sessions through `sharing` (default: a store
+    of their own, in memory)."""
+    store = sharing.store if sharing is not None else None
+    address = sharing.address if sharing is not None else None
+    forwarder = sharing.forwarder if sharing is not None else None
     if backend.channels is not None:
         bridge = StdioBridge(
             backend.channels, metrics=metrics, probe_era=settings.stdio_era == "auto"
         )
         if backend.bind is not None:
             backend.bind(bridge)
-        return BridgeEndpoints(bridge, settings=settings, pipeline=pipeline, metrics=metrics)
+        return BridgeEndpoints(
+            bridge,
+            settings=settings,
+            pipeline=pipeline,
+            metrics=metrics,
+            store=store,
+            address=address,
+            forwarder=forwarder,
+        )
     if backend.client is not None:
         # The outgoing credential is had last, after the audit gate (`OutgoingAuthStep`).
         pipeline = Pipeline([*pipeline.steps, OutgoingAuthStep(backend.client.auth)])
@@ -81,6 +129,9 @@ def build_endpoints(
         pipeline=pipeline,
         metrics=metrics,
         client=backend.client,
+        store=store,
+        address=address,
+        forwarder=forwarder,
     )
 
 

@@ -31,7 +31,7 @@ import argparse
 import asyncio
 import contextlib
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, TypeVar
@@ -60,7 +60,13 @@ from moorage_proxyrunner.backends.remote.outgoing import check_outgoing_secrets
 from moorage_proxyrunner.backends.stdio.attach import AttachChannelFactory, StreamChannel
 from moorage_proxyrunner.backends.stdio.processes import subprocess_factory
 from moorage_proxyrunner.config.limits import Limits, limits_from
-from moorage_proxyrunner.config.settings import DEFAULT_MAX_BODY_BYTES, ProxyRunnerSettings
+from moorage_proxyrunner.config.settings import (
+    ADVERTISE_ADDRESS_ENV,
+    DEFAULT_MAX_BODY_BYTES,
+    ProxyRunnerSettings,
+    advertise_address_from,
+    parse_advertise_address,
+)
 from moorage_proxyrunner.front.metrics import ProxyMetrics
 from moorage_proxyrunner.policy.chain import (
     LiveConfigError,
@@ -79,6 +85,7 @@ from moorage_proxyrunner.startup.assembly import (
     Reloading,
     build_endpoints,
     serve_proxy,
+    share_sessions,
     with_outgoing,
 )
 from moorage_proxyrunner.startup.remote import remote_backend
@@ -148,6 +155,8 @@ class ClusterOptions:
     """For a stdio server: run this command next to the proxy instead of attaching to the pod
     (the words after `--`). A development aid — the demo uses it on a control plane whose fake
     nodes run no containers; the workload is still applied and awaited as usual."""
+    advertise_address: str | None = None
+    """`--advertise-address`; None: `MOORAGE_ADVERTISE_ADDRESS`, else `$POD_IP:<port>`."""
 
 
 # -- flags ---------------------------------------------------------------------------------
@@ -219,7 +228,14 @@ def options_from_args(args: argparse.Namespace) -> ClusterOptions:
         allowed_origins=parse_list(getattr(args, "allowed_origins", "") or ""),
         local_command=tuple(getattr(args, "server_command", None) or ()),
         limits=limits_from(args),
+        advertise_address=_advertise_flag(args),
     )
+
+
+def _advertise_flag(args: argparse.Namespace) -> str | None:
+    """`--advertise-address` or its variable, checked now so that a bad one exits at once."""
+    text = getattr(args, "advertise_address", None) or os.environ.get(ADVERTISE_ADDRESS_ENV)
+    return parse_advertise_address(text) if text else None
 
 
 # -- pure preparation ----------------------------------------------------------------------
@@ -293,11 +309,14 @@ def build_allowed_hosts(runconfig: RunConfig, options: ClusterOptions) -> tuple[
     return tuple(dict.fromkeys([*hosts, *options.allowed_hosts]))
 
 
-def build_proxy_settings(runconfig: RunConfig, options: ClusterOptions) -> ProxyRunnerSettings:
-    """How the proxy serves clients, from the RunConfig and the flags."""
+def build_proxy_settings(
+    runconfig: RunConfig, options: ClusterOptions, *, environ: Mapping[str, str] = os.environ
+) -> ProxyRunnerSettings:
+    """How the proxy serves clients, from the RunConfig, the flags and `environ`."""
+    port = runconfig.port if options.port is None else options.port
     return ProxyRunnerSettings(
         host=options.host,
-        port=runconfig.port if options.port is None else options.port,
+        port=port,
         listen_setting="--host and the RunConfig's port" if options.port is None else "--port",
         max_body_bytes=options.max_body_bytes,
         drain_timeout=options.drain_timeout,
@@ -313,6 +332,9 @@ def build_proxy_settings(runconfig: RunConfig, options: ClusterOptions) -> Proxy
         rate_limits=runconfig.rate_limits,
         session_storage=runconfig.session_storage,
         limits=options.limits,
+        advertise_address=advertise_address_from(
+            options.advertise_address, port=port, environ=environ
+        ),
     )
 
 
@@ -524,6 +546,7 @@ async def _run_cluster(
                 )
             registry = registry or CollectorRegistry()
             metrics = ProxyMetrics(registry)
+            sharing = share_sessions(settings, supervisor=supervisor, stack=stack)
             try:
                 middleware = Middleware(settings, registry=registry, kube=kube, redis_ca=redis_ca)
             except LiveConfigError as exc:
@@ -539,6 +562,7 @@ async def _run_cluster(
                     supervisor=supervisor,
                     stack=stack,
                     kube=kube,
+                    sharing=sharing,
                 )
             elif remote:
                 backend = remote_backend(
@@ -567,7 +591,11 @@ async def _run_cluster(
             if isinstance(backend.channels, AttachChannelFactory):
                 stack.push_async_callback(backend.channels.aclose)
             endpoints = build_endpoints(
-                backend, settings=settings, metrics=metrics, pipeline=middleware.pipeline
+                backend,
+                settings=settings,
+                metrics=metrics,
+                pipeline=middleware.pipeline,
+                sharing=sharing,
             )
             configmap = runconfig_configmap_name(spec.name)
             if aggregate:

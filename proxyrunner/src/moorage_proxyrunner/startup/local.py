@@ -41,6 +41,7 @@ from moorage_proxyrunner.startup.assembly import (
     build_endpoints,
     primary_path,
     serve_proxy,
+    share_sessions,
     with_outgoing,
 )
 
@@ -204,6 +205,7 @@ async def run_local(
         kube = await stack.enter_async_context(kube_for(settings))
         supervisor = TaskSupervisor(on_failure=stop.set)
         stack.push_async_callback(supervisor.aclose)
+        sharing = share_sessions(settings, supervisor=supervisor, stack=stack)
         middleware = Middleware(settings, registry=registry, kube=kube)
         if backend.aggregate and config is not None:
             resolved = aggregate_backend(
@@ -212,6 +214,7 @@ async def run_local(
                 supervisor=supervisor,
                 stack=stack,
                 kube=kube,
+                sharing=sharing,
             )
         else:
             resolved = backend.resolve(launch)
@@ -227,6 +230,7 @@ async def run_local(
             settings=settings,
             metrics=metrics,
             pipeline=middleware.pipeline,
+            sharing=sharing,
         )
         reloading: Reloading | None = None
         if config is not None:

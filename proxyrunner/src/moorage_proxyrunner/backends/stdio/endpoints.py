@@ -42,7 +42,7 @@ from moorage_proxyrunner.backends.stdio.sessionstate import (
     route,
     subscriptions_state,
 )
-from moorage_proxyrunner.backends.stdio.sharing import OwnerForwarder, SessionSharing
+from moorage_proxyrunner.backends.stdio.sharing import SessionSharing
 from moorage_proxyrunner.config.limits import (
     capabilities_refusal,
     is_over_subscriptions,
@@ -96,14 +96,14 @@ from moorage_proxyrunner.protocol.revocation import (
     subscription_ended_notice,
 )
 from moorage_proxyrunner.protocol.sse import SSE_HEADERS, format_event
-from moorage_proxyrunner.sessionstore.memory import MemoryStore
+from moorage_proxyrunner.sessionstore.forwarding import Forwarder, is_forwarded
+from moorage_proxyrunner.sessionstore.opening import memory_store
 from moorage_proxyrunner.sessionstore.records import SessionRecord
 from moorage_proxyrunner.sessionstore.store import SessionStore, SessionStoreUnavailable
 
 log = structlog.get_logger(__name__)
 
 _SWEEP_INTERVAL = 60.0
-_FORWARDED_HEADER = "X-Moorage-Forwarded"
 STORE_UNAVAILABLE = -32000
 """The JSON-RPC code of an answer the session store's outage prevents (HTTP 503)."""
 
@@ -120,21 +120,18 @@ class BridgeEndpoints(Refusing):
         metrics: ProxyMetrics,
         store: SessionStore | None = None,
         address: str | None = None,
-        forwarder: OwnerForwarder | None = None,
+        forwarder: Forwarder | None = None,
     ) -> None:
         self.bridge = bridge
         self.settings = settings
         self.pipeline = pipeline
         self.metrics = metrics
+        # Sessions are kept through `store` (shared by the replicas with Redis); `address` is
+        # this replica's, and `forwarder` passes a request to the replica owning its session.
         self.sharing = SessionSharing(
-            store
-            if store is not None
-            else MemoryStore(
-                max_sessions=settings.limits.max_sessions,
-                resume_window=settings.limits.resume_window,
-            ),
-            address=address or f"127.0.0.1:{settings.port}",
-            forwarder=forwarder,
+            store or memory_store(settings.limits),
+            address=address or settings.advertise_address,
+            forwarder=forwarder or Forwarder(),
             idle_timeout=settings.session_idle_timeout,
         )
         self.sessions = SessionRegistry(
@@ -344,7 +341,7 @@ class BridgeEndpoints(Refusing):
         identity = identity_of(request)
         if self.sessions.get(session_id) is not None or not self.sharing.shared:
             return self._owned_session(session_id, transport, identity)
-        forwarded = _FORWARDED_HEADER in request.headers
+        forwarded = is_forwarded(request)
         own = self.sharing.address
         store = self.sharing.store
         try:
@@ -920,7 +917,7 @@ class BridgeEndpoints(Refusing):
         state = params.get("requestState")
         if (
             not self.sharing.shared
-            or _FORWARDED_HEADER in request.headers
+            or is_forwarded(request)
             or self.bridge.modern_backend
             or not is_sealed(state)
         ):

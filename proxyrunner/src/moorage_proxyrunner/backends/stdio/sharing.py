@@ -19,10 +19,9 @@ import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Final
 
 import structlog
-from aiohttp import web
 
 from moorage_proxyrunner.backends.stdio.sessionstate import (
     RESUMABLE,
@@ -32,6 +31,7 @@ from moorage_proxyrunner.backends.stdio.sessionstate import (
 )
 from moorage_proxyrunner.front.replaying import ReplayLog, stream_of
 from moorage_proxyrunner.protocol.jsonrpc import RequestId
+from moorage_proxyrunner.sessionstore.forwarding import Forwarder
 from moorage_proxyrunner.sessionstore.records import Json, SessionRecord
 from moorage_proxyrunner.sessionstore.store import SessionStore, SessionStoreUnavailable
 
@@ -39,12 +39,6 @@ log = structlog.get_logger(__name__)
 
 WRITES_PER_SESSION: Final = 256
 """Writes a session may have waiting for the store; past this its events are no longer kept."""
-
-
-class OwnerForwarder(Protocol):
-    async def forward_to_owner(
-        self, request: web.Request, *, owner: str, body: bytes | None, address: str
-    ) -> web.StreamResponse | None: ...
 
 
 Write = Callable[[], Awaitable[None]]
@@ -70,7 +64,7 @@ class SessionSharing:
         store: SessionStore,
         *,
         address: str,
-        forwarder: OwnerForwarder | None,
+        forwarder: Forwarder | None,
         idle_timeout: float,
         on_error: Callable[[str], None] = lambda operation: None,
         writes_per_session: int = WRITES_PER_SESSION,
