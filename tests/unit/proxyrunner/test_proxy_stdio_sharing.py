@@ -28,6 +28,7 @@ from moorage_proxyrunner.config.settings import ProxyRunnerSettings
 from moorage_proxyrunner.front.app import make_app
 from moorage_proxyrunner.front.metrics import ProxyMetrics
 from moorage_proxyrunner.protocol.pipeline import Pipeline
+from moorage_proxyrunner.protocol.sse import EventParser
 from moorage_proxyrunner.sessionstore.forwarding import Forwarder
 from moorage_proxyrunner.sessionstore.memory import MemoryStore
 from moorage_proxyrunner.sessionstore.records import SessionRecord
@@ -252,6 +253,7 @@ async def test_a_session_whose_replica_is_gone_is_adopted_with_its_level_and_sub
         assert record is not None
         assert record.owner == b.address
         assert record.state["epoch"] == 1
+        assert b.endpoints.metrics.sessions_adopted.labels("streamable-http")._value.get() == 1
         assert b.endpoints.sessions.get(session) is not None
         assert b.endpoints.sessions.get(session).peer.capabilities == {"sampling": {}}  # type: ignore[union-attr]
 
@@ -306,12 +308,9 @@ async def test_a_legacy_sse_post_on_another_replica_reaches_its_stream_until_it_
     store = SharedMemory(max_sessions=100, resume_window=64)
     async with replicas(store) as (a, b), aiohttp.ClientSession() as http:
         stream = await http.get(f"http://{a.address}/sse", headers={"Accept": "text/event-stream"})
-        endpoint = ""
-        async for raw in stream.content:
-            line = raw.decode().strip()
-            if line.startswith("data:"):
-                endpoint = line[5:].strip()
-                break
+        parser = EventParser()
+        (opened,) = parser.feed(await stream.content.readuntil(b"\n\n"))
+        endpoint = opened.data
         assert endpoint.startswith("/messages?session_id=")
         ping = await http.post(f"http://{b.address}{endpoint}", json=call(1, "ping"))
         assert ping.status == 202

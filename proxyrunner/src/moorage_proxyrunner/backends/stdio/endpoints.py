@@ -133,6 +133,7 @@ class BridgeEndpoints(Refusing):
             address=address or settings.advertise_address,
             forwarder=forwarder or Forwarder(),
             idle_timeout=settings.session_idle_timeout,
+            on_error=lambda operation: metrics.session_store_errors.labels(operation).inc(),
         )
         self.sessions = SessionRegistry(
             bridge,
@@ -428,6 +429,7 @@ class BridgeEndpoints(Refusing):
             peer.owner = identity_of(request)
         for uri in restored.subscriptions:
             await self.bridge.subscribe_quietly(peer, uri)
+        self.metrics.sessions_adopted.labels("streamable-http").inc()
         log.info(
             "session_adopted",
             session=session.id[:8],

@@ -32,7 +32,7 @@ from moorage_proxyrunner.backends.stdio.sessionstate import (
 from moorage_proxyrunner.front.replaying import ReplayLog, stream_of
 from moorage_proxyrunner.protocol.jsonrpc import RequestId
 from moorage_proxyrunner.sessionstore.forwarding import Forwarder
-from moorage_proxyrunner.sessionstore.records import Json, SessionRecord
+from moorage_proxyrunner.sessionstore.records import Json, RecordError, SessionRecord
 from moorage_proxyrunner.sessionstore.store import SessionStore, SessionStoreUnavailable
 
 log = structlog.get_logger(__name__)
@@ -188,6 +188,10 @@ class SessionSharing:
                     await write()
                 except SessionStoreUnavailable as exc:
                     self.failed("append_event" if event else "set_state", exc)
+                    self._lose(session_id, writes, str(exc))
+                except RecordError as exc:
+                    # The state would outgrow what a record may hold: it is not kept whole.
+                    log.warning("session_state_refused", session=session_id[:8], error=str(exc))
                     self._lose(session_id, writes, str(exc))
         finally:
             writes.task = None
