@@ -361,3 +361,15 @@ async def test_without_the_store_new_and_foreign_sessions_get_503_and_held_ones_
         assert await open_session(http, b)
         back = await post(http, b, call(3, "ping"), session=session)
         assert (await back.json())["result"] == {}
+
+
+async def test_capabilities_too_large_for_a_record_are_left_out_of_it_not_refused() -> None:
+    store = SharedMemory(max_sessions=100, resume_window=64)
+    async with replicas(store, count=1) as (a,), aiohttp.ClientSession() as http:
+        initialize = json.loads(json.dumps(INITIALIZE))
+        initialize["params"]["capabilities"] = {"experimental": {"x": "y" * (64 * 1024 - 30)}}
+        resp = await post(http, a, initialize)
+        assert resp.status == 200, await resp.text()
+        record = await store.load(resp.headers["Mcp-Session-Id"])
+        assert record is not None
+        assert "capabilities" not in record.state

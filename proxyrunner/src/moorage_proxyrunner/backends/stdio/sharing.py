@@ -16,6 +16,7 @@ requests served by the owner do not read it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from typing import Final
 import structlog
 
 from moorage_proxyrunner.backends.stdio.sessionstate import (
+    CAPABILITIES,
     RESUMABLE,
     StoredStream,
     in_flight_key,
@@ -88,9 +90,19 @@ class SessionSharing:
         log.warning("session_store_unavailable", operation=operation, error=str(exc))
 
     async def create(self, record: SessionRecord) -> None:
-        """Store a new session's record; `SessionStoreUnavailable` refuses the session."""
+        """Store a new session's record; `SessionStoreUnavailable` refuses the session.
+
+        Capabilities too large for a record (the client limit is as large as a record's whole
+        state) are left out of it: the session is served, and a replica adopting it sees none."""
         try:
-            await self.store.create(record, idle_timeout=self._idle_timeout)
+            try:
+                await self.store.create(record, idle_timeout=self._idle_timeout)
+            except RecordError as exc:
+                log.warning("session_capabilities_not_kept", session=record.id[:8], error=str(exc))
+                state = {k: v for k, v in record.state.items() if k != CAPABILITIES}
+                await self.store.create(
+                    dataclasses.replace(record, state=state), idle_timeout=self._idle_timeout
+                )
         except SessionStoreUnavailable as exc:
             self.failed("create", exc)
             raise
