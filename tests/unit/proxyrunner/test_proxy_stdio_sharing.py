@@ -373,3 +373,18 @@ async def test_capabilities_too_large_for_a_record_are_left_out_of_it_not_refuse
         record = await store.load(resp.headers["Mcp-Session-Id"])
         assert record is not None
         assert "capabilities" not in record.state
+
+
+async def test_requests_arriving_together_for_a_session_whose_owner_is_gone_adopt_it_once() -> None:
+    store = SharedMemory(max_sessions=100, resume_window=64)
+    async with replicas(store) as (a, b), aiohttp.ClientSession() as http:
+        session = await open_session(http, a)
+        await a.stop()
+        store.kill(a.address)
+        pings = [post(http, b, call(n, "ping"), session=session) for n in range(5)]
+        answers = await asyncio.gather(*pings)
+        assert [resp.status for resp in answers] == [200] * 5
+        assert b.endpoints.metrics.sessions_adopted.labels("streamable-http")._value.get() == 1
+        record = await store.load(session)
+        assert record is not None
+        assert record.state["epoch"] == 1

@@ -21,9 +21,10 @@ forwarded to that replica.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import structlog
@@ -153,6 +154,8 @@ class BridgeEndpoints(Refusing):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._listeners: set[Peer] = set()
+        self._adoptions: dict[str, tuple[asyncio.Lock, int]] = {}
+        """Sessions being adopted here: the lock and how many requests hold or wait for it."""
         self._revoked: set[str] = set()
         """Listen streams ended by a policy change (their error is their last event)."""
 
@@ -381,13 +384,36 @@ class BridgeEndpoints(Refusing):
         """The owner's answer to the forwarded request; None when it cannot be reached."""
         if self.sharing.forwarder is None:
             return None
-        answer = await self.sharing.forwarder.forward_to_owner(
+        return await self.sharing.forwarder.forward_to_owner(
             request, owner=owner, body=body, address=self.sharing.address
         )
-        log.info("request_forwarded", owner=owner, reached=answer is not None)
-        return answer
+
+    @contextlib.asynccontextmanager
+    async def _adopting(self, session_id: str) -> AsyncIterator[None]:
+        """One adoption of a session at a time here: its other requests wait, then find it
+        held."""
+        lock, users = self._adoptions.get(session_id, (asyncio.Lock(), 0))
+        self._adoptions[session_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._adoptions[session_id]
+            if users == 1:
+                del self._adoptions[session_id]
+            else:
+                self._adoptions[session_id] = (lock, users - 1)
 
     async def _adopt(
+        self, request: web.Request, record: SessionRecord, body: bytes | None
+    ) -> Session | web.StreamResponse:
+        async with self._adopting(record.id):
+            held = self.sessions.get(record.id)
+            if held is not None:
+                return held
+            return await self._claim_and_rebuild(request, record, body)
+
+    async def _claim_and_rebuild(
         self, request: web.Request, record: SessionRecord, body: bytes | None
     ) -> Session | web.StreamResponse:
         """Hold a session whose owner is gone: claim it, rebuild the client on this replica's
