@@ -33,6 +33,7 @@ from mcp.client.streamable_http import streamable_http_client
 from proxykit import TOOLBOX, call, initialize_request, is_healthy
 from redis.asyncio import Redis
 from testkit.commands import command_env, free_port
+from testkit.issuer import LocalIssuer, serving_issuer
 from testkit.mcprequests import POST_HEADERS
 from testkit.redisserver import RedisServer, running_redis
 from testkit.waiting import eventually
@@ -61,22 +62,25 @@ class Replica:
         self.process.wait(timeout=15)
 
 
-def runconfig(redis: RedisServer) -> dict[str, Any]:
-    return {
+def runconfig(redis: RedisServer, issuer: LocalIssuer | None) -> dict[str, Any]:
+    config: dict[str, Any] = {
         "schema_version": "moorage/v1",
         "session_storage": {
             "type": "redis",
             "redis": {"address": redis.address, "key_prefix": "moorage:e2e:stdio:"},
         },
     }
+    if issuer is not None:
+        config["oidc"] = {"type": "oidc", "issuer": issuer.url, "audience": issuer.audience}
+    return config
 
 
 @contextlib.contextmanager
 def replica_processes(
-    redis: RedisServer, directory: Path, count: int = 3
+    redis: RedisServer, directory: Path, issuer: LocalIssuer | None, count: int = 3
 ) -> Iterator[list[Replica]]:
     path = directory / "runconfig.json"
-    path.write_text(json.dumps(runconfig(redis)))
+    path.write_text(json.dumps(runconfig(redis, issuer)))
     made: list[Replica] = []
     try:
         for index in range(count):
@@ -117,8 +121,13 @@ def replica_processes(
 
 
 @contextlib.asynccontextmanager
-async def cluster(tmp_path: Path) -> AsyncIterator[tuple[RedisServer, list[Replica]]]:
-    with running_redis(tmp_path) as redis, replica_processes(redis, tmp_path) as replicas:
+async def cluster(
+    tmp_path: Path, issuer: LocalIssuer | None = None
+) -> AsyncIterator[tuple[RedisServer, list[Replica]]]:
+    with (
+        running_redis(tmp_path) as redis,
+        replica_processes(redis, tmp_path, issuer) as replicas,
+    ):
         for replica in replicas:
             await eventually(
                 lambda base=replica.base: is_healthy(f"{base}/health"),
@@ -145,10 +154,12 @@ async def post(
     return await http.post(url, json=body, headers=sent)
 
 
-async def legacy_session(http: aiohttp.ClientSession, replica: Replica) -> str:
+async def legacy_session(
+    http: aiohttp.ClientSession, replica: Replica, headers: dict[str, str] | None = None
+) -> str:
     request = initialize_request()
     request["params"]["capabilities"] = {"elicitation": {}}
-    resp = await post(http, replica.mcp, request)
+    resp = await post(http, replica.mcp, request, headers=headers)
     assert resp.status == 200, await resp.text()
     return resp.headers["Mcp-Session-Id"]
 
@@ -360,3 +371,30 @@ async def test_without_redis_new_sessions_get_503_held_ones_go_on_and_all_comes_
         for replica in replicas:
             resp = await post(http, replica.mcp, call("echo", {"text": "back"}), session=fresh)
             assert text_of(await answer_of(resp)) == "back"
+
+
+async def test_only_the_subject_that_opened_a_session_uses_it_on_any_replica(
+    tmp_path: Path,
+) -> None:
+    async with serving_issuer() as issuer:
+        alice = {"Authorization": f"Bearer {issuer.token(sub='alice')}"}
+        bob = {"Authorization": f"Bearer {issuer.token(sub='bob')}"}
+        async with cluster(tmp_path, issuer) as (_, replicas), aiohttp.ClientSession() as http:
+            session = await legacy_session(http, replicas[0], alice)
+
+            async def echo(replica: Replica, headers: dict[str, str]) -> aiohttp.ClientResponse:
+                body = call("echo", {"text": "mine"})
+                return await post(http, replica.mcp, body, session=session, headers=headers)
+
+            for replica in replicas:
+                assert (await echo(replica, bob)).status == 404
+                assert text_of(await answer_of(await echo(replica, alice))) == "mine"
+            replicas[0].kill()
+            assert (await echo(replicas[1], bob)).status == 404
+
+            async def adopted() -> bool:
+                resp = await echo(replicas[2], alice)
+                return resp.status == 200 and text_of(await answer_of(resp)) == "mine"
+
+            await eventually(adopted, timeout=20)
+            assert (await echo(replicas[1], bob)).status == 404
