@@ -24,6 +24,7 @@ from testkit.waiting import eventually
 
 from moorage_proxyrunner.backends.stdio.bridge import StdioBridge
 from moorage_proxyrunner.backends.stdio.endpoints import BridgeEndpoints
+from moorage_proxyrunner.backends.stdio.sharing import SessionSharing
 from moorage_proxyrunner.config.settings import ProxyRunnerSettings
 from moorage_proxyrunner.front.app import make_app
 from moorage_proxyrunner.front.metrics import ProxyMetrics
@@ -388,3 +389,87 @@ async def test_requests_arriving_together_for_a_session_whose_owner_is_gone_adop
         record = await store.load(session)
         assert record is not None
         assert record.state["epoch"] == 1
+
+
+def record_of(session_id: str, owner: str = "10.0.0.1:8080") -> SessionRecord:
+    return SessionRecord(session_id, "streamable-http", owner, None, "2025-11-25", 0.0, {})
+
+
+async def test_the_owner_keeps_the_records_of_sessions_it_serves_from_expiring() -> None:
+    now = [0.0]
+    store = SharedMemory(max_sessions=10, resume_window=8, clock=lambda: now[0])
+    sharing = SessionSharing(store, address="10.0.0.1:8080", forwarder=None, idle_timeout=10)
+    await sharing.create(record_of("kept"))
+    await sharing.create(record_of("left"))
+    for _ in range(3):
+        now[0] += 8
+        await sharing.touch(["kept"])
+    assert await store.load("kept") is not None
+    assert await store.load("left") is None
+
+
+class SlowStore(SharedMemory):
+    """Appends wait until released: a store that cannot keep up."""
+
+    release = asyncio.Event()
+
+    async def append_event(self, session_id: str, stream: str, event_id: str, data: bytes) -> None:
+        await self.release.wait()
+        await super().append_event(session_id, stream, event_id, data)
+
+
+async def test_a_store_that_cannot_keep_up_makes_the_session_not_resumable_elsewhere() -> None:
+    store = SlowStore(max_sessions=10, resume_window=64)
+    sharing = SessionSharing(
+        store, address="10.0.0.1:8080", forwarder=None, idle_timeout=60, writes_per_session=4
+    )
+    await sharing.create(record_of("s"))
+    log = sharing.log_for("s", window=64, max_bytes=10_000, epoch=0)
+    stream = log.open_stream(standalone=True)
+    ids = [log.record(stream, b'{"n":1}') for _ in range(10)]
+    store.release.set()
+
+    async def flagged() -> bool:
+        record = await store.load("s")
+        return record is not None and record.state.get("resumable") is False
+
+    await eventually(flagged)
+    record = await store.load("s")
+    assert record is not None
+    assert await sharing.stored_stream(record, ids[0] or "") is None
+    # What reached the store before the loss is there; nothing after it is.
+    assert len(store._events.get("s", ())) < len(ids)
+
+
+async def test_the_get_stream_of_a_replica_that_is_gone_resumes_on_another_and_goes_on() -> None:
+    store = SharedMemory(max_sessions=100, resume_window=64)
+    async with replicas(store) as (a, b), aiohttp.ClientSession() as http:
+        session = await open_session(http, a)
+        headers = {"Accept": "text/event-stream", "Mcp-Session-Id": session}
+        stream = await http.get(a.url, headers=headers)
+        changed = {"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}
+        received = events(stream)
+        a.scripted.server.write(changed)
+        first_id, _ = await anext(received)
+        a.scripted.server.write({**changed, "method": "notifications/prompts/list_changed"})
+        second_id, _ = await anext(received)
+
+        def kept() -> bool:
+            return len(store._events.get(session, ())) == 2
+
+        await eventually(kept)
+        stream.close()
+        await a.stop()
+        store.kill(a.address)
+        assert first_id is not None
+        resumed = await http.get(b.url, headers={**headers, "Last-Event-ID": first_id})
+        assert resumed.status == 200, await resumed.text()
+        replayed = events(resumed)
+        again_id, again = await anext(replayed)
+        assert again_id == second_id
+        assert again["method"] == "notifications/prompts/list_changed"
+        b.scripted.server.write(changed)
+        live_id, live = await anext(replayed)
+        assert live["method"] == "notifications/tools/list_changed"
+        assert live_id not in (first_id, second_id)
+        resumed.close()
