@@ -103,6 +103,24 @@ class ProxyMetrics:
             "Server messages dropped because the client's stream was full or gone.",
             registry=registry,
         )
+        self.session_store_errors = Counter(
+            "moorage_proxy_session_store_errors_total",
+            "Session store operations that failed because the store could not be reached.",
+            ["operation"],
+            registry=registry,
+        )
+        self.sessions_adopted = Counter(
+            "moorage_proxy_sessions_adopted_total",
+            "Sessions this replica took over from a replica that was gone, by kind.",
+            ["kind"],
+            registry=registry,
+        )
+        self.requests_forwarded = Counter(
+            "moorage_proxy_requests_forwarded_total",
+            "Requests passed to the replica owning their session, by outcome.",
+            ["outcome"],
+            registry=registry,
+        )
 
         # Resolving label values costs more than the update itself: keep the children.
         self._counters: dict[tuple[str, str], Any] = {}

@@ -1,0 +1,247 @@
+"""Two `HttpEndpoints` replicas sharing one session store over an in-process upstream (the fake
+at the seam), each served on its own loopback port so that one can forward to the other: a
+session opened on one is served by the other from its record, refused to another subject, its
+GET stream relayed by its owner; with the owner gone the other adopts it, subscriptions
+included; with the store down a new session is refused with 503 and -32000 while a session
+held locally goes on."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry
+from testkit.commands import free_port
+from testkit.mcprequests import INITIALIZE
+from testkit.subjects import subject_header
+from unit.proxyrunner.test_proxy_http_endpoints import Upstream, headers
+
+from moorage_proxyrunner.backends.reverse.endpoints import HttpEndpoints
+from moorage_proxyrunner.config.settings import ProxyRunnerSettings
+from moorage_proxyrunner.front.app import make_app
+from moorage_proxyrunner.front.metrics import ProxyMetrics
+from moorage_proxyrunner.protocol.pipeline import Pipeline
+from moorage_proxyrunner.sessionstore.memory import MemoryStore
+from moorage_proxyrunner.sessionstore.records import Json, SessionRecord
+from moorage_proxyrunner.sessionstore.store import SessionStoreUnavailable
+
+LIST = {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}}
+SUBSCRIBE = {
+    "jsonrpc": "2.0",
+    "id": 3,
+    "method": "resources/subscribe",
+    "params": {"uri": "test://watched"},
+}
+
+
+@dataclass
+class Ending(Upstream):
+    """The fake upstream, which also ends sessions (`DELETE`)."""
+
+    deleted: list[str] = field(default_factory=list)
+
+    async def delete(self, request: web.Request) -> web.Response:
+        self.deleted.append(request.headers["Mcp-Session-Id"])
+        return web.Response()
+
+
+class FlakyStore(MemoryStore):
+    """A memory store every replica shares, which can be made unreachable."""
+
+    def __init__(self) -> None:
+        super().__init__(max_sessions=100, resume_window=0)
+        self.down = False
+
+    @property
+    def shared(self) -> bool:
+        return True
+
+    def _check(self) -> None:
+        if self.down:
+            raise SessionStoreUnavailable("session storage unavailable: connection refused")
+
+    async def create(self, record: SessionRecord, *, idle_timeout: float) -> None:
+        self._check()
+        await super().create(record, idle_timeout=idle_timeout)
+
+    async def load(self, session_id: str) -> SessionRecord | None:
+        self._check()
+        return await super().load(session_id)
+
+    async def set_state(self, session_id: str, changes: Mapping[str, Json | None]) -> None:
+        self._check()
+        await super().set_state(session_id, changes)
+
+    async def is_alive(self, address: str) -> bool:
+        self._check()
+        return await super().is_alive(address)
+
+
+@dataclass
+class Replica:
+    client: TestClient[Any, Any]
+    endpoints: HttpEndpoints
+    registry: CollectorRegistry
+
+    def metric(self, name: str, **labels: str) -> float:
+        return self.registry.get_sample_value(name, labels) or 0.0
+
+
+@contextlib.asynccontextmanager
+async def replica(url: str, store: FlakyStore) -> AsyncIterator[Replica]:
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    registry = CollectorRegistry()
+    settings = ProxyRunnerSettings(port=port)
+    endpoints = HttpEndpoints(
+        [url],
+        transport="streamable-http",
+        settings=settings,
+        pipeline=Pipeline(),
+        metrics=ProxyMetrics(registry),
+        store=store,
+        address=address,
+    )
+    await store.heartbeat(address, ttl=600)
+    app = make_app(settings, endpoints=endpoints, registry=registry)
+    app.middlewares.append(subject_header)
+    async with TestClient(TestServer(app, port=port)) as client:
+        yield Replica(client, endpoints, registry)
+
+
+@contextlib.asynccontextmanager
+async def two_replicas(
+    upstream: Ending,
+) -> AsyncIterator[tuple[FlakyStore, Replica, contextlib.AsyncExitStack, Replica]]:
+    """The store, the first replica (with the stack that stops it) and the second."""
+    async with contextlib.AsyncExitStack() as stack:
+        app = web.Application()
+        app.router.add_post("/mcp", upstream.mcp)
+        app.router.add_get("/mcp", upstream.stream)
+        app.router.add_delete("/mcp", upstream.delete)
+        server = await stack.enter_async_context(TestServer(app))
+        url = str(server.make_url("/mcp"))
+        store = FlakyStore()
+        first_stack = await stack.enter_async_context(contextlib.AsyncExitStack())
+        first = await first_stack.enter_async_context(replica(url, store))
+        second = await stack.enter_async_context(replica(url, store))
+        yield store, first, first_stack, second
+
+
+async def test_a_session_opened_on_one_replica_is_served_by_the_other_for_its_subject() -> None:
+    upstream = Ending("a")
+    async with two_replicas(upstream) as (store, first, _, second):
+        opened = await first.client.post("/mcp", json=INITIALIZE, headers=headers(subject="al"))
+        session = opened.headers["Mcp-Session-Id"]
+        stored = await store.load(session)
+        assert stored is not None
+        assert (stored.kind, stored.owner, stored.subject) == (
+            "streamable-http",
+            first.endpoints.address,
+            "al",
+        )
+        assert stored.state == {"target": upstream_url(first)}
+
+        served = await second.client.post("/mcp", json=LIST, headers=headers(session, "al"))
+        assert served.status == 200
+        assert (await served.json())["result"] == {"server": "a"}
+        assert upstream.posted[-1] == (LIST, session)
+        assert second.metric("moorage_proxy_requests_forwarded_total", outcome="ok") == 0
+
+        foreign = await second.client.post("/mcp", json=LIST, headers=headers(session, "bob"))
+        unknown = await second.client.post("/mcp", json=LIST, headers=headers("nope", "bob"))
+        assert foreign.status == unknown.status == 404
+        assert await foreign.json() == await unknown.json()
+        anonymous = await second.client.post("/mcp", json=LIST, headers=headers(session))
+        assert anonymous.status == 404
+        assert [body["method"] for body, _ in upstream.posted] == ["initialize", "tools/list"]
+
+
+def upstream_url(replica: Replica) -> str:
+    return replica.endpoints.targets[0]
+
+
+async def test_the_get_stream_goes_to_the_owner_and_is_adopted_once_it_is_gone() -> None:
+    upstream = Ending("a", events=b"id: e1\nevent: message\ndata: {}\n\n")
+    async with two_replicas(upstream) as (store, first, first_stack, second):
+        opened = await first.client.post("/mcp", json=INITIALIZE, headers=headers(subject="al"))
+        session = opened.headers["Mcp-Session-Id"]
+        get = {"Accept": "text/event-stream", "Mcp-Session-Id": session, "X-Subject": "al"}
+        relayed = await second.client.get("/mcp", headers=get)
+        assert relayed.status == 200
+        assert await relayed.read() == upstream.events
+        assert second.metric("moorage_proxy_requests_forwarded_total", outcome="ok") == 1
+
+        subscribed = await second.client.post(
+            "/mcp", json=SUBSCRIBE, headers=headers(session, "al")
+        )
+        assert subscribed.status == 200
+        assert second.metric("moorage_proxy_requests_forwarded_total", outcome="ok") == 2
+        stored = await store.load(session)
+        assert stored is not None
+        assert stored.state["subscriptions"] == ["test://watched"]
+
+        await first_stack.aclose()  # the owner is gone (its heartbeat has not run out yet)
+        adopted = await second.client.get("/mcp", headers=get)
+        assert adopted.status == 200
+        assert await adopted.read() == upstream.events
+        assert second.metric("moorage_proxy_sessions_adopted_total", kind="streamable-http") == 1
+        stored = await store.load(session)
+        assert stored is not None
+        assert stored.owner == second.endpoints.address
+
+        # What the old owner tracked is the adopter's now: a policy change ends it there.
+        assert second.endpoints.recheck_subscriptions(lambda identity, uri: False) == 1
+        for _ in range(100):
+            if upstream.posted[-1][0]["method"] == "resources/unsubscribe":
+                break
+            await asyncio.sleep(0.01)
+        assert upstream.posted[-1] == (
+            {
+                "jsonrpc": "2.0",
+                "id": upstream.posted[-1][0]["id"],
+                "method": "resources/unsubscribe",
+                "params": {"uri": "test://watched"},
+            },
+            session,
+        )
+
+
+async def test_without_the_store_new_sessions_get_503_and_held_ones_go_on() -> None:
+    upstream = Ending("a")
+    async with two_replicas(upstream) as (store, first, _, second):
+        opened = await first.client.post("/mcp", json=INITIALIZE, headers=headers(subject="al"))
+        session = opened.headers["Mcp-Session-Id"]
+        store.down = True
+
+        refused = await first.client.post("/mcp", json=INITIALIZE, headers=headers(subject="al"))
+        assert refused.status == 503
+        error = (await refused.json())["error"]
+        assert error == {
+            "code": -32000,
+            "message": "session storage unavailable: connection refused",
+        }
+        for _ in range(100):  # the session the store could not keep is ended upstream
+            if upstream.deleted:
+                break
+            await asyncio.sleep(0.01)
+        assert upstream.deleted == ["a-1"]
+
+        held = await first.client.post("/mcp", json=LIST, headers=headers(session, "al"))
+        assert held.status == 200
+        elsewhere = await second.client.post("/mcp", json=LIST, headers=headers(session, "al"))
+        assert elsewhere.status == 503
+        assert (await elsewhere.json())["error"]["code"] == -32000
+        stolen = await first.client.post("/mcp", json=LIST, headers=headers(session, "bob"))
+        assert stolen.status == 404
+        assert first.metric("moorage_proxy_session_store_errors_total", operation="create") == 1
+        assert second.metric("moorage_proxy_session_store_errors_total", operation="load") == 1
+
+        store.down = False
+        again = await second.client.post("/mcp", json=INITIALIZE, headers=headers(subject="al"))
+        assert again.status == 200
