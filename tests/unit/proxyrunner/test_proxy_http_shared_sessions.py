@@ -3,12 +3,15 @@ at the seam), each served on its own loopback port so that one can forward to th
 session opened on one is served by the other from its record, refused to another subject, its
 GET stream relayed by its owner; with the owner gone the other adopts it, subscriptions
 included; with the store down a new session is refused with 503 and -32000 while a session
-held locally goes on."""
+held locally goes on. A legacy HTTP+SSE session's POST on the other replica is forwarded to the
+one holding its stream and answered there, never for another subject nor twice, and ends with
+that replica."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +29,7 @@ from moorage_proxyrunner.config.settings import ProxyRunnerSettings
 from moorage_proxyrunner.front.app import make_app
 from moorage_proxyrunner.front.metrics import ProxyMetrics
 from moorage_proxyrunner.protocol.pipeline import Pipeline
+from moorage_proxyrunner.protocol.sse import EventParser
 from moorage_proxyrunner.sessionstore.memory import MemoryStore
 from moorage_proxyrunner.sessionstore.records import Json, SessionRecord
 from moorage_proxyrunner.sessionstore.store import SessionStoreUnavailable
@@ -93,14 +97,16 @@ class Replica:
 
 
 @contextlib.asynccontextmanager
-async def replica(url: str, store: FlakyStore) -> AsyncIterator[Replica]:
+async def replica(
+    url: str, store: FlakyStore, transport: str = "streamable-http"
+) -> AsyncIterator[Replica]:
     port = free_port()
     address = f"127.0.0.1:{port}"
     registry = CollectorRegistry()
     settings = ProxyRunnerSettings(port=port)
     endpoints = HttpEndpoints(
         [url],
-        transport="streamable-http",
+        transport=transport,
         settings=settings,
         pipeline=Pipeline(),
         metrics=ProxyMetrics(registry),
@@ -245,3 +251,94 @@ async def test_without_the_store_new_sessions_get_503_and_held_ones_go_on() -> N
         store.down = False
         again = await second.client.post("/mcp", json=INITIALIZE, headers=headers(subject="al"))
         assert again.status == 200
+
+
+class SseUpstream:
+    """A legacy HTTP+SSE MCP server answering every request on the stream it came for."""
+
+    def __init__(self) -> None:
+        self.streams: dict[str, asyncio.Queue[bytes]] = {}
+        self.posted: list[dict[str, Any]] = []
+
+    async def sse(self, request: web.Request) -> web.StreamResponse:
+        stream_id = str(len(self.streams))
+        queue = self.streams[stream_id] = asyncio.Queue()
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(f"event: endpoint\ndata: /messages?sid={stream_id}\n\n".encode())
+        while True:
+            await response.write(await queue.get())
+
+    async def messages(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.posted.append(body)
+        if "id" in body and "method" in body:
+            answer = {"jsonrpc": "2.0", "id": body["id"], "result": {"for": body["method"]}}
+            event = f"event: message\ndata: {json.dumps(answer)}\n\n".encode()
+            self.streams[request.query["sid"]].put_nowait(event)
+        return web.Response(status=202)
+
+
+async def next_message(stream: Any, parser: EventParser) -> tuple[str, Any]:
+    """The next event on a client's SSE stream: its type and data (JSON for a message)."""
+    while True:
+        chunk = await asyncio.wait_for(stream.content.readany(), timeout=5)
+        assert chunk, "the stream ended"
+        for event in parser.feed(chunk):
+            return event.event, json.loads(event.data) if event.event == "message" else event.data
+
+
+async def test_an_sse_post_on_another_replica_is_answered_on_the_stream_until_it_is_gone() -> None:
+    upstream = SseUpstream()
+    async with contextlib.AsyncExitStack() as stack:
+        app = web.Application()
+        app.router.add_get("/sse", upstream.sse)
+        app.router.add_post("/messages", upstream.messages)
+        server = await stack.enter_async_context(TestServer(app))
+        url = str(server.make_url("/sse"))
+        store = FlakyStore()
+        first_stack = await stack.enter_async_context(contextlib.AsyncExitStack())
+        first = await first_stack.enter_async_context(replica(url, store, "sse"))
+        second = await stack.enter_async_context(replica(url, store, "sse"))
+
+        stream = await first.client.get("/sse", headers={"X-Subject": "al"})
+        parser = EventParser()
+        kind, endpoint = await next_message(stream, parser)
+        assert kind == "endpoint"
+        path = endpoint[endpoint.index("/messages") :]
+        stored = await store.load(path.rsplit("=", 1)[1])
+        assert stored is not None
+        assert (stored.kind, stored.owner, stored.subject) == ("sse", first.endpoints.address, "al")
+        assert stored.state == {"target": url, "messages": url.replace("/sse", "/messages?sid=0")}
+
+        posted = await second.client.post(path, json=LIST, headers=headers(subject="al"))
+        assert posted.status == 202
+        assert await next_message(stream, parser) == (
+            "message",
+            {"jsonrpc": "2.0", "id": 2, "result": {"for": "tools/list"}},
+        )
+        assert second.metric("moorage_proxy_requests_forwarded_total", outcome="ok") == 1
+
+        # Another subject, or a request already forwarded once: the 404 of an unknown session.
+        for subject, extra in (("bob", {}), ("al", {"X-Moorage-Forwarded": "10.0.0.9:1"})):
+            refused = await second.client.post(
+                path, json=LIST, headers={**headers(subject=subject), **extra}
+            )
+            assert refused.status == 404
+            assert (await refused.json())["error"]["message"] == "Session not found"
+        assert second.metric("moorage_proxy_requests_forwarded_total", outcome="ok") == 1
+        assert len(upstream.posted) == 1
+
+        store.down = True
+        down = await second.client.post(path, json=LIST, headers=headers(subject="al"))
+        assert down.status == 503
+        assert (await down.json())["error"]["code"] == -32000
+        refused_stream = await second.client.get("/sse", headers={"X-Subject": "al"})
+        assert refused_stream.status == 503
+        store.down = False
+
+        stream.close()
+        await first_stack.aclose()  # the stream's replica is gone: so is the session
+        gone = await second.client.post(path, json=LIST, headers=headers(subject="al"))
+        assert gone.status == 404
+        assert len(upstream.posted) == 1

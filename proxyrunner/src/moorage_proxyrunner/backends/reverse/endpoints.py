@@ -30,6 +30,14 @@ HTTP+SSE stream or on its session's GET stream, which the proxy relays whole eve
 through a mailbox it can add its own notices to (held until the stream opens when none is);
 a 2026-07-28 `subscriptions/listen` stream, relayed the same way, ends with -32003 naming the
 URIs. Targets is a list so a StatefulSet's pods can be given; locally it has one entry.
+
+Sessions are kept in the session store too, for the other replicas (`placement` decides where
+a request of a session this replica does not hold goes): a streamable-HTTP session's plain
+requests are served by any replica, straight to its target; what needs the proxy's own state
+for the session (its GET stream, the requests whose answers the subscription tracking notes)
+goes to the session's owner, or is adopted once the owner is gone; an HTTP+SSE session's POSTs go
+to the replica holding its stream. With the store unreachable, what needs it is answered 503
+(-32000); sessions held here go on.
 """
 
 from __future__ import annotations
