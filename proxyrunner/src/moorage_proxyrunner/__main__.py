@@ -33,8 +33,8 @@ from moorage_proxyrunner.config.settings import (
 )
 from moorage_proxyrunner.config.toolpolicy import ToolPolicy
 from moorage_proxyrunner.policy.chain import LiveConfig, LiveConfigError, tool_policy_from_runconfig
-from moorage_proxyrunner.policy.redisbuckets import RedisSettingError, connection_options
 from moorage_proxyrunner.policy.reload import load_local_runconfig
+from moorage_proxyrunner.sessionstore.redisconn import RedisSettingError, connection_options
 from moorage_proxyrunner.startup.local import LocalBackend, LocalConfig, run_local
 
 DEFAULT_CONFIG = "/etc/moorage/runconfig.json"

@@ -7,7 +7,9 @@ every chunk, written to the client when it arrives. `Authorization` goes along, 
 authenticates the request itself; hop-by-hop headers do not, and `Host` names the owner. The
 request is marked `X-Moorage-Forwarded: <sender>`, and a replica never forwards a request so
 marked (`is_forwarded`): two replicas that each think the other owns a session answer instead of
-passing it back and forth.
+passing it back and forth. A caller forwards before running the request's pipeline (audit,
+rate limits, the tool filter, Cedar): the owner runs it, so that a request is recorded, counted
+against its limits and decided once.
 
 An owner that cannot be reached (the connection is refused or not made within
 `CONNECT_TIMEOUT`) gives None: the caller adopts the session. Once connected nothing is timed
@@ -17,6 +19,7 @@ out, since an SSE stream lasts as long as the client keeps it.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Final
 
 import aiohttp
@@ -84,7 +87,15 @@ class Forwarder:
     """Forwards requests to other replicas over one connection pool, opened on first use and
     closed by `close()`. (A method rather than a module function: the pool is this object's.)"""
 
-    def __init__(self, *, connect_timeout: float = CONNECT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        *,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        on_outcome: Callable[[str], None] | None = None,
+    ) -> None:
+        """`on_outcome` hears how each forwarding ended: `ok`, `owner_unreachable` or
+        `owner_lost` (the start-up counts them in `moorage_proxy_requests_forwarded_total`)."""
+        self._on_outcome = on_outcome
         self._timeout = aiohttp.ClientTimeout(
             total=None, connect=connect_timeout, sock_connect=connect_timeout, sock_read=None
         )
@@ -115,12 +126,15 @@ class Forwarder:
             )
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             log.info("forward_owner_unreachable", owner=owner, error=str(exc))
+            self._outcome("owner_unreachable")
             return None
         except aiohttp.ClientError as exc:
             # Connected, then lost before an answer: the owner may have acted on the request,
             # so it is not served again here; the client decides whether to retry.
             log.warning("forward_owner_lost", owner=owner, error=str(exc) or type(exc).__name__)
+            self._outcome("owner_lost")
             return _owner_lost(f"The replica holding this session ({owner}) did not answer")
+        self._outcome("ok")
         async with upstream:
             response = web.StreamResponse(
                 status=upstream.status,
@@ -137,6 +151,10 @@ class Forwarder:
                 return response
             await response.write_eof()
         return response
+
+    def _outcome(self, outcome: str) -> None:
+        if self._on_outcome is not None:
+            self._on_outcome(outcome)
 
     async def close(self) -> None:
         if self._session is not None:

@@ -1,7 +1,7 @@
 """The process's one session store, made from its settings, and the replica's heartbeat.
 
 `open_session_store` picks the store `sessionStorage` names: this process's memory (one
-replica) or Redis, shared by the replicas. `keep_alive` says every `HEARTBEAT_INTERVAL` seconds
+replica) or Redis, shared by the replicas (its client is lent to the rate-limit buckets). `keep_alive` says every `HEARTBEAT_INTERVAL` seconds
 that this replica is alive, for `HEARTBEAT_TTL` seconds: a replica that stops saying so (killed,
 partitioned) is taken for gone after at most that long, and its sessions are adopted.
 """
@@ -16,6 +16,7 @@ import structlog
 from moorage_proxyrunner.config.limits import Limits
 from moorage_proxyrunner.config.settings import ProxyRunnerSettings
 from moorage_proxyrunner.sessionstore.memory import MemoryStore
+from moorage_proxyrunner.sessionstore.redisstore import open_redis_store
 from moorage_proxyrunner.sessionstore.store import SessionStore, SessionStoreUnavailable
 
 log = structlog.get_logger(__name__)
@@ -30,9 +31,16 @@ def memory_store(limits: Limits) -> MemoryStore:
     return MemoryStore(max_sessions=limits.max_sessions, resume_window=limits.resume_window)
 
 
-def open_session_store(settings: ProxyRunnerSettings) -> SessionStore:
-    """The store `settings.session_storage` names (no I/O yet)."""
-    return memory_store(settings.limits)
+def open_session_store(
+    settings: ProxyRunnerSettings, *, redis_ca: str | None = None
+) -> SessionStore:
+    """The store `settings.session_storage` names (no I/O yet); `redis_ca`: the PEM bundle
+    read from the ConfigMap the RunConfig names. `RedisSettingError` when the Redis password
+    variable is not set."""
+    redis = settings.session_storage.redis
+    if redis is None:
+        return memory_store(settings.limits)
+    return open_redis_store(redis, resume_window=settings.limits.resume_window, ca_data=redis_ca)
 
 
 async def keep_alive(

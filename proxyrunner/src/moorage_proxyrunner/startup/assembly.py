@@ -37,10 +37,13 @@ from moorage_proxyrunner.config.settings import ProxyRunnerSettings
 from moorage_proxyrunner.front.app import Endpoints, make_app, serve
 from moorage_proxyrunner.front.metrics import ProxyMetrics
 from moorage_proxyrunner.policy.chain import Middleware
+from moorage_proxyrunner.policy.ratelimit import BucketStore
+from moorage_proxyrunner.policy.redisbuckets import RedisBuckets
 from moorage_proxyrunner.policy.reload import RunConfigReloader
 from moorage_proxyrunner.protocol.pipeline import Pipeline
 from moorage_proxyrunner.sessionstore.forwarding import Forwarder
 from moorage_proxyrunner.sessionstore.opening import keep_alive, open_session_store
+from moorage_proxyrunner.sessionstore.redisstore import RedisStore
 from moorage_proxyrunner.sessionstore.store import SessionStore
 
 
@@ -73,16 +76,28 @@ def share_sessions(
     *,
     supervisor: TaskSupervisor,
     stack: contextlib.AsyncExitStack,
+    metrics: ProxyMetrics | None = None,
+    redis_ca: str | None = None,
 ) -> SessionSharing:
     """Open the session store `settings` name and start this replica's heartbeat under
-    `supervisor`; the store and the forwarder are closed by `stack`."""
-    store = open_session_store(settings)
+    `supervisor`; the store and the forwarder (whose requests `metrics` counts) are closed by
+    `stack`."""
+    store = open_session_store(settings, redis_ca=redis_ca)
     stack.push_async_callback(store.close)
-    forwarder = Forwarder()
+    forwarder = Forwarder(on_outcome=metrics.count_forward if metrics is not None else None)
     stack.push_async_callback(forwarder.close)
     address = settings.advertise_address
     supervisor.spawn("heartbeat", keep_alive(store, address))
     return SessionSharing(store=store, address=address, forwarder=forwarder)
+
+
+def shared_buckets(sharing: SessionSharing) -> BucketStore | None:
+    """The rate-limit buckets on the session store's Redis client (one connection pool per
+    process; the store closes it); None when the sessions are not in Redis."""
+    store = sharing.store
+    if not isinstance(store, RedisStore):
+        return None
+    return RedisBuckets(store.client, key_prefix=store.key_prefix, close_client=False)
 
 
 def primary_path(transport: str) -> str:

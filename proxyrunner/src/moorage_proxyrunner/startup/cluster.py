@@ -73,12 +73,12 @@ from moorage_proxyrunner.policy.chain import (
     Middleware,
     tool_policy_from_runconfig,
 )
-from moorage_proxyrunner.policy.redisbuckets import (
+from moorage_proxyrunner.policy.reload import runconfig_configmap_name
+from moorage_proxyrunner.sessionstore.redisconn import (
     RedisSettingError,
     connection_options,
     fetch_redis_ca,
 )
-from moorage_proxyrunner.policy.reload import runconfig_configmap_name
 from moorage_proxyrunner.startup.aggregate import aggregate_backend
 from moorage_proxyrunner.startup.assembly import (
     Backend,
@@ -86,6 +86,7 @@ from moorage_proxyrunner.startup.assembly import (
     build_endpoints,
     serve_proxy,
     share_sessions,
+    shared_buckets,
     with_outgoing,
 )
 from moorage_proxyrunner.startup.remote import remote_backend
@@ -546,9 +547,17 @@ async def _run_cluster(
                 )
             registry = registry or CollectorRegistry()
             metrics = ProxyMetrics(registry)
-            sharing = share_sessions(settings, supervisor=supervisor, stack=stack)
+            sharing = share_sessions(
+                settings, supervisor=supervisor, stack=stack, metrics=metrics, redis_ca=redis_ca
+            )
             try:
-                middleware = Middleware(settings, registry=registry, kube=kube, redis_ca=redis_ca)
+                middleware = Middleware(
+                    settings,
+                    registry=registry,
+                    kube=kube,
+                    redis_ca=redis_ca,
+                    buckets=shared_buckets(sharing),
+                )
             except LiveConfigError as exc:
                 raise StartupFailure(
                     "oidc or authz in --config",

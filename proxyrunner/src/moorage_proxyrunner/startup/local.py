@@ -42,6 +42,7 @@ from moorage_proxyrunner.startup.assembly import (
     primary_path,
     serve_proxy,
     share_sessions,
+    shared_buckets,
     with_outgoing,
 )
 
@@ -205,8 +206,10 @@ async def run_local(
         kube = await stack.enter_async_context(kube_for(settings))
         supervisor = TaskSupervisor(on_failure=stop.set)
         stack.push_async_callback(supervisor.aclose)
-        sharing = share_sessions(settings, supervisor=supervisor, stack=stack)
-        middleware = Middleware(settings, registry=registry, kube=kube)
+        sharing = share_sessions(settings, supervisor=supervisor, stack=stack, metrics=metrics)
+        middleware = Middleware(
+            settings, registry=registry, kube=kube, buckets=shared_buckets(sharing)
+        )
         if backend.aggregate and config is not None:
             resolved = aggregate_backend(
                 config.runconfig,

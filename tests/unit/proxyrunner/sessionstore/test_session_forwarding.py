@@ -24,8 +24,13 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @pytest.fixture
-async def forwarder() -> AsyncIterator[Forwarder]:
-    forwarder = Forwarder()
+def outcomes() -> list[str]:
+    return []
+
+
+@pytest.fixture
+async def forwarder(outcomes: list[str]) -> AsyncIterator[Forwarder]:
+    forwarder = Forwarder(on_outcome=outcomes.append)
     yield forwarder
     await forwarder.close()
 
@@ -53,7 +58,9 @@ def front(forwarder: Forwarder, owner: str) -> TestClient[web.Request, web.Appli
     return TestClient(TestServer(app))
 
 
-async def test_the_request_reaches_the_owner_as_the_client_sent_it(forwarder: Forwarder) -> None:
+async def test_the_request_reaches_the_owner_as_the_client_sent_it(
+    forwarder: Forwarder, outcomes: list[str]
+) -> None:
     seen: dict[str, object] = {}
 
     async def owner(request: web.Request) -> web.StreamResponse:
@@ -100,6 +107,7 @@ async def test_the_request_reaches_the_owner_as_the_client_sent_it(forwarder: Fo
     assert headers[FORWARDED_HEADER] == SENDER
     for dropped in ("X-Private", "TE", "Proxy-Authorization"):
         assert dropped not in headers
+    assert outcomes == ["ok"]
 
 
 async def test_a_stream_comes_back_chunk_by_chunk(forwarder: Forwarder) -> None:
@@ -130,14 +138,17 @@ async def test_a_stream_comes_back_chunk_by_chunk(forwarder: Forwarder) -> None:
         await server.close()
 
 
-async def test_an_owner_that_is_not_listening_gives_none(forwarder: Forwarder) -> None:
+async def test_an_owner_that_is_not_listening_gives_none(
+    forwarder: Forwarder, outcomes: list[str]
+) -> None:
     async with front(forwarder, f"127.0.0.1:{free_port()}") as client:
         response = await client.post("/mcp", data=b"{}")
         assert response.status == 599
+    assert outcomes == ["owner_unreachable"]
 
 
 async def test_an_owner_that_dies_before_answering_is_a_502_not_an_adoption(
-    forwarder: Forwarder,
+    forwarder: Forwarder, outcomes: list[str]
 ) -> None:
     async def owner(request: web.Request) -> web.StreamResponse:
         assert request.transport is not None
@@ -154,6 +165,7 @@ async def test_an_owner_that_dies_before_answering_is_a_502_not_an_adoption(
             assert body["error"]["code"] == -32000
     finally:
         await server.close()
+    assert outcomes == ["owner_lost"]
 
 
 def test_hop_by_hop_headers_and_those_connection_names_are_not_passed() -> None:

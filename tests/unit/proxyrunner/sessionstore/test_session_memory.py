@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from testkit.sessionstores import check_events_window
 
 from moorage_proxyrunner.sessionstore.memory import MemoryStore
 from moorage_proxyrunner.sessionstore.records import RecordError, SessionRecord
@@ -123,17 +124,7 @@ async def test_delete_forgets_the_session_and_its_events(store: MemoryStore) -> 
 
 
 async def test_events_are_kept_per_stream_within_the_window(store: MemoryStore) -> None:
-    await store.create(record(), idle_timeout=60)
-    for n in range(1, 6):
-        await store.append_event("s1", "main", str(n), f"m{n}".encode())
-    # Five appended, four kept: "1" has left the window.
-    assert await store.events_after("s1", "main", "1") is None
-    assert await store.events_after("s1", "main", "2") == [("3", b"m3"), ("4", b"m4"), ("5", b"m5")]
-    assert await store.events_after("s1", "main", "5") == []
-    await store.append_event("s1", "other", "9", b"o")
-    assert await store.events_after("s1", "other", "9") == []
-    assert await store.events_after("s1", "main", "9") is None
-    assert await store.events_after("s1", "main", "3") == [("4", b"m4"), ("5", b"m5")]
+    await check_events_window(store, record())
 
 
 async def test_events_of_an_unknown_session_or_with_no_window_are_not_kept(clock: Clock) -> None:

@@ -9,17 +9,25 @@ import contextlib
 
 from prometheus_client import CollectorRegistry
 
+from moorage_api.runconfig import RunConfigSessionStorage
 from moorage_core.supervising import TaskSupervisor
 from moorage_proxyrunner.backends.reverse.endpoints import HttpEndpoints
 from moorage_proxyrunner.config.limits import Limits
 from moorage_proxyrunner.config.settings import ProxyRunnerSettings
 from moorage_proxyrunner.front.metrics import ProxyMetrics
+from moorage_proxyrunner.policy.redisbuckets import RedisBuckets
 from moorage_proxyrunner.protocol.pipeline import Pipeline
 from moorage_proxyrunner.sessionstore.memory import MemoryStore
 from moorage_proxyrunner.sessionstore.opening import keep_alive, open_session_store
 from moorage_proxyrunner.sessionstore.records import SessionRecord
+from moorage_proxyrunner.sessionstore.redisstore import RedisStore
 from moorage_proxyrunner.sessionstore.store import SessionStoreUnavailable
-from moorage_proxyrunner.startup.assembly import Backend, build_endpoints, share_sessions
+from moorage_proxyrunner.startup.assembly import (
+    Backend,
+    build_endpoints,
+    share_sessions,
+    shared_buckets,
+)
 
 
 async def test_memory_storage_is_a_memory_store_bounded_by_the_limits() -> None:
@@ -97,3 +105,41 @@ def test_endpoints_built_alone_keep_sessions_in_their_own_memory() -> None:
     )
     assert isinstance(endpoints.store, MemoryStore)
     assert endpoints.address == "127.0.0.1:9100"
+
+
+async def test_redis_storage_is_a_redis_store_whose_client_the_buckets_share() -> None:
+    storage = RunConfigSessionStorage.model_validate(
+        {"type": "redis", "redis": {"address": "127.0.0.1:1", "key_prefix": "p:"}}
+    )
+    settings = ProxyRunnerSettings(session_storage=storage, limits=Limits(resume_window=7))
+    async with contextlib.AsyncExitStack() as stack:
+        supervisor = TaskSupervisor()
+        stack.push_async_callback(supervisor.aclose)
+        sharing = share_sessions(settings, supervisor=supervisor, stack=stack)
+        assert isinstance(sharing.store, RedisStore)
+        assert sharing.store.key_prefix == "p:"
+        buckets = shared_buckets(sharing)
+        assert isinstance(buckets, RedisBuckets)
+        assert buckets.client is sharing.store.client
+        assert buckets.key_prefix == "p:"
+    memory = ProxyRunnerSettings()
+    async with contextlib.AsyncExitStack() as stack:
+        supervisor = TaskSupervisor()
+        stack.push_async_callback(supervisor.aclose)
+        assert shared_buckets(share_sessions(memory, supervisor=supervisor, stack=stack)) is None
+
+
+def test_the_replicas_sharing_is_measured() -> None:
+    registry = CollectorRegistry()
+    metrics = ProxyMetrics(registry)
+    metrics.count_forward("ok")
+    metrics.session_store_errors.labels("load").inc()
+    metrics.sessions_adopted.labels("sse").inc()
+    assert (
+        registry.get_sample_value("moorage_proxy_requests_forwarded_total", {"outcome": "ok"}) == 1
+    )
+    assert (
+        registry.get_sample_value("moorage_proxy_session_store_errors_total", {"operation": "load"})
+        == 1
+    )
+    assert registry.get_sample_value("moorage_proxy_sessions_adopted_total", {"kind": "sse"}) == 1

@@ -281,7 +281,7 @@ class HttpEndpoints(Refusing):
         self.store: SessionStore = store or memory_store(settings.limits)
         self.address = address or settings.advertise_address
         self._own_forwarder = forwarder is None
-        self.forwarder = forwarder or Forwarder()
+        self.forwarder = forwarder or Forwarder(on_outcome=metrics.count_forward)
         self._targets = [self.client.target(url) for url in self.targets]
         self._next = itertools.cycle(range(len(self.targets)))
         self._pins: dict[str, _Pin] = {}
@@ -965,11 +965,9 @@ class HttpEndpoints(Refusing):
         self, request: web.Request, owner: str, body: bytes | None
     ) -> web.StreamResponse | None:
         """The owner's answer to `request`; None when the owner cannot be reached."""
-        answer = await self.forwarder.forward_to_owner(
+        return await self.forwarder.forward_to_owner(
             request, owner=owner, body=body, address=self.address
         )
-        self.metrics.requests_forwarded.labels("ok" if answer is not None else "unreachable").inc()
-        return answer
 
     def _touch(self, session_id: str) -> None:
         """Restart the session's idle timeout in the store, now and then, in the background."""
