@@ -120,28 +120,33 @@ async def replica(
         yield Replica(client, endpoints, registry)
 
 
+def streamable_app(upstream: Ending) -> web.Application:
+    app = web.Application()
+    app.router.add_post("/mcp", upstream.mcp)
+    app.router.add_get("/mcp", upstream.stream)
+    app.router.add_delete("/mcp", upstream.delete)
+    return app
+
+
 @contextlib.asynccontextmanager
 async def two_replicas(
-    upstream: Ending,
+    app: web.Application, path: str = "/mcp", transport: str = "streamable-http"
 ) -> AsyncIterator[tuple[FlakyStore, Replica, contextlib.AsyncExitStack, Replica]]:
-    """The store, the first replica (with the stack that stops it) and the second."""
+    """Two replicas in front of the upstream `app` serves at `path`: the store, the first
+    replica (with the stack that stops it) and the second."""
     async with contextlib.AsyncExitStack() as stack:
-        app = web.Application()
-        app.router.add_post("/mcp", upstream.mcp)
-        app.router.add_get("/mcp", upstream.stream)
-        app.router.add_delete("/mcp", upstream.delete)
         server = await stack.enter_async_context(TestServer(app))
-        url = str(server.make_url("/mcp"))
+        url = str(server.make_url(path))
         store = FlakyStore()
         first_stack = await stack.enter_async_context(contextlib.AsyncExitStack())
-        first = await first_stack.enter_async_context(replica(url, store))
-        second = await stack.enter_async_context(replica(url, store))
+        first = await first_stack.enter_async_context(replica(url, store, transport))
+        second = await stack.enter_async_context(replica(url, store, transport))
         yield store, first, first_stack, second
 
 
 async def test_a_session_opened_on_one_replica_is_served_by_the_other_for_its_subject() -> None:
     upstream = Ending("a")
-    async with two_replicas(upstream) as (store, first, _, second):
+    async with two_replicas(streamable_app(upstream)) as (store, first, _, second):
         opened = await first.client.post("/mcp", json=INITIALIZE, headers=headers(subject="al"))
         session = opened.headers["Mcp-Session-Id"]
         stored = await store.load(session)
@@ -174,7 +179,7 @@ def upstream_url(replica: Replica) -> str:
 
 async def test_the_get_stream_goes_to_the_owner_and_is_adopted_once_it_is_gone() -> None:
     upstream = Ending("a", events=b"id: e1\nevent: message\ndata: {}\n\n")
-    async with two_replicas(upstream) as (store, first, first_stack, second):
+    async with two_replicas(streamable_app(upstream)) as (store, first, first_stack, second):
         opened = await first.client.post("/mcp", json=INITIALIZE, headers=headers(subject="al"))
         session = opened.headers["Mcp-Session-Id"]
         get = {"Accept": "text/event-stream", "Mcp-Session-Id": session, "X-Subject": "al"}
@@ -220,7 +225,7 @@ async def test_the_get_stream_goes_to_the_owner_and_is_adopted_once_it_is_gone()
 
 async def test_without_the_store_new_sessions_get_503_and_held_ones_go_on() -> None:
     upstream = Ending("a")
-    async with two_replicas(upstream) as (store, first, _, second):
+    async with two_replicas(streamable_app(upstream)) as (store, first, _, second):
         opened = await first.client.post("/mcp", json=INITIALIZE, headers=headers(subject="al"))
         session = opened.headers["Mcp-Session-Id"]
         store.down = True
@@ -290,16 +295,11 @@ async def next_message(stream: Any, parser: EventParser) -> tuple[str, Any]:
 
 async def test_an_sse_post_on_another_replica_is_answered_on_the_stream_until_it_is_gone() -> None:
     upstream = SseUpstream()
-    async with contextlib.AsyncExitStack() as stack:
-        app = web.Application()
-        app.router.add_get("/sse", upstream.sse)
-        app.router.add_post("/messages", upstream.messages)
-        server = await stack.enter_async_context(TestServer(app))
-        url = str(server.make_url("/sse"))
-        store = FlakyStore()
-        first_stack = await stack.enter_async_context(contextlib.AsyncExitStack())
-        first = await first_stack.enter_async_context(replica(url, store, "sse"))
-        second = await stack.enter_async_context(replica(url, store, "sse"))
+    app = web.Application()
+    app.router.add_get("/sse", upstream.sse)
+    app.router.add_post("/messages", upstream.messages)
+    async with two_replicas(app, "/sse", "sse") as (store, first, first_stack, second):
+        url = upstream_url(first)
 
         stream = await first.client.get("/sse", headers={"X-Subject": "al"})
         parser = EventParser()
