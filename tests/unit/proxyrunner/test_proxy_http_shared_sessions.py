@@ -158,18 +158,21 @@ async def test_a_session_opened_on_one_replica_is_served_by_the_other_for_its_su
         )
         assert stored.state == {"target": upstream_url(first)}
 
+        async def refused() -> None:
+            foreign = await second.client.post("/mcp", json=LIST, headers=headers(session, "bob"))
+            unknown = await second.client.post("/mcp", json=LIST, headers=headers("nope", "bob"))
+            assert foreign.status == unknown.status == 404
+            assert await foreign.json() == await unknown.json()
+            anonymous = await second.client.post("/mcp", json=LIST, headers=headers(session))
+            assert anonymous.status == 404
+
+        await refused()  # from the record alone
         served = await second.client.post("/mcp", json=LIST, headers=headers(session, "al"))
         assert served.status == 200
         assert (await served.json())["result"] == {"server": "a"}
         assert upstream.posted[-1] == (LIST, session)
         assert second.metric("moorage_proxy_requests_forwarded_total", outcome="ok") == 0
-
-        foreign = await second.client.post("/mcp", json=LIST, headers=headers(session, "bob"))
-        unknown = await second.client.post("/mcp", json=LIST, headers=headers("nope", "bob"))
-        assert foreign.status == unknown.status == 404
-        assert await foreign.json() == await unknown.json()
-        anonymous = await second.client.post("/mcp", json=LIST, headers=headers(session))
-        assert anonymous.status == 404
+        await refused()  # and once pinned there
         assert [body["method"] for body, _ in upstream.posted] == ["initialize", "tools/list"]
 
 

@@ -868,8 +868,13 @@ class HttpEndpoints(Refusing):
             if pin.owned or not needs_owner:
                 return pin.target
         try:
-            placed = await self._place_stored(
-                request, session_id, identity, needs_owner=needs_owner, body=body
+            record = await self.store.load(session_id)
+            placed = (
+                None
+                if record is None
+                else await self._place_stored(
+                    request, record, identity, needs_owner=needs_owner, body=body
+                )
             )
         except SessionStoreUnavailable as exc:
             if pin is not None:
@@ -877,6 +882,8 @@ class HttpEndpoints(Refusing):
             return self._store_unavailable(exc, "load", started, request_id)
         if placed is not None:
             return placed
+        if record is not None:
+            return self._unknown_session(started, request_id)  # another's, or gone with its target
         if pin is not None:
             return pin.target  # the store lost it; the upstream says whether it still exists
         if identity.subject is None and len(self.targets) == 1:
@@ -888,15 +895,14 @@ class HttpEndpoints(Refusing):
     async def _place_stored(
         self,
         request: web.Request,
-        session_id: str,
+        record: SessionRecord,
         identity: Identity,
         *,
         needs_owner: bool,
         body: bytes | None,
     ) -> int | web.StreamResponse | None:
-        """`_place` from the session's record; None: an unknown session."""
-        record = await self.store.load(session_id)
-        if record is None or not self._may_use(record, identity, STREAMABLE):
+        """`_place` from the session's record; None: refused, as an unknown session."""
+        if not self._may_use(record, identity, STREAMABLE):
             return None
         target = target_index(record, self.targets)
         forwarded = is_forwarded(request)
