@@ -60,6 +60,8 @@ class FlakyStore(MemoryStore):
     def __init__(self) -> None:
         super().__init__(max_sessions=100, resume_window=0)
         self.down = False
+        self.rival: str | None = None
+        """A replica that claims every session a moment before anyone else does."""
 
     @property
     def shared(self) -> bool:
@@ -84,6 +86,11 @@ class FlakyStore(MemoryStore):
     async def is_alive(self, address: str) -> bool:
         self._check()
         return await super().is_alive(address)
+
+    async def claim(self, session_id: str, *, expected_owner: str, owner: str) -> bool:
+        if self.rival is not None:
+            await super().claim(session_id, expected_owner=expected_owner, owner=self.rival)
+        return await super().claim(session_id, expected_owner=expected_owner, owner=owner)
 
 
 @dataclass
@@ -345,3 +352,28 @@ async def test_an_sse_post_on_another_replica_is_answered_on_the_stream_until_it
         gone = await second.client.post(path, json=LIST, headers=headers(subject="al"))
         assert gone.status == 404
         assert len(upstream.posted) == 1
+
+
+async def test_a_replica_that_loses_the_race_to_adopt_a_session_sends_it_to_the_winner() -> None:
+    upstream = Ending("a")
+    async with (
+        two_replicas(streamable_app(upstream)) as (store, first, first_stack, second),
+        replica(upstream_url(first), store) as third,
+    ):
+        opened = await first.client.post("/mcp", json=INITIALIZE, headers=headers(subject="al"))
+        session = opened.headers["Mcp-Session-Id"]
+        await first.client.post("/mcp", json=SUBSCRIBE, headers=headers(session, "al"))
+        await first_stack.aclose()
+
+        store.rival = third.endpoints.address
+        get = {"Accept": "text/event-stream", "Mcp-Session-Id": session, "X-Subject": "al"}
+        relayed = await second.client.get("/mcp", headers=get)
+        assert relayed.status == 200
+        assert second.metric("moorage_proxy_sessions_adopted_total", kind="streamable-http") == 0
+        assert second.metric("moorage_proxy_requests_forwarded_total", outcome="ok") == 1
+        stored = await store.load(session)
+        assert stored is not None
+        assert stored.owner == third.endpoints.address
+        # The winner serves it as its own: the subscription is its to end.
+        assert second.endpoints.recheck_subscriptions(lambda identity, uri: False) == 0
+        assert third.endpoints.recheck_subscriptions(lambda identity, uri: False) == 1

@@ -945,8 +945,9 @@ class HttpEndpoints(Refusing):
             answer = await self._forward(request, winner.owner, body)
             if answer is not None:
                 return answer
-        # Nobody reachable holds it: served here, from the record, without owning it.
-        self._pin(record, target, owned=False)
+        # Nobody reachable holds it (or this replica does after all): served here.
+        owned = winner is not None and winner.owner == self.address
+        self._pin(winner or record, target, owned=owned)
         return target
 
     @staticmethod
