@@ -19,11 +19,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import signal
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -34,17 +30,17 @@ from e2e.proxy.proxykit import (
     JSON,
     call,
     initialize_request,
-    is_healthy,
     next_sse_events,
     serving_toolbox,
 )
+from e2e.scaleout.scaleoutkit import http_backend, runconfig
 from mcp import Client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
-from testkit.commands import command_env, free_port
 from testkit.issuer import LocalIssuer, serving_issuer
-from testkit.redisserver import RedisServer, running_redis
+from testkit.redisserver import running_redis
+from testkit.replicas import Replica, is_healthy, metric, running_replicas
 from testkit.waiting import eventually
 
 from moorage_proxyrunner.protocol.sse import EventParser
@@ -55,99 +51,14 @@ TOOLS_LIST = {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}}
 INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
 
 
-@dataclass
-class Replica:
-    base: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def kill(self) -> None:
-        """The replica dies at once, as a crashed pod does (no handover)."""
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-
-def runconfig(redis: RedisServer, issuer: LocalIssuer | None) -> dict[str, Any]:
-    config: dict[str, Any] = {
-        "schema_version": "moorage/v1",
-        "session_storage": {
-            "type": "redis",
-            "redis": {"address": redis.address, "key_prefix": "moorage:e2e:http:"},
-        },
-    }
-    if issuer is not None:
-        config["oidc"] = {"type": "oidc", "issuer": issuer.url, "audience": issuer.audience}
-    return config
-
-
-@contextlib.contextmanager
-def replicas(
-    config: dict[str, Any], directory: Path, *, transport: str, url: str, count: int = 3
-) -> Iterator[list[Replica]]:
-    """`count` proxy processes fronting `url` with `config`."""
-    path = directory / "runconfig.json"
-    path.write_text(json.dumps(config))
-    started: list[Replica] = []
-    try:
-        for index in range(count):
-            port = free_port()
-            log = directory / f"proxy-{index}.log"
-            with log.open("wb") as out:
-                process = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "moorage_proxyrunner",
-                        "run",
-                        "--local",
-                        "--port",
-                        str(port),
-                        "--transport",
-                        transport,
-                        "--target-url",
-                        url,
-                        "--config",
-                        str(path),
-                    ],
-                    env=command_env(),
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
-            started.append(Replica(f"http://127.0.0.1:{port}", process, log))
-        yield started
-        for replica in started:
-            if replica.process.returncode is None:
-                assert replica.process.poll() is None, replica.log.read_text()[-3000:]
-    finally:
-        for replica in started:
-            if replica.process.poll() is None:
-                replica.process.terminate()
-        for replica in started:
-            try:
-                replica.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                replica.process.kill()
-                replica.process.wait()
-
-
 async def all_healthy(started: list[Replica]) -> list[str]:
     for replica in started:
         await eventually(
-            lambda base=replica.base: is_healthy(f"{base}/health"),
+            lambda base=replica.base: is_healthy(base),
             message=f"{replica.base} healthy",
             timeout=90,
         )
     return [replica.base for replica in started]
-
-
-async def metric(base: str, name: str) -> float:
-    async with aiohttp.ClientSession() as http, http.get(f"{base}/metrics") as resp:
-        text = await resp.text()
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(name) and not line.startswith("#")
-    )
 
 
 @contextlib.asynccontextmanager
@@ -159,8 +70,9 @@ async def authenticated_replicas(
     kind = "sse" if transport == "sse" else "streamable-http"
     with running_redis(directory) as redis:
         async with serving_issuer() as issuer, serving_toolbox(transport) as url:
-            config = runconfig(redis, issuer)
-            with replicas(config, directory, transport=kind, url=url) as started:
+            oidc = {"type": "oidc", "issuer": issuer.url, "audience": issuer.audience}
+            config = runconfig(redis, oidc=oidc)
+            with running_replicas(directory, config, http_backend(kind, url), count=3) as started:
                 yield issuer, started, await all_healthy(started)
 
 
@@ -325,14 +237,14 @@ async def test_a_legacy_sse_session_is_answered_on_its_stream_from_every_replica
             return client
 
         transport = sse_client(f"{bases[1]}/sse", headers=headers, httpx_client_factory=factory)
-        forwarded = 'moorage_proxy_requests_forwarded_total{outcome="ok"}'
-        before = await metric(bases[2], forwarded)
+        forwarded = "moorage_proxy_requests_forwarded_total"
+        before = await metric(bases[2], forwarded, outcome="ok")
         async with Client(transport, mode="legacy") as client:
             for index in range(4):
                 result = await client.call_tool("echo", {"text": f"post {index}"})
                 assert f"post {index}" in result.content[0].text  # type: ignore[union-attr]
         # Half its POSTs (initialize, initialized, four calls) went through replica 3.
-        assert await metric(bases[2], forwarded) - before == 3
+        assert await metric(bases[2], forwarded, outcome="ok") - before == 3
 
 
 async def test_without_redis_new_sessions_are_refused_held_ones_go_on_and_all_come_back(
@@ -340,8 +252,8 @@ async def test_without_redis_new_sessions_are_refused_held_ones_go_on_and_all_co
 ) -> None:
     with running_redis(tmp_path) as redis:
         async with serving_toolbox("http") as url:
-            config = runconfig(redis, None)
-            with replicas(config, tmp_path, transport="streamable-http", url=url) as started:
+            backend = http_backend("streamable-http", url)
+            with running_replicas(tmp_path, runconfig(redis), backend, count=3) as started:
                 bases = await all_healthy(started)
                 async with aiohttp.ClientSession() as http:
                     session = await open_session(http, bases[0], JSON)
@@ -377,4 +289,4 @@ async def test_without_redis_new_sessions_are_refused_held_ones_go_on_and_all_co
                     )
                     assert status == 200
                 for replica in started:
-                    assert replica.process.poll() is None, replica.log.read_text()[-3000:]
+                    assert replica.alive, replica.log.read_text()[-3000:]
