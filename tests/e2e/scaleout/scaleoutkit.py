@@ -26,6 +26,7 @@ KEY_PREFIX = "moorage:e2e:scaleout:"
 STDIO_TOOLBOX = ("--", *TOOLBOX, "stdio")
 STDIO_TIME = ("--", *TIME_SERVER)
 REQUESTS = "moorage_proxy_requests_total"
+FORWARDED = "moorage_proxy_requests_forwarded_total"
 
 
 def http_backend(transport: str, url: str) -> tuple[str, ...]:
@@ -63,6 +64,16 @@ class ScaledOut:
         """MCP requests each replica has answered so far (a killed one: 0)."""
         return [
             await metric(replica.base, REQUESTS) if replica.alive else 0.0
+            for replica in self.replicas
+        ]
+
+    async def received(self) -> list[float]:
+        """MCP requests that reached each replica so far: those it answered and those it
+        passed to their session's owner (a request forwarded to the owner counts on both)."""
+        return [
+            await metric(replica.base, REQUESTS) + await metric(replica.base, FORWARDED)
+            if replica.alive
+            else 0.0
             for replica in self.replicas
         ]
 
@@ -136,5 +147,5 @@ def text_of(result: Any) -> str:
 
 
 def spread(before: list[float], after: list[float]) -> list[float]:
-    """Requests each replica served between two `served()` readings."""
+    """Requests per replica between two `served()` or `received()` readings."""
     return [b - a for a, b in zip(before, after, strict=True)]
