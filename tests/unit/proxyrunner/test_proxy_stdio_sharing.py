@@ -497,3 +497,18 @@ async def test_a_replica_started_without_the_store_seals_with_the_shared_key_onc
         store.down = False
         await a.endpoints._share_seal_key()
         assert a.endpoints.bridge.parked_at(state, principal=None) == "10.0.0.9:8080"
+
+
+async def test_a_sessions_written_state_leaves_nothing_behind_once_it_is_in_the_store() -> None:
+    store = SharedMemory(max_sessions=10, resume_window=8)
+    sharing = SessionSharing(store, address="10.0.0.1:8080", forwarder=None, idle_timeout=60)
+    await sharing.create(record_of("s"))
+    sharing.update("s", {"logLevel": "info"})
+    sharing.update("gone", {"logLevel": "info"})
+
+    async def written() -> bool:
+        record = await store.load("s")
+        return record is not None and record.state.get("logLevel") == "info"
+
+    await eventually(written)
+    await eventually(lambda: not sharing._writes)
