@@ -33,7 +33,7 @@ from moorage_proxyrunner.backends.stdio.bridge import StdioBridge
 from moorage_proxyrunner.backends.stdio.channels import ChannelFactory
 from moorage_proxyrunner.backends.stdio.endpoints import BridgeEndpoints
 from moorage_proxyrunner.config.settings import ProxyRunnerSettings
-from moorage_proxyrunner.front.app import Endpoints, make_app, serve
+from moorage_proxyrunner.front.app import Endpoints, Handover, make_app, serve
 from moorage_proxyrunner.front.metrics import ProxyMetrics
 from moorage_proxyrunner.policy.chain import Middleware
 from moorage_proxyrunner.policy.reload import RunConfigReloader
@@ -131,9 +131,11 @@ async def serve_proxy(
     handle_signals: bool,
     reloading: Reloading | None = None,
     startup: Callable[[], Awaitable[None]] | None = None,
+    handover: Handover | None = None,
 ) -> None:
     """Serve `endpoints` behind `middleware` until `stop` (or SIGTERM/SIGINT with
-    `handle_signals`); a background task that failed meanwhile is re-raised."""
+    `handle_signals`), drain, and run `handover`; a background task that failed meanwhile is
+    re-raised."""
     app = make_app(settings, endpoints=endpoints, registry=registry, supervisor=supervisor)
     middleware.install(app, primary_path=primary_path(transport))
     if uses_outgoing(endpoints):
@@ -156,5 +158,6 @@ async def serve_proxy(
         on_listening=on_listening,
         handle_signals=handle_signals,
         startup=startup,
+        handover=handover,
     )
     supervisor.raise_if_failed()
