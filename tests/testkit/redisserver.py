@@ -178,3 +178,27 @@ def running_redis(
         yield server
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def running_sentinel(
+    primary: RedisServer, directory: Path, *, name: str = "mymaster"
+) -> Iterator[RedisServer]:
+    """A Sentinel watching `primary` under `name`, stopped at the end."""
+    sentinel = RedisServer(primary.binary, directory, sentinel_for=(name, primary))
+    sentinel.start()
+    try:
+        yield sentinel
+    finally:
+        sentinel.stop()
+
+
+def through_sentinel(sentinel: RedisServer) -> dict[str, object]:
+    """RunConfig `redis` fields that find the primary through `sentinel` (its `address` is
+    then unused)."""
+    assert sentinel.sentinel_for is not None, "not a sentinel"
+    name = sentinel.sentinel_for[0]
+    return {
+        "address": "127.0.0.1:1",
+        "sentinel": {"master_name": name, "addresses": [sentinel.address]},
+    }

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -29,11 +30,16 @@ from moorage_proxyrunner.config.limits import (
     drain_timeout_from,
     limits_from,
 )
-from moorage_proxyrunner.config.settings import DEFAULT_MAX_BODY_BYTES, ProxyRunnerSettings
+from moorage_proxyrunner.config.settings import (
+    ADVERTISE_ADDRESS_ENV,
+    DEFAULT_MAX_BODY_BYTES,
+    ProxyRunnerSettings,
+    advertise_address_from,
+)
 from moorage_proxyrunner.config.toolpolicy import ToolPolicy
 from moorage_proxyrunner.policy.chain import LiveConfig, LiveConfigError, tool_policy_from_runconfig
-from moorage_proxyrunner.policy.redisbuckets import RedisSettingError, connection_options
 from moorage_proxyrunner.policy.reload import load_local_runconfig
+from moorage_proxyrunner.sessionstore.redisconn import RedisSettingError, connection_options
 from moorage_proxyrunner.startup.local import LocalBackend, LocalConfig, run_local
 
 DEFAULT_CONFIG = "/etc/moorage/runconfig.json"
@@ -59,6 +65,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     )
     run.add_argument("--host", default=None, help="listen address (default 127.0.0.1 with --local)")
     run.add_argument("--port", type=int, default=8080, help="listen port (default 8080)")
+    run.add_argument(
+        "--advertise-address",
+        metavar="HOST:PORT",
+        default=None,
+        help="where the other replicas reach this one's MCP port (default $POD_IP:<port> when "
+        f"POD_IP is set, else 127.0.0.1:<port>) [env {ADVERTISE_ADDRESS_ENV}]",
+    )
     run.add_argument(
         "--transport",
         choices=TRANSPORTS,
@@ -143,6 +156,9 @@ def settings_from(
         allowed_hosts=parse_list(args.allowed_hosts),
         tool_policy=ToolPolicy(allowed=frozenset(parse_list(args.tools_filter))),
         limits=limits_from(args),
+        advertise_address=advertise_address_from(
+            args.advertise_address, port=args.port, environ=os.environ
+        ),
     )
     if config is None:
         return settings

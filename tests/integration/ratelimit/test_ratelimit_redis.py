@@ -18,17 +18,20 @@ from conftest import PASSWORD
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
-from testkit.redisserver import RedisServer, running_redis, write_tls_files
+from testkit.redisserver import (
+    RedisServer,
+    running_redis,
+    running_sentinel,
+    through_sentinel,
+    write_tls_files,
+)
 
 from moorage_api.runconfig import RunConfigRedis
 from moorage_proxyrunner.policy import redisbuckets
 from moorage_proxyrunner.policy.ratelimit import StoreUnavailable, subject_key, tool_key
-from moorage_proxyrunner.policy.redisbuckets import (
-    RedisBuckets,
-    RedisSettingError,
-    open_redis_buckets,
-)
+from moorage_proxyrunner.policy.redisbuckets import RedisBuckets, open_redis_buckets
 from moorage_proxyrunner.policy.tokenbuckets import BucketLimit, BucketState, take
+from moorage_proxyrunner.sessionstore.redisconn import RedisSettingError
 
 PREFIX = "moorage:test:time:"
 
@@ -216,14 +219,8 @@ async def test_tls_with_the_ca_from_the_runconfig(tmp_path: Path) -> None:
 async def test_the_primary_is_found_through_sentinel(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    sentinel = RedisServer(redis_server.binary, tmp_path, sentinel_for=("mymaster", redis_server))
-    sentinel.start()
-    try:
-        config = redis_settings(
-            redis_server,
-            address="127.0.0.1:1",  # unused with sentinel: the primary is asked of it
-            sentinel={"master_name": "mymaster", "addresses": [sentinel.address]},
-        )
+    with running_sentinel(redis_server, tmp_path) as sentinel:
+        config = redis_settings(redis_server, **through_sentinel(sentinel))
         store = open_redis_buckets(config)
         try:
             assert (await store.take([subject_key("a")], [BucketLimit(60, 1)])).allowed
@@ -235,5 +232,3 @@ async def test_the_primary_is_found_through_sentinel(
             assert await client.exists(PREFIX + subject_key("a"))
         finally:
             await client.aclose()
-    finally:
-        sentinel.stop()

@@ -15,7 +15,7 @@ from moorage_api.runconfig import REDIS_PASSWORD_ENV, RunConfig, RunConfigRedis
 from moorage_core.errors import NotFound
 from moorage_core.kube import KubeClient
 from moorage_core.startup import EXIT_CONFIG, StartupFailure
-from moorage_proxyrunner.policy.redisbuckets import (
+from moorage_proxyrunner.sessionstore.redisconn import (
     RedisSettingError,
     connection_options,
     fetch_redis_ca,

@@ -6,6 +6,9 @@ a change that can be applied live (the tool policy) is swapped on the step that 
 
 from __future__ import annotations
 
+import ipaddress
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from moorage_api.mcpserver import StdioEra
@@ -15,11 +18,15 @@ from moorage_api.runconfig import (
     RunConfigRateLimits,
     RunConfigSessionStorage,
 )
+from moorage_core.settings import SettingError
 from moorage_proxyrunner.config.limits import DEFAULT_DRAIN_TIMEOUT, Limits
 from moorage_proxyrunner.config.toolpolicy import ToolPolicy
 
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+ADVERTISE_ADDRESS_ENV = "MOORAGE_ADVERTISE_ADDRESS"
+ADVERTISE_ADDRESS_SETTING = f"{ADVERTISE_ADDRESS_ENV} / --advertise-address"
+_HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +82,57 @@ class ProxyRunnerSettings:
     """Seconds between the `initialize` checks of a remote MCP server (default 60)."""
     limits: Limits = field(default_factory=Limits)
     """Time, session, queue and in-flight bounds (`moorage_proxyrunner.config.limits`)."""
+    advertise_address: str = ""
+    """`host:port` at which the other replicas reach this one's MCP port (sessions are
+    forwarded to their owner there, and it names the owner in the session store). Empty: the
+    loopback address at `port` (the start-ups fill it with `advertise_address_from`)."""
+
+    def __post_init__(self) -> None:
+        if not self.advertise_address:
+            object.__setattr__(self, "advertise_address", f"127.0.0.1:{self.port}")
 
     @property
     def is_loopback(self) -> bool:
         return self.host in LOOPBACK_HOSTS
+
+
+def parse_advertise_address(text: str) -> str:
+    """`text` when it is `host:port` (a host name, an IPv4 address or an IPv6 address in
+    brackets; a port from 1 to 65535); SettingError otherwise."""
+    host, sep, port = text.strip().rpartition(":")
+    problem = None
+    if not sep or not host:
+        problem = "expected host:port"
+    elif not port.isdigit() or not 1 <= int(port) <= 65535:
+        problem = f"port {port!r} is not a number from 1 to 65535"
+    elif host.startswith("["):
+        if not host.endswith("]") or not _is_ipv6(host[1:-1]):
+            problem = f"{host!r} is not an IPv6 address in brackets"
+    elif ":" in host:
+        problem = "an IPv6 address goes in brackets, e.g. [fd00::1]:8080"
+    elif _HOST_NAME.fullmatch(host) is None or len(host) > 253:
+        problem = f"{host!r} is not a host name or IPv4 address"
+    if problem is not None:
+        raise SettingError(f"{ADVERTISE_ADDRESS_SETTING}: {text!r}: {problem}")
+    return f"{host}:{int(port)}"
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def advertise_address_from(flag: str | None, *, port: int, environ: Mapping[str, str]) -> str:
+    """The replica's advertised address: the flag, else `MOORAGE_ADVERTISE_ADDRESS`, else
+    `$POD_IP:<port>` (the operator sets `POD_IP` from the pod's status), else loopback.
+    SettingError naming the setting when the address is not `host:port`."""
+    chosen = flag or environ.get(ADVERTISE_ADDRESS_ENV)
+    if chosen:
+        return parse_advertise_address(chosen)
+    pod_ip = environ.get("POD_IP")
+    if pod_ip:
+        return f"[{pod_ip}]:{port}" if ":" in pod_ip else f"{pod_ip}:{port}"
+    return f"127.0.0.1:{port}"

@@ -1,8 +1,10 @@
 """The proxy runner's Prometheus metrics, created against an injected registry.
 
 Names mirror the rest of Moorage (`moorage_<component>_...`): requests by MCP method and
-outcome, request latency, open client sessions, backend restarts, and messages dropped because
-a client did not read its stream.
+outcome, request latency, open client sessions, backend restarts, messages dropped because
+a client did not read its stream, and how sessions are shared between replicas (session store
+failures, sessions adopted from a replica that is gone, requests forwarded to a session's
+owner).
 """
 
 from __future__ import annotations
@@ -103,10 +105,37 @@ class ProxyMetrics:
             "Server messages dropped because the client's stream was full or gone.",
             registry=registry,
         )
+        self.session_store_errors = Counter(
+            "moorage_proxy_session_store_errors_total",
+            "Session store operations that failed (Redis unreachable or answering what the "
+            "proxy did not write), by operation.",
+            ["operation"],
+            registry=registry,
+        )
+        self.sessions_adopted = Counter(
+            "moorage_proxy_sessions_adopted_total",
+            "Sessions this replica took over from a replica that was gone or had released "
+            "them, by session kind (streamable-http, sse, aggregate).",
+            ["kind"],
+            registry=registry,
+        )
+        # Counted by the start-up's `Forwarder` (`count_forward`), for every forwarded request.
+        self.requests_forwarded = Counter(
+            "moorage_proxy_requests_forwarded_total",
+            "Client requests passed to the replica owning their session, by outcome (ok, "
+            "owner_unreachable, owner_lost).",
+            ["outcome"],
+            registry=registry,
+        )
 
         # Resolving label values costs more than the update itself: keep the children.
         self._counters: dict[tuple[str, str], Any] = {}
         self._histograms: dict[str, Any] = {}
+
+    def count_forward(self, outcome: str) -> None:
+        """One forwarded request: `ok` (the owner answered), `owner_unreachable` (no
+        connection: the caller adopts the session), `owner_lost` (lost before answering)."""
+        self.requests_forwarded.labels(outcome).inc()
 
     def observe(self, method: str, status: str, seconds: float) -> None:
         label = method_label(method)

@@ -130,7 +130,7 @@ class LiveConfig:
 
 def bucket_store(settings: ProxyRunnerSettings, *, redis_ca: str | None = None) -> BucketStore:
     """Where the rate-limit buckets live: Redis for `session_storage.type: redis` (shared by
-    the replicas), this process otherwise. `redisbuckets.RedisSettingError` when the Redis
+    the replicas), this process otherwise. `redisconn.RedisSettingError` when the Redis
     password variable is not set."""
     redis = settings.session_storage.redis
     if redis is None:

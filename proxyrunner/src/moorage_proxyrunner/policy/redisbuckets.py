@@ -13,36 +13,27 @@ Redis going away must not take the proxy with it: every failure (refused, reset,
 `NOAUTH`, a failover in progress) becomes `StoreUnavailable`, and for `RETRY_INTERVAL` seconds
 after one the store answers `StoreUnavailable` at once instead of making every request wait for
 a connection timeout. The next request after that tries again, so limits come back by themselves
-when Redis does. The client (redis-py's asyncio client) reconnects on its own.
+when Redis does. The client (redis-py's asyncio client, `sessionstore.redisconn`) reconnects on
+its own.
 """
 
 from __future__ import annotations
 
-import os
-import ssl
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Final
 
 import structlog
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from moorage_api.runconfig import RunConfig, RunConfigRedis
-from moorage_core.errors import KubeError
-from moorage_core.kube import CONFIGMAPS, KubeClient
+from moorage_api.runconfig import RunConfigRedis
 from moorage_proxyrunner.policy.ratelimit import StoreUnavailable
 from moorage_proxyrunner.policy.tokenbuckets import UNITS_PER_TOKEN, BucketLimit, Verdict
+from moorage_proxyrunner.sessionstore.redisconn import RETRY_INTERVAL, redis_client
 
 log = structlog.get_logger(__name__)
 
-RETRY_INTERVAL: Final = 1.0
-"""Seconds after a failure during which the store does not try Redis again."""
-SOCKET_TIMEOUT: Final = 0.5
-"""Seconds a connect or a command may take before Redis counts as unreachable."""
 EXPIRY_SLACK_MS: Final = 1000
 
 TAKE_SCRIPT: Final = f"""
@@ -88,11 +79,13 @@ return {{1, 0, -1}}
 
 
 class RedisBuckets:
-    """The `BucketStore` over a Redis client; keys are put under `key_prefix`."""
+    """The `BucketStore` over a Redis client; keys are put under `key_prefix`. With
+    `close_client=False` the client is another's (the session store's) and stays open."""
 
-    def __init__(self, client: Redis, *, key_prefix: str) -> None:
+    def __init__(self, client: Redis, *, key_prefix: str, close_client: bool = True) -> None:
         self.client = client
         self.key_prefix = key_prefix
+        self._close_client = close_client
         self._script = client.register_script(TAKE_SCRIPT)
         self._retry_at = 0.0
         self._down = False
@@ -121,91 +114,14 @@ class RedisBuckets:
         return Verdict(False, wait, blocking)
 
     async def close(self) -> None:
-        await self.client.aclose()
-
-
-def host_port(address: str) -> tuple[str, int]:
-    """`host:port` (an IPv6 host in brackets) as a pair; the API checked its form."""
-    host, _, port = address.rpartition(":")
-    return host.strip("[]"), int(port)
-
-
-class RedisSettingError(ValueError):
-    """The Redis settings cannot be used (a missing password variable); names what to fix."""
-
-
-def connection_options(
-    redis: RunConfigRedis, *, environ: Mapping[str, str] | None = None, ca_data: str | None = None
-) -> dict[str, Any]:
-    """redis-py connection keywords for `redis`: the password from the environment variable the
-    RunConfig names (`RedisSettingError` when it is not set), TLS and timeouts."""
-    env = os.environ if environ is None else environ
-    options: dict[str, Any] = {
-        "db": redis.db,
-        "socket_timeout": SOCKET_TIMEOUT,
-        "socket_connect_timeout": SOCKET_TIMEOUT,
-        # One immediate retry covers a pooled connection that Redis closed (a restart); more,
-        # with back-off, would hold every request while Redis is down.
-        "retry": Retry(NoBackoff(), 1),
-    }
-    if redis.password is not None:
-        value = env.get(redis.password.env)
-        if not value:
-            raise RedisSettingError(
-                f"session_storage.redis.password: environment variable {redis.password.env} "
-                "is not set"
-            )
-        options["password"] = value
-    tls = redis.tls
-    if tls is not None and tls.enabled:
-        options["ssl"] = True
-        if tls.insecure_skip_verify:
-            options["ssl_cert_reqs"] = ssl.CERT_NONE
-            options["ssl_check_hostname"] = False
-        if ca_data is not None:
-            options["ssl_ca_data"] = ca_data
-        elif tls.ca_file is not None:
-            options["ssl_ca_certs"] = tls.ca_file
-    return options
+        if self._close_client:
+            await self.client.aclose()
 
 
 def open_redis_buckets(
     redis: RunConfigRedis, *, environ: Mapping[str, str] | None = None, ca_data: str | None = None
 ) -> RedisBuckets:
     """The store for `redis` (no I/O yet: the client connects on first use)."""
-    options = connection_options(redis, environ=environ, ca_data=ca_data)
-    client: Redis
-    if redis.sentinel is not None:
-        sentinel = Sentinel(
-            [host_port(a) for a in redis.sentinel.addresses],
-            sentinel_kwargs={k: v for k, v in options.items() if k not in {"db", "password"}},
-            **options,
-        )
-        client = sentinel.master_for(redis.sentinel.master_name)
-    else:
-        host, port = host_port(redis.address)
-        client = Redis(host=host, port=port, **options)
-    return RedisBuckets(client, key_prefix=redis.key_prefix)
-
-
-async def fetch_redis_ca(kube: KubeClient, runconfig: RunConfig) -> str | None:
-    """The PEM CA bundle of `session_storage.redis.tls.ca_config_map_ref`, read from the
-    proxy's namespace (the operator's Role lets the proxy read that ConfigMap); None when the
-    RunConfig names none. `RedisSettingError` naming the ConfigMap when it cannot be read."""
-    redis = runconfig.session_storage.redis
-    ref = redis.tls.ca_config_map_ref if redis is not None and redis.tls is not None else None
-    if ref is None:
-        return None
-    try:
-        config_map = await kube.get(CONFIGMAPS, name=ref.name, namespace=runconfig.namespace)
-    except KubeError as exc:
-        raise RedisSettingError(
-            f"session_storage.redis.tls.ca_config_map_ref: ConfigMap {ref.name}: {exc}"
-        ) from None
-    value = (config_map.get("data") or {}).get(ref.key)
-    if not isinstance(value, str) or not value.strip():
-        raise RedisSettingError(
-            f"session_storage.redis.tls.ca_config_map_ref: ConfigMap {ref.name} has no key "
-            f"{ref.key}"
-        )
-    return value
+    return RedisBuckets(
+        redis_client(redis, environ=environ, ca_data=ca_data), key_prefix=redis.key_prefix
+    )

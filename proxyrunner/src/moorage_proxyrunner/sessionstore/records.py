@@ -81,7 +81,8 @@ def decode_record(fields: Mapping[str, str]) -> SessionRecord:
                 if name.startswith("s:")
             },
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, RecursionError) as exc:
+        # RecursionError: JSON nested deeper than the parser goes.
         raise RecordError(f"not a session record: {exc}") from None
     unknown = set(fields) - {"id", "kind", "owner", "subject", "era", "created"}
     if any(not name.startswith("s:") for name in unknown):
@@ -98,5 +99,9 @@ def check_record(record: SessionRecord) -> None:
         raise RecordError(f"unknown session kind {record.kind!r}")
     if record.subject is not None and not isinstance(record.subject, str):
         raise RecordError("a session's subject is a string or null")
-    if len(json.dumps(record.state)) > MAX_STATE_BYTES:
+    try:
+        size = len(json.dumps(record.state))
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise RecordError(f"a session's state is JSON: {exc}") from None
+    if size > MAX_STATE_BYTES:
         raise RecordError(f"a session's state is at most {MAX_STATE_BYTES} bytes")

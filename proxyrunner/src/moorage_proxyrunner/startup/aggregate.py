@@ -27,7 +27,7 @@ from moorage_proxyrunner.backends.aggregate.report import Report, status_patch
 from moorage_proxyrunner.backends.aggregate.server import Aggregator
 from moorage_proxyrunner.backends.remote.client import outgoing_client
 from moorage_proxyrunner.backends.reverse.upstream import Client
-from moorage_proxyrunner.startup.assembly import Backend
+from moorage_proxyrunner.startup.assembly import Backend, SessionSharing
 
 log = structlog.get_logger(__name__)
 
@@ -67,9 +67,11 @@ def aggregate_backend(
     stack: AsyncExitStack,
     kube: KubeClient | None = None,
     environ: Mapping[str, str] = os.environ,
+    sharing: SessionSharing | None = None,
 ) -> Backend:
     """The aggregator as the backend, its health checks started under `supervisor` and its
-    clients and sessions closed by `stack`; with `kube`, reports go to the status."""
+    clients and sessions closed by `stack`; with `kube`, reports go to the status. Its client
+    sessions are kept through `sharing` (default: in its own memory)."""
     aggregate = runconfig.aggregate
     assert aggregate is not None, "aggregate_backend is for a RunConfig with aggregate"
     clients: dict[str, Client] = {}
@@ -91,7 +93,15 @@ def aggregate_backend(
             field_manager=FIELD_MANAGER,
         )
 
-    aggregator = Aggregator(aggregate, clients, server_name=runconfig.name, report=report)
+    aggregator = Aggregator(
+        aggregate,
+        clients,
+        server_name=runconfig.name,
+        report=report,
+        store=sharing.store if sharing is not None else None,
+        address=sharing.address if sharing is not None else None,
+        forwarder=sharing.forwarder if sharing is not None else None,
+    )
     stack.push_async_callback(aggregator.close)
     supervisor.spawn("aggregate-health", aggregator.run_forever())
     log.info(

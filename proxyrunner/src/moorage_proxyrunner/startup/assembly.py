@@ -12,6 +12,7 @@ stop event, and re-raises what ended a background task. The start-ups own what t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
@@ -36,8 +37,14 @@ from moorage_proxyrunner.config.settings import ProxyRunnerSettings
 from moorage_proxyrunner.front.app import Endpoints, Handover, make_app, serve
 from moorage_proxyrunner.front.metrics import ProxyMetrics
 from moorage_proxyrunner.policy.chain import Middleware
+from moorage_proxyrunner.policy.ratelimit import BucketStore
+from moorage_proxyrunner.policy.redisbuckets import RedisBuckets
 from moorage_proxyrunner.policy.reload import RunConfigReloader
 from moorage_proxyrunner.protocol.pipeline import Pipeline
+from moorage_proxyrunner.sessionstore.forwarding import Forwarder
+from moorage_proxyrunner.sessionstore.opening import keep_alive, open_session_store
+from moorage_proxyrunner.sessionstore.redisstore import RedisStore
+from moorage_proxyrunner.sessionstore.store import SessionStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,23 +61,79 @@ class Backend:
     """Given the stdio bridge once built (the aggregator follows its clients' sessions)."""
 
 
+@dataclass(frozen=True, slots=True)
+class SessionSharing:
+    """What the endpoints share sessions with the other replicas through: the process's
+    store, this replica's advertised address, and the forwarder to a session's owner."""
+
+    store: SessionStore
+    address: str
+    forwarder: Forwarder
+
+
+def share_sessions(
+    settings: ProxyRunnerSettings,
+    *,
+    supervisor: TaskSupervisor,
+    stack: contextlib.AsyncExitStack,
+    metrics: ProxyMetrics | None = None,
+    redis_ca: str | None = None,
+) -> SessionSharing:
+    """Open the session store `settings` name and start this replica's heartbeat under
+    `supervisor`; the store and the forwarder (whose requests `metrics` counts) are closed by
+    `stack`."""
+    store = open_session_store(settings, redis_ca=redis_ca)
+    stack.push_async_callback(store.close)
+    forwarder = Forwarder(on_outcome=metrics.count_forward if metrics is not None else None)
+    stack.push_async_callback(forwarder.close)
+    address = settings.advertise_address
+    supervisor.spawn("heartbeat", keep_alive(store, address))
+    return SessionSharing(store=store, address=address, forwarder=forwarder)
+
+
+def shared_buckets(sharing: SessionSharing) -> BucketStore | None:
+    """The rate-limit buckets on the session store's Redis client (one connection pool per
+    process; the store closes it); None when the sessions are not in Redis."""
+    store = sharing.store
+    if not isinstance(store, RedisStore):
+        return None
+    return RedisBuckets(store.client, key_prefix=store.key_prefix, close_client=False)
+
+
 def primary_path(transport: str) -> str:
     """The MCP path clients use first: `/sse` for HTTP+SSE servers, `/mcp` otherwise."""
     return "/sse" if transport == "sse" else "/mcp"
 
 
 def build_endpoints(
-    backend: Backend, *, settings: ProxyRunnerSettings, metrics: ProxyMetrics, pipeline: Pipeline
+    backend: Backend,
+    *,
+    settings: ProxyRunnerSettings,
+    metrics: ProxyMetrics,
+    pipeline: Pipeline,
+    sharing: SessionSharing | None = None,
 ) -> Endpoints:
     """The MCP endpoints for `backend`: the stdio bridge over its channels, or the HTTP
-    reverse proxy to its URLs."""
+    reverse proxy to its URLs; they keep their sessions through `sharing` (default: a store
+    of their own, in memory)."""
+    store = sharing.store if sharing is not None else None
+    address = sharing.address if sharing is not None else None
+    forwarder = sharing.forwarder if sharing is not None else None
     if backend.channels is not None:
         bridge = StdioBridge(
             backend.channels, metrics=metrics, probe_era=settings.stdio_era == "auto"
         )
         if backend.bind is not None:
             backend.bind(bridge)
-        return BridgeEndpoints(bridge, settings=settings, pipeline=pipeline, metrics=metrics)
+        return BridgeEndpoints(
+            bridge,
+            settings=settings,
+            pipeline=pipeline,
+            metrics=metrics,
+            store=store,
+            address=address,
+            forwarder=forwarder,
+        )
     if backend.client is not None:
         # The outgoing credential is had last, after the audit gate (`OutgoingAuthStep`).
         pipeline = Pipeline([*pipeline.steps, OutgoingAuthStep(backend.client.auth)])
@@ -81,6 +144,9 @@ def build_endpoints(
         pipeline=pipeline,
         metrics=metrics,
         client=backend.client,
+        store=store,
+        address=address,
+        forwarder=forwarder,
     )
 
 

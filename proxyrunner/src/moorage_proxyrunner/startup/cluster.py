@@ -31,7 +31,7 @@ import argparse
 import asyncio
 import contextlib
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, TypeVar
@@ -65,25 +65,33 @@ from moorage_proxyrunner.config.limits import (
     drain_timeout_from,
     limits_from,
 )
-from moorage_proxyrunner.config.settings import DEFAULT_MAX_BODY_BYTES, ProxyRunnerSettings
+from moorage_proxyrunner.config.settings import (
+    ADVERTISE_ADDRESS_ENV,
+    DEFAULT_MAX_BODY_BYTES,
+    ProxyRunnerSettings,
+    advertise_address_from,
+    parse_advertise_address,
+)
 from moorage_proxyrunner.front.metrics import ProxyMetrics
 from moorage_proxyrunner.policy.chain import (
     LiveConfigError,
     Middleware,
     tool_policy_from_runconfig,
 )
-from moorage_proxyrunner.policy.redisbuckets import (
+from moorage_proxyrunner.policy.reload import runconfig_configmap_name
+from moorage_proxyrunner.sessionstore.redisconn import (
     RedisSettingError,
     connection_options,
     fetch_redis_ca,
 )
-from moorage_proxyrunner.policy.reload import runconfig_configmap_name
 from moorage_proxyrunner.startup.aggregate import aggregate_backend
 from moorage_proxyrunner.startup.assembly import (
     Backend,
     Reloading,
     build_endpoints,
     serve_proxy,
+    share_sessions,
+    shared_buckets,
     with_outgoing,
 )
 from moorage_proxyrunner.startup.remote import remote_backend
@@ -154,6 +162,8 @@ class ClusterOptions:
     """For a stdio server: run this command next to the proxy instead of attaching to the pod
     (the words after `--`). A development aid — the demo uses it on a control plane whose fake
     nodes run no containers; the workload is still applied and awaited as usual."""
+    advertise_address: str | None = None
+    """`--advertise-address`; None: `MOORAGE_ADVERTISE_ADDRESS`, else `$POD_IP:<port>`."""
 
 
 # -- flags ---------------------------------------------------------------------------------
@@ -225,7 +235,14 @@ def options_from_args(args: argparse.Namespace) -> ClusterOptions:
         allowed_origins=parse_list(getattr(args, "allowed_origins", "") or ""),
         local_command=tuple(getattr(args, "server_command", None) or ()),
         limits=limits_from(args),
+        advertise_address=_advertise_flag(args),
     )
+
+
+def _advertise_flag(args: argparse.Namespace) -> str | None:
+    """`--advertise-address` or its variable, checked now so that a bad one exits at once."""
+    text = getattr(args, "advertise_address", None) or os.environ.get(ADVERTISE_ADDRESS_ENV)
+    return parse_advertise_address(text) if text else None
 
 
 # -- pure preparation ----------------------------------------------------------------------
@@ -299,11 +316,14 @@ def build_allowed_hosts(runconfig: RunConfig, options: ClusterOptions) -> tuple[
     return tuple(dict.fromkeys([*hosts, *options.allowed_hosts]))
 
 
-def build_proxy_settings(runconfig: RunConfig, options: ClusterOptions) -> ProxyRunnerSettings:
-    """How the proxy serves clients, from the RunConfig and the flags."""
+def build_proxy_settings(
+    runconfig: RunConfig, options: ClusterOptions, *, environ: Mapping[str, str] = os.environ
+) -> ProxyRunnerSettings:
+    """How the proxy serves clients, from the RunConfig, the flags and `environ`."""
+    port = runconfig.port if options.port is None else options.port
     return ProxyRunnerSettings(
         host=options.host,
-        port=runconfig.port if options.port is None else options.port,
+        port=port,
         listen_setting="--host and the RunConfig's port" if options.port is None else "--port",
         max_body_bytes=options.max_body_bytes,
         drain_timeout=options.drain_timeout,
@@ -319,6 +339,9 @@ def build_proxy_settings(runconfig: RunConfig, options: ClusterOptions) -> Proxy
         rate_limits=runconfig.rate_limits,
         session_storage=runconfig.session_storage,
         limits=options.limits,
+        advertise_address=advertise_address_from(
+            options.advertise_address, port=port, environ=environ
+        ),
     )
 
 
@@ -530,8 +553,17 @@ async def _run_cluster(
                 )
             registry = registry or CollectorRegistry()
             metrics = ProxyMetrics(registry)
+            sharing = share_sessions(
+                settings, supervisor=supervisor, stack=stack, metrics=metrics, redis_ca=redis_ca
+            )
             try:
-                middleware = Middleware(settings, registry=registry, kube=kube, redis_ca=redis_ca)
+                middleware = Middleware(
+                    settings,
+                    registry=registry,
+                    kube=kube,
+                    redis_ca=redis_ca,
+                    buckets=shared_buckets(sharing),
+                )
             except LiveConfigError as exc:
                 raise StartupFailure(
                     "oidc or authz in --config",
@@ -545,6 +577,7 @@ async def _run_cluster(
                     supervisor=supervisor,
                     stack=stack,
                     kube=kube,
+                    sharing=sharing,
                 )
             elif remote:
                 backend = remote_backend(
@@ -573,7 +606,11 @@ async def _run_cluster(
             if isinstance(backend.channels, AttachChannelFactory):
                 stack.push_async_callback(backend.channels.aclose)
             endpoints = build_endpoints(
-                backend, settings=settings, metrics=metrics, pipeline=middleware.pipeline
+                backend,
+                settings=settings,
+                metrics=metrics,
+                pipeline=middleware.pipeline,
+                sharing=sharing,
             )
             configmap = runconfig_configmap_name(spec.name)
             if aggregate:

@@ -41,6 +41,8 @@ from moorage_proxyrunner.startup.assembly import (
     build_endpoints,
     primary_path,
     serve_proxy,
+    share_sessions,
+    shared_buckets,
     with_outgoing,
 )
 
@@ -204,7 +206,10 @@ async def run_local(
         kube = await stack.enter_async_context(kube_for(settings))
         supervisor = TaskSupervisor(on_failure=stop.set)
         stack.push_async_callback(supervisor.aclose)
-        middleware = Middleware(settings, registry=registry, kube=kube)
+        sharing = share_sessions(settings, supervisor=supervisor, stack=stack, metrics=metrics)
+        middleware = Middleware(
+            settings, registry=registry, kube=kube, buckets=shared_buckets(sharing)
+        )
         if backend.aggregate and config is not None:
             resolved = aggregate_backend(
                 config.runconfig,
@@ -212,6 +217,7 @@ async def run_local(
                 supervisor=supervisor,
                 stack=stack,
                 kube=kube,
+                sharing=sharing,
             )
         else:
             resolved = backend.resolve(launch)
@@ -227,6 +233,7 @@ async def run_local(
             settings=settings,
             metrics=metrics,
             pipeline=middleware.pipeline,
+            sharing=sharing,
         )
         reloading: Reloading | None = None
         if config is not None:

@@ -50,6 +50,8 @@ from moorage_proxyrunner.backends.reverse.upstream import Client, UpstreamError
 from moorage_proxyrunner.backends.stdio.bridge import StdioBridge
 from moorage_proxyrunner.backends.stdio.channels import ChannelClosed, StdioChannel
 from moorage_proxyrunner.backends.stdio.peers import Peer
+from moorage_proxyrunner.config.limits import Limits
+from moorage_proxyrunner.config.settings import ProxyRunnerSettings
 from moorage_proxyrunner.config.toolpolicy import ToolPolicy, build_tool_policy
 from moorage_proxyrunner.protocol import eras
 from moorage_proxyrunner.protocol.aggregation import Merge, Owner, Rules, merge_names
@@ -63,6 +65,9 @@ from moorage_proxyrunner.protocol.jsonrpc import (
     result_response,
 )
 from moorage_proxyrunner.protocol.pipeline import Identity
+from moorage_proxyrunner.sessionstore.forwarding import Forwarder
+from moorage_proxyrunner.sessionstore.opening import memory_store
+from moorage_proxyrunner.sessionstore.store import SessionStore
 
 log = structlog.get_logger(__name__)
 
@@ -182,6 +187,9 @@ class Aggregator:
         *,
         server_name: str,
         report: Reporter | None = None,
+        store: SessionStore | None = None,
+        address: str | None = None,
+        forwarder: Forwarder | None = None,
     ) -> None:
         resolution = config.conflict_resolution
         self.rules = Rules(
@@ -194,6 +202,11 @@ class Aggregator:
         self.server_name = server_name
         self.interval = float(config.health_check_interval_seconds)
         self.report = report
+        # Client sessions are kept through `store` (shared by the replicas with Redis);
+        # `address` is this replica's (default: loopback, one replica).
+        self.store: SessionStore = store or memory_store(Limits())
+        self.address = address or ProxyRunnerSettings().advertise_address
+        self.forwarder = forwarder or Forwarder()
         self.members: dict[str, Member] = {}
         self._clients = clients
         self._timeout = float(config.backend_timeout_seconds)

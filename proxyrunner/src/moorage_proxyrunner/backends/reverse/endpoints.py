@@ -102,6 +102,9 @@ from moorage_proxyrunner.protocol.sse import (
     EventParser,
     format_event,
 )
+from moorage_proxyrunner.sessionstore.forwarding import Forwarder
+from moorage_proxyrunner.sessionstore.opening import memory_store
+from moorage_proxyrunner.sessionstore.store import SessionStore
 
 log = structlog.get_logger(__name__)
 
@@ -222,6 +225,9 @@ class HttpEndpoints(Refusing):
         metrics: ProxyMetrics,
         connect_timeout: float = 10.0,
         client: Client | None = None,
+        store: SessionStore | None = None,
+        address: str | None = None,
+        forwarder: Forwarder | None = None,
     ) -> None:
         """`client`: what makes the upstream requests (default: a plain `Client`); a remote
         proxy's adds its headers and outgoing authentication."""
@@ -236,6 +242,11 @@ class HttpEndpoints(Refusing):
         self.metrics = metrics
         self._connect_timeout = connect_timeout
         self.client = client or Client(connect_timeout=connect_timeout)
+        # Sessions are kept through `store` (shared by the replicas with Redis); `address` is
+        # this replica's, and `forwarder` passes a request to the replica owning its session.
+        self.store: SessionStore = store or memory_store(settings.limits)
+        self.address = address or settings.advertise_address
+        self.forwarder = forwarder or Forwarder()
         self._targets = [self.client.target(url) for url in self.targets]
         self._next = itertools.cycle(range(len(self.targets)))
         self._pins: dict[str, _Pin] = {}

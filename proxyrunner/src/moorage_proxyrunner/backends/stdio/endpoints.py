@@ -79,6 +79,9 @@ from moorage_proxyrunner.protocol.revocation import (
     subscription_ended_notice,
 )
 from moorage_proxyrunner.protocol.sse import format_event
+from moorage_proxyrunner.sessionstore.forwarding import Forwarder
+from moorage_proxyrunner.sessionstore.opening import memory_store
+from moorage_proxyrunner.sessionstore.store import SessionStore
 
 log = structlog.get_logger(__name__)
 
@@ -95,11 +98,19 @@ class BridgeEndpoints(Refusing):
         settings: ProxyRunnerSettings,
         pipeline: Pipeline,
         metrics: ProxyMetrics,
+        store: SessionStore | None = None,
+        address: str | None = None,
+        forwarder: Forwarder | None = None,
     ) -> None:
         self.bridge = bridge
         self.settings = settings
         self.pipeline = pipeline
         self.metrics = metrics
+        # Sessions are kept through `store` (shared by the replicas with Redis); `address` is
+        # this replica's, and `forwarder` passes a request to the replica owning its session.
+        self.store: SessionStore = store or memory_store(settings.limits)
+        self.address = address or settings.advertise_address
+        self.forwarder = forwarder or Forwarder()
         self.sessions = SessionRegistry(
             bridge,
             metrics=metrics,
