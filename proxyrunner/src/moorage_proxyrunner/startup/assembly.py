@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from prometheus_client import CollectorRegistry
 
 from moorage_api.runconfig import RunConfig
@@ -44,7 +45,9 @@ from moorage_proxyrunner.protocol.pipeline import Pipeline
 from moorage_proxyrunner.sessionstore.forwarding import Forwarder
 from moorage_proxyrunner.sessionstore.opening import keep_alive, open_session_store
 from moorage_proxyrunner.sessionstore.redisstore import RedisStore
-from moorage_proxyrunner.sessionstore.store import SessionStore
+from moorage_proxyrunner.sessionstore.store import SessionStore, SessionStoreUnavailable
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +72,18 @@ class SessionSharing:
     store: SessionStore
     address: str
     forwarder: Forwarder
+
+    async def hand_over(self) -> None:
+        """The drain's last step: clear this replica's ownership of its sessions so that the
+        others adopt them at their next request; nothing is deleted. A store that cannot be
+        reached is logged: the owner's heartbeat then runs out, and the others adopt the
+        sessions all the same."""
+        try:
+            released = await self.store.release(self.address)
+        except SessionStoreUnavailable as exc:
+            log.warning("sessions_not_released", address=self.address, error=str(exc))
+            return
+        log.info("sessions_released", address=self.address, sessions=released)
 
 
 def share_sessions(

@@ -632,6 +632,7 @@ async def _run_cluster(
                         kube, namespace=spec.namespace, name=configmap
                     ),
                 ),
+                handover=sharing.hand_over,
             )
         except WorkloadNotReady as exc:
             log.error(
