@@ -49,7 +49,13 @@ from moorage_api.outgoing import (
     header_name_rule,
     remote_url_problem,
 )
+from moorage_api.ratelimits import RateLimits, rate_limits_field
 from moorage_api.references import ExternalAuthConfigRef, GroupRef
+from moorage_api.sessionstorage import (
+    SessionStorage,
+    replicas_need_redis_rule,
+    session_storage_field,
+)
 
 MCPREMOTEPROXY_NAME_MAX_LENGTH: Final = 46
 """Longest MCPRemoteProxy name whose Service `mcp-<name>-remote-proxy` stays ≤ 63 characters."""
@@ -165,6 +171,10 @@ class HeaderForward(ApiModel):
 class MCPRemoteProxySpec(ApiModel):
     """Desired state of an MCPRemoteProxy."""
 
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(replicas_need_redis_rule())
+    }
+
     remote_url: str = Field(
         ...,
         max_length=HTTP_URL_MAX_LENGTH,
@@ -201,7 +211,13 @@ class MCPRemoteProxySpec(ApiModel):
             "(container `proxyrunner`) are applied on top."
         ),
     )
-    replicas: int = Field(1, ge=0, description="Proxy Deployment replicas; 0 → Stopped.")
+    replicas: int = Field(
+        1,
+        ge=0,
+        description=(
+            "Proxy Deployment replicas; 0 → Stopped. Above 1 needs `sessionStorage.type: redis`."
+        ),
+    )
     session_affinity: SessionAffinity = Field(
         "ClientIP", description="Session affinity of the proxy Service."
     )
@@ -221,6 +237,8 @@ class MCPRemoteProxySpec(ApiModel):
         pattern=ENDPOINT_PREFIX_PATTERN,
         description="Path prefix for SSE endpoint URLs behind an ingress (e.g. `/remote/docs`).",
     )
+    session_storage: SessionStorage = session_storage_field()
+    rate_limits: RateLimits | None = rate_limits_field()
 
     @model_validator(mode="after")
     def _check_remote_url(self) -> Self:

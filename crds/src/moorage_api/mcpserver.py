@@ -40,9 +40,13 @@ from moorage_api.images import (
     IMAGE_REFERENCE_PATTERN,
     parse_image_reference,
 )
-from moorage_api.ratelimits import RateLimits
+from moorage_api.ratelimits import RateLimits, rate_limits_field
 from moorage_api.references import ExternalAuthConfigRef, GroupRef
-from moorage_api.sessionstorage import SessionStorage
+from moorage_api.sessionstorage import (
+    SessionStorage,
+    replicas_need_redis_rule,
+    session_storage_field,
+)
 
 Transport = Literal["stdio", "sse", "streamable-http"]
 ProxyMode = Literal["sse", "streamable-http"]
@@ -390,6 +394,7 @@ class MCPServerSpec(ApiModel):
                 ),
                 field_path=".externalAuthConfigRef",
             ),
+            replicas_need_redis_rule(),
         )
     }
 
@@ -469,7 +474,10 @@ class MCPServerSpec(ApiModel):
     replicas: int | None = Field(
         None,
         ge=0,
-        description="Proxy Deployment replicas; unset → not managed (HPA-friendly); 0 → Stopped.",
+        description=(
+            "Proxy Deployment replicas; unset → not managed (HPA-friendly); 0 → Stopped. Above 1 "
+            "(also by an autoscaler) needs `sessionStorage.type: redis`."
+        ),
     )
     backend_replicas: int | None = Field(
         None,
@@ -530,16 +538,8 @@ class MCPServerSpec(ApiModel):
     )
 
     # -- shared state and rate limits (moorage_api.sessionstorage, moorage_api.ratelimits) --
-    session_storage: SessionStorage = Field(
-        SessionStorage(),
-        description=(
-            "Where the proxy keeps what its replicas share: `memory` (default) or `redis`. "
-            "Rate limits are counted there; sessions stay in each proxy's memory."
-        ),
-    )
-    rate_limits: RateLimits | None = Field(
-        None, description="Token-bucket rate limits per subject and per tool; unset: none."
-    )
+    session_storage: SessionStorage = session_storage_field()
+    rate_limits: RateLimits | None = rate_limits_field()
 
     @field_validator("allowed_hosts")
     @classmethod

@@ -75,9 +75,16 @@ def mcp_service_account_name(server: str) -> str:
     return f"{server}-sa"
 
 
-def stdio_pod_name(server: str) -> str:
-    """The one pod of a stdio server's StatefulSet `<name>` (ordinal 0)."""
-    return f"{server}-0"
+def stdio_pod_name(server: str, ordinal: int = 0) -> str:
+    """A pod of a stdio server's StatefulSet `<name>`: ordinal 0 is the only one unless its
+    proxies hold a Lease each (`stdio_lease_name`)."""
+    return f"{server}-{ordinal}"
+
+
+def stdio_lease_name(server: str, ordinal: int) -> str:
+    """Lease `<name>-stdio-<ordinal>`: held by the one proxy replica attached to pod
+    `<name>-<ordinal>` of a stdio server whose proxies share sessions through Redis."""
+    return f"{server}-stdio-{ordinal}"
 
 
 def egress_policy_name(server: str) -> str:

@@ -1,7 +1,7 @@
 """Rate limits of a proxy (`spec.rateLimits`): token buckets per subject and per tool.
 
 Pure: models and the rules the schema can state. Shared by every kind that runs a proxy
-(MCPServer now; MCPRemoteProxy and VirtualMCPServer reuse it). A bucket holds up to `burst`
+(MCPServer, MCPRemoteProxy, VirtualMCPServer; each declares it with `rate_limits_field`). A bucket holds up to `burst`
 requests and refills at `requestsPerMinute`; a request takes one. `perSubject` limits every
 request of one authenticated subject (unauthenticated callers share one bucket); `perTool`
 limits `tools/call` of one tool (its name as clients see it, after renaming), for each subject
@@ -11,7 +11,7 @@ or for all of them together. Counted in the proxy's memory, or in Redis when
 
 from __future__ import annotations
 
-from typing import Final, Literal, Self
+from typing import Any, Final, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
@@ -98,3 +98,10 @@ class RateLimits(ApiModel):
         if self.per_subject is None and not self.per_tool:
             raise ValueError("needs perSubject or at least one perTool limit")
         return self
+
+
+def rate_limits_field() -> Any:
+    """The `rateLimits` field of every kind that runs a proxy (one description for all)."""
+    return Field(
+        None, description="Token-bucket rate limits per subject and per tool; unset: none."
+    )

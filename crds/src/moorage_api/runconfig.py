@@ -57,10 +57,20 @@ from moorage_api.sessionstorage import (
 SCHEMA_VERSION: Final = "moorage/v1"
 
 LIVE_FIELDS: Final = frozenset(
-    {"generation", "tools_filter", "tools_override", "authz", "audit", "rate_limits"}
+    {
+        "generation",
+        "tools_filter",
+        "tools_override",
+        "authz",
+        "audit",
+        "rate_limits",
+        "proxy_replicas",
+    }
 )
 """Keys the running proxy applies without a restart; a change to any other key rolls the proxy
-(and re-applies the MCP server's StatefulSet). See `restart_checksum`."""
+(and re-applies the MCP server's StatefulSet). See `restart_checksum`. `proxy_replicas` is live
+so that scaling a stdio server's proxies does not roll the ones already running: they scale the
+StatefulSet to it themselves."""
 
 
 class RunConfigError(ValueError):
@@ -584,6 +594,16 @@ class RunConfig(RunConfigModel):
     backend_replicas: int | None = Field(
         None, ge=0, description="StatefulSet replicas for HTTP transports; null: not managed."
     )
+    proxy_replicas: int | None = Field(
+        None,
+        ge=0,
+        description=(
+            "A stdio server's proxy replicas when they share sessions through Redis: the "
+            "StatefulSet runs that many backend pods, one per proxy replica, each proxy holding "
+            "a Lease on its ordinal; null: one backend pod, attached by the proxy (not managed, "
+            "or one replica)."
+        ),
+    )
     permission_profile: RunConfigPermissionProfile = Field(
         RunConfigPermissionProfile(type="builtin", name="network"),
         description="Network permissions of the MCP pods.",
@@ -649,6 +669,7 @@ class RunConfig(RunConfigModel):
             "env": self.env,
             "secret_env": self.secret_env,
             "backend_replicas": self.backend_replicas,
+            "proxy_replicas": self.proxy_replicas,
             "pod_template_spec": self.pod_template_spec,
             "resources": self.resources,
         }

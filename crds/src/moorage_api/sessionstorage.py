@@ -1,16 +1,18 @@
 """Where a proxy keeps what its replicas share (`spec.sessionStorage`): in memory, or in Redis.
 
 Pure: models and the rules the schema can state. Shared by every kind that runs a proxy
-(MCPServer now; MCPRemoteProxy and VirtualMCPServer reuse it). `type: memory` is the default
-and keeps everything in the proxy process. `type: redis` names a Redis server (or a Sentinel
-group) that the proxy's rate limits are counted in, so that the limits hold across replicas.
-Sessions themselves stay in each proxy's memory. The password is only ever a Secret reference;
-the operator hands it to the proxy container as an environment variable.
+(MCPServer, MCPRemoteProxy, VirtualMCPServer: each declares `sessionStorage` with
+`session_storage_field` and carries `replicas_need_redis_rule`). `type: memory` is the default
+and keeps everything in the proxy process, so it serves one replica. `type: redis` names a Redis
+server (or a Sentinel group) that holds the sessions and the rate-limit counts, so that any
+replica serves any request of a session and the limits hold across replicas; `replicas > 1`
+requires it. The password is only ever a Secret reference; the operator hands it to the proxy
+container as an environment variable.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Final, Literal, Self
+from typing import Annotated, Any, Final, Literal, Self
 
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
@@ -170,8 +172,8 @@ class SessionStorage(ApiModel):
     type: SessionStorageType = Field(
         "memory",
         description=(
-            "`memory`: in each proxy process (rate limits count per replica); `redis`: in Redis, "
-            "shared by the replicas."
+            "`memory`: in each proxy process (one replica; rate limits count per replica); "
+            "`redis`: in Redis, shared by the replicas."
         ),
     )
     redis: RedisStorage | None = Field(None, description="The Redis server for `redis`.")
@@ -180,3 +182,38 @@ class SessionStorage(ApiModel):
     def _check_type(self) -> Self:
         check_member_for_type(self.type, member="redis", value=self.redis)
         return self
+
+
+REPLICAS_NEED_REDIS: Final = (
+    "a session's requests may land on any replica; with memory storage a replica does not know "
+    "the sessions the others opened: set sessionStorage.type to redis, or replicas to 1"
+)
+"""Why `replicas > 1` needs `sessionStorage.type: redis` (the CRD rule's and the webhook's
+message)."""
+
+
+def replicas_need_redis_rule() -> dict[str, str]:
+    """CEL on a spec with `replicas` and `sessionStorage`: more than one replica shares its
+    sessions through Redis. `sessionStorage` defaults to `{type: memory}`, so it is always there;
+    unset `replicas` (an autoscaler's) is left to the webhook, which warns."""
+    return cel(
+        "!has(self.replicas) || self.replicas <= 1 || self.sessionStorage.type == 'redis'",
+        message=REPLICAS_NEED_REDIS,
+        field_path=".replicas",
+    )
+
+
+def is_memory_with_replicas(storage: SessionStorage, *, replicas: int | None) -> bool:
+    """`replicas > 1` with sessions kept in each replica's memory (what the rule refuses)."""
+    return replicas is not None and replicas > 1 and storage.type != "redis"
+
+
+def session_storage_field() -> Any:
+    """The `sessionStorage` field of every kind that runs a proxy (one description for all)."""
+    return Field(
+        SessionStorage(),
+        description=(
+            "Where the proxy keeps what its replicas share (sessions and rate-limit counts): "
+            "`memory` (default; one replica) or `redis` (required for `replicas` above 1)."
+        ),
+    )

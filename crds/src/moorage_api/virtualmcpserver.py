@@ -47,8 +47,14 @@ from moorage_api.mcpserver import (
     SessionAffinity,
     ToolConfigRef,
 )
+from moorage_api.ratelimits import RateLimits, rate_limits_field
 from moorage_api.references import ExternalAuthConfigRef, GroupRef
 from moorage_api.runconfig import SEPARATOR_PATTERN
+from moorage_api.sessionstorage import (
+    SessionStorage,
+    replicas_need_redis_rule,
+    session_storage_field,
+)
 
 VIRTUALMCPSERVER_NAME_MAX_LENGTH: Final = 54
 """Longest VirtualMCPServer name whose Service `mcp-<name>-vmcp` stays ≤ 63 characters."""
@@ -225,6 +231,10 @@ class ConflictResolution(ApiModel):
 class VirtualMCPServerSpec(ApiModel):
     """Desired state of a VirtualMCPServer."""
 
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(replicas_need_redis_rule())
+    }
+
     group_ref: GroupRef = Field(..., description="The MCPGroup whose members are the backends.")
     incoming_auth: IncomingAuth = Field(
         IncomingAuth(), description="Authentication and authorisation of MCP clients."
@@ -256,7 +266,13 @@ class VirtualMCPServerSpec(ApiModel):
             "(container `proxyrunner`) are applied on top."
         ),
     )
-    replicas: int = Field(1, ge=0, description="Aggregator Deployment replicas; 0 → Stopped.")
+    replicas: int = Field(
+        1,
+        ge=0,
+        description=(
+            "Aggregator Deployment replicas; 0 → Stopped. Above 1 needs `sessionStorage.type: redis`."
+        ),
+    )
     session_affinity: SessionAffinity = Field(
         "ClientIP", description="Session affinity of the aggregator's Service."
     )
@@ -269,6 +285,8 @@ class VirtualMCPServerSpec(ApiModel):
         pattern=ENDPOINT_PREFIX_PATTERN,
         description="Path prefix for SSE endpoint URLs behind an ingress.",
     )
+    session_storage: SessionStorage = session_storage_field()
+    rate_limits: RateLimits | None = rate_limits_field()
 
     @model_validator(mode="after")
     def _check_backend_keys(self) -> Self:

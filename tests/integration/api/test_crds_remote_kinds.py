@@ -211,6 +211,7 @@ async def test_defaults_are_applied_by_the_apiserver(
         "replicas": 1,
         "sessionAffinity": "ClientIP",
         "trustProxyHeaders": False,
+        "sessionStorage": {"type": "memory"},
     }
     config = await create_strict(
         kube,

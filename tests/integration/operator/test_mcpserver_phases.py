@@ -117,19 +117,22 @@ async def test_reaches_running_then_fails_on_crash_loop_then_stops(
     assert deployment["spec"]["replicas"] == 0
 
 
-async def test_stdio_replicas_are_capped_at_one(
+async def test_stdio_replicas_sharing_redis_are_not_capped(
     operator: RunningOperator, kube: KubeClient, namespace: str, kubectl_apply: Any
 ) -> None:
-    kubectl_apply(simple_server("capped", replicas=3))
+    # Memory storage cannot run more than one replica (the CRD refuses it); with Redis each proxy
+    # replica runs its own backend pod, so nothing is capped.
+    redis = {"type": "redis", "redis": {"address": "redis.cache:6379"}}
+    kubectl_apply(simple_server("capped", replicas=3, sessionStorage=redis))
 
-    async def capped() -> dict[str, Any]:
+    async def not_capped() -> dict[str, Any]:
         status = await server_status(kube, name="capped", namespace=namespace)
-        assert condition(status, "StdioReplicaCapped")["status"] == "True"
+        assert condition(status, "StdioReplicaCapped")["status"] == "False"
         return status
 
-    await eventually(capped, timeout=30, message="StdioReplicaCapped")
+    await eventually(not_capped, timeout=30, message="StdioReplicaCapped False")
     deployment = await kube.get(DEPLOYMENTS, name="capped", namespace=namespace)
-    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["replicas"] == 3
 
 
 async def test_a_server_being_deleted_is_terminating(

@@ -176,11 +176,11 @@ async def test_warnings_reach_the_client(
         _kubectl_create,
         control_plane,
         registered_webhook.namespace,
-        mcpserver_body("floating", image="ghcr.io/moorage/time:latest", replicas=3),
+        mcpserver_body("floating", image="ghcr.io/moorage/time:latest", targetPort=9000),
     )
     assert code == 0, stderr
     assert "Warning: spec.image: tag 'latest' moves" in stderr
-    assert "Warning: spec.replicas: a stdio server has one backend process" in stderr
+    assert "Warning: spec.targetPort: ignored for transport stdio" in stderr
 
 
 async def test_updates_are_validated_with_the_old_object(

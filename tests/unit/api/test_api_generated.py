@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from moorage_api import docgen
 from moorage_api.crdgen import KINDS, build_crd, main, render_manifests
 from moorage_api.runconfig import RunConfig
+from moorage_api.sessionstorage import replicas_need_redis_rule
 from moorage_api.structural import SchemaError, resource_schema, structural_schema, walk
 
 REPO = Path(__file__).resolve().parents[3]
@@ -211,6 +212,10 @@ def test_cel_rules_are_where_the_spec_wants_them() -> None:
         "MCPRemoteProxy.spec.headerForward",
         "MCPRemoteProxy.spec.headerForward.addHeaders[]",
         "MCPRemoteProxy.spec.headerForward.addHeadersFromSecret[]",
+        "MCPRemoteProxy.spec",
+        "MCPRemoteProxy.spec.sessionStorage",
+        "MCPRemoteProxy.spec.sessionStorage.redis.tls",
+        "MCPRemoteProxy.spec.rateLimits",
         "MCPExternalAuthConfig.spec",
         "MCPExternalAuthConfig.spec.headerInjection",
         "VirtualMCPServer",
@@ -219,8 +224,15 @@ def test_cel_rules_are_where_the_spec_wants_them() -> None:
         "VirtualMCPServer.spec.outgoingAuth.backends",
         "VirtualMCPServer.spec.toolConfigs",
         "VirtualMCPServer.spec.conflictResolution",
+        "VirtualMCPServer.spec",
+        "VirtualMCPServer.spec.sessionStorage",
+        "VirtualMCPServer.spec.sessionStorage.redis.tls",
+        "VirtualMCPServer.spec.rateLimits",
     }
     assert "duration(self.interval) >= duration('1m')" in rules["MCPRegistry.spec.syncPolicy"]
+    replicas_rule = replicas_need_redis_rule()["rule"]
+    for kind in ("MCPServer", "MCPRemoteProxy", "VirtualMCPServer"):
+        assert replicas_rule in rules[f"{kind}.spec"], kind
 
 
 def test_defaults_in_the_schema_are_valid_for_the_models() -> None:

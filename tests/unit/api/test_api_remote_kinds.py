@@ -88,6 +88,12 @@ def test_a_remote_proxy_takes_every_design_field() -> None:
         groupRef={"name": "team"},
         trustProxyHeaders=True,
         endpointPrefix="/remote/docs",
+        sessionStorage={"type": "redis", "redis": {"address": "redis:6379", "db": 0}},
+        rateLimits={
+            "perSubject": {"requestsPerMinute": 60, "burst": 5},
+            "perTool": [],
+            "whenUnavailable": "allow",
+        },
     )
     proxy = parse_mcpremoteproxy(body)
     assert proxy.model_dump(mode="json", exclude_none=True)["spec"] == {
@@ -681,6 +687,8 @@ def test_the_keyed_lists_of_the_new_kinds() -> None:
     assert keyed == {
         "MCPRemoteProxy.spec.headerForward.addHeaders": ["name"],
         "MCPRemoteProxy.spec.headerForward.addHeadersFromSecret": ["headerName"],
+        "MCPRemoteProxy.spec.rateLimits.perTool": ["tool"],
+        "MCPRemoteProxy.spec.sessionStorage.redis.sentinel.addresses": None,
         "MCPRemoteProxy.status.conditions": ["type"],
         "MCPExternalAuthConfig.spec.tokenExchange.scopes": None,
         "MCPExternalAuthConfig.status.conditions": ["type"],

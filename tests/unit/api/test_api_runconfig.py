@@ -47,6 +47,7 @@ SPEC_KEYS = {
     "resources",
     "service_account",
     "backend_replicas",
+    "proxy_replicas",
     "permission_profile",
     "oidc",
     "authz",

@@ -220,6 +220,8 @@ def test_the_keyed_lists() -> None:
     assert keyed == {
         "spec.conflictResolution.priority": None,
         "spec.conflictResolution.manual": ["backend", "tool"],
+        "spec.rateLimits.perTool": ["tool"],
+        "spec.sessionStorage.redis.sentinel.addresses": None,
         "status.discoveredBackends": ["name"],
         "status.backendHealth": ["name"],
         "status.unresolvedConflicts": ["name"],

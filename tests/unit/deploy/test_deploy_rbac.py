@@ -70,6 +70,7 @@ NEEDS: set[Permission] = (
     | permissions("", ["secrets"], ["get"])
     | permissions("", ["pods"], ("list", "watch"))
     | permissions("apps", ["deployments"], APPLY)
+    | permissions("policy", ["poddisruptionbudgets"], APPLY)
     | permissions("apps", ["statefulsets"], ("list", "watch"))
     | permissions("rbac.authorization.k8s.io", ["roles", "rolebindings"], APPLY)
     | permissions("events.k8s.io", ["events"], ["create", "patch"])
@@ -158,8 +159,9 @@ def test_operator_holds_every_rule_of_a_virtual_servers_role(cluster: list[Obj])
 
 
 def test_operator_holds_every_rule_the_operator_puts_in_that_role(cluster: list[Obj]) -> None:
-    # The rules the operator's planner really writes into <name>-proxy-runner, for a stdio server
-    # and for an HTTP server with a configMap permission profile (between them, every rule).
+    # The rules the operator's planner really writes into <name>-proxy-runner, for a stdio server,
+    # an HTTP server with a configMap permission profile and stdio proxies holding Leases
+    # (between them, every rule).
     from moorage_api.mcpserver import parse_mcpserver
     from moorage_operator.planning.mcpservers.children import desired_proxy_runner_rules
 
@@ -171,6 +173,11 @@ def test_operator_holds_every_rule_the_operator_puts_in_that_role(cluster: list[
             "transport": "streamable-http",
             "permissionProfile": {"type": "configMap", "name": "egress"},
         },
+        {
+            "transport": "stdio",
+            "replicas": 3,
+            "sessionStorage": {"type": "redis", "redis": {"address": "redis:6379"}},
+        },
     ):
         server = parse_mcpserver(
             {
@@ -181,6 +188,34 @@ def test_operator_holds_every_rule_the_operator_puts_in_that_role(cluster: list[
         planned |= granted(desired_proxy_runner_rules(server))
     assert planned == PROXY_RUNNER_ROLE, "the planner and this list disagree"
     assert not sorted(p for p in planned if not allows(rules, *p))
+
+
+# What the operator does to one named object only: it binds the ClusterRole of a stdio server's
+# proxy Leases per MCPServer (RoleBinding <name>-proxy-runner-leases) without holding it.
+NAMED_NEEDS: set[tuple[str, str, str, str]] = {
+    ("rbac.authorization.k8s.io", "clusterroles", "bind", "moorage-proxyrunner-stdio-leases"),
+}
+
+
+def test_operator_may_do_what_it_does_to_named_objects_only_to_them(cluster: list[Obj]) -> None:
+    rules = cluster_role(cluster)
+    for group, resource, verb, name in NAMED_NEEDS:
+        assert allows(rules, group, resource, verb, name)
+        assert not allows(rules, group, resource, verb, f"{name}-other")
+
+
+def test_the_stdio_leases_cluster_role_grants_only_leases(cluster: list[Obj]) -> None:
+    role = find(cluster, "ClusterRole", "moorage-proxyrunner-stdio-leases")
+    assert granted(role["rules"]) == permissions(
+        "coordination.k8s.io", ["leases"], ["get", "create", "update"]
+    )
+    bound = [
+        b
+        for b in cluster
+        if b["kind"] in ("RoleBinding", "ClusterRoleBinding")
+        and b["roleRef"]["name"] == "moorage-proxyrunner-stdio-leases"
+    ]
+    assert bound == [], "only the operator binds it, per MCPServer"
 
 
 def test_operator_may_do_what_it_does(cluster: list[Obj]) -> None:
@@ -195,7 +230,8 @@ def test_operator_is_granted_nothing_else(cluster: list[Obj]) -> None:
         for key in ("apiGroups", "resources", "verbs"):
             assert "*" not in rule[key], rule
         assert "nonResourceURLs" not in rule
-    extra = sorted(granted(rules) - NEEDS - PROXY_RUNNER_ROLE)
+    named = {(group, resource, verb) for group, resource, verb, _ in NAMED_NEEDS}
+    extra = sorted(granted(rules) - NEEDS - PROXY_RUNNER_ROLE - named)
     assert not extra, f"granted but neither needed nor held for the proxy runner: {extra}"
 
 

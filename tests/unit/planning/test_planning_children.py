@@ -179,6 +179,7 @@ def test_proxy_container_knows_its_pod_name_and_namespace() -> None:
     assert env == [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
     ]
 
 
@@ -316,7 +317,7 @@ def test_resource_overrides_add_metadata_but_moorage_keys_win() -> None:
     assert template["annotations"]["pod-note"] == "x"
     assert template["annotations"]["moorage.dev/runconfig-checksum"] != "forged"
     env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
-    assert [e["name"] for e in env] == ["POD_NAME", "POD_NAMESPACE", "EXTRA"]
+    assert [e["name"] for e in env] == ["POD_NAME", "POD_NAMESPACE", "POD_IP", "EXTRA"]
     assert env[0]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     service = by_kind(children, "Service")
     assert service["metadata"]["labels"] == {**LABELS, "svc-team": "a"}

@@ -6,9 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from webhook_samples import mcpserver
+from webhook_samples import mcpremoteproxy, mcpserver, virtualmcpserver
 
-from moorage_webhook.validation import validate_mcpserver
+from moorage_api.sessionstorage import REPLICAS_NEED_REDIS
+from moorage_webhook.validation import (
+    validate_mcpremoteproxy,
+    validate_mcpserver,
+    validate_virtualmcpserver,
+)
 
 
 def messages(spec: dict[str, Any]) -> list[str]:
@@ -87,14 +92,9 @@ SUBJECT = {"perSubject": {"requestsPerMinute": 60, "burst": 5}}
     ("spec", "expected"),
     [
         (
-            {"rateLimits": SUBJECT, "replicas": 3, "transport": "streamable-http"},
-            "spec.rateLimits: counted in each proxy replica's memory: with 3 replicas",
-        ),
-        (
             {"rateLimits": {**SUBJECT, "whenUnavailable": "deny"}},
             "spec.rateLimits.whenUnavailable: only applies to sessionStorage.type redis",
         ),
-        ({"sessionStorage": REDIS}, "spec.sessionStorage: redis keeps only rate limits"),
         (
             {
                 "rateLimits": SUBJECT,
@@ -109,7 +109,7 @@ SUBJECT = {"perSubject": {"requestsPerMinute": 60, "burst": 5}}
             "spec.sessionStorage.redis.tls.insecureSkipVerify: the Redis server's certificate",
         ),
     ],
-    ids=["memory-with-replicas", "deny-in-memory", "redis-without-limits", "insecure-tls"],
+    ids=["deny-in-memory", "insecure-tls"],
 )
 def test_likely_mistakes_are_admitted_with_a_warning(spec: dict[str, Any], expected: str) -> None:
     verdict = validate_mcpserver(mcpserver(spec))
@@ -135,3 +135,57 @@ def test_sound_settings_get_no_warning(spec: dict[str, Any]) -> None:
     verdict = validate_mcpserver(mcpserver(spec))
     assert verdict.allowed, verdict.errors
     assert not verdict.warnings, verdict.warnings
+
+
+KINDS = {
+    "mcpserver": (lambda spec: mcpserver(spec), validate_mcpserver),
+    "mcpremoteproxy": (lambda spec: mcpremoteproxy(spec), validate_mcpremoteproxy),
+    "virtualmcpserver": (lambda spec: virtualmcpserver(**spec), validate_virtualmcpserver),
+}
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("transport", [None, "streamable-http"], ids=["default", "http"])
+def test_several_replicas_with_memory_storage_are_refused_saying_why(
+    kind: str, transport: str | None
+) -> None:
+    build, validate = KINDS[kind]
+    spec: dict[str, Any] = {"replicas": 3}
+    if transport is not None and kind == "mcpserver":
+        spec["transport"] = transport
+    verdict = validate(build(spec))
+    assert not verdict.allowed
+    assert [str(e) for e in verdict.errors] == [f"spec.replicas: {REPLICAS_NEED_REDIS}"]
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("replicas", [0, 1, 3])
+def test_replicas_with_redis_storage_or_at_most_one_are_admitted(kind: str, replicas: int) -> None:
+    build, validate = KINDS[kind]
+    spec: dict[str, Any] = {"replicas": replicas}
+    if replicas > 1:
+        spec["sessionStorage"] = REDIS
+    verdict = validate(build(spec))
+    assert verdict.allowed, verdict.errors
+    assert not [w for w in verdict.warnings if str(w).startswith("spec.replicas")]
+
+
+def test_a_stdio_server_with_redis_runs_its_replicas_without_a_warning() -> None:
+    verdict = validate_mcpserver(mcpserver({"replicas": 3, "sessionStorage": REDIS}))
+    assert verdict.allowed, verdict.errors
+    assert not verdict.warnings, verdict.warnings
+
+
+def test_the_message_says_why_and_what_to_do() -> None:
+    assert "may land on any replica" in REPLICAS_NEED_REDIS
+    assert "set sessionStorage.type to redis, or replicas to 1" in REPLICAS_NEED_REDIS
+
+
+def test_a_stdio_server_with_redis_and_unset_replicas_is_warned_about_autoscaling() -> None:
+    verdict = validate_mcpserver(mcpserver({"sessionStorage": REDIS}))
+    assert verdict.allowed, verdict.errors
+    assert [str(w) for w in verdict.warnings if str(w).startswith("spec.replicas")] == [
+        "spec.replicas: unset (an autoscaler decides): a stdio server runs one backend pod per "
+        "proxy replica only for a set replicas; proxy replicas an autoscaler adds wait for a "
+        "backend pod that never comes"
+    ]

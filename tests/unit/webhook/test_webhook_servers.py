@@ -37,6 +37,7 @@ def test_a_server_using_every_field_well_is_allowed() -> None:
         "targetPort": 3000,
         "backendReplicas": 2,
         "replicas": 2,
+        "sessionStorage": {"type": "redis", "redis": {"address": "redis.cache:6379"}},
         "args": ["--verbose"],
         "env": [{"name": "LOG_LEVEL", "value": "debug"}],
         "secrets": [
@@ -406,12 +407,6 @@ def test_rejects_objects_whose_name_or_shape_cannot_work(
     [
         pytest.param({"image": "nginx"}, "spec.image", "no tag means 'latest'", id="no-tag"),
         pytest.param({"image": "nginx:latest"}, "spec.image", "tag 'latest' moves", id="latest"),
-        pytest.param(
-            {"replicas": 3},
-            "spec.replicas",
-            "the proxy runs 1 replica, not 3",
-            id="stdio-replicas",
-        ),
         pytest.param(
             {"targetPort": 9000}, "spec.targetPort", "ignored for transport stdio", id="stdio-port"
         ),

@@ -1,10 +1,14 @@
-"""The proxy runner's children, shared by every kind that runs one (MCPServer, MCPRemoteProxy).
+"""The proxy runner's children, shared by every kind that runs one (MCPServer, MCPRemoteProxy,
+VirtualMCPServer).
 
-Both kinds get a ServiceAccount, a Role and RoleBinding for the proxy runner, a ConfigMap holding
-its RunConfig, a Deployment running it and a ClusterIP Service in front of it. What differs
-between the kinds (names, labels, the Role's rules, the proxy's extra env, replicas, strategy) is
-passed in; the shape of each object (metadata, ownerReference, probes, restricted security, the
-RunConfig volume and checksum) is built here, once.
+Every kind gets a ServiceAccount, a Role and RoleBinding for the proxy runner, a ConfigMap holding
+its RunConfig, a Deployment running it, a ClusterIP Service in front of it and, with more than one
+replica, a PodDisruptionBudget letting one proxy pod go at a time. What differs between the kinds
+(names, labels, the Role's rules, the proxy's extra env, replicas, strategy) is passed in; the
+shape of each object (metadata, ownerReference, probes, restricted security, the RunConfig volume
+and checksum, the downward-API env, the grace period that covers the drain) is built here, once.
+So is what the shared-state settings (`sessionStorage`) add: the Redis password env from its
+Secret and the CA ConfigMap the proxy reads.
 
 Pure: no I/O.
 """
@@ -26,6 +30,7 @@ from moorage_api.constants import (
 )
 from moorage_api.podpatch import merge_pod_template
 from moorage_api.runconfig import RunConfig, SecretKeyRef, render_runconfig_json, restart_checksum
+from moorage_api.sessionstorage import SessionStorage
 from moorage_operator.planning.problems import Problem
 
 JsonObject = dict[str, Any]
@@ -41,8 +46,14 @@ CLIENT_IP_TIMEOUT: Final = 10800
 
 READ: Final = ("get", "list", "watch")
 
-OPERATOR_ENV: Final = ("POD_NAME", "POD_NAMESPACE")
-"""Env names the operator sets on every proxyrunner container; overrides cannot replace them."""
+OPERATOR_ENV: Final = ("POD_NAME", "POD_NAMESPACE", "POD_IP")
+"""Env names the operator sets on every proxyrunner container (downward API); overrides cannot
+replace them. `POD_IP` is the address other replicas reach this one at (its advertise address),
+`POD_NAME` the holder of the Leases a stdio server's proxy takes."""
+
+TERMINATION_GRACE_SECONDS: Final = 30
+"""The proxy pod's grace period: it covers the proxy runner's drain on SIGTERM (10 s by default)
+with room for ending streams and releasing sessions."""
 
 
 # Kinds the operator alone creates for an owner; one of them that is owned by it but no longer
@@ -54,6 +65,7 @@ EXCLUSIVE_KINDS: Final = frozenset(
         ("rbac.authorization.k8s.io/v1", "RoleBinding"),
         ("v1", "ConfigMap"),
         ("apps/v1", "Deployment"),
+        ("policy/v1", "PodDisruptionBudget"),
     }
 )
 
@@ -100,7 +112,7 @@ class ProxyPod:
     runconfig_configmap: str
     port: int
     env: Sequence[JsonObject] = ()
-    """Env after POD_NAME and POD_NAMESPACE (none of them named so)."""
+    """Env after the `OPERATOR_ENV` (none of them named so)."""
     labels: Mapping[str, str] = field(default_factory=dict)
     """The user's pod labels; ours win."""
     annotations: Mapping[str, str] = field(default_factory=dict)
@@ -194,6 +206,24 @@ def secret_env(name: str, ref: SecretKeyRef) -> JsonObject:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
 
 
+def runconfig_secret_env(runconfig: RunConfig) -> list[JsonObject]:
+    """The proxy container's env from Secrets that the RunConfig's shared-state settings name
+    (the Redis password): the RunConfig holds only the variable's name."""
+    redis = runconfig.session_storage.redis
+    password = redis.password if redis is not None else None
+    if password is None or password.secret_key_ref is None:
+        return []
+    return [secret_env(password.env, password.secret_key_ref)]
+
+
+def session_storage_config_maps(storage: SessionStorage) -> list[str]:
+    """The ConfigMaps the proxy reads for `storage`: the Redis CA bundle, if one is named."""
+    redis = storage.redis
+    if redis is None or redis.tls is None or redis.tls.ca_config_map_ref is None:
+        return []
+    return [redis.tls.ca_config_map_ref.name]
+
+
 def restricted_container_security() -> JsonObject:
     return {
         "allowPrivilegeEscalation": False,
@@ -227,6 +257,7 @@ def desired_proxy_pod_template(
     env: list[JsonObject] = [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
         *pod.env,
     ]
     container: JsonObject = {
@@ -257,6 +288,7 @@ def desired_proxy_pod_template(
         "spec": {
             "serviceAccountName": pod.service_account,
             "automountServiceAccountToken": True,
+            "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
             "securityContext": {
                 "runAsNonRoot": True,
                 "runAsUser": NONROOT_UID,
@@ -309,6 +341,21 @@ def desired_proxy_deployment(
         "kind": "Deployment",
         "metadata": child_metadata(owner, name, extra_labels=labels, annotations=annotations),
         "spec": spec,
+    }
+
+
+def desired_proxy_disruption_budget(
+    owner: ChildOwner, name: str, *, replicas: int | None
+) -> JsonObject | None:
+    """PodDisruptionBudget `name` (the Deployment's) letting one proxy pod go at a time, for
+    more than one replica; None otherwise (one replica: an eviction must not be blocked)."""
+    if replicas is None or replicas <= 1:
+        return None
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": child_metadata(owner, name),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": dict(owner.selector)}},
     }
 
 
@@ -401,7 +448,7 @@ def desired_standalone_proxy_children(
         service_account=proxy.name,
         runconfig_configmap=proxy.runconfig_configmap,
         port=proxy.port,
-        env=proxy.env,
+        env=[*proxy.env, *runconfig_secret_env(runconfig)],
         resources=proxy.resources or None,
     )
     template = desired_proxy_pod_template(owner, pod=pod, runconfig=runconfig, image=image)
@@ -412,7 +459,7 @@ def desired_standalone_proxy_children(
         template = merge_pod_template(
             merge_pod_template(template, proxy.pod_template_spec), template
         )
-    return [
+    children = [
         desired_service_account(owner, proxy.name),
         desired_role(owner, proxy.name, rules=list(proxy.rules)),
         desired_role_binding(owner, proxy.name),
@@ -421,4 +468,6 @@ def desired_standalone_proxy_children(
         desired_proxy_service(
             owner, proxy.service, port=proxy.port, session_affinity=proxy.session_affinity
         ),
+        desired_proxy_disruption_budget(owner, proxy.name, replicas=proxy.replicas),
     ]
+    return [child for child in children if child is not None]

@@ -73,6 +73,7 @@ CHILD_KINDS: Final[Mapping[tuple[str, str], ResourceKind]] = {
         kinds.CONFIGMAPS,
         kinds.DEPLOYMENTS,
         kinds.SERVICES,
+        kinds.PODDISRUPTIONBUDGETS,
     )
 }
 """The kinds the operator applies for a proxy runner's owner, by (apiVersion, kind)."""
@@ -81,7 +82,7 @@ CHILD_KINDS: Final[Mapping[tuple[str, str], ResourceKind]] = {
 # Deployment, so the ReplicaSet controller does not fail and back off on a missing account; and
 # the Role before its RoleBinding: without the `bind` verb the apiserver checks that we hold every
 # permission of the Role a binding names, and a Role that does not exist yet fails that check.
-_SECOND_WAVE: Final = frozenset({"RoleBinding", "Deployment", "Service"})
+_SECOND_WAVE: Final = frozenset({"RoleBinding", "Deployment", "Service", "PodDisruptionBudget"})
 
 Clock = Callable[[], datetime.datetime]
 

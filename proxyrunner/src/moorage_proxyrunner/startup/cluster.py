@@ -12,6 +12,9 @@
    the pods are doing and exit 1 so that Kubernetes restarts the proxy.
 4. Build the backend — stdio through `pods/attach` (`AttachChannelFactory`), HTTP through each
    pod's DNS name under the headless Service — and serve it with the front end until SIGTERM.
+   A stdio server whose proxies share sessions through Redis runs one backend pod per proxy
+   replica: this replica attaches only to the pod whose ordinal's Lease it holds
+   (`startup.stdioleases`), and follows the live `proxy_replicas` to scale them.
 
 A RunConfig with `remote` (an MCPRemoteProxy) skips steps 2 and 3: there is no workload, and
 the backend is the remote server (`startup.remote`). So does one with `aggregate` (a
@@ -31,6 +34,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import socket
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +99,7 @@ from moorage_proxyrunner.startup.assembly import (
     with_outgoing,
 )
 from moorage_proxyrunner.startup.remote import remote_backend
+from moorage_proxyrunner.startup.stdioleases import LeasedChannelFactory, follow_proxy_replicas
 from moorage_proxyrunner.workload.builders import (
     ProfileError,
     WorkloadSpec,
@@ -110,6 +115,7 @@ from moorage_proxyrunner.workload.manager import (
     fetch_allowances,
     fetch_egress,
 )
+from moorage_proxyrunner.workload.ordinallease import OrdinalLease
 
 log = structlog.get_logger(__name__)
 
@@ -158,6 +164,9 @@ class ClusterOptions:
     """Extra Origin values accepted."""
     limits: Limits = field(default_factory=Limits)
     """Time, session, queue and in-flight bounds (flags or their environment variables)."""
+    lease_holder: str | None = None
+    """This replica's name as the holder of its backend ordinal's Lease (a stdio server whose
+    proxies share sessions through Redis); None: `POD_NAME`, else the host name."""
     local_command: tuple[str, ...] = ()
     """For a stdio server: run this command next to the proxy instead of attaching to the pod
     (the words after `--`). A development aid — the demo uses it on a control plane whose fake
@@ -441,6 +450,7 @@ def cluster_backend(
     cluster_domain: str,
     open_channel: ChannelOpener | None = None,
     local_command: tuple[str, ...] = (),
+    lease_holder: str | None = None,
 ) -> Backend:
     """What the proxy fronts in a cluster: the stdio server through `pods/attach` (or through
     `local_command`'s pipes), or the HTTP servers at the pods' DNS names."""
@@ -450,6 +460,22 @@ def cluster_backend(
             "stdio_local_command", command=local_command[0], hint="not attaching to the pod"
         )
         return Backend(spec.transport, channels=subprocess_factory(local_command))
+    if spec.is_stdio and spec.leased_ordinals is not None:
+        lease = OrdinalLease(
+            kube,
+            namespace=spec.namespace,
+            statefulset=spec.name,
+            holder=lease_holder or pod_identity(),
+            ordinals=spec.leased_ordinals,
+        )
+        leased = LeasedChannelFactory(
+            lease,
+            attach=lambda choose: AttachChannelFactory(
+                kube, pods=manager.pods, open_channel=open_channel, choose=choose
+            ),
+        )
+        log.info("stdio_leased_backends", ordinals=spec.leased_ordinals, holder=lease.holder)
+        return Backend(spec.transport, channels=leased)
     if spec.is_stdio:
         factory = AttachChannelFactory(kube, pods=manager.pods, open_channel=open_channel)
         return Backend(spec.transport, channels=factory)
@@ -465,6 +491,38 @@ def cluster_backend(
         )
     log.info("http_backends", targets=urls)
     return Backend(spec.transport, target_urls=tuple(urls))
+
+
+def pod_identity() -> str:
+    """This proxy replica's name as a Lease holder: `POD_NAME` (the operator sets it from the
+    downward API), else the host name (a pod's is its name)."""
+    return os.environ.get("POD_NAME") or socket.gethostname()
+
+
+def follow_rescaling(
+    kube: KubeClient,
+    spec: WorkloadSpec,
+    *,
+    manager: WorkloadManager,
+    lease: OrdinalLease,
+    supervisor: TaskSupervisor,
+) -> None:
+    """Follow the RunConfig's live `proxy_replicas`: scale the backend pods and the Lease range
+    to it (every proxy replica does, so they agree)."""
+
+    def rescale(ordinals: int) -> None:
+        manager.rescale(ordinals)
+        lease.resize(ordinals)
+
+    supervisor.spawn(
+        "proxy replicas",
+        follow_proxy_replicas(
+            kube,
+            namespace=spec.namespace,
+            configmap=runconfig_configmap_name(spec.name),
+            on_ordinals=rescale,
+        ),
+    )
 
 
 async def run_cluster(
@@ -596,6 +654,7 @@ async def _run_cluster(
                         cluster_domain=options.cluster_domain,
                         open_channel=open_channel,
                         local_command=options.local_command,
+                        lease_holder=options.lease_holder,
                     ),
                     prepared.runconfig,
                     settings=settings,
@@ -603,8 +662,12 @@ async def _run_cluster(
                 )
             if backend.client is not None:
                 stack.push_async_callback(backend.client.close)
-            if isinstance(backend.channels, AttachChannelFactory):
+            if isinstance(backend.channels, AttachChannelFactory | LeasedChannelFactory):
                 stack.push_async_callback(backend.channels.aclose)
+            if isinstance(backend.channels, LeasedChannelFactory):
+                follow_rescaling(
+                    kube, spec, manager=manager, lease=backend.channels.lease, supervisor=supervisor
+                )
             endpoints = build_endpoints(
                 backend,
                 settings=settings,

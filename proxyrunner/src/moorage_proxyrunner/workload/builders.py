@@ -114,10 +114,22 @@ class WorkloadSpec:
     """StatefulSet replicas for HTTP transports; None leaves the field unmanaged."""
     permission_profile: RunConfigPermissionProfile | None = None
     stdio_era: StdioEra = "handshake"
+    leased_ordinals: int | None = None
+    """A stdio server whose proxies share sessions through Redis: how many backend pods it
+    runs, one per proxy replica, each proxy holding the Lease of one ordinal (the RunConfig's
+    `proxy_replicas`, at least 1). None: one pod, attached by the proxy without a Lease."""
 
     @property
     def is_stdio(self) -> bool:
         return self.transport == "stdio"
+
+
+def leased_ordinals_of(rc: RunConfig) -> int | None:
+    """`WorkloadSpec.leased_ordinals` of a RunConfig: for a stdio server with Redis session
+    storage, its `proxy_replicas` (at least 1); None otherwise."""
+    if rc.transport != "stdio" or rc.session_storage.type != "redis":
+        return None
+    return max(rc.proxy_replicas or 1, 1)
 
 
 def workload_spec_from_runconfig(rc: RunConfig) -> WorkloadSpec:
@@ -157,6 +169,7 @@ def workload_spec_from_runconfig(rc: RunConfig) -> WorkloadSpec:
         backend_replicas=rc.backend_replicas,
         permission_profile=rc.permission_profile,
         stdio_era=rc.stdio_era,
+        leased_ordinals=leased_ordinals_of(rc),
     )
 
 
@@ -363,8 +376,9 @@ def build_statefulset(
         "template": build_pod_template(spec, pod_patch=pod_patch),
     }
     if spec.is_stdio:
-        # One process is shared by every client through the attached stdin.
-        sts_spec["replicas"] = 1
+        # One process is shared by every client of a proxy through the attached stdin; proxies
+        # sharing sessions through Redis each have their own (`leased_ordinals`).
+        sts_spec["replicas"] = spec.leased_ordinals or 1
     elif spec.backend_replicas is not None:
         sts_spec["replicas"] = spec.backend_replicas
     return {

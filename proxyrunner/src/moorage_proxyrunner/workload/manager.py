@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from dataclasses import dataclass
 
 import structlog
@@ -166,13 +167,15 @@ class WorkloadManager:
 
         self.statefulsets = watch(STATEFULSETS, spec.name)
         # A stdio server's only pod is followed by name too: its Role may then read and attach
-        # to that one pod only. HTTP servers scale, so their pods are followed by label.
+        # to that one pod only. HTTP servers scale, and so do stdio servers whose proxies hold
+        # Leases on their ordinals: their pods are followed by label.
+        single = spec.is_stdio and spec.leased_ordinals is None
         self.pods = WatchedSet(
             kube,
             PODS,
             namespace=namespace,
             label_selector=build_label_selector(spec.name),
-            field_selector=f"metadata.name={stdio_pod_name(spec.name)}" if spec.is_stdio else None,
+            field_selector=f"metadata.name={stdio_pod_name(spec.name)}" if single else None,
         )
         self._children = (
             _Child(STATEFULSETS, spec.name, desired.statefulset, self.statefulsets),
@@ -277,6 +280,19 @@ class WorkloadManager:
                 propagation_policy="Background",
             )
         log.info("workload_deleted", kind=child.kind.kind, name=child.name)
+
+    def rescale(self, ordinals: int) -> None:
+        """A stdio server's proxies are now `ordinals` (a live RunConfig change): run that many
+        backend pods. Healing applies it; every proxy replica does the same, so they agree."""
+        if self.spec.leased_ordinals is None or ordinals == self.spec.leased_ordinals:
+            return
+        self.spec = dataclasses.replace(self.spec, leased_ordinals=ordinals)
+        child = self._children[0]
+        assert child.desired is not None, "a stdio server always has its StatefulSet"
+        desired = {**child.desired, "spec": {**child.desired["spec"], "replicas": ordinals}}
+        self._children = (dataclasses.replace(child, desired=desired), *self._children[1:])
+        log.info("workload_rescaled", replicas=ordinals)
+        self._dirty.set()
 
     # -- watching and healing ------------------------------------------------------------
 

@@ -15,6 +15,8 @@ not set by the proxy itself, unique without case) and reports:
   header that looks like a credential gets a warning pointing at `addHeadersFromSecret`;
 - `endpointPrefix` only appears in SSE endpoint URLs (warning for streamable-http);
 - a remote on plain http is reachable by whoever is on the path (warning);
+- `replicas` above 1 needs `sessionStorage.type: redis`, and rate-limit settings, as for an
+  MCPServer (`ratelimits.py`);
 - on update: a changed transport or port moves what clients use.
 """
 
@@ -38,6 +40,7 @@ from moorage_webhook.validation.proxysettings import (
     dict_at,
     with_pod_security,
 )
+from moorage_webhook.validation.ratelimits import check_rate_limits
 from moorage_webhook.validation.verdict import Findings, Verdict, quoted
 
 _CREDENTIAL_HEADER: Final = re.compile(r"(key|token|secret|password|auth|cookie)", re.IGNORECASE)
@@ -92,6 +95,7 @@ def mcpremoteproxy_rules(
         check_pod_template_spec(
             spec.pod_template_spec, "spec.podTemplateSpec", out, main=PROXY_CONTAINER
         )
+    check_rate_limits(spec.session_storage, spec.rate_limits, replicas=spec.replicas, out=out)
     _check_headers(spec, out)
     if old is not None:
         _check_update(spec, old.spec, out)

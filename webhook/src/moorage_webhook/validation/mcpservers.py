@@ -6,8 +6,11 @@ hold, see `objects.py`) and reports:
 - `image`: the full `distribution/reference` grammar with the reason it fails; a warning for a
   floating reference (`latest`, or no tag and no digest);
 - transport/port consistency: `proxyMode` cannot contradict an HTTP transport, `targetPort` and
-  `backendReplicas` mean nothing for stdio, a stdio server runs one proxy replica, an
-  `endpointPrefix` only appears in SSE endpoint URLs;
+  `backendReplicas` mean nothing for stdio (with several proxy replicas each gets its own
+  backend pod, so a stdio server with Redis and unset `replicas` cannot follow an autoscaler),
+  an `endpointPrefix` only appears in SSE endpoint URLs;
+- `replicas` above 1 needs `sessionStorage.type: redis`, and rate-limit settings
+  (`ratelimits.py`);
 - env: secret env names must not collide with `env` or each other, and must be valid names;
 - `resources`: resource names, requests within limits;
 - `podTemplateSpec`: a real PodTemplateSpec (`podtemplates.py`), and its service account must not
@@ -105,11 +108,12 @@ def _check_transport(spec: MCPServerSpec, out: Findings) -> None:
                 "spec.backendReplicas",
                 "ignored for transport stdio: one pod runs the server's process",
             )
-        if spec.replicas is not None and spec.replicas > 1:
+        if spec.replicas is None and spec.session_storage.type == "redis":
             out.warn(
                 "spec.replicas",
-                f"a stdio server has one backend process, so the proxy runs 1 replica, "
-                f"not {spec.replicas}",
+                "unset (an autoscaler decides): a stdio server runs one backend pod per proxy "
+                "replica only for a set replicas; proxy replicas an autoscaler adds wait for a "
+                "backend pod that never comes",
             )
     if spec.endpoint_prefix and spec.effective_proxy_mode != "sse":
         out.warn(
@@ -248,9 +252,7 @@ def mcpserver_rules(
     check_authz(spec.authz_config, out)
     _check_overrides(spec, out)
     _check_allowed_hosts(spec, out)
-    # A stdio server's proxy is capped at one replica (warned about above).
-    replicas = 1 if spec.transport == "stdio" else spec.replicas
-    check_rate_limits(spec.session_storage, spec.rate_limits, replicas=replicas, out=out)
+    check_rate_limits(spec.session_storage, spec.rate_limits, replicas=spec.replicas, out=out)
     if old is not None:
         _check_update(spec, old.spec, out)
 

@@ -11,6 +11,8 @@ reports:
   `<name>-vmcp` and names no Secret itself (the backends' credentials come from their
   MCPExternalAuthConfigs);
 - a `manual` entry that renames a tool to its own name resolves nothing (warning);
+- `replicas` above 1 needs `sessionStorage.type: redis`, and rate-limit settings, as for an
+  MCPServer (`ratelimits.py`);
 - on update: a changed port moves what clients use.
 
 The webhook does not know the group's members or their tools: a backend named in the maps that
@@ -35,6 +37,7 @@ from moorage_webhook.validation.proxysettings import (
     dict_at,
     with_pod_security,
 )
+from moorage_webhook.validation.ratelimits import check_rate_limits
 from moorage_webhook.validation.verdict import Findings, Verdict, quoted
 
 
@@ -61,6 +64,7 @@ def virtualmcpserver_rules(
         check_pod_template_spec(
             spec.pod_template_spec, "spec.podTemplateSpec", out, main=PROXY_CONTAINER
         )
+    check_rate_limits(spec.session_storage, spec.rate_limits, replicas=spec.replicas, out=out)
     if old is not None:
         check_port_change(spec.port, old.spec.port, out)
 

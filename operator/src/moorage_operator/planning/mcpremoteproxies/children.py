@@ -9,7 +9,9 @@ child carries the MCPRemoteProxy's labels, one controller ownerReference to it, 
 takes `spec.podTemplateSpec` with Moorage's own settings merged on top of it.
 
 The proxy runner's Role allows exactly what it does: read its RunConfig (it watches it by name)
-and patch `status.remoteCheck` of its own MCPRemoteProxy.
+and the Redis CA ConfigMap `sessionStorage` names, and patch `status.remoteCheck` of its own
+MCPRemoteProxy. With more than one replica a PodDisruptionBudget `<name>-remote-proxy` lets one
+proxy pod go at a time.
 
 Pure: no I/O. `plan_mcpremoteproxy` is the reconciler's entry point (children, or the problems
 that prevent building them).
@@ -50,7 +52,13 @@ from moorage_operator.planning.mcpservers.references import (
     resolved_inputs,
 )
 from moorage_operator.planning.problems import by_condition
-from moorage_operator.planning.proxies import READ, ChildOwner, OwnerPlan, rule
+from moorage_operator.planning.proxies import (
+    READ,
+    ChildOwner,
+    OwnerPlan,
+    rule,
+    session_storage_config_maps,
+)
 
 JsonObject = dict[str, Any]
 
@@ -84,8 +92,12 @@ def proxy_owner(proxy: MCPRemoteProxy) -> ChildOwner:
 def desired_remote_proxy_rules(proxy: MCPRemoteProxy) -> list[JsonObject]:
     """Exactly what the remote proxy runner needs, limited to its own objects by name."""
     name = proxy_name(proxy)
+    configmaps = [
+        remote_runconfig_configmap_name(name),
+        *session_storage_config_maps(proxy.spec.session_storage),
+    ]
     return [
-        rule("", "configmaps", READ, [remote_runconfig_configmap_name(name)]),
+        rule("", "configmaps", READ, configmaps),
         rule(GROUP, f"{PLURAL_MCPREMOTEPROXY}/status", STATUS_PATCH, [name]),
     ]
 

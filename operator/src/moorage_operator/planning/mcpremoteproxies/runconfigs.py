@@ -12,11 +12,15 @@ from __future__ import annotations
 
 from moorage_api.constants import DEFAULT_CLUSTER_DOMAIN, KIND_MCPREMOTEPROXY
 from moorage_api.mcpremoteproxy import MCPRemoteProxy, MCPRemoteProxySpec
-from moorage_api.naming import remote_proxy_service_name
+from moorage_api.naming import remote_proxy_name, remote_proxy_service_name
 from moorage_api.runconfig import RunConfig, RunConfigHeader, RunConfigRemote
 from moorage_operator.planning.externalauth import forwarded_header_env, secret_value
 from moorage_operator.planning.mcpservers.references import ResolvedInputs
-from moorage_operator.planning.mcpservers.runconfigs import client_fields, runconfig_owner
+from moorage_operator.planning.mcpservers.runconfigs import (
+    client_fields,
+    runconfig_owner,
+    shared_state_fields,
+)
 
 
 def proxy_name(proxy: MCPRemoteProxy) -> str:
@@ -87,4 +91,10 @@ def desired_remote_runconfig(
         trust_proxy_headers=spec.trust_proxy_headers,
         endpoint_prefix=spec.endpoint_prefix,
         remote=desired_remote(spec),
+        **shared_state_fields(
+            spec.session_storage,
+            spec.rate_limits,
+            namespace=namespace,
+            name=remote_proxy_name(name),
+        ),
     )

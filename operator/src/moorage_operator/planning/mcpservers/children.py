@@ -1,8 +1,10 @@
 """The objects the operator creates for an MCPServer (spec §3), as pure functions of it.
 
-For MCPServer `<name>`: ServiceAccount, Role and RoleBinding `<name>-proxy-runner`, ServiceAccount
+For MCPServer `<name>`: ServiceAccount, Role and RoleBinding `<name>-proxy-runner` (and, for a stdio
+server sharing sessions through Redis, RoleBinding `<name>-proxy-runner-leases`), ServiceAccount
 `<name>-sa` (unless `spec.serviceAccount` names one), ConfigMap `<name>-runconfig` holding the
-RunConfig, Deployment `<name>` running the proxy runner, and Service `mcp-<name>-proxy`. Each
+RunConfig, Deployment `<name>` running the proxy runner, Service `mcp-<name>-proxy` and, with more
+than one proxy replica, PodDisruptionBudget `<name>`. Each
 carries the labels of spec §3, one controller ownerReference to the MCPServer, and the
 `moorage.dev/applied-hash` annotation the reconciler compares before applying.
 
@@ -58,6 +60,8 @@ from moorage_operator.planning.proxies import (
     desired_proxy_deployment,
     desired_service_account,
     is_controlled_by,
+    runconfig_secret_env,
+    session_storage_config_maps,
     stale_owned,
 )
 from moorage_operator.planning.proxies import rule as _rule
@@ -73,6 +77,11 @@ object does not exist the apiserver also authorises `create` on that same name, 
 is limited by `resourceNames` here (a plain POST, whose name is not in the URL, stays refused)."""
 
 
+STDIO_LEASES_CLUSTERROLE: Final = "moorage-proxyrunner-stdio-leases"
+"""The ClusterRole (deploy/rbac) letting a stdio server's proxies hold their ordinals' Leases:
+get, create, update. The operator may bind it (`bind` on it by name) without holding it."""
+
+
 def desired_proxy_runner_rules(server: MCPServer) -> list[JsonObject]:
     """Exactly what the proxy runner of `server` needs, each rule limited to the objects it is
     for (`resourceNames`) wherever Kubernetes can authorise by name.
@@ -85,23 +94,35 @@ def desired_proxy_runner_rules(server: MCPServer) -> list[JsonObject]:
     follows it by name and attaches to it. An HTTP server's pods (as many as `backendReplicas`,
     or an autoscaler, makes) are followed by label for readiness; a label selector cannot be
     authorised by name, so that one rule is read-only and namespace-wide, and HTTP servers get
-    no `pods/attach` at all. Nothing reads pod logs.
+    no `pods/attach` at all. A stdio server whose proxies share sessions through Redis runs one
+    pod per proxy replica (`<name>-<ordinal>`), each proxy holding Lease `<name>-stdio-<ordinal>`
+    (`desired_lease_binding`): its pods are followed by label like an HTTP server's and attached
+    by name. Nothing reads pod logs.
     """
     name = server_name(server)
     configmaps = [runconfig_configmap_name(name)]
     profile = server.spec.permission_profile
     if profile.type == "configMap":
         configmaps.append(profile.name)
-    redis = server.spec.session_storage.redis
-    if redis is not None and redis.tls is not None and redis.tls.ca_config_map_ref is not None:
-        configmaps.append(redis.tls.ca_config_map_ref.name)
+    configmaps += session_storage_config_maps(server.spec.session_storage)
     rules = [
         _rule("apps", "statefulsets", APPLY, [name]),
         _rule("", "services", APPLY, [headless_service_name(name), mcp_service_name(name)]),
         _rule("networking.k8s.io", "networkpolicies", APPLY, [egress_policy_name(name)]),
         _rule("", "configmaps", READ, configmaps),
     ]
-    if server.spec.transport == "stdio":
+    if server.spec.transport == "stdio" and server.spec.session_storage.type == "redis":
+        # One backend pod per proxy replica, each proxy holding the Lease of its ordinal (granted
+        # by `desired_lease_binding`); the pods are followed by label (read-only, namespace-wide,
+        # as for HTTP servers) and attached by name.
+        ordinals = range(max(server.spec.replicas or 1, 1))
+        rules += [
+            {"apiGroups": [""], "resources": ["pods"], "verbs": list(READ)},
+            _rule(
+                "", "pods/attach", ("create", "get"), [stdio_pod_name(name, i) for i in ordinals]
+            ),
+        ]
+    elif server.spec.transport == "stdio":
         pod = stdio_pod_name(name)
         rules += [
             _rule("", "pods", READ, [pod]),
@@ -139,7 +160,8 @@ class ServerPlan(OwnerPlan):
     """What a reconcile of one MCPServer should converge to (see `OwnerPlan`)."""
 
     replicas_capped: bool = False
-    """`replicas` > 1 on a stdio server, capped at 1 (one process cannot be shared by two)."""
+    """`replicas` > 1 on a stdio server with memory session storage, capped at 1 (one process
+    cannot be shared by two proxies, and memory cannot share sessions)."""
 
 
 # -- the children, one builder each -------------------------------------------------------------
@@ -196,6 +218,29 @@ def desired_role_binding(server: MCPServer) -> JsonObject:
     )
 
 
+def desired_lease_binding(server: MCPServer) -> JsonObject | None:
+    """RoleBinding `<name>-proxy-runner-leases` of a stdio server whose proxies share sessions
+    through Redis: `STDIO_LEASES_CLUSTERROLE` for the proxy runner, in this namespace only.
+    A Lease is created with a POST, which names no object, so a Role could not limit it by
+    name anyway; a ClusterRole bound by name keeps Lease permissions off the operator itself
+    (RBAC would otherwise require it to hold them in every namespace it watches)."""
+    if server.spec.transport != "stdio" or server.spec.session_storage.type != "redis":
+        return None
+    account = proxy_runner_name(server_name(server))
+    owner = server_owner(server)
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": proxies.child_metadata(owner, f"{account}-leases"),
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": STDIO_LEASES_CLUSTERROLE,
+        },
+        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": owner.namespace}],
+    }
+
+
 def desired_runconfig_configmap(server: MCPServer, *, runconfig: RunConfig) -> JsonObject:
     return proxies.desired_runconfig_configmap(
         server_owner(server), runconfig_configmap_name(server_name(server)), runconfig=runconfig
@@ -203,14 +248,34 @@ def desired_runconfig_configmap(server: MCPServer, *, runconfig: RunConfig) -> J
 
 
 def proxy_replicas(server: MCPServer) -> int | None:
-    """Replicas of the proxy Deployment: None (not managed, HPA-friendly) when unset, at most 1
-    for stdio (one backend process cannot be attached by two proxies)."""
+    """Replicas of the proxy Deployment: None (not managed, HPA-friendly) when unset. A stdio
+    server with memory session storage gets at most 1: its replicas could not share sessions, and
+    the admission rules refuse more (an object stored before they did is capped here). With
+    Redis each proxy replica runs its own backend pod, so nothing is capped."""
     replicas = server.spec.replicas
     if replicas is None:
         return None
-    if server.spec.transport == "stdio":
+    if server.spec.transport == "stdio" and server.spec.session_storage.type != "redis":
         return min(replicas, 1)
     return replicas
+
+
+STDIO_ROLLING_UPDATE: Final = {
+    "type": "RollingUpdate",
+    "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1},
+}
+"""Several stdio proxies (Redis) each hold one backend ordinal's Lease: a new pod can only take
+the ordinal an old one gave up, so one old pod goes first, never a surge."""
+
+
+def proxy_strategy(server: MCPServer) -> Mapping[str, Any]:
+    """How the proxy Deployment rolls: a single stdio proxy is replaced (two must never attach
+    to one backend process at once), several stdio proxies one at a time, others as usual."""
+    if server.spec.transport != "stdio":
+        return ROLLING_UPDATE
+    if server.spec.session_storage.type == "redis":
+        return STDIO_ROLLING_UPDATE
+    return {"type": "Recreate"}
 
 
 def is_replicas_capped(server: MCPServer) -> bool:
@@ -229,22 +294,6 @@ def _proxy_env(server: MCPServer, *, secrets: Sequence[JsonObject]) -> list[Json
         if var.name not in reserved
     ]
     return env + list(secrets)
-
-
-def runconfig_secret_env(runconfig: RunConfig) -> list[JsonObject]:
-    """The proxy container's env from Secrets that the RunConfig's shared-state settings name
-    (the Redis password): the RunConfig holds only the variable's name."""
-    redis = runconfig.session_storage.redis
-    password = redis.password if redis is not None else None
-    if password is None or password.secret_key_ref is None:
-        return []
-    ref = password.secret_key_ref
-    return [
-        {
-            "name": password.env,
-            "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}},
-        }
-    ]
 
 
 def desired_proxy_pod_template(
@@ -281,10 +330,15 @@ def desired_deployment(server: MCPServer, *, runconfig: RunConfig, image: str) -
         server_name(server),
         template=desired_proxy_pod_template(server, runconfig=runconfig, image=image),
         replicas=proxy_replicas(server),
-        # A stdio backend is one process: two proxies must never attach to it at once.
-        strategy={"type": "Recreate"} if server.spec.transport == "stdio" else ROLLING_UPDATE,
+        strategy=proxy_strategy(server),
         labels=deployment.labels if deployment else None,
         annotations=deployment.annotations if deployment else None,
+    )
+
+
+def desired_disruption_budget(server: MCPServer) -> JsonObject | None:
+    return proxies.desired_proxy_disruption_budget(
+        server_owner(server), server_name(server), replicas=proxy_replicas(server)
     )
 
 
@@ -327,10 +381,12 @@ def plan_mcpserver(
         desired_proxy_service_account(server),
         desired_role(server),
         desired_role_binding(server),
+        desired_lease_binding(server),
         desired_mcp_service_account(server),
         desired_runconfig_configmap(server, runconfig=runconfig),
         desired_deployment(server, runconfig=runconfig, image=settings.proxyrunner_image),
         desired_proxy_service(server),
+        desired_disruption_budget(server),
     ]
     return ServerPlan(
         children=tuple(stamp_applied_hash(child) for child in children if child is not None),

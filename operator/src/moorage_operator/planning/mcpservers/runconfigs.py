@@ -14,6 +14,7 @@ from typing import Any
 from moorage_api.constants import API_VERSION, DEFAULT_CLUSTER_DOMAIN, KIND_MCPSERVER
 from moorage_api.mcpserver import MCPServer
 from moorage_api.naming import mcp_service_account_name, proxy_service_hosts
+from moorage_api.ratelimits import RateLimits
 from moorage_api.runconfig import (
     OwnerReference,
     RunConfig,
@@ -25,6 +26,7 @@ from moorage_api.runconfig import (
     runconfig_rate_limits,
     runconfig_session_storage,
 )
+from moorage_api.sessionstorage import SessionStorage
 from moorage_operator.planning.mcpservers.references import ResolvedInputs
 
 
@@ -83,6 +85,30 @@ def client_fields(inputs: ResolvedInputs, *, audit: bool) -> dict[str, Any]:
     }
 
 
+def shared_state_fields(
+    storage: SessionStorage, limits: RateLimits | None, *, namespace: str, name: str
+) -> dict[str, Any]:
+    """The RunConfig's `session_storage` and `rate_limits`, alike for every kind that runs a
+    proxy; `name` is the proxy Deployment's, so the default Redis key prefix of two kinds'
+    objects of one name never collides."""
+    return {
+        "session_storage": runconfig_session_storage(storage, namespace=namespace, name=name),
+        "rate_limits": runconfig_rate_limits(limits),
+    }
+
+
+def stdio_proxy_replicas(server: MCPServer) -> int | None:
+    """`proxy_replicas` of the RunConfig: a stdio server's proxy replicas above 1 sharing
+    sessions through Redis (each runs its own backend pod); None for every other server, whose
+    proxies do not need to know how many they are."""
+    spec = server.spec
+    if spec.transport != "stdio" or spec.session_storage.type != "redis":
+        return None
+    if spec.replicas is None or spec.replicas <= 1:
+        return None
+    return spec.replicas
+
+
 def desired_runconfig(
     server: MCPServer, *, inputs: ResolvedInputs, cluster_domain: str = DEFAULT_CLUSTER_DOMAIN
 ) -> RunConfig:
@@ -115,13 +141,13 @@ def desired_runconfig(
         resources=spec.resources,
         service_account=spec.service_account or mcp_service_account_name(name),
         backend_replicas=spec.backend_replicas,
+        proxy_replicas=stdio_proxy_replicas(server),
         permission_profile=inputs.permission_profile,
         allowed_hosts=desired_allowed_hosts(server, cluster_domain=cluster_domain),
         **client_fields(inputs, audit=spec.audit.enabled),
         trust_proxy_headers=spec.trust_proxy_headers,
         endpoint_prefix=spec.endpoint_prefix,
-        session_storage=runconfig_session_storage(
-            spec.session_storage, namespace=namespace, name=name
+        **shared_state_fields(
+            spec.session_storage, spec.rate_limits, namespace=namespace, name=name
         ),
-        rate_limits=runconfig_rate_limits(spec.rate_limits),
     )

@@ -5,8 +5,10 @@ ConfigMap `<name>-vmcp-runconfig` holding the RunConfig (with `aggregate`: one b
 member, see `backends`) and Service `mcp-<name>-vmcp`. Each child carries the VirtualMCPServer's
 labels, one controller ownerReference to it and the `moorage.dev/applied-hash` annotation.
 
-The aggregator's Role allows exactly what it does: read its RunConfig and patch its own
-VirtualMCPServer's status (`backendHealth`, `unresolvedConflicts`).
+The aggregator's Role allows exactly what it does: read its RunConfig (and the Redis CA ConfigMap
+`sessionStorage` names) and patch its own VirtualMCPServer's status (`backendHealth`,
+`unresolvedConflicts`). With more than one replica a PodDisruptionBudget `<name>-vmcp` lets one
+aggregator pod go at a time.
 
 A group without members gives no children: there is nothing to aggregate (the RunConfig needs a
 backend), so the aggregator is removed until a member joins. A missing group, a missing or invalid
@@ -50,9 +52,13 @@ from moorage_operator.planning.mcpservers.references import (
     resolve_client_inputs,
     resolved_inputs,
 )
-from moorage_operator.planning.mcpservers.runconfigs import client_fields, runconfig_owner
+from moorage_operator.planning.mcpservers.runconfigs import (
+    client_fields,
+    runconfig_owner,
+    shared_state_fields,
+)
 from moorage_operator.planning.problems import Problem, by_condition
-from moorage_operator.planning.proxies import READ, ChildOwner, rule
+from moorage_operator.planning.proxies import READ, ChildOwner, rule, session_storage_config_maps
 from moorage_operator.planning.virtualmcpservers.backends import (
     Member,
     desired_conflict_resolution,
@@ -142,8 +148,12 @@ def vmcp_owner(server: VirtualMCPServer) -> ChildOwner:
 def desired_vmcp_rules(server: VirtualMCPServer) -> list[JsonObject]:
     """Exactly what the aggregator needs, limited to its own objects by name."""
     name = server_name(server)
+    configmaps = [
+        vmcp_runconfig_configmap_name(name),
+        *session_storage_config_maps(server.spec.session_storage),
+    ]
     return [
-        rule("", "configmaps", READ, [vmcp_runconfig_configmap_name(name)]),
+        rule("", "configmaps", READ, configmaps),
         rule(GROUP, f"{PLURAL_VIRTUALMCPSERVER}/status", STATUS_PATCH, [name]),
     ]
 
@@ -201,6 +211,9 @@ def desired_vmcp_runconfig(
             conflict_resolution=desired_conflict_resolution(
                 spec, backends=[b.name for b in backends]
             ),
+        ),
+        **shared_state_fields(
+            spec.session_storage, spec.rate_limits, namespace=namespace, name=vmcp_name(name)
         ),
     )
     return runconfig, []

@@ -249,6 +249,23 @@ def choose_pod(pods: Sequence[Mapping[str, Any]]) -> PodRef | None:
     return PodRef(name=str(meta.get("name")), uid=str(meta.get("uid") or ""))
 
 
+PodChooser = Callable[[Sequence[Mapping[str, Any]]], PodRef | None]
+"""Picks the pod to attach to among the followed pods (None: none yet)."""
+
+
+def choose_named_pod(name: str) -> PodChooser:
+    """A chooser of pod `name` only, once it is ready (a proxy holding that ordinal's Lease)."""
+
+    def choose(pods: Sequence[Mapping[str, Any]]) -> PodRef | None:
+        for pod in ready_pods(pods):
+            meta = pod.get("metadata") or {}
+            if meta.get("name") == name:
+                return PodRef(name=name, uid=str(meta.get("uid") or ""))
+        return None
+
+    return choose
+
+
 def is_still_attachable(pod: PodRef, pods: Sequence[Mapping[str, Any]]) -> bool:
     """Whether the pod a channel uses still exists as the same object and is ready."""
     for candidate in ready_pods(pods):
@@ -465,7 +482,8 @@ async def open_exec_channel(
 class AttachChannelFactory:
     """The stdio bridge's `ChannelFactory` in a cluster.
 
-    Each call returns a channel attached to the current ready pod, waiting as long as it takes
+    Each call returns a channel attached to the pod `choose` picks (by default the ready pod with
+    the lowest ordinal), waiting as long as it takes
     (cancel the call to give up); `pods` must be running (`WatchedSet.run`) for the pods of the
     StatefulSet. Call `aclose()` to stop following the pods of handed-out channels.
     """
@@ -479,9 +497,11 @@ class AttachChannelFactory:
         policy: ReattachPolicy = ReattachPolicy(),
         clock: Callable[[], float] = time.monotonic,
         open_channel: Callable[[str], Awaitable[StreamChannel]] | None = None,
+        choose: PodChooser = choose_pod,
     ) -> None:
         self._kube = kube
         self._pods = pods
+        self._choose = choose
         self._container = container
         self._policy = policy
         self._clock = clock
@@ -498,7 +518,7 @@ class AttachChannelFactory:
             if delay:
                 log.info("stdio_reattach_wait", delay_s=delay, failures=self._failures)
                 await asyncio.sleep(delay)
-            pod = await self._pods.wait_until(choose_pod)
+            pod = await self._pods.wait_until(self._choose)
             try:
                 channel = await self._open(pod.name)
             except KubeError as exc:
