@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Debian packages a real node needs (`moorage-dev cluster up --real-node`, docs/real-node.md):
 # containerd, runc, the CNI plugins, iptables, socat, conntrack, iproute2, and gcc with a static
-# libc for the pause image; and redis-server, which the rate-limit tests start (tests/integration/
-# ratelimit, tests/e2e/ratelimit). Installs only what is missing (apt-get update once, then install);
-# quiet and quick when everything is there. Needs root to install.
+# libc for the pause image; and redis-server and haproxy, which the tests start (tests/integration/
+# ratelimit, tests/e2e/ratelimit, tests/e2e/scaleout: three proxy replicas behind HAProxy). Installs
+# only what is missing (apt-get update once, then install); quiet and quick when everything is
+# there. Needs root to install.
 set -euo pipefail
 export PATH="$PATH:/usr/sbin:/sbin"
 
@@ -23,6 +24,7 @@ want socat command -v socat
 want conntrack command -v conntrack
 want gcc command -v gcc
 want redis-server command -v redis-server
+want haproxy command -v haproxy
 want libc6-dev test -f "/usr/lib/$(gcc -dumpmachine 2>/dev/null || echo x86_64-linux-gnu)/libc.a"
 
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -27,8 +27,9 @@ else
 fi
 if [ -n "${CI:-}" ]; then
   export MOORAGE_REQUIRE_REAL_NODE="${MOORAGE_REQUIRE_REAL_NODE:-1}"
-  # redis-server comes with the real node's packages; CI must not skip the Redis tests.
-  export MOORAGE_REQUIRE_REDIS="${MOORAGE_REQUIRE_REDIS:-1}"
+  # redis-server and haproxy come with the real node's packages; CI must not skip the tests
+  # that start them (tests/testkit/debianservers.py).
+  export MOORAGE_REQUIRE_SERVERS="${MOORAGE_REQUIRE_SERVERS:-1}"
 fi
 
 if [ -x scripts/node.sh ]; then

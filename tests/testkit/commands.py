@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,3 +165,36 @@ def assert_clean_stop(
     assert "Traceback" not in outcome.output
     if event:
         assert event in outcome.output
+
+
+def stop_process(process: subprocess.Popen[bytes], *, timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after `timeout` seconds; returns once the process is reaped."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def wait_serving(
+    process: subprocess.Popen[bytes],
+    serving: Callable[[], bool],
+    *,
+    name: str,
+    log: Path,
+    timeout: float,
+) -> None:
+    """Wait until `serving()` says the started `process` serves; fail with the tail of its `log`
+    when it exits first, or after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not serving():
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"{name} exited with {process.returncode}: " + log.read_text()[-2000:]
+            )
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{name} did not start serving within {timeout} s")
+        time.sleep(0.05)

@@ -3,44 +3,30 @@ password or TLS when asked (or as a Sentinel watching another), that a test can 
 again on the same port.
 
 Where `redis-server` is not installed the tests that need it are skipped with the reason, or
-fail with it when MOORAGE_REQUIRE_REDIS=1 (CI sets it: `scripts/test.sh` installs the Debian
-package `redis-server` through `scripts/realnode-deps.sh`).
+fail with it when MOORAGE_REQUIRE_SERVERS=1 (`testkit.debianservers`; CI sets it:
+`scripts/test.sh` installs the Debian package `redis-server` through `scripts/realnode-deps.sh`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 import socket
 import ssl
-import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
-
-import pytest
 
 from moorage_core.tls import build_ca, build_leaf, write_pair
 from testkit.commands import free_port
+from testkit.debianservers import require_debian_binary
+from testkit.serverprocess import ServerProcess
 
 REDIS_SERVER = "redis-server"
 
 
 def require_redis_server() -> str:
-    """The `redis-server` binary, or skip (fail under MOORAGE_REQUIRE_REDIS=1) saying why."""
-    found = shutil.which(REDIS_SERVER) or shutil.which(REDIS_SERVER, path="/usr/bin:/usr/sbin")
-    if found is None:
-        reason = (
-            "redis-server is not installed (Debian package redis-server; scripts/test.sh "
-            "installs it as root)"
-        )
-        if os.environ.get("MOORAGE_REQUIRE_REDIS") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return found
+    """The `redis-server` binary, or skip (fail under MOORAGE_REQUIRE_SERVERS=1) saying why."""
+    return require_debian_binary(REDIS_SERVER, "redis-server")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +47,7 @@ def write_tls_files(directory: Path, *, hosts: list[str]) -> TlsFiles:
     return TlsFiles(cert_path, key_path, ca_path)
 
 
-class RedisServer:
+class RedisServer(ServerProcess):
     """One `redis-server` process; `address` stays the same across `stop()` and `start()`."""
 
     def __init__(
@@ -73,14 +59,12 @@ class RedisServer:
         tls: TlsFiles | None = None,
         sentinel_for: tuple[str, RedisServer] | None = None,
     ) -> None:
+        super().__init__(directory, "redis.log")
         self.binary = binary
         self.sentinel_for = sentinel_for
-        self.directory = directory
         self.password = password
         self.tls = tls
         self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-        self._log: BinaryIO | None = None
 
     @property
     def address(self) -> str:
@@ -126,18 +110,9 @@ class RedisServer:
                 "--tls-auth-clients",
                 "no",
             ]
-        self._log = (self.directory / "redis.log").open("ab")
-        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while not self.is_answering():
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"redis-server exited with {self.process.returncode}: "
-                    + (self.directory / "redis.log").read_text()[-2000:]
-                )
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"redis-server on {self.address} did not answer")
-            time.sleep(0.05)
+        self.launch(
+            args, self.is_answering, name=f"redis-server on {self.address}", timeout=timeout
+        )
 
     def is_answering(self) -> bool:
         try:
@@ -151,20 +126,6 @@ class RedisServer:
         except OSError:
             return False
         return reply.startswith((b"+PONG", b"-NOAUTH"))
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
 
 
 @contextlib.contextmanager

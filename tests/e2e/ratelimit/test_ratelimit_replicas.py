@@ -12,8 +12,6 @@ client so; with Redis back the limits hold again.
 from __future__ import annotations
 
 import contextlib
-import json
-import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -25,9 +23,9 @@ from mcp import Client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
-from testkit.commands import command_env, free_port
 from testkit.mcprequests import INITIALIZE, POST_HEADERS
 from testkit.redisserver import RedisServer, running_redis
+from testkit.replicas import is_healthy, metric, running_replicas
 from testkit.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -51,14 +49,6 @@ def runconfig(redis: RedisServer, **rate_limits: Any) -> dict[str, Any]:
     }
 
 
-async def is_healthy(base: str) -> bool:
-    try:
-        async with aiohttp.ClientSession() as http, http.get(f"{base}/health") as resp:
-            return resp.status == 200
-    except aiohttp.ClientConnectionError:
-        return False
-
-
 @contextlib.contextmanager
 def proxy_processes(
     config: dict[str, Any],
@@ -68,48 +58,10 @@ def proxy_processes(
     count: int = REPLICAS,
 ) -> Iterator[list[str]]:
     """`count` proxy processes with `config` (and `env`); yields their base URLs."""
-    path = directory / "runconfig.json"
-    path.write_text(json.dumps(config))
-    processes: list[subprocess.Popen[bytes]] = []
-    bases: list[str] = []
-    try:
-        for index in range(count):
-            port = free_port()
-            log = (directory / f"proxy-{index}.log").open("wb")
-            processes.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "moorage_proxyrunner",
-                        "run",
-                        "--local",
-                        "--port",
-                        str(port),
-                        "--config",
-                        str(path),
-                        "--",
-                        *TIME_SERVER,
-                    ],
-                    env=command_env(env),
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-            log.close()
-            bases.append(f"http://127.0.0.1:{port}")
-        yield bases
-        for index, process in enumerate(processes):
-            assert process.poll() is None, (directory / f"proxy-{index}.log").read_text()
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with running_replicas(directory, config, ["--", *TIME_SERVER], count=count, env=env) as started:
+        yield [replica.base for replica in started]
+        for replica in started:
+            assert replica.alive, replica.log.read_text()
 
 
 @contextlib.asynccontextmanager
@@ -135,16 +87,6 @@ async def call_all(opened: list[Client], rounds: int) -> tuple[int, list[MCPErro
             except MCPError as exc:
                 refused.append(exc)
     return allowed, refused
-
-
-async def metric(base: str, name: str) -> float:
-    async with aiohttp.ClientSession() as http, http.get(f"{base}/metrics") as resp:
-        text = await resp.text()
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(name) and not line.startswith("#")
-    )
 
 
 async def test_a_tool_limit_holds_across_three_replicas_and_survives_redis(

@@ -30,6 +30,14 @@ HTTP+SSE stream or on its session's GET stream, which the proxy relays whole eve
 through a mailbox it can add its own notices to (held until the stream opens when none is);
 a 2026-07-28 `subscriptions/listen` stream, relayed the same way, ends with -32003 naming the
 URIs. Targets is a list so a StatefulSet's pods can be given; locally it has one entry.
+
+Sessions are kept in the session store too, for the other replicas (`placement` decides where
+a request of a session this replica does not hold goes): a streamable-HTTP session's plain
+requests are served by any replica, straight to its target; what needs the proxy's own state
+for the session (its GET stream, the requests whose answers the subscription tracking notes)
+goes to the session's owner, or is adopted once the owner is gone; an HTTP+SSE session's POSTs go
+to the replica holding its stream. With the store unreachable, what needs it is answered 503
+(-32000); sessions held here go on.
 """
 
 from __future__ import annotations
@@ -50,6 +58,18 @@ import structlog
 from aiohttp import web
 
 from moorage_core.supervising import TaskSupervisor
+from moorage_proxyrunner.backends.reverse.placement import (
+    SSE,
+    STORE_UNAVAILABLE,
+    STREAMABLE,
+    Route,
+    route,
+    sse_state,
+    streamable_state,
+    subscriptions_of,
+    subscriptions_state,
+    target_index,
+)
 from moorage_proxyrunner.backends.reverse.subscriptions import SessionSubscriptions
 from moorage_proxyrunner.backends.reverse.upstream import Client, Response, UpstreamError
 from moorage_proxyrunner.config.limits import (
@@ -63,11 +83,13 @@ from moorage_proxyrunner.front.app import Rechecker
 from moorage_proxyrunner.front.identity import identity_of
 from moorage_proxyrunner.front.metrics import ProxyMetrics
 from moorage_proxyrunner.front.responding import (
+    BodyTooLarge,
     Refusal,
     Refusing,
     connection_dropper,
     endpoint_url,
     json_body,
+    read_body,
     read_message,
     rpc_error,
 )
@@ -86,6 +108,7 @@ from moorage_proxyrunner.protocol.jsonrpc import (
     Kind,
     Message,
     encode,
+    error_response,
     parse_message,
     response_envelope,
 )
@@ -102,9 +125,10 @@ from moorage_proxyrunner.protocol.sse import (
     EventParser,
     format_event,
 )
-from moorage_proxyrunner.sessionstore.forwarding import Forwarder
+from moorage_proxyrunner.sessionstore.forwarding import Forwarder, is_forwarded
 from moorage_proxyrunner.sessionstore.opening import memory_store
-from moorage_proxyrunner.sessionstore.store import SessionStore
+from moorage_proxyrunner.sessionstore.records import RecordError, SessionRecord
+from moorage_proxyrunner.sessionstore.store import SessionStore, SessionStoreUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -131,6 +155,9 @@ READ_UNTIL_ANSWER: Final = STREAMED_LISTS | TRACKED
 """Requests whose SSE answers are relayed event by event up to the answer, which is read whole."""
 PROBE_INTERVAL: Final = 5.0
 """Seconds between reachability probes of the targets (for `/health`)."""
+TOUCH_INTERVAL: Final = 30.0
+"""At most this often (seconds) a session used here restarts its idle timeout in the store,
+so that one a client keeps using on one replica does not expire for the others."""
 
 
 def forwarded_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -186,11 +213,15 @@ def encode_header_value(value: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _Pin:
-    """A streamable-HTTP session learned from an upstream answer: the target that created it and
-    the subject whose request it answered (None without authentication), its only user."""
+    """A streamable-HTTP session this replica serves: the target that created it and the subject
+    whose request it answered (None without authentication), its only user. `owned`: this
+    replica is the session's owner in the store (it opened or adopted it), so the subscriptions
+    it tracks and the GET stream it relays are the session's; a session opened by another
+    replica is pinned here to serve its plain requests."""
 
     target: int
     subject: str | None
+    owned: bool = True
 
 
 @dataclass(eq=False, slots=True)
@@ -230,7 +261,10 @@ class HttpEndpoints(Refusing):
         forwarder: Forwarder | None = None,
     ) -> None:
         """`client`: what makes the upstream requests (default: a plain `Client`); a remote
-        proxy's adds its headers and outgoing authentication."""
+        proxy's adds its headers and outgoing authentication. `store`: where the sessions are
+        kept for the other replicas (default: this process's memory); `address`: this
+        replica's, which names it as a session's owner; `forwarder`: sends a request to the
+        replica owning its session."""
         if not targets:
             raise ValueError("an HTTP backend needs at least one target URL")
         if transport not in ("sse", "streamable-http"):
@@ -246,13 +280,16 @@ class HttpEndpoints(Refusing):
         # this replica's, and `forwarder` passes a request to the replica owning its session.
         self.store: SessionStore = store or memory_store(settings.limits)
         self.address = address or settings.advertise_address
-        self.forwarder = forwarder or Forwarder()
+        self._own_forwarder = forwarder is None
+        self.forwarder = forwarder or Forwarder(on_outcome=metrics.count_forward)
         self._targets = [self.client.target(url) for url in self.targets]
         self._next = itertools.cycle(range(len(self.targets)))
         self._pins: dict[str, _Pin] = {}
         self._pin_used: dict[str, float] = {}
-        """When each pinned session was last used (monotonic); pins idle past the session
-        idle timeout are forgotten, so sessions the upstream dropped do not count forever."""
+        """When each pinned session was last used here (monotonic); pins idle past the session
+        idle timeout are forgotten, so sessions the upstream dropped do not count forever. The
+        store keeps its own idle timeout for the session, restarted by `_touch`."""
+        self._touched: dict[str, float] = {}
         self._sse: dict[str, _SseSession] = {}
         self._subscriptions = SessionSubscriptions()
         self._session_streams: dict[str, Mailbox] = {}
@@ -307,6 +344,8 @@ class HttpEndpoints(Refusing):
         for task in list(self._drains):
             task.cancel()
         await self.client.close()
+        if self._own_forwarder:
+            await self.forwarder.close()
 
     def is_ready(self) -> bool:
         return any(self._reachable)
@@ -336,6 +375,7 @@ class HttpEndpoints(Refusing):
     def _forget(self, session_id: str) -> None:
         self._subscriptions.forget(session_id)
         self._held_notices.pop(session_id, None)
+        self._touched.pop(session_id, None)
 
     async def _probe_all(self) -> None:
         await asyncio.gather(*(self._probe(i) for i in range(len(self.targets))))
@@ -382,11 +422,19 @@ class HttpEndpoints(Refusing):
         parsed = intake.message
         identity = identity_of(request)
         session_id = request.headers.get("Mcp-Session-Id")
-        target = self._target_for(session_id, identity)
-        if target is None:
-            return self.reject(
-                404, INVALID_REQUEST, "Session not found", started, request_id=parsed.id
-            )
+        # What the proxy tracks for a legacy session's subscriptions is kept by its owner.
+        needs_owner = not modern and parsed.kind is Kind.REQUEST and parsed.method in TRACKED
+        placed = await self._place(
+            request,
+            session_id,
+            needs_owner=needs_owner,
+            body=encode(parsed.body),
+            started=started,
+            request_id=parsed.id,
+        )
+        if isinstance(placed, web.StreamResponse):
+            return placed
+        target = placed
         if parsed.kind is Kind.REQUEST and modern:
             mismatch = self._modern_mismatch(request, parsed.body)
             if mismatch is not None:
@@ -458,12 +506,14 @@ class HttpEndpoints(Refusing):
                     reply = await self._relay_until_answer(request, upstream, call.id, target)
                     if tracked is not None and reply.message is not None:
                         self._track(tracked, call, reply.message)
+                        await self._save_subscriptions(tracked)
                     return reply
                 message = await _read_answer(upstream, call.id)
                 if message is None:
                     return Reply(_unreachable(call.id, self.targets[target]), status=502)
                 if tracked is not None:
                     self._track(tracked, call, message)
+                    await self._save_subscriptions(tracked)
                 reply = Reply(message, status=upstream.status)
                 reply.passthrough = _Headers(upstream)
                 return reply
@@ -522,7 +572,7 @@ class HttpEndpoints(Refusing):
         ):
             return None
         subject = identity_of(request).subject
-        held = [pin.subject for pin in self._pins.values()]
+        held = [pin.subject for pin in self._pins.values() if pin.owned]
         held += [session.subject for session in self._sse.values()]
         try:
             limits = self.settings.limits
@@ -545,9 +595,13 @@ class HttpEndpoints(Refusing):
     async def get_or_delete(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
         session_id = request.headers.get("Mcp-Session-Id")
-        target = self._target_for(session_id, identity_of(request))
-        if target is None:
-            return self.reject(404, INVALID_REQUEST, "Session not found", started)
+        # The GET stream carries the proxy's own notices, which come from the owner.
+        placed = await self._place(
+            request, session_id, needs_owner=request.method == "GET", body=None, started=started
+        )
+        if isinstance(placed, web.StreamResponse):
+            return placed
+        target = placed
         if request.method == "GET" and session_id:
             return await self._session_stream(request, session_id, target, started)
         response = await self._relay(
@@ -563,6 +617,7 @@ class HttpEndpoints(Refusing):
             self._pins.pop(session_id, None)
             self._pin_used.pop(session_id, None)
             self._forget(session_id)
+            await self._delete_record(session_id)
         return response
 
     async def _session_stream(
@@ -732,6 +787,7 @@ class HttpEndpoints(Refusing):
             await self._unsubscribe_upstream(session_id, uri)
             if eras.is_logged("warning", level):
                 self._tell(session_id, subscription_ended_notice(uri))
+        await self._save_subscriptions(session_id)
 
     def _tell(self, session_id: str, notice: Json) -> None:
         """Put the proxy's own notice on a session's stream: a legacy HTTP+SSE session's only
@@ -783,23 +839,197 @@ class HttpEndpoints(Refusing):
                 async with asyncio.timeout(timeout):
                     await _read_answer(upstream, request_id)
 
-    def _target_for(self, session_id: str | None, identity: Identity) -> int | None:
-        """Where a request goes; None: answer it as an unknown session."""
+    async def _place(
+        self,
+        request: web.Request,
+        session_id: str | None,
+        *,
+        needs_owner: bool,
+        body: bytes | None,
+        started: float,
+        request_id: Any = None,
+    ) -> int | web.StreamResponse:
+        """The target a streamable-HTTP request goes to, or its answer when it is not served
+        here: 404 for an unknown session (another subject's alike), 503 when the session store
+        is needed and cannot be reached, or the owner's answer (`placement.route`).
+        `needs_owner`: the request needs what the session's owner keeps; `body`: what to
+        forward it with."""
         if not session_id:
             return self._pick()
+        identity = identity_of(request)
         pin = self._pins.get(session_id)
         if pin is not None:
             if not is_session_owner(
-                pin.subject, identity, session_id=session_id, transport="streamable-http"
+                pin.subject, identity, session_id=session_id, transport=STREAMABLE
             ):
-                return None
+                return self._unknown_session(started, request_id)
             self._pin_used[session_id] = time.monotonic()
-            return pin.target
-        if identity.subject is not None:
-            # Nobody is known to own it, so no subject may use it.
+            self._touch(session_id)
+            if pin.owned or not needs_owner:
+                return pin.target
+        try:
+            record = await self.store.load(session_id)
+            placed = (
+                None
+                if record is None
+                else await self._place_stored(
+                    request, record, identity, needs_owner=needs_owner, body=body
+                )
+            )
+        except SessionStoreUnavailable as exc:
+            if pin is not None:
+                return pin.target  # held here: it goes on from what this replica knows
+            return self._store_unavailable(exc, "load", started, request_id)
+        if placed is not None:
+            return placed
+        if record is not None:
+            return self._unknown_session(started, request_id)  # another's, or gone with its target
+        if pin is not None:
+            return pin.target  # the store lost it; the upstream says whether it still exists
+        if identity.subject is None and len(self.targets) == 1:
+            # Nobody is known to own it and nobody authenticated: the one target decides
+            # whether the session exists. (Several: we cannot know which.)
+            return 0
+        return self._unknown_session(started, request_id)
+
+    async def _place_stored(
+        self,
+        request: web.Request,
+        record: SessionRecord,
+        identity: Identity,
+        *,
+        needs_owner: bool,
+        body: bytes | None,
+    ) -> int | web.StreamResponse | None:
+        """`_place` from the session's record; None: refused, as an unknown session."""
+        if not self._may_use(record, identity, STREAMABLE):
             return None
-        # One target: it decides whether the session exists. Several: we cannot know which.
-        return 0 if len(self.targets) == 1 else None
+        target = target_index(record, self.targets)
+        forwarded = is_forwarded(request)
+        alive = False
+        if needs_owner and not forwarded and record.owner not in ("", self.address):
+            alive = await self.store.is_alive(record.owner)
+        decision = route(
+            record,
+            identity,
+            kind=STREAMABLE,
+            own=self.address,
+            needs_owner=needs_owner,
+            owner_alive=alive,
+            forwarded=forwarded,
+        )
+        if decision is Route.REFUSE or target is None:
+            return None
+        if decision is Route.FORWARD:
+            answer = await self._forward(request, record.owner, body)
+            if answer is not None:
+                return answer
+            decision = Route.ADOPT
+        if decision is Route.ADOPT:
+            return await self._adopt(request, record, target, body)
+        self._pin(record, target, owned=record.owner == self.address)
+        return target
+
+    async def _adopt(
+        self, request: web.Request, record: SessionRecord, target: int, body: bytes | None
+    ) -> int | web.StreamResponse:
+        """Take over a session whose owner is gone; a replica that wins the race to it owns it
+        from then on, and this request goes there."""
+        if await self.store.claim(record.id, expected_owner=record.owner, owner=self.address):
+            log.info("session_adopted", session=record.id[:8], previous=record.owner)
+            self.metrics.sessions_adopted.labels(STREAMABLE).inc()
+            self._pin(record, target, owned=True)
+            return target
+        winner = await self.store.load(record.id)
+        if winner is not None and winner.owner not in ("", self.address):
+            answer = await self._forward(request, winner.owner, body)
+            if answer is not None:
+                return answer
+        # Nobody reachable holds it (or this replica does after all): served here.
+        owned = winner is not None and winner.owner == self.address
+        self._pin(winner or record, target, owned=owned)
+        return target
+
+    @staticmethod
+    def _may_use(record: SessionRecord, identity: Identity, kind: str) -> bool:
+        """Whether the caller opened the stored session (a mismatch is logged as for a session
+        held here)."""
+        return record.kind == kind and is_session_owner(
+            record.subject, identity, session_id=record.id, transport=kind
+        )
+
+    def _pin(self, record: SessionRecord, target: int, *, owned: bool) -> None:
+        """Serve a stored session here; one this replica owns takes over the subscriptions
+        its record keeps."""
+        self._pins[record.id] = _Pin(target, record.subject, owned)
+        self._pin_used[record.id] = time.monotonic()
+        self._touched[record.id] = time.monotonic()
+        kept = subscriptions_of(record.state) if owned else None
+        if kept is not None:
+            self._subscriptions.restore(record.id, kept.holder, set(kept.uris), kept.level)
+
+    async def _forward(
+        self, request: web.Request, owner: str, body: bytes | None
+    ) -> web.StreamResponse | None:
+        """The owner's answer to `request`; None when the owner cannot be reached."""
+        return await self.forwarder.forward_to_owner(
+            request, owner=owner, body=body, address=self.address
+        )
+
+    def _touch(self, session_id: str) -> None:
+        """Restart the session's idle timeout in the store, now and then, in the background."""
+        now = time.monotonic()
+        interval = min(TOUCH_INTERVAL, self.settings.session_idle_timeout / 4)
+        if now - self._touched.get(session_id, float("-inf")) < interval:
+            return
+        self._touched[session_id] = now
+        self._spawn(self._load_quietly(session_id))
+
+    async def _load_quietly(self, session_id: str) -> None:
+        try:
+            await self.store.load(session_id)
+        except SessionStoreUnavailable as exc:
+            self._store_failed("load", exc)
+
+    async def _save_subscriptions(self, session_id: str) -> None:
+        """Keep what a session this replica owns subscribed to in its record, for a replica
+        that adopts it; the session goes on without when the store cannot be reached."""
+        pin = self._pins.get(session_id)
+        if pin is None or not pin.owned:
+            return
+        held = self._subscriptions.held(session_id)
+        state = (
+            subscriptions_state(None, [], None)
+            if held is None
+            else subscriptions_state(held.owner, sorted(held.uris), held.level)
+        )
+        try:
+            await self.store.set_state(session_id, state)
+        except SessionStoreUnavailable as exc:
+            self._store_failed("set_state", exc)
+        except RecordError as exc:
+            log.warning("session_state_not_kept", session=session_id[:8], error=str(exc))
+
+    async def _delete_record(self, session_id: str) -> None:
+        try:
+            await self.store.delete(session_id)
+        except SessionStoreUnavailable as exc:
+            self._store_failed("delete", exc)
+
+    def _store_failed(self, operation: str, exc: SessionStoreUnavailable) -> None:
+        log.warning("session_store_unavailable", operation=operation, error=str(exc))
+        self.metrics.session_store_errors.labels(operation).inc()
+
+    def _store_unavailable(
+        self, exc: SessionStoreUnavailable, operation: str, started: float, request_id: Any = None
+    ) -> web.Response:
+        self._store_failed(operation, exc)
+        return self.reject(503, STORE_UNAVAILABLE, str(exc), started, request_id=request_id)
+
+    def _unknown_session(self, started: float, request_id: Any = None) -> web.Response:
+        return self.reject(
+            404, INVALID_REQUEST, "Session not found", started, request_id=request_id
+        )
 
     async def _open(
         self,
@@ -863,7 +1093,15 @@ class HttpEndpoints(Refusing):
             headers = {}
             if isinstance(upstream, _Headers):
                 headers = upstream.headers
-                self._learn_session(headers, target, identity_of(request))
+                refused = await self._learn_session(
+                    headers,
+                    target,
+                    identity_of(request),
+                    era=_negotiated(reply.message),
+                    request_id=request_id,
+                )
+                if refused is not None:
+                    return json_body(refused, status=503)
             status = "error" if "error" in reply.message else "ok"
             self.metrics.observe(method, status, time.perf_counter() - started)
             return json_body(reply.message, status=reply.status, headers=headers)
@@ -880,7 +1118,12 @@ class HttpEndpoints(Refusing):
         answer, which is held back for the steps to rewrite (`_Streamed.finish` writes it):
         only that one message is ever read whole."""
         headers = _response_headers(upstream)
-        self._learn_session(upstream.headers, target, identity_of(request))
+        refused = await self._learn_session(
+            upstream.headers, target, identity_of(request), request_id=request_id
+        )
+        if refused is not None:
+            upstream.close()
+            return Reply(refused, status=503)
         streamed = _Streamed({**headers, **SSE_HEADERS}, upstream.status)
         parser = EventParser()
         try:
@@ -901,12 +1144,46 @@ class HttpEndpoints(Refusing):
             return Reply(answer, status=502)
         return Reply(answer, passthrough=streamed)
 
-    def _learn_session(self, headers: Mapping[str, str], target: int, identity: Identity) -> None:
-        """Pin a session the upstream announced to its target and to the caller it answered."""
+    async def _learn_session(
+        self,
+        headers: Mapping[str, str],
+        target: int,
+        identity: Identity,
+        *,
+        era: str = "",
+        request_id: Any = None,
+    ) -> Json | None:
+        """Keep a session the upstream announced, pinned to its target and to the caller it
+        answered, in the store for the other replicas; the error to answer (on HTTP 503) when
+        the store cannot keep it (the upstream's session is then ended: nobody could use it)."""
         session_id = headers.get("mcp-session-id") or headers.get("Mcp-Session-Id")
-        if session_id and session_id not in self._pins:
-            self._pins[session_id] = _Pin(target, identity.subject)
-            self._pin_used[session_id] = time.monotonic()
+        if not session_id or session_id in self._pins:
+            return None
+        record = SessionRecord(
+            session_id,
+            STREAMABLE,
+            self.address,
+            identity.subject,
+            era,
+            time.time(),
+            streamable_state(self.targets[target]),
+        )
+        try:
+            await self.store.create(record, idle_timeout=self.settings.session_idle_timeout)
+        except SessionStoreUnavailable as exc:
+            self._spawn(self._end_upstream_session(target, session_id))
+            self._store_failed("create", exc)
+            return error_response(request_id, STORE_UNAVAILABLE, str(exc))
+        except RecordError as exc:
+            # An id no record can hold: served by this replica alone.
+            log.warning("session_not_shared", session=session_id[:8], error=str(exc))
+        self._pin(record, target, owned=True)
+        return None
+
+    async def _end_upstream_session(self, target: int, session_id: str) -> None:
+        upstream = await self._open(target, "DELETE", {"Mcp-Session-Id": session_id}, None)
+        if upstream is not None:
+            upstream.close()
 
     async def _stream_back(
         self,
@@ -917,7 +1194,11 @@ class HttpEndpoints(Refusing):
         request_id: Any = None,
     ) -> web.StreamResponse:
         headers = _response_headers(upstream)
-        self._learn_session(upstream.headers, target, identity_of(request))
+        refused = await self._learn_session(
+            upstream.headers, target, identity_of(request), request_id=request_id
+        )
+        if refused is not None:
+            return json_body(refused, status=503)
         if upstream.content_type != "text/event-stream":
             try:
                 data = await upstream.read()
@@ -1002,6 +1283,19 @@ class HttpEndpoints(Refusing):
                 self._new_outbox(request),
                 identity_of(request).subject,
             )
+            record = SessionRecord(
+                session.id,
+                SSE,
+                self.address,
+                session.subject,
+                "",
+                time.time(),
+                sse_state(self.targets[target], session.messages_url),
+            )
+            try:
+                await self.store.create(record, idle_timeout=self.settings.session_idle_timeout)
+            except SessionStoreUnavailable as exc:
+                return self._store_unavailable(exc, "create", started)
             self._sse[session.id] = session
             self.metrics.sessions.set(len(self._sse))
             pump = asyncio.create_task(
@@ -1031,6 +1325,8 @@ class HttpEndpoints(Refusing):
                 self._sse.pop(session.id, None)
                 self._subscriptions.forget(session.id)
                 self.metrics.sessions.set(len(self._sse))
+                # The session was its stream: over for every replica.
+                await self._delete_record(session.id)
             return response
         finally:
             upstream.close()
@@ -1055,9 +1351,9 @@ class HttpEndpoints(Refusing):
             return rpc_error(400, INVALID_REQUEST, "Bad Request: missing session_id")
         identity = identity_of(request)
         session = self._sse.get(session_id)
-        if session is None or not is_session_owner(
-            session.subject, identity, session_id=session.id, transport="sse"
-        ):
+        if session is None:
+            return await self._message_elsewhere(request, session_id, identity, started)
+        if not is_session_owner(session.subject, identity, session_id=session.id, transport=SSE):
             return rpc_error(404, INVALID_REQUEST, "Session not found")
         intake = await read_message(
             request, limit=self.settings.max_body_bytes, modern=False, check_accept=False
@@ -1133,6 +1429,42 @@ class HttpEndpoints(Refusing):
             return json_body(reply.message, status=reply.status)
         self.metrics.observe(parsed.method, "ok", time.perf_counter() - started)
         return web.Response(status=202, text="Accepted")
+
+    async def _message_elsewhere(
+        self, request: web.Request, session_id: str, identity: Identity, started: float
+    ) -> web.StreamResponse:
+        """A POST for an HTTP+SSE session this replica does not hold: sent to the replica
+        whose stream it is; once that one is gone, the session is (404)."""
+        if is_forwarded(request):
+            return rpc_error(404, INVALID_REQUEST, "Session not found")
+        try:
+            record = await self.store.load(session_id)
+            if record is None or not self._may_use(record, identity, SSE):
+                return rpc_error(404, INVALID_REQUEST, "Session not found")
+            # Only about a session the caller may use is the store asked whether its owner lives.
+            alive = record.owner not in ("", self.address) and await self.store.is_alive(
+                record.owner
+            )
+        except SessionStoreUnavailable as exc:
+            return self._store_unavailable(exc, "load", started)
+        decision = route(
+            record,
+            identity,
+            kind=SSE,
+            own=self.address,
+            needs_owner=True,
+            owner_alive=alive,
+            forwarded=False,
+        )
+        if decision is not Route.FORWARD:
+            return rpc_error(404, INVALID_REQUEST, "Session not found")
+        try:
+            body = await read_body(request, self.settings.max_body_bytes)
+        except BodyTooLarge:
+            limit = self.settings.max_body_bytes
+            return self.reject(413, INVALID_REQUEST, f"Request body exceeds {limit} bytes", started)
+        answer = await self._forward(request, record.owner, body)
+        return answer or rpc_error(404, INVALID_REQUEST, "Session not found")
 
     async def _answer_in_time(
         self, session: _SseSession, request_id: Any, future: asyncio.Future[Json]
@@ -1264,6 +1596,13 @@ class _Headers:
     def __init__(self, upstream: Response) -> None:
         session = upstream.headers.get("mcp-session-id")
         self.headers = {"Mcp-Session-Id": session} if session else {}
+
+
+def _negotiated(answer: Json) -> str:
+    """The protocol version an `initialize` answer settled on ("" for any other answer)."""
+    result = answer.get("result") if isinstance(answer, dict) else None
+    version = result.get("protocolVersion") if isinstance(result, dict) else None
+    return version if isinstance(version, str) else ""
 
 
 def _raw_size(item: Json) -> int:

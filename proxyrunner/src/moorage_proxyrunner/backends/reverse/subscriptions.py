@@ -50,6 +50,13 @@ class SessionSubscriptions:
     def set_level(self, session: str, owner: Identity, level: str) -> None:
         self._held.setdefault(session, Held(owner)).level = level
 
+    def held(self, session: str) -> Held | None:
+        return self._held.get(session)
+
+    def restore(self, session: str, owner: Identity, uris: set[str], level: str | None) -> None:
+        """What a session held on another replica, taken over from its record."""
+        self._held[session] = Held(owner, set(uris), level)
+
     def forget(self, session: str) -> None:
         self._held.pop(session, None)
 
