@@ -10,19 +10,44 @@ with the response.
 
 Only the event data is kept (the encoded JSON-RPC message); what is older than the window is
 gone, and a client asking for it is told so. No I/O here beyond waking waiters.
+
+Across replicas (`sessionStorage.type: redis`) every event is also handed to a `sink` that keeps
+it in the shared store, packed with the id of the request whose stream it is on (`pack_event`),
+so that a replica adopting the session can replay a stream and end a request stream whose
+request died with its replica. Event ids stay unique across replicas: a session's log on the
+replica that adopted it for the n-th time numbers its streams from `n * STREAMS_PER_EPOCH + 1`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from collections import deque
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
+
+from moorage_proxyrunner.protocol.jsonrpc import Json, RequestId
 
 MAX_BYTES: Final = 1024 * 1024
 """Bytes of events kept per session at most (the events stay in memory while the client reads
 on; a session that was sent more than this keeps only its newest events)."""
+STREAMS_PER_EPOCH: Final = 1_000_000_000
+"""Stream numbers each holder of a session has to itself (a session adopted n times numbers
+its streams from `n * STREAMS_PER_EPOCH + 1`), so no two replicas mint the same event id."""
+
+
+class EventSink(Protocol):
+    """Where a session's log copies what another replica needs to resume its streams."""
+
+    def request_opened(self, stream: str, request_id: RequestId) -> None:
+        """A stream answering request `request_id` opened (it is in flight until closed)."""
+
+    def event(self, stream: str, event_id: str, packed: bytes) -> None:
+        """An event was recorded (`pack_event`'s bytes)."""
+
+    def request_closed(self, stream: str) -> None:
+        """A request's stream closed (its response, if any, was recorded before)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +78,46 @@ def parse_event_id(value: str) -> tuple[int, int] | None:
     return int(stream), int(sequence)
 
 
+def stream_of(event_id: str) -> str | None:
+    """The stream an event id this proxy minted belongs to, as the store names it."""
+    parsed = parse_event_id(event_id)
+    return None if parsed is None else str(parsed[0])
+
+
+@dataclass(frozen=True, slots=True)
+class Packed:
+    """An event as the shared store keeps it: the request whose stream it is on (None: the GET
+    stream), whether it is that request's response, and the event's data."""
+
+    request_id: RequestId | None
+    final: bool
+    data: bytes
+
+
+def pack_event(request_id: RequestId | None, data: bytes, *, final: bool) -> bytes:
+    """One JSON line naming the request and whether this is its response, then the data (an
+    encoded JSON-RPC message holds no raw newline)."""
+    head = json.dumps([request_id, final], separators=(",", ":")).encode()
+    return head + b"\n" + data
+
+
+def unpack_event(packed: bytes) -> Packed | None:
+    """What `pack_event` packed; None for anything else."""
+    head, sep, data = packed.partition(b"\n")
+    if not sep:
+        return None
+    try:
+        fields: Json = json.loads(head)
+    except ValueError:
+        return None
+    if not isinstance(fields, list) or len(fields) != 2 or not isinstance(fields[1], bool):
+        return None
+    request_id = fields[0]
+    if request_id is not None and not isinstance(request_id, (str, int)):
+        return None
+    return Packed(request_id, fields[1], data)
+
+
 class ReplayLog:
     """Events of one session, oldest first, bounded in number and bytes.
 
@@ -63,28 +128,39 @@ class ReplayLog:
     whenever an event is recorded or a stream closes, waking whoever replays a live stream.
     """
 
-    def __init__(self, *, window: int, max_bytes: int) -> None:
+    def __init__(
+        self, *, window: int, max_bytes: int, epoch: int = 0, sink: EventSink | None = None
+    ) -> None:
         self.window = window
         self.max_bytes = max_bytes
+        self.sink = sink
         self._events: deque[Recorded] = deque()
         self._bytes = 0
-        self._streams = itertools.count(1)
+        self._streams = itertools.count(epoch * STREAMS_PER_EPOCH + 1)
+        self._requests: dict[int, RequestId] = {}
+        """The request each open request stream answers (for the store's copy)."""
         self._sequence = itertools.count(1)
         self._open: set[int] = set()
         self._changed = asyncio.Event()
         self.standalone: int | None = None
 
-    def open_stream(self, *, standalone: bool = False) -> int:
+    def open_stream(self, *, standalone: bool = False, request_id: RequestId | None = None) -> int:
         """A new stream's id; `standalone`: the session's GET stream (the latest one is the
-        one a client can resume as such)."""
+        one a client can resume as such); `request_id`: the request a POST stream answers."""
         stream = next(self._streams)
         self._open.add(stream)
         if standalone:
             self.standalone = stream
+        elif request_id is not None:
+            self._requests[stream] = request_id
+            if self.sink is not None:
+                self.sink.request_opened(str(stream), request_id)
         return stream
 
     def close_stream(self, stream: int) -> None:
         self._open.discard(stream)
+        if self._requests.pop(stream, None) is not None and self.sink is not None:
+            self.sink.request_closed(str(stream))
         self._wake()
 
     def is_open(self, stream: int) -> bool:
@@ -97,6 +173,9 @@ class ReplayLog:
         self._bytes += len(data)
         while self._events and (len(self._events) > self.window or self._bytes > self.max_bytes):
             self._bytes -= len(self._events.popleft().data)
+        if self.sink is not None:
+            packed = pack_event(self._requests.get(stream), data, final=final)
+            self.sink.event(str(stream), event.event_id, packed)
         self._wake()
         return event.shown_id
 

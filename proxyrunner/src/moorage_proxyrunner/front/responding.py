@@ -215,8 +215,10 @@ class ResponseStream:
         headers: dict[str, str] | None = None,
         eager: bool = False,
         replay: ReplayLog | None = None,
+        request_id: RequestId | None = None,
     ) -> None:
         self.request = request
+        self.request_id = request_id
         self.exchange = exchange
         self.keepalive = keepalive
         self.headers = headers
@@ -232,7 +234,8 @@ class ResponseStream:
     async def _commit(self) -> web.StreamResponse:
         if self.response is None:
             if self.replay is not None:
-                self.journal = Journal(self.replay, self.replay.open_stream())
+                stream = self.replay.open_stream(request_id=self.request_id)
+                self.journal = Journal(self.replay, stream)
             response = web.StreamResponse(
                 status=200, headers={**SSE_HEADERS, **(self.headers or {})}
             )

@@ -209,6 +209,24 @@ class StdioBridge:
     async def wait_connected(self, timeout: float | None = None) -> bool:
         return await self._connection.wait_connected(timeout)
 
+    @property
+    def address(self) -> str:
+        """This replica's address, named in the `requestState` of calls parked here."""
+        return self._parking.address
+
+    @address.setter
+    def address(self, value: str) -> None:
+        self._parking.address = value
+
+    def use_seal_key(self, key: bytes) -> None:
+        """Seal and open `requestState` under `key`, which every replica shares."""
+        self._seal = requeststate.StateSeal(key)
+        self._parking.seal = requeststate.StateSeal(key)
+
+    def parked_at(self, state: str, *, principal: str | None) -> str | None:
+        """The replica holding the parked call `state` resumes (handshake-era backend)."""
+        return self._parking.holder(state, principal=principal)
+
     async def stop(self) -> None:
         await self._connection.stop()
         for peer in list(self._peers.values()):
@@ -452,9 +470,7 @@ class StdioBridge:
     def _unwrap(self, peer: Peer, method: str, params: Json) -> requeststate.StateRefusal | None:
         """A modern client's retry: the server's own `requestState` back in place of the
         proxy's sealed one; the refusal when the state is not honoured."""
-        opened = requeststate.unwrap(
-            params, self._seal, principal=peer.principal, now=time.monotonic()
-        )
+        opened = requeststate.unwrap(params, self._seal, principal=peer.principal, now=time.time())
         if isinstance(opened, requeststate.StateRefusal):
             return opened
         if opened.call != self._call_of(method, params):
@@ -695,7 +711,7 @@ class StdioBridge:
                 self._seal,
                 principal=pending.principal,
                 call=self._call_of(pending.method, pending.params or {}),
-                expires=time.monotonic() + self._park_ttl,
+                expires=time.time() + self._park_ttl,
             )
             return True
         # The call is still the client's: it waits on the same exchange for the retry.

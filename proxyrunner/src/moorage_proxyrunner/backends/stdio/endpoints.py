@@ -11,14 +11,20 @@ shared backend allows. Modern era (2026-07-28, chosen by the `MCP-Protocol-Versi
 every request is checked against its envelope and headers, `server/discover` is answered from
 the cached `initialize`, `subscriptions/listen` is served from the backend's notifications,
 removed methods are 404 / -32601, and results get the fields the modern wire requires.
+
+Across replicas (`sessionStorage.type: redis`) a legacy session is served by the replica that
+holds it (its owner); one landing elsewhere is forwarded there, or adopted when the owner is gone
+(`sessionstate.route`), and a modern client's retry of a call parked on another replica is
+forwarded to that replica.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import structlog
@@ -29,6 +35,15 @@ from moorage_proxyrunner.backends.stdio.bridge import StdioBridge
 from moorage_proxyrunner.backends.stdio.fairness import FairGate, GateFull
 from moorage_proxyrunner.backends.stdio.peers import Peer
 from moorage_proxyrunner.backends.stdio.sessions import Session, SessionRegistry
+from moorage_proxyrunner.backends.stdio.sessionstate import (
+    EPOCH,
+    LOG_LEVEL,
+    Route,
+    restore,
+    route,
+    subscriptions_state,
+)
+from moorage_proxyrunner.backends.stdio.sharing import SessionSharing
 from moorage_proxyrunner.config.limits import (
     capabilities_refusal,
     is_over_subscriptions,
@@ -44,12 +59,14 @@ from moorage_proxyrunner.front.metrics import ProxyMetrics
 from moorage_proxyrunner.front.replaying import MAX_BYTES as REPLAY_MAX_BYTES
 from moorage_proxyrunner.front.replaying import Journal, ReplayLog, parse_event_id
 from moorage_proxyrunner.front.responding import (
+    BodyTooLarge,
     Refusal,
     Refusing,
     ResponseStream,
     accepts,
     endpoint_url,
     json_body,
+    read_body,
     read_message,
     replay_stream,
     rpc_error,
@@ -73,19 +90,23 @@ from moorage_proxyrunner.protocol.jsonrpc import (
     result_response,
 )
 from moorage_proxyrunner.protocol.pipeline import Era, Identity, McpCall, Pipeline, Reply
+from moorage_proxyrunner.protocol.requeststate import is_sealed
 from moorage_proxyrunner.protocol.revocation import (
     listen_ended_error,
     revoked_uris,
     subscription_ended_notice,
 )
-from moorage_proxyrunner.protocol.sse import format_event
-from moorage_proxyrunner.sessionstore.forwarding import Forwarder
+from moorage_proxyrunner.protocol.sse import SSE_HEADERS, format_event
+from moorage_proxyrunner.sessionstore.forwarding import Forwarder, is_forwarded
 from moorage_proxyrunner.sessionstore.opening import memory_store
-from moorage_proxyrunner.sessionstore.store import SessionStore
+from moorage_proxyrunner.sessionstore.records import SessionRecord
+from moorage_proxyrunner.sessionstore.store import SessionStore, SessionStoreUnavailable
 
 log = structlog.get_logger(__name__)
 
 _SWEEP_INTERVAL = 60.0
+STORE_UNAVAILABLE = -32000
+"""The JSON-RPC code of an answer the session store's outage prevents (HTTP 503)."""
 
 
 class BridgeEndpoints(Refusing):
@@ -108,11 +129,16 @@ class BridgeEndpoints(Refusing):
         self.metrics = metrics
         # Sessions are kept through `store` (shared by the replicas with Redis); `address` is
         # this replica's, and `forwarder` passes a request to the replica owning its session.
-        self.store: SessionStore = store or memory_store(settings.limits)
-        self.address = address or settings.advertise_address
-        self.forwarder = forwarder or Forwarder()
+        self.sharing = SessionSharing(
+            store or memory_store(settings.limits),
+            address=address or settings.advertise_address,
+            forwarder=forwarder or Forwarder(),
+            idle_timeout=settings.session_idle_timeout,
+            on_error=lambda operation: metrics.session_store_errors.labels(operation).inc(),
+        )
         self.sessions = SessionRegistry(
             bridge,
+            sharing=self.sharing,
             metrics=metrics,
             capacity=settings.queue_capacity,
             idle_timeout=settings.session_idle_timeout,
@@ -128,6 +154,8 @@ class BridgeEndpoints(Refusing):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._listeners: set[Peer] = set()
+        self._adoptions: dict[str, tuple[asyncio.Lock, int]] = {}
+        """Sessions being adopted here: the lock and how many requests hold or wait for it."""
         self._revoked: set[str] = set()
         """Listen streams ended by a policy change (their error is their last event)."""
 
@@ -142,6 +170,13 @@ class BridgeEndpoints(Refusing):
     # ---- lifecycle ----
 
     async def start(self, supervisor: TaskSupervisor | None = None) -> None:
+        self.bridge.address = self.sharing.address
+        if self.sharing.shared:
+            # Any replica must open the `requestState` another sealed.
+            try:
+                self.bridge.use_seal_key(await self.sharing.store.shared_key("request-state"))
+            except SessionStoreUnavailable as exc:
+                self.sharing.failed("shared_key", exc)
         await self.bridge.start(supervisor)
         sweep = self._sweep()
         self._sweeper = (
@@ -165,6 +200,7 @@ class BridgeEndpoints(Refusing):
             task.cancel()
         await self.close_streams()
         self.sessions.close_all(reason="the proxy is shutting down")
+        await self.sharing.stop()
         await self.bridge.stop()
 
     def is_ready(self) -> bool:
@@ -182,6 +218,8 @@ class BridgeEndpoints(Refusing):
             closed = self.sessions.sweep()
             if closed:
                 log.info("idle_sessions_closed", count=closed)
+            if self.sharing.shared:
+                await self.sharing.touch(self.sessions.ids())
 
     # ---- streamable HTTP ----
 
@@ -203,35 +241,19 @@ class BridgeEndpoints(Refusing):
         _, wants_sse = accepts(request)
         if not wants_sse:
             return rpc_error(406, INVALID_REQUEST, "Accept must include text/event-stream")
-        session, failure = self._session_from(request)
-        if session is None:
-            assert failure is not None
-            return failure
+        found = await self._session_for(request, None)
+        if not isinstance(found, Session):
+            return found
+        session = found
         headers = {"Mcp-Session-Id": session.id}
         replay = session.replay
         first = b""
         last_event = request.headers.get("Last-Event-ID")
         if last_event is not None and replay is not None:
-            resumed = replay.after(last_event)
-            position = parse_event_id(last_event)
-            if resumed is None or position is None:
-                return rpc_error(
-                    400,
-                    INVALID_REQUEST,
-                    f"Last-Event-ID names no event of this session's last {replay.window}",
-                )
-            stream, missed = resumed
-            if stream != replay.standalone:
-                # A request's stream: what it missed, then the rest until it is answered.
-                return await replay_stream(
-                    request,
-                    replay,
-                    stream=stream,
-                    after=position[1],
-                    keepalive=self.settings.keepalive_interval,
-                    headers=headers,
-                )
-            first = b"".join(format_event(e.data, event_id=e.shown_id) for e in missed)
+            resumed = await self._resume(request, session, replay, last_event)
+            if isinstance(resumed, web.StreamResponse):
+                return resumed
+            first = resumed
         if session.stream_open:
             return rpc_error(409, INVALID_REQUEST, "This session already has an open GET stream")
         mailbox = session.new_mailbox()
@@ -256,14 +278,44 @@ class BridgeEndpoints(Refusing):
             if session.peer.mailbox is mailbox:
                 session.peer.mailbox = None
 
+    async def _resume(
+        self, request: web.Request, session: Session, replay: ReplayLog, last_event: str
+    ) -> bytes | web.StreamResponse:
+        """`GET` with `Last-Event-ID`: a request's stream is answered whole (what it missed,
+        then the rest until it is answered); for the GET stream, the missed events to send
+        first on the new one. Events minted by a replica that is gone come from the store."""
+        headers = {"Mcp-Session-Id": session.id}
+        resumed = replay.after(last_event)
+        position = parse_event_id(last_event)
+        if resumed is None and position is not None and not replay.is_open(position[0]):
+            stored = await self._stored_stream(request, session, last_event)
+            if stored is not None:
+                return stored
+        if resumed is None or position is None:
+            return rpc_error(
+                400,
+                INVALID_REQUEST,
+                f"Last-Event-ID names no event of this session's last {replay.window}",
+            )
+        stream, missed = resumed
+        if stream != replay.standalone:
+            return await replay_stream(
+                request,
+                replay,
+                stream=stream,
+                after=position[1],
+                keepalive=self.settings.keepalive_interval,
+                headers=headers,
+            )
+        return b"".join(format_event(e.data, event_id=e.shown_id) for e in missed)
+
     async def delete(self, request: web.Request) -> web.StreamResponse:
         if self._is_modern_request(request):
             return web.Response(status=405, headers={"Allow": "POST"})
-        session, failure = self._session_from(request)
-        if session is None:
-            assert failure is not None
-            return failure
-        self.sessions.close(session, reason="the client ended the session")
+        found = await self._session_for(request, None)
+        if not isinstance(found, Session):
+            return found
+        self.sessions.close(found, reason="the client ended the session")
         return web.Response(status=200)
 
     @staticmethod
@@ -271,16 +323,176 @@ class BridgeEndpoints(Refusing):
         version = request.headers.get("MCP-Protocol-Version")
         return version is not None and version not in eras.HANDSHAKE_VERSIONS
 
-    def _session_from(self, request: web.Request) -> tuple[Session | None, web.Response | None]:
+    async def _session_for(
+        self, request: web.Request, body: bytes | None
+    ) -> Session | web.StreamResponse:
+        """The streamable-HTTP session the request names, held here (adopted if need be), or
+        the answer to send instead: 400 without an id, 404 for an unknown session, or the
+        answer of the replica the request was forwarded to."""
         session_id = request.headers.get("Mcp-Session-Id")
         if not session_id:
-            return None, rpc_error(
-                400, INVALID_REQUEST, "Bad Request: missing Mcp-Session-Id header"
+            return rpc_error(400, INVALID_REQUEST, "Bad Request: missing Mcp-Session-Id header")
+        found = await self._find(request, session_id, "streamable-http", body)
+        if found is None:
+            return rpc_error(404, INVALID_REQUEST, "Session not found")
+        return found
+
+    async def _find(
+        self, request: web.Request, session_id: str, transport: str, body: bytes | None
+    ) -> Session | web.StreamResponse | None:
+        """The session held here, or what `sessionstate.route` decides for one held elsewhere
+        (None: answered like an unknown session). `body`: what to forward, if anything."""
+        identity = identity_of(request)
+        if self.sessions.get(session_id) is not None or not self.sharing.shared:
+            return self._owned_session(session_id, transport, identity)
+        forwarded = is_forwarded(request)
+        own = self.sharing.address
+        store = self.sharing.store
+        try:
+            record = await store.load(session_id)
+            if (
+                record is None
+                or record.kind != transport
+                or not is_session_owner(
+                    record.subject, identity, session_id=session_id, transport=transport
+                )
+            ):
+                return None
+            alive = record.owner not in ("", own) and await store.is_alive(record.owner)
+        except SessionStoreUnavailable as exc:
+            self.sharing.failed("load", exc)
+            return _store_unavailable(exc)
+        decision = route(
+            kind=transport, owner=record.owner, own=own, owner_alive=alive, forwarded=forwarded
+        )
+        if decision is Route.FORWARD:
+            answer = await self._to_owner(request, record.owner, body)
+            if answer is not None:
+                return answer
+            if transport != "streamable-http":
+                return None
+            decision = Route.ADOPT
+        if decision is Route.GONE:
+            return None
+        if decision is Route.MOVED:
+            return _moved()
+        return await self._adopt(request, record, body)
+
+    async def _to_owner(
+        self, request: web.Request, owner: str, body: bytes | None
+    ) -> web.StreamResponse | None:
+        """The owner's answer to the forwarded request; None when it cannot be reached."""
+        if self.sharing.forwarder is None:
+            return None
+        return await self.sharing.forwarder.forward_to_owner(
+            request, owner=owner, body=body, address=self.sharing.address
+        )
+
+    @contextlib.asynccontextmanager
+    async def _adopting(self, session_id: str) -> AsyncIterator[None]:
+        """One adoption of a session at a time here: its other requests wait, then find it
+        held."""
+        lock, users = self._adoptions.get(session_id, (asyncio.Lock(), 0))
+        self._adoptions[session_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._adoptions[session_id]
+            if users == 1:
+                del self._adoptions[session_id]
+            else:
+                self._adoptions[session_id] = (lock, users - 1)
+
+    async def _adopt(
+        self, request: web.Request, record: SessionRecord, body: bytes | None
+    ) -> Session | web.StreamResponse:
+        async with self._adopting(record.id):
+            held = self.sessions.get(record.id)
+            if held is not None:
+                return held
+            return await self._claim_and_rebuild(request, record, body)
+
+    async def _claim_and_rebuild(
+        self, request: web.Request, record: SessionRecord, body: bytes | None
+    ) -> Session | web.StreamResponse:
+        """Hold a session whose owner is gone: claim it, rebuild the client on this replica's
+        backend (capabilities, log level, subscriptions), serve it. A replica that claimed it
+        first is its owner now: the request goes there."""
+        store = self.sharing.store
+        own = self.sharing.address
+        restored = restore(record.state)
+        try:
+            if not await store.claim(record.id, expected_owner=record.owner, owner=own):
+                current = await store.load(record.id)
+                if current is not None and current.owner not in ("", own):
+                    answer = await self._to_owner(request, current.owner, body)
+                    if answer is not None:
+                        return answer
+                return _moved()
+            # A fresh epoch before any event id is minted here: ids stay unique across replicas.
+            await store.set_state(record.id, {EPOCH: restored.epoch + 1})
+        except SessionStoreUnavailable as exc:
+            self.sharing.failed("claim", exc)
+            return _store_unavailable(exc)
+        try:
+            session = self.sessions.adopt(record, capabilities=restored.capabilities)
+        except SessionLimit as exc:
+            status, refusal = session_refusal(None, per_subject=exc.per_subject, limit=exc.limit)
+            return json_body(refusal, status=status)
+        window = self.settings.limits.resume_window
+        if window > 0:
+            session.replay = self.sharing.log_for(
+                session.id,
+                window=window,
+                max_bytes=min(self._queue_bytes, REPLAY_MAX_BYTES),
+                epoch=restored.epoch + 1,
             )
-        session = self._owned_session(session_id, "streamable-http", identity_of(request))
-        if session is None:
-            return None, rpc_error(404, INVALID_REQUEST, "Session not found")
-        return session, None
+        peer = session.peer
+        if restored.log_level is not None:
+            self.bridge.set_log_level(peer, restored.log_level)
+        if restored.subscriptions:
+            peer.owner = identity_of(request)
+        for uri in restored.subscriptions:
+            await self.bridge.subscribe_quietly(peer, uri)
+        self.metrics.sessions_adopted.labels("streamable-http").inc()
+        log.info(
+            "session_adopted",
+            session=session.id[:8],
+            previous_owner=record.owner,
+            subscriptions=len(restored.subscriptions),
+        )
+        return session
+
+    async def _stored_stream(
+        self, request: web.Request, session: Session, last_event: str
+    ) -> bytes | web.StreamResponse | None:
+        """Resume, from the store, a stream minted by a replica that is gone: a request's
+        stream is answered here and now (its events, then its response or an error saying the
+        replica stopped); the GET stream's missed events are returned to go first on the new
+        GET stream. None when the store cannot replay them exactly."""
+        if not self.sharing.shared:
+            return None
+        try:
+            record = await self.sharing.store.load(session.id)
+            stored = (
+                await self.sharing.stored_stream(record, last_event) if record is not None else None
+            )
+        except SessionStoreUnavailable as exc:
+            self.sharing.failed("events_after", exc)
+            return _store_unavailable(exc)
+        if stored is None:
+            return None
+        frames = b"".join(format_event(data, event_id=shown) for shown, data in stored.events)
+        if not stored.request_stream:
+            return frames
+        response = web.StreamResponse(
+            status=200, headers={**SSE_HEADERS, "Mcp-Session-Id": session.id}
+        )
+        await response.prepare(request)
+        await response.write(frames)
+        await response.write_eof()
+        return response
 
     def _owned_session(self, session_id: str, transport: str, identity: Identity) -> Session | None:
         """The live session of that id and transport opened by this caller's subject, else None.
@@ -323,13 +535,13 @@ class BridgeEndpoints(Refusing):
     ) -> web.StreamResponse:
         if message.kind is Kind.REQUEST and message.method == "initialize":
             return await self._initialize(request, message, started)
-        session, failure = self._session_from(request)
-        if session is None:
-            assert failure is not None
+        found = await self._session_for(request, encode(message.body))
+        if not isinstance(found, Session):
             self.metrics.observe(
-                message.method or "response", str(failure.status), time.perf_counter() - started
+                message.method or "response", str(found.status), time.perf_counter() - started
             )
-            return failure
+            return found
+        session = found
         if message.kind is Kind.NOTIFICATION:
             return await self._notify(session.peer, message, identity_of(request), session.id)
         if message.kind is Kind.RESPONSE:
@@ -347,6 +559,7 @@ class BridgeEndpoints(Refusing):
             # proxy. (On the 2026-07-28 wire they answer JSON unless something precedes it.)
             eager=eager,
             replay=session.replay,
+            request_id=message.id,
         )
         reply = await self._run_legacy(session, message, identity_of(request), exchange, stream)
         self._observe(message.method, reply.message, started)
@@ -371,12 +584,14 @@ class BridgeEndpoints(Refusing):
             if isinstance(capabilities, Reply):
                 return capabilities
             try:
-                session = self.sessions.create(
+                session = await self.sessions.create(
                     transport="streamable-http",
                     protocol_version=result["protocolVersion"],
                     capabilities=capabilities,
                     subject=identity.subject,
                 )
+            except SessionStoreUnavailable as exc:
+                return Reply(error_response(request_id, STORE_UNAVAILABLE, str(exc)), status=503)
             except SessionLimit as exc:
                 status, refusal = session_refusal(
                     request_id, per_subject=exc.per_subject, limit=exc.limit
@@ -386,7 +601,9 @@ class BridgeEndpoints(Refusing):
             window = self.settings.limits.resume_window
             if window > 0:
                 bound = min(self._queue_bytes, REPLAY_MAX_BYTES)
-                session.replay = ReplayLog(window=window, max_bytes=bound)
+                session.replay = self.sharing.log_for(
+                    session.id, window=window, max_bytes=bound, epoch=0
+                )
             opened.append(session)
             return Reply(result_response(request_id, result))
 
@@ -453,6 +670,8 @@ class BridgeEndpoints(Refusing):
         try:
             return await self.pipeline.bind(terminal)(call)
         finally:
+            if message.method in ("resources/subscribe", "resources/unsubscribe"):
+                self.sharing.update(session.id, subscriptions_state(peer.subscriptions))
             if not exchange.finished:
                 # The client left mid-call. On the legacy wire that is not cancellation: the
                 # server finishes. A stream with an id can be resumed (Last-Event-ID), so what
@@ -588,6 +807,7 @@ class BridgeEndpoints(Refusing):
                 return error_response(request_id, INVALID_PARAMS, f"Unknown log level: {level!r}")
             assert isinstance(level, str)
             self.bridge.set_log_level(peer, level)
+            self.sharing.update(peer.key, {LOG_LEVEL: level})
             return result_response(request_id, {})
         return None
 
@@ -670,6 +890,11 @@ class BridgeEndpoints(Refusing):
                 )
             return await self._listen(request, message, envelope, started)
         params = message.params
+        parked_at = self._parked_elsewhere(request, params)
+        if parked_at is not None:
+            holder = await self._to_owner(request, parked_at, encode(message.body))
+            if holder is not None:
+                return holder
         eras.strip_envelope(params)
         peer = Peer(
             key=f"modern-{secrets.token_urlsafe(9)}",
@@ -713,6 +938,20 @@ class BridgeEndpoints(Refusing):
         if stream.committed:
             status = 200
         return await stream.finish(final, status=status)
+
+    def _parked_elsewhere(self, request: web.Request, params: Json) -> str | None:
+        """The replica holding the parked call a modern retry resumes, when it is another one
+        (the retry needs the call, which lives in that replica's memory)."""
+        state = params.get("requestState")
+        if (
+            not self.sharing.shared
+            or is_forwarded(request)
+            or self.bridge.modern_backend
+            or not is_sealed(state)
+        ):
+            return None
+        holder = self.bridge.parked_at(state, principal=identity_of(request).subject)
+        return holder if holder not in (None, self.sharing.address) else None
 
     async def _listen(
         self, request: web.Request, message: Message, envelope: eras.Envelope, started: float
@@ -826,6 +1065,7 @@ class BridgeEndpoints(Refusing):
                 self.bridge.unsubscribe(peer, uri)
                 if peer.mailbox is not None and eras.is_logged("warning", peer.log_level):
                     peer.mailbox.push(subscription_ended_notice(uri))
+            self.sharing.update(peer.key, subscriptions_state(peer.subscriptions))
         return ended
 
     def _end_listen(self, peer: Peer, lost: list[str]) -> None:
@@ -839,12 +1079,14 @@ class BridgeEndpoints(Refusing):
     async def sse(self, request: web.Request) -> web.StreamResponse:
         subject = identity_of(request).subject
         try:
-            session = self.sessions.create(
+            session = await self.sessions.create(
                 transport="sse",
                 protocol_version=eras.DEFAULT_NEGOTIATED,
                 capabilities={},
                 subject=subject,
             )
+        except SessionStoreUnavailable as exc:
+            return _store_unavailable(exc)
         except SessionLimit as exc:
             status, refusal = session_refusal(None, per_subject=exc.per_subject, limit=exc.limit)
             log.info("session_refused", subject=subject, limit=exc.limit)
@@ -871,6 +1113,15 @@ class BridgeEndpoints(Refusing):
             return rpc_error(400, INVALID_REQUEST, "Bad Request: missing session_id")
         identity = identity_of(request)
         session = self._owned_session(session_id, "sse", identity)
+        if session is None and self.sharing.shared and self.sessions.get(session_id) is None:
+            # The stream is on the replica that holds the session: the POST goes there.
+            try:
+                body = await read_body(request, self.settings.max_body_bytes)
+            except BodyTooLarge:
+                return rpc_error(413, INVALID_REQUEST, "Request body too large")
+            found = await self._find(request, session_id, "sse", body)
+            if isinstance(found, web.StreamResponse):
+                return found
         if session is None:
             return rpc_error(404, INVALID_REQUEST, "Session not found")
         intake = await read_message(
@@ -929,3 +1180,16 @@ class BridgeEndpoints(Refusing):
         mailbox = session.peer.mailbox
         if mailbox is None or not mailbox.push(message):
             self.metrics.dropped.inc()
+
+
+def _store_unavailable(exc: SessionStoreUnavailable) -> web.Response:
+    """Rule 6: what needs the session store while it cannot be reached is answered 503."""
+    return rpc_error(503, STORE_UNAVAILABLE, str(exc) or "The session storage is unavailable")
+
+
+def _moved() -> web.Response:
+    return rpc_error(
+        503,
+        STORE_UNAVAILABLE,
+        "The session is being taken over by another replica; send the request again",
+    )

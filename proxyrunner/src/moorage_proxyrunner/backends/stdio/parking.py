@@ -6,6 +6,10 @@ waiting for and a sealed `requestState`, and parked; the client retries the same
 state and its `inputResponses`, the answers go to the server under its own ids, and the call
 resumes (or is asked again for what is still missing). Requests the server sends close together
 are answered in one round (`coalesce`); a call nobody resumes within `park_ttl` is cancelled.
+
+A parked call lives in this replica's memory: the sealed state names the replica holding it
+(`<parked id>@<address>`), so that a retry landing on another replica is sent here
+(`holder`), and the seal's key and expiry (wall-clock seconds) are shared between replicas.
 """
 
 from __future__ import annotations
@@ -53,14 +57,24 @@ class Parking:
         self._is_pending = is_pending
         self._cancel = cancel
         self._answer = answer
-        self._seal = StateSeal()
+        self.seal = StateSeal()
         """Seals `requestState` (the parked id and whose call it is): a client can neither
         forge one, nor alter one it was given, nor resume another subject's call."""
+        self.address = ""
+        """This replica's address, named in the states it seals ("": one replica)."""
         self._parked: dict[str, Pending] = {}
         """Parked id → the call waiting for its client's retry. Invariants: an entry's
         `parked_id` is its key and its `exchange` is None (no client waits on it); a call has
         at most one entry, under the id of its latest round; an entry leaves on resume,
         expiry (`park_ttl`), cancellation or the end of the process."""
+
+    def holder(self, token: str, *, principal: str | None) -> str | None:
+        """The address of the replica holding the call a sealed state resumes; None when the
+        state is not honoured (the replica it reaches refuses it)."""
+        opened = self.seal.open(token, principal=principal, now=time.time())
+        if isinstance(opened, StateRefusal):
+            return None
+        return opened.call.rpartition("@")[2]
 
     def is_parked(self, parked_id: str | None) -> bool:
         return parked_id is not None and parked_id in self._parked
@@ -136,8 +150,13 @@ class Parking:
         result: Json = {
             "resultType": "input_required",
             "inputRequests": requests,
-            "requestState": self._seal.seal(
-                Bookkeeping(pending.principal, parked_id, None, time.monotonic() + self._park_ttl)
+            "requestState": self.seal.seal(
+                Bookkeeping(
+                    pending.principal,
+                    f"{parked_id}@{self.address}",
+                    None,
+                    time.time() + self._park_ttl,
+                )
             ),
         }
         pending.exchange = None
@@ -162,11 +181,22 @@ class Parking:
         """A modern client's retry carrying this proxy's `requestState` (`token`)."""
         client_id: RequestId = message["id"]
         params: Json = message.get("params") or {}
-        opened = self._seal.open(token, principal=peer.principal, now=time.monotonic())
+        opened = self.seal.open(token, principal=peer.principal, now=time.time())
         if isinstance(opened, StateRefusal):
             exchange.finish(error_response(client_id, opened.code, opened.message))
             return
-        pending = self._parked.get(opened.call)
+        parked_id, _, holder = opened.call.rpartition("@")
+        if holder != self.address:
+            exchange.finish(
+                error_response(
+                    client_id,
+                    INVALID_PARAMS,
+                    "The proxy replica holding this call stopped; send the request again "
+                    "without requestState",
+                )
+            )
+            return
+        pending = self._parked.get(parked_id)
         if pending is None:
             exchange.finish(
                 error_response(

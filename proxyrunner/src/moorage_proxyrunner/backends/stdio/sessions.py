@@ -4,6 +4,10 @@ A session is created by `initialize` (streamable HTTP) or by opening `GET /sse` 
 ends with `DELETE`, the SSE stream closing, idling past the timeout, or shutdown. Its id is an
 unguessable token that ties later requests to the session. Who may use a session and how many
 may be open are rules both backends share (`moorage_proxyrunner.front.sessioncaps`).
+
+Each session also has a record in the session store (`sharing`), written when it opens and
+deleted when it ends (not at shutdown: the record stays for another replica to adopt); a session
+opened elsewhere is rebuilt here from its record by `adopt`.
 """
 
 from __future__ import annotations
@@ -16,10 +20,13 @@ from typing import Literal
 
 from moorage_proxyrunner.backends.stdio.bridge import StdioBridge
 from moorage_proxyrunner.backends.stdio.peers import Peer
+from moorage_proxyrunner.backends.stdio.sessionstate import initial_state
+from moorage_proxyrunner.backends.stdio.sharing import SessionSharing
 from moorage_proxyrunner.front.metrics import ProxyMetrics
 from moorage_proxyrunner.front.replaying import ReplayLog
 from moorage_proxyrunner.front.sessioncaps import check_session_caps
 from moorage_proxyrunner.front.streams import DEFAULT_MAX_BYTES, Mailbox
+from moorage_proxyrunner.sessionstore.records import SessionRecord
 
 Transport = Literal["streamable-http", "sse"]
 
@@ -56,6 +63,7 @@ class SessionRegistry:
         self,
         bridge: StdioBridge,
         *,
+        sharing: SessionSharing,
         metrics: ProxyMetrics,
         capacity: int,
         idle_timeout: float,
@@ -64,6 +72,7 @@ class SessionRegistry:
         max_per_subject: int = 50,
     ) -> None:
         self._bridge = bridge
+        self.sharing = sharing
         self._metrics = metrics
         self._capacity = capacity
         self._max_bytes = max_bytes
@@ -77,7 +86,7 @@ class SessionRegistry:
     def __len__(self) -> int:
         return len(self._sessions)
 
-    def create(
+    async def create(
         self,
         *,
         transport: Transport,
@@ -85,11 +94,43 @@ class SessionRegistry:
         capabilities: dict[str, object],
         subject: str | None = None,
     ) -> Session:
-        """A new session; `SessionLimit` when the subject or the proxy is at its cap."""
+        """A new session, its record stored first; `SessionLimit` when the subject or the proxy
+        is at its cap, `SessionStoreUnavailable` when the record cannot be stored."""
         check_session_caps(
             self._per_subject, subject, total=self._max_sessions, per_subject=self._max_per_subject
         )
         session_id = secrets.token_urlsafe(24)
+        record = SessionRecord(
+            id=session_id,
+            kind=transport,
+            owner=self.sharing.address,
+            subject=subject,
+            era=protocol_version,
+            created=time.time(),
+            state=initial_state(dict(capabilities)),
+        )
+        await self.sharing.create(record)
+        return self._open(session_id, transport, protocol_version, capabilities, subject)
+
+    def adopt(self, record: SessionRecord, *, capabilities: dict[str, object]) -> Session:
+        """The session another replica opened, held here from now on (its record is already
+        claimed); `SessionLimit` as for `create`."""
+        check_session_caps(
+            self._per_subject,
+            record.subject,
+            total=self._max_sessions,
+            per_subject=self._max_per_subject,
+        )
+        return self._open(record.id, "streamable-http", record.era, capabilities, record.subject)
+
+    def _open(
+        self,
+        session_id: str,
+        transport: Transport,
+        protocol_version: str,
+        capabilities: dict[str, object],
+        subject: str | None,
+    ) -> Session:
         peer = Peer(key=session_id, capabilities=dict(capabilities))
         session = Session(
             session_id,
@@ -112,9 +153,12 @@ class SessionRegistry:
             session.touch()
         return session
 
-    def close(self, session: Session, *, reason: str) -> None:
+    def close(self, session: Session, *, reason: str, keep_record: bool = False) -> None:
+        """End the session here; its record goes too unless `keep_record` (shutdown)."""
         if self._sessions.pop(session.id, None) is None:
             return
+        if not keep_record:
+            self.sharing.forget(session.id)
         self._per_subject[session.subject] -= 1
         if self._per_subject[session.subject] <= 0:
             del self._per_subject[session.subject]
@@ -122,8 +166,12 @@ class SessionRegistry:
         self._metrics.sessions.set(len(self._sessions))
 
     def close_all(self, *, reason: str) -> None:
+        """Shutdown: the sessions end here, their records stay for the other replicas."""
         for session in list(self._sessions.values()):
-            self.close(session, reason=reason)
+            self.close(session, reason=reason, keep_record=True)
+
+    def ids(self) -> list[str]:
+        return list(self._sessions)
 
     def close_streams(self) -> None:
         """End every session's open stream (GET or HTTP+SSE), keeping the sessions."""
