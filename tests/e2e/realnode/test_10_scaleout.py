@@ -3,14 +3,14 @@ deleted while an `mcp` SDK client on the host keeps calling tools through the pr
 
 The examples are applied as a user applies them (`kubectl apply` of deploy/examples/redis.yaml
 and mcpserver-replicas-redis.yaml): Redis from docker/examples/redis with its password Secret,
-and the streamable-HTTP toolbox server with `replicas: 3`, `sessionStorage: redis` and no
-session affinity, so that the Service spreads one session's requests over the replicas. Once
-the three proxy pods are ready and the PodDisruptionBudget is there, the client opens one
-session and calls tools without pause while a proxy pod is deleted the ordinary way (SIGTERM,
-the handover: new sessions refused, requests in flight answered, the sessions released in
-Redis). Every call succeeds within that one session: the client never sends a second
-`initialize`, and every request carries the first session's id. Then the Deployment is back to
-three ready pods.
+and the toolbox server twice, over streamable HTTP and over stdio (one backend pod per proxy
+replica), each with `replicas: 3`, `sessionStorage: redis` and no session affinity, so that the
+Service spreads one session's requests over the replicas. Once the three proxy pods of a server
+are ready and its PodDisruptionBudget is there, the client opens one session and calls tools
+without pause while a proxy pod is deleted the ordinary way (SIGTERM: the handover). The deleted
+pod's log shows the handover (drain, sessions released in Redis) and every call succeeds within
+that one session: the client never sends a second `initialize`, and every request carries the
+first session's id. Then the Deployment is back to three ready pods.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from moorage_dev.cluster import ControlPlane
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLES = REPO / "deploy" / "examples"
 NAMESPACE = "scaleout"
-SERVER = "toolbox-replicas"
+SERVERS = ["toolbox-replicas", "toolbox-stdio-replicas"]
 REPLICAS = 3
 
 
@@ -57,10 +57,10 @@ def scaleout(plane: ControlPlane, installed: Install, images: dict[str, str]) ->
     for name in ("redis.yaml", "mcpserver-replicas-redis.yaml"):
         plane.kubectl("apply", "--server-side", "-n", NAMESPACE, "-f", str(EXAMPLES / name))
     try:
-        wait_server_phase(plane, NAMESPACE, SERVER, "Running", timeout=300)
-        selector = _proxy_selector(plane)
-        wait_ready_pods(plane, NAMESPACE, selector, REPLICAS, timeout=300)
-        yield selector
+        for server in SERVERS:
+            wait_server_phase(plane, NAMESPACE, server, "Running", timeout=300)
+            wait_ready_pods(plane, NAMESPACE, _proxy_selector(plane, server), REPLICAS, timeout=300)
+        yield NAMESPACE
     except AssertionError:
         print(dump(plane, NAMESPACE))
         raise
@@ -68,24 +68,25 @@ def scaleout(plane: ControlPlane, installed: Install, images: dict[str, str]) ->
         plane.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
 
 
-def _proxy_deployment(plane: ControlPlane) -> Obj:
-    """The MCPServer's proxy Deployment (the one whose pods run the proxy runner)."""
+def _proxy_deployment(plane: ControlPlane, server: str) -> Obj:
+    """The MCPServer's proxy Deployment (the one it owns)."""
     for deployment in items(plane, "deployments", "-n", NAMESPACE):
-        containers = deployment["spec"]["template"]["spec"]["containers"]
-        if any(c["name"] == "proxyrunner" for c in containers):
+        owners = deployment["metadata"].get("ownerReferences") or []
+        if any(o["kind"] == "MCPServer" and o["name"] == server for o in owners):
             return deployment
-    raise AssertionError(f"no proxy Deployment in {NAMESPACE}")
+    raise AssertionError(f"no proxy Deployment of {server} in {NAMESPACE}")
 
 
-def _proxy_selector(plane: ControlPlane) -> str:
-    labels = _proxy_deployment(plane)["spec"]["selector"]["matchLabels"]
+def _proxy_selector(plane: ControlPlane, server: str) -> str:
+    labels = _proxy_deployment(plane, server)["spec"]["selector"]["matchLabels"]
     return ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
 
 
+@pytest.mark.parametrize("server", SERVERS)
 def test_three_proxy_replicas_run_with_a_disruption_budget(
-    plane: ControlPlane, scaleout: str
+    plane: ControlPlane, scaleout: str, server: str
 ) -> None:
-    deployment = _proxy_deployment(plane)
+    deployment = _proxy_deployment(plane, server)
     assert deployment["spec"]["replicas"] == REPLICAS
     budget = get(plane, "pdb", "-n", NAMESPACE, deployment["metadata"]["name"])
     assert budget["spec"]["maxUnavailable"] == 1
@@ -122,13 +123,15 @@ def _text(result: Any) -> str:
     return "".join(getattr(c, "text", "") for c in result.content)
 
 
+@pytest.mark.parametrize("server", SERVERS)
 async def test_a_session_survives_a_proxy_pod_being_deleted(
-    plane: ControlPlane, scaleout: str
+    plane: ControlPlane, scaleout: str, server: str
 ) -> None:
-    url = f"http://{cluster_ip(plane, NAMESPACE, f'mcp-{SERVER}-proxy', 8080)}:8080/mcp"
+    url = f"http://{cluster_ip(plane, NAMESPACE, f'mcp-{server}-proxy', 8080)}:8080/mcp"
+    selector = _proxy_selector(plane, server)
     sent = _Requests()
     victim = sorted(
-        p["metadata"]["name"] for p in items(plane, "pods", "-n", NAMESPACE, "-l", scaleout)
+        p["metadata"]["name"] for p in items(plane, "pods", "-n", NAMESPACE, "-l", selector)
     )[0]
     outcomes: list[str] = []
     deleted = asyncio.Event()
@@ -164,6 +167,13 @@ async def test_a_session_survives_a_proxy_pod_being_deleted(
         calls = asyncio.create_task(call_until_done())
         await asyncio.sleep(2)
         assert not calls.done()
+        # The victim's log, followed until its container ends.
+        log = await asyncio.create_subprocess_exec(
+            str(plane.binaries["kubectl"]),
+            f"--kubeconfig={plane.kubeconfig}",
+            *("logs", "-f", "-n", NAMESPACE, victim, "-c", "proxyrunner"),
+            stdout=asyncio.subprocess.PIPE,
+        )
         done = await asyncio.to_thread(
             plane.kubectl,
             "delete",
@@ -178,20 +188,25 @@ async def test_a_session_survives_a_proxy_pod_being_deleted(
         assert done.returncode == 0, done.stderr
         deleted.set()
         await asyncio.wait_for(calls, timeout=240)
+        lines, _ = await asyncio.wait_for(log.communicate(), timeout=60)
+
+    events = [json.loads(line).get("event") for line in lines.splitlines() if line.startswith(b"{")]
+    assert "proxy_draining" in events, lines.decode()[-3000:]
+    assert "sessions_released" in events, lines.decode()[-3000:]
 
     assert len(outcomes) >= 20
     assert sent.methods.count("initialize") == 1, sent.methods
     assert len(sent.session_ids) == 1, sent.session_ids
-    found = wait_ready_pods(plane, NAMESPACE, scaleout, REPLICAS, timeout=240)
+    found = wait_ready_pods(plane, NAMESPACE, selector, REPLICAS, timeout=240)
     assert victim not in {p["metadata"]["name"] for p in found}
     wait(
         "the disruption budget to see three healthy proxies",
-        lambda: _healthy(plane) == REPLICAS or None,
+        lambda: _healthy(plane, server) == REPLICAS or None,
         timeout=120,
     )
 
 
-def _healthy(plane: ControlPlane) -> int:
-    name = _proxy_deployment(plane)["metadata"]["name"]
+def _healthy(plane: ControlPlane, server: str) -> int:
+    name = _proxy_deployment(plane, server)["metadata"]["name"]
     status = get(plane, "pdb", "-n", NAMESPACE, name).get("status") or {}
     return int(status.get("currentHealthy", 0))
