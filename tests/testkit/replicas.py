@@ -1,6 +1,7 @@
 """Proxy runner replicas as separate processes: `moorage-proxyrunner run --local` on free
-loopback ports, all with one RunConfig file, each one killable (SIGKILL, as a crashed pod) and
-restartable on its own port; and what a replica's `/health` and `/metrics` say.
+loopback ports, each advertising its own address to the others, all with one RunConfig file,
+each one killable (SIGKILL, as a crashed pod) and restartable on its own port; and what a
+replica's `/health` and `/metrics` say.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ class Replica:
                     "--local",
                     "--port",
                     str(self.port),
+                    "--advertise-address",
+                    self.address,
                     *self.args,
                 ],
                 env=command_env(self.env),

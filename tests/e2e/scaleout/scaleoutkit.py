@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from e2e.proxy.proxykit import TIME_SERVER, TOOLBOX
+from mcp import types as mcp_types
 from testkit.balancer import Balancer, running_balancer
 from testkit.redisserver import RedisServer, running_redis
 from testkit.replicas import Replica, is_healthy, metric, running_replicas
@@ -123,3 +124,17 @@ async def scaled_out(
         cluster = ScaledOut(redis, replicas, balancer)
         await cluster.all_up()
         yield cluster
+
+
+async def greet(context: Any, params: Any) -> mcp_types.ElicitResult:
+    """An SDK client's elicitation answer: the toolbox's `ask_name` greets "Ada"."""
+    return mcp_types.ElicitResult(action="accept", content={"name": "Ada"})
+
+
+def text_of(result: Any) -> str:
+    return " ".join(c.text for c in result.content if isinstance(c, mcp_types.TextContent))
+
+
+def spread(before: list[float], after: list[float]) -> list[float]:
+    """Requests each replica served between two `served()` readings."""
+    return [b - a for a, b in zip(before, after, strict=True)]

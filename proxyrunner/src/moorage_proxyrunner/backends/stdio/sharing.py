@@ -41,6 +41,8 @@ log = structlog.get_logger(__name__)
 
 WRITES_PER_SESSION: Final = 256
 """Writes a session may have waiting for the store; past this its events are no longer kept."""
+STOP_GRACE: Final = 1.0
+"""Seconds a stopping replica waits for its sessions' writes to reach the store."""
 
 
 Write = Callable[[], Awaitable[None]]
@@ -156,13 +158,16 @@ class SessionSharing:
         in_flight = record.state.get(in_flight_key(stream))
         return resume_from_store(events, in_flight)
 
-    async def stop(self) -> None:
-        for writes in self._writes.values():
-            if writes.task is not None:
-                writes.task.cancel()
-        self._writes.clear()
-        for task in list(self._tasks):
+    async def stop(self, *, grace: float = STOP_GRACE) -> None:
+        """Shutdown: what is waiting to be written gets `grace` seconds (the last events of
+        streams ended by the shutdown let another replica resume them), then is dropped."""
+        pending = [w.task for w in self._writes.values() if w.task is not None]
+        pending += list(self._tasks)
+        if pending:
+            await asyncio.wait(pending, timeout=grace)
+        for task in pending:
             task.cancel()
+        self._writes.clear()
 
     # ---- the background writes ----
 
