@@ -951,7 +951,7 @@ class BridgeEndpoints(Refusing):
         ):
             return None
         holder = self.bridge.parked_at(state, principal=identity_of(request).subject)
-        return holder if holder not in (None, self.sharing.address) else None
+        return holder if holder not in (None, "", self.sharing.address) else None
 
     async def _listen(
         self, request: web.Request, message: Message, envelope: eras.Envelope, started: float
