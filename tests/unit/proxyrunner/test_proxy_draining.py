@@ -3,6 +3,7 @@ in which it lets go (requests answered, then streams ended, then the sessions ha
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import time
 from typing import Any
@@ -13,6 +14,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from testkit.endpoints import Idle
 
+from moorage_core.settings import SettingError
+from moorage_proxyrunner.config.limits import add_drain_argument, drain_timeout_from
 from moorage_proxyrunner.config.settings import ProxyRunnerSettings
 from moorage_proxyrunner.front.app import make_app, serve
 from moorage_proxyrunner.front.draining import SHUTTING_DOWN, is_stream, opens_session
@@ -179,3 +182,32 @@ async def test_the_drain_timeout_cuts_a_request_that_does_not_finish() -> None:
         with pytest.raises(aiohttp.ClientError):
             await slow
     assert backend.events == ["close-streams", "handover"]
+
+
+@pytest.mark.parametrize(
+    ("flag", "env", "seconds"),
+    [
+        (None, {}, 10.0),
+        (None, {"MOORAGE_DRAIN_TIMEOUT": "30s"}, 30.0),
+        ("5", {"MOORAGE_DRAIN_TIMEOUT": "30s"}, 5.0),
+        ("1m", {}, 60.0),
+    ],
+    ids=["default", "env", "flag-wins", "duration"],
+)
+def test_the_drain_timeout_comes_from_the_flag_or_the_environment(
+    flag: str | None, env: dict[str, str], seconds: float
+) -> None:
+    parser = argparse.ArgumentParser()
+    add_drain_argument(parser)
+    args = parser.parse_args([] if flag is None else ["--drain-timeout", flag])
+    assert drain_timeout_from(args, environ=env) == seconds
+
+
+def test_an_unusable_drain_timeout_names_its_variable_and_flag() -> None:
+    parser = argparse.ArgumentParser()
+    add_drain_argument(parser)
+    with pytest.raises(
+        SettingError,
+        match=r"MOORAGE_DRAIN_TIMEOUT \(--drain-timeout\): '0s' must be longer than zero",
+    ):
+        drain_timeout_from(parser.parse_args([]), environ={"MOORAGE_DRAIN_TIMEOUT": "0s"})
