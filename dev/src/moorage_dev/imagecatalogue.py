@@ -3,8 +3,10 @@
 Moorage's four images come from the targets of `docker/Dockerfile`, tagged with the `moorage`
 package version (the names `deploy/` uses). The example and test MCP servers come from
 `docker/examples/<name>/Dockerfile`, tagged with the version of the server they pin, so that a
-manifest naming an image names what the Dockerfile really installs. Every version is read from
-where it is pinned (pyproject.toml, the examples' lock files); nothing here repeats one.
+manifest naming an image names what the Dockerfile really installs; so does the Redis the
+examples' replicas share their sessions through. Every version is read from where it is pinned
+(pyproject.toml, the examples' lock files, the Redis Dockerfile's `REDIS_VERSION`); nothing here
+repeats one.
 
 Pure apart from `load_catalogue`, which reads those few files.
 """
@@ -17,6 +19,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from moorage_dev.dockerfiles import global_arg_defaults
+
 MOORAGE_REGISTRY = "ghcr.io/moorage"
 EXAMPLES_REGISTRY = "ghcr.io/moorage-dev"
 MAIN_DOCKERFILE = "docker/Dockerfile"
@@ -27,7 +31,10 @@ TIME_SERVER = "mcp-server-time"
 EVERYTHING_SERVER = "mcp-server-everything"
 FAILING_SERVER = "mcp-server-failing"
 TOOLBOX_SERVER = "mcp-server-toolbox"
-EXAMPLE_SERVERS = (TIME_SERVER, EVERYTHING_SERVER, TOOLBOX_SERVER, FAILING_SERVER)
+REDIS = "redis"
+EXAMPLE_SERVERS = (TIME_SERVER, EVERYTHING_SERVER, TOOLBOX_SERVER, FAILING_SERVER, REDIS)
+"""Every image of `docker/examples/`: the MCP servers, and Redis (not an MCP server: the session
+storage of the examples with several proxy replicas)."""
 # The npm package the everything image installs; its pinned version is the image's tag.
 EVERYTHING_PACKAGE = "@modelcontextprotocol/server-everything"
 
@@ -57,7 +64,7 @@ def example_image(server: str, *, version: str) -> str:
 
 
 def build_catalogue(
-    *, moorage_version: str, time_version: str, everything_version: str
+    *, moorage_version: str, time_version: str, everything_version: str, redis_version: str
 ) -> tuple[ImageSpec, ...]:
     """Every image, Moorage's first, in the order they are built."""
     ours = tuple(
@@ -76,6 +83,7 @@ def build_catalogue(
         # The failing and toolbox servers are ours: they go with Moorage's version.
         TOOLBOX_SERVER: moorage_version,
         FAILING_SERVER: moorage_version,
+        REDIS: redis_version,
     }
     examples = tuple(
         ImageSpec(
@@ -119,6 +127,14 @@ def pinned_npm_dependency(package_json: str, *, package: str) -> str:
     return version
 
 
+def pinned_arg(dockerfile: str, *, name: str) -> str:
+    """The default of a Dockerfile's global `ARG name=...` (a version it installs)."""
+    value = global_arg_defaults(dockerfile).get(name)
+    if not value:
+        raise ValueError(f"the Dockerfile declares no default for ARG {name} before FROM")
+    return value
+
+
 def project_version(pyproject: str) -> str:
     version = tomllib.loads(pyproject)["project"]["version"]
     assert isinstance(version, str)
@@ -136,5 +152,8 @@ def load_catalogue(repo: Path) -> tuple[ImageSpec, ...]:
         everything_version=pinned_npm_dependency(
             (examples / EVERYTHING_SERVER / "package.json").read_text(),
             package=EVERYTHING_PACKAGE,
+        ),
+        redis_version=pinned_arg(
+            (examples / REDIS / "Dockerfile").read_text(), name="REDIS_VERSION"
         ),
     )

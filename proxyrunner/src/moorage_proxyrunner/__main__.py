@@ -24,7 +24,12 @@ from moorage_api.runconfig import RunConfigError
 from moorage_core.loggers import configure_logging
 from moorage_core.running import Lifecycle, run_service
 from moorage_core.settings import SettingError, parse_list
-from moorage_proxyrunner.config.limits import add_limit_arguments, limits_from
+from moorage_proxyrunner.config.limits import (
+    add_drain_argument,
+    add_limit_arguments,
+    drain_timeout_from,
+    limits_from,
+)
 from moorage_proxyrunner.config.settings import (
     ADVERTISE_ADDRESS_ENV,
     DEFAULT_MAX_BODY_BYTES,
@@ -101,9 +106,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     run.add_argument(
         "--tools-filter", default="", help="comma list of tool names to expose (default all)"
     )
-    run.add_argument(
-        "--drain-timeout", type=float, default=10.0, help="seconds to finish requests on SIGTERM"
-    )
+    add_drain_argument(run)
     add_limit_arguments(run)
     run.add_argument("--log-format", default="auto", choices=["auto", "json", "console"])
     run.add_argument("--log-level", default="INFO")
@@ -145,7 +148,7 @@ def settings_from(
         host=args.host or "127.0.0.1",
         port=args.port,
         max_body_bytes=args.max_body_bytes,
-        drain_timeout=args.drain_timeout,
+        drain_timeout=drain_timeout_from(args),
         endpoint_prefix=args.endpoint_prefix,
         trust_proxy_headers=args.trust_proxy_headers,
         stdio_era=args.stdio_era,

@@ -1,10 +1,13 @@
-"""SIGTERM drains: the proxy stops accepting, finishes what is in flight, and exits cleanly."""
+"""SIGTERM hands over: the proxy says it is not ready, refuses new sessions while it serves its
+own, finishes what is in flight, ends its streams and exits cleanly."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
+import time
 
 import aiohttp
 import pytest
@@ -14,6 +17,7 @@ from proxykit import (
     call,
     free_port,
     initialize,
+    initialize_request,
     is_healthy,
     running_proxy,
     scraped,
@@ -28,7 +32,10 @@ pytestmark = pytest.mark.e2e
 PROXY = (sys.executable, "-m", "moorage_proxyrunner")
 
 
-async def test_sigterm_lets_the_call_in_flight_finish_then_exits_zero() -> None:
+async def _toolbox_proxy(
+    env: dict[str, str] | None = None,
+) -> tuple[asyncio.subprocess.Process, str]:
+    """`run --local` in front of the toolbox on stdio, as a process; its base URL."""
     port = free_port()
     process = await asyncio.create_subprocess_exec(
         *PROXY,
@@ -41,21 +48,34 @@ async def test_sigterm_lets_the_call_in_flight_finish_then_exits_zero() -> None:
         "--",
         *TOOLBOX,
         "stdio",
+        env=env,
     )
-    base = f"http://127.0.0.1:{port}"
+    return process, f"http://127.0.0.1:{port}"
+
+
+async def _call_in_flight(
+    http: aiohttp.ClientSession, base: str, *, seconds: float
+) -> tuple[dict[str, str], asyncio.Future[aiohttp.ClientResponse]]:
+    """Once the proxy is healthy: a session's headers, and its `wait` call, at the server."""
 
     async def call_in_flight() -> bool:
         return await scraped(base, "moorage_proxy_backend_inflight_requests") == 1.0
 
+    await eventually(lambda: is_healthy(f"{base}/health"), message="proxy healthy")
+    session_id = await initialize(http, f"{base}/mcp")
+    headers = {**JSON, "Mcp-Session-Id": session_id}
+    request = asyncio.ensure_future(
+        http.post(f"{base}/mcp", json=call("wait", {"seconds": seconds}), headers=headers)
+    )
+    await eventually(call_in_flight, message="call in flight")
+    return headers, request
+
+
+async def test_sigterm_lets_the_call_in_flight_finish_then_exits_zero() -> None:
+    process, base = await _toolbox_proxy()
     try:
-        await eventually(lambda: is_healthy(f"{base}/health"), message="proxy healthy")
         async with aiohttp.ClientSession() as http:
-            session_id = await initialize(http, f"{base}/mcp")
-            headers = {**JSON, "Mcp-Session-Id": session_id}
-            request = asyncio.ensure_future(
-                http.post(f"{base}/mcp", json=call("wait", {"seconds": 1.5}), headers=headers)
-            )
-            await eventually(call_in_flight, message="call in flight")
+            _, request = await _call_in_flight(http, base, seconds=1.5)
             process.send_signal(signal.SIGTERM)
             async with await request as resp:
                 answer = await resp.json()
@@ -66,6 +86,43 @@ async def test_sigterm_lets_the_call_in_flight_finish_then_exits_zero() -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_a_draining_proxy_refuses_new_sessions_and_serves_its_own() -> None:
+    process, base = await _toolbox_proxy({**os.environ, "MOORAGE_DRAIN_TIMEOUT": "20s"})
+    try:
+        async with aiohttp.ClientSession() as http:
+            headers, slow = await _call_in_flight(http, base, seconds=3.5)
+            process.send_signal(signal.SIGTERM)
+            signalled = time.monotonic()
+            await eventually(lambda: _unready(base), message="not ready once signalled")
+
+            async with http.post(f"{base}/mcp", json=initialize_request(), headers=JSON) as resp:
+                refused = (resp.status, (await resp.json())["error"])
+            assert refused[0] == 503
+            assert refused[1]["code"] == -32000
+            assert "shutting down" in refused[1]["message"]
+            async with http.post(
+                f"{base}/mcp", json=call("echo", {"text": "still here"}, 8), headers=headers
+            ) as resp:
+                assert resp.status == 200
+                served = await resp.json()
+            assert served["result"]["content"][0]["text"] == "still here"
+
+            async with await slow as resp:
+                answer = await resp.json()
+        assert answer["result"]["content"][0]["text"] == "waited 3.5"
+        assert await asyncio.wait_for(process.wait(), timeout=30) == 0
+        assert time.monotonic() - signalled < 20
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def _unready(base: str) -> bool:
+    async with aiohttp.ClientSession() as http, http.get(f"{base}/health") as resp:
+        return resp.status == 503
 
 
 async def test_draining_ends_relayed_streams_instead_of_waiting_for_them() -> None:

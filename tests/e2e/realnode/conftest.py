@@ -5,7 +5,7 @@ images built from docker/Dockerfile and imported into the node's containerd, the
 `kubectl apply --server-side -k` of the `cluster` overlay with only an `images:` list added.
 The modules run in file order: install, examples, failures, monitoring, the namespace overlay,
 the demo, Helm (which uninstalls at its end, so a later module applies the install again),
-remote proxies and a VirtualMCPServer.
+remote proxies, a VirtualMCPServer, and proxy replicas sharing sessions through Redis.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from moorage_dev.imagecatalogue import (
     MOORAGE_TARGETS,
     build_catalogue,
     load_catalogue,
+    pinned_arg,
     pinned_npm_dependency,
     pinned_requirement,
     project_version,
@@ -32,7 +33,9 @@ def _catalogue() -> dict[str, str]:
 
 def test_moorage_images_are_named_with_the_package_version() -> None:
     version = project_version((REPO / "pyproject.toml").read_text())
-    specs = build_catalogue(moorage_version="9.8.7", time_version="1", everything_version="2")
+    specs = build_catalogue(
+        moorage_version="9.8.7", time_version="1", everything_version="2", redis_version="7"
+    )
     ours = {s.name: s for s in specs if s.name in MOORAGE_TARGETS}
     assert ours["registry-api"].reference == "ghcr.io/moorage/moorage-registry-api:9.8.7"
     assert ours["registry-api"].target == "registry-api"
@@ -44,7 +47,10 @@ def test_example_images_are_tagged_with_the_version_they_pin() -> None:
     specs = {
         s.name: s
         for s in build_catalogue(
-            moorage_version="0.9.0", time_version="2025.9.25", everything_version="2025.9.24"
+            moorage_version="0.9.0",
+            time_version="2025.9.25",
+            everything_version="2025.9.24",
+            redis_version="7.0.15",
         )
     }
     assert specs["mcp-server-time"].reference == "ghcr.io/moorage-dev/mcp-server-time:2025.9.25"
@@ -52,6 +58,20 @@ def test_example_images_are_tagged_with_the_version_they_pin() -> None:
     assert specs["mcp-server-failing"].reference == "ghcr.io/moorage-dev/mcp-server-failing:0.9.0"
     assert specs["mcp-server-time"].context == "docker/examples/mcp-server-time"
     assert specs["mcp-server-time"].target is None
+    assert specs["redis"].reference == "ghcr.io/moorage-dev/redis:7.0.15"
+    assert specs["redis"].dockerfile == "docker/examples/redis/Dockerfile"
+
+
+def test_the_redis_image_is_tagged_with_the_version_its_dockerfile_installs() -> None:
+    assert (
+        pinned_arg("ARG PYTHON_IMAGE=x\nARG REDIS_VERSION=7.0.15\nFROM x\n", name="REDIS_VERSION")
+        == "7.0.15"
+    )
+    with pytest.raises(ValueError, match="REDIS_VERSION"):
+        pinned_arg("FROM x\nARG REDIS_VERSION=7\n", name="REDIS_VERSION")
+    dockerfile = (REPO / "docker" / "examples" / "redis" / "Dockerfile").read_text()
+    version = pinned_arg(dockerfile, name="REDIS_VERSION")
+    assert _catalogue()["redis"] == f"ghcr.io/moorage-dev/redis:{version}"
 
 
 def test_every_catalogued_dockerfile_exists_and_takes_the_same_base_defaults() -> None:
@@ -78,12 +98,16 @@ def test_every_catalogued_dockerfile_exists_and_takes_the_same_base_defaults() -
     ],
 )
 def test_selecting_images(only: list[str] | None, names: list[str]) -> None:
-    specs = build_catalogue(moorage_version="0.1.0", time_version="1", everything_version="2")
+    specs = build_catalogue(
+        moorage_version="0.1.0", time_version="1", everything_version="2", redis_version="7"
+    )
     assert [s.name for s in select(specs, only)] == names
 
 
 def test_selecting_an_unknown_image_names_the_choices() -> None:
-    specs = build_catalogue(moorage_version="0.1.0", time_version="1", everything_version="2")
+    specs = build_catalogue(
+        moorage_version="0.1.0", time_version="1", everything_version="2", redis_version="7"
+    )
     with pytest.raises(ValueError, match=r"unknown image nginx: choose from operator, webhook"):
         select(specs, ["nginx"])
 
@@ -134,6 +158,15 @@ def test_the_example_servers_use_images_the_command_builds() -> None:
     }
     assert images
     assert images <= built
+    # What runs beside the servers (the Redis their replicas share) is built as well.
+    pods = {
+        container["image"]
+        for path in examples.glob("*.yaml")
+        for doc in _yaml_documents(path)
+        if doc.get("kind") == "Deployment"
+        for container in doc["spec"]["template"]["spec"]["containers"]
+    }
+    assert pods <= built
     registry = _yaml_documents(examples / "mcpregistry-configmap.yaml")[0]
     entries = json.loads(registry["data"]["registry.json"])["servers"].values()
     assert {entry["image"] for entry in entries} <= built

@@ -200,6 +200,39 @@ def limits_from(args: argparse.Namespace, *, environ: Mapping[str, str] | None =
     return Limits(**read_settings(_SPECS, args=vars(args), environ=env))
 
 
+# -- the drain: how long a replica shutting down lets its requests in flight finish ----------
+
+DEFAULT_DRAIN_TIMEOUT = 10.0
+"""Seconds, unless MOORAGE_DRAIN_TIMEOUT / --drain-timeout says otherwise."""
+
+_DRAIN_SPECS: tuple[SettingSpec, ...] = (
+    SettingSpec(
+        "drain_timeout",
+        "MOORAGE_DRAIN_TIMEOUT",
+        "drain-timeout",
+        parse_positive_duration,
+        "DURATION",
+        "how long SIGTERM lets requests in flight finish before streams are ended and the "
+        f"sessions handed over (e.g. 30s; default {DEFAULT_DRAIN_TIMEOUT:g}s)",
+    ),
+)
+
+
+def add_drain_argument(parser: argparse.ArgumentParser) -> None:
+    """Register `--drain-timeout` (default None, so that the environment can fill it)."""
+    add_setting_flags(parser, _DRAIN_SPECS)
+
+
+def drain_timeout_from(
+    args: argparse.Namespace, *, environ: Mapping[str, str] | None = None
+) -> float:
+    """Seconds from `--drain-timeout`, else MOORAGE_DRAIN_TIMEOUT in `environ` (default
+    `os.environ`), else the default; `SettingError` naming both for an unusable value."""
+    env = os.environ if environ is None else environ
+    values = read_settings(_DRAIN_SPECS, args=vars(args), environ=env)
+    return float(values.get("drain_timeout", DEFAULT_DRAIN_TIMEOUT))
+
+
 def timeout_error(request_id: RequestId | None, seconds: float) -> Json:
     return error_response(
         request_id,

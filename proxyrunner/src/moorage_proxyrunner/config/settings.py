@@ -19,7 +19,7 @@ from moorage_api.runconfig import (
     RunConfigSessionStorage,
 )
 from moorage_core.settings import SettingError
-from moorage_proxyrunner.config.limits import Limits
+from moorage_proxyrunner.config.limits import DEFAULT_DRAIN_TIMEOUT, Limits
 from moorage_proxyrunner.config.toolpolicy import ToolPolicy
 
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -45,8 +45,9 @@ class ProxyRunnerSettings:
     """Messages buffered per client stream before a slow reader loses them (default 1024)."""
     session_idle_timeout: float = 3600.0
     """Seconds without traffic after which a legacy session is closed (default 1 h)."""
-    drain_timeout: float = 10.0
-    """Seconds SIGTERM waits for in-flight requests before closing everything (default 10)."""
+    drain_timeout: float = DEFAULT_DRAIN_TIMEOUT
+    """Seconds SIGTERM lets requests in flight finish (new sessions refused meanwhile) before
+    streams are ended and the sessions handed over (default 10)."""
     allowed_hosts: tuple[str, ...] = ()
     """Host header values accepted (host names, `name:port`, or `name:*`). Empty: loopback
     names only when listening on loopback, anything otherwise."""

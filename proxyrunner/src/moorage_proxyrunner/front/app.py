@@ -10,8 +10,11 @@ JSON-RPC error can name the request.
 
 `serve` binds the listen address first (an address in use is a `StartupFailure` naming the
 setting that chose it, reported before the backend is started), runs the app until SIGTERM/SIGINT
-(or a stop event) and drains: stop accepting, end long-lived streams, let in-flight requests
-finish (bounded), then close everything.
+(or a stop event) and hands over (`drain`): readiness turns 503 at once and new sessions are
+refused with 503 (`front.draining`) while the sessions here go on being served; once their
+requests in flight are answered (within the drain timeout) the listener closes, long-lived
+streams are ended (their clients resume on another replica), the start-up's `handover` runs (the
+session store forgets this replica's ownership) and everything is closed.
 """
 
 from __future__ import annotations
@@ -32,14 +35,28 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from moorage_core.startup import Listener, bound_port, listen_sockets
 from moorage_core.supervising import TaskSupervisor
 from moorage_proxyrunner.config.settings import LOOPBACK_HOSTS, ProxyRunnerSettings
+from moorage_proxyrunner.front.draining import SHUTTING_DOWN, is_stream, opens_session
 from moorage_proxyrunner.front.metrics import ProxyMetrics
 from moorage_proxyrunner.front.responding import rpc_error
+from moorage_proxyrunner.protocol.eras import METHOD_HEADER, SESSION_HEADER
 from moorage_proxyrunner.protocol.jsonrpc import INVALID_REQUEST
 from moorage_proxyrunner.protocol.pipeline import Identity
 
 log = structlog.get_logger(__name__)
 
 MCP_PATHS = frozenset({"/mcp", "/sse", "/messages", "/messages/"})
+SHUTTING_DOWN_CODE = -32000
+"""The JSON-RPC server error of a new session refused while draining."""
+CLOSE_GRACE = 0.2
+"""Seconds the handlers left after the drain (ended streams) get to return before they are
+cancelled, and again for the cancellation: what was in flight has had the drain timeout."""
+HANDOVER_TIMEOUT = 0.4
+"""Seconds the handover may take when the drain timeout has already passed. With the closing
+(twice `CLOSE_GRACE`) it stays within the second the process is given past its drain timeout
+(`moorage_core.running.EXIT_GRACE`)."""
+
+Handover = Callable[[], Awaitable[None]]
+"""What a replica does last before it exits: leave its sessions to the others."""
 
 Announcer = Callable[[str], None]
 """Sends one list-changed notification method to every open session."""
@@ -77,8 +94,9 @@ class Endpoints(Protocol):
 
 @dataclass(slots=True)
 class ServerState:
-    """Mutable per-app state: `inflight` counts MCP requests being handled; `idle` is set
-    whenever it is zero."""
+    """Mutable per-app state: `inflight` counts MCP requests being handled that wait for an
+    answer (not long-lived streams: `draining.is_stream`); `idle` is set whenever it is zero;
+    `draining` is set from SIGTERM on."""
 
     endpoints: Endpoints
     settings: ProxyRunnerSettings
@@ -201,17 +219,33 @@ async def guard(
         return rpc_error(421, INVALID_REQUEST, "Invalid Host header")
     if not is_origin_allowed(request.headers.get("Origin"), host, settings):
         return rpc_error(403, INVALID_REQUEST, "Invalid Origin header")
-    if state.draining:
-        return rpc_error(503, INVALID_REQUEST, "The proxy is shutting down", data=None)
-    state.enter()
+    mcp_method = request.headers.get(METHOD_HEADER)
+    if state.draining and opens_session(
+        request.method,
+        path=request.path,
+        session_id=request.headers.get(SESSION_HEADER),
+        mcp_method=mcp_method,
+    ):
+        refusal = rpc_error(503, SHUTTING_DOWN_CODE, SHUTTING_DOWN)
+        refusal.force_close()
+        return refusal
+    counted = not is_stream(request.method, mcp_method=mcp_method)
+    if counted:
+        state.enter()
     try:
-        return await handler(request)
+        response = await handler(request)
     except ConnectionResetError:
         # The client left while we wrote to it; nothing to answer, nothing to log loudly.
         log.debug("client_disconnected", path=request.path)
         return web.Response(status=499)
     finally:
-        state.leave()
+        if counted:
+            state.leave()
+    if state.draining:
+        # The client's next request opens a new connection, which the balancer sends to a
+        # replica that stays.
+        response.force_close()
+    return response
 
 
 def make_app(
@@ -258,20 +292,40 @@ def make_app(
     return app
 
 
-async def drain(app: web.Application, runner: web.AppRunner, *, timeout: float) -> None:
-    """Stop accepting, end streams, wait (bounded) for in-flight requests, then close."""
+async def drain(
+    app: web.Application,
+    runner: web.AppRunner,
+    *,
+    timeout: float,
+    handover: Handover | None = None,
+) -> None:
+    """Hand over: refuse new sessions (and say not ready) while the requests in flight are
+    answered, at most `timeout` seconds; then stop accepting, end the long-lived streams, close,
+    and run `handover`.
+
+    The listener stays open while requests finish: a balancer that has not yet seen the replica
+    go unready still sends it requests, and those of its sessions are answered here rather than
+    refused."""
     state = app[STATE]
     state.draining = True
-    for site in list(runner.sites):
-        await site.stop()
-    await state.endpoints.close_streams()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
     if state.inflight:
         try:
             async with asyncio.timeout(timeout):
                 await state.idle.wait()
         except TimeoutError:
             log.warning("drain_timed_out", inflight=state.inflight)
+    for site in list(runner.sites):
+        await site.stop()
+    await state.endpoints.close_streams()
     await runner.cleanup()
+    if handover is not None:
+        try:
+            async with asyncio.timeout(max(deadline - loop.time(), HANDOVER_TIMEOUT)):
+                await handover()
+        except TimeoutError:
+            log.warning("handover_timed_out")
 
 
 async def serve(
@@ -282,8 +336,10 @@ async def serve(
     on_listening: Callable[[int], None] | None = None,
     handle_signals: bool = True,
     startup: Callable[[], Awaitable[None]] | None = None,
+    handover: Handover | None = None,
 ) -> None:
-    """Serve until SIGTERM/SIGINT (when `handle_signals`) or `stop` is set, then drain.
+    """Serve until SIGTERM/SIGINT (when `handle_signals`) or `stop` is set, then drain and run
+    `handover`.
 
     `startup` runs once the app is started (its backend too) and before `on_listening` hears the
     port; what it raises ends the serving, after the drain."""
@@ -295,6 +351,7 @@ async def serve(
         access_log=None,
         handle_signals=False,
         handler_cancellation=True,
+        shutdown_timeout=CLOSE_GRACE,
         **settings.limits.read_timeouts.runner_options(),
     )
     try:
@@ -319,7 +376,7 @@ async def serve(
         await stop.wait()
     finally:
         log.info("proxy_draining", timeout_s=settings.drain_timeout)
-        await drain(app, runner, timeout=settings.drain_timeout)
+        await drain(app, runner, timeout=settings.drain_timeout, handover=handover)
         for sock in sockets:
             sock.close()  # those no site took over
         for sig in signals:

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from prometheus_client import CollectorRegistry
 
 from moorage_api.runconfig import RunConfig
@@ -34,7 +35,7 @@ from moorage_proxyrunner.backends.stdio.bridge import StdioBridge
 from moorage_proxyrunner.backends.stdio.channels import ChannelFactory
 from moorage_proxyrunner.backends.stdio.endpoints import BridgeEndpoints
 from moorage_proxyrunner.config.settings import ProxyRunnerSettings
-from moorage_proxyrunner.front.app import Endpoints, make_app, serve
+from moorage_proxyrunner.front.app import Endpoints, Handover, make_app, serve
 from moorage_proxyrunner.front.metrics import ProxyMetrics
 from moorage_proxyrunner.policy.chain import Middleware
 from moorage_proxyrunner.policy.ratelimit import BucketStore
@@ -44,7 +45,9 @@ from moorage_proxyrunner.protocol.pipeline import Pipeline
 from moorage_proxyrunner.sessionstore.forwarding import Forwarder
 from moorage_proxyrunner.sessionstore.opening import keep_alive, open_session_store
 from moorage_proxyrunner.sessionstore.redisstore import RedisStore
-from moorage_proxyrunner.sessionstore.store import SessionStore
+from moorage_proxyrunner.sessionstore.store import SessionStore, SessionStoreUnavailable
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +72,18 @@ class SessionSharing:
     store: SessionStore
     address: str
     forwarder: Forwarder
+
+    async def hand_over(self) -> None:
+        """The drain's last step: clear this replica's ownership of its sessions so that the
+        others adopt them at their next request; nothing is deleted. A store that cannot be
+        reached is logged: the owner's heartbeat then runs out, and the others adopt the
+        sessions all the same."""
+        try:
+            released = await self.store.release(self.address)
+        except SessionStoreUnavailable as exc:
+            log.warning("sessions_not_released", address=self.address, error=str(exc))
+            return
+        log.info("sessions_released", address=self.address, sessions=released)
 
 
 def share_sessions(
@@ -197,9 +212,11 @@ async def serve_proxy(
     handle_signals: bool,
     reloading: Reloading | None = None,
     startup: Callable[[], Awaitable[None]] | None = None,
+    handover: Handover | None = None,
 ) -> None:
     """Serve `endpoints` behind `middleware` until `stop` (or SIGTERM/SIGINT with
-    `handle_signals`); a background task that failed meanwhile is re-raised."""
+    `handle_signals`), drain, and run `handover`; a background task that failed meanwhile is
+    re-raised."""
     app = make_app(settings, endpoints=endpoints, registry=registry, supervisor=supervisor)
     middleware.install(app, primary_path=primary_path(transport))
     if uses_outgoing(endpoints):
@@ -222,5 +239,6 @@ async def serve_proxy(
         on_listening=on_listening,
         handle_signals=handle_signals,
         startup=startup,
+        handover=handover,
     )
     supervisor.raise_if_failed()

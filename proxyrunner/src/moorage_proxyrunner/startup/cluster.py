@@ -63,7 +63,12 @@ from moorage_core.supervising import TaskSupervisor
 from moorage_proxyrunner.backends.remote.outgoing import check_outgoing_secrets
 from moorage_proxyrunner.backends.stdio.attach import AttachChannelFactory, StreamChannel
 from moorage_proxyrunner.backends.stdio.processes import subprocess_factory
-from moorage_proxyrunner.config.limits import Limits, limits_from
+from moorage_proxyrunner.config.limits import (
+    DEFAULT_DRAIN_TIMEOUT,
+    Limits,
+    drain_timeout_from,
+    limits_from,
+)
 from moorage_proxyrunner.config.settings import (
     ADVERTISE_ADDRESS_ENV,
     DEFAULT_MAX_BODY_BYTES,
@@ -150,8 +155,9 @@ class ClusterOptions:
     """DNS domain of the cluster, for the HTTP backend pods' names."""
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     """Largest MCP request body accepted (default 8 MiB)."""
-    drain_timeout: float = 10.0
-    """Seconds SIGTERM waits for in-flight requests (default 10)."""
+    drain_timeout: float = DEFAULT_DRAIN_TIMEOUT
+    """Seconds SIGTERM lets requests in flight finish before the sessions are handed over
+    (`--drain-timeout` / MOORAGE_DRAIN_TIMEOUT, default 10)."""
     allowed_hosts: tuple[str, ...] = ()
     """Host header values accepted besides the RunConfig's `allowed_hosts`."""
     allowed_origins: tuple[str, ...] = ()
@@ -233,7 +239,7 @@ def options_from_args(args: argparse.Namespace) -> ClusterOptions:
         kubeconfig=getattr(args, "kubeconfig", None),
         cluster_domain=getattr(args, "cluster_domain", None) or "cluster.local",
         max_body_bytes=int(getattr(args, "max_body_bytes", DEFAULT_MAX_BODY_BYTES)),
-        drain_timeout=float(getattr(args, "drain_timeout", 10.0)),
+        drain_timeout=drain_timeout_from(args),
         allowed_hosts=parse_list(getattr(args, "allowed_hosts", "") or ""),
         allowed_origins=parse_list(getattr(args, "allowed_origins", "") or ""),
         local_command=tuple(getattr(args, "server_command", None) or ()),
@@ -689,6 +695,7 @@ async def _run_cluster(
                         kube, namespace=spec.namespace, name=configmap
                     ),
                 ),
+                handover=sharing.hand_over,
             )
         except WorkloadNotReady as exc:
             log.error(

@@ -263,4 +263,5 @@ async def run_local(
             handle_signals=handle_signals,
             reloading=reloading,
             startup=startup,
+            handover=sharing.hand_over,
         )
