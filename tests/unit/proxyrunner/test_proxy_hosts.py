@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from testkit.endpoints import Idle
@@ -167,6 +167,7 @@ def _names_an_address(host: str) -> bool:
 
 
 @given(host=HOSTISH, origin=st.one_of(st.none(), HOSTISH, HOSTISH.map(lambda h: f"http://{h}")))
+@example(host=":::0", origin=None)
 def test_an_accepted_host_is_listed_or_names_an_address(host: str, origin: str | None) -> None:
     listed = set(IN_CLUSTER.allowed_hosts)
     name, colon, port = host.lower().rpartition(":")

@@ -122,6 +122,9 @@ def _split_host(value: str) -> tuple[str, str | None]:
     if value.startswith("["):
         name, _, rest = value[1:].partition("]")
         return name, rest[1:] if rest.startswith(":") else None
+    if value.count(":") > 1:
+        # An IPv6 address takes a port only in brackets: `::1:80` is an address, not `::1` port 80.
+        return value, None
     name, sep, port = value.rpartition(":")
     if not sep or not port.isdigit():
         return value, None
