@@ -311,3 +311,29 @@ async def test_the_primary_is_found_through_sentinel(
         finally:
             await found.close()
             await direct.close()
+
+
+async def test_a_command_that_got_through_ends_the_pause_after_a_failure(
+    stores: tuple[RedisStore, RedisStore],
+) -> None:
+    """A command already under way when another one failed reaches Redis: Redis is back, so the
+    store must not keep refusing for the rest of its pause."""
+    store, _ = stores
+    release = asyncio.Event()
+
+    async def slow() -> str:
+        await release.wait()
+        return "done"
+
+    async def failing() -> str:
+        raise ConnectionError("reset by peer")
+
+    under_way = asyncio.create_task(store._call("load", slow))
+    await asyncio.sleep(0)
+    with pytest.raises(SessionStoreUnavailable):
+        await store._call("load", failing)
+    with pytest.raises(SessionStoreUnavailable, match="moments ago"):
+        await store.load("s1")
+    release.set()
+    assert await under_way == "done"
+    assert await store.load("s1") is None

@@ -105,6 +105,7 @@ class RedisBuckets:
                 log.error("rate_limit_store_down", error=str(exc) or type(exc).__name__)
             self._down = True
             raise StoreUnavailable(str(exc) or type(exc).__name__) from None
+        self._retry_at = 0.0  # a take under way when another failed got through: Redis is back
         if self._down:
             log.info("rate_limit_store_back")
             self._down = False

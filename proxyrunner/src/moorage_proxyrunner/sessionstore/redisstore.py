@@ -200,6 +200,9 @@ class RedisStore:
             raise SessionStoreUnavailable(
                 f"The session storage (Redis) is unavailable: {reason}"
             ) from None
+        # A command that was already under way when another failed has just reached Redis:
+        # the pause after that failure is over.
+        self._retry_at = 0.0
         if self._down:
             log.info("session_store_back", operation=operation)
             self._down = False
