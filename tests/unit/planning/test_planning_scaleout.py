@@ -149,6 +149,15 @@ def test_every_proxy_pod_knows_its_ip_and_has_time_to_drain(kind: str) -> None:
     assert spec["terminationGracePeriodSeconds"] == 30
 
 
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_a_deleted_proxy_pod_pauses_before_it_drains_within_its_grace_period(kind: str) -> None:
+    build, _ = KINDS[kind]
+    spec = pod_spec(build())
+    pause = spec["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert pause == 5
+    assert pause + 10 < spec["terminationGracePeriodSeconds"]  # 10 s: the default drain
+
+
 def test_a_pod_ip_override_does_not_replace_the_downward_api() -> None:
     made = server_children(
         resourceOverrides={"proxyDeployment": {"env": [{"name": "POD_IP", "value": "1.2.3.4"}]}}

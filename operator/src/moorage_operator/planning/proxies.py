@@ -52,8 +52,12 @@ replace them. `POD_IP` is the address other replicas reach this one at (its adve
 `POD_NAME` the holder of the Leases a stdio server's proxy takes."""
 
 TERMINATION_GRACE_SECONDS: Final = 30
-"""The proxy pod's grace period: it covers the proxy runner's drain on SIGTERM (10 s by default)
-with room for ending streams and releasing sessions."""
+"""The proxy pod's grace period: it covers the pre-stop pause and the proxy runner's drain on
+SIGTERM (10 s by default) with room for ending streams and releasing sessions."""
+PRE_STOP_SLEEP_SECONDS: Final = 5
+"""How long a deleted proxy pod keeps serving as before: Services stop sending it new
+connections only once kube-proxy (and any balancer in front) has seen it terminating, which
+takes a moment; a pod that drained and closed at once would refuse those connections."""
 
 
 # Kinds the operator alone creates for an owner; one of them that is owned by it but no longer
@@ -279,6 +283,7 @@ def desired_proxy_pod_template(
         # exits by itself when the backend does not come up in time.
         "readinessProbe": _probe(period=5, failures=3),
         "livenessProbe": _probe(period=10, failures=6, initial_delay=30),
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SLEEP_SECONDS}}},
         "securityContext": restricted_container_security(),
     }
     if pod.resources:
