@@ -19,10 +19,7 @@ import asyncio
 import contextlib
 import json
 import signal
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +27,12 @@ import aiohttp
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from proxykit import TOOLBOX, call, initialize_request, is_healthy
+from proxykit import TOOLBOX, call, initialize_request
 from redis.asyncio import Redis
-from testkit.commands import command_env, free_port
 from testkit.issuer import LocalIssuer, serving_issuer
 from testkit.mcprequests import POST_HEADERS
 from testkit.redisserver import RedisServer, running_redis
+from testkit.replicas import Replica, is_healthy, running_replicas
 from testkit.waiting import eventually
 
 from moorage_proxyrunner.protocol.sse import EventParser
@@ -46,20 +43,8 @@ pytestmark = pytest.mark.e2e
 MODERN = "2026-07-28"
 
 
-@dataclass
-class Replica:
-    base: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def mcp(self) -> str:
-        return f"{self.base}/mcp"
-
-    def kill(self) -> None:
-        """SIGKILL: nothing is handed over, nothing is said to anyone."""
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=15)
+def mcp(replica: Replica) -> str:
+    return f"{replica.base}/mcp"
 
 
 def runconfig(redis: RedisServer, issuer: LocalIssuer | None) -> dict[str, Any]:
@@ -75,69 +60,23 @@ def runconfig(redis: RedisServer, issuer: LocalIssuer | None) -> dict[str, Any]:
     return config
 
 
-@contextlib.contextmanager
-def replica_processes(
-    redis: RedisServer, directory: Path, issuer: LocalIssuer | None, count: int = 3
-) -> Iterator[list[Replica]]:
-    path = directory / "runconfig.json"
-    path.write_text(json.dumps(runconfig(redis, issuer)))
-    made: list[Replica] = []
-    try:
-        for index in range(count):
-            port = free_port()
-            log = directory / f"proxy-{index}.log"
-            with log.open("wb") as out:
-                process = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "moorage_proxyrunner",
-                        "run",
-                        "--local",
-                        "--port",
-                        str(port),
-                        "--config",
-                        str(path),
-                        "--",
-                        *TOOLBOX,
-                        "stdio",
-                    ],
-                    env=command_env(),
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
-            made.append(Replica(f"http://127.0.0.1:{port}", process, log))
-        yield made
-    finally:
-        for replica in made:
-            if replica.process.poll() is None:
-                replica.process.terminate()
-        for replica in made:
-            try:
-                replica.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                replica.process.kill()
-                replica.process.wait()
-
-
 @contextlib.asynccontextmanager
 async def cluster(
     tmp_path: Path, issuer: LocalIssuer | None = None
 ) -> AsyncIterator[tuple[RedisServer, list[Replica]]]:
+    backend = ("--", *TOOLBOX, "stdio")
     with (
         running_redis(tmp_path) as redis,
-        replica_processes(redis, tmp_path, issuer) as replicas,
+        running_replicas(tmp_path, runconfig(redis, issuer), backend, count=3) as replicas,
     ):
         for replica in replicas:
             await eventually(
-                lambda base=replica.base: is_healthy(f"{base}/health"),
-                message=replica.base,
-                timeout=90,
+                lambda base=replica.base: is_healthy(base), message=replica.base, timeout=90
             )
         yield redis, replicas
         for replica in replicas:
-            if replica.process.returncode is None:
-                assert replica.process.poll() is None, replica.log.read_text()[-4000:]
+            killed = replica.process is not None and replica.process.returncode == -signal.SIGKILL
+            assert killed or replica.alive, replica.log.read_text()[-4000:]
 
 
 async def post(
@@ -159,7 +98,7 @@ async def legacy_session(
 ) -> str:
     request = initialize_request()
     request["params"]["capabilities"] = {"elicitation": {}}
-    resp = await post(http, replica.mcp, request, headers=headers)
+    resp = await post(http, mcp(replica), request, headers=headers)
     assert resp.status == 200, await resp.text()
     return resp.headers["Mcp-Session-Id"]
 
@@ -197,27 +136,27 @@ async def test_a_legacy_session_goes_on_whichever_replica_a_request_lands_on(
         session = await legacy_session(http, replicas[0])
         for index, replica in enumerate([*replicas, *replicas]):
             resp = await post(
-                http, replica.mcp, call("echo", {"text": f"hop {index}"}, index), session=session
+                http, mcp(replica), call("echo", {"text": f"hop {index}"}, index), session=session
             )
             assert text_of(await answer_of(resp)) == f"hop {index}"
         # An SDK client on one replica meanwhile, its requests all on that one.
-        async with Client(streamable_http_client(replicas[1].mcp)) as client:
+        async with Client(streamable_http_client(mcp(replicas[1]))) as client:
             result = await client.call_tool("echo", {"text": "sdk"})
             assert [c.text for c in result.content] == ["sdk"]  # type: ignore[union-attr]
             again = await post(
-                http, replicas[2].mcp, call("echo", {"text": "raw"}), session=session
+                http, mcp(replicas[2]), call("echo", {"text": "raw"}), session=session
             )
             assert text_of(await answer_of(again)) == "raw"
-        bye = await http.delete(replicas[2].mcp, headers={"Mcp-Session-Id": session})
+        bye = await http.delete(mcp(replicas[2]), headers={"Mcp-Session-Id": session})
         assert bye.status == 200
-        gone = await post(http, replicas[1].mcp, call("echo", {"text": "x"}), session=session)
+        gone = await post(http, mcp(replicas[1]), call("echo", {"text": "x"}), session=session)
         assert gone.status == 404
 
 
 async def test_an_elicitation_is_answered_through_another_replica(tmp_path: Path) -> None:
     async with cluster(tmp_path) as (_, replicas), aiohttp.ClientSession() as http:
         session = await legacy_session(http, replicas[0])
-        stream = await post(http, replicas[0].mcp, call("ask_name", {}, 11), session=session)
+        stream = await post(http, mcp(replicas[0]), call("ask_name", {}, 11), session=session)
         assert stream.content_type == "text/event-stream"
         messages = sse_messages(stream)
         _, asked = await anext(messages)
@@ -227,7 +166,7 @@ async def test_an_elicitation_is_answered_through_another_replica(tmp_path: Path
             "id": asked["id"],
             "result": {"action": "accept", "content": {"name": "Ada"}},
         }
-        accepted = await post(http, replicas[1].mcp, reply, session=session)
+        accepted = await post(http, mcp(replicas[1]), reply, session=session)
         assert accepted.status == 202, await accepted.text()
         _, final = await anext(messages)
         assert final["id"] == 11
@@ -240,7 +179,7 @@ async def test_with_its_owner_killed_a_session_resumes_from_redis_on_another_rep
     async with cluster(tmp_path) as (redis, replicas), aiohttp.ClientSession() as http:
         owner, other, third = replicas
         session = await legacy_session(http, owner)
-        stream = await post(http, owner.mcp, call("ask_name", {}, "q1"), session=session)
+        stream = await post(http, mcp(owner), call("ask_name", {}, "q1"), session=session)
         event_id, asked = await anext(sse_messages(stream))
         assert asked["method"] == "elicitation/create"
         assert event_id is not None
@@ -254,7 +193,7 @@ async def test_with_its_owner_killed_a_session_resumes_from_redis_on_another_rep
         headers = {"Accept": "text/event-stream", "Mcp-Session-Id": session}
 
         async def resumed() -> aiohttp.ClientResponse | None:
-            resp = await http.get(other.mcp, headers={**headers, "Last-Event-ID": event_id})
+            resp = await http.get(mcp(other), headers={**headers, "Last-Event-ID": event_id})
             if resp.status == 200:
                 return resp
             # Until the killed owner's heartbeat expires the request is forwarded to it, and
@@ -270,7 +209,7 @@ async def test_with_its_owner_killed_a_session_resumes_from_redis_on_another_rep
         assert ended["error"]["code"] == -32603
         assert "may be retried" in ended["error"]["message"]
         for replica in (other, third, other):
-            again = await post(http, replica.mcp, call("echo", {"text": "on"}), session=session)
+            again = await post(http, mcp(replica), call("echo", {"text": "on"}), session=session)
             assert text_of(await answer_of(again)) == "on"
 
 
@@ -289,7 +228,7 @@ async def test_a_modern_retry_landing_on_another_replica_resumes_the_parked_call
         "params": {"name": "ask_name", "arguments": {}, "_meta": meta},
     }
     async with cluster(tmp_path) as (_, replicas), aiohttp.ClientSession() as http:
-        first = await answer_of(await post(http, replicas[0].mcp, body, headers=headers))
+        first = await answer_of(await post(http, mcp(replicas[0]), body, headers=headers))
         result = first["result"]
         assert result["resultType"] == "input_required"
         (key,) = result["inputRequests"]
@@ -297,7 +236,7 @@ async def test_a_modern_retry_landing_on_another_replica_resumes_the_parked_call
         retry["id"] = 2
         retry["params"]["requestState"] = result["requestState"]
         retry["params"]["inputResponses"] = {key: {"action": "accept", "content": {"name": "Bo"}}}
-        done = await answer_of(await post(http, replicas[1].mcp, retry, headers=headers))
+        done = await answer_of(await post(http, mcp(replicas[1]), retry, headers=headers))
         assert done["id"] == 2
         assert text_of(done) == "Hello, Bo!"
 
@@ -349,27 +288,27 @@ async def test_without_redis_new_sessions_get_503_held_ones_go_on_and_all_comes_
     async with cluster(tmp_path) as (redis, replicas), aiohttp.ClientSession() as http:
         held = await legacy_session(http, replicas[0])
         redis.stop()
-        refused = await post(http, replicas[0].mcp, initialize_request())
+        refused = await post(http, mcp(replicas[0]), initialize_request())
         assert refused.status == 503
         error = (await refused.json())["error"]
         assert error["code"] == -32000
         assert "session storage" in error["message"]
         assert "unavailable" in error["message"]
-        elsewhere = await post(http, replicas[1].mcp, call("echo", {"text": "x"}), session=held)
+        elsewhere = await post(http, mcp(replicas[1]), call("echo", {"text": "x"}), session=held)
         assert elsewhere.status == 503
-        local = await post(http, replicas[0].mcp, call("echo", {"text": "still"}), session=held)
+        local = await post(http, mcp(replicas[0]), call("echo", {"text": "still"}), session=held)
         assert text_of(await answer_of(local)) == "still"
         redis.start()
 
         async def back(replica: Replica) -> bool:
-            resp = await post(http, replica.mcp, initialize_request())
+            resp = await post(http, mcp(replica), initialize_request())
             return resp.status == 200
 
         for replica in replicas:
             await eventually(lambda replica=replica: back(replica), timeout=30)
         fresh = await legacy_session(http, replicas[1])
         for replica in replicas:
-            resp = await post(http, replica.mcp, call("echo", {"text": "back"}), session=fresh)
+            resp = await post(http, mcp(replica), call("echo", {"text": "back"}), session=fresh)
             assert text_of(await answer_of(resp)) == "back"
 
 
@@ -384,7 +323,7 @@ async def test_only_the_subject_that_opened_a_session_uses_it_on_any_replica(
 
             async def echo(replica: Replica, headers: dict[str, str]) -> aiohttp.ClientResponse:
                 body = call("echo", {"text": "mine"})
-                return await post(http, replica.mcp, body, session=session, headers=headers)
+                return await post(http, mcp(replica), body, session=session, headers=headers)
 
             for replica in replicas:
                 assert (await echo(replica, bob)).status == 404

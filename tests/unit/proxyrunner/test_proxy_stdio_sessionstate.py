@@ -1,13 +1,17 @@
 """The pure side of sharing the stdio bridge's sessions between replicas: where a request for a
 session held elsewhere goes, a record's state back to a client, a stream resumed from the store,
-and event ids that stay unique when another replica adopts the session."""
+event ids that stay unique when another replica adopts the session, and a parked modern call's
+sealed state naming the replica that holds it."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+from testkit.stdiochannels import BridgeHarness
+from testkit.waiting import eventually
 
+from moorage_proxyrunner.backends.stdio.peers import Peer
 from moorage_proxyrunner.backends.stdio.sessionstate import (
     Route,
     initial_state,
@@ -24,6 +28,7 @@ from moorage_proxyrunner.front.replaying import (
     stream_of,
     unpack_event,
 )
+from moorage_proxyrunner.front.streams import Exchange
 
 OWN = "10.0.0.2:8080"
 OTHER = "10.0.0.1:8080"
@@ -182,3 +187,44 @@ async def test_the_log_tells_its_sink_each_event_and_which_request_is_in_flight(
     assert final.final
     assert final.request_id == 9
     assert sink.calls[4][3].request_id is None  # type: ignore[union-attr]
+
+
+async def test_a_parked_calls_state_names_its_replica_and_opens_on_every_replica() -> None:
+    key = bytes(range(32))
+    here, there = BridgeHarness(), BridgeHarness()
+    for harness, address in ((here, "10.0.0.1:8080"), (there, "10.0.0.2:8080")):
+        harness.bridge.use_seal_key(key)
+        harness.bridge.address = address
+        await harness.bridge.start()
+        assert await harness.bridge.wait_connected(10)
+    try:
+        peer = Peer(key="m1", modern=True, capabilities={"elicitation": {}}, principal="alice")
+        here.bridge.attach(peer)
+        exchange = Exchange()
+        call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "ask"}}
+        await here.bridge.request(peer, call, exchange)
+        await here.server.read("tools/call")
+        here.server.write({"jsonrpc": "2.0", "id": "s1", "method": "elicitation/create"})
+        await eventually(lambda: exchange.finished)
+        assert exchange.final is not None
+        state = exchange.final["result"]["requestState"]
+        for harness in (here, there):
+            assert harness.bridge.parked_at(state, principal="alice") == "10.0.0.1:8080"
+            assert harness.bridge.parked_at(state, principal="mallory") is None
+        # The retry reaching a replica that does not hold the call (its holder is gone).
+        elsewhere = Peer(key="m2", modern=True, capabilities={"elicitation": {}}, principal="alice")
+        there.bridge.attach(elsewhere)
+        retry = {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {"name": "ask", "requestState": state, "inputResponses": {}},
+        }
+        refused = Exchange()
+        await there.bridge.request(elsewhere, retry, refused)
+        assert refused.final is not None
+        assert refused.final["error"]["code"] == -32602
+        assert "replica holding this call stopped" in refused.final["error"]["message"]
+    finally:
+        await here.bridge.stop()
+        await there.bridge.stop()

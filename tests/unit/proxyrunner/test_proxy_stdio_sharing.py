@@ -29,6 +29,7 @@ from moorage_proxyrunner.config.settings import ProxyRunnerSettings
 from moorage_proxyrunner.front.app import make_app
 from moorage_proxyrunner.front.metrics import ProxyMetrics
 from moorage_proxyrunner.protocol.pipeline import Pipeline
+from moorage_proxyrunner.protocol.requeststate import Bookkeeping, StateSeal
 from moorage_proxyrunner.protocol.sse import EventParser
 from moorage_proxyrunner.sessionstore.forwarding import Forwarder
 from moorage_proxyrunner.sessionstore.memory import MemoryStore
@@ -473,3 +474,41 @@ async def test_the_get_stream_of_a_replica_that_is_gone_resumes_on_another_and_g
         assert live["method"] == "notifications/tools/list_changed"
         assert live_id not in (first_id, second_id)
         resumed.close()
+
+
+async def test_a_replica_started_without_the_store_seals_with_the_shared_key_once_it_is_back() -> (
+    None
+):
+    store = SharedMemory(max_sessions=10, resume_window=8)
+    store.down = True
+    original = store.shared_key
+
+    async def shared_key(name: str) -> bytes:
+        store._check()
+        return await original(name)
+
+    store.shared_key = shared_key  # type: ignore[method-assign]
+    async with replicas(store, count=1) as (a,):
+        # Another replica's state, sealed under the shared key: not opened with this
+        # process's own key, opened once the store has given the shared one.
+        shared = StateSeal(await original("request-state"))
+        state = shared.seal(Bookkeeping(None, "parked@10.0.0.9:8080", None, 1e12))
+        assert a.endpoints.bridge.parked_at(state, principal=None) is None
+        store.down = False
+        await a.endpoints._share_seal_key()
+        assert a.endpoints.bridge.parked_at(state, principal=None) == "10.0.0.9:8080"
+
+
+async def test_a_sessions_written_state_leaves_nothing_behind_once_it_is_in_the_store() -> None:
+    store = SharedMemory(max_sessions=10, resume_window=8)
+    sharing = SessionSharing(store, address="10.0.0.1:8080", forwarder=None, idle_timeout=60)
+    await sharing.create(record_of("s"))
+    sharing.update("s", {"logLevel": "info"})
+    sharing.update("gone", {"logLevel": "info"})
+
+    async def written() -> bool:
+        record = await store.load("s")
+        return record is not None and record.state.get("logLevel") == "info"
+
+    await eventually(written)
+    await eventually(lambda: not sharing._writes)

@@ -155,6 +155,7 @@ class BridgeEndpoints(Refusing):
         self._sweeper: asyncio.Task[None] | None = None
         self._listeners: set[Peer] = set()
         self._adoptions: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._seal_shared = False
         """Sessions being adopted here: the lock and how many requests hold or wait for it."""
         self._revoked: set[str] = set()
         """Listen streams ended by a policy change (their error is their last event)."""
@@ -171,12 +172,7 @@ class BridgeEndpoints(Refusing):
 
     async def start(self, supervisor: TaskSupervisor | None = None) -> None:
         self.bridge.address = self.sharing.address
-        if self.sharing.shared:
-            # Any replica must open the `requestState` another sealed.
-            try:
-                self.bridge.use_seal_key(await self.sharing.store.shared_key("request-state"))
-            except SessionStoreUnavailable as exc:
-                self.sharing.failed("shared_key", exc)
+        await self._share_seal_key()
         await self.bridge.start(supervisor)
         sweep = self._sweep()
         self._sweeper = (
@@ -184,6 +180,19 @@ class BridgeEndpoints(Refusing):
             if supervisor is not None
             else asyncio.create_task(sweep, name="session-sweeper")
         )
+
+    async def _share_seal_key(self) -> None:
+        """Seal `requestState` under the key every replica shares, so that any replica opens
+        what another sealed; while the store cannot give it, the process's own key is used (and
+        the sweeper asks again)."""
+        if not self.sharing.shared or self._seal_shared:
+            return
+        try:
+            self.bridge.use_seal_key(await self.sharing.store.shared_key("request-state"))
+        except SessionStoreUnavailable as exc:
+            self.sharing.failed("shared_key", exc)
+            return
+        self._seal_shared = True
 
     async def close_streams(self) -> None:
         """Drain: end the long-lived streams so their handlers return; sessions stay open so
@@ -219,6 +228,7 @@ class BridgeEndpoints(Refusing):
             if closed:
                 log.info("idle_sessions_closed", count=closed)
             if self.sharing.shared:
+                await self._share_seal_key()
                 await self.sharing.touch(self.sessions.ids())
 
     # ---- streamable HTTP ----
@@ -951,7 +961,7 @@ class BridgeEndpoints(Refusing):
         ):
             return None
         holder = self.bridge.parked_at(state, principal=identity_of(request).subject)
-        return holder if holder not in (None, self.sharing.address) else None
+        return holder if holder not in (None, "", self.sharing.address) else None
 
     async def _listen(
         self, request: web.Request, message: Message, envelope: eras.Envelope, started: float

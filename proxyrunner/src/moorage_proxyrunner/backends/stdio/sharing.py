@@ -212,6 +212,9 @@ class SessionSharing:
                     self._lose(session_id, writes, str(exc))
         finally:
             writes.task = None
+            if not writes.queue and not writes.lossy and self._writes.get(session_id) is writes:
+                # Nothing waits and nothing was lost: a closed session leaves nothing behind.
+                del self._writes[session_id]
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         async def run() -> None:
