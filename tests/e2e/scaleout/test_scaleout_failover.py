@@ -6,15 +6,26 @@ none lost, none repeated. Raw HTTP where the test must see event ids."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import redis
 from e2e.proxy.proxykit import initialize_request, next_sse_events
-from e2e.scaleout.scaleoutkit import STDIO_TOOLBOX, ScaledOut, greet, scaled_out, spread, text_of
+from e2e.scaleout.scaleoutkit import (
+    KEY_PREFIX,
+    STDIO_TOOLBOX,
+    ScaledOut,
+    greet,
+    scaled_out,
+    spread,
+    text_of,
+)
 from mcp import Client
+from testkit.waiting import eventually
 
 from moorage_proxyrunner.protocol.sse import Event, EventParser
 
@@ -96,6 +107,15 @@ async def ask_and_drop(
     return asked, question
 
 
+def event_kept(cluster: ScaledOut, session_id: str, event_id: str) -> bool:
+    """Whether Redis holds the session's event `event_id` (the `ev:` stream of the session's
+    hashed id; docs/architecture.md, "Redis keys and times")."""
+    key = f"{KEY_PREFIX}ev:{hashlib.sha256(session_id.encode()).hexdigest()}"
+    with redis.Redis(host="127.0.0.1", port=cluster.redis.port) as client:
+        entries = client.xrange(key)
+    return any(fields.get(b"i") == event_id.encode() for _, fields in entries)
+
+
 def answer_to(question: dict[str, Any]) -> dict[str, Any]:
     return {
         "jsonrpc": "2.0",
@@ -136,7 +156,10 @@ async def test_after_its_owner_is_killed_a_stream_resumes_elsewhere_and_the_sess
         # The owner writes a stream's events to Redis moments after sending them
         # (docs/architecture.md, "Events across replicas"); a crash within those moments makes
         # the event unresumable by design, which is not what this test is about.
-        await asyncio.sleep(0.5)
+        session_id = headers["Mcp-Session-Id"]
+        await eventually(
+            lambda: event_kept(cluster, session_id, asked.id or ""), message="event in Redis"
+        )
         cluster.replicas[owner].kill()
         # The call was in flight on the killed replica: resuming its stream elsewhere either
         # completes it (if the question can still be answered) or ends it with an error for
