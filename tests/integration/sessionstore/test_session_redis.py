@@ -337,3 +337,19 @@ async def test_a_command_that_got_through_ends_the_pause_after_a_failure(
     release.set()
     assert await under_way == "done"
     assert await store.load("s1") is None
+
+
+async def test_a_burst_of_commands_waits_its_turn_instead_of_failing(
+    stores: tuple[RedisStore, RedisStore],
+) -> None:
+    """redis-py's pool refuses a command beyond its 100 connections ("Too many connections"),
+    which the store would take for Redis being down; 300 sessions at once must all be served."""
+    store, _ = stores
+    records = [
+        SessionRecord(f"burst-{i}", "streamable-http", "10.0.0.1:8080", None, "", 1.0)
+        for i in range(300)
+    ]
+    await asyncio.gather(*(store.create(r, idle_timeout=60) for r in records))
+    loaded = await asyncio.gather(*(store.load(r.id) for r in records))
+    assert loaded == records
+    assert redisconn.MAX_COMMANDS < 100

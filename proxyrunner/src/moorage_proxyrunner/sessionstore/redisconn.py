@@ -10,6 +10,7 @@ bundle the RunConfig names from its ConfigMap.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import ssl
 from collections.abc import Mapping
@@ -28,6 +29,23 @@ RETRY_INTERVAL: Final = 1.0
 """Seconds after a failure during which a Redis-backed store does not try Redis again."""
 SOCKET_TIMEOUT: Final = 0.5
 """Seconds a connect or a command may take before Redis counts as unreachable."""
+MAX_COMMANDS: Final = 64
+"""Redis commands one process has under way at once; more wait their turn. redis-py's pool
+opens a connection per concurrent command and refuses the 101st ("Too many connections"), which
+a burst of sessions would reach and which the stores would take for Redis being down."""
+
+
+class BoundedRedis(Redis):
+    """A client with at most `MAX_COMMANDS` commands under way (each is sub-millisecond, so the
+    wait is short), and so at most that many pooled connections."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._slots = asyncio.Semaphore(MAX_COMMANDS)
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        async with self._slots:
+            return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
 
 
 def host_port(address: str) -> tuple[str, int]:
@@ -86,10 +104,10 @@ def redis_client(
             sentinel_kwargs={k: v for k, v in options.items() if k not in {"db", "password"}},
             **options,
         )
-        primary: Redis = sentinel.master_for(redis.sentinel.master_name)
+        primary: Redis = sentinel.master_for(redis.sentinel.master_name, redis_class=BoundedRedis)
         return primary
     host, port = host_port(redis.address)
-    return Redis(host=host, port=port, **options)
+    return BoundedRedis(host=host, port=port, **options)
 
 
 async def fetch_redis_ca(kube: KubeClient, runconfig: RunConfig) -> str | None:
