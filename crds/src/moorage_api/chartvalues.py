@@ -338,6 +338,8 @@ class Thresholds(Values):
         default_factory=lambda: RatioThreshold.model_validate({"percent": 5, "for": "10m"})
     )
     """MoorageProxyServerErrors: share of an MCPServer's MCP requests answered with 5xx."""
+    proxy_session_store_down: Pending = _pending_only("5m")
+    """MoorageProxySessionStoreDown: a proxy pod's session storage (Redis) operations fail."""
 
 
 class PrometheusRule(Values):

@@ -433,6 +433,7 @@ def test_alert_thresholds_change_the_rules_and_their_words() -> None:
         "webhookRejectionsHigh": {"percent": 40, "count": 9, "for": "20m"},
         "webhookLatencyHigh": {"seconds": 0.5, "for": "4m"},
         "proxyServerErrors": {"percent": 2, "for": "6m"},
+        "proxySessionStoreDown": {"for": "8m"},
     }
     objects = operator_objects({"prometheusRule": {"enabled": True, "thresholds": thresholds}})
     rules = {
@@ -453,6 +454,7 @@ def test_alert_thresholds_change_the_rules_and_their_words() -> None:
         "MoorageWebhookRejectionsHigh": "20m",
         "MoorageWebhookLatencyHigh": "4m",
         "MoorageProxyServerErrors": "6m",
+        "MoorageProxySessionStoreDown": "8m",
     }
     errors = rules["MoorageReconcileErrorsHigh"]
     assert errors["expr"].rstrip().endswith("> 0.2")
@@ -476,6 +478,11 @@ def test_alert_thresholds_change_the_rules_and_their_words() -> None:
         "more than 2 % of MCP requests"
         in (rules["MoorageProxyServerErrors"]["annotations"]["description"])
     )
+    store = rules["MoorageProxySessionStoreDown"]["annotations"]
+    assert store["description"].startswith(
+        "The proxy's Redis operations have kept failing for 8 minutes."
+    )
+    assert "{{ $labels.namespace }}/{{ $labels.pod }}" in store["summary"]
 
 
 def test_network_policy_cidrs_and_the_dashboard_label_are_values() -> None:
