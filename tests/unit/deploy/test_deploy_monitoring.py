@@ -319,6 +319,8 @@ def test_dashboard_shows_the_alerted_metrics(monitoring: list[Obj]) -> None:
         "moorage_webhook_requests_total",
         "moorage_webhook_request_duration_seconds_bucket",
         "moorage_proxy_requests_total",
+        "moorage_proxy_session_store_errors_total",
+        "moorage_proxy_rate_limit_store_errors_total",
     ):
         assert name in queries, name
 
