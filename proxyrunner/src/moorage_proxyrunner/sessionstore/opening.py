@@ -9,6 +9,7 @@ partitioned) is taken for gone after at most that long, and its sessions are ado
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Final
 
 import structlog
@@ -49,9 +50,12 @@ async def keep_alive(
     *,
     interval: float = HEARTBEAT_INTERVAL,
     ttl: float = HEARTBEAT_TTL,
+    on_failure: Callable[[], None] | None = None,
 ) -> None:
     """Heartbeat for `address` until cancelled. A store that cannot be reached is logged
-    (once per outage) and tried again next time: it must not end the process."""
+    (once per outage), told to `on_failure` (each time: the start-up counts it, so that an idle
+    replica's outage shows in its metrics too) and tried again next time: it must not end the
+    process."""
     down = False
     while True:
         try:
@@ -60,6 +64,8 @@ async def keep_alive(
             if not down:
                 log.warning("heartbeat_failed", address=address, error=str(exc))
             down = True
+            if on_failure is not None:
+                on_failure()
         else:
             if down:
                 log.info("heartbeat_back", address=address)

@@ -102,7 +102,10 @@ def share_sessions(
     forwarder = Forwarder(on_outcome=metrics.count_forward if metrics is not None else None)
     stack.push_async_callback(forwarder.close)
     address = settings.advertise_address
-    supervisor.spawn("heartbeat", keep_alive(store, address))
+    failed = None
+    if metrics is not None:
+        failed = metrics.session_store_errors.labels(operation="heartbeat").inc
+    supervisor.spawn("heartbeat", keep_alive(store, address, on_failure=failed))
     return SessionSharing(store=store, address=address, forwarder=forwarder)
 
 

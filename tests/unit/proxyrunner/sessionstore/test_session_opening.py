@@ -55,7 +55,16 @@ class FlakyStore(MemoryStore):
 
 async def test_the_heartbeat_goes_on_through_an_outage() -> None:
     store = FlakyStore()
-    task = asyncio.create_task(keep_alive(store, "10.0.0.1:80", interval=0.01, ttl=5))
+    failures: list[None] = []
+    task = asyncio.create_task(
+        keep_alive(
+            store,
+            "10.0.0.1:80",
+            interval=0.01,
+            ttl=5,
+            on_failure=lambda: failures.append(None),
+        )
+    )
     try:
         for _ in range(200):
             if await store.is_alive("10.0.0.1:80"):
@@ -68,6 +77,7 @@ async def test_the_heartbeat_goes_on_through_an_outage() -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     assert store.calls >= 3
+    assert len(failures) == 2  # each failed heartbeat is counted, not only the first
 
 
 async def test_the_endpoints_get_the_start_ups_store_address_and_forwarder() -> None:
