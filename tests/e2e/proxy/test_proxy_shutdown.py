@@ -4,10 +4,12 @@ own, finishes what is in flight, ends its streams and exits cleanly."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
 import time
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -56,6 +58,20 @@ async def _toolbox_proxy(
     return process, f"http://127.0.0.1:{port}"
 
 
+@contextlib.asynccontextmanager
+async def _proxy_process(
+    env: dict[str, str] | None = None,
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+    """`_toolbox_proxy`, killed at the end if it has not exited."""
+    process, base = await _toolbox_proxy(env)
+    try:
+        yield process, base
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
 async def _call_in_flight(
     http: aiohttp.ClientSession, base: str, *, seconds: float
 ) -> tuple[dict[str, str], asyncio.Future[aiohttp.ClientResponse]]:
@@ -75,8 +91,7 @@ async def _call_in_flight(
 
 
 async def test_sigterm_lets_the_call_in_flight_finish_then_exits_zero() -> None:
-    process, base = await _toolbox_proxy()
-    try:
+    async with _proxy_process() as (process, base):
         async with aiohttp.ClientSession() as http:
             _, request = await _call_in_flight(http, base, seconds=1.5)
             process.send_signal(signal.SIGTERM)
@@ -85,15 +100,10 @@ async def test_sigterm_lets_the_call_in_flight_finish_then_exits_zero() -> None:
         assert answer["result"]["content"][0]["text"] == "waited 1.5"
         assert await asyncio.wait_for(process.wait(), timeout=30) == 0
         assert not await is_healthy(f"{base}/health")
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
 
 async def test_a_draining_proxy_refuses_new_sessions_and_serves_its_own() -> None:
-    process, base = await _toolbox_proxy({**os.environ, "MOORAGE_DRAIN_TIMEOUT": "20s"})
-    try:
+    async with _proxy_process({**os.environ, "MOORAGE_DRAIN_TIMEOUT": "20s"}) as (process, base):
         async with aiohttp.ClientSession() as http:
             headers, slow = await _call_in_flight(http, base, seconds=3.5)
             process.send_signal(signal.SIGTERM)
@@ -117,10 +127,6 @@ async def test_a_draining_proxy_refuses_new_sessions_and_serves_its_own() -> Non
         assert answer["result"]["content"][0]["text"] == "waited 3.5"
         assert await asyncio.wait_for(process.wait(), timeout=30) == 0
         assert time.monotonic() - signalled < 20
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
 
 async def _unready(base: str) -> bool:
@@ -133,6 +139,9 @@ async def _sse_wait(url: str, seconds: float) -> str:
     is answered 202 and its answer comes on the session's stream."""
     async with sse_client(url) as (read, write), ClientSession(read, write) as client:
         await client.initialize()
+        # The SDK checks a tool's answer against its listed schema, and would list the tools
+        # after the answer, when the stream has ended: they are listed first.
+        await client.list_tools()
         result = await client.call_tool("wait", {"seconds": seconds})
     content = result.content[0]
     assert isinstance(content, TextContent)
@@ -152,34 +161,26 @@ async def _stdio_sse_call(base: str, seconds: float) -> asyncio.Task[str]:
 
 
 async def test_sigterm_writes_the_answer_owed_on_a_legacy_sse_stream_then_exits_zero() -> None:
-    process, base = await _toolbox_proxy({**os.environ, "MOORAGE_DRAIN_TIMEOUT": "20s"})
-    try:
+    async with _proxy_process({**os.environ, "MOORAGE_DRAIN_TIMEOUT": "20s"}) as (process, base):
         answer = await _stdio_sse_call(base, 2.0)
         process.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
         assert await asyncio.wait_for(answer, timeout=20) == "waited 2.0"
         assert await asyncio.wait_for(process.wait(), timeout=30) == 0
         assert time.monotonic() - signalled < 20
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
 
 async def test_an_answer_owed_on_a_legacy_sse_stream_waits_no_longer_than_the_drain() -> None:
-    process, base = await _toolbox_proxy({**os.environ, "MOORAGE_DRAIN_TIMEOUT": "1s"})
-    try:
+    async with _proxy_process({**os.environ, "MOORAGE_DRAIN_TIMEOUT": "1s"}) as (process, base):
         answer = await _stdio_sse_call(base, 60.0)
-        process.send_signal(signal.SIGTERM)
-        signalled = time.monotonic()
-        assert await asyncio.wait_for(process.wait(), timeout=30) == 0
-        assert 1.0 <= time.monotonic() - signalled < 1.0 + 2.0
-        assert not answer.done() or answer.exception() is not None
-    finally:
-        answer.cancel()
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        try:
+            process.send_signal(signal.SIGTERM)
+            signalled = time.monotonic()
+            assert await asyncio.wait_for(process.wait(), timeout=30) == 0
+            assert 1.0 <= time.monotonic() - signalled < 1.0 + 2.0
+            assert not answer.done() or answer.exception() is not None
+        finally:
+            answer.cancel()
 
 
 async def test_draining_waits_for_an_answer_relayed_on_a_legacy_sse_stream() -> None:
