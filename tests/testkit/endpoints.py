@@ -22,6 +22,9 @@ class Idle:
     async def close_streams(self) -> None:
         return None
 
+    def unanswered(self) -> int:
+        return 0
+
     async def stop(self) -> None:
         return None
 

@@ -70,13 +70,18 @@ def test_streams_are_not_waited_for(method: str, mcp_method: str | None, stream:
 
 class _SlowBackend(Idle):
     """Endpoints whose POST answers when `release` is set and whose GET stream lasts until
-    `close_streams`; `events` records the order of what the drain did."""
+    `close_streams`; `owed` answers are still to go on a stream (`unanswered`); `events`
+    records the order of what the drain did."""
 
     def __init__(self) -> None:
         self.metrics = ProxyMetrics(CollectorRegistry())
         self.release = asyncio.Event()
         self.streams_closed = asyncio.Event()
         self.events: list[str] = []
+        self.owed = 0
+
+    def unanswered(self) -> int:
+        return self.owed
 
     def add_routes(self, app: web.Application) -> None:
         async def post(request: web.Request) -> web.Response:
@@ -181,6 +186,31 @@ async def test_the_drain_timeout_cuts_a_request_that_does_not_finish() -> None:
         assert time.monotonic() - started < 0.5 + 1.0
         with pytest.raises(aiohttp.ClientError):
             await slow
+    assert backend.events == ["close-streams", "handover"]
+
+
+async def test_the_drain_waits_for_answers_owed_on_a_stream() -> None:
+    backend = _SlowBackend()
+    backend.owed = 1
+    _, stop, task = await _serving(backend, drain_timeout=30)
+    stop.set()
+    await asyncio.sleep(0.3)
+    assert backend.events == []
+    assert not task.done()
+    backend.events.append("answered-on-stream")
+    backend.owed = 0
+    await asyncio.wait_for(task, timeout=5)
+    assert backend.events == ["answered-on-stream", "close-streams", "handover"]
+
+
+async def test_the_drain_timeout_cuts_an_answer_owed_on_a_stream() -> None:
+    backend = _SlowBackend()
+    backend.owed = 1
+    _, stop, task = await _serving(backend, drain_timeout=0.5)
+    started = time.monotonic()
+    stop.set()
+    await asyncio.wait_for(task, timeout=5)
+    assert 0.5 <= time.monotonic() - started < 0.5 + 1.0
     assert backend.events == ["close-streams", "handover"]
 
 

@@ -175,3 +175,26 @@ async def test_an_answered_sse_request_passes_through_untouched_and_its_deadline
         # No deadline is left to send a timeout error later.
         await eventually(lambda: not endpoints._drains, message="deadline task ended")
         stream.close()
+
+
+async def test_an_sse_request_is_owed_until_its_answer_passes_the_relay_or_times_out() -> None:
+    upstream = Upstream()
+    async with proxied(upstream, "sse", request_timeout=0.5) as (client, endpoints):
+        stream = await client.get("/sse", headers={"Accept": "text/event-stream"})
+        first = await stream.content.readuntil(b"\n\n")
+        endpoint = first.decode().split("data: ")[1].strip()
+        assert endpoints.unanswered() == 0
+        assert (await client.post(endpoint, json=CALL, headers=JSON)).status == 202
+        assert endpoints.unanswered() == 1
+        answer = {"jsonrpc": "2.0", "id": 3, "result": {"n": 1}}
+        upstream.events.put_nowait(f"event: message\ndata: {json.dumps(answer)}\n\n".encode())
+        event = await asyncio.wait_for(stream.content.readuntil(b"\n\n"), timeout=10)
+        assert json.loads(event.decode().split("data: ")[1]) == answer
+        assert endpoints.unanswered() == 0
+
+        assert (await client.post(endpoint, json=CALL, headers=JSON)).status == 202
+        assert endpoints.unanswered() == 1
+        event = await asyncio.wait_for(stream.content.readuntil(b"\n\n"), timeout=10)
+        assert json.loads(event.decode().split("data: ")[1])["error"]["code"] == REQUEST_TIMED_OUT
+        assert endpoints.unanswered() == 0
+        stream.close()

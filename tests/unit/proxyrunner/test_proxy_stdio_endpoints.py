@@ -187,3 +187,29 @@ async def test_ready_follows_the_server_connection() -> None:
         assert not proxy.endpoints.is_ready()
         proxy.scripted.server.write({"jsonrpc": "2.0", "id": init["id"], "result": INIT_RESULT})
         await eventually(proxy.endpoints.is_ready, message="ready once initialised")
+
+
+async def test_a_legacy_sse_request_is_owed_until_its_answer_is_on_the_stream() -> None:
+    async with front() as proxy:
+        stream = await proxy.client.get("/sse", headers={"Accept": "text/event-stream"})
+        assert stream.status == 200
+        first = await stream.content.readuntil(b"\n\n")
+        endpoint = first.decode().split("data: ")[1].strip()
+        assert proxy.endpoints.unanswered() == 0
+        accepted = await proxy.client.post(
+            endpoint, json=request(7, "tools/list", {}), headers=POST_HEADERS
+        )
+        assert accepted.status == 202
+        assert proxy.endpoints.unanswered() == 1
+        seen = await proxy.scripted.server.read()
+        assert seen["method"] == "tools/list"
+        assert proxy.endpoints.unanswered() == 1
+        proxy.scripted.server.write({"jsonrpc": "2.0", "id": seen["id"], "result": {"tools": []}})
+        event = await asyncio.wait_for(stream.content.readuntil(b"\n\n"), timeout=10)
+        assert json.loads(event.decode().split("data: ")[1]) == {
+            "jsonrpc": "2.0",
+            "id": 7,
+            "result": {"tools": []},
+        }
+        await eventually(lambda: proxy.endpoints.unanswered() == 0, message="answer delivered")
+        stream.close()

@@ -32,6 +32,9 @@ class _DyingBackend:
     async def close_streams(self) -> None:
         return None
 
+    def unanswered(self) -> int:
+        return 0
+
     async def stop(self) -> None:
         return None
 

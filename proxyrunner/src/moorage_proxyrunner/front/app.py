@@ -12,7 +12,8 @@ JSON-RPC error can name the request.
 setting that chose it, reported before the backend is started), runs the app until SIGTERM/SIGINT
 (or a stop event) and hands over (`drain`): readiness turns 503 at once and new sessions are
 refused with 503 (`front.draining`) while the sessions here go on being served; once their
-requests in flight are answered (within the drain timeout) the listener closes, long-lived
+requests in flight are answered, those whose answer goes on a stream (legacy HTTP+SSE) included
+(within the drain timeout), the listener closes, long-lived
 streams are ended (their clients resume on another replica), the start-up's `handover` runs (the
 session store forgets this replica's ownership) and everything is closed.
 """
@@ -54,6 +55,9 @@ HANDOVER_TIMEOUT = 0.4
 """Seconds the handover may take when the drain timeout has already passed. With the closing
 (twice `CLOSE_GRACE`) it stays within the second the process is given past its drain timeout
 (`moorage_core.running.EXIT_GRACE`)."""
+DRAIN_POLL = 0.05
+"""Seconds between two looks at the answers owed on streams while draining: nothing announces
+the last one, and the drain timeout is whole seconds."""
 
 Handover = Callable[[], Awaitable[None]]
 """What a replica does last before it exits: leave its sessions to the others."""
@@ -78,6 +82,11 @@ class Endpoints(Protocol):
 
     async def close_streams(self) -> None:
         """End long-lived streams (sessions, SSE) so their handlers return."""
+
+    def unanswered(self) -> int:
+        """Client requests accepted whose answer is still owed on a stream rather than on the
+        request's own response (a legacy HTTP+SSE `POST /messages`, answered 202 at once): the
+        drain waits for them as for `ServerState.inflight`."""
 
     async def stop(self) -> None: ...
 
@@ -303,7 +312,8 @@ async def drain(
     handover: Handover | None = None,
 ) -> None:
     """Hand over: refuse new sessions (and say not ready) while the requests in flight are
-    answered, at most `timeout` seconds; then stop accepting, end the long-lived streams, close,
+    answered, on their own responses or on a stream (`Endpoints.unanswered`), at most `timeout`
+    seconds; then stop accepting, end the long-lived streams, close,
     and run `handover`.
 
     The listener stays open while requests finish: a balancer that has not yet seen the replica
@@ -313,12 +323,16 @@ async def drain(
     state.draining = True
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    if state.inflight:
+    if not _settled(state):
         try:
             async with asyncio.timeout(timeout):
-                await state.idle.wait()
+                await _until_settled(state)
         except TimeoutError:
-            log.warning("drain_timed_out", inflight=state.inflight)
+            log.warning(
+                "drain_timed_out",
+                inflight=state.inflight,
+                unanswered=state.endpoints.unanswered(),
+            )
     for site in list(runner.sites):
         await site.stop()
     await state.endpoints.close_streams()
@@ -329,6 +343,19 @@ async def drain(
                 await handover()
         except TimeoutError:
             log.warning("handover_timed_out")
+
+
+def _settled(state: ServerState) -> bool:
+    """Whether every request accepted here has had its answer written or queued."""
+    return state.inflight == 0 and state.endpoints.unanswered() == 0
+
+
+async def _until_settled(state: ServerState) -> None:
+    while not _settled(state):
+        if state.inflight:
+            await state.idle.wait()
+        else:
+            await asyncio.sleep(DRAIN_POLL)
 
 
 async def serve(

@@ -357,6 +357,8 @@ async def stream_mailbox(
             event_id = journal.record(data) if journal is not None else None
             frames.append(format_event(data, event_id=event_id))
         await response.write(b"".join(frames))
-        if mailbox.closed:
+        # What was queued while that was written goes out too: a drain ends the stream right
+        # after the last answer owed on it was queued.
+        if mailbox.closed and not mailbox.pending:
             break
     return response

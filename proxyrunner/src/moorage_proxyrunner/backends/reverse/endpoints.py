@@ -335,6 +335,11 @@ class HttpEndpoints(Refusing):
         for upstream in list(self._relays):
             upstream.close()
 
+    def unanswered(self) -> int:
+        """Requests of legacy HTTP+SSE sessions whose answer has not passed through the relay
+        (`_relayed`) nor timed out (`_answer_in_time`)."""
+        return sum(len(session.awaited) for session in self._sse.values())
+
     async def stop(self) -> None:
         if self._prober is not None:
             self._prober.cancel()
@@ -730,8 +735,8 @@ class HttpEndpoints(Refusing):
                 continue
             for item in outbox.take():
                 await response.write(item["raw"])
-            if outbox.closed:
-                break
+            if outbox.closed and not outbox.pending:
+                break  # what was queued during the writes goes out first (`stream_mailbox`)
 
     # ---- subscriptions after a policy change ----
 

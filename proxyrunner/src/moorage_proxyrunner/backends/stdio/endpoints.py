@@ -152,6 +152,9 @@ class BridgeEndpoints(Refusing):
             total=settings.limits.max_backend_inflight,
         )
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._owed: set[asyncio.Task[Any]] = set()
+        """Legacy HTTP+SSE requests answered 202 whose answer is not yet on the session's
+        stream (`unanswered`)."""
         self._sweeper: asyncio.Task[None] | None = None
         self._listeners: set[Peer] = set()
         self._adoptions: dict[str, tuple[asyncio.Lock, int]] = {}
@@ -201,6 +204,9 @@ class BridgeEndpoints(Refusing):
         for peer in list(self._listeners):
             if peer.mailbox is not None:
                 peer.mailbox.close()
+
+    def unanswered(self) -> int:
+        return len(self._owed)
 
     async def stop(self) -> None:
         if self._sweeper is not None:
@@ -714,10 +720,15 @@ class BridgeEndpoints(Refusing):
                 journal.record(encode(exchange.final), final=True)
             journal.close()
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any, *, owed: bool = False) -> None:
+        """Run `coro` until it ends or the endpoints stop; `owed`: it writes an answer the
+        client is owed on its stream, which the drain waits for."""
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        if owed:
+            self._owed.add(task)
+            task.add_done_callback(self._owed.discard)
 
     async def _notify(
         self, peer: Peer | None, message: Message, identity: Identity, session_id: str | None
@@ -1172,7 +1183,7 @@ class BridgeEndpoints(Refusing):
                 # The stream opened before `initialize`; only now is it known what it can take.
                 self.bridge.stream_opened(peer)
         else:
-            self._spawn(self._sse_request(session, parsed, identity, started))
+            self._spawn(self._sse_request(session, parsed, identity, started), owed=True)
         return web.Response(status=202, text="Accepted")
 
     async def _sse_request(
