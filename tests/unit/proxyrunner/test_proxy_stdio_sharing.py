@@ -392,6 +392,34 @@ async def test_requests_arriving_together_for_a_session_whose_owner_is_gone_adop
         assert record.state["epoch"] == 1
 
 
+class ReleasingStore(SharedMemory):
+    """The session's owner ends its handover (releases its sessions) between another
+    replica's reading of the record and its claim."""
+
+    releasing: str | None = None
+
+    async def claim(self, session_id: str, *, expected_owner: str, owner: str) -> bool:
+        if self.releasing is not None:
+            await self.release(self.releasing)
+            self.releasing = None
+        return await super().claim(session_id, expected_owner=expected_owner, owner=owner)
+
+
+async def test_a_session_released_while_another_replica_claims_it_is_still_adopted() -> None:
+    store = ReleasingStore(max_sessions=100, resume_window=64)
+    async with replicas(store) as (a, b), aiohttp.ClientSession() as http:
+        session = await open_session(http, a)
+        await a.stop()
+        store.kill(a.address)
+        store.releasing = a.address
+        resp = await post(http, b, call(7, "ping"), session=session)
+        assert resp.status == 200, await resp.text()
+        record = await store.load(session)
+        assert record is not None
+        assert record.owner == b.address
+        assert b.endpoints.metrics.sessions_adopted.labels("streamable-http")._value.get() == 1
+
+
 def record_of(session_id: str, owner: str = "10.0.0.1:8080") -> SessionRecord:
     return SessionRecord(session_id, "streamable-http", owner, None, "2025-11-25", 0.0, {})
 

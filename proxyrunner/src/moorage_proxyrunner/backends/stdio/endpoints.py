@@ -25,7 +25,7 @@ import contextlib
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Final
 
 import structlog
 from aiohttp import web
@@ -106,6 +106,9 @@ log = structlog.get_logger(__name__)
 
 _SWEEP_INTERVAL = 60.0
 STORE_UNAVAILABLE = -32000
+CLAIM_ATTEMPTS: Final = 3
+"""Claims of a session whose owner changed under us (released, or claimed by a replica that
+is gone too) before the client is told to send the request again."""
 """The JSON-RPC code of an answer the session store's outage prevents (HTTP 503)."""
 
 
@@ -437,15 +440,24 @@ class BridgeEndpoints(Refusing):
         first is its owner now: the request goes there."""
         store = self.sharing.store
         own = self.sharing.address
-        restored = restore(record.state)
         try:
-            if not await store.claim(record.id, expected_owner=record.owner, owner=own):
+            # The owner seen a moment ago may have changed since: it released the session at
+            # the end of its handover, or another replica claimed it (and may be gone too).
+            # Each failed claim is retried against what the record says now.
+            for _ in range(CLAIM_ATTEMPTS):
+                if await store.claim(record.id, expected_owner=record.owner, owner=own):
+                    break
                 current = await store.load(record.id)
-                if current is not None and current.owner not in ("", own):
-                    answer = await self._to_owner(request, current.owner, body)
+                if current is None:
+                    return _moved()
+                record = current
+                if record.owner not in ("", own) and await store.is_alive(record.owner):
+                    answer = await self._to_owner(request, record.owner, body)
                     if answer is not None:
                         return answer
+            else:
                 return _moved()
+            restored = restore(record.state)
             # A fresh epoch before any event id is minted here: ids stay unique across replicas.
             await store.set_state(record.id, {EPOCH: restored.epoch + 1})
         except SessionStoreUnavailable as exc:
