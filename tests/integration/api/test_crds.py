@@ -20,12 +20,15 @@ from moorage_core import errors
 from moorage_core.kube import (
     CONFIGMAPS,
     CRDS,
+    DEPLOYMENTS,
     MCPEXTERNALAUTHCONFIGS,
     MCPGROUPS,
     MCPREGISTRIES,
     MCPREMOTEPROXIES,
     MCPSERVERS,
     MCPTOOLCONFIGS,
+    SECRETS,
+    SERVICES,
     VIRTUALMCPSERVERS,
     KubeClient,
     ResourceKind,
@@ -45,6 +48,9 @@ KINDS = {
     "MCPGroup": MCPGROUPS,
     "VirtualMCPServer": VIRTUALMCPSERVERS,
     "ConfigMap": CONFIGMAPS,
+    "Secret": SECRETS,
+    "Deployment": DEPLOYMENTS,
+    "Service": SERVICES,
 }
 
 

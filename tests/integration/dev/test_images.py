@@ -56,6 +56,21 @@ EXPECTED = {
     "mcp-server-toolbox": Expected(
         ["/opt/mcp-server-toolbox/bin/python", "/opt/mcp-server-toolbox/toolbox_server.py"]
     ),
+    "redis": Expected(
+        [
+            "/usr/bin/redis-server",
+            "--port",
+            "6379",
+            "--protected-mode",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            "/tmp",
+        ]
+    ),
     "mcp-server-failing": Expected(
         [
             "/bin/sh",
