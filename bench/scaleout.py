@@ -32,6 +32,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import fmean
 from typing import Any
 
 import aiohttp
@@ -43,6 +44,7 @@ from proxy_overhead import (  # noqa: E402
     TOOLBOX,
     Timings,
     call,
+    cpu_seconds,
     free_port,
     http_client,
     interleaved,
@@ -71,6 +73,8 @@ class Run:
     errors: int
     seconds: float
     timings: Timings
+    # Cores the shared HTTP server kept busy during the load (None: stdio, a server per replica).
+    server_cores: float | None = None
 
     @property
     def throughput(self) -> float:
@@ -142,30 +146,32 @@ async def load(url: str, sessions: int, warmup: float, seconds: float) -> tuple[
 
 
 @contextlib.asynccontextmanager
-async def serving(backend: str) -> AsyncIterator[tuple[str, ...]]:
+async def serving(backend: str) -> AsyncIterator[tuple[tuple[str, ...], int | None]]:
     """The `run --local` arguments of every replica: its own toolbox server over stdio, or
-    the one toolbox server on streamable HTTP started here for all of them."""
+    the one toolbox server on streamable HTTP started here for all of them (and its pid)."""
     quiet_proxy = ("--log-level", "WARNING")
     if backend == "stdio":
-        yield (*quiet_proxy, "--", *TOOLBOX, "stdio")
+        yield (*quiet_proxy, "--", *TOOLBOX, "stdio"), None
         return
     port = free_port()
-    async with process(*TOOLBOX, "http", "--port", str(port), port=port):
+    async with process(*TOOLBOX, "http", "--port", str(port), port=port) as server:
         url = f"http://127.0.0.1:{port}/mcp"
-        yield (*quiet_proxy, "--transport", "streamable-http", "--target-url", url)
+        yield (*quiet_proxy, "--transport", "streamable-http", "--target-url", url), server.pid
 
 
 @contextlib.asynccontextmanager
-async def cluster(workdir: Path, backend: str, storage: str, replicas: int) -> AsyncIterator[str]:
+async def cluster(
+    workdir: Path, backend: str, storage: str, replicas: int
+) -> AsyncIterator[tuple[str, int | None]]:
     """Redis, the `backend`, `replicas` replicas with `storage` and HAProxy, all up; yields
-    the MCP URL."""
+    the MCP URL and the shared HTTP server's pid."""
     directory = workdir / f"{backend}-{storage}-{replicas}"
     directory.mkdir(parents=True)
     redis = RedisServer(binary("redis-server"), directory)
     redis.start()
     try:
         config = runconfig(storage, redis)
-        async with serving(backend) as args:
+        async with serving(backend) as (args, server):
             with running_replicas(directory, config, args, count=replicas) as started:
                 for replica in started:
                     await eventually(lambda r=replica: is_healthy(r.base), timeout=120)
@@ -173,7 +179,7 @@ async def cluster(workdir: Path, backend: str, storage: str, replicas: int) -> A
                 balancer.start()
                 try:
                     await eventually(lambda: set(balancer.server_states().values()) == {"UP"})
-                    yield f"{balancer.base}/mcp"
+                    yield f"{balancer.base}/mcp", server
                 finally:
                     balancer.stop()
     finally:
@@ -183,10 +189,12 @@ async def cluster(workdir: Path, backend: str, storage: str, replicas: int) -> A
 async def measure(
     workdir: Path, backend: str, storage: str, replicas: int, sessions: int, seconds: float
 ) -> Run:
-    async with cluster(workdir, backend, storage, replicas) as url:
+    async with cluster(workdir, backend, storage, replicas) as (url, server):
         with quiet():
+            began, cpu = time.perf_counter(), cpu_seconds(server) if server else 0.0
             calls, errors, timings = await load(url, sessions, warmup=3.0, seconds=seconds)
-    run = Run(backend, storage, replicas, calls, errors, seconds, timings)
+            cores = (cpu_seconds(server) - cpu) / (time.perf_counter() - began) if server else None
+    run = Run(backend, storage, replicas, calls, errors, seconds, timings, cores)
     print(
         f"{backend:5} {storage:6} x{replicas}: {run.throughput:7.0f} calls/s, "
         f"p50 {timings.p50:7.2f} ms, p99 {timings.p99:7.2f} ms, {errors} errors",
@@ -199,8 +207,8 @@ async def one_session(workdir: Path, backend: str, calls: int) -> tuple[Timings,
     """Per-request latency without load: one session on one replica each way, memory and
     Redis, sequential calls alternating in blocks."""
     async with (
-        cluster(workdir / "sequential", backend, "memory", 1) as memory_url,
-        cluster(workdir / "sequential", backend, "redis", 1) as redis_url,
+        cluster(workdir / "sequential", backend, "memory", 1) as (memory_url, _),
+        cluster(workdir / "sequential", backend, "redis", 1) as (redis_url, _),
         http_client(memory_url) as memory,
         http_client(redis_url) as redis,
     ):
@@ -232,7 +240,9 @@ def table_row(run: Run, base: Run) -> str:
 
 
 def pooled(runs: list[Run]) -> Run:
-    """Runs of one configuration as one: calls, errors, time and samples added up."""
+    """Runs of one configuration as one: calls, errors, time and samples added up (the
+    server's cores averaged)."""
+    cores = [r.server_cores for r in runs if r.server_cores is not None]
     return Run(
         runs[0].backend,
         runs[0].storage,
@@ -241,6 +251,7 @@ def pooled(runs: list[Run]) -> Run:
         sum(r.errors for r in runs),
         sum(r.seconds for r in runs),
         Timings([sample for r in runs for sample in r.timings.samples]),
+        fmean(cores) if cores else None,
     )
 
 
@@ -286,7 +297,22 @@ def backend_part(
         "every request is its session's owner's, served from local state: Redis is written when "
         "a session opens or ends and by the heartbeat, not read per call.",
         f"- {SPREADING[backend]}",
+        *server_line([*runs, memory]),
         "",
+    ]
+
+
+def server_line(runs: list[Run]) -> list[str]:
+    """How busy the shared HTTP server was (nothing for stdio)."""
+    cores = [run.server_cores for run in runs]
+    if None in cores:
+        return []
+    one, two, three = (f"{run.server_cores:.2f}" for run in runs[:3])
+    return [
+        f"- The shared toolbox server kept {one}, {two} and {three} of the 2 cores busy with 1, 2 "
+        f"and 3 Redis replicas ({runs[3].server_cores:.2f} in front of memory; its CPU time over "
+        "the whole load, handshakes and warm-up included). It is one Python process, so it can "
+        "keep about one core busy at most, whatever the number of replicas in front of it."
     ]
 
 
