@@ -1,19 +1,21 @@
 """Scale-out of the proxy runner: `tools/call` throughput and p50/p99 latency with 1, 2 and 3
 replicas behind HAProxy sharing a real Redis, 200 concurrent sessions; and what Redis costs per
 request against in-memory session storage (one replica behind the same HAProxy, same load).
+Both ways a proxy meets its MCP server: stdio and streamable HTTP.
 
-Every replica is `moorage-proxyrunner run --local` in front of its own toolbox server over
-stdio (one backend per replica, as in a cluster) with a RunConfig naming the session storage;
-HAProxy (Debian's `haproxy`, `tests/testkit/balancer.py`: round-robin per request) is in
-front; Redis is Debian's `redis-server`. The load generator is one asyncio process with raw
-aiohttp (the `mcp` SDK is too heavy for 200 sessions on 2 cores): each session does a real
-handshake (`initialize`, `notifications/initialized`) and then calls `echo` back to back for
-the measured time, every answer checked to be its own; a failed request is counted, not timed.
-All of this shares the machine's 2 cores: read the scaling as a ratio.
+Every replica is `moorage-proxyrunner run --local` with a RunConfig naming the session storage,
+in front of its own toolbox server over stdio (one backend per replica, as in a cluster), or of
+one toolbox server on streamable HTTP that all the replicas share; HAProxy (Debian's `haproxy`,
+`tests/testkit/balancer.py`: round-robin per request) is in front; Redis is Debian's
+`redis-server`. The load generator is one asyncio process with raw aiohttp (the `mcp` SDK is
+too heavy for 200 sessions on 2 cores): each session does a real handshake (`initialize`,
+`notifications/initialized`) and then calls `echo` back to back for the measured time, every
+answer checked to be its own; a failed request is counted, not timed. All of this shares the
+machine's 2 cores: read the scaling as a ratio.
 
 While a timed run goes, /work/quiet exists (others pause their tests). Prints the figures and
 writes them as a section of docs/benchmarks.md. Usage:
-`uv run python bench/scaleout.py [--sessions 200] [--seconds 20] [--rounds 2]`.
+`uv run python bench/scaleout.py [--backend both] [--sessions 200] [--seconds 20] [--rounds 2]`.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import fmean
 from typing import Any
 
 import aiohttp
@@ -41,9 +44,12 @@ from proxy_overhead import (  # noqa: E402
     TOOLBOX,
     Timings,
     call,
+    cpu_seconds,
+    free_port,
     http_client,
     interleaved,
     open_session,
+    process,
     read_answer,
     write_section,
 )
@@ -54,17 +60,21 @@ from testkit.waiting import eventually  # noqa: E402
 
 BEGIN, END = "<!-- scaleout:begin -->", "<!-- scaleout:end -->"
 QUIET = Path("/work/quiet")
-BACKEND = ("--log-level", "WARNING", "--", *TOOLBOX, "stdio")
+BACKENDS = ("stdio", "http")
+CONFIGS = [("redis", 1), ("redis", 2), ("redis", 3), ("memory", 1)]
 
 
 @dataclass
 class Run:
+    backend: str
     storage: str
     replicas: int
     calls: int
     errors: int
     seconds: float
     timings: Timings
+    # Cores the shared HTTP server kept busy during the load (None: stdio, a server per replica).
+    server_cores: float | None = None
 
     @property
     def throughput(self) -> float:
@@ -136,47 +146,69 @@ async def load(url: str, sessions: int, warmup: float, seconds: float) -> tuple[
 
 
 @contextlib.asynccontextmanager
-async def cluster(workdir: Path, storage: str, replicas: int) -> AsyncIterator[str]:
-    """Redis, `replicas` replicas with `storage` and HAProxy, all up; yields the MCP URL."""
-    directory = workdir / f"{storage}-{replicas}"
+async def serving(backend: str) -> AsyncIterator[tuple[tuple[str, ...], int | None]]:
+    """The `run --local` arguments of every replica: its own toolbox server over stdio, or
+    the one toolbox server on streamable HTTP started here for all of them (and its pid)."""
+    quiet_proxy = ("--log-level", "WARNING")
+    if backend == "stdio":
+        yield (*quiet_proxy, "--", *TOOLBOX, "stdio"), None
+        return
+    port = free_port()
+    async with process(*TOOLBOX, "http", "--port", str(port), port=port) as server:
+        url = f"http://127.0.0.1:{port}/mcp"
+        yield (*quiet_proxy, "--transport", "streamable-http", "--target-url", url), server.pid
+
+
+@contextlib.asynccontextmanager
+async def cluster(
+    workdir: Path, backend: str, storage: str, replicas: int
+) -> AsyncIterator[tuple[str, int | None]]:
+    """Redis, the `backend`, `replicas` replicas with `storage` and HAProxy, all up; yields
+    the MCP URL and the shared HTTP server's pid."""
+    directory = workdir / f"{backend}-{storage}-{replicas}"
     directory.mkdir(parents=True)
     redis = RedisServer(binary("redis-server"), directory)
     redis.start()
     try:
         config = runconfig(storage, redis)
-        with running_replicas(directory, config, BACKEND, count=replicas) as started:
-            for replica in started:
-                await eventually(lambda r=replica: is_healthy(r.base), timeout=120)
-            balancer = Balancer(binary("haproxy"), directory, [r.address for r in started])
-            balancer.start()
-            try:
-                await eventually(lambda: set(balancer.server_states().values()) == {"UP"})
-                yield f"{balancer.base}/mcp"
-            finally:
-                balancer.stop()
+        async with serving(backend) as (args, server):
+            with running_replicas(directory, config, args, count=replicas) as started:
+                for replica in started:
+                    await eventually(lambda r=replica: is_healthy(r.base), timeout=120)
+                balancer = Balancer(binary("haproxy"), directory, [r.address for r in started])
+                balancer.start()
+                try:
+                    await eventually(lambda: set(balancer.server_states().values()) == {"UP"})
+                    yield f"{balancer.base}/mcp", server
+                finally:
+                    balancer.stop()
     finally:
         redis.stop()
 
 
-async def measure(workdir: Path, storage: str, replicas: int, sessions: int, seconds: float) -> Run:
-    async with cluster(workdir, storage, replicas) as url:
+async def measure(
+    workdir: Path, backend: str, storage: str, replicas: int, sessions: int, seconds: float
+) -> Run:
+    async with cluster(workdir, backend, storage, replicas) as (url, server):
         with quiet():
+            began, cpu = time.perf_counter(), cpu_seconds(server) if server else 0.0
             calls, errors, timings = await load(url, sessions, warmup=3.0, seconds=seconds)
-    run = Run(storage, replicas, calls, errors, seconds, timings)
+            cores = (cpu_seconds(server) - cpu) / (time.perf_counter() - began) if server else None
+    run = Run(backend, storage, replicas, calls, errors, seconds, timings, cores)
     print(
-        f"{storage:6} x{replicas}: {run.throughput:7.0f} calls/s, p50 {timings.p50:7.2f} ms, "
-        f"p99 {timings.p99:7.2f} ms, {errors} errors",
+        f"{backend:5} {storage:6} x{replicas}: {run.throughput:7.0f} calls/s, "
+        f"p50 {timings.p50:7.2f} ms, p99 {timings.p99:7.2f} ms, {errors} errors",
         flush=True,
     )
     return run
 
 
-async def one_session(workdir: Path, calls: int) -> tuple[Timings, Timings]:
+async def one_session(workdir: Path, backend: str, calls: int) -> tuple[Timings, Timings]:
     """Per-request latency without load: one session on one replica each way, memory and
     Redis, sequential calls alternating in blocks."""
     async with (
-        cluster(workdir / "sequential", "memory", 1) as memory_url,
-        cluster(workdir / "sequential", "redis", 1) as redis_url,
+        cluster(workdir / "sequential", backend, "memory", 1) as (memory_url, _),
+        cluster(workdir / "sequential", backend, "redis", 1) as (redis_url, _),
         http_client(memory_url) as memory,
         http_client(redis_url) as redis,
     ):
@@ -208,70 +240,127 @@ def table_row(run: Run, base: Run) -> str:
 
 
 def pooled(runs: list[Run]) -> Run:
-    """Runs of one configuration as one: calls, errors, time and samples added up."""
+    """Runs of one configuration as one: calls, errors, time and samples added up (the
+    server's cores averaged)."""
+    cores = [r.server_cores for r in runs if r.server_cores is not None]
     return Run(
+        runs[0].backend,
         runs[0].storage,
         runs[0].replicas,
         sum(r.calls for r in runs),
         sum(r.errors for r in runs),
         sum(r.seconds for r in runs),
         Timings([sample for r in runs for sample in r.timings.samples]),
+        fmean(cores) if cores else None,
     )
 
 
-async def main(sessions: int, seconds: float, rounds: int, calls: int) -> None:
-    configs = [("redis", 1), ("redis", 2), ("redis", 3), ("memory", 1)]
-    measured: dict[tuple[str, int], list[Run]] = {config: [] for config in configs}
+HEADINGS = {
+    "stdio": "stdio: each replica in front of its own toolbox server",
+    "http": "Streamable HTTP: one toolbox server shared by the replicas",
+}
+SPREADING = {
+    "stdio": "With two or three replicas, a request that lands on a replica other than its "
+    "session's owner reads the session's record from Redis and is forwarded to the owner (a "
+    "stdio session's live parts stay there): one more hop for two requests in three with "
+    "three replicas, which is what the replica rows pay for on the same cores.",
+    "http": "With two or three replicas, any replica serves any request of a session itself, "
+    "nothing is forwarded: the session lives in the upstream server, so a replica that has not "
+    "seen it yet reads its record from Redis once and from then on sends its requests straight "
+    "to the server (a Redis read every 30 s keeps the record alive). The server is one process "
+    "for all the replicas, though, the same one at every replica count, and one more process "
+    "on the same 2 cores.",
+}
+
+
+def backend_part(
+    backend: str, runs: list[Run], memory: Run, sequential: tuple[Timings, Timings], calls: int
+) -> list[str]:
+    """The table of one backend and what it shows."""
+    one = runs[0]
+    per_request = 1000 * (1 / one.throughput - 1 / memory.throughput)
+    return [
+        f"### {HEADINGS[backend]}",
+        "",
+        "| session storage | replicas | calls/s | vs 1 replica | p50 | p99 | errors |",
+        "|---|---|---|---|---|---|---|",
+        *(table_row(run, one) for run in [*runs, memory]),
+        "",
+        f"- Redis against memory, one replica, the same sessions: {one.throughput:,.0f} against "
+        f"{memory.throughput:,.0f} calls/s, p50 {one.timings.p50:.1f} against "
+        f"{memory.timings.p50:.1f} ms (the difference of the inverse throughputs: "
+        f"{per_request:+.2f} ms of the saturated replica per request). Without load ({calls} "
+        "sequential calls of one session each way, alternating in blocks of 50): memory p50 "
+        f"{sequential[0].p50:.3f} ms, p99 {sequential[0].p99:.3f} ms; Redis p50 "
+        f"{sequential[1].p50:.3f} ms, p99 {sequential[1].p99:.3f} ms: "
+        f"{sequential[1].p50 - sequential[0].p50:+.3f} ms at p50 per request. On one replica "
+        "every request is its session's owner's, served from local state: Redis is written when "
+        "a session opens or ends and by the heartbeat, not read per call.",
+        f"- {SPREADING[backend]}",
+        *server_line([*runs, memory]),
+        "",
+    ]
+
+
+def server_line(runs: list[Run]) -> list[str]:
+    """How busy the shared HTTP server was (nothing for stdio)."""
+    cores = [run.server_cores for run in runs]
+    if None in cores:
+        return []
+    one, two, three = (f"{run.server_cores:.2f}" for run in runs[:3])
+    return [
+        f"- The shared toolbox server kept {one}, {two} and {three} of the 2 cores busy with 1, 2 "
+        f"and 3 Redis replicas ({runs[3].server_cores:.2f} in front of memory; its CPU time over "
+        "the whole load, handshakes and warm-up included). It is one Python process, so it can "
+        "keep about one core busy at most, whatever the number of replicas in front of it."
+    ]
+
+
+async def main(backends: list[str], sessions: int, seconds: float, rounds: int, calls: int) -> None:
+    configs = [(backend, *config) for backend in backends for config in CONFIGS]
+    measured: dict[tuple[str, str, int], list[Run]] = {config: [] for config in configs}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         for round_ in range(rounds):
             # Every other round in the reverse order, so that load from anything else running
             # on the machine falls on every configuration alike.
-            for storage, count in configs if round_ % 2 == 0 else configs[::-1]:
-                run = await measure(workdir / f"round{round_}", storage, count, sessions, seconds)
-                measured[(storage, count)].append(run)
-        sequential = await one_session(workdir, calls)
-    runs = [pooled(measured[config]) for config in configs[:3]]
-    memory = pooled(measured[("memory", 1)])
-    one = runs[0]
-    per_request = 1000 * (1 / one.throughput - 1 / memory.throughput)
+            for backend, storage, count in configs if round_ % 2 == 0 else configs[::-1]:
+                run = await measure(
+                    workdir / f"round{round_}", backend, storage, count, sessions, seconds
+                )
+                measured[(backend, storage, count)].append(run)
+        sequential = {backend: await one_session(workdir, backend, calls) for backend in backends}
+    parts = [
+        backend_part(
+            backend,
+            [pooled(measured[(backend, "redis", count)]) for count in (1, 2, 3)],
+            pooled(measured[(backend, "memory", 1)]),
+            sequential[backend],
+            calls,
+        )
+        for backend in backends
+    ]
     lines = [
         "## Proxy runner: scale-out",
         "",
         f"`bench/scaleout.py`: {sessions} concurrent sessions calling `tools/call` (the toolbox's "
-        f"`echo`) back to back for {seconds:.0f} s after 3 s of warm-up, {rounds} rounds of every "
-        "configuration (alternating order; the figures pool them), through HAProxy "
-        "(round-robin per request) in front of N proxy runner replicas, each with its own "
-        "toolbox server over stdio; sessions in a real Redis (or in memory: one replica). The "
+        f"`echo`) back to back for {seconds:.0f} s after 3 s of warm-up, {rounds} "
+        f"round{'s' if rounds > 1 else ''} of every configuration (alternating order; the "
+        "figures pool them), through HAProxy (round-robin per request) in front of N proxy "
+        "runner replicas; sessions in a real Redis (or in memory: one replica). Each replica "
+        "is in front of its own toolbox server over stdio, or of one toolbox server on "
+        "streamable HTTP that all of them share; both backends measured in the same run. The "
         "load generator is one asyncio process with raw aiohttp clients, each session opened "
         "with a real handshake; every answer is checked to be the session's own. Latency in "
         "milliseconds, from sending a call to reading its answer.",
         "",
-        "| session storage | replicas | calls/s | vs 1 replica | p50 | p99 | errors |",
-        "|---|---|---|---|---|---|---|",
-        *(table_row(run, one) for run in runs),
-        table_row(memory, one),
-        "",
-        f"- Redis against memory, one replica, the same {sessions} sessions: "
-        f"{one.throughput:,.0f} against {memory.throughput:,.0f} calls/s, p50 "
-        f"{one.timings.p50:.1f} against {memory.timings.p50:.1f} ms (the difference of the "
-        f"inverse throughputs: {per_request:+.2f} ms of the saturated replica per request). "
-        f"Without load ({calls} sequential calls of one session each way, alternating in blocks "
-        f"of 50): memory p50 {sequential[0].p50:.3f} ms, p99 {sequential[0].p99:.3f} ms; Redis "
-        f"p50 {sequential[1].p50:.3f} ms, p99 {sequential[1].p99:.3f} ms: "
-        f"{sequential[1].p50 - sequential[0].p50:+.3f} ms at p50 per request. On one replica "
-        "every request is its session's owner's, served from local state: Redis is written when "
-        "a session opens or ends and by the heartbeat, not read per call.",
-        "- With two or three replicas, a request that lands on a replica other than its "
-        "session's owner reads the session's record from Redis and is forwarded to the owner "
-        "(a stdio session's live parts stay there): one more hop for two requests in three "
-        "with three replicas, which is what the replica rows pay for on the same cores.",
-        f"- The 2 cores limit it: {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f} "
-        "at the end) run the replicas, their toolbox servers, HAProxy, Redis and the load "
-        "generator together, so a second or third replica adds processes, not cores. Read the "
-        "replica rows as a ratio: what sharing sessions through Redis and spreading them over "
-        "replicas costs or gains on a fixed budget of CPU, not how far replicas on their own "
-        "machines would scale.",
+        *(line for part in parts for line in part),
+        f"The 2 cores limit it: {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f} at "
+        "the end) run the replicas, the toolbox servers (one per replica over stdio, one in all "
+        "over HTTP), HAProxy, Redis and the load generator together, so a second or third "
+        "replica adds processes, not cores. Read the replica rows as a ratio: what sharing "
+        "sessions through Redis and spreading them over replicas costs or gains on a fixed "
+        "budget of CPU, not how far replicas on their own machines would scale.",
     ]
     section = "\n".join(lines)
     print(section)
@@ -280,6 +369,9 @@ async def main(sessions: int, seconds: float, rounds: int, calls: int) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--backend", choices=[*BACKENDS, "both"], default="both", help="MCP server transport"
+    )
     parser.add_argument("--sessions", type=int, default=200, help="concurrent sessions (200)")
     parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds per run")
     parser.add_argument("--rounds", type=int, default=2, help="runs of each configuration (2)")
@@ -287,4 +379,5 @@ if __name__ == "__main__":
         "--calls", type=int, default=1000, help="sequential calls each way without load (1000)"
     )
     options = parser.parse_args()
-    asyncio.run(main(options.sessions, options.seconds, options.rounds, options.calls))
+    backends = list(BACKENDS) if options.backend == "both" else [options.backend]
+    asyncio.run(main(backends, options.sessions, options.seconds, options.rounds, options.calls))
