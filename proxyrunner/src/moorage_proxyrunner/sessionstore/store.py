@@ -11,9 +11,13 @@ hangs a request for longer than its command timeout, and comes back by itself.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Final, Protocol
 
 from moorage_proxyrunner.sessionstore.records import Json, SessionRecord
+
+STORE_UNAVAILABLE: Final = -32000
+"""The JSON-RPC error (on HTTP 503) for a request that needs the session store while it cannot
+be reached: the code the proxy's other server-side refusals use. Both backends answer with it."""
 
 
 class SessionStoreUnavailable(Exception):

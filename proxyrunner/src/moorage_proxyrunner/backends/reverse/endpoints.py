@@ -60,7 +60,6 @@ from aiohttp import web
 from moorage_core.supervising import TaskSupervisor
 from moorage_proxyrunner.backends.reverse.placement import (
     SSE,
-    STORE_UNAVAILABLE,
     STREAMABLE,
     Route,
     route,
@@ -128,7 +127,11 @@ from moorage_proxyrunner.protocol.sse import (
 from moorage_proxyrunner.sessionstore.forwarding import Forwarder, is_forwarded
 from moorage_proxyrunner.sessionstore.opening import memory_store
 from moorage_proxyrunner.sessionstore.records import RecordError, SessionRecord
-from moorage_proxyrunner.sessionstore.store import SessionStore, SessionStoreUnavailable
+from moorage_proxyrunner.sessionstore.store import (
+    STORE_UNAVAILABLE,
+    SessionStore,
+    SessionStoreUnavailable,
+)
 
 log = structlog.get_logger(__name__)
 

@@ -21,9 +21,6 @@ from typing import Final
 from moorage_proxyrunner.protocol.pipeline import Identity
 from moorage_proxyrunner.sessionstore.records import Json, SessionRecord
 
-STORE_UNAVAILABLE: Final = -32000
-"""The JSON-RPC error (on HTTP 503) for a request that needs the session store while it cannot
-be reached: the code the proxy's other server-side refusals use."""
 STREAMABLE: Final = "streamable-http"
 SSE: Final = "sse"
 

@@ -100,12 +100,15 @@ from moorage_proxyrunner.protocol.sse import SSE_HEADERS, format_event
 from moorage_proxyrunner.sessionstore.forwarding import Forwarder, is_forwarded
 from moorage_proxyrunner.sessionstore.opening import memory_store
 from moorage_proxyrunner.sessionstore.records import SessionRecord
-from moorage_proxyrunner.sessionstore.store import SessionStore, SessionStoreUnavailable
+from moorage_proxyrunner.sessionstore.store import (
+    STORE_UNAVAILABLE,
+    SessionStore,
+    SessionStoreUnavailable,
+)
 
 log = structlog.get_logger(__name__)
 
 _SWEEP_INTERVAL = 60.0
-STORE_UNAVAILABLE = -32000
 CLAIM_ATTEMPTS: Final = 3
 """Claims of a session whose owner changed under us (released, or claimed by a replica that
 is gone too) before the client is told to send the request again."""
